@@ -1,0 +1,146 @@
+"""The incident: workflow input, proposals and decisions, and the report contract."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from domain.config import CodeBlueConfig
+from domain.severity import Severity
+
+INCIDENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class Phase(str, Enum):
+    OPEN = "open"
+    DIAGNOSTICS = "diagnostics"
+    ASSESSMENT = "assessment"
+    COMMUNICATION = "communication"
+    MITIGATION = "mitigation"
+    RESOLVING = "resolving"
+    RESOLVED = "resolved"
+
+
+class ActionKind(str, Enum):
+    HELM_ROLLBACK = "helm_rollback"
+    SCALE_UP = "scale_up"
+    ROLLOUT_RESTART = "rollout_restart"
+    DB_CHECK = "db_check"
+
+
+class ActionState(str, Enum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXECUTED = "executed"
+    FAILED = "failed"
+    COMPENSATED = "compensated"
+
+
+class IncidentInput(BaseModel):
+    incident_id: str
+    title: str = Field(min_length=1, max_length=200)
+    severity: Severity
+    service: str = "api-gateway"
+    commander: str | None = None
+    requested_by: str = "unknown"
+    # The worker's environment, resolved by the starter so every run is reproducible.
+    config: CodeBlueConfig = CodeBlueConfig()
+
+    @field_validator("incident_id")
+    @classmethod
+    def _id_ok(cls, v: str) -> str:
+        if not INCIDENT_ID_RE.match(v):
+            raise ValueError(
+                "incident ID must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return v
+
+
+class TimelineEntry(BaseModel):
+    at_seconds: float
+    actor: str
+    event: str
+    result: str | None = None
+
+
+class SlaClock(BaseModel):
+    name: str
+    due_seconds: float
+    met: bool | None = None  # None while running
+    done_seconds: float | None = None
+
+
+class Action(BaseModel):
+    id: str
+    kind: ActionKind
+    reason: str
+    params: dict[str, Any] = {}
+    state: ActionState = ActionState.PROPOSED
+    approved_by: str | None = None
+    decided_by: str | None = None
+    decided_at_seconds: float | None = None
+    rejection_reason: str | None = None
+    result: str | None = None
+    compensation: str | None = None
+
+
+class Decision(BaseModel):
+    """An IC's approve/reject of one proposed action (signals `approve`/`reject`, update `decide`)."""
+
+    action_id: str
+    approve: bool
+    by: str
+    reason: str | None = None
+
+
+class DecisionResult(BaseModel):
+    action_id: str
+    state: ActionState
+    message: str
+
+
+class CommanderAssignment(BaseModel):
+    commander: str
+    by: str
+
+
+class Escalation(BaseModel):
+    severity: Severity
+    by: str
+    reason: str = ""
+
+
+class Resolution(BaseModel):
+    by: str
+    summary: str = Field(min_length=1, max_length=2000)
+    # Close even when health verification fails (recorded as such).
+    force: bool = False
+
+
+class ResolutionResult(BaseModel):
+    resolved: bool
+    verified: bool
+    message: str
+
+
+class IncidentReport(BaseModel):
+    """The report contract shared by the drill, `--json`, the tests and the API."""
+
+    incident_id: str
+    title: str
+    severity: Severity
+    service: str
+    status: str  # open | resolved | resolved_unverified
+    phase: Phase
+    commander: str | None = None
+    started_at: str  # ISO 8601 UTC
+    sla: list[SlaClock] = []
+    actions: list[Action] = []
+    timeline: list[TimelineEntry] = []
+    summary: str | None = None
+    verified: bool | None = None
+    assessment: dict[str, Any] = {}
