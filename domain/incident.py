@@ -47,6 +47,8 @@ class IncidentInput(BaseModel):
     service: str = "api-gateway"
     commander: str | None = None
     requested_by: str = "unknown"
+    security_incident: bool = False  # pages the security contact
+    severity_reasons: list[str] = []
     # The worker's environment, resolved by the starter so every run is reproducible.
     config: CodeBlueConfig = CodeBlueConfig()
 

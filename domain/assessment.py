@@ -1,0 +1,207 @@
+"""Turns what the activities saw into an assessment and mitigation proposals.
+
+Pure functions, no I/O: the workflow calls them, tests call them directly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+
+from domain.cluster import (
+    DeploymentsReport,
+    HealthProbeResult,
+    HelmHistory,
+    HelmRevision,
+    LogsReport,
+    MetricsReport,
+    PodsReport,
+    ServicesReport,
+)
+from domain.config import CodeBlueConfig
+from domain.helm_time import parse_helm_time
+from domain.incident import Action, ActionKind
+
+MEMORY_PRESSURE_RATIO = 0.85
+
+
+class Diagnostics(BaseModel):
+    """The runbook's immediate actions (0-5 minutes); a part that failed is None."""
+
+    pods: PodsReport | None = None
+    services: ServicesReport | None = None
+    logs: LogsReport | None = None
+    failures: list[str] = []
+
+
+class Evidence(BaseModel):
+    """The raw assessment reads (5-15 minutes); a part that failed is None."""
+
+    deployments: DeploymentsReport | None = None
+    metrics: MetricsReport | None = None
+    helm: HelmHistory | None = None
+    health: HealthProbeResult | None = None
+    failures: list[str] = []
+
+
+class RecentDeploy(BaseModel):
+    revision: int
+    chart: str
+    minutes_before_incident: float
+    description: str | None = None
+
+
+class Assessment(BaseModel):
+    affected_services: list[str] = []
+    not_ready_pods: list[str] = []
+    crash_looping: list[str] = []
+    user_impact: str = "unknown"
+    error_rate: float = 0.0
+    connection_errors: int = 0
+    resource_pressure: list[str] = []
+    recent_deploys: list[RecentDeploy] = []
+    current_revision: int | None = None
+    previous_revision: int | None = None
+    gateway_replicas: int | None = None
+    healthy: bool = False
+    notes: list[str] = []
+
+    def summary_lines(self) -> list[str]:
+        out = [f"User impact: {self.user_impact}"]
+        if self.affected_services:
+            out.append("Affected: " + ", ".join(self.affected_services))
+        if self.crash_looping:
+            out.append(f"Crash-looping pods: {len(self.crash_looping)}")
+        if self.resource_pressure:
+            out.append("Resource pressure: " + "; ".join(self.resource_pressure))
+        for d in self.recent_deploys:
+            out.append(f"Recent deploy: revision {d.revision} ({d.chart}) {d.minutes_before_incident:.0f} min before")
+        return out
+
+
+def assess(
+    diag: Diagnostics, ev: Evidence, cfg: CodeBlueConfig, incident_start: datetime
+) -> Assessment:
+    a = Assessment()
+    gw = cfg.kubernetes.gateway_deployment
+    if diag.pods:
+        a.not_ready_pods = [p.name for p in diag.pods.pods if not p.ready]
+        a.crash_looping = [
+            p.name for p in diag.pods.pods if p.waiting_reason == "CrashLoopBackOff"
+        ]
+        for p in diag.pods.pods:
+            if p.last_termination_reason == "OOMKilled":
+                a.resource_pressure.append(f"{p.name} OOMKilled ({p.restarts} restarts)")
+    if ev.deployments:
+        for d in ev.deployments.deployments:
+            if d.unavailable > 0 or d.ready < d.desired:
+                a.affected_services.append(d.name)
+            if d.name == gw:
+                a.gateway_replicas = d.desired
+    if ev.metrics and ev.metrics.served:
+        for m in ev.metrics.pods:
+            r = m.memory_ratio
+            if r is not None and r >= MEMORY_PRESSURE_RATIO:
+                a.resource_pressure.append(f"{m.pod} memory at {r:.0%} of limit")
+    elif ev.metrics and not ev.metrics.served:
+        a.notes.append("metrics API not served; memory pressure unknown")
+    if diag.logs:
+        a.error_rate = diag.logs.error_rate
+        a.connection_errors = diag.logs.error_counts.get("connection", 0)
+    if ev.helm and ev.helm.revisions:
+        cur = ev.helm.current
+        a.current_revision = cur.revision if cur else None
+        older = [r for r in ev.helm.revisions if cur and r.revision < cur.revision]
+        prev = _previous_good(older)
+        a.previous_revision = prev.revision if prev else None
+        window = timedelta(minutes=cfg.mitigation.deploy_window_minutes)
+        for r in ev.helm.revisions:
+            when = parse_helm_time(r.updated)
+            if when is None:
+                continue
+            age = incident_start - when
+            if timedelta(0) <= age <= window:
+                a.recent_deploys.append(
+                    RecentDeploy(
+                        revision=r.revision,
+                        chart=r.chart,
+                        minutes_before_incident=age.total_seconds() / 60,
+                        description=r.description,
+                    )
+                )
+    h = ev.health
+    if h is None:
+        a.user_impact = "unknown (health probe failed to run)"
+    elif h.ok:
+        a.user_impact = f"health endpoint OK ({h.successes}/{h.attempts}), error rate {a.error_rate:.0%} in logs"
+    else:
+        status = h.last_status if h.last_status is not None else (h.error or "no answer")
+        a.user_impact = (
+            f"health endpoint failing ({h.successes}/{h.attempts} OK, last: {status}), "
+            f"error rate {a.error_rate:.0%} in logs"
+        )
+    a.healthy = bool(
+        h and h.ok and not a.not_ready_pods and not a.affected_services and diag.pods is not None
+    )
+    return a
+
+
+def _previous_good(older: list[HelmRevision]) -> HelmRevision | None:
+    candidates = [r for r in older if r.status in ("superseded", "deployed")]
+    return max(candidates, key=lambda r: r.revision) if candidates else None
+
+
+def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
+    """The runbook's mitigation menu, each with the reason the evidence gives."""
+    ns = cfg.kubernetes.namespace
+    gw = cfg.kubernetes.gateway_deployment
+    out: list[Action] = []
+    deploy = next((d for d in a.recent_deploys if d.revision == a.current_revision), None)
+    if deploy and a.previous_revision is not None and not a.healthy:
+        out.append(
+            Action(
+                id="rollback",
+                kind=ActionKind.HELM_ROLLBACK,
+                reason=(
+                    f"revision {deploy.revision} was deployed {deploy.minutes_before_incident:.0f} min "
+                    f"before the incident; roll {cfg.helm.release} back to revision {a.previous_revision}"
+                ),
+                params={
+                    "release": cfg.helm.release,
+                    "namespace": ns,
+                    "from_revision": deploy.revision,
+                    "to_revision": a.previous_revision,
+                },
+            )
+        )
+    target = cfg.mitigation.scale_replicas
+    under_pressure = bool(a.resource_pressure) or gw in a.affected_services
+    if under_pressure and (a.gateway_replicas is None or a.gateway_replicas < target):
+        why = "; ".join(a.resource_pressure) or f"{gw} has unavailable replicas"
+        out.append(
+            Action(
+                id="scale",
+                kind=ActionKind.SCALE_UP,
+                reason=f"{why}; scale {gw} to {target} replicas",
+                params={"namespace": ns, "deployment": gw, "replicas": target},
+            )
+        )
+    if a.connection_errors > 0:
+        out.append(
+            Action(
+                id="restart",
+                kind=ActionKind.ROLLOUT_RESTART,
+                reason=f"{a.connection_errors} connection errors in {gw} logs; restart its pods",
+                params={"namespace": ns, "deployment": gw},
+            )
+        )
+        out.append(
+            Action(
+                id="db-check",
+                kind=ActionKind.DB_CHECK,
+                reason="connection errors in logs; check the database connection",
+                params={"namespace": ns, "deployment": gw},
+            )
+        )
+    return out

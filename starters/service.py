@@ -1,0 +1,167 @@
+"""What the CLI (and later the API) do, as plain async functions with one-line errors."""
+
+from __future__ import annotations
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain import search_attributes as sa
+from domain.incident import (
+    CommanderAssignment,
+    Decision,
+    DecisionResult,
+    Escalation,
+    IncidentInput,
+    IncidentReport,
+    Resolution,
+    ResolutionResult,
+)
+from workflows.incident_response import IncidentResponseWorkflow
+
+
+class CodeBlueError(Exception):
+    """A user-facing failure: the message is one line, no traceback."""
+
+
+def ui_link(ui_base: str, namespace: str, incident_id: str) -> str:
+    return f"{ui_base.rstrip('/')}/namespaces/{namespace}/workflows/{incident_id}"
+
+
+async def start_incident(client: Client, inp: IncidentInput, task_queue: str) -> WorkflowHandle:
+    try:
+        return await client.start_workflow(
+            IncidentResponseWorkflow.run,
+            inp,
+            id=inp.incident_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"{inp.severity.value}: {inp.title}",
+            search_attributes=_initial_attributes(inp),
+        )
+    except WorkflowAlreadyStartedError:
+        raise CodeBlueError(
+            f"incident {inp.incident_id} already exists (open or closed); use another --id"
+        ) from None
+    except RPCError as e:
+        raise _rpc(e, inp.incident_id) from None
+
+
+def _initial_attributes(inp: IncidentInput):
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.SEVERITY, inp.severity.value),
+            SearchAttributePair(sa.PHASE, "open"),
+            SearchAttributePair(sa.SERVICE, inp.service),
+            SearchAttributePair(sa.COMMANDER, inp.commander or "unassigned"),
+        ]
+    )
+
+
+async def _handle(client: Client, incident_id: str) -> WorkflowHandle:
+    h = client.get_workflow_handle(incident_id)
+    try:
+        await h.describe()
+    except RPCError as e:
+        raise _rpc(e, incident_id) from None
+    return h
+
+
+async def _open_handle(client: Client, incident_id: str) -> WorkflowHandle:
+    h = client.get_workflow_handle(incident_id)
+    try:
+        d = await h.describe()
+    except RPCError as e:
+        raise _rpc(e, incident_id) from None
+    if d.status != WorkflowExecutionStatus.RUNNING:
+        raise CodeBlueError(f"incident {incident_id} is closed ({d.status.name.lower()})")
+    return h
+
+
+def _rpc(e: RPCError, incident_id: str) -> CodeBlueError:
+    if e.status == RPCStatusCode.NOT_FOUND:
+        return CodeBlueError(f"unknown incident {incident_id}")
+    if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+        return CodeBlueError(f"Temporal server unreachable: {e.message}")
+    return CodeBlueError(f"Temporal refused the request: {e.message}")
+
+
+async def status(client: Client, incident_id: str) -> IncidentReport:
+    h = await _handle(client, incident_id)
+    try:
+        return await h.query(IncidentResponseWorkflow.status)
+    except RPCError as e:
+        raise _rpc(e, incident_id) from None
+
+
+async def decide(client: Client, incident_id: str, decision: Decision) -> DecisionResult:
+    h = await _open_handle(client, incident_id)
+    try:
+        return await h.execute_update(IncidentResponseWorkflow.decide, decision)
+    except WorkflowUpdateFailedError as e:
+        raise CodeBlueError(f"decision rejected: {_cause(e)}") from None
+    except RPCError as e:
+        raise _rpc(e, incident_id) from None
+
+
+async def resolve(client: Client, incident_id: str, resolution: Resolution) -> ResolutionResult:
+    h = await _open_handle(client, incident_id)
+    try:
+        return await h.execute_update(IncidentResponseWorkflow.resolve, resolution)
+    except WorkflowUpdateFailedError as e:
+        raise CodeBlueError(f"resolve rejected: {_cause(e)}") from None
+    except RPCError as e:
+        raise _rpc(e, incident_id) from None
+
+
+async def assign_commander(client: Client, incident_id: str, a: CommanderAssignment) -> None:
+    h = await _open_handle(client, incident_id)
+    await h.signal(IncidentResponseWorkflow.assign_commander, a)
+
+
+async def escalate(client: Client, incident_id: str, e: Escalation) -> None:
+    h = await _open_handle(client, incident_id)
+    await h.signal(IncidentResponseWorkflow.escalate, e)
+
+
+async def list_open(client: Client) -> list[dict[str, str]]:
+    out = []
+    try:
+        async for w in client.list_workflows(
+            "WorkflowType = 'IncidentResponseWorkflow' AND ExecutionStatus = 'Running'"
+        ):
+            attrs = w.typed_search_attributes
+            out.append(
+                {
+                    "incident_id": w.id,
+                    "severity": attrs.get(sa.SEVERITY) or "?",
+                    "phase": attrs.get(sa.PHASE) or "?",
+                    "service": attrs.get(sa.SERVICE) or "?",
+                    "commander": attrs.get(sa.COMMANDER) or "?",
+                    "started": w.start_time.isoformat(timespec="seconds") if w.start_time else "?",
+                }
+            )
+    except RPCError as e:
+        raise _rpc(e, "*") from None
+    return out
+
+
+def _cause(e: BaseException) -> str:
+    cur: BaseException | None = e
+    while cur is not None:
+        if isinstance(cur, ApplicationError):
+            return cur.message
+        cur = cur.__cause__
+    return str(e)

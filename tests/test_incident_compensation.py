@@ -1,0 +1,29 @@
+"""A failed mitigation step undoes the earlier ones, newest first."""
+
+from __future__ import annotations
+
+from domain.incident import Decision, Resolution
+from starters import service
+from tests.fakes import World
+from tests.workflow_helpers import events, incident, proposed, start, until, worker_for
+
+
+async def test_failed_later_step_compensates_in_reverse(skipping_env):
+    world = World(db_ok=False)  # the last step (db check) fails
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        rep = await until(h, proposed, "proposals")
+        for a in rep.actions:
+            ok = a.id in {"rollback", "scale", "db-check"}
+            await service.decide(
+                skipping_env.client, h.id, Decision(action_id=a.id, approve=ok, by="alice", reason=None if ok else "no")
+            )
+        rep = await until(h, lambda r: "Compensated rollback" in events(r), "compensations")
+        ev = events(rep)
+        assert ev.index("Failed db-check") < ev.index("Compensated scale") < ev.index("Compensated rollback")
+        states = {a.id: a.state.value for a in rep.actions}
+        assert states == {"rollback": "compensated", "scale": "compensated", "restart": "rejected", "db-check": "failed"}
+        assert world.effects == ["rollback 12->11", "scale 3->5", "scale 5->3", "rollback 13->12"]
+        assert [p.dedup_key.split(":")[-1] for p in world.pages_to("engineering_manager")] == ["mitigation-failed"]
+        await service.resolve(skipping_env.client, h.id, Resolution(by="alice", summary="gave up", force=True))
+        await h.result()

@@ -1,0 +1,98 @@
+"""Helpers for workflow tests on the time-skipping server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable
+
+from datetime import timedelta
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain.config import CodeBlueConfig
+from domain.incident import IncidentInput, IncidentReport
+from domain.severity import Severity
+from starters import service
+from tests.fakes import World
+from workflows.incident_response import IncidentResponseWorkflow
+
+
+def incident(severity: str = "P0", commander: str | None = "alice", **kw) -> IncidentInput:
+    return IncidentInput(
+        incident_id=f"INC-{uuid.uuid4().hex[:8]}",
+        title=kw.pop("title", "api-gateway crash-looping after deploy"),
+        severity=Severity(severity),
+        commander=commander,
+        requested_by="oncall",
+        config=kw.pop("config", CodeBlueConfig()),
+        **kw,
+    )
+
+
+@asynccontextmanager
+async def worker_for(env: WorkflowEnvironment, world: World) -> AsyncIterator[str]:
+    """A worker on a fresh task queue; incidents it leaves running are terminated on exit,
+    since a stranded activity task would stop the shared server from skipping time."""
+    tq = f"tq-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities()
+    ):
+        try:
+            yield tq
+        finally:
+            for h in world.handles:
+                if (await h.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    await h.terminate("test cleanup")
+
+
+async def skip(env: WorkflowEnvironment, minutes: float) -> None:
+    """Skip server time in one-minute steps so each RPC stays short."""
+    left = minutes
+    while left > 0:
+        step = min(left, 1.0)
+        await env.sleep(timedelta(minutes=step))
+        left -= step
+
+
+async def start(env: WorkflowEnvironment, world: World, inp: IncidentInput, tq: str) -> WorkflowHandle:
+    h = await service.start_incident(env.client, inp, tq)
+    world.handles.append(h)
+    return h
+
+
+async def until(
+    handle: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 20
+) -> IncidentReport:
+    """Poll the status query (real time; the server's clock does not move meanwhile)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        rep: IncidentReport = await handle.query(IncidentResponseWorkflow.status)
+        if pred(rep):
+            return rep
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}; timeline: {[e.event for e in rep.timeline]}")
+        await asyncio.sleep(0.05)
+
+
+def proposed(rep: IncidentReport) -> bool:
+    return bool(rep.actions)
+
+
+def events(rep: IncidentReport) -> list[str]:
+    return [e.event for e in rep.timeline]
+
+
+def entry(rep: IncidentReport, event: str):
+    for e in rep.timeline:
+        if e.event == event:
+            return e
+    raise AssertionError(f"no timeline event {event!r} in {events(rep)}")
+
+
+async def client_of(env: WorkflowEnvironment) -> Client:
+    return env.client
