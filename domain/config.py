@@ -113,6 +113,10 @@ class CodeBlueConfig(_Section):
     ui: UiConfig = UiConfig()
 
 
+class EnvironmentQuery(BaseModel):
+    incident_id: str
+
+
 class ConfigError(Exception):
     """A bad config file; the message is one line naming the file and the field."""
 

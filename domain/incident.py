@@ -49,8 +49,8 @@ class IncidentInput(BaseModel):
     requested_by: str = "unknown"
     security_incident: bool = False  # pages the security contact
     severity_reasons: list[str] = []
-    # The worker's environment, resolved by the starter so every run is reproducible.
-    config: CodeBlueConfig = CodeBlueConfig()
+    # None: the worker's own config, read once by an activity and kept in history.
+    config: CodeBlueConfig | None = None
 
     @field_validator("incident_id")
     @classmethod

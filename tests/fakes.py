@@ -39,6 +39,7 @@ from domain.cluster import (
     ServicesReport,
     ServiceState,
 )
+from domain.config import CodeBlueConfig, EnvironmentQuery
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
 
 
@@ -61,6 +62,7 @@ class World:
     status_updates: list[StatusPageRequest] = field(default_factory=list)
     effects: list[str] = field(default_factory=list)
     handles: list = field(default_factory=list)  # incidents started in this world
+    config: CodeBlueConfig = field(default_factory=CodeBlueConfig)
 
     def _enter(self, name: str) -> None:
         self.calls[name] += 1
@@ -74,6 +76,10 @@ class World:
 
     def activities(self) -> list:
         w = self
+
+        @activity.defn(name="worker_config")
+        async def worker_config(q: EnvironmentQuery) -> CodeBlueConfig:
+            return w.config
 
         @activity.defn(name="pod_status")
         async def pod_status(q: NamespaceQuery) -> PodsReport:
@@ -209,7 +215,7 @@ class World:
             return Delivery(channel="slack", delivered=True)
 
         return [
-            pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
+            worker_config, pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
             probe_health, helm_rollback, scale_deployment, rollout_restart, wait_rollout, db_check,
             page, status_page, post_message,
         ]

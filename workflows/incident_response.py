@@ -18,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose
+    from domain.config import CodeBlueConfig, EnvironmentQuery
     from domain.cluster import (
         DbCheckRequest,
         DbCheckResult,
@@ -91,7 +92,7 @@ class IncidentResponseWorkflow:
     @workflow.init
     def __init__(self, inp: IncidentInput) -> None:
         self.inp = inp
-        self.cfg = inp.config
+        self.cfg = inp.config or CodeBlueConfig()
         self.severity: Severity = inp.severity
         self.commander: str | None = inp.commander
         self.phase = Phase.OPEN
@@ -113,6 +114,15 @@ class IncidentResponseWorkflow:
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: IncidentInput) -> IncidentReport:
+        if inp.config is None:
+            self.cfg = await workflow.execute_activity(
+                "worker_config",
+                EnvironmentQuery(incident_id=inp.incident_id),
+                result_type=CodeBlueConfig,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=READ_RETRY,
+                summary="read the worker's environment",
+            )
         self._log(
             inp.requested_by,
             f"Incident opened: {inp.title}",

@@ -1,0 +1,350 @@
+"""`codeblue`: start and steer incidents, run a worker, the dev server or a drill."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from domain.config import CodeBlueConfig, ConfigError, TemporalSettings, load_config
+from domain.incident import (
+    CommanderAssignment,
+    Decision,
+    Escalation,
+    IncidentInput,
+    IncidentReport,
+    Resolution,
+)
+from domain.severity import Observations, Severity, classify
+
+app = typer.Typer(
+    help="CodeBlue: the incident-response runbook as durable Temporal workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+incident_app = typer.Typer(help="Start and steer incidents.", no_args_is_help=True)
+app.add_typer(incident_app, name="incident")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: $CODEBLUE_CONFIG, else runbook defaults).")
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The SDK can abort at interpreter exit after a worker ran (sdk-python #300).
+    os._exit(code)
+
+
+def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a command; any expected failure becomes one line on stderr and exit 1."""
+    from starters.service import CodeBlueError
+
+    try:
+        return asyncio.run(coro_fn())
+    except (CodeBlueError, ConfigError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        _exit(130)
+    except RuntimeError as e:
+        if "connect" in str(e).lower():
+            s = TemporalSettings.from_env()
+            fail(f"cannot reach Temporal at {s.address} (set TEMPORAL_ADDRESS, or run `codeblue dev`)")
+        raise
+
+
+async def _client():
+    from worker.temporal import connect
+
+    try:
+        return await connect()
+    except RuntimeError as e:
+        s = TemporalSettings.from_env()
+        from starters.service import CodeBlueError
+
+        raise CodeBlueError(f"cannot reach Temporal at {s.address}: {str(e).splitlines()[0]}") from None
+
+
+# ------------------------------------------------------------------ incidents
+@incident_app.command("start")
+def incident_start(
+    title: str = typer.Option(..., "--title", help="What is happening, in one line."),
+    severity: Optional[Severity] = typer.Option(None, "--severity", help="P0-P3; omit to classify from the flags below."),
+    service: str = typer.Option("api-gateway", "--service"),
+    commander: Optional[str] = typer.Option(None, "--commander", help="The incident commander (IC)."),
+    incident_id: Optional[str] = typer.Option(None, "--id", help="Default: INC-<utc time>-<random>."),
+    by: str = typer.Option(os.environ.get("USER", "oncall"), "--by", help="Who starts it."),
+    outage: bool = typer.Option(False, "--outage", help="Complete service outage."),
+    security: bool = typer.Option(False, "--security", help="Data breach or security incident (pages security)."),
+    patient_safety: bool = typer.Option(False, "--patient-safety", help="Patient safety impact."),
+    major_feature: bool = typer.Option(False, "--major-feature", help="Major feature unavailable."),
+    auth: bool = typer.Option(False, "--auth", help="Authentication issues."),
+    degradation: Optional[float] = typer.Option(None, "--degradation", min=0, max=100, help="Performance degradation in %."),
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Open an incident: prints its ID and the Temporal UI link."""
+    from starters import service as svc
+
+    cfg = _config(config)
+    obs = Observations(
+        complete_outage=outage,
+        security_incident=security,
+        patient_safety_impact=patient_safety,
+        major_feature_unavailable=major_feature,
+        authentication_issues=auth,
+        performance_degradation_pct=degradation,
+    )
+    cls = classify(obs)
+    sev = severity or cls.severity
+    reasons = cls.reasons if severity is None or severity == cls.severity else [f"set by {by}"]
+    iid = incident_id or f"INC-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+    try:
+        inp = IncidentInput(
+            incident_id=iid, title=title, severity=sev, service=service, commander=commander,
+            requested_by=by, security_incident=security, severity_reasons=reasons,
+        )
+    except ValueError as e:
+        fail(_first_error(e))
+
+    async def go() -> None:
+        client = await _client()
+        s = TemporalSettings.from_env()
+        await svc.start_incident(client, inp, s.task_queue)
+        out.print(inp.incident_id)
+        out.print(svc.ui_link(cfg.ui.base_url, s.namespace, inp.incident_id), highlight=False)
+
+    run(go)
+
+
+@incident_app.command("status")
+def incident_status(incident_id: str, as_json: bool = typer.Option(False, "--json", help="The report JSON.")) -> None:
+    """Phase, SLA clocks, proposals and the timeline of an incident."""
+    from starters import service as svc
+
+    async def go() -> None:
+        rep = await svc.status(await _client(), incident_id)
+        if as_json:
+            print(rep.model_dump_json(indent=2))
+        else:
+            print_report(rep)
+
+    run(go)
+
+
+@incident_app.command("approve")
+def incident_approve(incident_id: str, action: str, by: str = typer.Option(..., "--by")) -> None:
+    """Approve a proposed action (only the IC or a configured approver)."""
+    _decide(incident_id, Decision(action_id=action, approve=True, by=by))
+
+
+@incident_app.command("reject")
+def incident_reject(
+    incident_id: str, action: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option(..., "--reason")
+) -> None:
+    """Reject a proposed action, with a reason."""
+    _decide(incident_id, Decision(action_id=action, approve=False, by=by, reason=reason))
+
+
+def _decide(incident_id: str, d: Decision) -> None:
+    from starters import service as svc
+
+    async def go() -> None:
+        res = await svc.decide(await _client(), incident_id, d)
+        out.print(f"{res.action_id}: {res.state.value}")
+
+    run(go)
+
+
+@incident_app.command("resolve")
+def incident_resolve(
+    incident_id: str,
+    by: str = typer.Option(..., "--by"),
+    summary: str = typer.Option(..., "--summary"),
+    force: bool = typer.Option(False, "--force", help="Close even if health verification fails."),
+) -> None:
+    """Resolve: CodeBlue verifies health first and refuses while unhealthy (unless --force)."""
+    from starters import service as svc
+
+    try:
+        r = Resolution(by=by, summary=summary, force=force)
+    except ValueError as e:
+        fail(_first_error(e))
+
+    async def go() -> None:
+        res = await svc.resolve(await _client(), incident_id, r)
+        if not res.resolved:
+            fail(res.message)
+        out.print(res.message)
+
+    run(go)
+
+
+@incident_app.command("assign")
+def incident_assign(incident_id: str, commander: str = typer.Option(..., "--commander"), by: str = typer.Option(..., "--by")) -> None:
+    """Assign (or hand over) the incident commander role."""
+    from starters import service as svc
+
+    async def go() -> None:
+        await svc.assign_commander(await _client(), incident_id, CommanderAssignment(commander=commander, by=by))
+        out.print(f"commander assignment sent: {commander}")
+
+    run(go)
+
+
+@incident_app.command("escalate")
+def incident_escalate(
+    incident_id: str,
+    severity: Severity = typer.Option(..., "--severity"),
+    by: str = typer.Option(..., "--by"),
+    reason: str = typer.Option("", "--reason"),
+) -> None:
+    """Raise the severity (e.g. P1 -> P0); pages on-call again."""
+    from starters import service as svc
+
+    async def go() -> None:
+        await svc.escalate(await _client(), incident_id, Escalation(severity=severity, by=by, reason=reason))
+        out.print(f"escalation sent: {severity.value}")
+
+    run(go)
+
+
+@incident_app.command("list")
+def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Open incidents (from Temporal visibility)."""
+    from starters import service as svc
+
+    async def go() -> None:
+        rows = await svc.list_open(await _client())
+        if as_json:
+            print(json.dumps(rows, indent=2))
+            return
+        if not rows:
+            out.print("no open incidents")
+            return
+        t = Table("incident", "severity", "phase", "service", "commander", "started (UTC)")
+        for r in rows:
+            t.add_row(r["incident_id"], r["severity"], r["phase"], r["service"], r["commander"], r["started"])
+        out.print(t)
+
+    run(go)
+
+
+# ------------------------------------------------------------------ processes
+@app.command("worker")
+def worker_cmd(config: Optional[str] = ConfigOpt) -> None:
+    """Run a worker on $TEMPORAL_TASK_QUEUE until SIGINT/SIGTERM."""
+    from worker.main import serve_until_signal
+
+    cfg = _config(config)
+
+    async def go() -> None:
+        client = await _client()
+        s = TemporalSettings.from_env()
+        err.print(f"worker on {s.address} namespace {s.namespace} task queue {s.task_queue}; Ctrl-C stops")
+        await serve_until_signal(client, cfg, s.task_queue)
+
+    run(go)
+    _exit(0)
+
+
+@app.command("dev")
+def dev_cmd(
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Act on a drill sandbox scenario (e.g. bad-deploy)."),
+    port: int = typer.Option(7233, "--port"),
+    ui_port: int = typer.Option(8233, "--ui-port"),
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Embedded Temporal dev server (Web UI on) plus a worker; Ctrl-C stops all."""
+    from starters.devserver import dev
+
+    cfg = _config(config)
+    code = run(lambda: dev(cfg, sandbox, port, ui_port, err))
+    _exit(code or 0)
+
+
+@app.command("drill")
+def drill_cmd(
+    scenario: str = typer.Argument("bad-deploy", help="Sandbox scenario."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the report JSON on stdout."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the dev server and UI up afterwards (Ctrl-C ends)."),
+) -> None:
+    """Run the runbook end to end on a sandbox and the embedded dev server."""
+    from starters.drill import drill
+
+    code = run(lambda: drill(scenario, as_json=as_json, keep=keep, out=out, err=err))
+    _exit(code if code is not None else 1)
+
+
+# ------------------------------------------------------------------ output
+def print_report(rep: IncidentReport, console: Console = out) -> None:
+    console.print(
+        f"[bold]{rep.incident_id}[/] {rep.severity.value} [bold]{rep.status}[/] phase={rep.phase.value} "
+        f"IC={rep.commander or 'unassigned'} — {rep.title}",
+        highlight=False,
+    )
+    if rep.sla:
+        t = Table("SLA", "due", "met", "done at", title="SLA clocks")
+        for c in rep.sla:
+            met = "running" if c.met is None else ("yes" if c.met else "[red]MISSED[/]")
+            t.add_row(c.name, _mmss(c.due_seconds), met, _mmss(c.done_seconds) if c.done_seconds is not None else "")
+        console.print(t)
+    if rep.actions:
+        t = Table("action", "kind", "state", "by", "reason / result", title="Proposals")
+        for a in rep.actions:
+            t.add_row(a.id, a.kind.value, a.state.value, a.decided_by or "", a.result or a.rejection_reason or a.reason)
+        console.print(t)
+    t = Table("t", "actor", "event", "result", title="Timeline")
+    for e in rep.timeline:
+        t.add_row(_mmss(e.at_seconds), e.actor, e.event, e.result or "")
+    console.print(t)
+
+
+def _mmss(s: float) -> str:
+    return f"{int(s) // 60}:{int(s) % 60:02d}"
+
+
+def _config(path: Optional[str]) -> CodeBlueConfig:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        fail(str(e))
+        raise  # unreachable
+
+
+def _first_error(e: Exception) -> str:
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        x = errors()[0]
+        field = ".".join(str(p) for p in x["loc"])
+        return f"{field}: {x['msg'].removeprefix('Value error, ')}"
+    return str(e)
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit as e:
+        _exit(e.code if isinstance(e.code, int) else (0 if e.code is None else 2))
+
+
+# top-level shortcuts for the IC's hands: `codeblue approve ID ACTION --by NAME`
+app.command("approve", hidden=True)(incident_approve)
+app.command("reject", hidden=True)(incident_reject)
+app.command("resolve", hidden=True)(incident_resolve)
+app.command("status", hidden=True)(incident_status)

@@ -1,0 +1,93 @@
+"""Builds the activities from the config and runs a worker on the task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import AsyncIterator
+
+import httpx
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.environment import EnvironmentActivities
+from activities.health import HealthActivities
+from activities.helm import HelmActivities
+from activities.kubernetes import KubernetesActivities
+from activities.notify import NotifierActivities
+from domain.config import CodeBlueConfig, ConfigError, KubernetesConfig
+from workflows.incident_response import IncidentResponseWorkflow
+
+WORKFLOWS = [IncidentResponseWorkflow]
+
+
+def kube_api_client(cfg: KubernetesConfig) -> k8s_client.ApiClient:
+    """kubeconfig from the config file, else in-cluster, else ~/.kube/config."""
+    try:
+        if cfg.kubeconfig:
+            return k8s_config.new_client_from_config(config_file=cfg.kubeconfig, context=cfg.context)
+        try:
+            k8s_config.load_incluster_config()
+            return k8s_client.ApiClient()
+        except k8s_config.ConfigException:
+            return k8s_config.new_client_from_config(context=cfg.context)
+    except (k8s_config.ConfigException, OSError) as e:
+        raise ConfigError(f"kubernetes: cannot load cluster credentials: {e}") from None
+
+
+def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[str, str] | None = None) -> list:
+    k8s = KubernetesActivities(kube_api_client(cfg.kubernetes))
+    env = dict(helm_env or {})
+    if cfg.kubernetes.kubeconfig and "KUBECONFIG" not in env:
+        env["KUBECONFIG"] = cfg.kubernetes.kubeconfig
+    helm = HelmActivities(cfg.helm.command, env)
+    notify = NotifierActivities(cfg.notifications, http)
+    health = HealthActivities(http)
+    return [
+        EnvironmentActivities(cfg).worker_config,
+        k8s.pod_status,
+        k8s.service_status,
+        k8s.gateway_logs,
+        k8s.deployment_status,
+        k8s.pod_metrics,
+        k8s.scale_deployment,
+        k8s.rollout_restart,
+        k8s.wait_rollout,
+        k8s.db_check,
+        helm.helm_history,
+        helm.helm_rollback,
+        notify.page,
+        notify.status_page,
+        notify.post_message,
+        health.probe_health,
+    ]
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, cfg: CodeBlueConfig, task_queue: str, **worker_options
+) -> AsyncIterator[Worker]:
+    """A started worker, shut down cleanly on exit (the SDK can abort at exit otherwise)."""
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=cfg.notifications.timeout_seconds))
+        worker = Worker(
+            client,
+            task_queue=task_queue,
+            workflows=WORKFLOWS,
+            activities=activities_for(cfg, http),
+            **worker_options,
+        )
+        async with worker:
+            yield worker
+
+
+async def serve_until_signal(client: Client, cfg: CodeBlueConfig, task_queue: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(client, cfg, task_queue):
+        await stop.wait()
