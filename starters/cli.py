@@ -24,6 +24,7 @@ from domain.incident import (
     Resolution,
 )
 from domain.severity import Observations, Severity, classify
+from starters.render import mmss as _mmss, print_report
 
 app = typer.Typer(
     help="CodeBlue: the incident-response runbook as durable Temporal workflows.",
@@ -142,7 +143,7 @@ def incident_status(incident_id: str, as_json: bool = typer.Option(False, "--jso
         if as_json:
             print(rep.model_dump_json(indent=2))
         else:
-            print_report(rep)
+            print_report(rep, out)
 
     run(go)
 
@@ -292,33 +293,6 @@ def drill_cmd(
 
 
 # ------------------------------------------------------------------ output
-def print_report(rep: IncidentReport, console: Console = out) -> None:
-    console.print(
-        f"[bold]{rep.incident_id}[/] {rep.severity.value} [bold]{rep.status}[/] phase={rep.phase.value} "
-        f"IC={rep.commander or 'unassigned'} — {rep.title}",
-        highlight=False,
-    )
-    if rep.sla:
-        t = Table("SLA", "due", "met", "done at", title="SLA clocks")
-        for c in rep.sla:
-            met = "running" if c.met is None else ("yes" if c.met else "[red]MISSED[/]")
-            t.add_row(c.name, _mmss(c.due_seconds), met, _mmss(c.done_seconds) if c.done_seconds is not None else "")
-        console.print(t)
-    if rep.actions:
-        t = Table("action", "kind", "state", "by", "reason / result", title="Proposals")
-        for a in rep.actions:
-            t.add_row(a.id, a.kind.value, a.state.value, a.decided_by or "", a.result or a.rejection_reason or a.reason)
-        console.print(t)
-    t = Table("t", "actor", "event", "result", title="Timeline")
-    for e in rep.timeline:
-        t.add_row(_mmss(e.at_seconds), e.actor, e.event, e.result or "")
-    console.print(t)
-
-
-def _mmss(s: float) -> str:
-    return f"{int(s) // 60}:{int(s) % 60:02d}"
-
-
 def _config(path: Optional[str]) -> CodeBlueConfig:
     try:
         return load_config(path)

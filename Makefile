@@ -1,0 +1,25 @@
+# Two commands do all set-up on a fresh machine:
+#   make drill   - the runbook drill on the embedded Temporal dev server (creates .venv first)
+#   make test    - the test suite (creates .venv first)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: drill test install clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+drill: $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/codeblue drill
+
+test: $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,67 @@
+"""The runbook's `curl -f https://api.../health`, repeated: OK only if every attempt is 2xx."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import httpx
+from temporalio import activity
+
+from domain.cluster import HealthProbeRequest, HealthProbeResult
+
+
+class HealthActivities:
+    def __init__(self, http: httpx.AsyncClient | None = None, *, pause_seconds: float = 0.5) -> None:
+        self._http = http
+        self._owns_http = http is None
+        self.pause_seconds = pause_seconds
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            # Like curl without -L: a redirect is an answer, not followed (and not 2xx).
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @activity.defn
+    async def probe_health(self, req: HealthProbeRequest) -> HealthProbeResult:
+        attempts = max(1, req.attempts)
+        successes = 0
+        latencies: list[float] = []
+        last_status: int | None = None
+        error: str | None = None
+        for i in range(attempts):
+            if i:
+                await asyncio.sleep(self.pause_seconds)
+            started = time.perf_counter()
+            try:
+                resp = await self.http.get(req.url, timeout=req.timeout_seconds)
+            except httpx.TimeoutException:
+                error = f"attempt {i + 1}: timed out after {req.timeout_seconds:g}s"
+            except (httpx.HTTPError, httpx.InvalidURL) as e:
+                error = f"attempt {i + 1}: {type(e).__name__}"
+            else:
+                latencies.append((time.perf_counter() - started) * 1000.0)
+                last_status = resp.status_code
+                if 200 <= resp.status_code < 300:
+                    successes += 1
+                else:
+                    error = f"attempt {i + 1}: HTTP {resp.status_code}"
+            if activity.in_activity():
+                activity.heartbeat(i + 1)
+        return HealthProbeResult(
+            url=req.url,
+            ok=successes == attempts,
+            successes=successes,
+            attempts=attempts,
+            last_status=last_status,
+            median_latency_ms=round(statistics.median(latencies), 2) if latencies else None,
+            error=error,
+        )

@@ -1,0 +1,199 @@
+"""Helm activities: read a release's history, roll it back (idempotently).
+
+helm runs as an argument list (never a shell string); the command comes from the config, so
+the drill points it at the sandbox stand-in (``[python, -m, sandbox.helm_cli]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.cluster import HelmHistory, HelmQuery, HelmRevision, HelmRollbackRequest, HelmRollbackResult
+
+_NOT_FOUND = ("release: not found", "has no deployed releases")
+_NO_VERSION = re.compile(r"release has no -?\d+ version")
+_WAIT_TIMEOUT = "timed out waiting for the condition"
+HEARTBEAT_SECONDS = 5.0
+MAX_ERROR_CHARS = 300
+
+
+def _one_line(text: str) -> str:
+    """The line that says what went wrong (helm's `Error: ...`), whitespace collapsed, trimmed."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("Error:")]
+    line = errors[-1] if errors else (lines[-1] if lines else "")
+    line = " ".join(line.split())
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[: MAX_ERROR_CHARS - 3] + "..."
+    return line
+
+
+class HelmActivities:
+    """`command` is how helm is run, e.g. ``["helm"]``; `env` is added to the worker's env."""
+
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        read_timeout_seconds: float = 60.0,
+    ) -> None:
+        if not command:
+            raise ValueError("helm command must not be empty")
+        self.command = list(command)
+        self.env = dict(env or {})
+        self.read_timeout_seconds = read_timeout_seconds
+
+    # ----------------------------------------------------------------------------------------
+
+    async def _run(self, args: list[str], timeout: float) -> str:
+        """Run helm with `args`; stdout on success, ApplicationError otherwise."""
+        what = f"helm {args[0]}"
+        env = {**os.environ, **self.env} if self.env else None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
+            raise ApplicationError(
+                f"helm command not runnable: {self.command[0]} ({e.strerror or type(e).__name__})",
+                type="HelmNotFound",
+                non_retryable=True,
+            ) from None
+
+        communicate = asyncio.ensure_future(proc.communicate())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise asyncio.TimeoutError
+                done, _ = await asyncio.wait({communicate}, timeout=min(HEARTBEAT_SECONDS, remaining))
+                if done:
+                    break
+                if activity.in_activity():
+                    activity.heartbeat(what)
+            stdout, stderr = communicate.result()
+        except asyncio.TimeoutError:
+            await self._kill(proc, communicate)
+            raise ApplicationError(f"{what} timed out after {timeout:g}s", type="HelmTimeout") from None
+        except BaseException:  # cancelled: do not leave helm running
+            await self._kill(proc, communicate)
+            raise
+
+        if proc.returncode != 0:
+            raise self._error(what, proc.returncode, stderr.decode("utf-8", "replace"))
+        return stdout.decode("utf-8", "replace")
+
+    @staticmethod
+    async def _kill(proc: asyncio.subprocess.Process, communicate: asyncio.Future[Any]) -> None:
+        if proc.returncode is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            await asyncio.wait_for(asyncio.shield(communicate), timeout=5)
+        except BaseException:  # noqa: BLE001 - best effort reaping
+            communicate.cancel()
+
+    @staticmethod
+    def _error(what: str, returncode: int | None, stderr: str) -> ApplicationError:
+        line = _one_line(stderr) or f"exit status {returncode}"
+        message = f"{what} failed: {line}"
+        low = line.lower()
+        if any(s in low for s in _NOT_FOUND):
+            return ApplicationError(message, type="NotFound", non_retryable=True)
+        if _NO_VERSION.search(low):
+            return ApplicationError(message, type="InvalidRevision", non_retryable=True)
+        if _WAIT_TIMEOUT in low:
+            return ApplicationError(message, type="RolloutTimeout")
+        return ApplicationError(message, type="HelmError")
+
+    async def _history(self, release: str, namespace: str) -> HelmHistory:
+        out = await self._run(
+            ["history", release, "-n", namespace, "-o", "json"], self.read_timeout_seconds
+        )
+        try:
+            raw = json.loads(out)
+            if not isinstance(raw, list):
+                raise ValueError("not a list")
+            revisions = [HelmRevision.model_validate(r) for r in raw]
+        except ValueError as e:  # includes pydantic's ValidationError
+            raise ApplicationError(
+                f"helm history: unexpected output ({type(e).__name__})",
+                type="HelmOutputInvalid",
+                non_retryable=True,
+            ) from None
+        revisions.sort(key=lambda r: r.revision)
+        return HelmHistory(release=release, revisions=revisions)
+
+    # ----------------------------------------------------------------------------------------
+
+    @activity.defn
+    async def helm_history(self, query: HelmQuery) -> HelmHistory:
+        return await self._history(query.release, query.namespace)
+
+    @activity.defn
+    async def helm_rollback(self, req: HelmRollbackRequest) -> HelmRollbackResult:
+        marker = f"Rollback to {req.to_revision}"
+        before = await self._history(req.release, req.namespace)
+        current = before.current
+        newest = before.revisions[-1] if before.revisions else None
+        if (
+            current is not None
+            and newest is not None
+            and current.revision != req.from_revision
+            and newest.description == marker
+        ):
+            if activity.in_activity():
+                activity.logger.info(
+                    "helm rollback of %s to %s already done (revision %s)",
+                    req.release,
+                    req.to_revision,
+                    newest.revision,
+                )
+            return HelmRollbackResult(
+                release=req.release,
+                from_revision=req.from_revision,
+                to_revision=req.to_revision,
+                new_revision=newest.revision,
+                already_done=True,
+            )
+
+        await self._run(
+            [
+                "rollback",
+                req.release,
+                str(req.to_revision),
+                "-n",
+                req.namespace,
+                "--wait",
+                "--timeout",
+                f"{req.timeout_seconds}s",
+            ],
+            # helm enforces --timeout itself; ours only catches a hung process.
+            req.timeout_seconds + 60,
+        )
+        after = await self._history(req.release, req.namespace)
+        ours = [r for r in after.revisions if r.description == marker and r.revision > (newest.revision if newest else 0)]
+        new_revision = ours[-1].revision if ours else (after.current.revision if after.current else 0)
+        return HelmRollbackResult(
+            release=req.release,
+            from_revision=req.from_revision,
+            to_revision=req.to_revision,
+            new_revision=new_revision,
+        )

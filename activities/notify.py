@@ -1,0 +1,233 @@
+"""Notifications: PagerDuty-style pages, a Statuspage-style status page, Slack and a webhook.
+
+Every request carries an ``Idempotency-Key`` so a retried activity is recognisable by the
+receiver. Secrets (routing key, API key, webhook URLs, which embed tokens) never appear in
+results, errors or logs.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.config import NotificationConfig
+from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
+
+# Runbook severities -> PagerDuty Events v2 severities (critical|error|warning|info).
+PD_SEVERITY = {"P0": "critical", "P1": "error", "P2": "warning", "P3": "info"}
+PD_SEVERITIES = {"critical", "error", "warning", "info"}
+RETRYABLE_4XX = {408, 429}
+MAX_DETAIL_CHARS = 200
+
+
+def _skipped(channel: str, name: str) -> Delivery:
+    return Delivery(channel=channel, delivered=False, skipped=True, detail=f"{name} not configured")
+
+
+def _retry_after(resp: httpx.Response) -> timedelta | None:
+    value = resp.headers.get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return timedelta(seconds=min(max(seconds, 0.0), 300.0))
+
+
+class NotifierActivities:
+    def __init__(self, config: NotificationConfig, http: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self._http = http
+        self._owns_http = http is None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.config.timeout_seconds, follow_redirects=False)
+        return self._http
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # ----------------------------------------------------------------------------------------
+
+    def _secrets(self) -> list[str]:
+        values = [
+            os.environ.get(self.config.pagerduty_routing_key_env) or "",
+            os.environ.get(self.config.statuspage_api_key_env) or "",
+            self.config.slack_webhook_url or "",
+            self.config.webhook_url or "",
+        ]
+        return [v for v in values if len(v) >= 4]
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    async def _send(
+        self,
+        channel: str,
+        method: str,
+        url: str,
+        idempotency_key: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One HTTP call; ApplicationError (retryable or not) for anything but 2xx."""
+        all_headers = {"Idempotency-Key": idempotency_key, **(headers or {})}
+        try:
+            resp = await self.http.request(
+                method,
+                url,
+                json=json,
+                params=params,
+                headers=all_headers,
+                timeout=self.config.timeout_seconds,
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
+            raise ApplicationError(
+                f"{channel}: endpoint URL is not usable ({type(e).__name__})", type="BadConfig", non_retryable=True
+            ) from None
+        except httpx.TimeoutException as e:
+            raise ApplicationError(
+                f"{channel}: request timed out ({type(e).__name__})", type="NotificationUnavailable"
+            ) from None
+        except httpx.HTTPError as e:
+            # The exception text may carry the URL (Slack URLs embed a token): name the type only.
+            raise ApplicationError(
+                f"{channel}: request failed ({type(e).__name__})", type="NotificationUnavailable"
+            ) from None
+        if 200 <= resp.status_code < 300:
+            return resp
+        snippet = " ".join(resp.text.split())[:MAX_DETAIL_CHARS]
+        message = self._redact(f"{channel}: HTTP {resp.status_code}" + (f": {snippet}" if snippet else ""))
+        if resp.status_code >= 500 or resp.status_code in RETRYABLE_4XX:
+            raise ApplicationError(
+                message,
+                type="NotificationUnavailable",
+                next_retry_delay=_retry_after(resp),
+            )
+        raise ApplicationError(message, type="NotificationRejected", non_retryable=True)
+
+    @staticmethod
+    def _json(resp: httpx.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError:
+            return None
+
+    # ----------------------------------------------------------------------------------------
+
+    @activity.defn
+    async def page(self, req: PageRequest) -> Delivery:
+        cfg = self.config
+        if not cfg.pagerduty_url:
+            return _skipped("pagerduty", "pagerduty")
+        routing_key = os.environ.get(cfg.pagerduty_routing_key_env)
+        if not routing_key:
+            raise ApplicationError(
+                f"pagerduty: routing key variable {cfg.pagerduty_routing_key_env} is not set",
+                type="NotificationMisconfigured",
+                non_retryable=True,
+            )
+        severity = req.severity.lower() if req.severity.lower() in PD_SEVERITIES else PD_SEVERITY.get(req.severity.upper(), "error")
+        body = {
+            "routing_key": routing_key,
+            "event_action": "trigger",
+            "dedup_key": req.dedup_key,
+            "payload": {
+                "summary": req.summary[:1024],
+                "severity": severity,
+                "source": "codeblue",
+                "custom_details": {
+                    "incident_id": req.incident_id,
+                    "audience": req.audience.value,
+                    "contact": req.contact,
+                },
+            },
+        }
+        resp = await self._send("pagerduty", "POST", cfg.pagerduty_url, req.dedup_key, json=body)
+        data = self._json(resp)
+        dedup = data.get("dedup_key") if isinstance(data, dict) else None
+        return Delivery(
+            channel="pagerduty",
+            delivered=True,
+            detail=f"paged {req.audience.value} ({req.contact})",
+            external_id=dedup or req.dedup_key,
+        )
+
+    @activity.defn
+    async def status_page(self, req: StatusPageRequest) -> Delivery:
+        cfg = self.config
+        if not cfg.statuspage_url:
+            return _skipped("statuspage", "statuspage")
+        base = f"{cfg.statuspage_url.rstrip('/')}/pages/{cfg.statuspage_page_id}/incidents"
+        key = f"statuspage:{req.incident_id}:{req.status}"
+        headers = {}
+        api_key = os.environ.get(cfg.statuspage_api_key_env)
+        if api_key:
+            headers["Authorization"] = f"OAuth {api_key}"
+        tag = f"[{req.incident_id}]"
+        incident = {
+            "name": f"{tag} {req.title}",
+            "status": req.status,
+            "body": req.message,
+            "impact_override": req.impact,
+        }
+
+        found = await self._send("statuspage", "GET", base, key, params={"q": req.incident_id}, headers=headers)
+        listing = self._json(found)
+        if isinstance(listing, dict):  # tolerate {"incidents": [...]} as well as a bare list
+            listing = listing.get("incidents")
+        existing = [
+            i for i in (listing or []) if isinstance(i, dict) and tag in str(i.get("name", "")) and i.get("id")
+        ]
+        if existing:
+            incident_id = str(existing[0]["id"])
+            await self._send(
+                "statuspage", "PATCH", f"{base}/{incident_id}", key, json={"incident": incident}, headers=headers
+            )
+            return Delivery(
+                channel="statuspage",
+                delivered=True,
+                detail=f"updated incident {incident_id}: {req.status}",
+                external_id=incident_id,
+            )
+        created = await self._send("statuspage", "POST", base, key, json={"incident": incident}, headers=headers)
+        data = self._json(created)
+        new_id = str(data["id"]) if isinstance(data, dict) and data.get("id") is not None else None
+        return Delivery(
+            channel="statuspage",
+            delivered=True,
+            detail=f"created incident {new_id or '(id unknown)'}: {req.status}",
+            external_id=new_id,
+        )
+
+    @activity.defn
+    async def post_message(self, req: MessageRequest) -> Delivery:
+        cfg = self.config
+        if req.kind == "stakeholders":
+            if not cfg.slack_webhook_url:
+                return _skipped("slack", "slack")
+            await self._send("slack", "POST", cfg.slack_webhook_url, req.idempotency_key, json={"text": req.text})
+            return Delivery(channel="slack", delivered=True, detail="stakeholders notified")
+        if not cfg.webhook_url:
+            return _skipped("webhook", "webhook")
+        await self._send(
+            "webhook",
+            "POST",
+            cfg.webhook_url,
+            req.idempotency_key,
+            json={"incident_id": req.incident_id, "kind": req.kind, "text": req.text},
+        )
+        return Delivery(channel="webhook", delivered=True, detail=f"{req.kind} posted")

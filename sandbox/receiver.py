@@ -1,0 +1,361 @@
+"""A local HTTP receiver standing in for Slack, Statuspage, PagerDuty, a webhook and /health.
+
+    async with Receiver(health=lambda: cluster_is_healthy()) as r:
+        config = r.notification_config()      # or r.slack_url, r.statuspage_url, ...
+        ...
+        assert len(r.effects("statuspage")) == 2
+
+Every call is recorded in ``r.calls``. Mutating calls (anything but GET/HEAD) that carry an
+``Idempotency-Key`` already seen on the same channel are answered with the original response
+and not applied again; they are also listed in ``r.duplicates``. ``r.effects(channel)`` is
+what was actually applied. ``r.fail_next(channel, status, times)`` injects failures.
+
+Run standalone for a drill: ``python -m sandbox.receiver [--port N]`` prints the URLs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import itertools
+import json
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from domain.config import NotificationConfig
+
+CHANNELS = ("slack", "statuspage", "pagerduty", "webhook", "health")
+_MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass
+class Call:
+    channel: str  # slack | statuspage | pagerduty | webhook | health | unknown
+    method: str
+    path: str
+    idempotency_key: str | None
+    json: Any
+    status: int = 0  # what the receiver answered
+    duplicate: bool = False  # a repeated Idempotency-Key, answered from the cache
+    injected: bool = False  # failed on purpose by fail_next()
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def applied(self) -> bool:
+        return (
+            self.method in _MUTATING
+            and not self.duplicate
+            and not self.injected
+            and 200 <= self.status < 300
+        )
+
+
+@dataclass
+class _Stored:
+    status: int
+    body: bytes
+    content_type: str
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Receiver:
+    def __init__(
+        self,
+        health: Callable[[], bool | Awaitable[bool]] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.health = health
+        self.host = host
+        self._port = port
+        self.calls: list[Call] = []
+        self.duplicates: list[Call] = []
+        self.incidents: dict[str, dict[str, Any]] = {}  # Statuspage incidents by id
+        self.pages: dict[str, dict[str, Any]] = {}  # PagerDuty events by dedup_key (latest)
+        self._responses: dict[tuple[str, str], _Stored] = {}
+        self._failures: dict[str, list[int]] = {}
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._sock: socket.socket | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> "Receiver":
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._port))
+        self._sock = sock
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def __aenter__(self) -> "Receiver":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- URLs --------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._sock is None:
+            raise RuntimeError("receiver is not running")
+        return self._sock.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def slack_url(self) -> str:
+        return f"{self.url}/slack/webhook"
+
+    @property
+    def statuspage_url(self) -> str:
+        return f"{self.url}/statuspage/v1"
+
+    @property
+    def pagerduty_url(self) -> str:
+        return f"{self.url}/pagerduty/v2/enqueue"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.url}/webhook"
+
+    @property
+    def health_url(self) -> str:
+        return f"{self.url}/health"
+
+    def notification_config(self, **overrides: Any) -> NotificationConfig:
+        """A NotificationConfig pointing every channel at this receiver."""
+        values: dict[str, Any] = {
+            "slack_webhook_url": self.slack_url,
+            "statuspage_url": self.statuspage_url,
+            "pagerduty_url": self.pagerduty_url,
+            "webhook_url": self.webhook_url,
+        }
+        values.update(overrides)
+        return NotificationConfig(**values)
+
+    # -- test helpers ------------------------------------------------------------------------
+
+    def fail_next(self, channel: str, status: int = 503, times: int = 1) -> None:
+        """Answer the next `times` requests on `channel` with `status` (not applied, not cached)."""
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}; one of {CHANNELS}")
+        self._failures.setdefault(channel, []).extend([status] * times)
+
+    def effects(self, channel: str) -> list[Call]:
+        """Calls on `channel` that changed something: mutating, 2xx, not duplicates or injected."""
+        return [c for c in self.calls if c.channel == channel and c.applied]
+
+    def calls_to(self, channel: str) -> list[Call]:
+        return [c for c in self.calls if c.channel == channel]
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.duplicates.clear()
+        self.incidents.clear()
+        self.pages.clear()
+        self._responses.clear()
+        self._failures.clear()
+
+    # -- request handling --------------------------------------------------------------------
+
+    @staticmethod
+    def _channel(path: str) -> str:
+        if path == "/health":
+            return "health"
+        if path.startswith("/slack/"):
+            return "slack"
+        if path.startswith("/statuspage/"):
+            return "statuspage"
+        if path.startswith("/pagerduty/"):
+            return "pagerduty"
+        if path == "/webhook" or path.startswith("/webhook/"):
+            return "webhook"
+        return "unknown"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+        channel = self._channel(request.path)
+        key = request.headers.get("Idempotency-Key")
+        call = Call(
+            channel=channel,
+            method=request.method,
+            path=request.path,
+            idempotency_key=key,
+            json=body,
+            query=dict(request.query),
+            headers={k: v for k, v in request.headers.items()},
+        )
+        self.calls.append(call)
+
+        pending = self._failures.get(channel)
+        if pending:
+            call.status = pending.pop(0)
+            call.injected = True
+            return web.json_response({"error": "injected failure"}, status=call.status)
+
+        cache_key = (channel, key) if key and request.method in _MUTATING else None
+        if cache_key and cache_key in self._responses:
+            stored = self._responses[cache_key]
+            call.status = stored.status
+            call.duplicate = True
+            self.duplicates.append(call)
+            return web.Response(status=stored.status, body=stored.body, content_type=stored.content_type)
+
+        status, payload = await self._dispatch(channel, request, body)
+        if isinstance(payload, str):
+            resp = web.Response(status=status, text=payload, content_type="text/plain")
+            stored = _Stored(status, payload.encode(), "text/plain")
+        else:
+            data = json.dumps(payload).encode()
+            resp = web.Response(status=status, body=data, content_type="application/json")
+            stored = _Stored(status, data, "application/json")
+        call.status = status
+        if cache_key:
+            self._responses[cache_key] = stored
+        return resp
+
+    async def _dispatch(self, channel: str, request: web.Request, body: Any) -> tuple[int, Any]:
+        method = request.method
+        if channel == "health" and method in ("GET", "HEAD"):
+            healthy = True
+            if self.health is not None:
+                result = self.health()
+                healthy = bool(await result) if inspect.isawaitable(result) else bool(result)
+            return (200, {"status": "ok"}) if healthy else (503, {"status": "unhealthy"})
+        if channel == "slack" and method == "POST":
+            if not isinstance(body, dict) or not body.get("text"):
+                return 400, "no_text"
+            return 200, "ok"
+        if channel == "webhook" and method == "POST":
+            return 200, {"ok": True}
+        if channel == "pagerduty" and method == "POST":
+            return self._pagerduty(body)
+        if channel == "statuspage":
+            return self._statuspage(method, request.path, dict(request.query), body)
+        return 404, {"error": "not found"}
+
+    def _pagerduty(self, body: Any) -> tuple[int, Any]:
+        errors = []
+        if not isinstance(body, dict):
+            errors.append("Event object is invalid")
+            body = {}
+        if not body.get("routing_key"):
+            errors.append("'routing_key' is missing or blank")
+        if body.get("event_action") not in ("trigger", "acknowledge", "resolve"):
+            errors.append("'event_action' is invalid")
+        payload = body.get("payload") or {}
+        if body.get("event_action") == "trigger" and not (payload.get("summary") and payload.get("source")):
+            errors.append("'payload.summary' and 'payload.source' are required")
+        if errors:
+            return 400, {"status": "invalid event", "message": "Event object is invalid", "errors": errors}
+        dedup_key = body.get("dedup_key") or f"pd-{next(self._ids)}"
+        self.pages[dedup_key] = body
+        return 202, {"status": "success", "message": "Event processed", "dedup_key": dedup_key}
+
+    def _statuspage(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        # /statuspage/v1/pages/{page_id}/incidents[/{id}]
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 5 or parts[2] != "pages" or parts[4] != "incidents":
+            return 404, {"error": "not found"}
+        page_id = parts[3]
+        incident_id = parts[5] if len(parts) > 5 else None
+        fields = (body or {}).get("incident") if isinstance(body, dict) else None
+        if incident_id is None and method == "GET":
+            q = query.get("q", "").lower()
+            found = [
+                i for i in self.incidents.values() if i["page_id"] == page_id and (not q or q in i["name"].lower())
+            ]
+            return 200, found
+        if incident_id is None and method == "POST":
+            if not isinstance(fields, dict) or not fields.get("name"):
+                return 422, {"error": "incident.name is required"}
+            new_id = f"inc{next(self._ids):04d}"
+            now = _now()
+            incident = {
+                "id": new_id,
+                "page_id": page_id,
+                "name": fields["name"],
+                "status": fields.get("status", "investigating"),
+                "impact_override": fields.get("impact_override"),
+                "created_at": now,
+                "updated_at": now,
+                "incident_updates": [{"status": fields.get("status", "investigating"), "body": fields.get("body", ""), "created_at": now}],
+            }
+            self.incidents[new_id] = incident
+            return 201, incident
+        if incident_id is not None:
+            incident = self.incidents.get(incident_id)
+            if incident is None or incident["page_id"] != page_id:
+                return 404, {"error": "incident not found"}
+            if method == "GET":
+                return 200, incident
+            if method == "PATCH":
+                if not isinstance(fields, dict):
+                    return 422, {"error": "incident is required"}
+                now = _now()
+                for k in ("name", "status", "impact_override"):
+                    if k in fields:
+                        incident[k] = fields[k]
+                incident["updated_at"] = now
+                if "status" in fields or "body" in fields:
+                    incident["incident_updates"].append(
+                        {"status": incident["status"], "body": fields.get("body", ""), "created_at": now}
+                    )
+                return 200, incident
+        return 405, {"error": "method not allowed"}
+
+
+async def _serve(host: str, port: int) -> None:
+    async with Receiver(host=host, port=port) as r:
+        print(f"receiver on {r.url}")
+        for name in ("slack_url", "statuspage_url", "pagerduty_url", "webhook_url", "health_url"):
+            print(f"  {name}: {getattr(r, name)}")
+        await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.receiver")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        asyncio.run(_serve(args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Starts (installing when absent) the local PostgreSQL and Redis the tests talk to.
+set -euo pipefail
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+apt_ready=0
+apt_install() {
+  if [ "$apt_ready" = 0 ]; then apt-get update -qq; apt_ready=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! listening 6379; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+fi
+
+if ! listening 5432; then
+  if ! ls /etc/postgresql 2>/dev/null | grep -q .; then
+    apt_install postgresql
+    ver="$(ls /etc/postgresql | sort -V | tail -1)"
+    # tests connect as postgres over TCP without a password, as on the dev machines
+    printf 'local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n' \
+      > "/etc/postgresql/$ver/main/pg_hba.conf"
+  fi
+  ver="$(ls /etc/postgresql | sort -V | tail -1)"
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+fi
+
+for i in $(seq 1 50); do
+  if listening 5432 && listening 6379; then exit 0; fi
+  sleep 0.2
+done
+echo "ensure-services: PostgreSQL (5432) or Redis (6379) did not come up" >&2
+exit 1

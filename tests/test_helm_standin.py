@@ -1,0 +1,317 @@
+"""The helm stand-in, driven through HelmActivities, against a bare kmock Kubernetes emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+from kubernetes import config as k8s_config
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.helm import HelmActivities
+from domain.cluster import HelmQuery, HelmRollbackRequest
+from domain.helm_time import parse_helm_time
+from sandbox.helm_cli import configmap_name, replace_image_tag, seed_release
+
+NS = "healthcare-prod"
+RELEASE = "healthcare-platform"
+CHART = "healthcare-platform-1.4.2"
+REPO = "registry.example.com:5000/healthcare/api-gateway"
+HELM = [sys.executable, "-m", "sandbox.helm_cli"]
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOYMENTS = "apps/v1/deployments"
+
+
+@dataclass
+class Cluster:
+    emulator: kmock.KubernetesEmulator
+    kubeconfig: Path
+    env: dict[str, str]
+    # The bare emulator has no controllers; when True, a stand-in Deployment controller
+    # reports every Deployment whose generation moved on as rolled out.
+    controller: bool = True
+
+    async def run_controller(self) -> None:
+        while True:
+            if self.controller:
+                for (resource, ns, name), obj in list(self.emulator.objects.items()):
+                    if resource.plural != "deployments" or obj.deleted:
+                        continue
+                    gen = (obj.raw.get("metadata") or {}).get("generation") or 0
+                    if ((obj.raw.get("status") or {}).get("observedGeneration") or 0) < gen:
+                        self.mark_rolled_out(name)
+            await asyncio.sleep(0.05)
+
+    def add_deployment(self, name: str, image: str, *, release: str | None = RELEASE, ready: bool = True, replicas: int = 2) -> None:
+        labels = {"app": name}
+        if release:
+            labels["app.kubernetes.io/instance"] = release
+        self.emulator.objects[DEPLOYMENTS, NS, name] = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NS, "labels": labels, "generation": 1},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "containers": [
+                            {"name": name, "image": image, "resources": {"limits": {"memory": "512Mi"}}},
+                        ]
+                    },
+                },
+            },
+            "status": {
+                "replicas": replicas,
+                "readyReplicas": replicas if ready else 0,
+                "observedGeneration": 1,
+            },
+        }
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return self.emulator.objects[DEPLOYMENTS, NS, name].raw
+
+    def image(self, name: str) -> str:
+        return self.deployment(name)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    def mark_rolled_out(self, name: str) -> None:
+        dep = self.deployment(name)
+        replicas = dep["spec"]["replicas"]
+        self.emulator.objects[DEPLOYMENTS, NS, name].patch(
+            {"status": {"readyReplicas": replicas, "observedGeneration": dep["metadata"]["generation"]}}
+        )
+
+    def stored_history(self) -> list[dict[str, Any]]:
+        cm = self.emulator.objects["v1/configmaps", NS, configmap_name(RELEASE)].raw
+        return json.loads(cm["data"]["history"])
+
+    async def seed(self, revisions: list[dict[str, Any]], release: str = RELEASE) -> None:
+        api = k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+        try:
+            # seed_release blocks; the emulator is served by this very event loop.
+            await asyncio.to_thread(seed_release, api, NS, release, CHART, revisions)
+        finally:
+            api.close()
+
+    async def helm(self, *args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *HELM, *args, env=self.env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    emulator = kmock.KubernetesEmulator()
+    emulator.resources.load_bundled()
+    async with emulator, kmock.Server(emulator) as server:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: kmock\n  cluster:\n    server: http://127.0.0.1:{server.port}\n"
+            "users:\n- name: drill\n  user:\n    token: not-a-secret\n"
+            "contexts:\n- name: kmock\n  context:\n    cluster: kmock\n    user: drill\n"
+            "current-context: kmock\n"
+        )
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(ROOT)}
+        cluster = Cluster(emulator=emulator, kubeconfig=kubeconfig, env=env)
+        controller = asyncio.create_task(cluster.run_controller())
+        try:
+            yield cluster
+        finally:
+            controller.cancel()
+            await asyncio.gather(controller, return_exceptions=True)
+
+
+@pytest.fixture
+def helm(cluster) -> HelmActivities:
+    return HelmActivities(HELM, env={"KUBECONFIG": str(cluster.kubeconfig), "PYTHONPATH": str(ROOT)})
+
+
+def scenario_revisions() -> list[dict[str, Any]]:
+    now = datetime.now(timezone.utc)
+    return [
+        {"revision": 11, "image_tag": "v1.4.1", "updated": now - timedelta(days=3), "app_version": "1.4.1"},
+        {"revision": 12, "image_tag": "v1.4.2", "updated": now - timedelta(minutes=12), "app_version": "1.4.2"},
+    ]
+
+
+def test_replace_image_tag_keeps_repository():
+    assert replace_image_tag(f"{REPO}:v1.4.2", "v1.4.1") == f"{REPO}:v1.4.1"
+    assert replace_image_tag("nginx", "1.27") == "nginx:1.27"
+    assert replace_image_tag("localhost:5000/app@sha256:abcd", "v2") == "localhost:5000/app:v2"
+
+
+async def test_history_of_a_seeded_release(cluster, helm):
+    await cluster.seed(scenario_revisions())
+    history = await ActivityEnvironment().run(helm.helm_history, HelmQuery(release=RELEASE, namespace=NS))
+    assert history.release == RELEASE
+    assert [(r.revision, r.status, r.chart, r.app_version) for r in history.revisions] == [
+        (11, "superseded", CHART, "1.4.1"),
+        (12, "deployed", CHART, "1.4.2"),
+    ]
+    assert history.current is not None and history.current.revision == 12
+    age = datetime.now(timezone.utc) - parse_helm_time(history.revisions[-1].updated)
+    assert timedelta(minutes=11) < age < timedelta(minutes=13)
+    assert datetime.now(timezone.utc) - parse_helm_time(history.revisions[0].updated) > timedelta(days=2)
+
+
+async def test_rollback_patches_image_and_is_idempotent(cluster, helm):
+    cluster.add_deployment("api-gateway", f"{REPO}:v1.4.2")
+    cluster.add_deployment("billing", "registry.example.com/billing:v9", release="other-release")
+    await cluster.seed(scenario_revisions())
+
+    req = HelmRollbackRequest(release=RELEASE, namespace=NS, from_revision=12, to_revision=11, timeout_seconds=20)
+    result = await ActivityEnvironment().run(helm.helm_rollback, req)
+    assert (result.from_revision, result.to_revision, result.new_revision, result.already_done) == (12, 11, 13, False)
+
+    assert cluster.image("api-gateway") == f"{REPO}:v1.4.1"
+    assert cluster.deployment("api-gateway")["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "limits": {"memory": "512Mi"}
+    }
+    assert cluster.deployment("api-gateway")["metadata"]["generation"] == 2  # as an API server would
+    assert cluster.image("billing") == "registry.example.com/billing:v9"  # not this release
+
+    history = await helm.helm_history(HelmQuery(release=RELEASE, namespace=NS))
+    assert [(r.revision, r.status, r.description) for r in history.revisions] == [
+        (11, "superseded", "Install complete"),
+        (12, "superseded", "Upgrade complete"),
+        (13, "deployed", "Rollback to 11"),
+    ]
+    assert cluster.stored_history()[-1]["image_tag"] == "v1.4.1"
+
+    # Temporal retries the activity (e.g. the worker died after helm finished): nothing new.
+    again = await helm.helm_rollback(req)
+    assert again.already_done and again.new_revision == 13
+    assert len(cluster.stored_history()) == 3
+
+    # Compensation: roll back to where it was (12), from the new revision.
+    undo = await helm.helm_rollback(
+        HelmRollbackRequest(release=RELEASE, namespace=NS, from_revision=13, to_revision=12, timeout_seconds=20)
+    )
+    assert (undo.new_revision, undo.already_done) == (14, False)
+    assert cluster.image("api-gateway") == f"{REPO}:v1.4.2"
+
+
+async def test_upgrade_then_status_and_history(cluster, helm):
+    cluster.add_deployment("api-gateway", f"{REPO}:v1.4.1")
+    await cluster.seed([{"revision": 1, "image_tag": "v1.4.1"}])
+
+    rc, out, err = await cluster.helm(
+        "upgrade", RELEASE, "./infra/helm/healthcare-platform", "-n", NS, "--set", "image.tag=v1.5.0", "--wait", "--timeout", "10s"
+    )
+    assert rc == 0, err
+    assert "has been upgraded" in out
+    assert cluster.image("api-gateway") == f"{REPO}:v1.5.0"
+
+    history = await helm.helm_history(HelmQuery(release=RELEASE, namespace=NS))
+    assert [(r.revision, r.status, r.description, r.chart) for r in history.revisions] == [
+        (1, "superseded", "Install complete", CHART),
+        (2, "deployed", "Upgrade complete", CHART),
+    ]
+
+    rc, out, err = await cluster.helm("status", RELEASE, "-n", NS, "-o", "json")
+    assert rc == 0, err
+    status = json.loads(out)
+    assert (status["name"], status["namespace"], status["version"], status["info"]["status"]) == (
+        RELEASE, NS, 2, "deployed"
+    )
+
+    # Without --wait, no status check at all (helm would not wait either).
+    rc, _, err = await cluster.helm("rollback", RELEASE, "-n", NS)
+    assert rc == 0, err
+    assert cluster.image("api-gateway") == f"{REPO}:v1.4.1"
+    assert cluster.stored_history()[-1]["description"] == "Rollback to 1"
+
+
+async def test_rollback_waits_for_the_rollout(cluster, helm):
+    cluster.controller = False
+    cluster.add_deployment("api-gateway", f"{REPO}:v1.4.2", ready=False)
+    await cluster.seed(scenario_revisions())
+    req = HelmRollbackRequest(release=RELEASE, namespace=NS, from_revision=12, to_revision=11, timeout_seconds=20)
+    task = asyncio.create_task(helm.helm_rollback(req))
+
+    # Play the Deployment controller: once the new spec is there, report it rolled out.
+    for _ in range(200):
+        if cluster.image("api-gateway").endswith(":v1.4.1") and cluster.deployment("api-gateway")["metadata"]["generation"] == 2:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the rollback never patched the deployment")
+    await asyncio.sleep(0.6)
+    assert not task.done(), "returned before the deployment was ready"
+    assert cluster.stored_history()[-1]["status"] == "pending-rollback"
+    cluster.mark_rolled_out("api-gateway")
+
+    result = await asyncio.wait_for(task, timeout=20)
+    assert result.new_revision == 13 and not result.already_done
+    assert cluster.stored_history()[-1]["status"] == "deployed"
+
+
+async def test_rollback_wait_timeout_fails_the_revision(cluster, helm):
+    cluster.controller = False  # nothing ever rolls the new spec out
+    cluster.add_deployment("api-gateway", f"{REPO}:v1.4.2")
+    await cluster.seed(scenario_revisions())
+    req = HelmRollbackRequest(release=RELEASE, namespace=NS, from_revision=12, to_revision=11, timeout_seconds=1)
+    with pytest.raises(ApplicationError) as ei:
+        await helm.helm_rollback(req)
+    assert ei.value.type == "RolloutTimeout"
+    assert ei.value.message == "helm rollback failed: Error: timed out waiting for the condition"
+    history = await helm.helm_history(HelmQuery(release=RELEASE, namespace=NS))
+    assert [(r.revision, r.status) for r in history.revisions] == [(11, "superseded"), (12, "superseded"), (13, "failed")]
+    assert history.revisions[-1].description == 'Rollback "healthcare-platform" failed: timed out waiting for the condition'
+
+
+async def test_unknown_release_is_not_found_and_not_retryable(cluster, helm):
+    with pytest.raises(ApplicationError) as ei:
+        await helm.helm_history(HelmQuery(release="nope", namespace=NS))
+    assert ei.value.type == "NotFound" and ei.value.non_retryable
+    assert ei.value.message == "helm history failed: Error: release: not found"
+
+    with pytest.raises(ApplicationError) as ei:
+        await helm.helm_rollback(HelmRollbackRequest(release="nope", namespace=NS, from_revision=2, to_revision=1))
+    assert ei.value.type == "NotFound" and ei.value.non_retryable
+
+    rc, out, err = await cluster.helm("rollback", "nope", "1", "-n", NS, "--wait", "--timeout", "5s")
+    assert (rc, out, err) == (1, "", "Error: release: not found\n")
+
+
+async def test_rollback_to_a_missing_revision_is_not_retryable(cluster, helm):
+    await cluster.seed(scenario_revisions())
+    with pytest.raises(ApplicationError) as ei:
+        await helm.helm_rollback(HelmRollbackRequest(release=RELEASE, namespace=NS, from_revision=12, to_revision=3))
+    assert ei.value.type == "InvalidRevision" and ei.value.non_retryable
+    assert len(cluster.stored_history()) == 2
+
+
+async def test_missing_helm_binary_is_not_retryable():
+    acts = HelmActivities(["/nonexistent/bin/helm"])
+    with pytest.raises(ApplicationError) as ei:
+        await acts.helm_history(HelmQuery(release=RELEASE, namespace=NS))
+    assert ei.value.type == "HelmNotFound" and ei.value.non_retryable
+
+
+async def test_unreachable_cluster_is_retryable_with_one_line_error(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:9\n"
+        "users:\n- name: u\n  user: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n"
+    )
+    acts = HelmActivities(HELM, env={"KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(ROOT)})
+    with pytest.raises(ApplicationError) as ei:
+        await acts.helm_history(HelmQuery(release=RELEASE, namespace=NS))
+    assert not ei.value.non_retryable and ei.value.type == "HelmError"
+    assert "\n" not in ei.value.message
+    assert ei.value.message.startswith("helm history failed: Error: Kubernetes cluster unreachable: ")
+    assert "Connection refused" in ei.value.message
