@@ -147,10 +147,34 @@ class HelmActivities:
     async def helm_history(self, query: HelmQuery) -> HelmHistory:
         return await self._history(query.release, query.namespace)
 
+    async def _settled_history(self, req: HelmRollbackRequest, marker: str) -> HelmHistory:
+        """History once no operation is pending. A pending rollback to our target is an
+        earlier attempt of ours (its worker died mid-way): wait for it rather than repeat it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + req.timeout_seconds + 60
+        while True:
+            hist = await self._history(req.release, req.namespace)
+            newest = hist.revisions[-1] if hist.revisions else None
+            if newest is None or not newest.status.startswith("pending-"):
+                return hist
+            if newest.description != marker:
+                raise ApplicationError(
+                    f"helm rollback: another operation is in progress on {req.release} "
+                    f"(revision {newest.revision}: {newest.status})",
+                    type="HelmBusy",
+                )
+            if loop.time() > deadline:
+                raise ApplicationError(
+                    f"helm rollback: revision {newest.revision} stayed {newest.status}", type="HelmBusy"
+                )
+            if activity.in_activity():
+                activity.heartbeat(f"waiting for revision {newest.revision} ({newest.status})")
+            await asyncio.sleep(1.0)
+
     @activity.defn
     async def helm_rollback(self, req: HelmRollbackRequest) -> HelmRollbackResult:
         marker = f"Rollback to {req.to_revision}"
-        before = await self._history(req.release, req.namespace)
+        before = await self._settled_history(req, marker)
         current = before.current
         newest = before.revisions[-1] if before.revisions else None
         if (
@@ -158,6 +182,7 @@ class HelmActivities:
             and newest is not None
             and current.revision != req.from_revision
             and newest.description == marker
+            and newest.status != "failed"
         ):
             if activity.in_activity():
                 activity.logger.info(

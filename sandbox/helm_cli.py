@@ -455,8 +455,15 @@ def _apply_revision(
     return new
 
 
+def _require_idle(history: list[dict[str, Any]]) -> None:
+    """As real helm: one operation at a time per release."""
+    if history and str(history[-1].get("status", "")).startswith("pending-"):
+        raise HelmError("another operation (install/upgrade/rollback) is in progress")
+
+
 def cmd_rollback(api_client: Any, args: argparse.Namespace) -> None:
     history = _require_history(api_client, args.namespace, args.release)
+    _require_idle(history)
     current = history[-1]
     target_number = args.revision if args.revision else current["revision"] - 1
     if target_number < 1:
@@ -505,6 +512,7 @@ def cmd_upgrade(api_client: Any, args: argparse.Namespace) -> None:
     deployed = [r for r in history if r["status"] == "deployed"]
     if not history and not args.install:
         raise HelmError(f'UPGRADE FAILED: "{args.release}" has no deployed releases')
+    _require_idle(history)
     previous = deployed[-1] if deployed else (history[-1] if history else None)
     chart_name = args.chart.rstrip("/").rsplit("/", 1)[-1]
     if args.version:

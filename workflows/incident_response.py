@@ -81,6 +81,7 @@ NOTIFY_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE,
 )
 CODEBLUE = "codeblue"
+HEARTBEAT_TIMEOUT_SECONDS = 15
 
 
 class _StepFailed(Exception):
@@ -563,14 +564,22 @@ class IncidentResponseWorkflow:
                         HelmRollbackResult,
                         f"compensate: helm rollback to {req.from_revision}",
                         self.cfg.helm.timeout_seconds + 60,
+                        heartbeat=True,
                     )
 
                 comps.append((act, undo_rollback))
                 res = await self._write(
-                    "helm_rollback", req, HelmRollbackResult, f"helm rollback to {req.to_revision}", self.cfg.helm.timeout_seconds + 60
+                    "helm_rollback",
+                    req,
+                    HelmRollbackResult,
+                    f"helm rollback to {req.to_revision}",
+                    self.cfg.helm.timeout_seconds + 60,
+                    heartbeat=True,
                 )
                 done.append(res)
                 act.result = f"revision {res.from_revision} -> {res.to_revision} (new revision {res.new_revision})"
+                if res.already_done:
+                    act.result += "; found done by an earlier attempt, not repeated"
             elif act.kind == ActionKind.SCALE_UP:
                 ns, dep, n = p["namespace"], p["deployment"], int(p["replicas"])
                 current = await self._read("deployment_status", NamespaceQuery(namespace=ns), DeploymentsReport, "read replicas")
@@ -712,7 +721,8 @@ class IncidentResponseWorkflow:
             arg,
             result_type=rtype,
             start_to_close_timeout=timedelta(seconds=timeout_seconds),
-            heartbeat_timeout=timedelta(seconds=30) if heartbeat else None,
+            # a worker that dies mid-step is noticed within this, and the step retried elsewhere
+            heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_SECONDS) if heartbeat else None,
             retry_policy=WRITE_RETRY,
             summary=summary,
         )

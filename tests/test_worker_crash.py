@@ -1,0 +1,121 @@
+"""A worker killed with SIGKILL mid-mitigation loses nothing and repeats no side effect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from collections import Counter
+
+import kmock
+
+from activities.helm import HelmActivities
+from domain.cluster import HelmQuery
+from domain.incident import Decision, IncidentInput, Resolution
+from domain.severity import Severity
+from sandbox.helm_cli import configmap_name
+from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
+from starters import service
+from tests.workflow_helpers import events, until
+
+
+def _spawn_worker(env, cfg_path: str, task_queue: str) -> subprocess.Popen:
+    codeblue = shutil.which("codeblue")
+    assert codeblue, "codeblue console script not on PATH"
+    return subprocess.Popen(
+        [codeblue, "worker"],
+        env={
+            **os.environ,
+            "CODEBLUE_CONFIG": cfg_path,
+            "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "TEMPORAL_TASK_QUEUE": task_queue,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _rollback_in_progress(sb, timeout: float = 60) -> None:
+    """Wait until helm has written the pending rollback revision: the change is under way."""
+    cms = kmock.resource("", "v1", "configmaps")
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        cm = sb.cluster.reconciler.get(cms, NAMESPACE, configmap_name(RELEASE))
+        if cm is not None and json.loads(cm.raw["data"]["history"])[-1]["status"] == "pending-rollback":
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("helm rollback never started")
+
+
+async def _activity_started(handle, name: str, timeout: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        desc = await handle.describe()
+        for pa in desc.raw_description.pending_activities:
+            if pa.activity_type.name == name and pa.state == 2:  # PENDING_ACTIVITY_STATE_STARTED
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"activity {name} never started")
+
+
+async def test_sigkill_mid_rollback_then_a_new_worker_finishes_exactly_once(dev_env):
+    tq = f"crash-{uuid.uuid4().hex[:6]}"
+    async with sandbox_environment("bad-deploy") as sb:
+        first = _spawn_worker(dev_env, sb.config_path, tq)
+        second = None
+        try:
+            iid = f"CRASH-{uuid.uuid4().hex[:6]}"
+            h = await service.start_incident(
+                dev_env.client,
+                IncidentInput(incident_id=iid, title="gateway down", severity=Severity.P0, commander="ic", requested_by="test"),
+                tq,
+            )
+            rep = await until(h, lambda r: bool(r.actions), "proposals", timeout=60)
+            for a in rep.actions:
+                ok = a.id == "rollback"
+                await service.decide(
+                    dev_env.client, iid, Decision(action_id=a.id, approve=ok, by="ic", reason=None if ok else "no")
+                )
+            await _activity_started(h, "helm_rollback")
+            await _rollback_in_progress(sb)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            second = _spawn_worker(dev_env, sb.config_path, tq)
+            rep = await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed by the new worker", timeout=90)
+            for _ in range(30):
+                res = await service.resolve(dev_env.client, iid, Resolution(by="ic", summary="rolled back"))
+                if res.resolved:
+                    break
+                await asyncio.sleep(1)
+            report = await h.result()
+        finally:
+            for p in (first, second):
+                if p and p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        p.wait(15)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+
+        assert report.status == "resolved" and report.verified
+        ev = events(report)
+        for step in ("Immediate actions complete", "Assessment complete", "Approved rollback", "Executed rollback", "Incident resolved"):
+            assert any(e.startswith(step) for e in ev), step
+        # exactly one rollback revision in the release history
+        helm = HelmActivities(sb.config.helm.command, {"KUBECONFIG": sb.config.kubernetes.kubeconfig})
+        history = await helm.helm_history(HelmQuery(release=RELEASE, namespace=NAMESPACE))
+        assert [r.description for r in history.revisions].count("Rollback to 11") == 1, history
+        assert sb.cluster.gateway_healthy(NAMESPACE, GATEWAY)
+        # every notification was applied once: no repeated page, status update or message
+        applied = Counter((c.channel, c.idempotency_key) for c in sb.receiver.calls if c.method != "GET" and not c.duplicate and 200 <= c.status < 300)
+        assert applied and max(applied.values()) == 1, applied
+        assert len(sb.receiver.incidents) == 1
+        pages = [c.json["dedup_key"] for c in sb.receiver.effects("pagerduty")]
+        assert pages == [f"{iid}:on_call:open"]
+
