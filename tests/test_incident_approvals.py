@@ -11,7 +11,7 @@ from domain.severity import Severity
 from starters import service
 from starters.service import CodeBlueError
 from tests.fakes import World
-from tests.workflow_helpers import events, incident, proposed, start, until, worker_for
+from tests.workflow_helpers import events, incident, proposed, start, terminate, until, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -61,7 +61,7 @@ async def test_update_from_someone_else_is_rejected_with_a_reason(skipping_env):
         assert next(a for a in rep.actions if a.id == "rollback").state.value == "proposed"
         with pytest.raises(CodeBlueError, match="mallory is not the incident commander"):
             await service.resolve(skipping_env.client, h.id, Resolution(by="mallory", summary="x"))
-        await h.terminate("test done")
+        await terminate(h)
     assert world.effects == []
 
 
@@ -76,7 +76,7 @@ async def test_signal_from_someone_else_is_recorded_as_ignored(skipping_env):
         # the IC's signal counts
         await h.signal(IncidentResponseWorkflow.approve, Decision(action_id="rollback", approve=True, by="alice"))
         await until(h, lambda r: r.actions[0].state.value == "approved", "IC signal applied")
-        await h.terminate("test done")
+        await terminate(h)
     assert world.effects == []
 
 
@@ -97,7 +97,7 @@ async def test_waiting_proposals_remind_the_ic_then_page_the_manager_and_never_r
         await skipping_env.sleep(timedelta(hours=2))
         rep = await h.query(IncidentResponseWorkflow.status)
         assert all(a.state.value == "proposed" for a in rep.actions)
-        await h.terminate("test done")
+        await terminate(h)
     assert world.effects == []
     assert len(world.pages_to("engineering_manager")) == 1
 
@@ -113,7 +113,7 @@ async def test_no_commander_means_no_decisions_until_one_is_assigned(skipping_en
         await until(h, lambda r: r.commander == "bob", "commander assigned")
         res = await service.decide(skipping_env.client, h.id, Decision(action_id="rollback", approve=True, by="bob"))
         assert res.state.value == "approved"
-        await h.terminate("test done")
+        await terminate(h)
 
 
 async def test_escalation_repages_on_call(skipping_env):
@@ -125,7 +125,7 @@ async def test_escalation_repages_on_call(skipping_env):
         rep = await until(h, lambda r: len(world.pages_to("on_call")) == 2, "re-page")
         assert rep.severity.value == "P0"
         assert world.pages_to("on_call")[-1].severity == "P0"
-        await h.terminate("test done")
+        await terminate(h)
 
 
 async def test_duplicate_incident_is_refused(skipping_env):
@@ -135,7 +135,8 @@ async def test_duplicate_incident_is_refused(skipping_env):
         h = await start(skipping_env, world, inp, tq)
         with pytest.raises(CodeBlueError, match=f"incident {inp.incident_id} already"):
             await start(skipping_env, world, inp, tq)
-        await h.terminate("test done")
+        await until(h, proposed, "proposals")
+        await terminate(h)
 
 
 async def test_resolve_is_refused_while_unhealthy_unless_forced(skipping_env):

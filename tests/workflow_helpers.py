@@ -45,8 +45,22 @@ async def worker_for(env: WorkflowEnvironment, world: World) -> AsyncIterator[st
             yield tq
         finally:
             for h in world.handles:
-                if (await h.describe()).status == WorkflowExecutionStatus.RUNNING:
-                    await h.terminate("test cleanup")
+                await terminate(h)
+
+
+async def terminate(handle: WorkflowHandle) -> None:
+    """Terminate once no activity is pending: the time-skipping server never releases the
+    time lock of an activity task whose workflow was terminated under it."""
+    quiet = 0
+    for _ in range(200):
+        desc = await handle.describe()
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return
+        quiet = 0 if desc.raw_description.pending_activities else quiet + 1
+        if quiet >= 4:  # no activity pending for ~100 ms: the workflow is waiting on people or timers
+            break
+        await asyncio.sleep(0.025)
+    await handle.terminate("test done")
 
 
 async def skip(env: WorkflowEnvironment, minutes: float) -> None:

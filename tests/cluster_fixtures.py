@@ -1,0 +1,38 @@
+"""Fixtures for tests against the sandbox Kubernetes API (kmock over real HTTP).
+
+tests/conftest.py belongs to the workflow tests; import these where needed:
+
+    from tests.cluster_fixtures import k8s_activities, sandbox_api, sandbox_cluster  # noqa: F401
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import kubernetes.client
+import pytest
+import pytest_asyncio
+
+from activities.kubernetes import KubernetesActivities
+from sandbox.cluster import SandboxCluster
+
+
+@pytest_asyncio.fixture
+async def sandbox_cluster() -> AsyncIterator[SandboxCluster]:
+    """A fresh, empty cluster per test (the background reconciler runs every 0.2 s)."""
+    async with SandboxCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def sandbox_api(sandbox_cluster: SandboxCluster) -> Iterator[kubernetes.client.ApiClient]:
+    api = sandbox_cluster.api_client()
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def k8s_activities(sandbox_api: kubernetes.client.ApiClient) -> KubernetesActivities:
+    return KubernetesActivities(sandbox_api, request_timeout_seconds=5.0)
