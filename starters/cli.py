@@ -79,7 +79,11 @@ async def _client():
         s = TemporalSettings.from_env()
         from starters.service import CodeBlueError
 
-        raise CodeBlueError(f"cannot reach Temporal at {s.address}: {str(e).splitlines()[0]}") from None
+        text = str(e)
+        why = "connection refused" if "refused" in text.lower() else text.splitlines()[0][:160]
+        raise CodeBlueError(
+            f"cannot reach Temporal at {s.address} ({why}); set TEMPORAL_ADDRESS or run `codeblue dev`"
+        ) from None
 
 
 # ------------------------------------------------------------------ incidents
