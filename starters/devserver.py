@@ -72,10 +72,9 @@ async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int
                 async with running_worker(env.client, sb.config, task_queue):
                     console.print(f"Temporal at 127.0.0.1:{port}, Web UI http://127.0.0.1:{ui_port}")
                     console.print(f"Sandbox '{scenario}' ready; worker on task queue {task_queue}.")
-                    console.print("In another terminal: export CODEBLUE_CONFIG=" + sb.config_path)
-                    console.print(
-                        "  codeblue incident start --severity P0 --title 'api-gateway down' --commander you"
-                    )
+                    console.print("In another terminal, as the IC (the worker's sandbox config applies):")
+                    console.print("  codeblue incident start --severity P0 --title 'api-gateway down' --commander you")
+                    console.print("  codeblue incident status <ID>; codeblue incident approve <ID> rollback --by you")
                     console.print("Ctrl-C stops everything.")
                     await stop.wait()
         else:

@@ -1,7 +1,12 @@
-"""Determinism: histories of real runs replay without a non-determinism error."""
+"""Determinism: fresh histories and the committed ones replay without a non-determinism error."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from domain.incident import Decision, Resolution
@@ -11,8 +16,15 @@ from tests.workflow_helpers import incident, proposed, skip, start, until, worke
 from worker.temporal import data_converter
 from workflows.incident_response import IncidentResponseWorkflow
 
+HISTORIES = Path(__file__).parent / "histories"
+SCENARIOS = {
+    "rollback_resolved": {"world": {}, "run": {"approve": {"rollback"}}},
+    "compensated": {"world": {"db_ok": False}, "run": {"approve": {"rollback", "scale", "db-check"}, "force": True}},
+    "diagnostics_sla_missed": {"world": {"failing": {"pod_status"}}, "run": {"approve": set(), "sla_miss": True}},
+}
 
-async def _run(env, world: World, approve: set[str], force: bool = False, sla_miss: bool = False):
+
+async def run_scenario(env, world: World, approve: set[str], force: bool = False, sla_miss: bool = False) -> WorkflowHistory:
     async with worker_for(env, world) as tq:
         h = await start(env, world, incident(), tq)
         if sla_miss:
@@ -28,13 +40,30 @@ async def _run(env, world: World, approve: set[str], force: bool = False, sla_mi
         return await h.fetch_history()
 
 
-async def test_histories_replay(skipping_env):
-    histories = [
-        await _run(skipping_env, World(), {"rollback"}),
-        await _run(skipping_env, World(db_ok=False), {"rollback", "scale", "db-check"}, force=True),
-        await _run(skipping_env, World(failing={"pod_status"}), set(), sla_miss=True),
-    ]
-    replayer = Replayer(workflows=[IncidentResponseWorkflow], data_converter=data_converter())
-    for h in histories:
-        result = await replayer.replay_workflow(h, raise_on_replay_failure=False)
-        assert result.replay_failure is None, result.replay_failure
+def _replayer() -> Replayer:
+    return Replayer(workflows=[IncidentResponseWorkflow], data_converter=data_converter())
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_fresh_history_replays(skipping_env, name):
+    kw = SCENARIOS[name]
+    history = await run_scenario(skipping_env, World(**kw["world"]), **kw["run"])
+    result = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_committed_history_replays(path: Path):
+    raw = json.loads(path.read_text())
+    wf_id = next(
+        e["workflowExecutionStartedEventAttributes"].get("workflowId", path.stem)
+        for e in raw["events"]
+        if "workflowExecutionStartedEventAttributes" in e
+    )
+    history = WorkflowHistory.from_json(wf_id, raw)
+    result = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+
+
+def test_histories_are_committed():
+    assert {p.stem for p in HISTORIES.glob("*.json")} >= set(SCENARIOS)
