@@ -107,21 +107,20 @@ async def status(client: Client, incident_id: str) -> IncidentReport:
 
 
 async def decide(client: Client, incident_id: str, decision: Decision) -> DecisionResult:
-    h = await _open_handle(client, incident_id)
-    try:
-        return await h.execute_update(IncidentResponseWorkflow.decide, decision)
-    except WorkflowUpdateFailedError as e:
-        raise CodeBlueError(f"decision rejected: {_cause(e)}") from None
-    except RPCError as e:
-        raise _rpc(e, incident_id) from None
+    return await _update(client, incident_id, IncidentResponseWorkflow.decide, decision, "decision")
 
 
 async def resolve(client: Client, incident_id: str, resolution: Resolution) -> ResolutionResult:
+    return await _update(client, incident_id, IncidentResponseWorkflow.resolve, resolution, "resolve")
+
+
+async def _update(client: Client, incident_id: str, update, arg, what: str):
+    """An update on an open incident; a validator's refusal becomes a one-line error."""
     h = await _open_handle(client, incident_id)
     try:
-        return await h.execute_update(IncidentResponseWorkflow.resolve, resolution)
+        return await h.execute_update(update, arg)
     except WorkflowUpdateFailedError as e:
-        raise CodeBlueError(f"resolve rejected: {_cause(e)}") from None
+        raise CodeBlueError(f"{what} rejected: {_cause(e)}") from None
     except RPCError as e:
         raise _rpc(e, incident_id) from None
 
