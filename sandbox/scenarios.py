@@ -1,4 +1,10 @@
-"""Drill scenarios: a seeded cluster, a helm history, a receiver, and the config pointing at them."""
+"""Drill scenarios: a seeded world (cluster, helm history, receiver, optional extras) and the
+config that points a worker at it.
+
+A scenario module registers itself with `@scenario_def`; `sandbox_environment(name)` builds its
+world. Extra services (an AWS emulator, a dedicated Redis) are async context managers a
+scenario lists in `extras`; each may add to the config through `configure`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,11 @@ import asyncio
 import os
 import sys
 import tempfile
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import yaml
 
@@ -34,43 +40,93 @@ BAD_TAG = "v1.5.0"
 
 
 @dataclass
+class SandboxEnvironment:
+    scenario: "Scenario"
+    cluster: SandboxCluster
+    receiver: Receiver
+    config: CodeBlueConfig
+    config_path: str
+    # what `extras` started, by name (e.g. "aws" -> the moto server handle)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Scenario:
     name: str
     description: str
     title: str
     severity: str
-    # what the drill's IC approves; everything else proposed is rejected
-    approve: tuple[str, ...]
+    # which drill driver in starters.drill plays it (the IC's moves)
+    driver: str = "incident"
+    # actions the drill's IC approves in the incident driver; everything else is rejected
+    approve: tuple[str, ...] = ()
+    # prepares the cluster (and extras) before the worker starts
+    seed: Callable[[SandboxEnvironment], Awaitable[None]] | None = None
+    # extra services: name -> factory of an async context manager yielding a handle
+    extras: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # last word on the worker's config, given the started world
+    configure: Callable[[CodeBlueConfig, SandboxEnvironment], CodeBlueConfig] | None = None
 
 
-SCENARIOS = {
-    "bad-deploy": Scenario(
-        name="bad-deploy",
-        description=(
-            f"release revision 12 ({BAD_TAG}) went out 12 minutes ago; api-gateway pods crash-loop "
-            "and log connection errors; revision 11 was good"
-        ),
-        title="api-gateway crash-looping after deploy; patients cannot load records",
-        severity="P0",
-        approve=("rollback",),
-    ),
-}
+SCENARIOS: dict[str, Scenario] = {}
 
 
-@dataclass
-class SandboxEnvironment:
-    scenario: Scenario
-    cluster: SandboxCluster
-    receiver: Receiver
-    config: CodeBlueConfig
-    config_path: str
+def scenario_def(sc: Scenario) -> Scenario:
+    SCENARIOS[sc.name] = sc
+    return sc
 
 
 def scenario(name: str) -> Scenario:
+    _load_all()
     try:
         return SCENARIOS[name]
     except KeyError:
-        raise ValueError(f"unknown scenario {name!r}; available: {', '.join(SCENARIOS)}") from None
+        raise ValueError(f"unknown scenario {name!r}; available: {', '.join(sorted(SCENARIOS))}") from None
+
+
+def _load_all() -> None:
+    """Scenario modules register on import; list them here."""
+    import sandbox.scenario_bad_deploy  # noqa: F401
+
+
+async def seed_bad_release(env: SandboxEnvironment, *, current_tag: str = BAD_TAG) -> None:
+    """healthcare-prod with release history 10, 11 (good, 3 days ago), 12 (12 minutes ago)."""
+    await env.cluster.seed_healthcare_prod(
+        namespace=NAMESPACE, gateway=GATEWAY, tag=current_tag, replicas=3, bad_tags={BAD_TAG}
+    )
+    now = datetime.now(timezone.utc)
+    api = env.cluster.api_client()
+    try:
+        await asyncio.to_thread(
+            seed_release,
+            api,
+            NAMESPACE,
+            RELEASE,
+            "healthcare-platform",
+            [
+                {"revision": 10, "image_tag": "v1.4.1", "updated": now - timedelta(days=9), "chart": "healthcare-platform-1.4.1"},
+                {"revision": 11, "image_tag": GOOD_TAG, "updated": now - timedelta(days=3), "chart": "healthcare-platform-1.4.2"},
+                {"revision": 12, "image_tag": current_tag, "updated": now - timedelta(minutes=12), "chart": "healthcare-platform-1.5.0"},
+            ],
+        )
+    finally:
+        await asyncio.to_thread(api.close)
+    await env.cluster.reconcile()
+
+
+def base_config(cluster: SandboxCluster, rx: Receiver) -> CodeBlueConfig:
+    return CodeBlueConfig(
+        kubernetes=KubernetesConfig(namespace=NAMESPACE, gateway_deployment=GATEWAY, kubeconfig=str(cluster.kubeconfig_path)),
+        helm=HelmConfig(release=RELEASE, command=[sys.executable, "-m", "sandbox.helm_cli"], timeout_seconds=60),
+        notifications=NotificationConfig(
+            slack_webhook_url=rx.slack_url,
+            statuspage_url=rx.statuspage_url,
+            pagerduty_url=rx.pagerduty_url,
+            webhook_url=rx.webhook_url,
+        ),
+        health=HealthConfig(url=rx.health_url, attempts=3, timeout_seconds=2),
+        mitigation=MitigationConfig(rollout_timeout_seconds=60),
+    )
 
 
 @asynccontextmanager
@@ -79,37 +135,17 @@ async def sandbox_environment(name: str) -> AsyncIterator[SandboxEnvironment]:
     # the sandbox pager accepts any routing key; a real one never goes near a drill
     os.environ.setdefault("CODEBLUE_PAGERDUTY_ROUTING_KEY", "sandbox")
     with tempfile.TemporaryDirectory(prefix="codeblue-sandbox-") as tmp:
-        async with SandboxCluster() as cluster:
-            await cluster.seed_healthcare_prod(
-                namespace=NAMESPACE, gateway=GATEWAY, tag=BAD_TAG, replicas=3, bad_tags={BAD_TAG}
-            )
-            now = datetime.now(timezone.utc)
-            await asyncio.to_thread(
-                seed_release,
-                cluster.api_client(),
-                NAMESPACE,
-                RELEASE,
-                "healthcare-platform",
-                [
-                    {"revision": 10, "image_tag": "v1.4.1", "updated": now - timedelta(days=9), "chart": "healthcare-platform-1.4.1"},
-                    {"revision": 11, "image_tag": GOOD_TAG, "updated": now - timedelta(days=3), "chart": "healthcare-platform-1.4.2"},
-                    {"revision": 12, "image_tag": BAD_TAG, "updated": now - timedelta(minutes=12), "chart": "healthcare-platform-1.5.0"},
-                ],
-            )
-            await cluster.reconcile()
-            async with Receiver(health=lambda: cluster.gateway_healthy(NAMESPACE, GATEWAY)) as rx:
-                cfg = CodeBlueConfig(
-                    kubernetes=KubernetesConfig(namespace=NAMESPACE, gateway_deployment=GATEWAY, kubeconfig=str(cluster.kubeconfig_path)),
-                    helm=HelmConfig(release=RELEASE, command=[sys.executable, "-m", "sandbox.helm_cli"], timeout_seconds=60),
-                    notifications=NotificationConfig(
-                        slack_webhook_url=rx.slack_url,
-                        statuspage_url=rx.statuspage_url,
-                        pagerduty_url=rx.pagerduty_url,
-                        webhook_url=rx.webhook_url,
-                    ),
-                    health=HealthConfig(url=rx.health_url, attempts=3, timeout_seconds=2),
-                    mitigation=MitigationConfig(rollout_timeout_seconds=60),
-                )
-                path = Path(tmp) / "codeblue.yaml"
-                path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-                yield SandboxEnvironment(sc, cluster, rx, cfg, str(path))
+        async with AsyncExitStack() as stack:
+            cluster = await stack.enter_async_context(SandboxCluster())
+            rx = await stack.enter_async_context(Receiver(health=lambda: cluster.gateway_healthy(NAMESPACE, GATEWAY)))
+            env = SandboxEnvironment(sc, cluster, rx, base_config(cluster, rx), "")
+            for extra, factory in sc.extras.items():
+                env.extras[extra] = await stack.enter_async_context(factory())
+            if sc.seed is not None:
+                await sc.seed(env)
+            if sc.configure is not None:
+                env.config = sc.configure(env.config, env)
+            path = Path(tmp) / "codeblue.yaml"
+            path.write_text(yaml.safe_dump(env.config.model_dump(mode="json"), sort_keys=False))
+            env.config_path = str(path)
+            yield env

@@ -1,13 +1,19 @@
-"""`codeblue drill`: the runbook end to end on a sandbox, with CodeBlue playing the IC."""
+"""`codeblue drill [SCENARIO]`: a runbook procedure end to end on a sandbox, CodeBlue playing the IC.
+
+Each scenario (sandbox.scenarios) names a driver here: the IC's moves for that procedure.
+A driver registers with `@driver("name")` and returns a `DrillOutcome`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Awaitable, Callable
 
 from rich.console import Console
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 
 from domain.incident import ActionState, Decision, IncidentInput, IncidentReport, Resolution
 from domain.severity import Severity
@@ -16,28 +22,62 @@ from starters.devserver import dev_server, ui_base
 from starters.render import print_report, timeline_line
 from starters.service import CodeBlueError
 from worker.main import running_worker
-from workflows.incident_response import IncidentResponseWorkflow
 
 IC = "drill-ic"
 STEP_TIMEOUT = 90.0
 
 
-class _Timeline:
-    """Prints timeline entries as they appear."""
+@dataclass
+class DrillContext:
+    client: Client
+    sandbox: object  # sandbox.scenarios.SandboxEnvironment
+    task_queue: str
+    ui: str
+    say: Callable[..., None]
 
-    def __init__(self, handle: WorkflowHandle, say) -> None:
-        self.handle, self.say, self.seen = handle, say, 0
+    def new_id(self, prefix: str = "DRILL") -> str:
+        return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+    def link(self, workflow_id: str) -> str:
+        return service.ui_link(self.ui, self.client.namespace, workflow_id)
+
+
+@dataclass
+class DrillOutcome:
+    report: IncidentReport
+    ok: bool
+    detail: str
+    workflow_id: str
+
+
+Driver = Callable[[DrillContext], Awaitable[DrillOutcome]]
+DRIVERS: dict[str, Driver] = {}
+
+
+def driver(name: str) -> Callable[[Driver], Driver]:
+    def register(fn: Driver) -> Driver:
+        DRIVERS[name] = fn
+        return fn
+
+    return register
+
+
+class Watcher:
+    """Prints a workflow's timeline entries as they appear (through its `status` query)."""
+
+    def __init__(self, handle: WorkflowHandle, say, query) -> None:
+        self.handle, self.say, self.query, self.seen = handle, say, query, 0
 
     async def poll(self) -> IncidentReport:
-        rep: IncidentReport = await self.handle.query(IncidentResponseWorkflow.status)
+        rep: IncidentReport = await self.handle.query(self.query)
         for e in rep.timeline[self.seen :]:
             self.say(timeline_line(e), highlight=False, soft_wrap=True)
         self.seen = len(rep.timeline)
         return rep
 
-    async def until(self, pred, what: str) -> IncidentReport:
+    async def until(self, pred, what: str, timeout: float = STEP_TIMEOUT) -> IncidentReport:
         loop = asyncio.get_running_loop()
-        end = loop.time() + STEP_TIMEOUT
+        end = loop.time() + timeout
         while True:
             rep = await self.poll()
             if pred(rep):
@@ -47,6 +87,46 @@ class _Timeline:
             await asyncio.sleep(0.2)
 
 
+@driver("incident")
+async def drive_incident(ctx: DrillContext) -> DrillOutcome:
+    """P0/P1 response: approve the scenario's actions, reject the rest, resolve when healthy."""
+    from workflows.incident_response import IncidentResponseWorkflow
+
+    sc = ctx.sandbox.scenario
+    iid = ctx.new_id()
+    inp = IncidentInput(incident_id=iid, title=sc.title, severity=Severity(sc.severity), commander=IC, requested_by="drill")
+    handle = await service.start_incident(ctx.client, inp, ctx.task_queue)
+    ctx.say(f"Incident {iid} — watch it at {ctx.link(iid)}", highlight=False, soft_wrap=True)
+    w = Watcher(handle, ctx.say, IncidentResponseWorkflow.status)
+    rep = await w.until(lambda r: bool(r.actions) or r.phase.value == "mitigation", "proposals")
+    for a in rep.actions:
+        if a.id in sc.approve:
+            d = Decision(action_id=a.id, approve=True, by=IC, reason="drill: the evidence supports it")
+        else:
+            d = Decision(action_id=a.id, approve=False, by=IC, reason=f"drill: only {', '.join(sc.approve)} is needed")
+        await service.decide(ctx.client, iid, d)
+    approved = set(sc.approve) & {a.id for a in rep.actions}
+    await w.until(
+        lambda r: all(a.state not in (ActionState.PROPOSED, ActionState.APPROVED) for a in r.actions),
+        "the approved actions to finish",
+    )
+    summary = f"drill '{sc.name}': mitigated by {', '.join(sorted(approved)) or 'nothing'}"
+    for _ in range(30):  # the sandbox needs a moment to roll pods after a change
+        if (await service.resolve(ctx.client, iid, Resolution(by=IC, summary=summary))).resolved:
+            break
+        await w.poll()
+        await asyncio.sleep(1)
+    report: IncidentReport = await handle.result()
+    await w.poll()
+    executed = {a.id for a in report.actions if a.state == ActionState.EXECUTED}
+    ok = report.status == "resolved" and bool(report.verified) and bool(approved) and approved <= executed
+    return DrillOutcome(report, ok, f"{report.status}, verified={report.verified}, executed={sorted(executed)}", iid)
+
+
+def _load_drivers() -> None:
+    """Driver modules register on import; list them here."""
+
+
 async def drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Console) -> int:
     from sandbox.scenarios import sandbox_environment, scenario
 
@@ -54,57 +134,27 @@ async def drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Cons
         sc = scenario(name)
     except ValueError as e:
         raise CodeBlueError(str(e)) from None
+    _load_drivers()
+    drive = DRIVERS.get(sc.driver)
+    if drive is None:
+        raise CodeBlueError(f"scenario {name!r} needs drill driver {sc.driver!r}, which is not installed")
     say = err.print if as_json else out.print  # with --json, stdout carries only the report
     say(f"[bold]CodeBlue drill[/] '{sc.name}': {sc.description}")
     task_queue = f"codeblue-drill-{uuid.uuid4().hex[:6]}"
     async with sandbox_environment(name) as sb, dev_server() as env:
         ui = ui_base(env, None)
         async with running_worker(env.client, sb.config, task_queue):
-            iid = f"DRILL-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
-            inp = IncidentInput(
-                incident_id=iid, title=sc.title, severity=Severity(sc.severity), commander=IC, requested_by="drill"
-            )
-            handle = await service.start_incident(env.client, inp, task_queue)
-            ns = env.client.namespace
-            say(f"Incident {iid} — watch it at {service.ui_link(ui, ns, iid)}", highlight=False)
-            tl = _Timeline(handle, say)
-            rep = await tl.until(lambda r: r.actions or r.phase.value == "mitigation" and not r.actions, "proposals")
-            for a in rep.actions:
-                if a.id in sc.approve:
-                    d = Decision(action_id=a.id, approve=True, by=IC, reason="drill: the evidence supports it")
-                else:
-                    d = Decision(action_id=a.id, approve=False, by=IC, reason=f"drill: only {', '.join(sc.approve)} is needed")
-                await service.decide(env.client, iid, d)
-            approved = set(sc.approve) & {a.id for a in rep.actions}
-            rep = await tl.until(
-                lambda r: all(a.state not in (ActionState.PROPOSED, ActionState.APPROVED) for a in r.actions),
-                "the approved actions to finish",
-            )
-            result = None
-            for _ in range(30):  # the sandbox needs a moment to roll pods after the rollback
-                result = await service.resolve(
-                    env.client, iid, Resolution(by=IC, summary=f"drill '{sc.name}': mitigated by {', '.join(sorted(approved)) or 'nothing'}")
-                )
-                if result.resolved:
-                    break
-                await tl.poll()
-                await asyncio.sleep(1)
-            report: IncidentReport = await handle.result()
-            await tl.poll()
-            executed = {a.id for a in report.actions if a.state == ActionState.EXECUTED}
-            ok = report.status == "resolved" and bool(report.verified) and approved <= executed and bool(approved)
+            ctx = DrillContext(client=env.client, sandbox=sb, task_queue=task_queue, ui=ui, say=say)
+            outcome = await drive(ctx)
             if as_json:
-                print(report.model_dump_json(indent=2))
+                print(outcome.report.model_dump_json(indent=2))
             else:
                 out.print()
-                print_report(report, out)
-            say(
-                ("[bold green]DRILL PASSED[/]" if ok else "[bold red]DRILL FAILED[/]")
-                + f": {report.status}, verified={report.verified}, executed={sorted(executed)}",
-                highlight=False,
-            )
-            say(f"UI: {service.ui_link(ui, ns, iid)}", highlight=False)
+                print_report(outcome.report, out)
+            verdict = "[bold green]DRILL PASSED[/]" if outcome.ok else "[bold red]DRILL FAILED[/]"
+            say(f"{verdict}: {outcome.detail}", highlight=False)
+            say(f"UI: {ctx.link(outcome.workflow_id)}", highlight=False, soft_wrap=True)
             if keep:
                 say(f"--keep: Temporal UI at {ui}, server at {env.client.service_client.config.target_host}; Ctrl-C ends.")
                 await asyncio.Event().wait()
-    return 0 if ok else 1
+    return 0 if outcome.ok else 1
