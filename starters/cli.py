@@ -20,11 +20,10 @@ from domain.incident import (
     Decision,
     Escalation,
     IncidentInput,
-    IncidentReport,
     Resolution,
 )
 from domain.severity import Observations, Severity, classify
-from starters.render import mmss as _mmss, print_report
+from starters.render import print_report
 
 app = typer.Typer(
     help="CodeBlue: the incident-response runbook as durable Temporal workflows.",

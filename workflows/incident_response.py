@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.approvals import ApprovalBook
+from workflows.saga import Saga
+from workflows.steps import READ_RETRY, Steps
+from workflows.timeline import CODEBLUE, Timeline, mmss as _mmss, reason as _reason
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
@@ -55,34 +59,9 @@ with workflow.unsafe.imports_passed_through():
         Resolution,
         ResolutionResult,
         SlaClock,
-        TimelineEntry,
     )
-    from domain.notify import Audience, Delivery, MessageRequest, PageRequest, StatusPageRequest
+    from domain.notify import Audience, Delivery, MessageRequest, StatusPageRequest
     from domain.severity import Severity
-
-NON_RETRYABLE = ["Forbidden", "NotFound", "BadConfig", "HelmNotFound", "NotificationRejected"]
-READ_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=NON_RETRYABLE,
-)
-WRITE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=3,
-    non_retryable_error_types=NON_RETRYABLE + ["RolloutTimeout"],
-)
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=20),
-    maximum_attempts=5,
-    non_retryable_error_types=NON_RETRYABLE,
-)
-CODEBLUE = "codeblue"
-HEARTBEAT_TIMEOUT_SECONDS = 15
-
 
 class _StepFailed(Exception):
     """A mitigation step failed; carries the readable reason."""
@@ -95,12 +74,13 @@ class IncidentResponseWorkflow:
         self.inp = inp
         self.cfg = inp.config or CodeBlueConfig()
         self.severity: Severity = inp.severity
-        self.commander: str | None = inp.commander
         self.phase = Phase.OPEN
         self.started = workflow.info().start_time
-        self.timeline: list[TimelineEntry] = []
+        self.tl = Timeline(self.started)
+        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
+        self.book.commander = inp.commander
+        self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
         self.sla: dict[str, SlaClock] = {}
-        self.actions: dict[str, Action] = {}
         self.assessment: Assessment | None = None
         self.status_page_opened = False
         self.resolution: Resolution | None = None
@@ -111,6 +91,14 @@ class IncidentResponseWorkflow:
         self.diagnostics: Diagnostics | None = None
         self.escalations: list[Escalation] = []
         self.watcher: asyncio.Task[None] | None = None
+
+    @property
+    def commander(self) -> str | None:
+        return self.book.commander
+
+    @property
+    def actions(self) -> dict[str, Action]:
+        return self.book.actions
 
     # ---------------------------------------------------------------- run
     @workflow.run
@@ -181,7 +169,7 @@ class IncidentResponseWorkflow:
         if self.commander and a.by not in (self.commander, *self.cfg.mitigation.approvers):
             self._log(a.by, "Commander change ignored", f"only {self.commander} or an approver may hand over")
             return
-        self.commander = a.commander
+        self.book.commander = a.commander
         self._log(a.by, "Incident commander assigned", a.commander)
         self._upsert()
 
@@ -197,19 +185,23 @@ class IncidentResponseWorkflow:
 
     @workflow.signal
     def approve(self, d: Decision) -> None:
-        self._decide_from_signal(d.model_copy(update={"approve": True}))
+        self.book.from_signal(d.model_copy(update={"approve": True}))
+        self._details()
 
     @workflow.signal
     def reject(self, d: Decision) -> None:
-        self._decide_from_signal(d.model_copy(update={"approve": False}))
+        self.book.from_signal(d.model_copy(update={"approve": False}))
+        self._details()
 
     @workflow.update
     def decide(self, d: Decision) -> DecisionResult:
-        return self._apply_decision(d)
+        result = self.book.apply(d)
+        self._details()
+        return result
 
     @decide.validator
     def _validate_decide(self, d: Decision) -> None:
-        problem = self._decision_problem(d)
+        problem = self.book.problem(d)
         if problem:
             raise ApplicationError(problem, type="DecisionRejected")
 
@@ -236,56 +228,10 @@ class IncidentResponseWorkflow:
             raise ApplicationError(problem, type="ResolutionRejected")
 
     # ------------------------------------------------------------ decisions
-    def _may_decide(self, who: str) -> bool:
-        return who == self.commander or who in self.cfg.mitigation.approvers
-
-    def _decision_problem(self, d: Decision) -> str | None:
-        if self.final_status != "open":
-            return "incident is already resolved"
-        if not self.commander:
-            return "no incident commander is assigned; assign one first"
-        if not self._may_decide(d.by):
-            return f"{d.by} is not the incident commander ({self.commander}) or a configured approver"
-        act = self.actions.get(d.action_id)
-        if act is None:
-            known = ", ".join(self.actions) or "none yet"
-            return f"unknown action {d.action_id!r} (proposed: {known})"
-        if act.state != ActionState.PROPOSED:
-            return f"action {d.action_id!r} was already decided ({act.state.value})"
-        if not d.approve and not (d.reason or "").strip():
-            return "a rejection needs a reason"
-        return None
-
-    def _decide_from_signal(self, d: Decision) -> None:
-        problem = self._decision_problem(d)
-        if problem:
-            verb = "approve" if d.approve else "reject"
-            self._log(d.by, f"Ignored {verb} of {d.action_id}", problem)
-            return
-        self._apply_decision(d)
-
-    def _apply_decision(self, d: Decision) -> DecisionResult:
-        act = self.actions[d.action_id]
-        act.decided_by = d.by
-        act.decided_at_seconds = self._t()
-        if d.approve:
-            act.state = ActionState.APPROVED
-            act.approved_by = d.by
-            self._log(d.by, f"Approved {act.id} ({act.kind.value})", d.reason)
-        else:
-            act.state = ActionState.REJECTED
-            act.rejection_reason = d.reason
-            self._log(d.by, f"Rejected {act.id} ({act.kind.value})", d.reason)
-        self._details()
-        return DecisionResult(action_id=act.id, state=act.state, message=f"{act.id} {act.state.value}")
-
     def _resolution_problem(self, r: Resolution) -> str | None:
-        if self.final_status != "open":
-            return "incident is already resolved"
-        if not self.commander:
-            return "no incident commander is assigned; assign one first"
-        if not self._may_decide(r.by):
-            return f"{r.by} is not the incident commander ({self.commander}) or a configured approver"
+        problem = self.book.authority_problem(r.by)
+        if problem:
+            return problem
         if self.resolution is not None and self.resolution_outcome is None:
             return "a resolution is already being verified"
         return None
@@ -356,8 +302,7 @@ class IncidentResponseWorkflow:
         if self.actions or self.assessment is None:
             return
         for act in propose(self.assessment, self.cfg):
-            self.actions[act.id] = act
-            self._log(CODEBLUE, f"Proposed {act.id} ({act.kind.value})", act.reason)
+            self.book.propose(act)
         if not self.actions:
             self._log(CODEBLUE, "No mitigation proposed", "the evidence points at no runbook action")
         else:
@@ -372,38 +317,25 @@ class IncidentResponseWorkflow:
         self._details()
 
     def _undecided(self) -> bool:
-        return (
-            self.final_status == "open"
-            and self.resolution is None
-            and any(a.state == ActionState.PROPOSED for a in self.actions.values())
-        )
+        return self.final_status == "open" and self.resolution is None and not self.book.all_decided()
 
     async def _watch_proposals(self) -> None:
         """Remind the IC, then page the engineering manager; never decide for them."""
-        m = self.cfg.mitigation
-        try:
-            await workflow.wait_condition(
-                lambda: not self._undecided(),
-                timeout=timedelta(seconds=m.remind_after_seconds),
-                timeout_summary="remind IC",
-            )
-            return
-        except asyncio.TimeoutError:
-            pending = [a.id for a in self.actions.values() if a.state == ActionState.PROPOSED]
+
+        async def remind(pending: list[str]) -> None:
             self._log("sla", "Proposals waiting; reminding the IC", ", ".join(pending))
             await self._page(Audience.COMMANDER, "reminder", f"Decision needed on {', '.join(pending)}: {self.inp.title}")
-        try:
-            await workflow.wait_condition(
-                lambda: not self._undecided(),
-                timeout=timedelta(seconds=max(m.escalate_after_seconds - m.remind_after_seconds, 1)),
-                timeout_summary="escalate waiting proposals",
-            )
-        except asyncio.TimeoutError:
-            pending = [a.id for a in self.actions.values() if a.state == ActionState.PROPOSED]
+
+        async def escalate(pending: list[str]) -> None:
             self._log("sla", "Proposals still waiting; paging engineering manager", ", ".join(pending))
             await self._page(
                 Audience.ENGINEERING_MANAGER, "decisions-waiting", f"IC decision pending on {', '.join(pending)}: {self.inp.title}"
             )
+
+        m = self.cfg.mitigation
+        await self.book.wait_with_reminders(
+            self._undecided, m.remind_after_seconds, m.escalate_after_seconds, remind, escalate
+        )
 
     async def _race_sla(self, name: str, task: "asyncio.Future[Any]") -> None:
         clock = self.sla.get(name)
@@ -492,9 +424,7 @@ class IncidentResponseWorkflow:
     def _wants_mitigation(self) -> bool:
         if self.escalations:
             return True
-        return any(a.state == ActionState.APPROVED for a in self.actions.values()) and not any(
-            a.state == ActionState.PROPOSED for a in self.actions.values()
-        )
+        return bool(self.book.approved()) and self.book.all_decided()
 
     async def _mitigate(self) -> None:
         """Run approved actions once every proposal is decided; undo in reverse on failure."""
@@ -505,25 +435,16 @@ class IncidentResponseWorkflow:
                 await self._communicate(final=False)
             if self.severity.is_major:
                 self._propose()
-        approved = [a for a in self.actions.values() if a.state == ActionState.APPROVED]
+        approved = self.book.approved()
         if not approved:
             return
-        compensations: list[tuple[Action, Callable[[], Awaitable[None]]]] = []
+        saga = Saga(self.tl)
         try:
             for act in approved:
-                await self._execute(act, compensations)
+                await self._execute(act, saga)
         except _StepFailed as e:
             self._log(CODEBLUE, "Mitigation failed; compensating in reverse", str(e))
-            for act, undo in reversed(compensations):
-                try:
-                    await asyncio.shield(asyncio.ensure_future(undo()))
-                    if act.state == ActionState.FAILED:
-                        act.result = f"{act.result}; compensated"
-                    else:
-                        act.state = ActionState.COMPENSATED
-                    self._log(CODEBLUE, f"Compensated {act.id}", act.compensation)
-                except Exception as ce:  # noqa: BLE001 - recorded, the next undo still runs
-                    self._log(CODEBLUE, f"Compensation of {act.id} failed", _reason(ce))
+            await saga.compensate()
             for act in approved:
                 if act.state == ActionState.APPROVED:
                     act.state = ActionState.FAILED
@@ -533,9 +454,7 @@ class IncidentResponseWorkflow:
             )
         self._details()
 
-    async def _execute(
-        self, act: Action, comps: list[tuple[Action, Callable[[], Awaitable[None]]]]
-    ) -> None:
+    async def _execute(self, act: Action, saga: Saga) -> None:
         p = act.params
         self._log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
         try:
@@ -547,7 +466,6 @@ class IncidentResponseWorkflow:
                     to_revision=p["to_revision"],
                     timeout_seconds=self.cfg.helm.timeout_seconds,
                 )
-                act.compensation = f"helm rollback {req.release} {req.from_revision} (back to where it was)"
                 done: list[HelmRollbackResult] = []
 
                 async def undo_rollback() -> None:
@@ -567,7 +485,7 @@ class IncidentResponseWorkflow:
                         heartbeat=True,
                     )
 
-                comps.append((act, undo_rollback))
+                saga.register(act, undo_rollback, f"helm rollback {req.release} {req.from_revision} (back to where it was)")
                 res = await self._write(
                     "helm_rollback",
                     req,
@@ -586,7 +504,6 @@ class IncidentResponseWorkflow:
                 prev = next((d.desired for d in (current.deployments if current else []) if d.name == dep), None)
                 if prev is None:
                     raise _StepFailed(f"cannot read the current replica count of {dep}")
-                act.compensation = f"scale {dep} back to {prev} replicas"
 
                 async def undo_scale() -> None:
                     await self._write(
@@ -596,7 +513,7 @@ class IncidentResponseWorkflow:
                         f"compensate: scale {dep} to {prev}",
                     )
 
-                comps.append((act, undo_scale))
+                saga.register(act, undo_scale, f"scale {dep} back to {prev} replicas")
                 res = await self._write(
                     "scale_deployment", ScaleRequest(namespace=ns, deployment=dep, replicas=n), ScaleResult, f"scale {dep} to {n}"
                 )
@@ -692,89 +609,24 @@ class IncidentResponseWorkflow:
 
     # ------------------------------------------------------------ helpers
     async def _read(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
-        """A read-only activity; its failure is recorded, never fatal to the incident."""
-        try:
-            return await workflow.execute_activity(
-                name,
-                arg,
-                result_type=rtype,
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=timedelta(minutes=20),
-                retry_policy=READ_RETRY,
-                summary=summary,
-            )
-        except ActivityError as e:
-            self._log(CODEBLUE, f"{summary} failed", _reason(e))
-            return None
+        return await self.steps.read(name, arg, rtype, summary)
 
     async def _write(
-        self,
-        name: str,
-        arg: Any,
-        rtype: type,
-        summary: str,
-        timeout_seconds: int = 120,
-        heartbeat: bool = False,
+        self, name: str, arg: Any, rtype: type, summary: str, timeout_seconds: int = 120, heartbeat: bool = False
     ) -> Any:
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=rtype,
-            start_to_close_timeout=timedelta(seconds=timeout_seconds),
-            # a worker that dies mid-step is noticed within this, and the step retried elsewhere
-            heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_SECONDS) if heartbeat else None,
-            retry_policy=WRITE_RETRY,
-            summary=summary,
-        )
+        return await self.steps.write(name, arg, rtype, summary, timeout_seconds, heartbeat)
 
     async def _notify(self, name: str, arg: Any, summary: str) -> Delivery | None:
-        try:
-            d: Delivery = await workflow.execute_activity(
-                name,
-                arg,
-                result_type=Delivery,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=NOTIFY_RETRY,
-                summary=summary,
-            )
-        except ActivityError as e:
-            self._log(CODEBLUE, f"{summary} failed", _reason(e))
-            return None
-        if d.skipped:
-            self._log(CODEBLUE, f"{summary} skipped", d.detail)
-        else:
-            self._log(CODEBLUE, summary, d.detail or "delivered")
-        return d
+        return await self.steps.notify(name, arg, summary)
 
     async def _page(self, who: Audience, key: str, text: str) -> None:
-        contacts = self.cfg.contacts
-        contact = {
-            Audience.ON_CALL: contacts.on_call,
-            Audience.ENGINEERING_MANAGER: contacts.engineering_manager,
-            Audience.DEVOPS_LEAD: contacts.devops_lead,
-            Audience.SECURITY: contacts.security,
-            Audience.COMMANDER: self.commander or contacts.on_call,
-        }[who]
-        await self._notify(
-            "page",
-            PageRequest(
-                incident_id=self.inp.incident_id,
-                audience=who,
-                contact=contact,
-                severity=self.severity.value,
-                summary=text,
-                dedup_key=f"{self.inp.incident_id}:{who.value}:{key}",
-            ),
-            f"Page {who.value.replace('_', ' ')}",
-        )
+        await self.steps.page(who, key, text, self.severity.value, self.commander)
 
     def _t(self) -> float:
-        return round((workflow.now() - self.started).total_seconds(), 3)
+        return self.tl.t()
 
     def _log(self, actor: str, event: str, result: str | None = None, at: float | None = None) -> None:
-        when = self._t() if at is None else at
-        self.timeline.append(TimelineEntry(at_seconds=when, actor=actor, event=event, result=result))
-        workflow.logger.info("%s: %s", event, result or "")
+        self.tl.log(actor, event, result, at)
 
     def _set_phase(self, phase: Phase) -> None:
         self.phase = phase
@@ -815,24 +667,9 @@ class IncidentResponseWorkflow:
             started_at=self.started.isoformat(),
             sla=list(self.sla.values()),
             actions=list(self.actions.values()),
-            timeline=list(self.timeline),
+            timeline=list(self.tl.entries),
             summary=self.summary,
             verified=self.verified,
             assessment=self.assessment.model_dump() if self.assessment else {},
         )
 
-
-def _mmss(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 60}:{s % 60:02d}"
-
-
-def _reason(e: BaseException) -> str:
-    """The innermost readable message of an activity failure."""
-    cur: BaseException | None = e
-    msg = str(e)
-    while cur is not None:
-        if str(cur):
-            msg = str(cur)
-        cur = cur.__cause__
-    return msg.splitlines()[0][:300] if msg else type(e).__name__

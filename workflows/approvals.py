@@ -1,0 +1,122 @@
+"""The IC's approval gate, shared by every workflow that changes production.
+
+A workflow keeps one `ApprovalBook`, proposes actions into it, and exposes thin handlers:
+signals `approve`/`reject` (fire-and-forget; a refused one is logged as ignored) and an update
+`decide` whose validator calls `problem()` so a refusal reaches the sender and writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Awaitable, Callable
+
+from temporalio import workflow
+
+from workflows.timeline import Timeline
+
+with workflow.unsafe.imports_passed_through():
+    from domain.incident import Action, ActionState, Decision, DecisionResult
+
+
+class ApprovalBook:
+    def __init__(self, timeline: Timeline, approvers: Callable[[], list[str]]) -> None:
+        self.timeline = timeline
+        self.commander: str | None = None
+        self.approvers = approvers
+        self.actions: dict[str, Action] = {}
+        self.closed_reason: str | None = None  # set when the workflow no longer takes decisions
+
+    # -- who may decide -------------------------------------------------------------------
+    def may_decide(self, who: str) -> bool:
+        return who == self.commander or who in self.approvers()
+
+    def authority_problem(self, who: str) -> str | None:
+        if self.closed_reason:
+            return self.closed_reason
+        if not self.commander:
+            return "no incident commander is assigned; assign one first"
+        if not self.may_decide(who):
+            return f"{who} is not the incident commander ({self.commander}) or a configured approver"
+        return None
+
+    # -- proposals ------------------------------------------------------------------------
+    def propose(self, act: Action, actor: str = "codeblue") -> Action:
+        self.actions[act.id] = act
+        self.timeline.log(actor, f"Proposed {act.id} ({act.kind.value})", act.reason)
+        return act
+
+    def pending(self) -> list[str]:
+        return [a.id for a in self.actions.values() if a.state == ActionState.PROPOSED]
+
+    def approved(self) -> list[Action]:
+        return [a for a in self.actions.values() if a.state == ActionState.APPROVED]
+
+    def all_decided(self) -> bool:
+        return not self.pending()
+
+    # -- decisions ------------------------------------------------------------------------
+    def problem(self, d: Decision) -> str | None:
+        p = self.authority_problem(d.by)
+        if p:
+            return p
+        act = self.actions.get(d.action_id)
+        if act is None:
+            known = ", ".join(self.actions) or "none yet"
+            return f"unknown action {d.action_id!r} (proposed: {known})"
+        if act.state != ActionState.PROPOSED:
+            return f"action {d.action_id!r} was already decided ({act.state.value})"
+        if not d.approve and not (d.reason or "").strip():
+            return "a rejection needs a reason"
+        return None
+
+    def apply(self, d: Decision) -> DecisionResult:
+        act = self.actions[d.action_id]
+        act.decided_by = d.by
+        act.decided_at_seconds = self.timeline.t()
+        if d.approve:
+            act.state = ActionState.APPROVED
+            act.approved_by = d.by
+            self.timeline.log(d.by, f"Approved {act.id} ({act.kind.value})", d.reason)
+        else:
+            act.state = ActionState.REJECTED
+            act.rejection_reason = d.reason
+            self.timeline.log(d.by, f"Rejected {act.id} ({act.kind.value})", d.reason)
+        return DecisionResult(action_id=act.id, state=act.state, message=f"{act.id} {act.state.value}")
+
+    def from_signal(self, d: Decision) -> bool:
+        """A signal cannot answer its sender: a refused one is recorded as ignored."""
+        p = self.problem(d)
+        if p:
+            verb = "approve" if d.approve else "reject"
+            self.timeline.log(d.by, f"Ignored {verb} of {d.action_id}", p)
+            return False
+        self.apply(d)
+        return True
+
+    async def wait_with_reminders(
+        self,
+        still_waiting: Callable[[], bool],
+        remind_after_seconds: int,
+        escalate_after_seconds: int,
+        remind: Callable[[list[str]], Awaitable[None]],
+        escalate: Callable[[list[str]], Awaitable[None]],
+    ) -> None:
+        """Remind the IC, then escalate; never decide for them. Returns when nothing waits."""
+        try:
+            await workflow.wait_condition(
+                lambda: not still_waiting(),
+                timeout=timedelta(seconds=remind_after_seconds),
+                timeout_summary="remind IC",
+            )
+            return
+        except asyncio.TimeoutError:
+            await remind(self.pending())
+        try:
+            await workflow.wait_condition(
+                lambda: not still_waiting(),
+                timeout=timedelta(seconds=max(escalate_after_seconds - remind_after_seconds, 1)),
+                timeout_summary="escalate waiting proposals",
+            )
+        except asyncio.TimeoutError:
+            await escalate(self.pending())

@@ -1,0 +1,130 @@
+"""Activity calls with CodeBlue's timeouts and retry policies, recorded on the timeline.
+
+Reads never fail the workflow (a failure is logged and answers None); writes raise so a
+saga can compensate; notifications are logged as delivered, skipped or failed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Callable
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows.timeline import CODEBLUE, Timeline, reason
+
+with workflow.unsafe.imports_passed_through():
+    from domain.config import Contacts
+    from domain.notify import Audience, Delivery, PageRequest
+
+NON_RETRYABLE = ["Forbidden", "NotFound", "BadConfig", "HelmNotFound", "NotificationRejected"]
+READ_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=NON_RETRYABLE,
+)
+WRITE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=3,
+    non_retryable_error_types=NON_RETRYABLE + ["RolloutTimeout"],
+)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=5,
+    non_retryable_error_types=NON_RETRYABLE,
+)
+# a worker that dies mid-step is noticed within this, and the step retried elsewhere
+HEARTBEAT_TIMEOUT_SECONDS = 15
+
+
+class Steps:
+    def __init__(self, timeline: Timeline, incident_id: str, contacts: Callable[[], Contacts]) -> None:
+        self.timeline = timeline
+        self.incident_id = incident_id
+        self.contacts = contacts
+
+    async def read(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
+        """A read-only activity; its failure is recorded, never fatal to the incident."""
+        try:
+            return await workflow.execute_activity(
+                name,
+                arg,
+                result_type=rtype,
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=timedelta(minutes=20),
+                retry_policy=READ_RETRY,
+                summary=summary,
+            )
+        except ActivityError as e:
+            self.timeline.log(CODEBLUE, f"{summary} failed", reason(e))
+            return None
+
+    async def write(
+        self,
+        name: str,
+        arg: Any,
+        rtype: type,
+        summary: str,
+        timeout_seconds: int = 120,
+        heartbeat: bool = False,
+        retry: RetryPolicy = WRITE_RETRY,
+    ) -> Any:
+        return await workflow.execute_activity(
+            name,
+            arg,
+            result_type=rtype,
+            start_to_close_timeout=timedelta(seconds=timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_SECONDS) if heartbeat else None,
+            retry_policy=retry,
+            summary=summary,
+        )
+
+    async def notify(self, name: str, arg: Any, summary: str) -> Delivery | None:
+        try:
+            d: Delivery = await workflow.execute_activity(
+                name,
+                arg,
+                result_type=Delivery,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+                summary=summary,
+            )
+        except ActivityError as e:
+            self.timeline.log(CODEBLUE, f"{summary} failed", reason(e))
+            return None
+        if d.skipped:
+            self.timeline.log(CODEBLUE, f"{summary} skipped", d.detail)
+        else:
+            self.timeline.log(CODEBLUE, summary, d.detail or "delivered")
+        return d
+
+    async def page(
+        self, who: Audience, key: str, text: str, severity: str, commander: str | None = None
+    ) -> Delivery | None:
+        """Pages once per (incident, audience, key): the dedup key makes retries harmless."""
+        c = self.contacts()
+        contact = {
+            Audience.ON_CALL: c.on_call,
+            Audience.ENGINEERING_MANAGER: c.engineering_manager,
+            Audience.DEVOPS_LEAD: c.devops_lead,
+            Audience.SECURITY: c.security,
+            Audience.COMMANDER: commander or c.on_call,
+        }[who]
+        return await self.notify(
+            "page",
+            PageRequest(
+                incident_id=self.incident_id,
+                audience=who,
+                contact=contact,
+                severity=severity,
+                summary=text,
+                dedup_key=f"{self.incident_id}:{who.value}:{key}",
+            ),
+            f"Page {who.value.replace('_', ' ')}",
+        )

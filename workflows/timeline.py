@@ -1,0 +1,45 @@
+"""The timeline every CodeBlue workflow keeps: seconds since start, actor, event, result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from domain.incident import TimelineEntry
+
+CODEBLUE = "codeblue"
+
+
+class Timeline:
+    def __init__(self, started: datetime) -> None:
+        self.started = started
+        self.entries: list[TimelineEntry] = []
+
+    def t(self) -> float:
+        return round((workflow.now() - self.started).total_seconds(), 3)
+
+    def log(self, actor: str, event: str, result: str | None = None, at: float | None = None) -> None:
+        when = self.t() if at is None else at
+        self.entries.append(TimelineEntry(at_seconds=when, actor=actor, event=event, result=result))
+        workflow.logger.info("%s: %s", event, result or "")
+
+    def has(self, event: str) -> bool:
+        return any(e.event == event for e in self.entries)
+
+
+def mmss(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def reason(e: BaseException) -> str:
+    """The innermost readable message of an activity or child failure."""
+    cur: BaseException | None = e
+    msg = str(e)
+    while cur is not None:
+        if str(cur):
+            msg = str(cur)
+        cur = cur.__cause__
+    return msg.splitlines()[0][:300] if msg else type(e).__name__
