@@ -1,0 +1,78 @@
+"""An AWS API emulator for drills and tests: `moto_server` (moto[server]) over real HTTP.
+
+    async with AwsEmulator() as aws:
+        boto3.client("rds", endpoint_url=aws.endpoint_url, region_name=aws.region, ...)
+
+Credentials are dummies scoped to the emulator (`aws.client_kwargs()`); nothing here talks
+to real AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AwsEmulator:
+    def __init__(self, region: str = "us-east-1") -> None:
+        self.region = region
+        self.port = 0
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for boto3.client(...) that reach only the emulator."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "region_name": self.region,
+            "aws_access_key_id": "sandbox",
+            "aws_secret_access_key": "sandbox",
+        }
+
+    async def __aenter__(self) -> "AwsEmulator":
+        exe = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
+        if not os.path.exists(exe):
+            raise RuntimeError("moto_server not found: install the test extra (pip install -e '.[test]')")
+        self.port = _free_port()
+        self._proc = subprocess.Popen(
+            [exe, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        async with httpx.AsyncClient() as http:
+            for _ in range(200):
+                if self._proc.poll() is not None:
+                    raise RuntimeError(f"moto_server exited with {self._proc.returncode}")
+                try:
+                    await http.get(f"{self.endpoint_url}/moto-api/", timeout=0.5)
+                    return self
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.05)
+        await self.__aexit__(None, None, None)
+        raise RuntimeError("moto_server did not start within 10 s")
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                await asyncio.to_thread(self._proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._proc = None
