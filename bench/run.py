@@ -1,0 +1,273 @@
+"""CodeBlue benchmarks: `python -m bench.run [--quick] [--json bench/results.json]`.
+
+Starts the embedded dev server (and, for time to diagnostics, the drill sandbox) itself,
+prints a table against the goals and writes JSON so runs can be compared across commits.
+Numbers, not pass/fail: nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from domain.incident import Decision, IncidentInput, IncidentReport
+from domain.severity import Severity
+from starters import service
+from starters.devserver import dev_server
+from tests.fakes import World
+from bench.baseline import BaselineWorkflow, noop
+from workflows.incident_response import IncidentResponseWorkflow
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float | None
+    unit: str
+    goal: str
+    met: bool | None
+    detail: dict = field(default_factory=dict)
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def dev_server_pid() -> int | None:
+    me = os.getpid()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{d}/stat").read()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if ppid == me and b"start-dev" in cmd:
+            return int(d)
+    return None
+
+
+async def wait_for(client: Client, wid: str, pred, timeout: float = 60) -> IncidentReport:
+    h = client.get_workflow_handle(wid)
+    end = time.monotonic() + timeout
+    while True:
+        rep = await h.query(IncidentResponseWorkflow.status)
+        if pred(rep):
+            return rep
+        if time.monotonic() > end:
+            raise TimeoutError(f"{wid}: condition not reached")
+        await asyncio.sleep(0.005)
+
+
+def p0(title: str = "bench") -> IncidentInput:
+    return IncidentInput(
+        incident_id=f"BENCH-{uuid.uuid4().hex[:10]}", title=title, severity=Severity.P0, commander="ic", requested_by="bench"
+    )
+
+
+# 1 ------------------------------------------------------------------ time to diagnostics
+async def time_to_diagnostics(client: Client, n: int) -> Figure:
+    from sandbox.scenarios import sandbox_environment
+    from worker.main import running_worker
+
+    samples = []
+    tq = f"bench-diag-{uuid.uuid4().hex[:6]}"
+    async with sandbox_environment("bad-deploy") as sb, running_worker(client, sb.config, tq):
+        for _ in range(n):
+            inp = p0()
+            t0 = time.perf_counter()
+            await service.start_incident(client, inp, tq)
+            await wait_for(client, inp.incident_id, lambda r: any(e.event == "Immediate actions complete" for e in r.timeline))
+            samples.append(time.perf_counter() - t0)
+            # let it reach the IC's decision (no activity in flight) before closing it
+            await wait_for(client, inp.incident_id, lambda r: bool(r.actions))
+            await client.get_workflow_handle(inp.incident_id).terminate("bench")
+    med = statistics.median(samples)
+    return Figure("time to diagnostics (median)", med, "s", "<= 1 s", med <= 1.0, {"p95_s": pct(samples, 95), "n": n})
+
+
+# 2 ------------------------------------------------------------------ orchestration overhead
+async def orchestration_overhead(client: Client, n: int) -> Figure:
+    world = World()
+    tq = f"bench-ovh-{uuid.uuid4().hex[:6]}"
+    codeblue, baseline = [], []
+    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow, BaselineWorkflow], activities=[*world.activities(), noop]):
+        for _ in range(n):
+            world.healthy, world.revision = False, 12  # the same bad release each round
+            inp = p0()
+            t0 = time.perf_counter()
+            await service.start_incident(client, inp, tq)
+            rep = await wait_for(client, inp.incident_id, lambda r: bool(r.actions))
+            for a in rep.actions:
+                ok = a.id == "rollback"
+                await service.decide(client, inp.incident_id, Decision(action_id=a.id, approve=ok, by="ic", reason=None if ok else "bench"))
+            await wait_for(client, inp.incident_id, lambda r: r.actions[0].state.value == "executed")
+            from domain.incident import Resolution
+
+            res = await service.resolve(client, inp.incident_id, Resolution(by="ic", summary="bench"))
+            if not res.resolved:
+                raise RuntimeError(f"bench incident did not resolve: {res.message}")
+            await client.get_workflow_handle(inp.incident_id).result()
+            codeblue.append(time.perf_counter() - t0)
+
+            t0 = time.perf_counter()
+            h = await client.start_workflow(BaselineWorkflow.run, 0, id=f"BASE-{uuid.uuid4().hex[:8]}", task_queue=tq)
+            await asyncio.sleep(0)
+            await h.signal(BaselineWorkflow.proceed)
+            await h.result()
+            baseline.append(time.perf_counter() - t0)
+    ratio = statistics.median(codeblue) / statistics.median(baseline)
+    return Figure(
+        "orchestration overhead", ratio, "x", "<= 1.5", ratio <= 1.5,
+        {"codeblue_median_s": statistics.median(codeblue), "baseline_median_s": statistics.median(baseline), "n": n},
+    )
+
+
+# 3, 4 --------------------------------------------------------- approval latency, capacity
+class StampedWorld(World):
+    """Records when each incident's rollback activity starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rollback_started: dict[str, float] = {}
+
+    def activities(self) -> list:
+        acts = super().activities()
+        stamped = self
+
+        @activity.defn(name="helm_rollback")
+        async def helm_rollback(req):  # type: ignore[no-untyped-def]
+            from domain.cluster import HelmRollbackRequest, HelmRollbackResult
+
+            stamped.rollback_started[activity.info().workflow_id] = time.perf_counter()
+            r = HelmRollbackRequest.model_validate(req) if isinstance(req, dict) else req
+            return HelmRollbackResult(release=r.release, from_revision=r.from_revision, to_revision=r.to_revision, new_revision=r.from_revision + 1)
+
+        return [a for a in acts if getattr(a, "__temporal_activity_definition").name != "helm_rollback"] + [helm_rollback]
+
+
+async def open_incidents(client: Client, tq: str, n: int, concurrency: int = 50) -> list[str]:
+    ids: list[str] = []
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with sem:
+            inp = p0()
+            await service.start_incident(client, inp, tq)
+            ids.append(inp.incident_id)
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    for wid in ids:  # every incident is waiting for the IC
+        await wait_for(client, wid, lambda r: bool(r.actions), timeout=300)
+    return ids
+
+
+async def approval_latency_and_capacity(client: Client, open_n: int, capacity_n: int, samples: int) -> list[Figure]:
+    from domain.cluster import HelmRollbackRequest  # noqa: F401 - warm import outside timing
+
+    world = StampedWorld()
+    tq = f"bench-appr-{uuid.uuid4().hex[:6]}"
+    figs: list[Figure] = []
+    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities(), max_cached_workflows=2000):
+        ids = await open_incidents(client, tq, open_n)
+        lat = []
+        for wid in ids[:samples]:
+            rep = await client.get_workflow_handle(wid).query(IncidentResponseWorkflow.status)
+            for a in rep.actions[1:]:
+                await service.decide(client, wid, Decision(action_id=a.id, approve=False, by="ic", reason="bench"))
+            t0 = time.perf_counter()
+            await service.decide(client, wid, Decision(action_id="rollback", approve=True, by="ic"))
+            while wid not in world.rollback_started:
+                await asyncio.sleep(0.001)
+            lat.append((world.rollback_started[wid] - t0) * 1000)
+        p99 = pct(lat, 99)
+        figs.append(Figure(
+            f"approval latency p99 ({open_n} open)", p99, "ms", "<= 250 ms", p99 <= 250,
+            {"p50_ms": pct(lat, 50), "samples": len(lat)},
+        ))
+        more = await open_incidents(client, tq, max(capacity_n - open_n, 0))
+        total_open = len(ids) - samples + len(more)
+        server = dev_server_pid()
+        worker_rss = rss_mb(os.getpid())
+        figs.append(Figure(
+            f"capacity: worker RSS with {total_open} open", worker_rss, "MiB", "<= 1024 MiB", worker_rss <= 1024,
+            {"dev_server_rss_mib": rss_mb(server) if server else None, "open_incidents": total_open},
+        ))
+        for wid in ids + more:
+            try:
+                await client.get_workflow_handle(wid).terminate("bench done")
+            except Exception:  # noqa: BLE001 - already closed
+                pass
+    return figs
+
+
+# 5 ------------------------------------------------------------------ alert storm
+async def alert_storm(client: Client, alerts: int, keys: int) -> Figure:
+    try:
+        from bench.alert_storm import run_alert_storm  # provided once the API exists
+    except ImportError:
+        return Figure("alert storm ingest p99", None, "ms", "<= 50 ms", None, {"skipped": "the HTTP API is not built yet"})
+    return await run_alert_storm(client, alerts, keys)
+
+
+async def main(quick: bool, out: Path | None) -> int:
+    n_diag, n_ovh, open_n, cap_n, samples = (5, 3, 50, 100, 20) if quick else (20, 10, 500, 1000, 100)
+    figures: list[Figure] = []
+    async with dev_server() as env:
+        client = env.client
+        print("measuring time to diagnostics...", flush=True)
+        figures.append(await time_to_diagnostics(client, n_diag))
+        print("measuring orchestration overhead...", flush=True)
+        figures.append(await orchestration_overhead(client, n_ovh))
+        print("measuring approval latency and capacity...", flush=True)
+        figures.extend(await approval_latency_and_capacity(client, open_n, cap_n, samples))
+        figures.append(await alert_storm(client, 1000 if quick else 10_000, 100))
+    print(f"\n{'figure':48} {'value':>10} {'unit':5} {'goal':>12}  met   detail")
+    for f in figures:
+        v = "n/a" if f.value is None else f"{f.value:10.3f}"
+        met = {True: "yes", False: "NO", None: "-"}[f.met]
+        print(f"{f.name:48} {v:>10} {f.unit:5} {f.goal:>12}  {met:4}  {json.dumps(f.detail)}")
+    if out:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        out.write_text(json.dumps({
+            "commit": rev, "quick": quick, "machine": f"{platform.machine()} {os.cpu_count()} cores",
+            "figures": [f.__dict__ for f in figures],
+        }, indent=2))
+        print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    ap.add_argument("--json", type=Path, default=Path("bench/results.json"))
+    a = ap.parse_args()
+    code = asyncio.run(main(a.quick, a.json))
+    os._exit(code)  # the SDK can abort at interpreter exit after a worker ran
