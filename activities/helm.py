@@ -1,4 +1,5 @@
-"""Helm activities: read a release's history, roll it back (idempotently).
+"""Helm activities: read a release's history, roll it back, upgrade it (idempotently), and
+the preflight of a complete service recovery.
 
 helm runs as an argument list (never a shell string); the command comes from the config, so
 the drill points it at the sandbox stand-in (``[python, -m, sandbox.helm_cli]``).
@@ -16,6 +17,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.cluster import HelmHistory, HelmQuery, HelmRevision, HelmRollbackRequest, HelmRollbackResult
+from domain.recovery import (
+    HelmPreflight,
+    HelmPreflightRequest,
+    HelmRevisionValues,
+    HelmUpgradeRequest,
+    HelmUpgradeResult,
+    HelmValuesQuery,
+)
 
 _NOT_FOUND = ("release: not found", "has no deployed releases")
 _NO_VERSION = re.compile(r"release has no -?\d+ version")
@@ -147,9 +156,11 @@ class HelmActivities:
     async def helm_history(self, query: HelmQuery) -> HelmHistory:
         return await self._history(query.release, query.namespace)
 
-    async def _settled_history(self, req: HelmRollbackRequest, marker: str) -> HelmHistory:
-        """History once no operation is pending. A pending rollback to our target is an
-        earlier attempt of ours (its worker died mid-way): wait for it rather than repeat it."""
+    async def _settled_history(
+        self, req: HelmRollbackRequest | HelmUpgradeRequest, marker: str, what: str = "helm rollback"
+    ) -> HelmHistory:
+        """History once no operation is pending. A pending operation carrying our marker is
+        an earlier attempt of ours (its worker died mid-way): wait for it rather than repeat it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + req.timeout_seconds + 60
         while True:
@@ -159,13 +170,13 @@ class HelmActivities:
                 return hist
             if newest.description != marker:
                 raise ApplicationError(
-                    f"helm rollback: another operation is in progress on {req.release} "
+                    f"{what}: another operation is in progress on {req.release} "
                     f"(revision {newest.revision}: {newest.status})",
                     type="HelmBusy",
                 )
             if loop.time() > deadline:
                 raise ApplicationError(
-                    f"helm rollback: revision {newest.revision} stayed {newest.status}", type="HelmBusy"
+                    f"{what}: revision {newest.revision} stayed {newest.status}", type="HelmBusy"
                 )
             if activity.in_activity():
                 activity.heartbeat(f"waiting for revision {newest.revision} ({newest.status})")
@@ -222,3 +233,128 @@ class HelmActivities:
             to_revision=req.to_revision,
             new_revision=new_revision,
         )
+
+    # ---------------------------------------------------------------- complete service recovery
+
+    async def _status_doc(self, release: str, namespace: str, revision: int | None) -> dict[str, Any]:
+        args = ["status", release, "-n", namespace, "-o", "json"]
+        if revision is not None:
+            args += ["--revision", str(revision)]
+        out = await self._run(args, self.read_timeout_seconds)
+        try:
+            doc = json.loads(out)
+            if not isinstance(doc, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            raise ApplicationError(
+                f"helm status: unexpected output ({type(e).__name__})", type="HelmOutputInvalid", non_retryable=True
+            ) from None
+        return doc
+
+    @staticmethod
+    def _image_tag(doc: dict[str, Any]) -> str | None:
+        """`image.tag` of the values the revision was installed with (helm's `config`)."""
+        image = (doc.get("config") or {}).get("image") or {}
+        tag = image.get("tag") if isinstance(image, dict) else None
+        return str(tag) if tag not in (None, "") else None
+
+    @activity.defn
+    async def helm_revision_values(self, q: HelmValuesQuery) -> HelmRevisionValues:
+        doc = await self._status_doc(q.release, q.namespace, q.revision)
+        return HelmRevisionValues(
+            revision=int(doc.get("version") or q.revision),
+            status=str((doc.get("info") or {}).get("status") or "unknown"),
+            image_tag=self._image_tag(doc),
+        )
+
+    @activity.defn
+    async def helm_preflight(self, req: HelmPreflightRequest) -> HelmPreflight:
+        """History, current revision and tag, chart present. Everything that cannot heal by
+        retrying (no release, no chart, no cluster) fails non-retryable with helm's words."""
+        chart_detail = _check_chart(req.chart)
+        try:
+            hist = await self._history(req.release, req.namespace)
+            current = hist.current
+            if current is None:
+                raise ApplicationError(f"release {req.release} has no revisions", type="NotFound", non_retryable=True)
+            doc = await self._status_doc(req.release, req.namespace, current.revision)
+        except ApplicationError as e:
+            if "cluster unreachable" in e.message.lower():
+                raise ApplicationError(e.message, type="ClusterUnreachable", non_retryable=True) from None
+            if e.type == "NotFound":
+                raise ApplicationError(
+                    f"release {req.release} not found in namespace {req.namespace} ({e.message})",
+                    type="NotFound",
+                    non_retryable=True,
+                ) from None
+            raise
+        return HelmPreflight(
+            release=req.release,
+            revisions=hist.revisions,
+            current_revision=current.revision,
+            current_status=current.status,
+            current_tag=self._image_tag(doc),
+            chart=req.chart,
+            chart_detail=chart_detail,
+        )
+
+    @activity.defn
+    async def helm_upgrade(self, req: HelmUpgradeRequest) -> HelmUpgradeResult:
+        """`helm upgrade RELEASE CHART -n NS --set image.tag=TAG --wait --timeout ...`; a retry
+        that finds its own upgrade (by the marker description) done does not repeat it."""
+        before = await self._settled_history(req, req.marker, "helm upgrade")
+        newest = before.revisions[-1] if before.revisions else None
+        if newest is not None and newest.revision > req.from_revision and newest.description == req.marker:
+            if newest.status == "deployed":
+                return HelmUpgradeResult(
+                    release=req.release,
+                    from_revision=req.from_revision,
+                    new_revision=newest.revision,
+                    image_tag=req.image_tag,
+                    already_done=True,
+                )
+        out = await self._run(
+            [
+                "upgrade",
+                req.release,
+                req.chart,
+                "-n",
+                req.namespace,
+                "--set",
+                f"image.tag={req.image_tag}",
+                "--description",
+                req.marker,
+                "--wait",
+                "--timeout",
+                f"{req.timeout_seconds}s",
+                "-o",
+                "json",
+            ],
+            req.timeout_seconds + 60,
+        )
+        try:
+            new_revision = int(json.loads(out).get("version"))
+        except (ValueError, TypeError, AttributeError):
+            after = await self._history(req.release, req.namespace)
+            new_revision = after.current.revision if after.current else 0
+        return HelmUpgradeResult(
+            release=req.release, from_revision=req.from_revision, new_revision=new_revision, image_tag=req.image_tag
+        )
+
+
+def _check_chart(chart: str) -> str:
+    """A local chart (a path) must exist with a Chart.yaml, or be a packaged .tgz; a
+    repository or OCI reference (`repo/chart`, `oci://...`) is helm's to resolve."""
+    local = chart.startswith(("/", "./", "../", "~")) or chart.endswith(".tgz") or os.path.isdir(chart)
+    if not local:
+        return f"repository reference {chart}"
+    path = os.path.expanduser(chart)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "Chart.yaml")):
+        return f"local chart {chart} (Chart.yaml present)"
+    if os.path.isfile(path) and path.endswith(".tgz"):
+        return f"packaged chart {chart}"
+    raise ApplicationError(
+        f"chart {chart} not found on the worker (no Chart.yaml at {os.path.abspath(path)})",
+        type="ChartNotFound",
+        non_retryable=True,
+    )

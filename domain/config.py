@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 
 class _Section(BaseModel):
@@ -54,6 +54,22 @@ class DatabaseConfig(_Section):
     connect_timeout_seconds: float = 5.0
 
 
+class RestoreConfig(_Section):
+    """Database recovery from an RDS snapshot (DatabaseRestoreWorkflow)."""
+
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+    # one polling activity attempt lasts this long before the retry policy takes over
+    poll_window_seconds: float = Field(default=300.0, gt=0)
+    # past this, the engineering manager is paged; the wait goes on until the IC cancels
+    limit_minutes: float = Field(default=60.0, gt=0)
+    # run on the restored database after SELECT 1; its first value is shown to the IC
+    sanity_query: str | None = "SELECT count(*) FROM pg_catalog.pg_tables"
+    # "host:port" the restored endpoint resolves to (sandboxes, tunnels); None: RDS's endpoint
+    endpoint_override: str | None = None
+    # delete the restored instance when a cutover is compensated; default keeps it for forensics
+    delete_restored_after: bool = False
+
+
 class Contacts(_Section):
     on_call: str = "+1-555-0123"
     engineering_manager: str = "+1-555-0124"
@@ -96,8 +112,117 @@ class HealthConfig(_Section):
     timeout_seconds: float = 5.0
 
 
+class RecoveryConfig(_Section):
+    """Complete service recovery: helm upgrade to the last known-good tag, verify, undo."""
+
+    # ConfigMap in the release's namespace where verified-healthy tags are recorded
+    known_good_configmap: str = "codeblue-known-good"
+    # fallback without a record: a revision counts once live this long without a rollback
+    known_good_window_minutes: int = Field(default=60, ge=1)
+    upgrade_timeout_seconds: int = Field(default=300, ge=1)
+    ready_timeout_seconds: int = Field(default=300, ge=1)
+    # durable pause after the upgrade before verifying (pods settle, errors show in logs)
+    verify_settle_seconds: int = Field(default=30, ge=0)
+    # the runbook's `curl -f`: this many 2xx answers in a row
+    health_successes: int = Field(default=3, ge=1, le=20)
+    # error lines / lines scanned in the gateway logs
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+
+
+class SmokeCheck(_Section):
+    """One user-facing request that must answer as expected once the incident is resolved."""
+
+    name: str
+    url: str
+    method: str = "GET"
+    expected_status: int = Field(default=200, ge=100, le=599)
+
+
+class PostIncidentConfig(_Section):
+    """Post-incident: verify the fix, close communications, hold the post-mortem within 24 h."""
+
+    health_probes: int = Field(default=3, ge=1, le=20)  # spaced by durable timers
+    probe_interval_seconds: int = Field(default=60, ge=1)
+    max_latency_ms: float = Field(default=1000.0, gt=0)
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    smoke_checks: list[SmokeCheck] = []
+    # calendar-style JSON webhook that books the post-mortem; unset: recorded as skipped
+    calendar_webhook_url: str | None = None
+    postmortem_within_hours: int = Field(default=24, ge=1)
+    postmortem_slot_after_hours: int = Field(default=16, ge=0)
+    postmortem_duration_minutes: int = Field(default=60, ge=15)
+    remind_commander_at_hours: list[int] = [12, 20]
+    overdue_reminder_every_hours: int = Field(default=24, ge=1)
+    # continue-as-new past this many history events (or when the server suggests it)
+    max_history_events: int = Field(default=10_000, ge=20)
+
+
+class CacheConfig(_Section):
+    """The Redis cache playbook (ElastiCache cluster `aws.elasticache_cluster`)."""
+
+    # "host:port" the cluster's endpoint resolves to (sandboxes, tunnels); None: ElastiCache's
+    # own endpoint. CodeBlue refuses to touch a Redis at any other address.
+    endpoint_override: str | None = None
+    db: int = Field(default=0, ge=0, le=15)
+    password_env: str = "CODEBLUE_REDIS_PASSWORD"  # the AUTH token, from the environment
+    tls: bool = False
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    scan_count: int = Field(default=500, ge=1, le=100_000)
+
+
+class MemoryConfig(_Section):
+    """The high-memory playbook (the runbook's `kubectl top pods` and scale to 10)."""
+
+    samples: int = Field(default=3, ge=2, le=30)
+    sample_interval_seconds: int = Field(default=120, ge=1)  # durable timers between samples
+    high_ratio: float = Field(default=0.85, gt=0, le=1)  # of the memory limit
+    # a leak suspect grows at every sample, by at least this fraction overall
+    leak_growth_ratio: float = Field(default=0.05, ge=0)
+    scale_replicas: int = Field(default=10, ge=1)
+    max_replicas: int = Field(default=20, ge=1)
+
+
 class UiConfig(_Section):
     base_url: str = "http://localhost:8233"
+
+
+class ApiToken(_Section):
+    """A bearer token, stored as the sha256 hex of its value (never the value itself)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # viewer < responder < commander < admin; `alerts` only for the Alertmanager webhook.
+    roles: list[str] = ["viewer"]
+
+
+class AlertRule(_Section):
+    """Alerts whose labels all match `match` get this severity/service (first rule wins)."""
+
+    match: dict[str, str] = {}
+    severity: str = Field(default="P2", pattern=r"^P[0-3]$")
+    service: str | None = None  # None: the `service_label` value, else api.default_service
+
+
+class ApiConfig(_Section):
+    tokens: list[ApiToken] = []
+    # Env var with extra tokens as JSON [{"name", "token", "roles"}] (hashed when loaded).
+    tokens_env: str = "CODEBLUE_API_TOKENS"
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # How long a request waits for a workflow (an update needs a worker): then 504.
+    request_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    ui_origin: str = "http://localhost:8233"
+    # Alert ingestion: requests per token per second (token bucket) and burst.
+    alerts_per_second: float = Field(default=20.0, gt=0)
+    alerts_burst: int = Field(default=100, ge=1)
+    alert_rules: list[AlertRule] = [
+        AlertRule(match={"severity": "critical"}, severity="P1"),
+        AlertRule(match={"severity": "warning"}, severity="P2"),
+    ]
+    alert_default_severity: str = Field(default="P3", pattern=r"^P[0-3]$")
+    service_label: str = "service"
+    default_service: str = "api-gateway"
+    # Labels forming the dedup key: one open incident per distinct value tuple.
+    dedup_labels: list[str] = ["alertname", "service"]
 
 
 class CodeBlueConfig(_Section):
@@ -111,6 +236,13 @@ class CodeBlueConfig(_Section):
     sla: SlaConfig = SlaConfig()
     health: HealthConfig = HealthConfig()
     ui: UiConfig = UiConfig()
+    postincident: PostIncidentConfig = PostIncidentConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
+    cache: CacheConfig = CacheConfig()
+    memory: MemoryConfig = MemoryConfig()
+    restore: RestoreConfig = RestoreConfig()
+    # Excluded from serialization: token hashes never travel into workflow history.
+    api: ApiConfig = Field(default_factory=ApiConfig, exclude=True)
 
 
 class EnvironmentQuery(BaseModel):
@@ -152,11 +284,31 @@ class TemporalSettings(BaseModel):
     address: str = "localhost:7233"
     namespace: str = "default"
     task_queue: str = "codeblue"
+    # mTLS (self-hosted or Temporal Cloud): PEM file paths; a CA alone means server-auth TLS.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    tls_server_name: str | None = None
+    # TLS with the system's roots and no client certificate (implied by an API key).
+    tls: bool = False
+    # Temporal Cloud API key; a SecretStr so it never shows in a repr or a log line.
+    api_key: SecretStr | None = None
+    # host:port for the SDK runtime's Prometheus endpoint (workers and CodeBlue's own metrics).
+    metrics_bind: str | None = None
 
     @classmethod
     def from_env(cls) -> "TemporalSettings":
+        env = os.environ
+        key = env.get("TEMPORAL_API_KEY") or None
         return cls(
-            address=os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
-            namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
-            task_queue=os.environ.get("TEMPORAL_TASK_QUEUE", "codeblue"),
+            address=env.get("TEMPORAL_ADDRESS", "localhost:7233"),
+            namespace=env.get("TEMPORAL_NAMESPACE", "default"),
+            task_queue=env.get("TEMPORAL_TASK_QUEUE", "codeblue"),
+            tls_cert=env.get("TEMPORAL_TLS_CERT") or None,
+            tls_key=env.get("TEMPORAL_TLS_KEY") or None,
+            tls_ca=env.get("TEMPORAL_TLS_CA") or None,
+            tls_server_name=env.get("TEMPORAL_TLS_SERVER_NAME") or None,
+            tls=env.get("TEMPORAL_TLS", "").strip().lower() in ("1", "true", "yes", "on"),
+            api_key=SecretStr(key) if key else None,
+            metrics_bind=env.get("CODEBLUE_METRICS_BIND") or None,
         )

@@ -29,6 +29,10 @@ class ActionKind(str, Enum):
     SCALE_UP = "scale_up"
     ROLLOUT_RESTART = "rollout_restart"
     DB_CHECK = "db_check"
+    HELM_UPGRADE = "helm_upgrade"
+    CACHE_FLUSH = "cache_flush"
+    DB_RESTORE = "db_restore"
+    DB_CUTOVER = "db_cutover"
 
 
 class ActionState(str, Enum):

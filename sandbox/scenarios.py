@@ -27,6 +27,7 @@ from domain.config import (
     KubernetesConfig,
     MitigationConfig,
     NotificationConfig,
+    PostIncidentConfig,
 )
 from sandbox.cluster import SandboxCluster
 from sandbox.helm_cli import seed_release
@@ -87,6 +88,10 @@ def scenario(name: str) -> Scenario:
 def _load_all() -> None:
     """Scenario modules register on import; list them here."""
     import sandbox.scenario_bad_deploy  # noqa: F401
+    import sandbox.scenario_db_outage  # noqa: F401
+    import sandbox.scenario_failed_redeploy  # noqa: F401
+    import sandbox.scenario_cache_poisoned  # noqa: F401
+    import sandbox.scenario_memory_leak  # noqa: F401
 
 
 async def seed_bad_release(env: SandboxEnvironment, *, current_tag: str = BAD_TAG) -> None:
@@ -126,6 +131,8 @@ def base_config(cluster: SandboxCluster, rx: Receiver) -> CodeBlueConfig:
         ),
         health=HealthConfig(url=rx.health_url, attempts=3, timeout_seconds=2),
         mitigation=MitigationConfig(rollout_timeout_seconds=60),
+        # drills run in real time: probe the resolution every second, not every minute
+        postincident=PostIncidentConfig(probe_interval_seconds=1),
     )
 
 

@@ -325,3 +325,28 @@ app.command("approve", hidden=True)(incident_approve)
 app.command("reject", hidden=True)(incident_reject)
 app.command("resolve", hidden=True)(incident_resolve)
 app.command("status", hidden=True)(incident_status)
+
+# `codeblue api`: the HTTP API (starters/cli_api.py)
+from starters.cli_api import api_cmd  # noqa: E402
+
+app.command("api")(api_cmd)
+
+# `codeblue redeploy`: complete service recovery (starters/cli_recovery.py)
+from starters.cli_recovery import redeploy_cmd  # noqa: E402
+
+app.command("redeploy")(redeploy_cmd)
+
+# `codeblue postmortem` and `codeblue action-item`: post-incident (starters/cli_postmortem.py)
+from starters.cli_postmortem import register as _register_postmortem  # noqa: E402
+
+_register_postmortem(app)
+
+# `codeblue db`: database recovery (starters/cli_db.py)
+from starters.cli_db import db_app  # noqa: E402
+
+app.add_typer(db_app, name="db")
+
+# `codeblue playbook cache|confirm-flush` (starters/cli_playbook.py)
+from starters.cli_playbook import playbook_app  # noqa: E402
+
+app.add_typer(playbook_app, name="playbook")

@@ -7,9 +7,11 @@ A driver registers with `@driver("name")` and returns a `DrillOutcome`.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Awaitable, Callable
 
 from rich.console import Console
@@ -123,8 +125,27 @@ async def drive_incident(ctx: DrillContext) -> DrillOutcome:
     return DrillOutcome(report, ok, f"{report.status}, verified={report.verified}, executed={sorted(executed)}", iid)
 
 
+async def _postmortem(ctx: DrillContext, workflow_id: str) -> dict:
+    """The incident's post-mortem draft, written where the engineer can open it."""
+    from starters.service_postmortem import draft
+
+    try:
+        text = await draft(ctx.client, workflow_id)
+    except Exception as e:  # noqa: BLE001 - a drill without a draft still reports
+        return {"path": None, "text": None, "error": str(e).splitlines()[0] if str(e) else type(e).__name__}
+    folder = Path(".codeblue") / "postmortems"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{workflow_id}.md"
+    path.write_text(text)
+    return {"path": str(path.resolve()), "text": text}
+
+
 def _load_drivers() -> None:
     """Driver modules register on import; list them here."""
+    import starters.drill_db  # noqa: F401
+    import starters.drill_recovery  # noqa: F401
+    import starters.drill_cache  # noqa: F401
+    import starters.drill_memory  # noqa: F401
 
 
 async def drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Console) -> int:
@@ -146,11 +167,16 @@ async def drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Cons
         async with running_worker(env.client, sb.config, task_queue):
             ctx = DrillContext(client=env.client, sandbox=sb, task_queue=task_queue, ui=ui, say=say)
             outcome = await drive(ctx)
+            postmortem = await _postmortem(ctx, outcome.workflow_id)
             if as_json:
-                print(outcome.report.model_dump_json(indent=2))
+                doc = outcome.report.model_dump(mode="json")
+                doc["postmortem"] = postmortem
+                print(json.dumps(doc, indent=2))
             else:
                 out.print()
                 print_report(outcome.report, out)
+            if postmortem.get("path"):
+                say(f"Post-mortem draft: {postmortem['path']}", highlight=False, soft_wrap=True)
             verdict = "[bold green]DRILL PASSED[/]" if outcome.ok else "[bold red]DRILL FAILED[/]"
             say(f"{verdict}: {outcome.detail}", highlight=False)
             say(f"UI: {ctx.link(outcome.workflow_id)}", highlight=False, soft_wrap=True)

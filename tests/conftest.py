@@ -18,8 +18,10 @@ def _bin(name: str) -> str:
     return path
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture
 async def skipping_env():
+    """A time-skipping test server per test (~0.25 s): one test's stranded activity or skipped
+    clock can never wedge another's."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(),
         test_server_existing_path=_bin("temporal-test-server"),

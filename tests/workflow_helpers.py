@@ -37,9 +37,15 @@ def incident(severity: str = "P0", commander: str | None = "alice", **kw) -> Inc
 async def worker_for(env: WorkflowEnvironment, world: World) -> AsyncIterator[str]:
     """A worker on a fresh task queue; incidents it leaves running are terminated on exit,
     since a stranded activity task would stop the shared server from skipping time."""
+    from tests.postincident_fixtures import PostWorld
+    from workflows.post_incident import PostIncidentWorkflow
+
     tq = f"tq-{uuid.uuid4().hex[:8]}"
     async with Worker(
-        env.client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities()
+        env.client,
+        task_queue=tq,
+        workflows=[IncidentResponseWorkflow, PostIncidentWorkflow],
+        activities=PostWorld(world=world).activities(),
     ):
         try:
             yield tq

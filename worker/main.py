@@ -13,15 +13,25 @@ from kubernetes import config as k8s_config
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.aws_rds import RdsActivities
+from activities.cache import CacheActivities
+from activities.db_cutover import DbCutoverActivities
 from activities.environment import EnvironmentActivities
 from activities.health import HealthActivities
 from activities.helm import HelmActivities
 from activities.kubernetes import KubernetesActivities
 from activities.notify import NotifierActivities
-from domain.config import CodeBlueConfig, ConfigError, KubernetesConfig
+from activities.postincident import PostIncidentActivities
+from activities.release_state import ReleaseStateActivities
+from domain.config import AwsConfig, CodeBlueConfig, ConfigError, KubernetesConfig
+from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.incident_response import IncidentResponseWorkflow
+from workflows.post_incident import PostIncidentWorkflow
+from workflows.high_memory import HighMemoryPlaybook
+from workflows.redis_cache import RedisCachePlaybook
+from workflows.service_recovery import ServiceRecoveryWorkflow
 
-WORKFLOWS = [IncidentResponseWorkflow]
+WORKFLOWS = [IncidentResponseWorkflow, ServiceRecoveryWorkflow, PostIncidentWorkflow, DatabaseRestoreWorkflow, RedisCachePlaybook, HighMemoryPlaybook]
 
 
 def kube_api_client(cfg: KubernetesConfig) -> k8s_client.ApiClient:
@@ -38,6 +48,14 @@ def kube_api_client(cfg: KubernetesConfig) -> k8s_client.ApiClient:
         raise ConfigError(f"kubernetes: cannot load cluster credentials: {e}") from None
 
 
+def rds_client(cfg: AwsConfig):
+    """boto3 RDS client for the configured region (and endpoint, for sandboxes); the default
+    credential chain supplies credentials."""
+    import boto3
+
+    return boto3.client("rds", region_name=cfg.region, endpoint_url=cfg.endpoint_url)
+
+
 def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[str, str] | None = None) -> list:
     k8s = KubernetesActivities(kube_api_client(cfg.kubernetes))
     env = dict(helm_env or {})
@@ -46,6 +64,11 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
     helm = HelmActivities(cfg.helm.command, env)
     notify = NotifierActivities(cfg.notifications, http)
     health = HealthActivities(http)
+    rds = RdsActivities(rds_client(cfg.aws))
+    cutover = DbCutoverActivities(kube_api_client(cfg.kubernetes))
+    post_incident = PostIncidentActivities(cfg.postincident, http)
+    release_state = ReleaseStateActivities(kube_api_client(cfg.kubernetes))
+    cache = CacheActivities(cfg.aws, cfg.cache)
     return [
         EnvironmentActivities(cfg).worker_config,
         k8s.pod_status,
@@ -59,10 +82,30 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
         k8s.db_check,
         helm.helm_history,
         helm.helm_rollback,
+        helm.helm_upgrade,
+        helm.helm_preflight,
+        helm.helm_revision_values,
+        release_state.release_ready,
+        release_state.read_known_good,
+        release_state.record_known_good,
+        cache.describe_cache_cluster,
+        cache.redis_stats,
+        cache.redis_flush,
         notify.page,
         notify.status_page,
         notify.post_message,
         health.probe_health,
+        rds.rds_preflight,
+        rds.rds_restore,
+        rds.rds_wait_available,
+        rds.rds_instance_status,
+        rds.rds_delete_restored,
+        cutover.db_verify_restored,
+        cutover.db_secret_backup,
+        cutover.db_secret_point,
+        cutover.db_secret_restore,
+        post_incident.smoke_check,
+        post_incident.schedule_postmortem,
     ]
 
 
@@ -85,6 +128,9 @@ async def running_worker(
 
 
 async def serve_until_signal(client: Client, cfg: CodeBlueConfig, task_queue: str) -> None:
+    from worker.logs import configure_logging
+
+    configure_logging()  # JSON lines with the incident ID when CODEBLUE_LOG_FORMAT=json
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import search_attributes as sa
@@ -14,12 +16,28 @@ from domain.config import TemporalSettings
 
 
 def data_converter() -> DataConverter:
-    return pydantic_data_converter
+    """Pydantic JSON; encrypted (worker.codec) when a codec key is configured in the env."""
+    from worker.codec import codec_from_env
+
+    codec = codec_from_env()
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def connect(settings: TemporalSettings | None = None) -> Client:
+    """A client for the settings (default: the environment): mTLS or API key when given,
+    the Prometheus runtime when CODEBLUE_METRICS_BIND is set."""
+    from worker.connection import connect_options
+
     s = settings or TemporalSettings.from_env()
-    return await Client.connect(s.address, namespace=s.namespace, data_converter=data_converter())
+    return await Client.connect(
+        s.address, namespace=s.namespace, data_converter=data_converter(), **connect_options(s)
+    )
 
 
 async def register_search_attributes(client: Client, namespace: str | None = None) -> None:

@@ -15,12 +15,14 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.approvals import ApprovalBook
+from workflows.post_incident import start_post_incident
 from workflows.saga import Saga
 from workflows.steps import READ_RETRY, Steps
 from workflows.timeline import CODEBLUE, Timeline, mmss as _mmss, reason as _reason
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
+    from domain.alerts import AlertNotice
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose
     from domain.config import CodeBlueConfig, EnvironmentQuery
     from domain.cluster import (
@@ -182,6 +184,12 @@ class IncidentResponseWorkflow:
         self._log(e.by, f"Escalated {old.value} -> {e.severity.value}", e.reason or None)
         self._upsert()
         self.escalations.append(e)
+
+    @workflow.signal
+    def add_alert(self, a: AlertNotice) -> None:
+        """An alert for this incident's dedup key (signal-with-start from the API); never resolves."""
+        what = "firing" if a.status == "firing" else "resolved (recorded; the IC resolves)"
+        self._log(a.received_by, f"Alert {what}: {a.alertname}", a.summary or None)
 
     @workflow.signal
     def approve(self, d: Decision) -> None:
@@ -602,6 +610,9 @@ class IncidentResponseWorkflow:
         await self._communicate(final=True)
         self._set_phase(Phase.RESOLVED)
         self._log(r.by, "Incident resolved" if verified else "Incident closed unverified (forced)", r.summary)
+        if workflow.patched("post-incident-child"):  # histories recorded before it still replay
+            wid = await start_post_incident(self._report(), self.cfg, self.commander)
+            self._log(CODEBLUE, "Post-incident started", f"{wid}: verification, closing comms, post-mortem within 24 h")
         self.resolution_outcome = ResolutionResult(
             resolved=True, verified=verified, message=self.final_status
         )

@@ -1,0 +1,73 @@
+"""Post-incident side effects: user-facing smoke checks and booking the post-mortem."""
+
+from __future__ import annotations
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.config import PostIncidentConfig
+from domain.notify import Delivery
+from domain.postincident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
+
+ALLOWED_METHODS = {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"}
+
+
+class PostIncidentActivities:
+    def __init__(self, config: PostIncidentConfig, http: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self._http = http
+        self._owns_http = http is None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @activity.defn
+    async def smoke_check(self, req: SmokeCheckRequest) -> SmokeCheckResult:
+        """One request a user would make; a wrong status is an answer, not an error to retry."""
+        method = req.method.upper()
+        if method not in ALLOWED_METHODS:
+            raise ApplicationError(f"smoke check {req.name}: method {req.method!r} not allowed", type="BadConfig", non_retryable=True)
+        try:
+            resp = await self.http.request(method, req.url, timeout=req.timeout_seconds)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
+            raise ApplicationError(
+                f"smoke check {req.name}: URL not usable ({type(e).__name__})", type="BadConfig", non_retryable=True
+            ) from None
+        except httpx.HTTPError as e:
+            return SmokeCheckResult(name=req.name, ok=False, detail=f"{method} failed ({type(e).__name__})")
+        ok = resp.status_code == req.expected_status
+        return SmokeCheckResult(
+            name=req.name,
+            ok=ok,
+            status=resp.status_code,
+            detail=f"{method} -> {resp.status_code} (expected {req.expected_status})",
+        )
+
+    @activity.defn
+    async def schedule_postmortem(self, invite: CalendarInvite) -> Delivery:
+        """POST the calendar-style invite; the Idempotency-Key makes a retry book it once."""
+        url = self.config.calendar_webhook_url
+        if not url:
+            return Delivery(channel="calendar", delivered=False, skipped=True, detail="calendar webhook not configured")
+        body = invite.model_dump(exclude={"idempotency_key"})
+        try:
+            resp = await self.http.post(url, json=body, headers={"Idempotency-Key": invite.idempotency_key}, timeout=10.0)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
+            raise ApplicationError(f"calendar: URL not usable ({type(e).__name__})", type="BadConfig", non_retryable=True) from None
+        except httpx.HTTPError as e:
+            # the URL may embed a token: name the error type only
+            raise ApplicationError(f"calendar: request failed ({type(e).__name__})", type="NotificationUnavailable") from None
+        if resp.status_code >= 500 or resp.status_code in (408, 429):
+            raise ApplicationError(f"calendar: HTTP {resp.status_code}", type="NotificationUnavailable")
+        if not 200 <= resp.status_code < 300:
+            raise ApplicationError(f"calendar: HTTP {resp.status_code}", type="NotificationRejected", non_retryable=True)
+        return Delivery(channel="calendar", delivered=True, detail=f"post-mortem booked {invite.start} - {invite.end}")

@@ -1,0 +1,152 @@
+"""Post-incident: resolution verification, closing communications, post-mortem and action items.
+
+Models only; the workflow is workflows/post_incident.py, the draft domain/postmortem.py.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import Enum
+
+from pydantic import BaseModel, Field, field_validator
+
+from domain.config import CodeBlueConfig
+from domain.incident import IncidentReport, TimelineEntry
+
+
+def postmortem_workflow_id(incident_id: str) -> str:
+    """One post-incident workflow per incident."""
+    return f"{incident_id}-postmortem"
+
+
+class ItemState(str, Enum):
+    OPEN = "open"
+    DONE = "done"
+    DEFERRED = "deferred"
+
+
+class ActionItem(BaseModel):
+    id: str  # AI-1, AI-2, ...
+    text: str
+    owner: str
+    due: date
+    state: ItemState = ItemState.OPEN
+    added_by: str
+    added_at: str  # ISO 8601 UTC
+    closed_by: str | None = None
+    closed_at: str | None = None
+    deferral_reason: str | None = None
+    reminders: int = 0
+    last_reminded_at: str | None = None
+
+
+class NewActionItem(BaseModel):
+    """Update `add_action_item`."""
+
+    text: str = Field(min_length=1, max_length=500)
+    owner: str = Field(min_length=1, max_length=100)
+    due: date
+    by: str = Field(min_length=1)
+
+    @field_validator("text", "owner")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v.strip()
+
+
+class CloseActionItem(BaseModel):
+    """Update `complete_action_item`: done, or (IC only, with a reason) deferred."""
+
+    item_id: str
+    by: str
+    defer: bool = False
+    reason: str | None = None
+
+
+class PostmortemHeld(BaseModel):
+    """Signal or update `postmortem_held`."""
+
+    by: str = Field(min_length=1)
+    notes: str = ""
+
+
+class SmokeCheckRequest(BaseModel):
+    name: str
+    method: str = "GET"
+    url: str
+    expected_status: int = 200
+    timeout_seconds: float = 5.0
+
+
+class SmokeCheckResult(BaseModel):
+    name: str
+    ok: bool
+    status: int | None = None
+    detail: str = ""
+
+
+class CalendarInvite(BaseModel):
+    """The calendar-style payload posted to `postincident.calendar_webhook_url`."""
+
+    incident_id: str
+    summary: str
+    description: str
+    start: str  # ISO 8601 UTC
+    end: str
+    attendees: list[dict[str, str]] = []
+    idempotency_key: str
+
+
+class Verification(BaseModel):
+    ok: bool
+    problems: list[str] = []
+    checks: list[str] = []  # what passed, one line each
+
+
+class PostIncidentState(BaseModel):
+    """Everything the workflow carries across continue-as-new."""
+
+    resolved_at: str  # ISO 8601 UTC; every post-incident deadline counts from here
+    verification: Verification | None = None
+    reopened: str | None = None  # how the incident was reopened, if it was
+    comms_done: bool = False
+    scheduled_slot: str | None = None  # "start/end" ISO
+    milestones_sent: list[str] = []
+    held_by: str | None = None
+    held_at: str | None = None
+    held_notes: str = ""
+    items: list[ActionItem] = []
+    next_item: int = 1
+    timeline: list[TimelineEntry] = []
+    runs: int = 1
+
+
+class PostIncidentInput(BaseModel):
+    incident_id: str
+    report: IncidentReport  # the resolved incident's report (the P0 workflow's `status`)
+    commander: str | None = None  # default: the report's commander
+    # None: the worker's config, read once through the `worker_config` activity.
+    config: CodeBlueConfig | None = None
+    resolved_at: str | None = None  # ISO 8601 UTC; default: when this workflow starts
+    state: PostIncidentState | None = None  # set only by continue-as-new
+
+
+class PostIncidentStatus(BaseModel):
+    """Query `progress`: what the CLI shows besides the draft."""
+
+    incident_id: str
+    verification: Verification | None
+    reopened: str | None
+    scheduled_slot: str | None
+    held_by: str | None
+    items: list[ActionItem]
+    done: bool
+
+
+class Reopen(BaseModel):
+    """Signal `reopen` to a still-open incident whose resolution failed verification."""
+
+    by: str = "codeblue"
+    reason: str

@@ -1,0 +1,152 @@
+"""Alertmanager webhook (v4) -> incidents: rules give severity and service; a stable dedup key
+gives ONE incident per key (workflow ID derived from the key, signal-with-start `add_alert`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.alerts import AlertNotice
+from domain.config import ApiConfig
+from domain.incident import IncidentInput
+from domain.severity import Severity
+from starters import service as svc
+from workflows.incident_response import IncidentResponseWorkflow
+
+SIGNAL = "add_alert"
+# True once the workflow has the handler: alerts then land on the incident's timeline.
+# Until then signal-with-start still dedups, and the signals wait in the history.
+TIMELINE_RECORDS_ALERTS = hasattr(IncidentResponseWorkflow, SIGNAL)
+
+
+class AmAlert(BaseModel):
+    model_config = {"extra": "ignore"}  # Alertmanager adds fields over time
+    status: str = Field(pattern=r"^(firing|resolved)$")
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    startsAt: str = ""
+    endsAt: str = ""
+    generatorURL: str = ""
+    fingerprint: str = ""
+
+
+class AmWebhook(BaseModel):
+    """https://prometheus.io/docs/alerting/latest/configuration/#webhook_config payload."""
+
+    model_config = {"extra": "ignore"}
+    version: str = Field(pattern=r"^4$")
+    status: str = Field(pattern=r"^(firing|resolved)$")
+    receiver: str = ""
+    groupKey: str = ""
+    alerts: list[AmAlert] = Field(min_length=1, max_length=1000)
+    groupLabels: dict[str, str] = {}
+    commonLabels: dict[str, str] = {}
+    commonAnnotations: dict[str, str] = {}
+    externalURL: str = ""
+    truncatedAlerts: int = 0
+
+
+def route(a: AmAlert, cfg: ApiConfig) -> tuple[Severity, str]:
+    """First rule whose `match` labels all equal the alert's wins; else the defaults."""
+    service = a.labels.get(cfg.service_label) or cfg.default_service
+    for rule in cfg.alert_rules:
+        if all(a.labels.get(k) == v for k, v in rule.match.items()):
+            return Severity(rule.severity), rule.service or service
+    return Severity(cfg.alert_default_severity), service
+
+
+def dedup_key(a: AmAlert, cfg: ApiConfig, service: str) -> str:
+    parts = []
+    for name in cfg.dedup_labels:
+        value = service if name == cfg.service_label else a.labels.get(name, "")
+        parts.append(f"{name}={value}")
+    return ",".join(parts)
+
+
+def incident_id_for(key: str) -> str:
+    """Stable and opaque: label values (which may be sensitive) stay out of the workflow ID."""
+    return "ALERT-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def notice(a: AmAlert, key: str, sev: Severity, service: str, principal: str) -> AlertNotice:
+    summary = a.annotations.get("summary") or a.annotations.get("description") or ""
+    return AlertNotice(
+        dedup_key=key,
+        alertname=(a.labels.get("alertname") or "unnamed")[:200],
+        status=a.status,
+        severity=sev.value,
+        service=service,
+        summary=summary[:2000],
+        fingerprint=a.fingerprint,
+        starts_at=a.startsAt,
+        received_by=principal,
+    )
+
+
+async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: str, principal: str) -> dict[str, Any]:
+    """Firing alerts open (or join) their key's incident; resolved ones are only recorded."""
+    results: dict[str, dict[str, Any]] = {}
+    by_incident: dict[str, list[AlertNotice]] = {}
+    for a in hook.alerts:
+        sev, service = route(a, cfg)
+        key = dedup_key(a, cfg, service)
+        iid = incident_id_for(key)
+        by_incident.setdefault(iid, []).append(notice(a, key, sev, service, principal))
+        r = results.setdefault(iid, {"incident_id": iid, "dedup_key": key, "firing": 0, "resolved": 0, "recorded": 0})
+        r[a.status] += 1
+
+    async def one_key(iid: str, notices: list[AlertNotice]) -> None:
+        # In order within a key (firing before resolved on the timeline); keys in parallel.
+        for n in notices:
+            if n.status == "firing":
+                await _signal_with_start(client, iid, n, task_queue)
+                results[iid]["recorded"] += 1
+            elif await _signal_if_open(client, iid, n):
+                results[iid]["recorded"] += 1
+
+    await asyncio.gather(*(one_key(iid, ns) for iid, ns in by_incident.items()))
+    return {"incidents": list(results.values()), "alerts": len(hook.alerts), "timeline": TIMELINE_RECORDS_ALERTS}
+
+
+async def _signal_with_start(client: Client, iid: str, n: AlertNotice, task_queue: str) -> None:
+    inp = IncidentInput(
+        incident_id=iid,
+        title=f"[alert] {n.alertname} on {n.service}"[:200],
+        severity=Severity(n.severity),
+        service=n.service,
+        commander=None,
+        requested_by=n.received_by,
+        severity_reasons=[f"alert rule: {n.alertname} -> {n.severity}"],
+    )
+    try:
+        await client.start_workflow(
+            IncidentResponseWorkflow.run,
+            inp,
+            id=iid,
+            task_queue=task_queue,
+            start_signal=SIGNAL,
+            start_signal_args=[n],
+            static_summary=f"{inp.severity.value}: {inp.title}",
+            search_attributes=svc._initial_attributes(inp),
+        )
+    except RPCError as e:
+        raise svc._rpc(e, iid) from None
+
+
+async def _signal_if_open(client: Client, iid: str, n: AlertNotice) -> bool:
+    h = client.get_workflow_handle(iid)
+    try:
+        d = await h.describe()
+        if d.status != WorkflowExecutionStatus.RUNNING:
+            return False
+        await h.signal(SIGNAL, n)
+        return True
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise svc._rpc(e, iid) from None

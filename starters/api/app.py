@@ -1,0 +1,406 @@
+"""The FastAPI app: incidents, decisions, alerts and the codec server, behind bearer tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import PlainTextResponse
+from google.protobuf import json_format
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.api.common.v1 import Payloads
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError
+
+from domain import search_attributes as sa
+from domain.config import CodeBlueConfig, TemporalSettings
+from domain.incident import (
+    CommanderAssignment,
+    Decision,
+    DecisionResult,
+    Escalation,
+    IncidentInput,
+    IncidentReport,
+    Phase,
+    Resolution,
+    ResolutionResult,
+)
+from domain.severity import Observations, Severity, classify
+from starters import service as svc
+from starters.api import alerts
+from starters.api.auth import ADMIN, ALERTS, COMMANDER, RESPONDER, VIEWER, Principal, TokenBook
+from starters.api.problems import Problem, problem_response, status_for
+from starters.api.ratelimit import RateLimiter
+
+ClientFactory = Callable[[], Awaitable[Client]]
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+@dataclass
+class ApiSettings:
+    config: CodeBlueConfig = field(default_factory=CodeBlueConfig)
+    temporal: TemporalSettings = field(default_factory=TemporalSettings.from_env)
+    tokens: TokenBook | None = None  # None: from config.api and its env var
+
+
+class _Body(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class StartIncident(_Body):
+    title: str = Field(min_length=1, max_length=200)
+    severity: Severity | None = None
+    service: str = Field(default="api-gateway", min_length=1, max_length=100)
+    commander: str | None = Field(default=None, max_length=64)
+    incident_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    outage: bool = False
+    security: bool = False
+    patient_safety: bool = False
+    major_feature: bool = False
+    auth: bool = False
+    degradation: float | None = Field(default=None, ge=0, le=100)
+
+
+class Started(BaseModel):
+    incident_id: str
+    severity: Severity
+    ui_url: str
+
+
+class DecisionBody(_Body):
+    action_id: str = Field(min_length=1, max_length=64)
+    approve: bool
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ResolveBody(_Body):
+    summary: str = Field(min_length=1, max_length=2000)
+    force: bool = False
+
+
+class CommanderBody(_Body):
+    commander: str = Field(min_length=1, max_length=64)
+
+
+class EscalateBody(_Body):
+    severity: Severity
+    reason: str = Field(default="", max_length=2000)
+
+
+class Accepted(BaseModel):
+    incident_id: str
+    message: str
+
+
+class IncidentRow(BaseModel):
+    incident_id: str
+    severity: str
+    phase: str
+    service: str
+    commander: str
+    started: str
+
+
+class PayloadsBody(BaseModel):
+    """The Temporal codec server format: payloads in proto3 JSON (base64 metadata and data)."""
+
+    payloads: list[dict[str, Any]] = Field(max_length=1000)
+
+
+class _LazyClient:
+    """Connects on first use and again after a failure, so the API starts before Temporal."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self.factory = factory
+        self.client: Client | None = None
+        self.lock = asyncio.Lock()
+
+    async def get(self) -> Client:
+        if self.client is not None:
+            return self.client
+        async with self.lock:
+            if self.client is None:
+                try:
+                    self.client = await self.factory()
+                except svc.CodeBlueError as e:
+                    raise Problem(503, str(e)) from None
+                except (RuntimeError, OSError) as e:
+                    raise Problem(503, f"cannot reach Temporal: {str(e).splitlines()[0][:160]}") from None
+            return self.client
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 before reading more than `limit` bytes of a request body (the body
+    is read here, at most `limit` bytes, and replayed to the app)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = problem_response(413, f"request body over {self.limit} bytes")
+        for k, v in scope.get("headers", []):
+            if k == b"content-length" and v.isdigit() and int(v) > self.limit:
+                return await too_large(scope, receive, send)
+        chunks, seen = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return  # client went away
+            chunks.append(msg.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
+                return await too_large(scope, receive, send)
+            if not msg.get("more_body"):
+                break
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def create_app(client_factory: ClientFactory, settings: ApiSettings | None = None) -> FastAPI:
+    s = settings or ApiSettings()
+    cfg = s.config
+    tokens = s.tokens or TokenBook.from_config(cfg.api)
+    temporal = _LazyClient(client_factory)
+    limiter = RateLimiter(cfg.api.alerts_per_second, cfg.api.alerts_burst)
+
+    app = FastAPI(
+        title="CodeBlue",
+        version="0.1.0",
+        description="Incident response for the healthcare platform: start and steer incidents, "
+        "ingest Alertmanager alerts, decode encrypted history for the Temporal UI. "
+        "Every endpoint but /healthz and /readyz needs `Authorization: Bearer <token>`.",
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=[cfg.api.ui_origin],
+        allow_methods=["POST", "GET", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+        allow_credentials=True,
+    )
+    app.add_middleware(_BodyLimit, limit=cfg.api.max_body_bytes)
+
+    # ------------------------------------------------------------------ errors
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, p: Problem):
+        headers = {"WWW-Authenticate": "Bearer"} if p.status == 401 else None
+        if p.status == 429:
+            headers = {"Retry-After": str(limiter.retry_after())}
+        return problem_response(p.status, p.detail, p.title, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError):
+        errs = e.errors()
+        first = errs[0] if errs else {"loc": (), "msg": "invalid request", "type": ""}
+        if first.get("type") == "json_invalid":
+            return problem_response(400, "malformed JSON body")
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body") or "body"
+        return problem_response(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException):
+        return problem_response(e.status_code, str(e.detail))
+
+    @app.exception_handler(svc.CodeBlueError)
+    async def _codeblue(_: Request, e: svc.CodeBlueError):
+        return problem_response(status_for(str(e)), str(e))
+
+    @app.exception_handler(RPCError)
+    async def _rpc(_: Request, e: RPCError):
+        return problem_response(status_for(str(svc._rpc(e, "?"))), str(svc._rpc(e, "?")))
+
+    @app.exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError)
+    async def _update_timeout(_: Request, e: Exception):
+        return problem_response(504, "the workflow did not answer in time; is a CodeBlue worker running on the task queue?")
+
+    @app.exception_handler(WorkflowQueryFailedError)
+    async def _query_failed(_: Request, e: WorkflowQueryFailedError):
+        return problem_response(502, f"the workflow could not answer: {str(e).splitlines()[0][:200]}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception):
+        # Never a trace to the caller; the class name is enough to find it in the server log.
+        return problem_response(500, f"internal error ({type(e).__name__})", "Internal error")
+
+    # ------------------------------------------------------------------ auth
+    def principal(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Problem(401, "missing bearer token")
+        p = tokens.lookup(token.strip())
+        if p is None:
+            raise Problem(401, "invalid token")
+        return p
+
+    def needs(role: str) -> Callable[..., Principal]:
+        def check(p: Principal = Depends(principal)) -> Principal:
+            if not p.has(role):
+                raise Problem(403, f"{p.name} lacks the {role} role")
+            return p
+
+        return check
+
+    async def client() -> Client:
+        return await temporal.get()
+
+    async def bounded(coro):
+        """Updates wait for a worker; a request never hangs longer than the configured timeout."""
+        try:
+            return await asyncio.wait_for(coro, cfg.api.request_timeout_seconds)
+        except asyncio.TimeoutError:
+            raise Problem(504, f"no answer from the workflow within {cfg.api.request_timeout_seconds:g} s; "
+                          "is a CodeBlue worker running on the task queue?") from None
+
+    IdPath = Path(pattern=ID_PATTERN, description="Incident ID")
+
+    # ------------------------------------------------------------------ probes
+    @app.get("/healthz", tags=["probes"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["probes"], responses={503: {"description": "Temporal unreachable"}})
+    async def readyz() -> dict[str, str]:
+        c = await temporal.get()
+        try:
+            await c.service_client.check_health(timeout=timedelta(seconds=3))
+        except Exception as e:  # noqa: BLE001 - any failure means not ready
+            raise Problem(503, f"Temporal unreachable: {type(e).__name__}") from None
+        return {"status": "ready"}
+
+    # ------------------------------------------------------------------ incidents
+    @app.post("/incidents", status_code=201, tags=["incidents"], response_model=Started)
+    async def start_incident(body: StartIncident, p: Principal = Depends(needs(RESPONDER)), c: Client = Depends(client)):
+        obs = Observations(
+            complete_outage=body.outage,
+            security_incident=body.security,
+            patient_safety_impact=body.patient_safety,
+            major_feature_unavailable=body.major_feature,
+            authentication_issues=body.auth,
+            performance_degradation_pct=body.degradation,
+        )
+        cls = classify(obs)
+        sev = body.severity or cls.severity
+        reasons = cls.reasons if body.severity is None or body.severity == cls.severity else [f"set by {p.name}"]
+        iid = body.incident_id or f"INC-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+        inp = IncidentInput(
+            incident_id=iid, title=body.title, severity=sev, service=body.service, commander=body.commander,
+            requested_by=p.name, security_incident=body.security, severity_reasons=reasons,
+        )
+        await svc.start_incident(c, inp, s.temporal.task_queue)
+        return Started(incident_id=iid, severity=sev, ui_url=svc.ui_link(cfg.ui.base_url, s.temporal.namespace, iid))
+
+    @app.get("/incidents", tags=["incidents"], response_model=list[IncidentRow])
+    async def list_incidents(
+        severity: Severity | None = Query(None),
+        phase: Phase | None = Query(None),
+        _: Principal = Depends(needs(VIEWER)),
+        c: Client = Depends(client),
+    ):
+        q = "WorkflowType = 'IncidentResponseWorkflow' AND ExecutionStatus = 'Running'"
+        # Enum values only: nothing from the caller is pasted into the query as free text.
+        if severity:
+            q += f" AND {sa.SEVERITY.name} = '{severity.value}'"
+        if phase:
+            q += f" AND {sa.PHASE.name} = '{phase.value}'"
+        rows = []
+        async for w in c.list_workflows(q):
+            a = w.typed_search_attributes
+            rows.append(IncidentRow(
+                incident_id=w.id, severity=a.get(sa.SEVERITY) or "?", phase=a.get(sa.PHASE) or "?",
+                service=a.get(sa.SERVICE) or "?", commander=a.get(sa.COMMANDER) or "?",
+                started=w.start_time.isoformat(timespec="seconds") if w.start_time else "?",
+            ))
+        return rows
+
+    @app.get("/incidents/{incident_id}", tags=["incidents"], response_model=IncidentReport)
+    async def get_incident(incident_id: str = IdPath, _: Principal = Depends(needs(VIEWER)), c: Client = Depends(client)):
+        return await bounded(svc.status(c, incident_id))
+
+    @app.get("/incidents/{incident_id}/postmortem", tags=["incidents"], response_class=PlainTextResponse,
+             responses={200: {"content": {"text/markdown": {}}}})
+    async def postmortem(incident_id: str = IdPath, _: Principal = Depends(needs(VIEWER)), c: Client = Depends(client)):
+        from starters import service_postmortem
+
+        md = await bounded(service_postmortem.draft(c, incident_id))
+        return PlainTextResponse(md, media_type="text/markdown; charset=utf-8")
+
+    @app.post(
+        "/incidents/{incident_id}/decisions", tags=["incidents"], response_model=DecisionResult,
+        responses={403: {"description": "not the IC"}, 409: {"description": "already decided"}},
+    )
+    async def decide(body: DecisionBody, incident_id: str = IdPath, p: Principal = Depends(needs(COMMANDER)),
+                     c: Client = Depends(client)):
+        d = Decision(action_id=body.action_id, approve=body.approve, by=p.name, reason=body.reason)
+        return await bounded(svc.decide(c, incident_id, d))
+
+    @app.post("/incidents/{incident_id}/resolve", tags=["incidents"], response_model=ResolutionResult)
+    async def resolve(body: ResolveBody, incident_id: str = IdPath, p: Principal = Depends(needs(COMMANDER)),
+                      c: Client = Depends(client)):
+        res = await bounded(svc.resolve(c, incident_id, Resolution(by=p.name, summary=body.summary, force=body.force)))
+        if not res.resolved:
+            raise Problem(409, res.message)
+        return res
+
+    @app.post("/incidents/{incident_id}/commander", status_code=202, tags=["incidents"], response_model=Accepted)
+    async def assign(body: CommanderBody, incident_id: str = IdPath, p: Principal = Depends(needs(COMMANDER)),
+                     c: Client = Depends(client)):
+        await svc.assign_commander(c, incident_id, CommanderAssignment(commander=body.commander, by=p.name))
+        return Accepted(incident_id=incident_id, message=f"commander assignment sent: {body.commander}")
+
+    @app.post("/incidents/{incident_id}/escalate", status_code=202, tags=["incidents"], response_model=Accepted)
+    async def escalate(body: EscalateBody, incident_id: str = IdPath, p: Principal = Depends(needs(RESPONDER)),
+                       c: Client = Depends(client)):
+        await svc.escalate(c, incident_id, Escalation(severity=body.severity, by=p.name, reason=body.reason))
+        return Accepted(incident_id=incident_id, message=f"escalation sent: {body.severity.value}")
+
+    # ------------------------------------------------------------------ alerts
+    @app.post("/alerts/alertmanager", tags=["alerts"], responses={429: {"description": "rate limited"}})
+    async def alertmanager(hook: alerts.AmWebhook, p: Principal = Depends(needs(ALERTS)),
+                           c: Client = Depends(client)) -> dict[str, Any]:
+        if not limiter.allow(p.name):
+            raise Problem(429, f"alert rate limit for {p.name} exceeded")
+        return await bounded(alerts.ingest(c, hook, cfg.api, s.temporal.task_queue, p.name))
+
+    # ------------------------------------------------------------------ codec server
+    async def _codec(body: PayloadsBody, c: Client, encode: bool) -> dict[str, Any]:
+        codec = c.data_converter.payload_codec
+        try:
+            ps = json_format.ParseDict({"payloads": body.payloads}, Payloads())
+        except json_format.ParseError as e:
+            raise Problem(422, f"payloads: {e}") from None
+        if codec is None:
+            return json_format.MessageToDict(ps)
+        try:
+            out = await (codec.encode(ps.payloads) if encode else codec.decode(ps.payloads))
+        except Exception as e:  # noqa: BLE001 - CodecKeyError et al.; never echo payload data
+            raise Problem(422, str(e) if type(e).__name__ == "CodecKeyError" else "payload cannot be decoded") from None
+        return json_format.MessageToDict(Payloads(payloads=out))
+
+    @app.post("/codec/encode", tags=["codec"])
+    async def codec_encode(body: PayloadsBody, _: Principal = Depends(needs(RESPONDER)), c: Client = Depends(client)):
+        return await _codec(body, c, encode=True)
+
+    @app.post("/codec/decode", tags=["codec"])
+    async def codec_decode(body: PayloadsBody, _: Principal = Depends(needs(VIEWER)), c: Client = Depends(client)):
+        return await _codec(body, c, encode=False)
+
+    app.state.limiter = limiter
+    app.state.roles = (VIEWER, RESPONDER, COMMANDER, ADMIN, ALERTS)
+    return app

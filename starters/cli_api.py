@@ -1,0 +1,38 @@
+"""`codeblue api`: serve the HTTP API (uvicorn) against $TEMPORAL_ADDRESS."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def api_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (default: $CODEBLUE_CONFIG)."),
+) -> None:
+    """HTTP API with bearer tokens (OpenAPI at /docs); Ctrl-C stops."""
+    import uvicorn
+
+    from domain.config import ConfigError, TemporalSettings
+    from starters.api.app import ApiSettings, create_app
+    from starters.api.auth import TokenBook
+    from starters.cli import _client, _config, _exit, err, fail
+    from worker.codec import CodecKeyError, codec_from_env
+
+    cfg = _config(config)
+    try:
+        codec_from_env()  # a bad key fails here, in one line, not on the first request
+        tokens = TokenBook.from_config(cfg.api)
+        settings = ApiSettings(config=cfg, temporal=TemporalSettings.from_env(), tokens=tokens)
+        app = create_app(_client, settings)
+    except (ConfigError, CodecKeyError) as e:
+        fail(str(e))
+        return
+    if not len(tokens):
+        err.print(f"warning: no API tokens configured (api.tokens or ${cfg.api.tokens_env}); every call gets 401")
+    err.print(f"CodeBlue API on http://{host}:{port} (OpenAPI at /docs), Temporal {settings.temporal.address}")
+    # Access logs carry method, path and status only: never headers, so never tokens.
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    _exit(0)

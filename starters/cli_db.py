@@ -1,0 +1,137 @@
+"""`codeblue db restore|status|cancel|check`: database recovery from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Optional
+
+import typer
+
+from domain.config import TemporalSettings
+
+db_app = typer.Typer(help="Database recovery: restore from an RDS snapshot, check the connection.", no_args_is_help=True)
+
+
+@db_app.command("restore")
+def db_restore(
+    incident: str = typer.Option(..., "--incident", help="The incident this restore belongs to."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="Snapshot ID or 'latest'; default: aws.rds_snapshot."),
+    target: Optional[str] = typer.Option(None, "--target", help="New instance ID; default: <source>-restored."),
+    source: Optional[str] = typer.Option(None, "--source", help="Default: aws.rds_instance."),
+    commander: Optional[str] = typer.Option(None, "--commander", help="Who approves (default: --by)."),
+    by: str = typer.Option(os.environ.get("USER", "oncall"), "--by", help="Who asks for it."),
+    detach: bool = typer.Option(False, "--detach", help="Start it and return; no progress line."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
+) -> None:
+    """Start the restore; then show a live progress line (elapsed, RDS status, what it waits for)."""
+    from domain.database import DatabaseRestoreInput
+    from starters import cli, db_service
+    from starters.render import print_report
+    from starters.service import ui_link
+
+    cfg = cli._config(config)
+    try:
+        inp = DatabaseRestoreInput(incident_id=incident, source=source, snapshot=snapshot, target=target,
+                                   requested_by=by, commander=commander or by)
+    except ValueError as e:
+        cli.fail(cli._first_error(e))
+
+    async def go() -> int:
+        client = await cli._client()
+        s = TemporalSettings.from_env()
+        h = await db_service.start_restore(client, inp, s.task_queue)
+        cli.out.print(h.id)
+        cli.out.print(ui_link(cfg.ui.base_url, s.namespace, h.id), highlight=False)
+        if detach:
+            return 0
+        rep = await _follow(client, incident, h)
+        cli.err.print()
+        print_report(rep, cli.out)
+        return 0 if rep.status == "restored" and rep.verified else 1
+
+    cli._exit(cli.run(go) or 0)
+
+
+async def _follow(client, incident: str, handle):
+    """One line on stderr, rewritten in place, until the workflow ends."""
+    from starters import cli, db_service
+
+    t0 = time.monotonic()
+    done = asyncio.ensure_future(handle.result())
+    try:
+        while not done.done():
+            rep = await db_service.restore_status(client, incident)
+            pending = [a.id for a in rep.actions if a.state.value == "proposed"]
+            if pending:
+                what = f"waiting for the IC: codeblue incident approve {handle.id} {pending[0]} --by {rep.commander}"
+            else:
+                prog = await db_service.rds_progress(client, incident)
+                what = f"RDS status {prog['rds_status'] or '?'}" if prog["attempt"] else (rep.timeline[-1].event if rep.timeline else "")
+            elapsed = int(time.monotonic() - t0)
+            cli.err.print(f"\r[{elapsed // 60}:{elapsed % 60:02d}] {what}"[:160].ljust(100), end="", highlight=False, soft_wrap=True)
+            await asyncio.wait([done], timeout=2)
+        return done.result()
+    finally:
+        done.cancel()
+
+
+@db_app.command("status")
+def db_status(incident: str = typer.Option(..., "--incident"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """The restore's report: gates, steps, timings, endpoint, verification."""
+    from starters import cli, db_service
+    from starters.render import print_report
+
+    async def go() -> None:
+        rep = await db_service.restore_status(await cli._client(), incident)
+        if as_json:
+            print(rep.model_dump_json(indent=2))
+        else:
+            print_report(rep, cli.out)
+
+    cli.run(go)
+
+
+@db_app.command("cancel")
+def db_cancel(incident: str = typer.Option(..., "--incident"), by: str = typer.Option(..., "--by"),
+              reason: str = typer.Option(..., "--reason")) -> None:
+    """Stop a restore before its cutover (the IC); a restored instance is kept for forensics."""
+    from domain.database import CancelRestore
+    from starters import cli, db_service
+
+    async def go() -> None:
+        cli.out.print(await db_service.cancel_restore(await cli._client(), incident, CancelRestore(by=by, reason=reason)))
+
+    cli.run(go)
+
+
+@db_app.command("check")
+def db_check(config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config.")) -> None:
+    """The runbook's `npm run db:check`: connect with the database Secret (or run the configured command)."""
+    from starters import cli
+
+    cfg = cli._config(config)
+
+    async def go() -> int:
+        from temporalio.exceptions import ApplicationError
+
+        from activities.kubernetes import KubernetesActivities
+        from domain.cluster import DbCheckRequest
+        from starters.service import CodeBlueError
+        from worker.main import kube_api_client
+
+        d, k = cfg.database, cfg.kubernetes
+        api = kube_api_client(k)
+        try:
+            res = await KubernetesActivities(api, request_timeout_seconds=k.request_timeout_seconds).db_check(DbCheckRequest(
+                namespace=k.namespace, deployment=k.gateway_deployment, secret_name=d.secret_name, secret_key=d.secret_key,
+                command=d.check_command, connect_timeout_seconds=d.connect_timeout_seconds))
+        except ApplicationError as e:
+            raise CodeBlueError(f"db check: {e.message}") from None
+        finally:
+            api.close()
+        (cli.out if res.ok else cli.err).print(("ok: " if res.ok else "FAILED: ") + res.detail, highlight=False, soft_wrap=True)
+        return 0 if res.ok else 1
+
+    cli._exit(cli.run(go) or 0)

@@ -1,0 +1,61 @@
+"""Drill driver for the high-memory playbook: `memory-leak`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from domain.incident import ActionState, Decision, IncidentReport
+from domain.memory import MemoryInput, MemoryResolution
+from starters import service
+from starters.drill import IC, DrillContext, DrillOutcome, Watcher, driver
+from starters.memory import resolve_memory, start_memory_playbook
+
+
+@driver("memory-leak")
+async def drive_memory_leak(ctx: DrillContext) -> DrillOutcome:
+    """Leak while CodeBlue samples; approve scale + restart; resolve; passes when the leak was
+    named, the scale ran and was undone on resolution (replicas back), and pods are ready."""
+    from sandbox.scenario_memory_leak import leak
+    from sandbox.scenarios import GATEWAY, NAMESPACE
+    from workflows.high_memory import HighMemoryPlaybook
+
+    sb = ctx.sandbox
+    before = sb.cluster.deployment(NAMESPACE, GATEWAY)["spec"]["replicas"]  # type: ignore[attr-defined]
+
+    async def leaking() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            leak(sb)  # type: ignore[arg-type]
+
+    leaker = asyncio.ensure_future(leaking())
+    iid = ctx.new_id()
+    h = await start_memory_playbook(ctx.client, MemoryInput(incident_id=iid, requested_by="drill", commander=IC), ctx.task_queue)
+    ctx.say(f"Memory playbook {h.id} — watch it at {ctx.link(h.id)}", highlight=False, soft_wrap=True)
+    w = Watcher(h, ctx.say, HighMemoryPlaybook.status)
+    try:
+        rep = await w.until(lambda r: bool(r.actions) or "No action proposed" in {e.event for e in r.timeline}, "proposals")
+    finally:
+        leaker.cancel()
+    for a in rep.actions:
+        await service._update(ctx.client, h.id, HighMemoryPlaybook.decide,
+                              Decision(action_id=a.id, approve=True, by=IC, reason="drill"), "decision")
+    await w.until(lambda r: all(a.state not in (ActionState.PROPOSED, ActionState.APPROVED) for a in r.actions),
+                  "the approved actions", timeout=120)
+    scaled = sb.cluster.deployment(NAMESPACE, GATEWAY)["spec"]["replicas"]  # type: ignore[attr-defined]
+    await resolve_memory(ctx.client, h.id, MemoryResolution(by=IC))
+    report: IncidentReport = await h.result()
+    await w.poll()
+    after = sb.cluster.deployment(NAMESPACE, GATEWAY)["spec"]["replicas"]  # type: ignore[attr-defined]
+    for _ in range(50):
+        if sb.cluster.gateway_healthy(NAMESPACE, GATEWAY):  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.2)
+    healthy = sb.cluster.gateway_healthy(NAMESPACE, GATEWAY)  # type: ignore[attr-defined]
+    states = {a.id: a.state for a in report.actions}
+    ok = (bool(report.assessment.get("leak_suspects")) and states.get("scale") == ActionState.COMPENSATED
+          and states.get("restart") == ActionState.EXECUTED and scaled == 10 and after == before and healthy
+          and report.status == "resolved")
+    report.verified = healthy
+    detail = (f"{report.status}, suspects {len(report.assessment.get('leak_suspects', {}))}, replicas {before} -> {scaled} "
+              f"-> {after}, pods {'ready' if healthy else 'not ready'}")
+    return DrillOutcome(report, ok, detail, h.id)

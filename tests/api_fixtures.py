@@ -1,0 +1,60 @@
+"""The API in process (httpx ASGITransport) on the real dev server, with one token per role."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from domain.config import ApiConfig, ApiToken, CodeBlueConfig, TemporalSettings
+from starters.api.app import ApiSettings, create_app
+from starters.api.auth import sha256_hex
+from tests.fakes import World
+from workflows.incident_response import IncidentResponseWorkflow
+
+# principal -> (token, roles). alice is the IC of the incidents the tests start.
+PEOPLE: dict[str, tuple[str, list[str]]] = {
+    "vic": ("tok-viewer-" + "v" * 24, ["viewer"]),
+    "bob": ("tok-responder-" + "b" * 24, ["responder"]),
+    "alice": ("tok-commander-" + "a" * 24, ["commander"]),
+    "carol": ("tok-commander2-" + "c" * 24, ["commander"]),
+    "root": ("tok-admin-" + "r" * 24, ["admin"]),
+    "am": ("tok-alerts-" + "m" * 24, ["alerts"]),
+}
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {PEOPLE[name][0]}"}
+
+
+def api_config(**api) -> CodeBlueConfig:
+    tokens = [ApiToken(name=n, sha256=sha256_hex(t), roles=r) for n, (t, r) in PEOPLE.items()]
+    return CodeBlueConfig(api=ApiConfig(tokens=tokens, **api))
+
+
+@asynccontextmanager
+async def api_on(client: Client, cfg: CodeBlueConfig | None = None, world: World | None = None
+                 ) -> AsyncIterator[tuple[httpx.AsyncClient, World, str]]:
+    """The app plus a worker (scripted world) on a fresh task queue."""
+    world = world or World()
+    tq = f"api-{uuid.uuid4().hex[:6]}"
+
+    async def factory() -> Client:
+        return client
+
+    settings = ApiSettings(config=cfg or api_config(), temporal=TemporalSettings(task_queue=tq))
+    app = create_app(factory, settings)
+    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities()):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            try:
+                yield http, world, tq
+            finally:
+                for iid in world.handles:
+                    try:
+                        await client.get_workflow_handle(iid).terminate("test done")
+                    except Exception:  # noqa: BLE001 - already closed
+                        pass

@@ -1,0 +1,76 @@
+"""Helpers for DatabaseRestoreWorkflow tests (time-skipping server; fakes or real activities)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain.config import CodeBlueConfig, MitigationConfig, RestoreConfig
+from domain.database import DatabaseRestoreInput
+from domain.incident import Decision, IncidentReport
+from starters import db_service, service
+from tests.workflow_helpers import terminate
+from workflows.database_restore import DatabaseRestoreWorkflow
+
+IC = "alice"
+
+
+def restore_config(**restore) -> CodeBlueConfig:
+    return CodeBlueConfig(
+        restore=RestoreConfig(**{"poll_interval_seconds": 60, "poll_window_seconds": 1, **restore}),
+        mitigation=MitigationConfig(rollout_timeout_seconds=60),
+    )
+
+
+def restore_input(config: CodeBlueConfig | None = None, **kw) -> DatabaseRestoreInput:
+    return DatabaseRestoreInput(
+        incident_id=kw.pop("incident_id", f"INC-{uuid.uuid4().hex[:8]}"),
+        requested_by="oncall", commander=IC, config=config or restore_config(), **kw,
+    )
+
+
+@asynccontextmanager
+async def restore_worker(env: WorkflowEnvironment, activities: list, handles: list) -> AsyncIterator[str]:
+    tq = f"tq-db-{uuid.uuid4().hex[:8]}"
+    async with Worker(env.client, task_queue=tq, workflows=[DatabaseRestoreWorkflow], activities=activities):
+        try:
+            yield tq
+        finally:
+            for h in handles:
+                await terminate(h)
+
+
+async def start(env: WorkflowEnvironment, inp: DatabaseRestoreInput, tq: str, handles: list) -> WorkflowHandle:
+    h = await db_service.start_restore(env.client, inp, tq)
+    handles.append(h)
+    return h
+
+
+async def until(h: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 30) -> IncidentReport:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        rep: IncidentReport = await h.query(DatabaseRestoreWorkflow.status)
+        if pred(rep):
+            return rep
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}; timeline: {[e.event for e in rep.timeline]}")
+        await asyncio.sleep(0.05)
+
+
+def proposed(action_id: str) -> Callable[[IncidentReport], bool]:
+    return lambda rep: any(a.id == action_id and a.state.value == "proposed" for a in rep.actions)
+
+
+async def approve(env: WorkflowEnvironment, h: WorkflowHandle, action_id: str) -> None:
+    await service.decide(env.client, h.id, Decision(action_id=action_id, approve=True, by=IC))
+
+
+def events(rep: IncidentReport) -> list[str]:
+    return [e.event for e in rep.timeline]

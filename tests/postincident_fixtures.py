@@ -1,0 +1,188 @@
+"""Helpers for post-incident tests: fakes for its new activities, a worker, a resolved report."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import AsyncIterator, Callable
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from domain.config import CodeBlueConfig, PostIncidentConfig
+from domain.incident import (
+    Action,
+    ActionKind,
+    ActionState,
+    IncidentReport,
+    Phase,
+    SlaClock,
+    TimelineEntry,
+)
+from domain.notify import Delivery
+from domain.postincident import (
+    CalendarInvite,
+    PostIncidentInput,
+    PostIncidentStatus,
+    SmokeCheckRequest,
+    SmokeCheckResult,
+    postmortem_workflow_id,
+)
+from domain.severity import Severity
+from tests.fakes import World
+from tests.workflow_helpers import terminate
+from workflows.incident_response import IncidentResponseWorkflow
+from workflows.post_incident import PostIncidentWorkflow
+
+
+@dataclass
+class PostWorld:
+    """The fakes' World plus what the post-incident's own activities saw."""
+
+    world: World = field(default_factory=World)
+    smoke_ok: bool = True
+    smoke_calls: list[SmokeCheckRequest] = field(default_factory=list)
+    invites: list[CalendarInvite] = field(default_factory=list)
+
+    def activities(self, replace: list | None = None) -> list:
+        pw = self
+
+        @activity.defn(name="smoke_check")
+        async def smoke_check(r: SmokeCheckRequest) -> SmokeCheckResult:
+            pw.smoke_calls.append(r)
+            status = r.expected_status if pw.smoke_ok else 500
+            return SmokeCheckResult(name=r.name, ok=pw.smoke_ok, status=status, detail=f"{r.method} -> {status}")
+
+        @activity.defn(name="schedule_postmortem")
+        async def schedule_postmortem(i: CalendarInvite) -> Delivery:
+            pw.invites.append(i)
+            return Delivery(channel="calendar", delivered=True, detail=f"booked {i.start}")
+
+        acts = self.world.activities() + [smoke_check, schedule_postmortem]
+        if replace:  # real activities stand in for the fakes of the same name
+            names = {_name(a) for a in replace}
+            acts = [a for a in acts if _name(a) not in names] + replace
+        return acts
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__temporal_activity_definition").name
+
+
+def config(**pi) -> CodeBlueConfig:
+    defaults = {"health_probes": 2, "probe_interval_seconds": 60}
+    defaults.update(pi)
+    return CodeBlueConfig(postincident=PostIncidentConfig(**defaults))
+
+
+def resolved_report(incident_id: str | None = None, severity: str = "P0") -> IncidentReport:
+    """A P0 that was rolled back: what IncidentResponseWorkflow's `status` returns at the end."""
+    return IncidentReport(
+        incident_id=incident_id or f"INC-{uuid.uuid4().hex[:8]}",
+        title="api-gateway crash-looping after deploy",
+        severity=Severity(severity),
+        service="api-gateway",
+        status="resolved",
+        phase=Phase.RESOLVED,
+        commander="alice",
+        started_at="2026-11-27T03:00:00+00:00",
+        sla=[
+            SlaClock(name="diagnostics", due_seconds=300, met=True, done_seconds=2.5),
+            SlaClock(name="assessment", due_seconds=900, met=False, done_seconds=None),
+        ],
+        actions=[
+            Action(
+                id="rollback", kind=ActionKind.HELM_ROLLBACK, reason="revision 12 deployed 12 min before",
+                state=ActionState.EXECUTED, approved_by="alice", decided_by="alice", decided_at_seconds=125.0,
+                result="revision 12 -> 11 (new revision 13)", compensation="helm rollback healthcare-platform 12",
+            ),
+            Action(
+                id="scale", kind=ActionKind.SCALE_UP, reason="api-gateway has unavailable replicas",
+                state=ActionState.REJECTED, decided_by="bob", decided_at_seconds=130.0,
+                rejection_reason="rollback is enough",
+            ),
+        ],
+        timeline=[
+            TimelineEntry(at_seconds=0, actor="oncall", event="Incident opened: api-gateway crash-looping after deploy", result="P0"),
+            TimelineEntry(at_seconds=0, actor="codeblue", event="Severity reason", result="complete service outage"),
+            TimelineEntry(at_seconds=125.0, actor="alice", event="Approved rollback (helm_rollback)"),
+            TimelineEntry(at_seconds=130.0, actor="bob", event="Rejected scale (scale_up)", result="rollback is enough"),
+            TimelineEntry(at_seconds=900.0, actor="sla", event="SLA missed: assessment", result="not complete at 15:00"),
+            TimelineEntry(at_seconds=1200.0, actor="alice", event="Incident resolved", result="rolled back to 11"),
+        ],
+        summary="rolled back to 11",
+        verified=True,
+        assessment={
+            "user_impact": "health endpoint failing (0/3 OK, last: 503)",
+            "affected_services": ["api-gateway"],
+            "crash_looping": ["api-gateway-0", "api-gateway-1"],
+            "error_rate": 0.4,
+            "connection_errors": 40,
+            "resource_pressure": ["api-gateway-0 memory at 91% of limit"],
+            "recent_deploys": [{"revision": 12, "chart": "healthcare-platform-1.5.0", "minutes_before_incident": 12.0}],
+            "current_revision": 12,
+            "previous_revision": 11,
+        },
+    )
+
+
+@asynccontextmanager
+async def post_worker(env: WorkflowEnvironment, pw: PostWorld, replace: list | None = None) -> AsyncIterator[str]:
+    tq = f"pi-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client,
+        task_queue=tq,
+        workflows=[PostIncidentWorkflow, IncidentResponseWorkflow],
+        activities=pw.activities(replace),
+    ):
+        try:
+            yield tq
+        finally:
+            for h in pw.world.handles:
+                await terminate(h)
+
+
+async def start_post(
+    env: WorkflowEnvironment, pw: PostWorld, tq: str, report: IncidentReport | None = None, cfg: CodeBlueConfig | None = None
+) -> WorkflowHandle:
+    rep = report or resolved_report()
+    h = await env.client.start_workflow(
+        PostIncidentWorkflow.run,
+        PostIncidentInput(incident_id=rep.incident_id, report=rep, config=cfg or config()),
+        id=postmortem_workflow_id(rep.incident_id),
+        task_queue=tq,
+    )
+    pw.world.handles.append(h)
+    return h
+
+
+async def progress_until(
+    h: WorkflowHandle, pred: Callable[[PostIncidentStatus], bool], what: str, timeout: float = 20
+) -> PostIncidentStatus:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        p: PostIncidentStatus = await h.query(PostIncidentWorkflow.progress)
+        if pred(p):
+            return p
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}: {p}")
+        await asyncio.sleep(0.05)
+
+
+async def skip_hours(env: WorkflowEnvironment, hours: float) -> None:
+    """Skip server time an hour at a time (the timers in between fire on the way)."""
+    left = hours
+    while left > 0:
+        step = min(left, 1.0)
+        await env.sleep(timedelta(hours=step))
+        left -= step
+
+
+def commander_pages(world: World) -> list[str]:
+    return [p.dedup_key.split(":")[-1] for p in world.pages_to("commander")]

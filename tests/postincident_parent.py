@@ -1,0 +1,18 @@
+"""A minimal parent that resolves and hands over, as IncidentResponseWorkflow will."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from workflows.post_incident import start_post_incident
+
+with workflow.unsafe.imports_passed_through():
+    from domain.config import CodeBlueConfig
+    from domain.postincident import PostIncidentInput
+
+
+@workflow.defn
+class ResolvingParent:
+    @workflow.run
+    async def run(self, inp: PostIncidentInput) -> str:
+        return await start_post_incident(inp.report, inp.config or CodeBlueConfig(), inp.commander)

@@ -1,0 +1,65 @@
+"""Schemathesis against the served OpenAPI schema: whatever it sends, never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import uuid
+
+from contextlib import AsyncExitStack
+
+import httpx
+from temporalio.worker import Worker
+
+from tests.fakes import World
+from workflows.incident_response import IncidentResponseWorkflow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_schemathesis_finds_no_server_errors(dev_env, tmp_path):
+    st = shutil.which("schemathesis")
+    assert st, "schemathesis not installed (pip install -e '.[test]')"
+    port, token, tq = _free_port(), "tok-" + uuid.uuid4().hex, f"schema-{uuid.uuid4().hex[:6]}"
+    cfg = tmp_path / "codeblue.yaml"
+    cfg.write_text("api:\n  request_timeout_seconds: 15\n")
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+           "TEMPORAL_TASK_QUEUE": tq,
+           "CODEBLUE_API_TOKENS": json.dumps([{"name": "root", "token": token, "roles": ["admin"]}]),
+           "CODEBLUE_CONFIG": str(cfg)}
+    stack = AsyncExitStack()
+    api = await asyncio.create_subprocess_exec(shutil.which("codeblue"), "api", "--port", str(port), env=env,
+                                               stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                                               stderr=asyncio.subprocess.PIPE)
+    worker = Worker(dev_env.client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=World().activities())
+    try:
+        await stack.enter_async_context(worker)
+        async with httpx.AsyncClient() as http:
+            for _ in range(100):
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        p = await asyncio.create_subprocess_exec(
+            st, "run", f"http://127.0.0.1:{port}/openapi.json", "--checks", "not_a_server_error",
+            "-H", f"Authorization: Bearer {token}", "--max-examples", "20", "--seed", "7", "--phases", "examples,coverage,fuzzing",
+            "--generation-database", "none", "--request-timeout", "20",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(p.communicate(), 300)
+        assert p.returncode == 0, out.decode()[-4000:]
+    finally:
+        api.terminate()
+        async for w in dev_env.client.list_workflows(f"TaskQueue = '{tq}' AND ExecutionStatus = 'Running'"):
+            await dev_env.client.get_workflow_handle(w.id).terminate("schema test done")
+        await stack.aclose()
+        _, err = await asyncio.wait_for(api.communicate(), 20)
+    assert "Traceback" not in err.decode(), err.decode()[-3000:]

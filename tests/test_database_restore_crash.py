@@ -1,0 +1,82 @@
+"""A worker SIGKILLed while the restore waits: a new worker picks the wait up and finishes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+
+from domain.database import INCIDENT_TAG, DatabaseRestoreInput
+from sandbox.aws_rds_seed import rds_client
+from sandbox.scenario_db_outage import DB_KEY, DB_SECRET, LOCAL_DB
+from sandbox.scenarios import NAMESPACE, sandbox_environment
+from starters import db_service
+from tests.db_helpers import IC, approve, events, proposed, until
+
+
+def _spawn_worker(env, cfg_path: str, task_queue: str) -> subprocess.Popen:
+    codeblue = shutil.which("codeblue")
+    assert codeblue, "codeblue console script not on PATH"
+    return subprocess.Popen(
+        [codeblue, "worker"],
+        env={**os.environ, "CODEBLUE_CONFIG": cfg_path, "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+             "TEMPORAL_TASK_QUEUE": task_queue},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+async def _polling(handle, timeout: float = 60) -> None:
+    """Until the wait activity has heartbeated a non-available status."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        desc = await handle.describe()
+        if any(pa.activity_type.name == "rds_wait_available" and pa.heartbeat_details.payloads
+               for pa in desc.raw_description.pending_activities):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("rds_wait_available never heartbeated")
+
+
+async def test_worker_killed_during_the_wait_a_new_one_completes(dev_env):
+    tq = f"db-crash-{uuid.uuid4().hex[:6]}"
+    async with sandbox_environment("db-outage") as sb:
+        iid = f"DBCRASH-{uuid.uuid4().hex[:6]}"
+        rds = rds_client(sb.extras["aws"])
+        # a restore still in progress: the target exists (from this incident) and is not available
+        rds.restore_db_instance_from_db_snapshot(
+            DBInstanceIdentifier="healthcare-prod-restored", DBSnapshotIdentifier="healthcare-prod-snapshot-latest",
+            Tags=[{"Key": INCIDENT_TAG, "Value": iid}])
+        rds.stop_db_instance(DBInstanceIdentifier="healthcare-prod-restored")
+        first = _spawn_worker(dev_env, sb.config_path, tq)
+        second = None
+        try:
+            h = await db_service.start_restore(
+                dev_env.client, DatabaseRestoreInput(incident_id=iid, requested_by="test", commander=IC), tq)
+            await until(h, proposed("restore"), "gate 1", timeout=60)
+            await approve(dev_env, h, "restore")
+            await _polling(h)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            second = _spawn_worker(dev_env, sb.config_path, tq)
+            assert (await db_service.rds_progress(dev_env.client, iid))["rds_status"] == "stopped"
+            rds.start_db_instance(DBInstanceIdentifier="healthcare-prod-restored")
+            await until(h, proposed("cutover"), "gate 2 reached by the new worker", timeout=90)
+            await approve(dev_env, h, "cutover")
+            report = await h.result()
+        finally:
+            for p in (first, second):
+                if p and p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        p.wait(15)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+        assert report.status == "restored" and report.verified, events(report)
+        restore = next(a for a in report.actions if a.id == "restore")
+        assert "adopted from an earlier attempt" in (restore.result or "")
+        assert f"@{LOCAL_DB}/" in (sb.cluster.secret_value(NAMESPACE, DB_SECRET, DB_KEY) or "")
+        assert [d["DBInstanceIdentifier"] for d in rds.describe_db_instances()["DBInstances"]].count("healthcare-prod-restored") == 1

@@ -1,0 +1,126 @@
+"""A production worker (`codeblue worker` with CODEBLUE_METRICS_BIND) serves the SDK's
+Prometheus metrics and CodeBlue's own after an incident runs through it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import uuid
+
+import httpx
+
+from domain.incident import Decision, IncidentInput, Resolution
+from domain.severity import Severity
+from sandbox.scenarios import sandbox_environment
+from starters import service
+from tests.workflow_helpers import until
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(env, cfg_path: str, tq: str, metrics: str, log) -> subprocess.Popen:
+    codeblue = shutil.which("codeblue")
+    assert codeblue, "codeblue console script not on PATH"
+    return subprocess.Popen(
+        [codeblue, "worker"],
+        env={
+            **os.environ,
+            "CODEBLUE_CONFIG": cfg_path,
+            "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "TEMPORAL_TASK_QUEUE": tq,
+            "CODEBLUE_METRICS_BIND": metrics,
+            "CODEBLUE_LOG_FORMAT": "json",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+
+
+async def _scrape(url: str, want: str, timeout: float = 30) -> str:
+    """The exposition text once it contains `want` (metrics are exported periodically)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    text = ""
+    async with httpx.AsyncClient() as http:
+        while loop.time() < end:
+            try:
+                r = await http.get(url)
+                text = r.text
+                if want in text:
+                    return text
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"{want!r} never appeared at {url}:\n{text[-3000:]}")
+
+
+def _samples(text: str, name: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith(name + "{") or ln.startswith(name + " ")]
+
+
+async def test_worker_serves_sdk_and_codeblue_metrics_after_an_incident(dev_env, tmp_path):
+    tq = f"metrics-{uuid.uuid4().hex[:6]}"
+    bind = f"127.0.0.1:{_free_port()}"
+    url = f"http://{bind}/metrics"
+    async with sandbox_environment("bad-deploy") as sb:
+        log_path = tmp_path / "worker.log"
+        log = log_path.open("w")
+        proc = _spawn(dev_env, sb.config_path, tq, bind, log)
+        try:
+            iid = f"MET-{uuid.uuid4().hex[:6]}"
+            h = await service.start_incident(
+                dev_env.client,
+                IncidentInput(incident_id=iid, title="gateway down", severity=Severity.P0, commander="ic", requested_by="test"),
+                tq,
+            )
+            rep = await until(h, lambda r: bool(r.actions), "proposals", timeout=60)
+            for a in rep.actions:
+                ok = a.id == "rollback"
+                await service.decide(dev_env.client, iid, Decision(action_id=a.id, approve=ok, by="ic", reason=None if ok else "no"))
+            await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed", timeout=90)
+            for _ in range(30):
+                res = await service.resolve(dev_env.client, iid, Resolution(by="ic", summary="rolled back"))
+                if res.resolved:
+                    break
+                await asyncio.sleep(1)
+            report = await h.result()
+            assert report.status == "resolved"
+            text = await _scrape(url, "codeblue_mitigations")
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            log.close()
+
+    # the SDK's own worker metrics
+    assert _samples(text, "temporal_workflow_completed") or _samples(text, "temporal_workflow_task_execution_latency_count"), text[:2000]
+    assert any("temporal_activity_execution_latency" in ln for ln in text.splitlines())
+    # CodeBlue's
+    opened = _samples(text, "codeblue_incidents_opened")
+    assert any('severity="P0"' in ln and ln.rstrip().endswith(" 1") for ln in opened), opened
+    sla = _samples(text, "codeblue_sla")
+    assert any('clock="diagnostics"' in ln and 'outcome="met"' in ln for ln in sla), sla
+    mitigations = _samples(text, "codeblue_mitigations")
+    assert any('kind="helm_rollback"' in ln and 'outcome="executed"' in ln for ln in mitigations), mitigations
+    waits = _samples(text, "codeblue_approval_wait_seconds_count")
+    assert any('decision="approved"' in ln for ln in waits) and any('decision="rejected"' in ln for ln in waits), waits
+
+    # structured logs: every log line is JSON; the incident's lines carry its ID
+    lines = [ln for ln in log_path.read_text().splitlines() if ln.strip().startswith("{")]
+    records = [json.loads(ln) for ln in lines]
+    mine = [r for r in records if r.get("incident_id") == iid]
+    assert any("Approved rollback" in r["message"] for r in mine), records[:5]
+    assert {r.get("workflow_type") for r in mine} == {"IncidentResponseWorkflow"}
+    assert all("incident_id" in r for r in records if r["logger"].startswith("temporalio.workflow"))

@@ -1,0 +1,86 @@
+"""Scale-out: two workers on one task queue; the one running the rollback is SIGKILLed
+mid-incident and the other finishes the incident, with the rollback applied once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+
+from activities.helm import HelmActivities
+from domain.cluster import HelmQuery
+from domain.incident import Decision, IncidentInput, Resolution
+from domain.severity import Severity
+from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
+from starters import service
+from tests.workflow_helpers import until
+
+
+def _worker(env, cfg_path: str, tq: str) -> subprocess.Popen:
+    codeblue = shutil.which("codeblue")
+    assert codeblue, "codeblue console script not on PATH"
+    return subprocess.Popen(
+        [codeblue, "worker"],
+        env={**os.environ, "CODEBLUE_CONFIG": cfg_path, "TEMPORAL_TASK_QUEUE": tq,
+             "TEMPORAL_ADDRESS": env.client.service_client.config.target_host},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+async def _running_on(handle, activity: str, timeout: float = 60) -> int:
+    """PID of the worker that started `activity` (identity is `pid@host` by default)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        desc = await handle.describe()
+        for pa in desc.raw_description.pending_activities:
+            if pa.activity_type.name == activity and pa.state == 2 and pa.last_worker_identity:
+                return int(pa.last_worker_identity.split("@", 1)[0])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{activity} never started")
+
+
+async def test_two_workers_one_killed_mid_incident_the_other_finishes_it(dev_env):
+    tq = f"scale-{uuid.uuid4().hex[:6]}"
+    async with sandbox_environment("bad-deploy") as sb:
+        workers = [_worker(dev_env, sb.config_path, tq) for _ in range(2)]
+        try:
+            iid = f"SCALE-{uuid.uuid4().hex[:6]}"
+            h = await service.start_incident(
+                dev_env.client,
+                IncidentInput(incident_id=iid, title="gateway down", severity=Severity.P0, commander="ic", requested_by="test"),
+                tq,
+            )
+            rep = await until(h, lambda r: bool(r.actions), "proposals", timeout=60)
+            for a in rep.actions:
+                ok = a.id == "rollback"
+                await service.decide(dev_env.client, iid, Decision(action_id=a.id, approve=ok, by="ic", reason=None if ok else "no"))
+            pid = await _running_on(h, "helm_rollback")
+            victim = next(w for w in workers if w.pid == pid)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+            survivor = next(w for w in workers if w is not victim)
+            assert survivor.poll() is None
+            await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed by the survivor", timeout=120)
+            for _ in range(30):
+                res = await service.resolve(dev_env.client, iid, Resolution(by="ic", summary="rolled back"))
+                if res.resolved:
+                    break
+                await asyncio.sleep(1)
+            report = await h.result()
+        finally:
+            for p in workers:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        p.wait(15)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+        assert report.status == "resolved" and report.verified
+        helm = HelmActivities(sb.config.helm.command, {"KUBECONFIG": sb.config.kubernetes.kubeconfig})
+        history = await helm.helm_history(HelmQuery(release=RELEASE, namespace=NAMESPACE))
+        assert [r.description for r in history.revisions].count("Rollback to 11") == 1, history
+        assert sb.cluster.gateway_healthy(NAMESPACE, GATEWAY)

@@ -1,0 +1,99 @@
+"""Complete service recovery on the sandbox: helm stand-in, Kubernetes emulator, receiver."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer
+
+from sandbox.scenario_failed_redeploy import HOTFIX_TAG, STABLE_TAG, gateway_tag
+from sandbox.scenarios import GATEWAY, NAMESPACE
+from tests.recovery_fixtures import events, recovery_world
+from worker.temporal import data_converter
+from workflows.service_recovery import ServiceRecoveryWorkflow
+
+
+async def test_failed_verification_rolls_back_to_the_pre_upgrade_revision(skipping_env):
+    async with recovery_world(skipping_env) as w:
+        h = await w.start(tag=HOTFIX_TAG)
+        proposal = await w.approve(h)
+        act = proposal.actions[0]
+        assert act.params["from_revision"] == 12 and act.params["to_tag"] == HOTFIX_TAG
+        assert "revision 12 (v1.4.1) -> v1.5.1" in act.reason
+        rep = await h.result()
+        ev = events(rep)
+        assert ev.index("Executed redeploy") < ev.index("Verification failed") < ev.index("Compensated redeploy")
+        assert "Re-verification after rollback passed" in ev
+        assert rep.actions[0].state.value == "compensated"
+        assert rep.actions[0].compensation == "helm rollback healthcare-platform 12 (the pre-upgrade revision)"
+        assert rep.status == "rolled_back" and rep.verified is True
+        assert rep.assessment["new_revision"] == 13 and rep.assessment["rollback_revision"] == 14
+        # the cluster really is back on the pre-upgrade tag, and healthy
+        assert gateway_tag(w.sandbox) == STABLE_TAG
+        assert w.sandbox.cluster.gateway_healthy(NAMESPACE, GATEWAY)
+        pages = [c.json for c in w.sandbox.receiver.effects("pagerduty")]
+        assert any("recovery-failed" in (p.get("dedup_key") or "") for p in pages)
+        # a failed tag is never recorded as known-good
+        assert not any(e.event == "Recorded known-good" for e in rep.timeline)
+
+        result = await Replayer(workflows=[ServiceRecoveryWorkflow], data_converter=data_converter()).replay_workflow(
+            await h.fetch_history(), raise_on_replay_failure=False
+        )
+        assert result.replay_failure is None, result.replay_failure
+
+
+async def test_known_good_from_history_skips_the_rolled_back_revision_then_is_recorded(skipping_env):
+    async with recovery_world(skipping_env) as w:
+        h = await w.start()  # no tag: the last known-good
+        rep = await w.approve(h)
+        reasoning = [e.result for e in rep.timeline if e.event == "Known-good reasoning"]
+        assert reasoning[0].startswith("revision 12: chosen")
+        assert rep.actions[0].params["to_tag"] == STABLE_TAG
+        rep = await h.result()
+        assert rep.status == "resolved" and rep.verified is True
+        assert "Recorded known-good" in events(rep)
+
+        # the next recovery uses CodeBlue's record, not the history
+        h2 = await w.start()
+        rep2 = await w.approve(h2)
+        kg = next(e for e in rep2.timeline if e.event == "Last known-good tag")
+        assert "verified healthy by CodeBlue" in kg.result and STABLE_TAG in kg.result
+        assert "Known-good reasoning" not in events(rep2)
+        await h2.result()
+
+
+async def test_missing_release_is_a_clear_non_retryable_failure(skipping_env):
+    async with recovery_world(skipping_env) as w:
+        h = await w.start(release="no-such-release")
+        with pytest.raises(WorkflowFailureError) as ei:
+            await h.result()
+        cause = ei.value.cause
+        assert isinstance(cause, ApplicationError) and cause.non_retryable and cause.type == "NotFound"
+        assert "release no-such-release not found in namespace healthcare-prod" in cause.message
+        assert "release: not found" in cause.message  # helm's own words
+
+
+async def test_missing_chart_is_a_clear_non_retryable_failure(skipping_env):
+    async with recovery_world(skipping_env) as w:
+        h = await w.start(chart="./no/such/chart")
+        with pytest.raises(WorkflowFailureError) as ei:
+            await h.result()
+        cause = ei.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "ChartNotFound"
+        assert "chart ./no/such/chart not found" in cause.message
+
+
+async def test_upgrade_that_never_gets_ready_is_rolled_back(skipping_env):
+    async with recovery_world(skipping_env) as w:
+        w.sandbox.config.recovery.upgrade_timeout_seconds = 3  # helm --wait gives up quickly
+        h = await w.start(tag="v1.5.0")  # crash-loops in the sandbox
+        await w.approve(h)
+        rep = await h.result()
+        ev = events(rep)
+        failed = next(e.result for e in rep.timeline if e.event == "Failed redeploy")
+        assert "timed out waiting for the condition" in failed
+        assert ev.index("Failed redeploy") < ev.index("Compensated redeploy") < ev.index("Re-verification after rollback passed")
+        assert rep.actions[0].state.value == "failed" and rep.actions[0].result.endswith("; compensated")
+        assert rep.status == "rolled_back" and rep.verified is True
+        assert gateway_tag(w.sandbox) == STABLE_TAG

@@ -1,0 +1,232 @@
+"""The runbook's "High Memory Usage": measure over minutes, then act with the IC.
+
+Samples pod memory (metrics.k8s.io, the runbook's `kubectl top pods`) against limits several
+times, minutes apart, on durable timers; reads OOMKilled restarts; names leak suspects (steady
+growth). Proposes scaling to `memory.scale_replicas` (bounded by `memory.max_replicas`) and a
+rollout restart when pods leak. The scale-up is undone (previous replica count) when the IC
+resolves the playbook, unless they keep it. Workflow ID: `<incident>-memory`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.approvals import ApprovalBook
+from workflows.saga import Saga
+from workflows.steps import READ_RETRY, Steps
+from workflows.timeline import CODEBLUE, Timeline, reason
+
+with workflow.unsafe.imports_passed_through():
+    from domain.cluster import (
+        DeploymentsReport,
+        MetricsReport,
+        NamespaceQuery,
+        PodsReport,
+        RestartRequest,
+        RolloutState,
+        RolloutWaitRequest,
+        ScaleRequest,
+        ScaleResult,
+    )
+    from domain.config import CodeBlueConfig, EnvironmentQuery
+    from domain.incident import Action, ActionKind, ActionState, Decision, DecisionResult, IncidentReport, Phase
+    from domain.memory import MemoryInput, MemoryResolution, leak_suspects
+
+
+@workflow.defn
+class HighMemoryPlaybook:
+    @workflow.init
+    def __init__(self, inp: MemoryInput) -> None:
+        self.inp = inp
+        self.cfg = inp.config or CodeBlueConfig()
+        self.started = workflow.info().start_time
+        self.tl = Timeline(self.started)
+        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
+        self.book.commander = inp.commander or inp.requested_by
+        self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
+        self.saga = Saga(self.tl)
+        self.phase = Phase.OPEN
+        self.status_text = "open"
+        self.verified: bool | None = None
+        self.summary: str | None = None
+        self.facts: dict[str, Any] = {}
+        self.resolution: MemoryResolution | None = None
+
+    # ---------------------------------------------------------------- handlers
+    @workflow.query
+    def status(self) -> IncidentReport:
+        return self._report()
+
+    @workflow.signal
+    def approve(self, d: Decision) -> None:
+        self.book.from_signal(d.model_copy(update={"approve": True}))
+
+    @workflow.signal
+    def reject(self, d: Decision) -> None:
+        self.book.from_signal(d.model_copy(update={"approve": False}))
+
+    @workflow.update
+    def decide(self, d: Decision) -> DecisionResult:
+        return self.book.apply(d)
+
+    @decide.validator
+    def _validate_decide(self, d: Decision) -> None:
+        problem = self.book.problem(d)
+        if problem:
+            raise ApplicationError(problem, type="DecisionRejected")
+
+    @workflow.update
+    def resolve_memory(self, r: MemoryResolution) -> str:
+        self.resolution = r
+        self.tl.log(r.by, "Resolve requested", "keep the scale-up" if r.keep_scale else "scale back")
+        return "resolving"
+
+    @resolve_memory.validator
+    def _validate_resolve(self, r: MemoryResolution) -> None:
+        problem = self.book.authority_problem(r.by)
+        if problem is None and self.resolution is not None:
+            problem = "already resolving"
+        if problem:
+            raise ApplicationError(problem, type="ResolutionRejected")
+
+    # ---------------------------------------------------------------- run
+    @workflow.run
+    async def run(self, inp: MemoryInput) -> IncidentReport:
+        if inp.config is None:
+            self.cfg = await workflow.execute_activity(
+                "worker_config", EnvironmentQuery(incident_id=inp.incident_id), result_type=CodeBlueConfig,
+                start_to_close_timeout=timedelta(seconds=10), retry_policy=READ_RETRY,
+                summary="read the worker's environment",
+            )
+        k, m = self.cfg.kubernetes, self.cfg.memory
+        ns, dep = k.namespace, inp.deployment or k.gateway_deployment
+        self.tl.log(inp.requested_by, f"High memory playbook: {dep} in {ns}",
+                    f"{m.samples} samples {m.sample_interval_seconds}s apart")
+        self.phase = Phase.DIAGNOSTICS
+        samples = await self._sample(ns, dep)
+        pods = await self.steps.read("pod_status", NamespaceQuery(namespace=ns), PodsReport, "kubectl get pods")
+        oom = [p.name for p in (pods.pods if pods else []) if p.name.startswith(f"{dep}-")
+               and p.last_termination_reason == "OOMKilled"]
+        suspects = leak_suspects(samples, m.leak_growth_ratio)
+        high = sorted({pod for pod, ratio in self.facts.get("last_ratios", {}).items() if ratio >= m.high_ratio})
+        self.facts.update(oom_killed=oom, leak_suspects=suspects, high=high)
+        self.tl.log(CODEBLUE, "Memory assessment",
+                    f"above {m.high_ratio:.0%} of limit: {high or 'none'}; OOMKilled: {oom or 'none'}; "
+                    f"leak suspects: {', '.join(f'{p} +{g:.0%}' for p, g in suspects.items()) or 'none'}")
+
+        self.phase = Phase.MITIGATION
+        target = min(m.scale_replicas, m.max_replicas)
+        if high or oom or suspects:
+            self.book.propose(Action(
+                id="scale", kind=ActionKind.SCALE_UP,
+                reason=f"spread the load: {dep} to {target} replicas (max {m.max_replicas}); scaled back on resolution",
+                params={"namespace": ns, "deployment": dep, "replicas": target},
+            ))
+        if suspects:
+            self.book.propose(Action(
+                id="restart", kind=ActionKind.ROLLOUT_RESTART,
+                reason=f"restart leaking pods of {dep}: {', '.join(suspects)}",
+                params={"namespace": ns, "deployment": dep},
+            ))
+        if not self.book.actions:
+            self.tl.log(CODEBLUE, "No action proposed", "memory is within limits and steady")
+        else:
+            await workflow.wait_condition(lambda: self.book.all_decided() or self.resolution is not None)
+            for act in self.book.approved():
+                await self._execute(act)
+        self.tl.log(CODEBLUE, "Waiting for the IC to resolve", "update resolve_memory (keep_scale to keep the replicas)")
+        await workflow.wait_condition(lambda: self.resolution is not None)
+        assert self.resolution is not None
+        self.phase = Phase.RESOLVING
+        if self.resolution.keep_scale:
+            self.tl.log(self.resolution.by, "Scale-up kept", "no scale back")
+        else:
+            await self.saga.compensate()
+        self.book.closed_reason = "the playbook has ended"
+        self.status_text = "resolved"
+        self.phase = Phase.RESOLVED
+        self.summary = f"resolved by {self.resolution.by}" + (" (scale kept)" if self.resolution.keep_scale else "")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._report()
+
+    async def _sample(self, ns: str, dep: str) -> list[dict[str, int]]:
+        m = self.cfg.memory
+        samples: list[dict[str, int]] = []
+        for i in range(m.samples):
+            if i:
+                await workflow.sleep(timedelta(seconds=m.sample_interval_seconds), summary=f"memory sample {i + 1}")
+            rep: MetricsReport | None = await self.steps.read(
+                "pod_metrics", NamespaceQuery(namespace=ns), MetricsReport, f"kubectl top pods ({i + 1}/{m.samples})")
+            mine = [p for p in (rep.pods if rep else []) if p.pod.startswith(f"{dep}-")]
+            samples.append({p.pod: p.memory_bytes for p in mine})
+            ratios = {p.pod: round(p.memory_ratio, 3) for p in mine if p.memory_ratio is not None}
+            self.facts["last_ratios"] = ratios
+            self.tl.log(CODEBLUE, f"Memory sample {i + 1}",
+                        ", ".join(f"{p.pod} {p.memory_bytes // 2**20}Mi"
+                                  + (f" ({ratios[p.pod]:.0%})" if p.pod in ratios else "") for p in mine)
+                        or ("metrics unavailable" if rep is None or not rep.served else "no pods"))
+        self.facts["samples"] = samples
+        return samples
+
+    async def _execute(self, act: Action) -> None:
+        p = act.params
+        self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
+        try:
+            if act.kind == ActionKind.SCALE_UP:
+                cur = await self.steps.read("deployment_status", NamespaceQuery(namespace=p["namespace"]),
+                                            DeploymentsReport, "read replicas")
+                prev = next((d.desired for d in (cur.deployments if cur else []) if d.name == p["deployment"]), None)
+                if prev is None:
+                    raise ApplicationError(f"cannot read the replica count of {p['deployment']}")
+
+                async def undo() -> None:
+                    await self.steps.write("scale_deployment",
+                                           ScaleRequest(namespace=p["namespace"], deployment=p["deployment"], replicas=prev),
+                                           ScaleResult, f"compensate: scale {p['deployment']} to {prev}")
+
+                self.saga.register(act, undo, f"scale {p['deployment']} back to {prev} replicas when resolved")
+                res = await self.steps.write("scale_deployment",
+                                             ScaleRequest(namespace=p["namespace"], deployment=p["deployment"],
+                                                          replicas=int(p["replicas"])),
+                                             ScaleResult, f"scale {p['deployment']} to {p['replicas']}")
+                act.result = f"{res.deployment} scaled {res.previous_replicas} -> {res.replicas}"
+            else:
+                act.compensation = "none needed (a restart changes no configuration)"
+                await self.steps.write("rollout_restart",
+                                       RestartRequest(namespace=p["namespace"], deployment=p["deployment"],
+                                                      restarted_at=workflow.now().isoformat()),
+                                       RolloutState, f"kubectl rollout restart {p['deployment']}")
+                st = await self.steps.write("wait_rollout",
+                                            RolloutWaitRequest(namespace=p["namespace"], deployment=p["deployment"],
+                                                               timeout_seconds=self.cfg.mitigation.rollout_timeout_seconds),
+                                            RolloutState, f"wait for {p['deployment']} rollout",
+                                            self.cfg.mitigation.rollout_timeout_seconds + 60, heartbeat=True)
+                act.result = f"restarted; {st.available}/{st.desired} available"
+        except (ActivityError, ApplicationError) as e:
+            act.state = ActionState.FAILED
+            act.result = reason(e)
+            self.tl.log(CODEBLUE, f"Failed {act.id}", act.result)
+            return
+        act.state = ActionState.EXECUTED
+        self.tl.log(CODEBLUE, f"Executed {act.id}", act.result)
+
+    def _report(self) -> IncidentReport:
+        return IncidentReport(
+            incident_id=self.inp.incident_id,
+            title=f"High memory: {self.inp.deployment or self.cfg.kubernetes.gateway_deployment}",
+            severity=self.inp.severity,
+            service=self.inp.deployment or self.cfg.kubernetes.gateway_deployment,
+            status=self.status_text,
+            phase=self.phase,
+            commander=self.book.commander,
+            started_at=self.started.isoformat(),
+            actions=list(self.book.actions.values()),
+            timeline=list(self.tl.entries),
+            summary=self.summary,
+            verified=self.verified,
+            assessment={k: v for k, v in self.facts.items() if k != "last_ratios"},
+        )

@@ -1,0 +1,261 @@
+"""The runbook's "Redis Cache Issues": look before flushing, and flush only what the IC chose.
+
+ElastiCache describe, Redis PING/INFO (memory, evictions, clients, hit ratio, keyspace); then
+proposals: a pattern-scoped flush (SCAN + UNLINK) when a pattern is given, and FLUSHALL ASYNC,
+which runs only after the IC approves it AND confirms the cluster's name (update
+`confirm_flush`). Nothing talks to a Redis at any address but the cluster's. A flush cannot be
+undone (the cache refills from the source of truth), so there is no compensation.
+Workflow ID: `<incident>-cache`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.approvals import ApprovalBook
+from workflows.steps import READ_RETRY, Steps
+from workflows.timeline import CODEBLUE, Timeline, reason
+
+with workflow.unsafe.imports_passed_through():
+    from domain.cache import (
+        CacheCluster,
+        CacheClusterQuery,
+        CacheInput,
+        FlushConfirmation,
+        FlushRequest,
+        FlushResult,
+        RedisStats,
+        RedisTarget,
+    )
+    from domain.config import CodeBlueConfig, EnvironmentQuery
+    from domain.incident import Action, ActionKind, ActionState, Decision, DecisionResult, IncidentReport, Phase
+    from domain.notify import Audience
+
+NO_UNDO = "none possible: a flush cannot be undone (the cache refills from the source of truth)"
+
+
+@workflow.defn
+class RedisCachePlaybook:
+    @workflow.init
+    def __init__(self, inp: CacheInput) -> None:
+        self.inp = inp
+        self.cfg = inp.config or CodeBlueConfig()
+        self.started = workflow.info().start_time
+        self.tl = Timeline(self.started)
+        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
+        self.book.commander = inp.commander or inp.requested_by
+        self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
+        self.phase = Phase.OPEN
+        self.status_text = "open"
+        self.verified: bool | None = None
+        self.summary: str | None = None
+        self.facts: dict[str, Any] = {}
+        self.cluster_id = ""
+        self.confirmed_by: str | None = None
+        self.confirmation: str | None = None
+
+    # ---------------------------------------------------------------- handlers
+    @workflow.query
+    def status(self) -> IncidentReport:
+        return self._report()
+
+    @workflow.signal
+    def approve(self, d: Decision) -> None:
+        self.book.from_signal(d.model_copy(update={"approve": True}))
+
+    @workflow.signal
+    def reject(self, d: Decision) -> None:
+        self.book.from_signal(d.model_copy(update={"approve": False}))
+
+    @workflow.update
+    def decide(self, d: Decision) -> DecisionResult:
+        return self.book.apply(d)
+
+    @decide.validator
+    def _validate_decide(self, d: Decision) -> None:
+        problem = self.book.problem(d)
+        if problem:
+            raise ApplicationError(problem, type="DecisionRejected")
+
+    @workflow.update
+    def confirm_flush(self, c: FlushConfirmation) -> str:
+        self.confirmed_by, self.confirmation = c.by, c.cluster_name
+        self.tl.log(c.by, "Confirmed FLUSHALL", f"cluster name {c.cluster_name}")
+        return f"FLUSHALL of {c.cluster_name} confirmed"
+
+    @confirm_flush.validator
+    def _validate_confirm(self, c: FlushConfirmation) -> None:
+        problem = self.book.authority_problem(c.by)
+        if problem is None and "flushall" not in self.book.actions:
+            problem = "no FLUSHALL has been proposed"
+        if problem is None and c.cluster_name != self.cluster_id:
+            problem = f"the cluster name does not match: type {self.cluster_id!r} exactly"
+        if problem is None and self.confirmation is not None:
+            problem = "FLUSHALL was already confirmed"
+        if problem:
+            raise ApplicationError(problem, type="ConfirmationRejected")
+
+    # ---------------------------------------------------------------- run
+    @workflow.run
+    async def run(self, inp: CacheInput) -> IncidentReport:
+        if inp.config is None:
+            self.cfg = await workflow.execute_activity(
+                "worker_config",
+                EnvironmentQuery(incident_id=inp.incident_id),
+                result_type=CodeBlueConfig,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=READ_RETRY,
+                summary="read the worker's environment",
+            )
+        self.cluster_id = self.cfg.aws.elasticache_cluster
+        self.tl.log(inp.requested_by, f"Redis cache playbook: {self.cluster_id}", inp.pattern and f"pattern {inp.pattern}")
+        try:
+            await self._play()
+        except ApplicationError as e:
+            self.status_text = "failed"
+            self.summary = e.message
+            self.tl.log(CODEBLUE, "Cache playbook stopped", e.message)
+            self.book.closed_reason = "the playbook has ended"
+            raise
+        self.book.closed_reason = "the playbook has ended"
+        self.phase = Phase.RESOLVED
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._report()
+
+    async def _play(self) -> None:
+        self.phase = Phase.DIAGNOSTICS
+        cluster: CacheCluster = await self._fatal(
+            "describe_cache_cluster", CacheClusterQuery(cluster_id=self.cluster_id), CacheCluster,
+            "aws elasticache describe-cache-clusters",
+        )
+        nodes = ", ".join(f"{n.node_id} {n.status}" for n in cluster.nodes) or "no node details"
+        self.tl.log(CODEBLUE, "ElastiCache cluster", f"{cluster.status}, {cluster.engine} {cluster.engine_version or ''}, "
+                    f"nodes: {nodes}, endpoint {cluster.endpoint or 'not reported'}")
+        address = self.inp.redis_address or self.cfg.cache.endpoint_override or cluster.endpoint
+        if not address:
+            raise ApplicationError(f"no Redis address for {self.cluster_id}: the cluster reports no endpoint",
+                                   type="EndpointMismatch", non_retryable=True)
+        target = RedisTarget(cluster_id=self.cluster_id, cluster_endpoint=cluster.endpoint, address=address)
+        if self.cfg.cache.endpoint_override:
+            self.tl.log(CODEBLUE, "Redis address", f"{address} (cache.endpoint_override of the worker's config)")
+        before: RedisStats = await self._fatal("redis_stats", target, RedisStats, "redis-cli PING + INFO")
+        self.facts["before"] = before.model_dump() | {"hit_ratio": before.hit_ratio}
+        self.tl.log(CODEBLUE, "Redis stats", before.summary())
+
+        self.phase = Phase.MITIGATION
+        if self.inp.pattern:
+            self.book.propose(Action(
+                id="flush-pattern", kind=ActionKind.CACHE_FLUSH,
+                reason=f"remove keys matching {self.inp.pattern} (SCAN + UNLINK), other keys stay; {before.keys} keys now",
+                params={"cluster": self.cluster_id, "pattern": self.inp.pattern},
+            ))
+        self.book.propose(Action(
+            id="flushall", kind=ActionKind.CACHE_FLUSH,
+            reason=(f"FLUSHALL ASYNC on {self.cluster_id} ({sum(before.keyspace.values())} keys, evictions "
+                    f"{before.evicted_keys}); also needs `confirm_flush` with the cluster name"),
+            params={"cluster": self.cluster_id, "async": True},
+        ))
+        self.tl.log(CODEBLUE, "Waiting for the IC's decisions", f"IC {self.book.commander}: " + ", ".join(self.book.actions))
+        await self._await_decisions()
+
+        executed = False
+        for act in self.book.approved():
+            act.compensation = NO_UNDO
+            if act.id == "flushall" and not await self._await_confirmation():
+                act.state = ActionState.FAILED
+                act.result = "not run: the cluster name was never confirmed"
+                self.tl.log(CODEBLUE, "FLUSHALL not run", act.result)
+                continue
+            req = FlushRequest(
+                target=target,
+                pattern=act.params.get("pattern"),
+                confirmation=self.confirmation if act.id == "flushall" else None,
+                use_async=True,
+            )
+            self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
+            try:
+                res: FlushResult = await self.steps.write("redis_flush", req, FlushResult, f"redis {act.id}", 600, heartbeat=True)
+            except ActivityError as e:
+                act.state = ActionState.FAILED
+                act.result = reason(e)
+                self.tl.log(CODEBLUE, f"Failed {act.id}", act.result)
+                continue
+            act.state = ActionState.EXECUTED
+            act.result = f"{res.detail} (keys before {res.keys_before}, after {res.keys_after})"
+            self.facts[act.id] = res.model_dump()
+            self.tl.log(CODEBLUE, f"Executed {act.id}", act.result)
+            executed = True
+
+        self.phase = Phase.RESOLVING
+        after = await self.steps.read("redis_stats", target, RedisStats, "redis-cli PING + INFO (after)")
+        if after is not None:
+            self.facts["after"] = after.model_dump() | {"hit_ratio": after.hit_ratio}
+            self.tl.log(CODEBLUE, "Redis stats after", after.summary())
+        self.verified = bool(after and after.ping)
+        failed = [a.id for a in self.book.actions.values() if a.state == ActionState.FAILED]
+        self.status_text = "failed" if failed else ("resolved" if executed else "no_action")
+        self.summary = (f"executed: {', '.join(a.id for a in self.book.actions.values() if a.state == ActionState.EXECUTED) or 'nothing'}"
+                        + (f"; failed: {', '.join(failed)}" if failed else ""))
+
+    async def _await_decisions(self) -> None:
+        async def remind(pending: list[str]) -> None:
+            self.tl.log("sla", "Decision waiting; reminding the IC", ", ".join(pending))
+            await self.steps.page(Audience.COMMANDER, "cache-reminder", f"Decision needed on {', '.join(pending)}",
+                                  self.inp.severity.value, self.book.commander)
+
+        async def escalate(pending: list[str]) -> None:
+            self.tl.log("sla", "Decision still waiting; paging engineering manager", ", ".join(pending))
+            await self.steps.page(Audience.ENGINEERING_MANAGER, "cache-waiting", f"IC decision pending on {', '.join(pending)}",
+                                  self.inp.severity.value, self.book.commander)
+
+        m = self.cfg.mitigation
+        await self.book.wait_with_reminders(lambda: not self.book.all_decided(), m.remind_after_seconds,
+                                            m.escalate_after_seconds, remind, escalate)
+        await workflow.wait_condition(self.book.all_decided)
+
+    async def _await_confirmation(self) -> bool:
+        if self.confirmation is None:
+            self.tl.log(CODEBLUE, "Waiting for FLUSHALL confirmation",
+                        f"IC: confirm_flush with the cluster name {self.cluster_id!r}")
+        try:
+            await workflow.wait_condition(
+                lambda: self.confirmation is not None,
+                timeout=timedelta(seconds=self.cfg.mitigation.escalate_after_seconds),
+                timeout_summary="FLUSHALL confirmation",
+            )
+        except asyncio.TimeoutError:
+            return False
+        return self.confirmation == self.cluster_id
+
+    async def _fatal(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
+        try:
+            return await workflow.execute_activity(
+                name, arg, result_type=rtype, start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=timedelta(minutes=5), retry_policy=READ_RETRY, summary=summary,
+            )
+        except ActivityError as e:
+            cause = e.cause
+            kind = cause.type if isinstance(cause, ApplicationError) else None
+            raise ApplicationError(f"{summary}: {reason(e)}", type=kind or "ActivityFailed", non_retryable=True) from None
+
+    def _report(self) -> IncidentReport:
+        return IncidentReport(
+            incident_id=self.inp.incident_id,
+            title=f"Redis cache: {self.cluster_id or self.cfg.aws.elasticache_cluster}",
+            severity=self.inp.severity,
+            service=self.cluster_id or self.cfg.aws.elasticache_cluster,
+            status=self.status_text,
+            phase=self.phase,
+            commander=self.book.commander,
+            started_at=self.started.isoformat(),
+            actions=list(self.book.actions.values()),
+            timeline=list(self.tl.entries),
+            summary=self.summary,
+            verified=self.verified,
+            assessment=dict(self.facts),
+        )

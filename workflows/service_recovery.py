@@ -1,0 +1,432 @@
+"""Complete service recovery: helm upgrade to the last known-good tag, verify, undo.
+
+The runbook says `helm upgrade ... --set image.tag=<last-known-good-tag>` and "verify health".
+This workflow decides the tag (CodeBlue's own record of a verified tag, else the newest helm
+revision that was not rolled back), asks the IC, upgrades with the rollback to the
+pre-upgrade revision registered first, verifies (replicas ready, health N times in a row, log
+error rate), and on failure rolls back, re-verifies and pages the engineering manager.
+Workflow ID: `<incident>-redeploy`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.approvals import ApprovalBook
+from workflows.saga import Saga
+from workflows.steps import NON_RETRYABLE, READ_RETRY, Steps
+from workflows.timeline import CODEBLUE, Timeline, reason
+
+with workflow.unsafe.imports_passed_through():
+    from domain.cluster import (
+        HealthProbeRequest,
+        HealthProbeResult,
+        HelmRollbackRequest,
+        HelmRollbackResult,
+        LogsQuery,
+        LogsReport,
+    )
+    from domain.config import CodeBlueConfig, EnvironmentQuery
+    from domain.incident import (
+        Action,
+        ActionKind,
+        ActionState,
+        Decision,
+        DecisionResult,
+        IncidentReport,
+        Phase,
+    )
+    from domain.notify import Audience
+    from domain.recovery import (
+        HelmPreflight,
+        HelmPreflightRequest,
+        HelmRevisionValues,
+        HelmUpgradeRequest,
+        HelmUpgradeResult,
+        HelmValuesQuery,
+        KnownGood,
+        KnownGoodQuery,
+        RecoveryInput,
+        ReleaseReadiness,
+        ReleaseReadyRequest,
+        choose_fallback_revision,
+    )
+
+ACTION_ID = "redeploy"
+# preflight failures say what is wrong (no release, no chart, no cluster): retrying won't help
+PREFLIGHT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+    non_retryable_error_types=NON_RETRYABLE + ["ChartNotFound", "ClusterUnreachable", "HelmOutputInvalid"],
+)
+
+
+@workflow.defn
+class ServiceRecoveryWorkflow:
+    @workflow.init
+    def __init__(self, inp: RecoveryInput) -> None:
+        self.inp = inp
+        self.cfg = inp.config or CodeBlueConfig()
+        self.started = workflow.info().start_time
+        self.tl = Timeline(self.started)
+        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
+        self.book.commander = inp.commander or inp.requested_by
+        self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
+        self.phase = Phase.OPEN
+        self.status_text = "open"
+        self.verified: bool | None = None
+        self.summary: str | None = None
+        self.facts: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- handlers
+    @workflow.query
+    def status(self) -> IncidentReport:
+        return self._report()
+
+    @workflow.signal
+    def approve(self, d: Decision) -> None:
+        self.book.from_signal(d.model_copy(update={"approve": True}))
+
+    @workflow.signal
+    def reject(self, d: Decision) -> None:
+        self.book.from_signal(d.model_copy(update={"approve": False}))
+
+    @workflow.update
+    def decide(self, d: Decision) -> DecisionResult:
+        return self.book.apply(d)
+
+    @decide.validator
+    def _validate_decide(self, d: Decision) -> None:
+        problem = self.book.problem(d)
+        if problem:
+            raise ApplicationError(problem, type="DecisionRejected")
+
+    # ---------------------------------------------------------------- run
+    @workflow.run
+    async def run(self, inp: RecoveryInput) -> IncidentReport:
+        if inp.config is None:
+            self.cfg = await workflow.execute_activity(
+                "worker_config",
+                EnvironmentQuery(incident_id=inp.incident_id),
+                result_type=CodeBlueConfig,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=READ_RETRY,
+                summary="read the worker's environment",
+            )
+        release = inp.release or self.cfg.helm.release
+        ns = inp.namespace or self.cfg.kubernetes.namespace
+        chart = inp.chart or self.cfg.helm.chart
+        self.facts.update(release=release, namespace=ns, chart=chart)
+        self.tl.log(inp.requested_by, f"Service recovery requested: {release} in {ns}", f"chart {chart}")
+        try:
+            await self._recover(release, ns, chart)
+        except ApplicationError as e:  # preflight or tag resolution: nothing was changed
+            self.status_text = "failed"
+            self.summary = e.message
+            self.tl.log(CODEBLUE, "Service recovery stopped before any change", e.message)
+            self.book.closed_reason = "the recovery has ended"
+            raise
+        self.book.closed_reason = "the recovery has ended"
+        self.phase = Phase.RESOLVED
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._report()
+
+    async def _recover(self, release: str, ns: str, chart: str) -> None:
+        rc = self.cfg.recovery
+        self.phase = Phase.DIAGNOSTICS
+        pre = await self._fatal(
+            "helm_preflight",
+            HelmPreflightRequest(release=release, namespace=ns, chart=chart),
+            HelmPreflight,
+            "preflight: helm history, status, chart",
+        )
+        self.facts.update(from_revision=pre.current_revision, from_tag=pre.current_tag)
+        self.tl.log(
+            CODEBLUE,
+            "Preflight passed",
+            f"revision {pre.current_revision} ({pre.current_status}, tag {pre.current_tag or 'unknown'}); "
+            f"{len(pre.revisions)} revisions; {pre.chart_detail}",
+        )
+        tag, why = await self._target_tag(pre, release, ns)
+        self.facts.update(to_tag=tag)
+
+        self.phase = Phase.MITIGATION
+        act = self.book.propose(
+            Action(
+                id=ACTION_ID,
+                kind=ActionKind.HELM_UPGRADE,
+                reason=f"revision {pre.current_revision} ({pre.current_tag or 'unknown tag'}) -> {tag}: {why}",
+                params={
+                    "release": release,
+                    "namespace": ns,
+                    "chart": chart,
+                    "from_revision": pre.current_revision,
+                    "from_tag": pre.current_tag,
+                    "to_tag": tag,
+                },
+            )
+        )
+        self.tl.log(CODEBLUE, "Waiting for the IC's decision", f"IC {self.book.commander}: approve or reject {ACTION_ID}")
+        await self._await_decision()
+        if act.state == ActionState.REJECTED:
+            self.status_text = "rejected"
+            self.summary = f"IC rejected the redeploy: {act.rejection_reason}"
+            return
+
+        saga = Saga(self.tl)
+        self.tl.log(CODEBLUE, f"Executing {ACTION_ID} ({act.kind.value})", act.reason)
+        done: list[HelmUpgradeResult] = []
+
+        async def undo() -> None:
+            res = await self.steps.write(
+                "helm_rollback",
+                HelmRollbackRequest(
+                    release=release,
+                    namespace=ns,
+                    from_revision=done[0].new_revision if done else 0,
+                    to_revision=pre.current_revision,
+                    timeout_seconds=self.cfg.helm.timeout_seconds,
+                ),
+                HelmRollbackResult,
+                f"compensate: helm rollback {release} {pre.current_revision}",
+                self.cfg.helm.timeout_seconds + 60,
+                heartbeat=True,
+            )
+            self.facts["rollback_revision"] = res.new_revision
+
+        saga.register(act, undo, f"helm rollback {release} {pre.current_revision} (the pre-upgrade revision)")
+        failure: str | None = None
+        try:
+            res = await self.steps.write(
+                "helm_upgrade",
+                HelmUpgradeRequest(
+                    release=release,
+                    namespace=ns,
+                    chart=chart,
+                    image_tag=tag,
+                    from_revision=pre.current_revision,
+                    marker=f"codeblue {self.inp.incident_id}: upgrade to {tag}",
+                    timeout_seconds=rc.upgrade_timeout_seconds,
+                ),
+                HelmUpgradeResult,
+                f"helm upgrade {release} --set image.tag={tag} --wait",
+                rc.upgrade_timeout_seconds + 60,
+                heartbeat=True,
+            )
+            done.append(res)
+            self.facts["new_revision"] = res.new_revision
+            act.result = f"revision {pre.current_revision} -> {res.new_revision} (tag {tag})" + (
+                "; found done by an earlier attempt" if res.already_done else ""
+            )
+            act.state = ActionState.EXECUTED
+            self.tl.log(CODEBLUE, f"Executed {ACTION_ID}", act.result)
+        except ActivityError as e:
+            failure = f"helm upgrade failed: {reason(e)}"
+            act.state = ActionState.FAILED
+            act.result = failure
+            self.tl.log(CODEBLUE, f"Failed {ACTION_ID}", failure)
+
+        if failure is None:
+            self.phase = Phase.RESOLVING
+            ok, detail = await self._verify(release, ns, "Verification", settle=True)
+            if ok:
+                await self._record(release, ns, tag, done[0].new_revision)
+                self.verified = True
+                self.status_text = "resolved"
+                self.summary = f"{release} at {tag} (revision {done[0].new_revision}), verified: {detail}"
+                return
+            failure = f"verification failed: {detail}"
+
+        self.tl.log(CODEBLUE, "Recovery failed; compensating", failure)
+        await saga.compensate()
+        ok, detail = await self._verify(release, ns, "Re-verification after rollback", settle=False)
+        self.verified = ok
+        self.status_text = "rolled_back" if ok else "failed"
+        self.summary = (
+            f"{failure}; rolled back to revision {pre.current_revision} ({pre.current_tag}); "
+            + ("service verified healthy" if ok else f"service still unhealthy: {detail}")
+        )
+        await self.steps.page(
+            Audience.ENGINEERING_MANAGER,
+            "recovery-failed",
+            f"Service recovery of {release} to {tag} failed and was rolled back: {failure}",
+            self.inp.severity.value,
+            self.book.commander,
+        )
+
+    # ---------------------------------------------------------------- steps
+    async def _target_tag(self, pre: HelmPreflight, release: str, ns: str) -> tuple[str, str]:
+        if self.inp.target_tag:
+            why = f"tag {self.inp.target_tag} requested by {self.inp.requested_by}"
+            self.tl.log(CODEBLUE, "Target tag", why)
+            return self.inp.target_tag, why
+        rc = self.cfg.recovery
+        rec = await self._fatal(
+            "read_known_good",
+            KnownGoodQuery(namespace=ns, release=release, configmap=rc.known_good_configmap),
+            KnownGood,
+            f"read last known-good ({rc.known_good_configmap})",
+        )
+        if rec.found and rec.image_tag:
+            why = (
+                f"last known-good {rec.image_tag}: verified healthy by CodeBlue at {rec.verified_at} "
+                f"(revision {rec.revision}, incident {rec.incident_id}; ConfigMap {rc.known_good_configmap})"
+            )
+            self.tl.log(CODEBLUE, "Last known-good tag", why)
+            return rec.image_tag, why
+        self.tl.log(
+            CODEBLUE,
+            "No known-good record",
+            f"ConfigMap {ns}/{rc.known_good_configmap} has no entry for {release}; falling back to helm history",
+        )
+        choice = choose_fallback_revision(
+            pre.revisions, workflow.now(), timedelta(minutes=rc.known_good_window_minutes)
+        )
+        for line in choice.reasons:
+            self.tl.log(CODEBLUE, "Known-good reasoning", line)
+        if choice.revision is None:
+            raise ApplicationError(
+                f"no last known-good tag: no CodeBlue record and no revision of {release} qualifies; "
+                "give one with --tag",
+                type="NoKnownGood",
+                non_retryable=True,
+            )
+        vals = await self._fatal(
+            "helm_revision_values",
+            HelmValuesQuery(release=release, namespace=ns, revision=choice.revision),
+            HelmRevisionValues,
+            f"helm status --revision {choice.revision}",
+        )
+        if not vals.image_tag:
+            raise ApplicationError(
+                f"revision {choice.revision} of {release} sets no image.tag; give one with --tag",
+                type="NoKnownGood",
+                non_retryable=True,
+            )
+        why = f"last known-good {vals.image_tag}: revision {choice.revision} (newest not rolled back)"
+        self.tl.log(CODEBLUE, "Last known-good tag", why)
+        return vals.image_tag, why
+
+    async def _await_decision(self) -> None:
+        async def remind(pending: list[str]) -> None:
+            self.tl.log("sla", "Decision waiting; reminding the IC", ", ".join(pending))
+            await self.steps.page(
+                Audience.COMMANDER, "redeploy-reminder", f"Decision needed on {', '.join(pending)}",
+                self.inp.severity.value, self.book.commander,
+            )
+
+        async def escalate(pending: list[str]) -> None:
+            self.tl.log("sla", "Decision still waiting; paging engineering manager", ", ".join(pending))
+            await self.steps.page(
+                Audience.ENGINEERING_MANAGER, "redeploy-waiting", f"IC decision pending on {', '.join(pending)}",
+                self.inp.severity.value, self.book.commander,
+            )
+
+        m = self.cfg.mitigation
+        await self.book.wait_with_reminders(
+            lambda: not self.book.all_decided(), m.remind_after_seconds, m.escalate_after_seconds, remind, escalate
+        )
+        await workflow.wait_condition(self.book.all_decided)
+
+    async def _verify(self, release: str, ns: str, what: str, settle: bool) -> tuple[bool, str]:
+        rc, h, k = self.cfg.recovery, self.cfg.health, self.cfg.kubernetes
+        if settle and rc.verify_settle_seconds:
+            await workflow.sleep(timedelta(seconds=rc.verify_settle_seconds), summary="let the new pods settle")
+        problems: list[str] = []
+        ready: ReleaseReadiness | None = None
+        try:
+            ready = await self.steps.write(
+                "release_ready",
+                ReleaseReadyRequest(namespace=ns, release=release, timeout_seconds=rc.ready_timeout_seconds),
+                ReleaseReadiness,
+                f"wait for {release} replicas ready",
+                rc.ready_timeout_seconds + 60,
+                heartbeat=True,
+            )
+        except ActivityError as e:
+            self.tl.log(CODEBLUE, "Readiness check failed", reason(e))
+        if ready is None or not ready.ready:
+            problems.append(f"replicas not ready ({ready.detail if ready else 'unknown'})")
+        health = await self.steps.read(
+            "probe_health",
+            HealthProbeRequest(url=h.url, attempts=rc.health_successes, timeout_seconds=h.timeout_seconds),
+            HealthProbeResult,
+            f"curl -f health x{rc.health_successes}",
+        )
+        if health is None or not health.ok:
+            problems.append(
+                f"health {health.successes}/{health.attempts} 2xx ({health.error})" if health else "health unknown"
+            )
+        logs = await self.steps.read(
+            "gateway_logs",
+            LogsQuery(namespace=ns, deployment=k.gateway_deployment, tail_lines=k.log_tail_lines, patterns=k.error_patterns),
+            LogsReport,
+            f"error rate in {k.gateway_deployment} logs",
+        )
+        rate = logs.error_rate if logs else None
+        if rate is not None and rate > rc.max_error_rate:
+            problems.append(f"log error rate {rate:.1%} > {rc.max_error_rate:.1%}")
+        ok = not problems
+        rate_text = f"log error rate {rate:.1%}" if rate is not None else "log error rate unknown"
+        detail = "; ".join(problems) or (
+            f"{ready.detail if ready else ''}; health {rc.health_successes}x 2xx; {rate_text}"
+        )
+        self.tl.log(CODEBLUE, f"{what} {'passed' if ok else 'failed'}", detail)
+        return ok, detail
+
+    async def _record(self, release: str, ns: str, tag: str, revision: int) -> None:
+        rc = self.cfg.recovery
+        rec = KnownGood(
+            namespace=ns,
+            release=release,
+            configmap=rc.known_good_configmap,
+            image_tag=tag,
+            revision=revision,
+            verified_at=workflow.now().isoformat(),
+            incident_id=self.inp.incident_id,
+        )
+        try:
+            await self.steps.write("record_known_good", rec, KnownGood, "record known-good tag")
+            self.tl.log(CODEBLUE, "Recorded known-good", f"{release} {tag} (revision {revision}) in ConfigMap {ns}/{rc.known_good_configmap}")
+        except ActivityError as e:  # the service is fine; only the record is missing
+            self.tl.log(CODEBLUE, "Recording known-good failed", reason(e))
+
+    async def _fatal(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
+        """A read whose failure ends the recovery before anything changed, with its reason."""
+        try:
+            return await workflow.execute_activity(
+                name,
+                arg,
+                result_type=rtype,
+                start_to_close_timeout=timedelta(seconds=120),
+                retry_policy=PREFLIGHT_RETRY,
+                summary=summary,
+            )
+        except ActivityError as e:
+            cause = e.cause
+            kind = cause.type if isinstance(cause, ApplicationError) else "ActivityFailed"
+            raise ApplicationError(f"{summary}: {reason(e)}", type=kind or "ActivityFailed", non_retryable=True) from None
+
+    # ---------------------------------------------------------------- report
+    def _report(self) -> IncidentReport:
+        return IncidentReport(
+            incident_id=self.inp.incident_id,
+            title=f"Service recovery: {self.facts.get('release', self.inp.release or 'release')}",
+            severity=self.inp.severity,
+            service=str(self.facts.get("release") or self.inp.release or "release"),
+            status=self.status_text,
+            phase=self.phase,
+            commander=self.book.commander,
+            started_at=self.started.isoformat(),
+            actions=list(self.book.actions.values()),
+            timeline=list(self.tl.entries),
+            summary=self.summary,
+            verified=self.verified,
+            assessment=dict(self.facts),
+        )
