@@ -14,6 +14,7 @@ from domain.config import ApiConfig, ApiToken, CodeBlueConfig, TemporalSettings
 from starters.api.app import ApiSettings, create_app
 from starters.api.auth import sha256_hex
 from tests.fakes import World
+from tests.workflow_helpers import incident_worker
 from workflows.incident_response import IncidentResponseWorkflow
 
 # principal -> (token, roles). alice is the IC of the incidents the tests start.
@@ -48,7 +49,7 @@ async def api_on(client: Client, cfg: CodeBlueConfig | None = None, world: World
 
     settings = ApiSettings(config=cfg or api_config(), temporal=TemporalSettings(task_queue=tq))
     app = create_app(factory, settings)
-    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities()):
+    async with Worker(client, task_queue=tq, **incident_worker(world)):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
             try:
                 yield http, world, tq

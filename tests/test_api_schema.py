@@ -15,6 +15,7 @@ import httpx
 from temporalio.worker import Worker
 
 from tests.fakes import World
+from tests.workflow_helpers import incident_worker
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -38,7 +39,7 @@ async def test_schemathesis_finds_no_server_errors(dev_env, tmp_path):
     api = await asyncio.create_subprocess_exec(shutil.which("codeblue"), "api", "--port", str(port), env=env,
                                                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                                                stderr=asyncio.subprocess.PIPE)
-    worker = Worker(dev_env.client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=World().activities())
+    worker = Worker(dev_env.client, task_queue=tq, **incident_worker(World()))
     try:
         await stack.enter_async_context(worker)
         async with httpx.AsyncClient() as http:

@@ -12,7 +12,7 @@ from pathlib import Path
 from temporalio.worker import Worker
 
 from tests.fakes import World
-from tests.workflow_helpers import proposed, until
+from tests.workflow_helpers import proposed, until, incident_worker
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -67,7 +67,7 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
     tq = f"cli-{uuid.uuid4().hex[:6]}"
     env = {"TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host, "TEMPORAL_TASK_QUEUE": tq}
     iid = f"INC-CLI-{uuid.uuid4().hex[:6]}"
-    async with Worker(dev_env.client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities()):
+    async with Worker(dev_env.client, task_queue=tq, **incident_worker(world)):
         code, out, err = await cb(
             "incident", "start", "--title", "gateway down", "--outage", "--commander", "alice", "--id", iid, env=env
         )

@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 from domain.config import ConfigError, TemporalSettings
 from starters import service
 from tests.fakes import World
-from tests.workflow_helpers import incident, proposed, terminate, until
+from tests.workflow_helpers import incident, proposed, terminate, until, incident_worker
 from worker.temporal import connect
 from workflows.incident_response import IncidentResponseWorkflow
 
@@ -37,7 +37,7 @@ async def test_an_incident_is_traced_when_tracing_is_on(dev_env, spans, monkeypa
     client = await connect(TemporalSettings(address=target, namespace=dev_env.client.namespace))
     world = World()
     tq = f"trace-{uuid.uuid4().hex[:6]}"
-    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities()):
+    async with Worker(client, task_queue=tq, **incident_worker(world)):
         h = await service.start_incident(client, incident(), tq)
         await until(h, proposed, "proposals", timeout=60)
         await terminate(h)

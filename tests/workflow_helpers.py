@@ -116,3 +116,14 @@ def entry(rep: IncidentReport, event: str):
 
 async def client_of(env: WorkflowEnvironment) -> Client:
     return env.client
+
+
+def incident_worker(world: World) -> dict:
+    """Worker options for incidents: resolving one starts its post-incident child."""
+    from tests.postincident_fixtures import PostWorld
+    from workflows.post_incident import PostIncidentWorkflow
+
+    return {
+        "workflows": [IncidentResponseWorkflow, PostIncidentWorkflow],
+        "activities": PostWorld(world=world).activities(),
+    }
