@@ -59,6 +59,7 @@ class Assessment(BaseModel):
     user_impact: str = "unknown"
     error_rate: float = 0.0
     connection_errors: int = 0
+    cache_errors: int = 0
     resource_pressure: list[str] = []
     recent_deploys: list[RecentDeploy] = []
     current_revision: int | None = None
@@ -109,6 +110,7 @@ def assess(
     if diag.logs:
         a.error_rate = diag.logs.error_rate
         a.connection_errors = diag.logs.error_counts.get("connection", 0)
+        a.cache_errors = diag.logs.error_counts.get("cache", 0)
     if ev.helm and ev.helm.revisions:
         cur = ev.helm.current
         a.current_revision = cur.revision if cur else None
@@ -175,6 +177,15 @@ def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
                 },
             )
         )
+    elif deploy and a.previous_revision is None and not a.healthy:
+        out.append(
+            _playbook(
+                "redeploy",
+                "ServiceRecoveryWorkflow",
+                f"revision {deploy.revision} was deployed {deploy.minutes_before_incident:.0f} min before the incident "
+                "and no earlier revision is healthy to roll back to; redeploy the last known-good tag",
+            )
+        )
     target = cfg.mitigation.scale_replicas
     under_pressure = bool(a.resource_pressure) or gw in a.affected_services
     if under_pressure and (a.gateway_replicas is None or a.gateway_replicas < target):
@@ -204,4 +215,24 @@ def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
                 params={"namespace": ns, "deployment": gw},
             )
         )
+    if a.resource_pressure:
+        out.append(
+            _playbook(
+                "memory-playbook",
+                "HighMemoryPlaybook",
+                "; ".join(a.resource_pressure) + "; sample memory for leaks, then scale or restart (runbook: High Memory Usage)",
+            )
+        )
+    if a.cache_errors > 0:
+        out.append(
+            _playbook(
+                "cache-playbook",
+                "RedisCachePlaybook",
+                f"{a.cache_errors} Redis errors in {gw} logs; check the cache cluster (runbook: Redis Cache Issues)",
+            )
+        )
     return out
+
+
+def _playbook(action_id: str, workflow: str, reason: str) -> Action:
+    return Action(id=action_id, kind=ActionKind.PLAYBOOK, reason=reason, params={"workflow": workflow})

@@ -25,6 +25,7 @@ class KubernetesConfig(_Section):
         "connection": "connection",
         "timeout": "timeout",
         "out_of_memory": "out of memory",
+        "cache": "redis",
         "error": "error",
     }
     request_timeout_seconds: float = 10.0

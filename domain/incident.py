@@ -33,6 +33,8 @@ class ActionKind(str, Enum):
     CACHE_FLUSH = "cache_flush"
     DB_RESTORE = "db_restore"
     DB_CUTOVER = "db_cutover"
+    # start a runbook playbook as a child workflow; its own IC gates decide its steps
+    PLAYBOOK = "playbook"
 
 
 class ActionState(str, Enum):

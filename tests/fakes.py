@@ -56,6 +56,7 @@ class World:
     # names of activities that fail non-retryably
     broken: set[str] = field(default_factory=set)
     db_ok: bool = True
+    oom: bool = False  # gateway pods were OOMKilled (memory pressure)
     calls: Counter = field(default_factory=Counter)
     pages: list[PageRequest] = field(default_factory=list)
     messages: list[MessageRequest] = field(default_factory=list)
@@ -91,6 +92,7 @@ class World:
                     ready=w.healthy,
                     restarts=0 if w.healthy else 7,
                     waiting_reason=None if w.healthy else "CrashLoopBackOff",
+                    last_termination_reason="OOMKilled" if w.oom else None,
                     owner="api-gateway",
                 )
                 for i in range(w.replicas)

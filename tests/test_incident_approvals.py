@@ -150,3 +150,22 @@ async def test_resolve_is_refused_while_unhealthy_unless_forced(skipping_env):
         assert res.resolved and not res.verified
         rep = await h.result()
     assert rep.status == "resolved_unverified"
+
+
+async def test_approved_playbook_starts_as_a_child_with_its_own_gates(skipping_env):
+    from domain.memory import memory_workflow_id
+
+    world = World(oom=True)  # OOMKilled gateway pods: the runbook's High Memory Usage
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        rep = await _decide_all(skipping_env, h, {"memory-playbook"})
+        act = next(a for a in rep.actions if a.id == "memory-playbook")
+        assert act.kind.value == "playbook" and "OOMKilled" in act.reason
+        rep = await until(h, lambda r: next(a for a in r.actions if a.id == "memory-playbook").state.value == "executed", "playbook started")
+        child = skipping_env.client.get_workflow_handle(memory_workflow_id(h.id))
+        desc = await child.describe()
+        assert desc.workflow_type == "HighMemoryPlaybook"
+        assert next(a for a in rep.actions if a.id == "memory-playbook").result.startswith(f"started {child.id}")
+        await child.terminate("test done")
+        await terminate(h)
+    assert world.effects == []  # the incident itself changed nothing; the playbook decides

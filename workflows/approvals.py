@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Awaitable, Callable
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 from workflows.timeline import Timeline
 
@@ -120,3 +121,36 @@ class ApprovalBook:
             )
         except asyncio.TimeoutError:
             await escalate(self.pending())
+
+
+class ApprovalHandlers:
+    """The IC's handlers, shared by every gated workflow: signals `approve`/`reject` and the
+    update `decide` with its validator. A subclass sets `self.book` and may override
+    `_decided()` to react (refresh details, wake a loop)."""
+
+    book: ApprovalBook
+
+    def _decided(self) -> None:
+        return None
+
+    @workflow.signal
+    def approve(self, d: Decision) -> None:
+        self.book.from_signal(d.model_copy(update={"approve": True}))
+        self._decided()
+
+    @workflow.signal
+    def reject(self, d: Decision) -> None:
+        self.book.from_signal(d.model_copy(update={"approve": False}))
+        self._decided()
+
+    @workflow.update
+    def decide(self, d: Decision) -> DecisionResult:
+        result = self.book.apply(d)
+        self._decided()
+        return result
+
+    @decide.validator
+    def _validate_decide(self, d: Decision) -> None:
+        problem = self.book.problem(d)
+        if problem:
+            raise ApplicationError(problem, type="DecisionRejected")

@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import ApprovalBook
+from workflows.approvals import ApprovalBook, ApprovalHandlers
 from workflows.saga import Saga
 from workflows.steps import NON_RETRYABLE, READ_RETRY, Steps
 from workflows.timeline import CODEBLUE, Timeline, mmss, reason
@@ -49,8 +49,6 @@ with workflow.unsafe.imports_passed_through():
         Action,
         ActionKind,
         ActionState,
-        Decision,
-        DecisionResult,
         IncidentReport,
         Phase,
     )
@@ -75,7 +73,7 @@ class _StepFailed(Exception):
 
 
 @workflow.defn
-class DatabaseRestoreWorkflow:
+class DatabaseRestoreWorkflow(ApprovalHandlers):
     @workflow.init
     def __init__(self, inp: DatabaseRestoreInput) -> None:
         self.inp = inp
@@ -373,27 +371,8 @@ class DatabaseRestoreWorkflow:
     def status(self) -> IncidentReport:
         return self._report()
 
-    @workflow.signal
-    def approve(self, d: Decision) -> None:
-        self.book.from_signal(d.model_copy(update={"approve": True}))
+    def _decided(self) -> None:
         self._details()
-
-    @workflow.signal
-    def reject(self, d: Decision) -> None:
-        self.book.from_signal(d.model_copy(update={"approve": False}))
-        self._details()
-
-    @workflow.update
-    def decide(self, d: Decision) -> DecisionResult:
-        result = self.book.apply(d)
-        self._details()
-        return result
-
-    @decide.validator
-    def _validate_decide(self, d: Decision) -> None:
-        problem = self.book.problem(d)
-        if problem:
-            raise ApplicationError(problem, type="DecisionRejected")
 
     @workflow.update
     def cancel_restore(self, c: CancelRestore) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import ApprovalBook
+from workflows.approvals import ApprovalBook, ApprovalHandlers
 from workflows.saga import Saga
 from workflows.steps import READ_RETRY, Steps
 from workflows.timeline import CODEBLUE, Timeline, reason
@@ -33,12 +33,12 @@ with workflow.unsafe.imports_passed_through():
         ScaleResult,
     )
     from domain.config import CodeBlueConfig, EnvironmentQuery
-    from domain.incident import Action, ActionKind, ActionState, Decision, DecisionResult, IncidentReport, Phase
+    from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.memory import MemoryInput, MemoryResolution, leak_suspects
 
 
 @workflow.defn
-class HighMemoryPlaybook:
+class HighMemoryPlaybook(ApprovalHandlers):
     @workflow.init
     def __init__(self, inp: MemoryInput) -> None:
         self.inp = inp
@@ -60,24 +60,6 @@ class HighMemoryPlaybook:
     @workflow.query
     def status(self) -> IncidentReport:
         return self._report()
-
-    @workflow.signal
-    def approve(self, d: Decision) -> None:
-        self.book.from_signal(d.model_copy(update={"approve": True}))
-
-    @workflow.signal
-    def reject(self, d: Decision) -> None:
-        self.book.from_signal(d.model_copy(update={"approve": False}))
-
-    @workflow.update
-    def decide(self, d: Decision) -> DecisionResult:
-        return self.book.apply(d)
-
-    @decide.validator
-    def _validate_decide(self, d: Decision) -> None:
-        problem = self.book.problem(d)
-        if problem:
-            raise ApplicationError(problem, type="DecisionRejected")
 
     @workflow.update
     def resolve_memory(self, r: MemoryResolution) -> str:

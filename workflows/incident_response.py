@@ -12,9 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 
-from workflows.approvals import ApprovalBook
+from workflows.approvals import ApprovalBook, ApprovalHandlers
 from workflows.post_incident import start_post_incident
 from workflows.saga import Saga
 from workflows.steps import READ_RETRY, Steps
@@ -23,6 +23,9 @@ from workflows.timeline import CODEBLUE, Timeline, mmss as _mmss, reason as _rea
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.alerts import AlertNotice
+    from domain.cache import CacheInput, cache_workflow_id
+    from domain.memory import MemoryInput, memory_workflow_id
+    from domain.recovery import RecoveryInput, recovery_workflow_id
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose
     from domain.config import CodeBlueConfig, EnvironmentQuery
     from domain.cluster import (
@@ -52,8 +55,6 @@ with workflow.unsafe.imports_passed_through():
         ActionKind,
         ActionState,
         CommanderAssignment,
-        Decision,
-        DecisionResult,
         Escalation,
         IncidentInput,
         IncidentReport,
@@ -70,7 +71,7 @@ class _StepFailed(Exception):
 
 
 @workflow.defn
-class IncidentResponseWorkflow:
+class IncidentResponseWorkflow(ApprovalHandlers):
     @workflow.init
     def __init__(self, inp: IncidentInput) -> None:
         self.inp = inp
@@ -191,27 +192,8 @@ class IncidentResponseWorkflow:
         what = "firing" if a.status == "firing" else "resolved (recorded; the IC resolves)"
         self._log(a.received_by, f"Alert {what}: {a.alertname}", a.summary or None)
 
-    @workflow.signal
-    def approve(self, d: Decision) -> None:
-        self.book.from_signal(d.model_copy(update={"approve": True}))
+    def _decided(self) -> None:
         self._details()
-
-    @workflow.signal
-    def reject(self, d: Decision) -> None:
-        self.book.from_signal(d.model_copy(update={"approve": False}))
-        self._details()
-
-    @workflow.update
-    def decide(self, d: Decision) -> DecisionResult:
-        result = self.book.apply(d)
-        self._details()
-        return result
-
-    @decide.validator
-    def _validate_decide(self, d: Decision) -> None:
-        problem = self.book.problem(d)
-        if problem:
-            raise ApplicationError(problem, type="DecisionRejected")
 
     @workflow.signal(name="resolve")
     def resolve_signal(self, r: Resolution) -> None:
@@ -546,6 +528,10 @@ class IncidentResponseWorkflow:
                     heartbeat=True,
                 )
                 act.result = f"restarted; {st.available}/{st.desired} available"
+            elif act.kind == ActionKind.PLAYBOOK:
+                cid = await self._start_playbook(p["workflow"])
+                act.compensation = "none here: the playbook keeps its own compensations"
+                act.result = f"started {cid}; the IC decides its steps there"
             elif act.kind == ActionKind.DB_CHECK:
                 d = self.cfg.database
                 res = await self._write(
@@ -576,6 +562,36 @@ class IncidentResponseWorkflow:
             raise _StepFailed(f"{act.id}: {act.result}") from None
         act.state = ActionState.EXECUTED
         self._log(CODEBLUE, f"Executed {act.id}", act.result)
+
+    async def _start_playbook(self, name: str) -> str:
+        """A runbook playbook as a child that outlives this incident (it has its own IC gates)."""
+        common = {
+            "incident_id": self.inp.incident_id,
+            "requested_by": CODEBLUE,
+            "commander": self.commander,
+            "severity": self.severity,
+            "config": self.cfg,
+        }
+        builders = {
+            "ServiceRecoveryWorkflow": (RecoveryInput, recovery_workflow_id),
+            "HighMemoryPlaybook": (MemoryInput, memory_workflow_id),
+            "RedisCachePlaybook": (CacheInput, cache_workflow_id),
+        }
+        if name not in builders:
+            raise _StepFailed(f"unknown playbook {name}")
+        model, child_id = builders[name]
+        cid = child_id(self.inp.incident_id)
+        try:
+            await workflow.start_child_workflow(
+                name,
+                model(**common),
+                id=cid,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                static_summary=f"{name} for {self.inp.incident_id}",
+            )
+        except WorkflowAlreadyStartedError:
+            raise _StepFailed(f"{cid} already exists; steer it there") from None
+        return cid
 
     async def _try_resolve(self, r: Resolution) -> bool:
         self._set_phase(Phase.RESOLVING)

@@ -17,7 +17,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import ApprovalBook
+from workflows.approvals import ApprovalBook, ApprovalHandlers
 from workflows.steps import READ_RETRY, Steps
 from workflows.timeline import CODEBLUE, Timeline, reason
 
@@ -33,14 +33,14 @@ with workflow.unsafe.imports_passed_through():
         RedisTarget,
     )
     from domain.config import CodeBlueConfig, EnvironmentQuery
-    from domain.incident import Action, ActionKind, ActionState, Decision, DecisionResult, IncidentReport, Phase
+    from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.notify import Audience
 
 NO_UNDO = "none possible: a flush cannot be undone (the cache refills from the source of truth)"
 
 
 @workflow.defn
-class RedisCachePlaybook:
+class RedisCachePlaybook(ApprovalHandlers):
     @workflow.init
     def __init__(self, inp: CacheInput) -> None:
         self.inp = inp
@@ -63,24 +63,6 @@ class RedisCachePlaybook:
     @workflow.query
     def status(self) -> IncidentReport:
         return self._report()
-
-    @workflow.signal
-    def approve(self, d: Decision) -> None:
-        self.book.from_signal(d.model_copy(update={"approve": True}))
-
-    @workflow.signal
-    def reject(self, d: Decision) -> None:
-        self.book.from_signal(d.model_copy(update={"approve": False}))
-
-    @workflow.update
-    def decide(self, d: Decision) -> DecisionResult:
-        return self.book.apply(d)
-
-    @decide.validator
-    def _validate_decide(self, d: Decision) -> None:
-        problem = self.book.problem(d)
-        if problem:
-            raise ApplicationError(problem, type="DecisionRejected")
 
     @workflow.update
     def confirm_flush(self, c: FlushConfirmation) -> str:

@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import ApprovalBook
+from workflows.approvals import ApprovalBook, ApprovalHandlers
 from workflows.saga import Saga
 from workflows.steps import NON_RETRYABLE, READ_RETRY, Steps
 from workflows.timeline import CODEBLUE, Timeline, reason
@@ -36,8 +36,6 @@ with workflow.unsafe.imports_passed_through():
         Action,
         ActionKind,
         ActionState,
-        Decision,
-        DecisionResult,
         IncidentReport,
         Phase,
     )
@@ -68,7 +66,7 @@ PREFLIGHT_RETRY = RetryPolicy(
 
 
 @workflow.defn
-class ServiceRecoveryWorkflow:
+class ServiceRecoveryWorkflow(ApprovalHandlers):
     @workflow.init
     def __init__(self, inp: RecoveryInput) -> None:
         self.inp = inp
@@ -88,24 +86,6 @@ class ServiceRecoveryWorkflow:
     @workflow.query
     def status(self) -> IncidentReport:
         return self._report()
-
-    @workflow.signal
-    def approve(self, d: Decision) -> None:
-        self.book.from_signal(d.model_copy(update={"approve": True}))
-
-    @workflow.signal
-    def reject(self, d: Decision) -> None:
-        self.book.from_signal(d.model_copy(update={"approve": False}))
-
-    @workflow.update
-    def decide(self, d: Decision) -> DecisionResult:
-        return self.book.apply(d)
-
-    @decide.validator
-    def _validate_decide(self, d: Decision) -> None:
-        problem = self.book.problem(d)
-        if problem:
-            raise ApplicationError(problem, type="DecisionRejected")
 
     # ---------------------------------------------------------------- run
     @workflow.run
