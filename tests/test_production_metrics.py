@@ -14,10 +14,8 @@ import uuid
 
 import httpx
 
-from domain.incident import Decision, IncidentInput, Resolution
-from domain.severity import Severity
 from sandbox.scenarios import sandbox_environment
-from starters import service
+from tests.sandbox_incident import approve_only, resolve_when_healthy, start_p0
 from tests.workflow_helpers import until
 
 
@@ -76,22 +74,10 @@ async def test_worker_serves_sdk_and_codeblue_metrics_after_an_incident(dev_env,
         log = log_path.open("w")
         proc = _spawn(dev_env, sb.config_path, tq, bind, log)
         try:
-            iid = f"MET-{uuid.uuid4().hex[:6]}"
-            h = await service.start_incident(
-                dev_env.client,
-                IncidentInput(incident_id=iid, title="gateway down", severity=Severity.P0, commander="ic", requested_by="test"),
-                tq,
-            )
-            rep = await until(h, lambda r: bool(r.actions), "proposals", timeout=60)
-            for a in rep.actions:
-                ok = a.id == "rollback"
-                await service.decide(dev_env.client, iid, Decision(action_id=a.id, approve=ok, by="ic", reason=None if ok else "no"))
+            iid, h = await start_p0(dev_env.client, tq, "MET")
+            await approve_only(dev_env.client, h)
             await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed", timeout=90)
-            for _ in range(30):
-                res = await service.resolve(dev_env.client, iid, Resolution(by="ic", summary="rolled back"))
-                if res.resolved:
-                    break
-                await asyncio.sleep(1)
+            await resolve_when_healthy(dev_env.client, iid)
             report = await h.result()
             assert report.status == "resolved"
             text = await _scrape(url, "codeblue_mitigations")

@@ -12,10 +12,8 @@ import uuid
 
 from activities.helm import HelmActivities
 from domain.cluster import HelmQuery
-from domain.incident import Decision, IncidentInput, Resolution
-from domain.severity import Severity
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
-from starters import service
+from tests.sandbox_incident import approve_only, resolve_when_healthy, start_p0
 from tests.workflow_helpers import until
 
 
@@ -48,16 +46,8 @@ async def test_two_workers_one_killed_mid_incident_the_other_finishes_it(dev_env
     async with sandbox_environment("bad-deploy") as sb:
         workers = [_worker(dev_env, sb.config_path, tq) for _ in range(2)]
         try:
-            iid = f"SCALE-{uuid.uuid4().hex[:6]}"
-            h = await service.start_incident(
-                dev_env.client,
-                IncidentInput(incident_id=iid, title="gateway down", severity=Severity.P0, commander="ic", requested_by="test"),
-                tq,
-            )
-            rep = await until(h, lambda r: bool(r.actions), "proposals", timeout=60)
-            for a in rep.actions:
-                ok = a.id == "rollback"
-                await service.decide(dev_env.client, iid, Decision(action_id=a.id, approve=ok, by="ic", reason=None if ok else "no"))
+            iid, h = await start_p0(dev_env.client, tq, "SCALE")
+            await approve_only(dev_env.client, h)
             pid = await _running_on(h, "helm_rollback")
             victim = next(w for w in workers if w.pid == pid)
             victim.send_signal(signal.SIGKILL)
@@ -65,11 +55,7 @@ async def test_two_workers_one_killed_mid_incident_the_other_finishes_it(dev_env
             survivor = next(w for w in workers if w is not victim)
             assert survivor.poll() is None
             await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed by the survivor", timeout=120)
-            for _ in range(30):
-                res = await service.resolve(dev_env.client, iid, Resolution(by="ic", summary="rolled back"))
-                if res.resolved:
-                    break
-                await asyncio.sleep(1)
+            await resolve_when_healthy(dev_env.client, iid)
             report = await h.result()
         finally:
             for p in workers:

@@ -15,11 +15,9 @@ import kmock
 
 from activities.helm import HelmActivities
 from domain.cluster import HelmQuery
-from domain.incident import Decision, IncidentInput, Resolution
-from domain.severity import Severity
 from sandbox.helm_cli import configmap_name
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
-from starters import service
+from tests.sandbox_incident import approve_only, resolve_when_healthy, start_p0
 from tests.workflow_helpers import events, until
 
 
@@ -70,29 +68,15 @@ async def test_sigkill_mid_rollback_then_a_new_worker_finishes_exactly_once(dev_
         first = _spawn_worker(dev_env, sb.config_path, tq)
         second = None
         try:
-            iid = f"CRASH-{uuid.uuid4().hex[:6]}"
-            h = await service.start_incident(
-                dev_env.client,
-                IncidentInput(incident_id=iid, title="gateway down", severity=Severity.P0, commander="ic", requested_by="test"),
-                tq,
-            )
-            rep = await until(h, lambda r: bool(r.actions), "proposals", timeout=60)
-            for a in rep.actions:
-                ok = a.id == "rollback"
-                await service.decide(
-                    dev_env.client, iid, Decision(action_id=a.id, approve=ok, by="ic", reason=None if ok else "no")
-                )
+            iid, h = await start_p0(dev_env.client, tq, "CRASH")
+            await approve_only(dev_env.client, h)
             await _activity_started(h, "helm_rollback")
             await _rollback_in_progress(sb)
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             second = _spawn_worker(dev_env, sb.config_path, tq)
-            rep = await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed by the new worker", timeout=90)
-            for _ in range(30):
-                res = await service.resolve(dev_env.client, iid, Resolution(by="ic", summary="rolled back"))
-                if res.resolved:
-                    break
-                await asyncio.sleep(1)
+            await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed by the new worker", timeout=90)
+            await resolve_when_healthy(dev_env.client, iid)
             report = await h.result()
         finally:
             for p in (first, second):
