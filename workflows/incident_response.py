@@ -117,8 +117,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             )
         self._log(
             inp.requested_by,
-            f"Incident opened: {inp.title}",
-            f"{self.severity.value}, service {inp.service}, IC {self.commander or 'unassigned'}",
+            "Incident opened",
+            f"{inp.title} ({self.severity.value}, service {inp.service}, IC {self.commander or 'unassigned'})",
         )
         for reason in inp.severity_reasons:
             self._log(CODEBLUE, "Severity reason", reason)

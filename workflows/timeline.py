@@ -23,7 +23,9 @@ class Timeline:
     def log(self, actor: str, event: str, result: str | None = None, at: float | None = None) -> None:
         when = self.t() if at is None else at
         self.entries.append(TimelineEntry(at_seconds=when, actor=actor, event=event, result=result))
-        workflow.logger.info("%s: %s", event, result or "")
+        # Events are CodeBlue's own words; results carry free text (titles, summaries, reasons)
+        # that may hold patient data, so they stay in the (encryptable) history, not in logs.
+        workflow.logger.info("%s (by %s)", event, actor)
 
     def has(self, event: str) -> bool:
         return any(e.event == event for e in self.entries)
