@@ -212,7 +212,8 @@ async def approval_latency_and_capacity(client: Client, open_n: int, capacity_n:
             f"approval latency p99 ({open_n} open)", p99, "ms", "<= 250 ms", p99 <= 250,
             {"p50_ms": pct(lat, 50), "samples": len(lat)},
         ))
-        more = await open_incidents(client, tq, max(capacity_n - open_n, 0))
+        # the sampled incidents have moved on; top the open count back up to capacity_n
+        more = await open_incidents(client, tq, max(capacity_n - (len(ids) - samples), 0))
         total_open = len(ids) - samples + len(more)
         server = dev_server_pid()
         worker_rss = rss_mb(os.getpid())

@@ -52,6 +52,7 @@ from sandbox.cluster_reconciler import (
     PodLogError,
     Reconciler,
     labels_match,
+    template_hash,
 )
 
 log = logging.getLogger(__name__)
@@ -657,6 +658,14 @@ class SandboxCluster:
         target["image"] = image
         obj.patch({"spec": {"template": spec["template"]}})
         self.reconciler.observe_spec(namespace, deployment)
+
+    def exhaust_connection_pool(self, namespace: str, deployment: str) -> None:
+        """The deployment's current pods run their database pool dry (readiness fails, logs say
+        `connection pool exhausted`); pods of a later template, e.g. after a rollout restart, are fine."""
+        obj = self.reconciler.get(DEPLOYMENTS, namespace, deployment)
+        if obj is None:
+            raise KeyError(f"deployment {namespace}/{deployment} not found")
+        self.behaviour.pool_exhausted_templates.add(template_hash((obj.raw.get("spec") or {}).get("template") or {}))
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         obj = self.reconciler.get(DEPLOYMENTS, namespace, name)

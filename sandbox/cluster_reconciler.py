@@ -7,7 +7,8 @@ into ReplicaSets and Pods. `Reconciler` does, directly on the emulator's object 
   `deployment.kubernetes.io/revision`; a template change replaces all pods at once.
 * Pods get a status from their image tag: tags in `Behaviour.bad_tags` crash-loop
   (CrashLoopBackOff, last termination `Error`), tags in `Behaviour.oom_tags` crash-loop with
-  `OOMKilled`; any other tag runs ready with no restarts.
+  `OOMKilled`; any other tag runs ready with no restarts, unless its pod template is in
+  `Behaviour.pool_exhausted_templates` (running, not ready, pool-exhausted log lines).
 * Deployment and ReplicaSet status, Endpoints of Services, metrics.k8s.io PodMetrics.
 * Pod log text for the `pods/NAME/log` subresource.
 
@@ -111,6 +112,10 @@ class Behaviour:
     oom_memory: str = "508Mi"
     # Per-tag override of the reported container memory usage, e.g. {"v1.6.0": "450Mi"}.
     memory_by_tag: dict[str, str] = field(default_factory=dict)
+    # Pod-template hashes whose pods ran their database connection pool dry: running, /health
+    # (readiness) failing, `ERROR connection pool exhausted` in their logs. Pods of a new
+    # template (e.g. after `kubectl rollout restart`) start with a fresh pool and are healthy.
+    pool_exhausted_templates: set[str] = field(default_factory=set)
 
     def mode(self, image: str) -> str:
         tag = image_tag(image)
@@ -136,6 +141,10 @@ class Behaviour:
         if mode == "oom":
             return f"{int(cap) // 1024}Ki"
         return usage if usage_bytes <= cap else f"{int(cap) // 1024}Ki"
+
+    def pool_exhausted(self, pod: Mapping[str, Any]) -> bool:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        return labels.get("pod-template-hash") in self.pool_exhausted_templates
 
 
 class PodLogError(Exception):
@@ -490,12 +499,14 @@ class Reconciler:
                 "containerID": f"containerd://{hashlib.sha256((pod_name + str(c.get('name'))).encode()).hexdigest()}",
             }
             mode = self.behaviour.mode(image)
+            if mode == "ok" and self.behaviour.pool_exhausted(pod):
+                mode = "pool_exhausted"
             if not started:
                 cs.update(ready=False, started=False, restartCount=0,
                           state={"waiting": {"reason": "ContainerCreating"}})
                 del cs["containerID"]
-            elif mode == "ok":
-                cs.update(ready=True, started=True, restartCount=0,
+            elif mode in ("ok", "pool_exhausted"):  # an exhausted pool fails readiness (/health), not liveness
+                cs.update(ready=mode == "ok", started=True, restartCount=0,
                           state={"running": {"startedAt": rfc3339(start_ts)}})
             else:
                 period = max(self.behaviour.crash_period_seconds, 0.001)
@@ -690,12 +701,13 @@ class Reconciler:
             raise PodLogError(400, f'container "{cname}" in pod "{name}" is waiting to start: ContainerCreating')
         if previous and not status.get("lastState"):
             raise PodLogError(400, f'previous terminated container "{cname}" in pod "{name}" not found')
-        lines = self._log_lines(namespace, name, str(spec.get("image") or ""), int(status.get("restartCount") or 0))
+        lines = self._log_lines(namespace, name, str(spec.get("image") or ""), int(status.get("restartCount") or 0),
+                                pool_exhausted=self.behaviour.pool_exhausted(raw))
         if tail_lines is not None:
             lines = lines[-tail_lines:] if tail_lines > 0 else []
         return "".join(line + "\n" for line in lines)
 
-    def _log_lines(self, namespace: str, pod_name: str, image: str, restarts: int) -> list[str]:
+    def _log_lines(self, namespace: str, pod_name: str, image: str, restarts: int, *, pool_exhausted: bool = False) -> list[str]:
         tag = image_tag(image)
         mode = self.behaviour.mode(image)
         born = self._pod_born.get((namespace, pod_name), self.clock())
@@ -704,6 +716,13 @@ class Reconciler:
         def ts(i: int) -> str:
             return datetime.fromtimestamp(born + i * 0.25, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
+        if mode == "ok" and pool_exhausted:
+            lines = [f"INFO api-gateway {tag} listening on :8080", "INFO connected to database pool (size=10)"]
+            for i in range(12):
+                lines.append(f"WARN database pool at 10/10 in use, {rnd.randint(20, 90)} requests waiting")
+                lines.append("ERROR connection pool exhausted: timed out after 5000ms acquiring a database connection")
+                lines.append("INFO GET /health 503")
+            return [f"{ts(i)} {line}" for i, line in enumerate(lines)]
         if mode == "ok":
             lines = [f"INFO api-gateway {tag} listening on :8080", "INFO connected to database pool (size=10)"]
             lines += ["INFO GET /health 200"] * 4

@@ -89,6 +89,7 @@ def _load_all() -> None:
     """Scenario modules register on import; list them here."""
     import sandbox.scenario_bad_deploy  # noqa: F401
     import sandbox.scenario_db_outage  # noqa: F401
+    import sandbox.scenario_db_connections  # noqa: F401
     import sandbox.scenario_failed_redeploy  # noqa: F401
     import sandbox.scenario_cache_poisoned  # noqa: F401
     import sandbox.scenario_memory_leak  # noqa: F401

@@ -10,7 +10,7 @@ import typer
 from domain.cache import CacheInput, FlushConfirmation, cache_workflow_id
 from domain.config import TemporalSettings
 
-playbook_app = typer.Typer(help="Common-issue playbooks (Redis cache, high memory).", no_args_is_help=True)
+playbook_app = typer.Typer(help="Common-issue playbooks (Redis cache, high memory, database connections).", no_args_is_help=True)
 
 
 @playbook_app.command("cache")
@@ -107,5 +107,42 @@ def resolve_memory_cmd(
 
     async def go() -> None:
         cli.out.print(await resolve_memory(await cli._client(), workflow_id, MemoryResolution(by=by, keep_scale=keep_scale)))
+
+    cli.run(go)
+
+
+@playbook_app.command("db-connections")
+def db_connections_cmd(
+    incident: str = typer.Option(..., "--incident", help="The incident this playbook belongs to."),
+    commander: Optional[str] = typer.Option(None, "--commander", help="Who approves (default: --by)."),
+    max_connection_errors: int = typer.Option(0, "--max-connection-errors", min=0,
+                                              help="Connection lines tolerated in the gateway's logs after the restart."),
+    by: str = typer.Option(os.environ.get("USER", "oncall"), "--by"),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
+) -> None:
+    """RDS status, pool evidence in the gateway logs, reachability; propose a restart (or a restore)."""
+    from domain.database import restore_workflow_id
+    from domain.db_connections import DbConnectionsInput
+    from starters import cli
+    from starters.db_connections import start_db_connections
+    from starters.service import ui_link
+
+    cfg = cli._config(config)
+    try:
+        inp = DbConnectionsInput(incident_id=incident, requested_by=by, commander=commander,
+                                 max_connection_errors=max_connection_errors)
+    except ValueError as e:
+        cli.fail(cli._first_error(e))
+
+    async def go() -> None:
+        s = TemporalSettings.from_env()
+        h = await start_db_connections(await cli._client(), inp, s.task_queue)
+        cli.out.print(h.id)
+        cli.out.print(ui_link(cfg.ui.base_url, s.namespace, h.id), highlight=False)
+        cli.err.print(
+            f"decide with: codeblue incident approve {h.id} restart --by IC (if the instance is down: "
+            f"approve {h.id} restore, then the gates of {restore_workflow_id(incident)})",
+            highlight=False, soft_wrap=True,
+        )
 
     cli.run(go)

@@ -25,13 +25,14 @@ from activities.postincident import PostIncidentActivities
 from activities.release_state import ReleaseStateActivities
 from domain.config import AwsConfig, CodeBlueConfig, ConfigError, KubernetesConfig
 from workflows.database_restore import DatabaseRestoreWorkflow
+from workflows.db_connections import DatabaseConnectionPlaybook
 from workflows.incident_response import IncidentResponseWorkflow
 from workflows.post_incident import PostIncidentWorkflow
 from workflows.high_memory import HighMemoryPlaybook
 from workflows.redis_cache import RedisCachePlaybook
 from workflows.service_recovery import ServiceRecoveryWorkflow
 
-WORKFLOWS = [IncidentResponseWorkflow, ServiceRecoveryWorkflow, PostIncidentWorkflow, DatabaseRestoreWorkflow, RedisCachePlaybook, HighMemoryPlaybook]
+WORKFLOWS = [IncidentResponseWorkflow, ServiceRecoveryWorkflow, PostIncidentWorkflow, DatabaseRestoreWorkflow, RedisCachePlaybook, HighMemoryPlaybook, DatabaseConnectionPlaybook]
 
 
 def kube_api_client(cfg: KubernetesConfig) -> k8s_client.ApiClient:

@@ -1,0 +1,151 @@
+"""DatabaseConnectionPlaybook on the time-skipping server with a scripted RDS, gateway and secret."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from temporalio.worker import Replayer
+
+from domain.database import restore_workflow_id
+from domain.incident import ActionKind, ActionState, Decision, IncidentReport
+from starters import service
+from starters.db_connections import start_db_connections
+from starters.service import CodeBlueError
+from tests.db_connections_fixtures import PATIENT_LINE, ConnWorld, conn_input, conn_worker
+from tests.db_helpers import IC, approve, events, proposed
+from tests.workflow_helpers import skip
+from worker.temporal import data_converter
+from workflows.database_restore import DatabaseRestoreWorkflow
+from workflows.db_connections import DatabaseConnectionPlaybook
+
+
+async def _until(h, pred, what: str, query=DatabaseConnectionPlaybook.status, timeout: float = 30) -> IncidentReport:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        try:
+            rep: IncidentReport = await h.query(query)
+            if pred(rep):
+                return rep
+        except Exception:  # noqa: BLE001 - a child not started yet cannot be queried
+            rep = None
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}; timeline: {rep and events(rep)}")
+        await asyncio.sleep(0.05)
+
+
+async def _start(env, world: ConnWorld, tq: str, **kw):
+    h = await start_db_connections(env.client, conn_input(**kw), tq)
+    world.handles.append(h)
+    return h
+
+
+async def test_approved_restart_is_verified_and_raw_log_lines_stay_out_of_history(skipping_env):
+    env, world = skipping_env, ConnWorld()
+    async with conn_worker(env, world) as tq:
+        h = await _start(env, world, tq)
+        rep = await _until(h, proposed("restart"), "the restart proposal")
+        restart = rep.actions[0]
+        assert restart.kind == ActionKind.ROLLOUT_RESTART and "30 connection lines (30 pool exhausted)" in restart.reason
+        ev = " | ".join(events(rep))
+        assert "RDS instance" in ev and "Database reachable from CodeBlue" in ev
+        assert world.db.base.effects == []  # nothing changes before the IC approves
+        await approve(env, h, "restart")
+        rep = await h.result()
+        history = await h.fetch_history()
+    assert rep.status == "resolved" and rep.verified is True
+    assert [(a.id, a.state, a.approved_by) for a in rep.actions] == [("restart", ActionState.EXECUTED, IC)]
+    assert world.db.base.effects == ["restart api-gateway"]
+    facts = rep.assessment["db_connections"]
+    assert facts["instance"]["pending_modifications"] == {"DBInstanceClass": "db.r6g.xlarge"}
+    assert facts["logs"]["error_counts"]["connection"] == 30 and facts["logs_after"]["error_counts"]["connection"] == 0
+    assert not world.db.base.pages_to("engineering_manager")
+    assert "MRN-0042" not in json.dumps(history.to_json_dict())
+    replay = await Replayer(workflows=[DatabaseConnectionPlaybook], data_converter=data_converter()).replay_workflow(
+        history, raise_on_replay_failure=False)
+    assert replay.replay_failure is None, replay.replay_failure
+
+
+async def test_restart_that_does_not_fix_the_pool_is_not_verified_and_pages_the_em(skipping_env):
+    env, world = skipping_env, ConnWorld(restart_fixes=False)
+    async with conn_worker(env, world) as tq:
+        h = await _start(env, world, tq)
+        await _until(h, proposed("restart"), "the restart proposal")
+        await approve(env, h, "restart")
+        rep = await h.result()
+    assert rep.status == "not_verified" and rep.verified is False
+    assert "connection lines in the new pods' logs" in (rep.summary or "") and "/health not ok" in (rep.summary or "")
+    assert events(rep).count("Not verified yet; checking again") == 2
+    assert [p.dedup_key.rsplit(":", 1)[-1] for p in world.db.base.pages_to("engineering_manager")] == ["db-connections-unresolved"]
+
+
+async def test_only_the_ic_decides_and_a_rejection_changes_nothing(skipping_env):
+    env, world = skipping_env, ConnWorld()
+    async with conn_worker(env, world) as tq:
+        h = await _start(env, world, tq)
+        await _until(h, proposed("restart"), "the restart proposal")
+        with pytest.raises(CodeBlueError, match="mallory is not the incident commander"):
+            await service.decide(env.client, h.id, Decision(action_id="restart", approve=True, by="mallory"))
+        await h.signal(DatabaseConnectionPlaybook.approve, Decision(action_id="restart", approve=True, by="mallory"))
+        rep = await _until(h, lambda r: "Ignored approve of restart" in events(r), "the ignored signal")
+        assert rep.actions[0].state == ActionState.PROPOSED
+        await service.decide(env.client, h.id, Decision(action_id="restart", approve=False, by=IC, reason="pool is fine"))
+        rep = await h.result()
+    assert rep.status == "rejected" and rep.actions[0].state == ActionState.REJECTED
+    assert world.db.base.effects == [] and world.db.calls["rollout_restart"] == 0
+
+
+async def test_instance_down_proposes_the_restore_child_and_runs_it_on_approval(skipping_env):
+    env, world = skipping_env, ConnWorld(rds_status="stopped")
+    world.db.restore_minutes = 1
+    async with conn_worker(env, world) as tq:
+        h = await _start(env, world, tq)
+        rep = await _until(h, proposed("restore"), "the restore proposal")
+        assert [a.id for a in rep.actions] == ["restore"]  # no restart: it cannot help
+        act = rep.actions[0]
+        wid = restore_workflow_id(h.id.removesuffix("-db-connections"))
+        assert act.kind == ActionKind.PLAYBOOK and act.params["workflow"] == "DatabaseRestoreWorkflow"
+        assert act.params["workflow_id"] == wid and "is stopped" in act.reason
+        await approve(env, h, "restore")
+        child = env.client.get_workflow_handle(wid)
+        world.handles.append(child)
+        await _until(child, proposed("restore"), "the child's restore gate", DatabaseRestoreWorkflow.status)
+        await approve(env, child, "restore")
+        await skip(env, 2)
+        await _until(child, proposed("cutover"), "the child's cutover gate", DatabaseRestoreWorkflow.status)
+        await approve(env, child, "cutover")
+        rep = await h.result()
+    assert rep.status == "restored" and rep.verified is True
+    assert rep.actions[0].state == ActionState.EXECUTED and rep.actions[0].approved_by == IC
+    assert f"{wid} ended restored" in (rep.actions[0].result or "")
+    assert "Started DatabaseRestoreWorkflow" in events(rep)
+    assert world.db.calls["rds_restore"] == 1 and world.db.base.effects == ["restart api-gateway"]  # the child's cutover
+
+
+async def test_instance_missing_proposes_the_restore_and_rejection_starts_nothing(skipping_env):
+    env, world = skipping_env, ConnWorld(rds_status=None)
+    async with conn_worker(env, world) as tq:
+        h = await _start(env, world, tq)
+        rep = await _until(h, proposed("restore"), "the restore proposal")
+        assert "could not be described" in rep.actions[0].reason
+        await service.decide(env.client, h.id, Decision(action_id="restore", approve=False, by=IC, reason="restoring by hand"))
+        rep = await h.result()
+    assert rep.status == "rejected" and world.db.calls["rds_preflight"] == 0
+
+
+async def test_a_restore_already_running_for_the_incident_is_not_started_twice(skipping_env):
+    from starters import db_service
+    from tests.db_helpers import restore_input
+
+    env, world = skipping_env, ConnWorld(rds_status="failed")
+    async with conn_worker(env, world) as tq:
+        h = await _start(env, world, tq)
+        iid = h.id.removesuffix("-db-connections")
+        world.handles.append(await db_service.start_restore(env.client, restore_input(incident_id=iid), tq))
+        await _until(h, proposed("restore"), "the restore proposal")
+        await approve(env, h, "restore")
+        rep = await h.result()
+    assert rep.status == "restore_running" and "already running" in (rep.actions[0].result or "")
+    assert world.db.calls["rds_preflight"] == 1  # only the first restore's
