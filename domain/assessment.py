@@ -154,7 +154,7 @@ def _previous_good(older: list[HelmRevision]) -> HelmRevision | None:
     return max(candidates, key=lambda r: r.revision) if candidates else None
 
 
-def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
+def propose(a: Assessment, cfg: CodeBlueConfig, db_playbook: bool = True) -> list[Action]:
     """The runbook's mitigation menu, each with the reason the evidence gives."""
     ns = cfg.kubernetes.namespace
     gw = cfg.kubernetes.gateway_deployment
@@ -213,6 +213,15 @@ def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
                 kind=ActionKind.DB_CHECK,
                 reason="connection errors in logs; check the database connection",
                 params={"namespace": ns, "deployment": gw},
+            )
+        )
+    if a.connection_errors > 0 and db_playbook:
+        out.append(
+            _playbook(
+                "db-connections-playbook",
+                "DatabaseConnectionPlaybook",
+                f"{a.connection_errors} connection errors in {gw} logs; check RDS, the pool and reachability, "
+                "restart or restore (runbook: Database Connection Issues)",
             )
         )
     if a.resource_pressure:

@@ -30,7 +30,7 @@ async def test_ic_approves_the_rollback_and_it_runs_once(skipping_env):
     async with worker_for(skipping_env, world) as tq:
         h = await start(skipping_env, world, incident(), tq)
         rep = await _decide_all(skipping_env, h, {"rollback"})
-        assert [a.id for a in rep.actions] == ["rollback", "scale", "restart", "db-check"]
+        assert [a.id for a in rep.actions] == ["rollback", "scale", "restart", "db-check", "db-connections-playbook"]
         await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed")
         res = await service.resolve(skipping_env.client, h.id, Resolution(by="alice", summary="rolled back 12 -> 11"))
         assert res.resolved and res.verified
@@ -169,3 +169,19 @@ async def test_approved_playbook_starts_as_a_child_with_its_own_gates(skipping_e
         await child.terminate("test done")
         await terminate(h)
     assert world.effects == []  # the incident itself changed nothing; the playbook decides
+
+
+async def test_connection_errors_propose_the_db_connections_playbook(skipping_env):
+    from domain.db_connections import db_connections_workflow_id
+
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        rep = await _decide_all(skipping_env, h, {"db-connections-playbook"})
+        act = next(a for a in rep.actions if a.id == "db-connections-playbook")
+        assert "connection errors" in act.reason and act.params == {"workflow": "DatabaseConnectionPlaybook"}
+        await until(h, lambda r: next(a for a in r.actions if a.id == act.id).state.value == "executed", "playbook started")
+        child = skipping_env.client.get_workflow_handle(db_connections_workflow_id(h.id))
+        assert (await child.describe()).workflow_type == "DatabaseConnectionPlaybook"
+        await child.terminate("test done")
+        await terminate(h)

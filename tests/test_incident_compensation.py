@@ -22,7 +22,10 @@ async def test_failed_later_step_compensates_in_reverse(skipping_env):
         ev = events(rep)
         assert ev.index("Failed db-check") < ev.index("Compensated scale") < ev.index("Compensated rollback")
         states = {a.id: a.state.value for a in rep.actions}
-        assert states == {"rollback": "compensated", "scale": "compensated", "restart": "rejected", "db-check": "failed"}
+        assert states == {
+            "rollback": "compensated", "scale": "compensated", "restart": "rejected", "db-check": "failed",
+            "db-connections-playbook": "rejected",
+        }
         assert world.effects == ["rollback 12->11", "scale 3->5", "scale 5->3", "rollback 13->12"]
         assert [p.dedup_key.split(":")[-1] for p in world.pages_to("engineering_manager")] == ["mitigation-failed"]
         await service.resolve(skipping_env.client, h.id, Resolution(by="alice", summary="gave up", force=True))

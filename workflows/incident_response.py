@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.alerts import AlertNotice
     from domain.cache import CacheInput, cache_workflow_id
+    from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
     from domain.memory import MemoryInput, memory_workflow_id
     from domain.recovery import RecoveryInput, recovery_workflow_id
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose
@@ -291,7 +292,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     def _propose(self) -> None:
         if self.actions or self.assessment is None:
             return
-        for act in propose(self.assessment, self.cfg):
+        # histories recorded before the connection playbook existed replay without it
+        db_playbook = workflow.patched("db-connections-proposal")
+        for act in propose(self.assessment, self.cfg, db_playbook=db_playbook):
             self.book.propose(act)
         if not self.actions:
             self._log(CODEBLUE, "No mitigation proposed", "the evidence points at no runbook action")
@@ -576,6 +579,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             "ServiceRecoveryWorkflow": (RecoveryInput, recovery_workflow_id),
             "HighMemoryPlaybook": (MemoryInput, memory_workflow_id),
             "RedisCachePlaybook": (CacheInput, cache_workflow_id),
+            "DatabaseConnectionPlaybook": (DbConnectionsInput, db_connections_workflow_id),
         }
         if name not in builders:
             raise _StepFailed(f"unknown playbook {name}")
