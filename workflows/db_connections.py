@@ -19,9 +19,8 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
 
-from workflows.approvals import ApprovalBook, ApprovalHandlers
-from workflows.steps import Steps
-from workflows.timeline import CODEBLUE, Timeline, reason
+from workflows.playbook import Playbook
+from workflows.timeline import CODEBLUE, reason
 
 with workflow.unsafe.imports_passed_through():
     from domain.cluster import (
@@ -48,21 +47,10 @@ VERIFY_PAUSE = timedelta(seconds=15)
 
 
 @workflow.defn
-class DatabaseConnectionPlaybook(ApprovalHandlers):
+class DatabaseConnectionPlaybook(Playbook):
     @workflow.init
     def __init__(self, inp: DbConnectionsInput) -> None:
-        self.inp = inp
-        self.cfg = inp.config or CodeBlueConfig()
-        self.started = workflow.info().start_time
-        self.tl = Timeline(self.started)
-        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
-        self.book.commander = inp.commander or inp.requested_by
-        self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
-        self.phase = Phase.OPEN
-        self.status_text = "open"
-        self.verified: bool | None = None
-        self.summary: str | None = None
-        self.facts: dict = {}
+        self._begin(inp)
 
     @workflow.query
     def status(self) -> IncidentReport:

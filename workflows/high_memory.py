@@ -10,15 +10,14 @@ resolves the playbook, unless they keep it. Workflow ID: `<incident>-memory`.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import ApprovalBook, ApprovalHandlers
+from workflows.playbook import Playbook
 from workflows.saga import Saga
-from workflows.steps import READ_RETRY, Steps
-from workflows.timeline import CODEBLUE, Timeline, reason
+from workflows.steps import READ_RETRY
+from workflows.timeline import CODEBLUE, reason
 
 with workflow.unsafe.imports_passed_through():
     from domain.cluster import (
@@ -38,22 +37,11 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn
-class HighMemoryPlaybook(ApprovalHandlers):
+class HighMemoryPlaybook(Playbook):
     @workflow.init
     def __init__(self, inp: MemoryInput) -> None:
-        self.inp = inp
-        self.cfg = inp.config or CodeBlueConfig()
-        self.started = workflow.info().start_time
-        self.tl = Timeline(self.started)
-        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
-        self.book.commander = inp.commander or inp.requested_by
-        self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
+        self._begin(inp)
         self.saga = Saga(self.tl)
-        self.phase = Phase.OPEN
-        self.status_text = "open"
-        self.verified: bool | None = None
-        self.summary: str | None = None
-        self.facts: dict[str, Any] = {}
         self.resolution: MemoryResolution | None = None
 
     # ---------------------------------------------------------------- handlers

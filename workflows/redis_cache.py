@@ -17,9 +17,9 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import ApprovalBook, ApprovalHandlers
-from workflows.steps import READ_RETRY, Steps
-from workflows.timeline import CODEBLUE, Timeline, reason
+from workflows.playbook import Playbook
+from workflows.steps import READ_RETRY
+from workflows.timeline import CODEBLUE, reason
 
 with workflow.unsafe.imports_passed_through():
     from domain.cache import (
@@ -40,21 +40,10 @@ NO_UNDO = "none possible: a flush cannot be undone (the cache refills from the s
 
 
 @workflow.defn
-class RedisCachePlaybook(ApprovalHandlers):
+class RedisCachePlaybook(Playbook):
     @workflow.init
     def __init__(self, inp: CacheInput) -> None:
-        self.inp = inp
-        self.cfg = inp.config or CodeBlueConfig()
-        self.started = workflow.info().start_time
-        self.tl = Timeline(self.started)
-        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
-        self.book.commander = inp.commander or inp.requested_by
-        self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
-        self.phase = Phase.OPEN
-        self.status_text = "open"
-        self.verified: bool | None = None
-        self.summary: str | None = None
-        self.facts: dict[str, Any] = {}
+        self._begin(inp)
         self.cluster_id = ""
         self.confirmed_by: str | None = None
         self.confirmation: str | None = None

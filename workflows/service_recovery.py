@@ -17,10 +17,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import ApprovalBook, ApprovalHandlers
+from workflows.playbook import Playbook
 from workflows.saga import Saga
-from workflows.steps import NON_RETRYABLE, READ_RETRY, Steps
-from workflows.timeline import CODEBLUE, Timeline, reason
+from workflows.steps import NON_RETRYABLE, READ_RETRY
+from workflows.timeline import CODEBLUE, reason
 
 with workflow.unsafe.imports_passed_through():
     from domain.cluster import (
@@ -66,21 +66,10 @@ PREFLIGHT_RETRY = RetryPolicy(
 
 
 @workflow.defn
-class ServiceRecoveryWorkflow(ApprovalHandlers):
+class ServiceRecoveryWorkflow(Playbook):
     @workflow.init
     def __init__(self, inp: RecoveryInput) -> None:
-        self.inp = inp
-        self.cfg = inp.config or CodeBlueConfig()
-        self.started = workflow.info().start_time
-        self.tl = Timeline(self.started)
-        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
-        self.book.commander = inp.commander or inp.requested_by
-        self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
-        self.phase = Phase.OPEN
-        self.status_text = "open"
-        self.verified: bool | None = None
-        self.summary: str | None = None
-        self.facts: dict[str, Any] = {}
+        self._begin(inp)
 
     # ---------------------------------------------------------------- handlers
     @workflow.query
