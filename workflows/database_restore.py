@@ -19,13 +19,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.approvals import ApprovalBook, ApprovalHandlers
 from workflows.saga import Saga
-from workflows.steps import NON_RETRYABLE, READ_RETRY, Steps
+from workflows.steps import NON_RETRYABLE, Steps
 from workflows.timeline import CODEBLUE, Timeline, mmss, reason
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.cluster import DbCheckRequest, DbCheckResult, RestartRequest, RolloutState, RolloutWaitRequest
-    from domain.config import CodeBlueConfig, EnvironmentQuery
+    from domain.config import CodeBlueConfig
     from domain.database import (
         LATEST,
         CancelRestore,
@@ -96,11 +96,7 @@ class DatabaseRestoreWorkflow(ApprovalHandlers):
     @workflow.run
     async def run(self, inp: DatabaseRestoreInput) -> IncidentReport:
         if inp.config is None:
-            self.cfg = await workflow.execute_activity(
-                "worker_config", EnvironmentQuery(incident_id=inp.incident_id), result_type=CodeBlueConfig,
-                start_to_close_timeout=timedelta(seconds=10), retry_policy=READ_RETRY,
-                summary="read the worker's environment",
-            )
+            self.cfg = await self.steps.worker_config()
         source = inp.source or self.cfg.aws.rds_instance
         snapshot = inp.snapshot or self.cfg.aws.rds_snapshot
         target = inp.target or f"{source}-restored"

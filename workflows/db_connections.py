@@ -34,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
         RolloutState,
         RolloutWaitRequest,
     )
-    from domain.config import CodeBlueConfig, EnvironmentQuery
     from domain.database import DatabaseRestoreInput, RdsInstanceInfo, RdsWaitRequest, restore_workflow_id
     from domain.db_connections import INSTANCE_DOWN_STATES, POOL_EXHAUSTED_PATTERN, DbConnectionsInput
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
@@ -60,8 +59,7 @@ class DatabaseConnectionPlaybook(Playbook):
     @workflow.run
     async def run(self, inp: DbConnectionsInput) -> IncidentReport:
         if inp.config is None:
-            self.cfg = await self.steps.write("worker_config", EnvironmentQuery(incident_id=inp.incident_id), CodeBlueConfig,
-                                              "read the worker's environment", 10)
+            self.cfg = await self.steps.worker_config()
         self.tl.log(inp.requested_by, "Database connection playbook",
                     f"instance {self.cfg.aws.rds_instance}, gateway {self.cfg.kubernetes.gateway_deployment}; IC {self.book.commander}")
         self.phase = Phase.DIAGNOSTICS

@@ -16,7 +16,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.playbook import Playbook
 from workflows.saga import Saga
-from workflows.steps import READ_RETRY
 from workflows.timeline import CODEBLUE, reason
 
 with workflow.unsafe.imports_passed_through():
@@ -31,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         ScaleRequest,
         ScaleResult,
     )
-    from domain.config import CodeBlueConfig, EnvironmentQuery
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.memory import MemoryInput, MemoryResolution, leak_suspects
 
@@ -67,11 +65,7 @@ class HighMemoryPlaybook(Playbook):
     @workflow.run
     async def run(self, inp: MemoryInput) -> IncidentReport:
         if inp.config is None:
-            self.cfg = await workflow.execute_activity(
-                "worker_config", EnvironmentQuery(incident_id=inp.incident_id), result_type=CodeBlueConfig,
-                start_to_close_timeout=timedelta(seconds=10), retry_policy=READ_RETRY,
-                summary="read the worker's environment",
-            )
+            self.cfg = await self.steps.worker_config()
         k, m = self.cfg.kubernetes, self.cfg.memory
         ns, dep = k.namespace, inp.deployment or k.gateway_deployment
         self.tl.log(inp.requested_by, f"High memory playbook: {dep} in {ns}",

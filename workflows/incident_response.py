@@ -17,7 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 from workflows.approvals import ApprovalBook, ApprovalHandlers
 from workflows.post_incident import start_post_incident
 from workflows.saga import Saga
-from workflows.steps import READ_RETRY, Steps
+from workflows.steps import Steps
 from workflows.timeline import CODEBLUE, Timeline, mmss as _mmss, reason as _reason
 
 with workflow.unsafe.imports_passed_through():
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.memory import MemoryInput, memory_workflow_id
     from domain.recovery import RecoveryInput, recovery_workflow_id
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose
-    from domain.config import CodeBlueConfig, EnvironmentQuery
+    from domain.config import CodeBlueConfig
     from domain.cluster import (
         DbCheckRequest,
         DbCheckResult,
@@ -108,14 +108,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     @workflow.run
     async def run(self, inp: IncidentInput) -> IncidentReport:
         if inp.config is None:
-            self.cfg = await workflow.execute_activity(
-                "worker_config",
-                EnvironmentQuery(incident_id=inp.incident_id),
-                result_type=CodeBlueConfig,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=READ_RETRY,
-                summary="read the worker's environment",
-            )
+            self.cfg = await self.steps.worker_config()
         self._log(
             inp.requested_by,
             "Incident opened",

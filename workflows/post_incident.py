@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
-from workflows.steps import READ_RETRY, Steps
+from workflows.steps import Steps
 from workflows.timeline import CODEBLUE, Timeline
 
 with workflow.unsafe.imports_passed_through():
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         NamespaceQuery,
         PodsReport,
     )
-    from domain.config import CodeBlueConfig, EnvironmentQuery
+    from domain.config import CodeBlueConfig
     from domain.incident import IncidentInput, IncidentReport, Phase
     from domain.notify import Audience, MessageRequest, StatusPageRequest
     from domain.postincident import (
@@ -81,14 +81,7 @@ class PostIncidentWorkflow:
     @workflow.run
     async def run(self, inp: PostIncidentInput) -> IncidentReport:
         if inp.config is None:
-            self.cfg = await workflow.execute_activity(
-                "worker_config",
-                EnvironmentQuery(incident_id=inp.incident_id),
-                result_type=CodeBlueConfig,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=READ_RETRY,
-                summary="read the worker's environment",
-            )
+            self.cfg = await self.steps.worker_config()
         pi = self.cfg.postincident
         if inp.state is None:
             self.tl.log(

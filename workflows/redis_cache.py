@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         RedisStats,
         RedisTarget,
     )
-    from domain.config import CodeBlueConfig, EnvironmentQuery
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.notify import Audience
 
@@ -75,14 +74,7 @@ class RedisCachePlaybook(Playbook):
     @workflow.run
     async def run(self, inp: CacheInput) -> IncidentReport:
         if inp.config is None:
-            self.cfg = await workflow.execute_activity(
-                "worker_config",
-                EnvironmentQuery(incident_id=inp.incident_id),
-                result_type=CodeBlueConfig,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=READ_RETRY,
-                summary="read the worker's environment",
-            )
+            self.cfg = await self.steps.worker_config()
         self.cluster_id = self.cfg.aws.elasticache_cluster
         self.tl.log(inp.requested_by, f"Redis cache playbook: {self.cluster_id}", inp.pattern and f"pattern {inp.pattern}")
         try:

@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.playbook import Playbook
 from workflows.saga import Saga
-from workflows.steps import NON_RETRYABLE, READ_RETRY
+from workflows.steps import NON_RETRYABLE
 from workflows.timeline import CODEBLUE, reason
 
 with workflow.unsafe.imports_passed_through():
@@ -31,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
         LogsQuery,
         LogsReport,
     )
-    from domain.config import CodeBlueConfig, EnvironmentQuery
     from domain.incident import (
         Action,
         ActionKind,
@@ -80,14 +79,7 @@ class ServiceRecoveryWorkflow(Playbook):
     @workflow.run
     async def run(self, inp: RecoveryInput) -> IncidentReport:
         if inp.config is None:
-            self.cfg = await workflow.execute_activity(
-                "worker_config",
-                EnvironmentQuery(incident_id=inp.incident_id),
-                result_type=CodeBlueConfig,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=READ_RETRY,
-                summary="read the worker's environment",
-            )
+            self.cfg = await self.steps.worker_config()
         release = inp.release or self.cfg.helm.release
         ns = inp.namespace or self.cfg.kubernetes.namespace
         chart = inp.chart or self.cfg.helm.chart

@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError
 from workflows.timeline import CODEBLUE, Timeline, reason
 
 with workflow.unsafe.imports_passed_through():
-    from domain.config import Contacts
+    from domain.config import CodeBlueConfig, Contacts, EnvironmentQuery
     from domain.notify import Audience, Delivery, PageRequest
 
 NON_RETRYABLE = ["Forbidden", "NotFound", "BadConfig", "HelmNotFound", "NotificationRejected"]
@@ -48,6 +48,18 @@ class Steps:
         self.timeline = timeline
         self.incident_id = incident_id
         self.contacts = contacts
+
+    async def worker_config(self) -> CodeBlueConfig:
+        """The worker's config, read once and kept in history: the worker, not the starter,
+        decides where a workflow acts."""
+        return await workflow.execute_activity(
+            "worker_config",
+            EnvironmentQuery(incident_id=self.incident_id),
+            result_type=CodeBlueConfig,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=READ_RETRY,
+            summary="read the worker's environment",
+        )
 
     async def read(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
         """A read-only activity; its failure is recorded, never fatal to the incident."""
