@@ -273,6 +273,8 @@ async def test_verification_failure_signals_a_still_open_incident(skipping_env):
         p = await progress_until(h, lambda p: p.reopened is not None, "reopen")
         assert p.reopened == f"signalled incident {inc.id} to reopen"
         assert commander_pages(pw.world) == ["verification-failed"]
+        # the open incident records why on its own timeline
+        await until(inc, lambda r: any(e.event == "Post-incident verification failed" for e in r.timeline), "reopen noted")
 
 
 async def test_started_as_a_child_it_outlives_the_resolving_parent(skipping_env):

@@ -23,6 +23,7 @@ from workflows.timeline import CODEBLUE, Timeline, mmss as _mmss, reason as _rea
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.alerts import AlertNotice
+    from domain.postincident import Reopen
     from domain.cache import CacheInput, cache_workflow_id
     from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
     from domain.memory import MemoryInput, memory_workflow_id
@@ -179,6 +180,11 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self._log(e.by, f"Escalated {old.value} -> {e.severity.value}", e.reason or None)
         self._upsert()
         self.escalations.append(e)
+
+    @workflow.signal
+    def reopen(self, r: Reopen) -> None:
+        """Post-incident verification failed while this incident is still open: say so."""
+        self._log(r.by, "Post-incident verification failed", r.reason)
 
     @workflow.signal
     def add_alert(self, a: AlertNotice) -> None:
