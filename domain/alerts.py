@@ -1,8 +1,14 @@
-"""An alert as it reaches an incident: the `add_alert` signal's one input."""
+"""Alerts as they reach an incident: `add_alert` (one) and `add_alerts` (a batch from the spool)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from pydantic import BaseModel, Field
+
+# A batch is one signal: this keeps it far below Temporal's payload size limit
+# (2,000-character summaries included).
+MAX_BATCH = 200
 
 
 class AlertNotice(BaseModel):
@@ -18,3 +24,37 @@ class AlertNotice(BaseModel):
     fingerprint: str = ""
     starts_at: str = ""
     received_by: str = "alertmanager"
+    # Set when the API accepted it; identifies an alert without a fingerprint on redelivery.
+    ingest_id: str = ""
+
+
+class AlertBatch(BaseModel):
+    """Alerts of one dedup key, in the order the API accepted them."""
+
+    notices: list[AlertNotice] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class AlertLedger:
+    """What an incident has recorded of its alerts. Alertmanager re-sends a firing alert every
+    repeat interval and the spool may deliver a batch twice: only a change of an alert's
+    status reaches the timeline, so a storm cannot flood it. Deterministic (workflow state)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self.status: OrderedDict[str, str] = OrderedDict()
+        self.received = 0
+        self.repeats = 0
+
+    def is_new(self, n: AlertNotice) -> bool:
+        self.received += 1
+        ident = n.fingerprint or n.ingest_id
+        if not ident:
+            return True
+        if self.status.get(ident) == n.status:
+            self.repeats += 1
+            return False
+        self.status[ident] = n.status
+        self.status.move_to_end(ident)
+        while len(self.status) > self.limit:
+            self.status.popitem(last=False)
+        return True

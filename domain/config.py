@@ -224,6 +224,11 @@ class ApiConfig(_Section):
     default_service: str = "api-gateway"
     # Labels forming the dedup key: one open incident per distinct value tuple.
     dedup_labels: list[str] = ["alertname", "service"]
+    # Alert spool: a SQLite file on the API's own disk. Set, an alert is answered once it is
+    # on that disk (fsync'd) and a forwarder delivers it, batched per key; unset, once
+    # Temporal has it (one signal-with-start per alert: slower in a storm, no local state).
+    alert_spool: str | None = None
+    alert_spool_max_alerts: int = Field(default=100_000, ge=100)
 
 
 class CodeBlueConfig(_Section):

@@ -16,6 +16,7 @@ def api_cmd(
     import uvicorn
 
     from domain.config import ConfigError, TemporalSettings
+    from starters.api.alert_spool import SpoolError
     from starters.api.app import ApiSettings, create_app
     from starters.api.auth import TokenBook
     from starters.cli import _client, _config, _exit, err, fail
@@ -27,11 +28,13 @@ def api_cmd(
         tokens = TokenBook.from_config(cfg.api)
         settings = ApiSettings(config=cfg, temporal=TemporalSettings.from_env(), tokens=tokens)
         app = create_app(_client, settings)
-    except (ConfigError, CodecKeyError) as e:
+    except (ConfigError, CodecKeyError, SpoolError) as e:
         fail(str(e))
         return
     if not len(tokens):
         err.print(f"warning: no API tokens configured (api.tokens or ${cfg.api.tokens_env}); every call gets 401")
+    if cfg.api.alert_spool:
+        err.print(f"Alerts are spooled in {app.state.alert_spool.path} ({app.state.alert_spool.backlog} waiting)")
     err.print(f"CodeBlue API on http://{host}:{port} (OpenAPI at /docs), Temporal {settings.temporal.address}")
     # Access logs carry method, path and status only: never headers, so never tokens.
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -49,7 +49,7 @@ async def api_on(client: Client, cfg: CodeBlueConfig | None = None, world: World
 
     settings = ApiSettings(config=cfg or api_config(), temporal=TemporalSettings(task_queue=tq))
     app = create_app(factory, settings)
-    async with Worker(client, task_queue=tq, **incident_worker(world)):
+    async with Worker(client, task_queue=tq, **incident_worker(world)), app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
             try:
                 yield http, world, tq

@@ -22,7 +22,7 @@ from workflows.timeline import CODEBLUE, Timeline, mmss as _mmss, reason as _rea
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
-    from domain.alerts import AlertNotice
+    from domain.alerts import AlertBatch, AlertLedger, AlertNotice
     from domain.postincident import Reopen
     from domain.cache import CacheInput, cache_workflow_id
     from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
@@ -96,6 +96,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.diagnostics: Diagnostics | None = None
         self.escalations: list[Escalation] = []
         self.watcher: asyncio.Task[None] | None = None
+        self.alerts = AlertLedger()
 
     @property
     def commander(self) -> str | None:
@@ -189,8 +190,16 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     @workflow.signal
     def add_alert(self, a: AlertNotice) -> None:
         """An alert for this incident's dedup key (signal-with-start from the API); never resolves."""
+        if not self.alerts.is_new(a):
+            return  # a re-sent alert: already on the timeline
         what = "firing" if a.status == "firing" else "resolved (recorded; the IC resolves)"
         self._log(a.received_by, f"Alert {what}: {a.alertname}", a.summary or None)
+
+    @workflow.signal
+    def add_alerts(self, batch: AlertBatch) -> None:
+        """Alerts the API spooled, delivered per key in batches: one workflow task for many."""
+        for a in batch.notices:
+            self.add_alert(a)
 
     def _decided(self) -> None:
         self._details()

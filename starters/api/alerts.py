@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.alerts import AlertNotice
@@ -16,6 +18,7 @@ from domain.config import ApiConfig
 from domain.incident import IncidentInput
 from domain.severity import Severity
 from starters import service as svc
+from starters.api.alert_spool import AlertSpool
 from workflows.incident_response import IncidentResponseWorkflow
 
 SIGNAL = "add_alert"
@@ -88,8 +91,8 @@ def notice(a: AmAlert, key: str, sev: Severity, service: str, principal: str) ->
     )
 
 
-async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: str, principal: str) -> dict[str, Any]:
-    """Firing alerts open (or join) their key's incident; resolved ones are only recorded."""
+def _sort(hook: AmWebhook, cfg: ApiConfig, principal: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[AlertNotice]]]:
+    """Each alert to its key's incident, in the order Alertmanager sent them."""
     results: dict[str, dict[str, Any]] = {}
     by_incident: dict[str, list[AlertNotice]] = {}
     for a in hook.alerts:
@@ -97,8 +100,21 @@ async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: st
         key = dedup_key(a, cfg, service)
         iid = incident_id_for(key)
         by_incident.setdefault(iid, []).append(notice(a, key, sev, service, principal))
-        r = results.setdefault(iid, {"incident_id": iid, "dedup_key": key, "firing": 0, "resolved": 0, "recorded": 0})
+        r = results.setdefault(iid, {"incident_id": iid, "dedup_key": key, "firing": 0, "resolved": 0,
+                                     "recorded": 0, "queued": 0})
         r[a.status] += 1
+    return results, by_incident
+
+
+def _answer(hook: AmWebhook, results: dict[str, dict[str, Any]], delivery: str) -> dict[str, Any]:
+    return {"incidents": list(results.values()), "alerts": len(hook.alerts), "timeline": TIMELINE_RECORDS_ALERTS,
+            "delivery": delivery}
+
+
+async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: str, principal: str) -> dict[str, Any]:
+    """Direct delivery: firing alerts open (or join) their key's incident before the answer;
+    resolved ones are only recorded on a running incident."""
+    results, by_incident = _sort(hook, cfg, principal)
 
     async def one_key(iid: str, notices: list[AlertNotice]) -> None:
         # In order within a key (firing before resolved on the timeline); keys in parallel.
@@ -110,11 +126,28 @@ async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: st
                 results[iid]["recorded"] += 1
 
     await asyncio.gather(*(one_key(iid, ns) for iid, ns in by_incident.items()))
-    return {"incidents": list(results.values()), "alerts": len(hook.alerts), "timeline": TIMELINE_RECORDS_ALERTS}
+    return _answer(hook, results, "direct")
 
 
-async def _signal_with_start(client: Client, iid: str, n: AlertNotice, task_queue: str) -> None:
-    inp = IncidentInput(
+async def enqueue(spool: AlertSpool, converter: DataConverter, hook: AmWebhook, cfg: ApiConfig,
+                  principal: str) -> dict[str, Any]:
+    """Spooled delivery: answered once the alerts are on the API's disk; the forwarder
+    delivers them to their incidents, in order per key."""
+    results, by_incident = _sort(hook, cfg, principal)
+    items: list[tuple[str, bytes]] = []
+    for iid, notices in by_incident.items():
+        for n in notices:
+            n.ingest_id = uuid.uuid4().hex
+        payloads = await converter.encode(notices)  # encrypted at rest when a codec key is set
+        items.extend((iid, p.SerializeToString()) for p in payloads)
+        results[iid]["queued"] = len(notices)
+    await spool.append(items)
+    return _answer(hook, results, "queued")
+
+
+def incident_input(iid: str, n: AlertNotice) -> IncidentInput:
+    """The incident a firing alert opens when its key has none running."""
+    return IncidentInput(
         incident_id=iid,
         title=f"[alert] {n.alertname} on {n.service}"[:200],
         severity=Severity(n.severity),
@@ -123,30 +156,47 @@ async def _signal_with_start(client: Client, iid: str, n: AlertNotice, task_queu
         requested_by=n.received_by,
         severity_reasons=[f"alert rule: {n.alertname} -> {n.severity}"],
     )
+
+
+async def signal_with_start(client: Client, iid: str, opener: AlertNotice, task_queue: str,
+                            signal: str, arg: Any) -> None:
+    """Joins the key's running incident, or opens it with `opener`; raises RPCError as is."""
+    inp = incident_input(iid, opener)
+    await client.start_workflow(
+        IncidentResponseWorkflow.run,
+        inp,
+        id=iid,
+        task_queue=task_queue,
+        start_signal=signal,
+        start_signal_args=[arg],
+        static_summary=f"{inp.severity.value}: {inp.title}",
+        search_attributes=svc._initial_attributes(inp),
+    )
+
+
+async def signal_if_open(client: Client, iid: str, signal: str, arg: Any) -> bool:
+    """Resolved alerts never open an incident: recorded only while one runs."""
+    h = client.get_workflow_handle(iid)
     try:
-        await client.start_workflow(
-            IncidentResponseWorkflow.run,
-            inp,
-            id=iid,
-            task_queue=task_queue,
-            start_signal=SIGNAL,
-            start_signal_args=[n],
-            static_summary=f"{inp.severity.value}: {inp.title}",
-            search_attributes=svc._initial_attributes(inp),
-        )
+        if (await h.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return False
+        await h.signal(signal, arg)
+        return True
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+
+
+async def _signal_with_start(client: Client, iid: str, n: AlertNotice, task_queue: str) -> None:
+    try:
+        await signal_with_start(client, iid, n, task_queue, SIGNAL, n)
     except RPCError as e:
         raise svc._rpc(e, iid) from None
 
 
 async def _signal_if_open(client: Client, iid: str, n: AlertNotice) -> bool:
-    h = client.get_workflow_handle(iid)
     try:
-        d = await h.describe()
-        if d.status != WorkflowExecutionStatus.RUNNING:
-            return False
-        await h.signal(SIGNAL, n)
-        return True
+        return await signal_if_open(client, iid, SIGNAL, n)
     except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            return False
         raise svc._rpc(e, iid) from None

@@ -6,7 +6,8 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +17,7 @@ from google.protobuf import json_format
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.api.common.v1 import Payloads
+from temporalio.converter import DataConverter
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
@@ -35,6 +37,8 @@ from domain.incident import (
 from domain.severity import Observations, Severity, classify
 from starters import service as svc
 from starters.api import alerts
+from starters.api.alert_forwarder import AlertForwarder
+from starters.api.alert_spool import AlertSpool, SpoolError, SpoolFull
 from starters.api.auth import ADMIN, ALERTS, COMMANDER, RESPONDER, VIEWER, Principal, TokenBook
 from starters.api.problems import Problem, problem_response, status_for
 from starters.api.ratelimit import RateLimiter
@@ -173,14 +177,37 @@ class _BodyLimit:
         await self.app(scope, replay, send)
 
 
+def _alert_spool(cfg: CodeBlueConfig, temporal: _LazyClient, task_queue: str
+                 ) -> tuple[AlertSpool | None, AlertForwarder | None, DataConverter | None]:
+    """Opened at start-up, so a bad path or a second owner fails before serving (SpoolError)."""
+    if not cfg.api.alert_spool:
+        return None, None, None
+    from worker.temporal import data_converter
+
+    converter = data_converter()
+    spool = AlertSpool(cfg.api.alert_spool, cfg.api.alert_spool_max_alerts)
+    return spool, AlertForwarder(spool, temporal.get, task_queue, converter), converter
+
+
 def create_app(client_factory: ClientFactory, settings: ApiSettings | None = None) -> FastAPI:
     s = settings or ApiSettings()
     cfg = s.config
     tokens = s.tokens or TokenBook.from_config(cfg.api)
     temporal = _LazyClient(client_factory)
     limiter = RateLimiter(cfg.api.alerts_per_second, cfg.api.alerts_burst)
+    spool, forwarder, converter = _alert_spool(cfg, temporal, s.temporal.task_queue)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if forwarder:
+            forwarder.start()  # delivers what an earlier run accepted and did not deliver
+        yield
+        if forwarder and spool:
+            await forwarder.stop()
+            await spool.close()
 
     app = FastAPI(
+        lifespan=lifespan,
         title="CodeBlue",
         version="0.1.0",
         description="Incident response for the healthcare platform: start and steer incidents, "
@@ -202,6 +229,8 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         headers = {"WWW-Authenticate": "Bearer"} if p.status == 401 else None
         if p.status == 429:
             headers = {"Retry-After": str(limiter.retry_after())}
+        elif p.retry_after is not None:
+            headers = {"Retry-After": str(p.retry_after)}
         return problem_response(p.status, p.detail, p.title, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -239,7 +268,8 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         return problem_response(500, f"internal error ({type(e).__name__})", "Internal error")
 
     # ------------------------------------------------------------------ auth
-    def principal(request: Request) -> Principal:
+    # async: FastAPI runs plain `def` dependencies in a thread pool, two thread hops per request.
+    async def principal(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -249,8 +279,8 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
             raise Problem(401, "invalid token")
         return p
 
-    def needs(role: str) -> Callable[..., Principal]:
-        def check(p: Principal = Depends(principal)) -> Principal:
+    def needs(role: str) -> Callable[..., Awaitable[Principal]]:
+        async def check(p: Principal = Depends(principal)) -> Principal:
             if not p.has(role):
                 raise Problem(403, f"{p.name} lacks the {role} role")
             return p
@@ -276,13 +306,15 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["probes"], responses={503: {"description": "Temporal unreachable"}})
-    async def readyz() -> dict[str, str]:
+    async def readyz() -> dict[str, Any]:
         c = await temporal.get()
         try:
             await c.service_client.check_health(timeout=timedelta(seconds=3))
         except Exception as e:  # noqa: BLE001 - any failure means not ready
             raise Problem(503, f"Temporal unreachable: {type(e).__name__}") from None
-        return {"status": "ready"}
+        if spool is None:
+            return {"status": "ready"}
+        return {"status": "ready", "alerts_waiting": spool.backlog}
 
     # ------------------------------------------------------------------ incidents
     @app.post("/incidents", status_code=201, tags=["incidents"], response_model=Started)
@@ -372,11 +404,18 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
 
     # ------------------------------------------------------------------ alerts
     @app.post("/alerts/alertmanager", tags=["alerts"], responses={429: {"description": "rate limited"}})
-    async def alertmanager(hook: alerts.AmWebhook, p: Principal = Depends(needs(ALERTS)),
-                           c: Client = Depends(client)) -> dict[str, Any]:
+    async def alertmanager(hook: alerts.AmWebhook, p: Principal = Depends(needs(ALERTS))) -> dict[str, Any]:
         if not limiter.allow(p.name):
             raise Problem(429, f"alert rate limit for {p.name} exceeded")
-        return await bounded(alerts.ingest(c, hook, cfg.api, s.temporal.task_queue, p.name))
+        if spool is None or forwarder is None or converter is None:
+            return await bounded(alerts.ingest(await temporal.get(), hook, cfg.api, s.temporal.task_queue, p.name))
+        forwarder.start()
+        try:
+            return await alerts.enqueue(spool, converter, hook, cfg.api, p.name)
+        except SpoolFull as e:
+            raise Problem(503, f"alert spool full: {e}; retry later", retry_after=30) from None
+        except SpoolError as e:
+            raise Problem(503, str(e), retry_after=30) from None
 
     # ------------------------------------------------------------------ codec server
     async def _codec(body: PayloadsBody, c: Client, encode: bool) -> dict[str, Any]:
@@ -402,5 +441,6 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         return await _codec(body, c, encode=False)
 
     app.state.limiter = limiter
+    app.state.alert_spool, app.state.alert_forwarder = spool, forwarder
     app.state.roles = (VIEWER, RESPONDER, COMMANDER, ADMIN, ALERTS)
     return app

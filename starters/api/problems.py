@@ -10,9 +10,9 @@ PROBLEM = "application/problem+json"
 class Problem(Exception):
     """Raised by handlers; becomes a JSON problem body with this status."""
 
-    def __init__(self, status: int, detail: str, title: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, title: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.retry_after = status, detail, retry_after
         self.title = title or _TITLES.get(status, "Error")
 
 

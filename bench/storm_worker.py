@@ -1,0 +1,35 @@
+"""The alert storm's worker, in a process of its own as deployed: its workflow tasks never share
+a GIL with the load generator. Activities are the in-memory world of the tests.
+
+`python -m bench.storm_worker ADDRESS NAMESPACE TASK_QUEUE`: prints `ready` once polling,
+stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from tests.fakes import World
+from worker.temporal import data_converter
+from workflows.incident_response import IncidentResponseWorkflow
+
+
+async def serve(address: str, namespace: str, task_queue: str) -> None:
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    client = await Client.connect(address, namespace=namespace, data_converter=data_converter())
+    async with Worker(client, task_queue=task_queue, workflows=[IncidentResponseWorkflow], activities=World().activities()):
+        print("ready", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(*sys.argv[1:4]))
+    os._exit(0)  # the SDK can abort at interpreter exit after a worker ran

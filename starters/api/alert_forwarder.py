@@ -1,0 +1,150 @@
+"""Delivers spooled alerts to their incidents: per key in acceptance order, many alerts per signal.
+
+A row leaves the spool only once Temporal has its signal; after a crash a batch may be sent
+again, and the incident ignores what it already recorded (`AlertLedger`). Temporal being
+down only delays delivery (backoff); an alert Temporal refuses for good (invalid argument)
+or that cannot be decoded goes to the spool's dead letters, never blocking the keys behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.alerts import MAX_BATCH, AlertBatch, AlertNotice
+from starters.api.alert_spool import AlertSpool, SpooledAlert
+from starters.api.alerts import signal_if_open, signal_with_start
+
+BATCH_SIGNAL = "add_alerts"
+log = logging.getLogger("codeblue.api.alerts")
+
+
+class _Refused(Exception):
+    """Delivery of these alerts can never succeed: dead-letter them."""
+
+
+class AlertForwarder:
+    def __init__(self, spool: AlertSpool, client: Callable[[], Awaitable[Client]], task_queue: str,
+                 converter: DataConverter, *, read: int = 5000, parallel: int = 16, round_seconds: float = 1.0,
+                 first_backoff: float = 0.5, max_backoff: float = 30.0) -> None:
+        self.spool, self.client, self.task_queue, self.converter = spool, client, task_queue, converter
+        self.read, self.parallel = read, parallel
+        # Rounds start at most this often: in a storm a key's alerts gather into one signal
+        # (one workflow task) per round; after a quiet spell the first alert goes at once.
+        self.round_seconds = round_seconds
+        self.first_backoff, self.max_backoff = first_backoff, max_backoff
+        self.delivered = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="alert-forwarder")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def drain_once(self) -> bool:
+        """Delivers what the spool holds now; False when something must be retried later."""
+        wake = self.spool.wake_event()
+        wake.clear()  # before reading: a commit from here on wakes the next round
+        alerts = await self.spool.peek(self.read)
+        if not alerts:
+            return True
+        client = await self.client()
+        groups: dict[str, list[SpooledAlert]] = {}
+        for a in alerts:
+            groups.setdefault(a.incident_id, []).append(a)
+        gate = asyncio.Semaphore(self.parallel)
+
+        async def key(iid: str, rows: list[SpooledAlert]) -> tuple[list[int], bool]:
+            async with gate:
+                return await self._deliver(client, iid, rows)
+
+        outcomes = await asyncio.gather(*(key(iid, rows) for iid, rows in groups.items()))
+        done = [row for rows, _ in outcomes for row in rows]
+        await self.spool.delivered(done)
+        self.delivered += len(done)
+        return all(ok for _, ok in outcomes)
+
+    async def _run(self) -> None:
+        backoff = self.first_backoff
+        wake = self.spool.wake_event()
+        loop = asyncio.get_running_loop()
+        last = -self.round_seconds
+        while True:
+            await asyncio.sleep(max(0.0, last + self.round_seconds - loop.time()))
+            last = loop.time()
+            try:
+                ok = await self.drain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - Temporal unreachable and the like: keep the alerts, retry
+                log.warning("alert delivery paused (%s alerts waiting): %s", self.spool.backlog, _brief(e))
+                ok = False
+            if not ok:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            backoff = self.first_backoff
+            if self.spool.backlog == 0:
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=5)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _deliver(self, client: Client, iid: str, rows: list[SpooledAlert]) -> tuple[list[int], bool]:
+        """Chunks in order; stops at the first chunk that must wait, so order within a key holds."""
+        done: list[int] = []
+        for i in range(0, len(rows), MAX_BATCH):
+            chunk = rows[i:i + MAX_BATCH]
+            try:
+                await self._send(client, iid, await self._decode(chunk))
+            except _Refused as e:
+                log.error("%d alerts for %s moved to dead letters: %s", len(chunk), iid, e)
+                await self.spool.dead_letter(chunk, str(e))
+                continue
+            except RPCError as e:
+                log.warning("alerts for %s wait: Temporal answered %s", iid, e.status.name if e.status else "?")
+                return done, False
+            except Exception as e:  # noqa: BLE001 - connection trouble: retry later
+                log.warning("alerts for %s wait: %s", iid, _brief(e))
+                return done, False
+            done.extend(a.row for a in chunk)
+        return done, True
+
+    async def _decode(self, chunk: list[SpooledAlert]) -> list[AlertNotice]:
+        try:
+            payloads = [Payload.FromString(a.payload) for a in chunk]
+            return list(await self.converter.decode(payloads, [AlertNotice] * len(payloads)))
+        except Exception as e:  # noqa: BLE001 - e.g. the codec key is gone; never echo the payload
+            raise _Refused(f"cannot decode ({type(e).__name__})") from None
+
+    async def _send(self, client: Client, iid: str, notices: list[AlertNotice]) -> None:
+        batch = AlertBatch(notices=notices)
+        opener = next((n for n in notices if n.status == "firing"), None)
+        try:
+            if opener:
+                await signal_with_start(client, iid, opener, self.task_queue, BATCH_SIGNAL, batch)
+            else:
+                await signal_if_open(client, iid, BATCH_SIGNAL, batch)
+        except RPCError as e:
+            if e.status == RPCStatusCode.INVALID_ARGUMENT:
+                raise _Refused(f"Temporal refused the batch ({e.status.name})") from None
+            raise
+
+
+def _brief(e: BaseException) -> str:
+    text = str(e).splitlines()[0][:160] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -1,0 +1,216 @@
+"""The alert spool: an alert the API acknowledged is never lost, reaches its incident in
+order and once, and Temporal being down or a bad alert blocks nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.worker import Replayer, Worker
+
+from domain.alerts import AlertLedger, AlertNotice
+from domain.config import AlertRule
+from starters.api.alert_forwarder import AlertForwarder
+from starters.api.alert_spool import AlertSpool, SpoolError, SpoolFull
+from starters.api.alerts import incident_id_for
+from tests.api_fixtures import api_config, api_on, auth
+from tests.fakes import World
+from tests.test_api import wait_report
+from tests.workflow_helpers import incident_worker
+from worker.temporal import data_converter
+from workflows.incident_response import IncidentResponseWorkflow
+
+
+def notice(name: str, status: str = "firing", fingerprint: str = "", summary: str = "") -> AlertNotice:
+    return AlertNotice(dedup_key=f"alertname={name},service=api-gateway", alertname=name, status=status,
+                       severity="P3", service="api-gateway", summary=summary, fingerprint=fingerprint,
+                       ingest_id=uuid.uuid4().hex)
+
+
+async def rows_for(notices: list[AlertNotice]) -> list[tuple[str, bytes]]:
+    payloads = await data_converter().encode(notices)
+    return [(incident_id_for(n.dedup_key), p.SerializeToString()) for n, p in zip(notices, payloads)]
+
+
+def alert_events(rep) -> list[str]:
+    return [e.event for e in rep.timeline if e.event.startswith("Alert")]
+
+
+# ---------------------------------------------------------------- the file itself
+async def test_acknowledged_alerts_survive_a_restart_in_order(tmp_path):
+    spool = AlertSpool(tmp_path / "s.sqlite3")
+    await spool.append([("A", b"1"), ("B", b"2")])
+    await spool.append([("A", b"3")])
+    await spool.close()  # the API stops (or dies) before delivering
+    again = AlertSpool(tmp_path / "s.sqlite3")
+    try:
+        assert again.backlog == 3
+        assert [(a.incident_id, a.payload) for a in await again.peek(10)] == [("A", b"1"), ("B", b"2"), ("A", b"3")]
+        await again.delivered([a.row for a in await again.peek(1)])
+        assert again.backlog == 2 and [a.payload for a in await again.peek(10)] == [b"2", b"3"]
+    finally:
+        await again.close()
+
+
+async def test_a_second_owner_is_refused(tmp_path):
+    spool = AlertSpool(tmp_path / "s.sqlite3")
+    try:
+        with pytest.raises(SpoolError, match="in use by another process"):
+            AlertSpool(tmp_path / "s.sqlite3")
+    finally:
+        await spool.close()
+    AlertSpool(tmp_path / "s.sqlite3")  # free again once closed
+
+
+async def test_a_full_spool_refuses_instead_of_dropping(tmp_path):
+    spool = AlertSpool(tmp_path / "s.sqlite3", max_alerts=100)
+    try:
+        await spool.append([("A", b"x")] * 100)
+        with pytest.raises(SpoolFull):
+            await spool.append([("A", b"y")])
+        assert spool.backlog == 100
+    finally:
+        await spool.close()
+
+
+def test_the_ledger_records_changes_not_repeats():
+    led = AlertLedger(limit=3)
+    fire, again, gone = notice("X", fingerprint="f1"), notice("X", fingerprint="f1"), notice("X", "resolved", "f1")
+    assert [led.is_new(n) for n in (fire, again, gone, notice("X", fingerprint="f1"))] == [True, False, True, True]
+    assert led.repeats == 1 and led.received == 4
+    no_print = notice("Y")
+    assert led.is_new(no_print) and not led.is_new(no_print)  # a redelivered batch: same ingest ID
+    for i in range(10):
+        led.is_new(notice("Z", fingerprint=f"z{i}"))
+    assert len(led.status) == 3  # bounded, whatever the storm
+
+
+# ---------------------------------------------------------------- delivery (real dev server)
+class FlakyTemporal:
+    """The forwarder's client getter: unreachable until `up` is set."""
+
+    def __init__(self, client: Client) -> None:
+        self.client, self.up, self.calls = client, False, 0
+
+    async def __call__(self) -> Client:
+        self.calls += 1
+        if not self.up:
+            raise RuntimeError("cannot reach Temporal: connection refused")
+        return self.client
+
+
+async def test_alerts_accepted_while_temporal_is_down_arrive_once_it_is_back(dev_env, tmp_path):
+    tq = f"spool-{uuid.uuid4().hex[:6]}"
+    name = f"Down{uuid.uuid4().hex[:6]}"
+    spool = AlertSpool(tmp_path / "s.sqlite3")
+    temporal = FlakyTemporal(dev_env.client)
+    fwd = AlertForwarder(spool, temporal, tq, data_converter(), first_backoff=0.05, max_backoff=0.2, round_seconds=0.05)
+    iid = incident_id_for(f"alertname={name},service=api-gateway")
+    try:
+        async with Worker(dev_env.client, task_queue=tq, **incident_worker(World())):
+            fwd.start()
+            await spool.append(await rows_for([notice(name, fingerprint="a", summary="first"),
+                                               notice(name, fingerprint="b", summary="second")]))
+            while temporal.calls < 3:  # it tried, and keeps trying
+                await asyncio.sleep(0.02)
+            assert spool.backlog == 2
+            await spool.append(await rows_for([notice(name, "resolved", fingerprint="a", summary="first ends")]))
+            temporal.up = True
+            while spool.backlog:
+                await asyncio.sleep(0.02)
+            h = dev_env.client.get_workflow_handle(iid)
+            rep = await h.query(IncidentResponseWorkflow.status)
+            assert alert_events(rep) == [f"Alert firing: {name}", f"Alert firing: {name}",
+                                         f"Alert resolved (recorded; the IC resolves): {name}"]
+            assert [e.result for e in rep.timeline if e.event.startswith("Alert")] == ["first", "second", "first ends"]
+            assert rep.status == "open"
+            history = await h.fetch_history()
+            signals = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
+            assert [s.workflow_execution_signaled_event_attributes.signal_name for s in signals] == ["add_alerts"]
+            await h.terminate("test done")
+        replay = await Replayer(workflows=[IncidentResponseWorkflow], data_converter=data_converter()).replay_workflow(
+            await h.fetch_history(), raise_on_replay_failure=False)
+        assert replay.replay_failure is None, replay.replay_failure
+    finally:
+        await fwd.stop()
+        await spool.close()
+
+
+async def test_a_redelivered_batch_is_recorded_once_and_a_bad_alert_blocks_no_one(dev_env, tmp_path):
+    tq = f"spool-{uuid.uuid4().hex[:6]}"
+    good, bad = f"Good{uuid.uuid4().hex[:6]}", f"Bad{uuid.uuid4().hex[:6]}"
+    spool = AlertSpool(tmp_path / "s.sqlite3")
+    fwd = AlertForwarder(spool, FlakyTemporal(dev_env.client), tq, data_converter())
+    fwd.client.up = True  # type: ignore[attr-defined]
+    rows = await rows_for([notice(good, fingerprint="g1"), notice(good)])
+    try:
+        async with Worker(dev_env.client, task_queue=tq, **incident_worker(World())):
+            # the API died after delivering and before deleting: the same rows come again
+            await spool.append([(incident_id_for(f"alertname={bad},service=api-gateway"), b"not a payload")] + rows)
+            assert await fwd.drain_once()
+            await spool.append(rows)
+            assert await fwd.drain_once()
+            assert spool.backlog == 0 and await spool.dead_letter_count() == 1
+            h = dev_env.client.get_workflow_handle(incident_id_for(f"alertname={good},service=api-gateway"))
+            rep = await h.query(IncidentResponseWorkflow.status)
+            assert alert_events(rep) == [f"Alert firing: {good}"] * 2
+            await h.terminate("test done")
+    finally:
+        await spool.close()
+
+
+# ---------------------------------------------------------------- through the API
+async def test_the_api_answers_once_spooled_and_one_incident_per_key(dev_env, tmp_path):
+    cfg = api_config(alerts_per_second=10_000, alerts_burst=10_000, alert_spool=str(tmp_path / "alerts.sqlite3"),
+                     alert_rules=[AlertRule(match={"severity": "warning"}, severity="P3")])
+    run = uuid.uuid4().hex[:6]
+    keys = [f"Spool{run}{i}" for i in range(3)]
+
+    def hook(n: int) -> dict:
+        return {"version": "4", "status": "firing", "alerts": [
+            {"status": "firing", "labels": {"alertname": keys[(n * 4 + j) % 3], "service": "api-gateway", "severity": "warning"},
+             "annotations": {"summary": f"alert {n}-{j}"}, "fingerprint": f"{run}-{n}-{j}"} for j in range(4)]}
+
+    async with api_on(dev_env.client, cfg) as (http, world, _):
+        rs = await asyncio.gather(*[http.post("/alerts/alertmanager", headers=auth("am"), json=hook(n)) for n in range(150)])
+        assert all(r.status_code == 200 for r in rs), [r.text for r in rs if r.status_code != 200][:3]
+        body = rs[0].json()
+        assert body["delivery"] == "queued" and sum(i["queued"] for i in body["incidents"]) == 4
+        ids = {i["incident_id"] for r in rs for i in r.json()["incidents"]}
+        world.handles.extend(ids)
+        assert len(ids) == 3
+        for iid in ids:
+            while (await http.get(f"/incidents/{iid}", headers=auth("vic"))).status_code == 404:
+                await asyncio.sleep(0.05)  # the answer came before delivery: that is the point
+            rep = await wait_report(http, iid, lambda x: sum(e["event"].startswith("Alert firing") for e in x["timeline"]) >= 200,
+                                    "alerts on the timeline")
+            assert sum(e["event"].startswith("Alert firing") for e in rep["timeline"]) == 200
+            runs = [e for e in (await dev_env.client.get_workflow_handle(iid).fetch_history()).events
+                    if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED]
+            assert len(runs) == 1
+
+
+async def test_a_full_spool_answers_503_with_retry_after(dev_env, tmp_path):
+    cfg = api_config(alert_spool=str(tmp_path / "alerts.sqlite3"), alert_spool_max_alerts=100)
+    async with api_on(dev_env.client, cfg) as (http, _, _):
+        big = {"version": "4", "status": "resolved", "alerts": [
+            {"status": "resolved", "labels": {"alertname": f"Full{uuid.uuid4().hex[:6]}"}}] * 101}
+        r = await http.post("/alerts/alertmanager", headers=auth("am"), json=big)
+        assert r.status_code == 503 and "spool full" in r.json()["detail"] and r.headers["retry-after"] == "30"
+
+
+async def test_a_spool_in_use_stops_the_api_at_start_up(tmp_path):
+    holder = AlertSpool(tmp_path / "alerts.sqlite3")
+    (tmp_path / "c.yaml").write_text(f"api:\n  alert_spool: {tmp_path / 'alerts.sqlite3'}\n")
+    try:
+        p = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from starters.cli import main; main()", "api", "--config", str(tmp_path / "c.yaml"),
+            "--port", "1", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out = (await asyncio.wait_for(p.communicate(), 60))[0].decode()
+        assert p.returncode != 0 and "in use by another process" in out and "Traceback" not in out, out
+    finally:
+        await holder.close()
