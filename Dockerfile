@@ -31,7 +31,8 @@ FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="codeblue" \
       org.opencontainers.image.description="Incident-response runbook as durable Temporal workflows"
 RUN groupadd --system --gid 10001 codeblue \
- && useradd --system --uid 10001 --gid codeblue --home-dir /home/codeblue --create-home codeblue
+ && useradd --system --uid 10001 --gid codeblue --home-dir /home/codeblue --create-home codeblue \
+ && install -d -o codeblue -g codeblue /var/lib/codeblue
 COPY --from=build /opt/codeblue /opt/codeblue
 COPY --from=helm /usr/local/bin/helm /usr/local/bin/helm
 ENV PATH=/opt/codeblue/bin:$PATH \

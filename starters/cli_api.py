@@ -11,6 +11,8 @@ def api_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8080, "--port", min=1, max=65535),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (default: $CODEBLUE_CONFIG)."),
+    alert_spool: Optional[str] = typer.Option(
+        None, "--alert-spool", help="SQLite file for accepted alerts (overrides api.alert_spool; one per API process)."),
 ) -> None:
     """HTTP API with bearer tokens (OpenAPI at /docs); Ctrl-C stops."""
     import uvicorn
@@ -23,6 +25,8 @@ def api_cmd(
     from worker.codec import CodecKeyError, codec_from_env
 
     cfg = _config(config)
+    if alert_spool:
+        cfg.api.alert_spool = alert_spool
     try:
         codec_from_env()  # a bad key fails here, in one line, not on the first request
         tokens = TokenBook.from_config(cfg.api)

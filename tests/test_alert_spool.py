@@ -214,3 +214,21 @@ async def test_a_spool_in_use_stops_the_api_at_start_up(tmp_path):
         assert p.returncode != 0 and "in use by another process" in out and "Traceback" not in out, out
     finally:
         await holder.close()
+
+
+async def test_a_graceful_stop_delivers_the_backlog_first(dev_env, tmp_path):
+    tq = f"spool-{uuid.uuid4().hex[:6]}"
+    name = f"Stop{uuid.uuid4().hex[:6]}"
+    spool = AlertSpool(tmp_path / "s.sqlite3")
+    fwd = AlertForwarder(spool, FlakyTemporal(dev_env.client), tq, data_converter())
+    fwd.client.up = True  # type: ignore[attr-defined]
+    try:
+        async with Worker(dev_env.client, task_queue=tq, **incident_worker(World())):
+            await spool.append(await rows_for([notice(name, fingerprint=str(i)) for i in range(3)]))
+            await fwd.stop(drain_seconds=10)  # never started: SIGTERM came first
+            assert spool.backlog == 0
+            h = dev_env.client.get_workflow_handle(incident_id_for(f"alertname={name},service=api-gateway"))
+            assert len(alert_events(await h.query(IncidentResponseWorkflow.status))) == 3
+            await h.terminate("test done")
+    finally:
+        await spool.close()

@@ -46,7 +46,9 @@ class AlertForwarder:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="alert-forwarder")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 0.0) -> None:
+        """Delivers what it can within `drain_seconds` (a rolling restart), then stops; the
+        rest stays in the spool for the next start."""
         if self._task:
             self._task.cancel()
             try:
@@ -54,6 +56,15 @@ class AlertForwarder:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if drain_seconds > 0 and self.spool.backlog:
+            try:
+                async with asyncio.timeout(drain_seconds):
+                    while self.spool.backlog and await self.drain_once():
+                        pass
+            except Exception:  # noqa: BLE001 - timeout or Temporal down: the spool keeps the rest
+                pass
+        if self.spool.backlog:
+            log.warning("stopping with %d alerts in the spool; delivered on the next start", self.spool.backlog)
 
     async def drain_once(self) -> bool:
         """Delivers what the spool holds now; False when something must be retried later."""

@@ -203,7 +203,7 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
             forwarder.start()  # delivers what an earlier run accepted and did not deliver
         yield
         if forwarder and spool:
-            await forwarder.stop()
+            await forwarder.stop(drain_seconds=10)
             await spool.close()
 
     app = FastAPI(
