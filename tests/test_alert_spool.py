@@ -232,3 +232,29 @@ async def test_a_graceful_stop_delivers_the_backlog_first(dev_env, tmp_path):
             await h.terminate("test done")
     finally:
         await spool.close()
+
+
+async def test_a_firing_alert_after_the_incident_closed_opens_a_new_one(dev_env, tmp_path):
+    tq = f"spool-{uuid.uuid4().hex[:6]}"
+    name = f"Again{uuid.uuid4().hex[:6]}"
+    spool = AlertSpool(tmp_path / "s.sqlite3")
+    fwd = AlertForwarder(spool, FlakyTemporal(dev_env.client), tq, data_converter())
+    fwd.client.up = True  # type: ignore[attr-defined]
+    h = dev_env.client.get_workflow_handle(incident_id_for(f"alertname={name},service=api-gateway"))
+    try:
+        async with Worker(dev_env.client, task_queue=tq, **incident_worker(World())):
+            await spool.append(await rows_for([notice(name, fingerprint="1")]))
+            assert await fwd.drain_once()
+            first = (await h.describe()).run_id
+            await h.terminate("closed by the IC")
+            # a resolved alert for a closed incident is dropped; a firing one opens the next
+            await spool.append(await rows_for([notice(name, "resolved", fingerprint="1")]))
+            assert await fwd.drain_once() and spool.backlog == 0
+            await spool.append(await rows_for([notice(name, fingerprint="2")]))
+            assert await fwd.drain_once() and spool.backlog == 0
+            d = await h.describe()
+            assert d.run_id != first
+            assert alert_events(await h.query(IncidentResponseWorkflow.status)) == [f"Alert firing: {name}"]
+            await h.terminate("test done")
+    finally:
+        await spool.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from typing import Awaitable, Callable
 
 from temporalio.api.common.v1 import Payload
@@ -40,6 +41,7 @@ class AlertForwarder:
         self.round_seconds = round_seconds
         self.first_backoff, self.max_backoff = first_backoff, max_backoff
         self.delivered = 0
+        self._running: OrderedDict[str, None] = OrderedDict()  # incidents known to be open
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -146,10 +148,24 @@ class AlertForwarder:
         batch = AlertBatch(notices=notices)
         opener = next((n for n in notices if n.status == "firing"), None)
         try:
+            if iid in self._running:
+                # A plain signal costs less than signal-with-start; a closed incident
+                # answers NOT_FOUND and the batch takes the long way below.
+                try:
+                    await client.get_workflow_handle(iid).signal(BATCH_SIGNAL, batch)
+                    self._running.move_to_end(iid)
+                    return
+                except RPCError as e:
+                    if e.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                    del self._running[iid]
             if opener:
                 await signal_with_start(client, iid, opener, self.task_queue, BATCH_SIGNAL, batch)
-            else:
-                await signal_if_open(client, iid, BATCH_SIGNAL, batch)
+            elif not await signal_if_open(client, iid, BATCH_SIGNAL, batch):
+                return
+            self._running[iid] = None
+            if len(self._running) > 10_000:
+                self._running.popitem(last=False)
         except RPCError as e:
             if e.status == RPCStatusCode.INVALID_ARGUMENT:
                 raise _Refused(f"Temporal refused the batch ({e.status.name})") from None
