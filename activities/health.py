@@ -9,26 +9,14 @@ import time
 import httpx
 from temporalio import activity
 
+from activities.http_client import HttpActivities
 from domain.cluster import HealthProbeRequest, HealthProbeResult
 
 
-class HealthActivities:
+class HealthActivities(HttpActivities):
     def __init__(self, http: httpx.AsyncClient | None = None, *, pause_seconds: float = 0.5) -> None:
-        self._http = http
-        self._owns_http = http is None
+        super().__init__(http)
         self.pause_seconds = pause_seconds
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        if self._http is None:
-            # Like curl without -L: a redirect is an answer, not followed (and not 2xx).
-            self._http = httpx.AsyncClient(follow_redirects=False)
-        return self._http
-
-    async def aclose(self) -> None:
-        if self._owns_http and self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
     @activity.defn
     async def probe_health(self, req: HealthProbeRequest) -> HealthProbeResult:

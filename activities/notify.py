@@ -15,6 +15,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.http_client import HttpActivities
 from domain.config import NotificationConfig
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
 
@@ -38,23 +39,13 @@ def _retry_after(resp: httpx.Response) -> timedelta | None:
     return timedelta(seconds=min(max(seconds, 0.0), 300.0))
 
 
-class NotifierActivities:
+class NotifierActivities(HttpActivities):
     def __init__(self, config: NotificationConfig, http: httpx.AsyncClient | None = None) -> None:
+        super().__init__(http)
         self.config = config
-        self._http = http
-        self._owns_http = http is None
 
-    @property
-    def http(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.config.timeout_seconds, follow_redirects=False)
-        return self._http
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_http and self._http is not None:
-            await self._http.aclose()
-            self._http = None
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self.config.timeout_seconds, follow_redirects=False)
 
     # ----------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.http_client import HttpActivities
 from domain.config import PostIncidentConfig
 from domain.notify import Delivery
 from domain.postincident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
@@ -13,22 +14,10 @@ from domain.postincident import CalendarInvite, SmokeCheckRequest, SmokeCheckRes
 ALLOWED_METHODS = {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"}
 
 
-class PostIncidentActivities:
+class PostIncidentActivities(HttpActivities):
     def __init__(self, config: PostIncidentConfig, http: httpx.AsyncClient | None = None) -> None:
+        super().__init__(http)
         self.config = config
-        self._http = http
-        self._owns_http = http is None
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(follow_redirects=False)
-        return self._http
-
-    async def aclose(self) -> None:
-        if self._owns_http and self._http is not None:
-            await self._http.aclose()
-            self._http = None
 
     @activity.defn
     async def smoke_check(self, req: SmokeCheckRequest) -> SmokeCheckResult:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import typer
 
@@ -12,39 +12,61 @@ from domain.config import TemporalSettings
 
 playbook_app = typer.Typer(help="Common-issue playbooks (Redis cache, high memory, database connections).", no_args_is_help=True)
 
+# The options every playbook start takes.
+IncidentOpt = typer.Option(..., "--incident", help="The incident this playbook belongs to.")
+CommanderOpt = typer.Option(None, "--commander", help="Who approves (default: --by).")
+ByOpt = typer.Option(os.environ.get("USER", "oncall"), "--by")
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (for the UI link).")
 
-@playbook_app.command("cache")
-def cache_cmd(
-    incident: str = typer.Option(..., "--incident", help="The incident this playbook belongs to."),
-    pattern: Optional[str] = typer.Option(None, "--pattern", help="Also offer a flush of only these keys, e.g. 'session:*'."),
-    commander: Optional[str] = typer.Option(None, "--commander", help="Who approves (default: --by)."),
-    by: str = typer.Option(os.environ.get("USER", "oncall"), "--by"),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
+
+def _start_playbook(
+    config: Optional[str],
+    make_input: Callable[[], Any],
+    start: Callable[[Any, Any, str], Awaitable[Any]],
+    next_step: Callable[[str], str],
 ) -> None:
-    """Describe the ElastiCache cluster, PING/INFO its Redis, propose guarded flushes."""
+    """Every playbook starts alike: the ID and the UI link on stdout, the IC's next step on
+    stderr; a bad input or an unreachable Temporal is one line on stderr and exit 1."""
     from starters import cli
-    from starters.cache import start_cache_playbook
     from starters.service import ui_link
 
     cfg = cli._config(config)
     try:
-        inp = CacheInput(incident_id=incident, requested_by=by, commander=commander, pattern=pattern)
+        inp = make_input()
     except ValueError as e:
         cli.fail(cli._first_error(e))
 
     async def go() -> None:
         client = await cli._client()
         s = TemporalSettings.from_env()
-        h = await start_cache_playbook(client, inp, s.task_queue)
+        h = await start(client, inp, s.task_queue)
         cli.out.print(h.id)
         cli.out.print(ui_link(cfg.ui.base_url, s.namespace, h.id), highlight=False)
-        cli.err.print(
-            f"decide with: codeblue incident approve {h.id} flushall --by IC; a FLUSHALL also needs: "
-            f"codeblue playbook confirm-flush {h.id} --cluster <cluster name> --by IC",
-            highlight=False, soft_wrap=True,
-        )
+        cli.err.print(next_step(h.id), highlight=False, soft_wrap=True)
 
     cli.run(go)
+
+
+@playbook_app.command("cache")
+def cache_cmd(
+    incident: str = IncidentOpt,
+    pattern: Optional[str] = typer.Option(None, "--pattern", help="Also offer a flush of only these keys, e.g. 'session:*'."),
+    commander: Optional[str] = CommanderOpt,
+    by: str = ByOpt,
+    config: Optional[str] = ConfigOpt,
+) -> None:
+    """Describe the ElastiCache cluster, PING/INFO its Redis, propose guarded flushes."""
+    from starters.cache import start_cache_playbook
+
+    _start_playbook(
+        config,
+        lambda: CacheInput(incident_id=incident, requested_by=by, commander=commander, pattern=pattern),
+        start_cache_playbook,
+        lambda wid: (
+            f"decide with: codeblue incident approve {wid} flushall --by IC; a FLUSHALL also needs: "
+            f"codeblue playbook confirm-flush {wid} --cluster <cluster name> --by IC"
+        ),
+    )
 
 
 @playbook_app.command("confirm-flush")
@@ -65,33 +87,22 @@ def confirm_flush_cmd(
 
 @playbook_app.command("memory")
 def memory_cmd(
-    incident: str = typer.Option(..., "--incident", help="The incident this playbook belongs to."),
+    incident: str = IncidentOpt,
     deployment: Optional[str] = typer.Option(None, "--deployment", help="Default: kubernetes.gateway_deployment."),
-    commander: Optional[str] = typer.Option(None, "--commander", help="Who approves (default: --by)."),
-    by: str = typer.Option(os.environ.get("USER", "oncall"), "--by"),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
+    commander: Optional[str] = CommanderOpt,
+    by: str = ByOpt,
+    config: Optional[str] = ConfigOpt,
 ) -> None:
     """Sample pod memory minutes apart, name leak suspects, propose scale to 10 and restart."""
     from domain.memory import MemoryInput
-    from starters import cli
     from starters.memory import start_memory_playbook
-    from starters.service import ui_link
 
-    cfg = cli._config(config)
-    try:
-        inp = MemoryInput(incident_id=incident, requested_by=by, commander=commander, deployment=deployment)
-    except ValueError as e:
-        cli.fail(cli._first_error(e))
-
-    async def go() -> None:
-        s = TemporalSettings.from_env()
-        h = await start_memory_playbook(await cli._client(), inp, s.task_queue)
-        cli.out.print(h.id)
-        cli.out.print(ui_link(cfg.ui.base_url, s.namespace, h.id), highlight=False)
-        cli.err.print(f"resolve with: codeblue playbook resolve-memory {h.id} --by IC [--keep-scale]",
-                      highlight=False, soft_wrap=True)
-
-    cli.run(go)
+    _start_playbook(
+        config,
+        lambda: MemoryInput(incident_id=incident, requested_by=by, commander=commander, deployment=deployment),
+        start_memory_playbook,
+        lambda wid: f"resolve with: codeblue playbook resolve-memory {wid} --by IC [--keep-scale]",
+    )
 
 
 @playbook_app.command("resolve-memory")
@@ -113,36 +124,25 @@ def resolve_memory_cmd(
 
 @playbook_app.command("db-connections")
 def db_connections_cmd(
-    incident: str = typer.Option(..., "--incident", help="The incident this playbook belongs to."),
-    commander: Optional[str] = typer.Option(None, "--commander", help="Who approves (default: --by)."),
+    incident: str = IncidentOpt,
+    commander: Optional[str] = CommanderOpt,
     max_connection_errors: int = typer.Option(0, "--max-connection-errors", min=0,
                                               help="Connection lines tolerated in the gateway's logs after the restart."),
-    by: str = typer.Option(os.environ.get("USER", "oncall"), "--by"),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
+    by: str = ByOpt,
+    config: Optional[str] = ConfigOpt,
 ) -> None:
     """RDS status, pool evidence in the gateway logs, reachability; propose a restart (or a restore)."""
     from domain.database import restore_workflow_id
     from domain.db_connections import DbConnectionsInput
-    from starters import cli
     from starters.db_connections import start_db_connections
-    from starters.service import ui_link
 
-    cfg = cli._config(config)
-    try:
-        inp = DbConnectionsInput(incident_id=incident, requested_by=by, commander=commander,
-                                 max_connection_errors=max_connection_errors)
-    except ValueError as e:
-        cli.fail(cli._first_error(e))
-
-    async def go() -> None:
-        s = TemporalSettings.from_env()
-        h = await start_db_connections(await cli._client(), inp, s.task_queue)
-        cli.out.print(h.id)
-        cli.out.print(ui_link(cfg.ui.base_url, s.namespace, h.id), highlight=False)
-        cli.err.print(
-            f"decide with: codeblue incident approve {h.id} restart --by IC (if the instance is down: "
-            f"approve {h.id} restore, then the gates of {restore_workflow_id(incident)})",
-            highlight=False, soft_wrap=True,
-        )
-
-    cli.run(go)
+    _start_playbook(
+        config,
+        lambda: DbConnectionsInput(incident_id=incident, requested_by=by, commander=commander,
+                                   max_connection_errors=max_connection_errors),
+        start_db_connections,
+        lambda wid: (
+            f"decide with: codeblue incident approve {wid} restart --by IC (if the instance is down: "
+            f"approve {wid} restore, then the gates of {restore_workflow_id(incident)})"
+        ),
+    )

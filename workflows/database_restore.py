@@ -17,15 +17,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import ApprovalBook, ApprovalHandlers
+from workflows.playbook import Playbook
 from workflows.saga import Saga
-from workflows.steps import NON_RETRYABLE, Steps
-from workflows.timeline import CODEBLUE, Timeline, mmss, reason
+from workflows.steps import NON_RETRYABLE
+from workflows.timeline import CODEBLUE, mmss, reason
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.cluster import DbCheckRequest, DbCheckResult, RestartRequest, RolloutState, RolloutWaitRequest
-    from domain.config import CodeBlueConfig
     from domain.database import (
         LATEST,
         CancelRestore,
@@ -73,20 +72,11 @@ class _StepFailed(Exception):
 
 
 @workflow.defn
-class DatabaseRestoreWorkflow(ApprovalHandlers):
+class DatabaseRestoreWorkflow(Playbook):
     @workflow.init
     def __init__(self, inp: DatabaseRestoreInput) -> None:
-        self.inp = inp
-        self.cfg = inp.config or CodeBlueConfig()
-        self.started = workflow.info().start_time
-        self.tl = Timeline(self.started)
-        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
-        self.book.commander = inp.commander
-        self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
-        self.phase = Phase.OPEN
-        self.status_text = "open"
-        self.verified: bool | None = None
-        self.summary: str | None = None
+        self._begin(inp)
+        self.book.commander = inp.commander  # no IC until one is assigned: never the requester
         self.cancel: CancelRestore | None = None
         self.timings: dict[str, float] = {}
         self.info: dict[str, Any] = {}
@@ -433,20 +423,10 @@ class DatabaseRestoreWorkflow(ApprovalHandlers):
         lines += [f"- `{a.id}` {a.kind.value}: {a.state.value}" for a in self.book.actions.values()]
         workflow.set_current_details("\n".join(lines))
 
-    def _report(self) -> IncidentReport:
+    def _subject(self) -> tuple[str, str]:
+        snapshot = self.info.get("snapshot_id") or self.info.get("snapshot", "?")
+        return f"Database restore of {self.info.get('source', '?')} from {snapshot}", "database"
+
+    def _assessment(self) -> dict[str, Any]:
         steps = {k: v for k, v in self.timings.items() if not k.endswith("_started")}
-        return IncidentReport(
-            incident_id=self.inp.incident_id,
-            title=f"Database restore of {self.info.get('source', '?')} from {self.info.get('snapshot_id') or self.info.get('snapshot', '?')}",
-            severity=self.inp.severity,
-            service="database",
-            status=self.status_text,
-            phase=self.phase,
-            commander=self.book.commander,
-            started_at=self.started.isoformat(),
-            actions=list(self.book.actions.values()),
-            timeline=list(self.tl.entries),
-            summary=self.summary,
-            verified=self.verified,
-            assessment={"database_restore": {**self.info, "step_seconds": steps}},
-        )
+        return {"database_restore": {**self.info, "step_seconds": steps}}

@@ -15,6 +15,7 @@ engineering manager. Workflow ID: `<incident>-db-connections`.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
@@ -260,19 +261,8 @@ class DatabaseConnectionPlaybook(Playbook):
             return False
         return True
 
-    def _report(self) -> IncidentReport:
-        return IncidentReport(
-            incident_id=self.inp.incident_id,
-            title=f"Database connection issues: {self.cfg.aws.rds_instance} / {self.cfg.kubernetes.gateway_deployment}",
-            severity=self.inp.severity,
-            service="database",
-            status=self.status_text,
-            phase=self.phase,
-            commander=self.book.commander,
-            started_at=self.started.isoformat(),
-            actions=list(self.book.actions.values()),
-            timeline=list(self.tl.entries),
-            summary=self.summary,
-            verified=self.verified,
-            assessment={"db_connections": dict(self.facts)},
-        )
+    def _subject(self) -> tuple[str, str]:
+        return f"Database connection issues: {self.cfg.aws.rds_instance} / {self.cfg.kubernetes.gateway_deployment}", "database"
+
+    def _assessment(self) -> dict[str, Any]:
+        return {"db_connections": dict(self.facts)}

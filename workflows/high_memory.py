@@ -10,6 +10,7 @@ resolves the playbook, unless they keep it. Workflow ID: `<incident>-memory`.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -178,19 +179,9 @@ class HighMemoryPlaybook(Playbook):
         act.state = ActionState.EXECUTED
         self.tl.log(CODEBLUE, f"Executed {act.id}", act.result)
 
-    def _report(self) -> IncidentReport:
-        return IncidentReport(
-            incident_id=self.inp.incident_id,
-            title=f"High memory: {self.inp.deployment or self.cfg.kubernetes.gateway_deployment}",
-            severity=self.inp.severity,
-            service=self.inp.deployment or self.cfg.kubernetes.gateway_deployment,
-            status=self.status_text,
-            phase=self.phase,
-            commander=self.book.commander,
-            started_at=self.started.isoformat(),
-            actions=list(self.book.actions.values()),
-            timeline=list(self.tl.entries),
-            summary=self.summary,
-            verified=self.verified,
-            assessment={k: v for k, v in self.facts.items() if k != "last_ratios"},
-        )
+    def _subject(self) -> tuple[str, str]:
+        dep = self.inp.deployment or self.cfg.kubernetes.gateway_deployment
+        return f"High memory: {dep}", dep
+
+    def _assessment(self) -> dict[str, Any]:
+        return {k: v for k, v in self.facts.items() if k != "last_ratios"}  # working state, not a finding

@@ -206,19 +206,6 @@ class RedisCachePlaybook(Playbook):
             kind = cause.type if isinstance(cause, ApplicationError) else None
             raise ApplicationError(f"{summary}: {reason(e)}", type=kind or "ActivityFailed", non_retryable=True) from None
 
-    def _report(self) -> IncidentReport:
-        return IncidentReport(
-            incident_id=self.inp.incident_id,
-            title=f"Redis cache: {self.cluster_id or self.cfg.aws.elasticache_cluster}",
-            severity=self.inp.severity,
-            service=self.cluster_id or self.cfg.aws.elasticache_cluster,
-            status=self.status_text,
-            phase=self.phase,
-            commander=self.book.commander,
-            started_at=self.started.isoformat(),
-            actions=list(self.book.actions.values()),
-            timeline=list(self.tl.entries),
-            summary=self.summary,
-            verified=self.verified,
-            assessment=dict(self.facts),
-        )
+    def _subject(self) -> tuple[str, str]:
+        cluster = self.cluster_id or self.cfg.aws.elasticache_cluster
+        return f"Redis cache: {cluster}", cluster

@@ -375,19 +375,6 @@ class ServiceRecoveryWorkflow(Playbook):
             raise ApplicationError(f"{summary}: {reason(e)}", type=kind or "ActivityFailed", non_retryable=True) from None
 
     # ---------------------------------------------------------------- report
-    def _report(self) -> IncidentReport:
-        return IncidentReport(
-            incident_id=self.inp.incident_id,
-            title=f"Service recovery: {self.facts.get('release', self.inp.release or 'release')}",
-            severity=self.inp.severity,
-            service=str(self.facts.get("release") or self.inp.release or "release"),
-            status=self.status_text,
-            phase=self.phase,
-            commander=self.book.commander,
-            started_at=self.started.isoformat(),
-            actions=list(self.book.actions.values()),
-            timeline=list(self.tl.entries),
-            summary=self.summary,
-            verified=self.verified,
-            assessment=dict(self.facts),
-        )
+    def _subject(self) -> tuple[str, str]:
+        return (f"Service recovery: {self.facts.get('release', self.inp.release or 'release')}",
+                str(self.facts.get("release") or self.inp.release or "release"))

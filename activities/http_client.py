@@ -1,0 +1,29 @@
+"""One lazily created HTTP client for the activity classes that call HTTP endpoints."""
+
+from __future__ import annotations
+
+import httpx
+
+
+class HttpActivities:
+    """Uses the client it is given (the worker shares one) or creates its own on first use;
+    `aclose()` closes only a client it created."""
+
+    def __init__(self, http: httpx.AsyncClient | None = None) -> None:
+        self._http = http
+        self._owns_http = http is None
+
+    def _new_http(self) -> httpx.AsyncClient:
+        # Like curl without -L: a redirect is an answer, not followed (and not 2xx).
+        return httpx.AsyncClient(follow_redirects=False)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = self._new_http()
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._owns_http and self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
