@@ -28,6 +28,7 @@ from domain.severity import Severity
 from starters import service
 from starters.devserver import dev_server
 from tests.fakes import World
+from tests.workflow_helpers import incident_worker
 from bench.baseline import BaselineWorkflow, noop
 from workflows.incident_response import IncidentResponseWorkflow
 
@@ -118,7 +119,8 @@ async def orchestration_overhead(client: Client, n: int) -> Figure:
     world = World()
     tq = f"bench-ovh-{uuid.uuid4().hex[:6]}"
     codeblue, baseline = [], []
-    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow, BaselineWorkflow], activities=[*world.activities(), noop]):
+    opts = incident_worker(world)  # resolving starts the post-incident child: register it
+    async with Worker(client, task_queue=tq, workflows=[*opts["workflows"], BaselineWorkflow], activities=[*opts["activities"], noop]):
         for _ in range(n):
             world.healthy, world.revision = False, 12  # the same bad release each round
             inp = p0()
@@ -235,7 +237,7 @@ async def alert_storm(client: Client, alerts: int, keys: int) -> Figure:
         from bench.alert_storm import run_alert_storm  # provided once the API exists
     except ImportError:
         return Figure("alert storm ingest p99", None, "ms", "<= 50 ms", None, {"skipped": "the HTTP API is not built yet"})
-    return await run_alert_storm(client, alerts, keys)
+    return await run_alert_storm(client, alerts, keys, dev_server=dev_server_pid())
 
 
 async def main(quick: bool, out: Path | None) -> int:
@@ -249,12 +251,13 @@ async def main(quick: bool, out: Path | None) -> int:
         figures.append(await orchestration_overhead(client, n_ovh))
         print("measuring approval latency and capacity...", flush=True)
         figures.extend(await approval_latency_and_capacity(client, open_n, cap_n, samples))
+        print("measuring the alert storm (split cores, then shared)...", flush=True)
         figures.append(await alert_storm(client, 1000 if quick else 10_000, 100))
-    print(f"\n{'figure':48} {'value':>10} {'unit':5} {'goal':>12}  met   detail")
+    print(f"\n{'figure':58} {'value':>10} {'unit':5} {'goal':>12}  met   detail")
     for f in figures:
         v = "n/a" if f.value is None else f"{f.value:10.3f}"
         met = {True: "yes", False: "NO", None: "-"}[f.met]
-        print(f"{f.name:48} {v:>10} {f.unit:5} {f.goal:>12}  {met:4}  {json.dumps(f.detail)}")
+        print(f"{f.name:58} {v:>10} {f.unit:5} {f.goal:>12}  {met:4}  {json.dumps(f.detail)}")
     if out:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         out.write_text(json.dumps({
