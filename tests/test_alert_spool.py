@@ -258,3 +258,23 @@ async def test_a_firing_alert_after_the_incident_closed_opens_a_new_one(dev_env,
             await h.terminate("test done")
     finally:
         await spool.close()
+
+
+async def test_the_spool_keeps_alert_text_encrypted_and_owner_only(tmp_path, monkeypatch):
+    from starters.api.alerts import AmWebhook, enqueue
+    from worker.codec import new_key
+
+    monkeypatch.setenv("CODEBLUE_CODEC_KEY", new_key())
+    spool = AlertSpool(tmp_path / "alerts.sqlite3")
+    hook = AmWebhook.model_validate({"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "PatientFeedDown", "severity": "warning"},
+         "annotations": {"summary": "bed 12: patient Jane Roe's feed is stale"}}]})
+    try:
+        answer = await enqueue(spool, data_converter(), hook, api_config().api, "am")
+        assert answer["delivery"] == "queued" and answer["incidents"][0]["queued"] == 1 and spool.backlog == 1
+        on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+        assert b"Jane Roe" not in on_disk and b"PatientFeedDown" not in on_disk
+        for p in tmp_path.iterdir():
+            assert p.stat().st_mode & 0o077 == 0, p.name
+    finally:
+        await spool.close()

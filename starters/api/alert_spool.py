@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,7 @@ class AlertSpool:
         self.max_alerts = max_alerts
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = open(f"{self.path}.lock", "w")
+            self._lock = open(os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600), "w")
         except OSError as e:
             raise SpoolError(f"alert spool {self.path}: {e.strerror or e}") from None
         try:
@@ -55,12 +56,14 @@ class AlertSpool:
             raise SpoolError(f"alert spool {self.path} is in use by another process; "
                              "give each API process its own api.alert_spool") from None
         try:
+            # Owner-only: SQLite gives its -wal and -shm files the database file's mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
             self._db.executescript(_SCHEMA)
             self._backlog = self._db.execute("SELECT count(*) FROM alerts").fetchone()[0]
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             self._release()
             raise SpoolError(f"alert spool {self.path}: {e}") from None
         # One thread owns the connection: every statement runs there, in order.
