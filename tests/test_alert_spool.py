@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -103,6 +105,24 @@ class FlakyTemporal:
         return self.client
 
 
+@asynccontextmanager
+async def forwarding(env, tmp_path) -> AsyncIterator[tuple[AlertSpool, AlertForwarder]]:
+    """A spool, its forwarder (Temporal up) and a worker on a fresh task queue."""
+    tq = f"spool-{uuid.uuid4().hex[:6]}"
+    spool = AlertSpool(tmp_path / "s.sqlite3")
+    temporal = FlakyTemporal(env.client)
+    temporal.up = True
+    try:
+        async with Worker(env.client, task_queue=tq, **incident_worker(World())):
+            yield spool, AlertForwarder(spool, temporal, tq, data_converter())
+    finally:
+        await spool.close()
+
+
+def handle(env, name: str):
+    return env.client.get_workflow_handle(incident_id_for(f"alertname={name},service=api-gateway"))
+
+
 async def test_alerts_accepted_while_temporal_is_down_arrive_once_it_is_back(dev_env, tmp_path):
     tq = f"spool-{uuid.uuid4().hex[:6]}"
     name = f"Down{uuid.uuid4().hex[:6]}"
@@ -141,26 +161,18 @@ async def test_alerts_accepted_while_temporal_is_down_arrive_once_it_is_back(dev
 
 
 async def test_a_redelivered_batch_is_recorded_once_and_a_bad_alert_blocks_no_one(dev_env, tmp_path):
-    tq = f"spool-{uuid.uuid4().hex[:6]}"
     good, bad = f"Good{uuid.uuid4().hex[:6]}", f"Bad{uuid.uuid4().hex[:6]}"
-    spool = AlertSpool(tmp_path / "s.sqlite3")
-    fwd = AlertForwarder(spool, FlakyTemporal(dev_env.client), tq, data_converter())
-    fwd.client.up = True  # type: ignore[attr-defined]
     rows = await rows_for([notice(good, fingerprint="g1"), notice(good)])
-    try:
-        async with Worker(dev_env.client, task_queue=tq, **incident_worker(World())):
-            # the API died after delivering and before deleting: the same rows come again
-            await spool.append([(incident_id_for(f"alertname={bad},service=api-gateway"), b"not a payload")] + rows)
-            assert await fwd.drain_once()
-            await spool.append(rows)
-            assert await fwd.drain_once()
-            assert spool.backlog == 0 and await spool.dead_letter_count() == 1
-            h = dev_env.client.get_workflow_handle(incident_id_for(f"alertname={good},service=api-gateway"))
-            rep = await h.query(IncidentResponseWorkflow.status)
-            assert alert_events(rep) == [f"Alert firing: {good}"] * 2
-            await h.terminate("test done")
-    finally:
-        await spool.close()
+    async with forwarding(dev_env, tmp_path) as (spool, fwd):
+        # the API died after delivering and before deleting: the same rows come again
+        await spool.append([(incident_id_for(f"alertname={bad},service=api-gateway"), b"not a payload")] + rows)
+        assert await fwd.drain_once()
+        await spool.append(rows)
+        assert await fwd.drain_once()
+        assert spool.backlog == 0 and await spool.dead_letter_count() == 1
+        h = handle(dev_env, good)
+        assert alert_events(await h.query(IncidentResponseWorkflow.status)) == [f"Alert firing: {good}"] * 2
+        await h.terminate("test done")
 
 
 # ---------------------------------------------------------------- through the API
@@ -217,47 +229,32 @@ async def test_a_spool_in_use_stops_the_api_at_start_up(tmp_path):
 
 
 async def test_a_graceful_stop_delivers_the_backlog_first(dev_env, tmp_path):
-    tq = f"spool-{uuid.uuid4().hex[:6]}"
     name = f"Stop{uuid.uuid4().hex[:6]}"
-    spool = AlertSpool(tmp_path / "s.sqlite3")
-    fwd = AlertForwarder(spool, FlakyTemporal(dev_env.client), tq, data_converter())
-    fwd.client.up = True  # type: ignore[attr-defined]
-    try:
-        async with Worker(dev_env.client, task_queue=tq, **incident_worker(World())):
-            await spool.append(await rows_for([notice(name, fingerprint=str(i)) for i in range(3)]))
-            await fwd.stop(drain_seconds=10)  # never started: SIGTERM came first
-            assert spool.backlog == 0
-            h = dev_env.client.get_workflow_handle(incident_id_for(f"alertname={name},service=api-gateway"))
-            assert len(alert_events(await h.query(IncidentResponseWorkflow.status))) == 3
-            await h.terminate("test done")
-    finally:
-        await spool.close()
+    async with forwarding(dev_env, tmp_path) as (spool, fwd):
+        await spool.append(await rows_for([notice(name, fingerprint=str(i)) for i in range(3)]))
+        await fwd.stop(drain_seconds=10)  # never started: SIGTERM came first
+        assert spool.backlog == 0
+        h = handle(dev_env, name)
+        assert len(alert_events(await h.query(IncidentResponseWorkflow.status))) == 3
+        await h.terminate("test done")
 
 
 async def test_a_firing_alert_after_the_incident_closed_opens_a_new_one(dev_env, tmp_path):
-    tq = f"spool-{uuid.uuid4().hex[:6]}"
     name = f"Again{uuid.uuid4().hex[:6]}"
-    spool = AlertSpool(tmp_path / "s.sqlite3")
-    fwd = AlertForwarder(spool, FlakyTemporal(dev_env.client), tq, data_converter())
-    fwd.client.up = True  # type: ignore[attr-defined]
-    h = dev_env.client.get_workflow_handle(incident_id_for(f"alertname={name},service=api-gateway"))
-    try:
-        async with Worker(dev_env.client, task_queue=tq, **incident_worker(World())):
-            await spool.append(await rows_for([notice(name, fingerprint="1")]))
-            assert await fwd.drain_once()
-            first = (await h.describe()).run_id
-            await h.terminate("closed by the IC")
-            # a resolved alert for a closed incident is dropped; a firing one opens the next
-            await spool.append(await rows_for([notice(name, "resolved", fingerprint="1")]))
-            assert await fwd.drain_once() and spool.backlog == 0
-            await spool.append(await rows_for([notice(name, fingerprint="2")]))
-            assert await fwd.drain_once() and spool.backlog == 0
-            d = await h.describe()
-            assert d.run_id != first
-            assert alert_events(await h.query(IncidentResponseWorkflow.status)) == [f"Alert firing: {name}"]
-            await h.terminate("test done")
-    finally:
-        await spool.close()
+    h = handle(dev_env, name)
+    async with forwarding(dev_env, tmp_path) as (spool, fwd):
+        await spool.append(await rows_for([notice(name, fingerprint="1")]))
+        assert await fwd.drain_once()
+        first = (await h.describe()).run_id
+        await h.terminate("closed by the IC")
+        # a resolved alert for a closed incident is dropped; a firing one opens the next
+        await spool.append(await rows_for([notice(name, "resolved", fingerprint="1")]))
+        assert await fwd.drain_once() and spool.backlog == 0
+        await spool.append(await rows_for([notice(name, fingerprint="2")]))
+        assert await fwd.drain_once() and spool.backlog == 0
+        assert (await h.describe()).run_id != first
+        assert alert_events(await h.query(IncidentResponseWorkflow.status)) == [f"Alert firing: {name}"]
+        await h.terminate("test done")
 
 
 async def test_the_spool_keeps_alert_text_encrypted_and_owner_only(tmp_path, monkeypatch):
