@@ -1,19 +1,26 @@
-"""CodeBlue's metrics interceptor changes nothing in a workflow's history: committed
-histories replay with it installed; and it reads the report the way a dashboard needs."""
+"""CodeBlue's metrics change nothing in a workflow's history (committed histories replay with
+the interceptor installed), and they count each event as it happens, not at the close."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
+from temporalio.worker import Replayer, Worker
 
-from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase, TimelineEntry
-from domain.severity import Severity
+from domain.incident import ActionState, Decision
+from starters import service
+from tests.fakes import World
+from tests.postincident_fixtures import PostWorld
+from tests.workflow_helpers import events, incident, proposed, skip, start, terminate, until
 from worker.main import WORKFLOWS
 from worker.temporal import data_converter
-from workflows.metrics import MetricsInterceptor, proposal_times
+from workflows.incident_response import IncidentResponseWorkflow
+from workflows.metrics import MetricsInterceptor
+from workflows.post_incident import PostIncidentWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -25,15 +32,40 @@ async def test_committed_histories_replay_with_the_metrics_interceptor(name):
     await replayer.replay_workflow(history)
 
 
-def test_approval_wait_is_measured_from_the_proposal():
-    rep = IncidentReport(
-        incident_id="INC-1", title="t", severity=Severity.P0, service="api-gateway", status="resolved",
-        phase=Phase.OPEN, started_at="2026-01-01T00:00:00Z",
-        actions=[Action(id="rollback", kind=ActionKind.HELM_ROLLBACK, reason="r", state=ActionState.EXECUTED,
-                        decided_at_seconds=95.0)],
-        timeline=[TimelineEntry(at_seconds=30.0, actor="codeblue", event="Proposed rollback (helm_rollback)"),
-                  TimelineEntry(at_seconds=40.0, actor="codeblue", event="Proposed scale (scale_deployment)")],
-    )
-    times = proposal_times(rep)
-    assert times == {"rollback": 30.0, "scale": 40.0}
-    assert rep.actions[0].decided_at_seconds - times["rollback"] == 65.0
+def _count(updates: list, name: str, **labels: str) -> float:
+    return sum(u.value for u in updates if u.metric.name == name
+               and all(u.attributes.get(k) == v for k, v in labels.items()))
+
+
+async def test_sla_miss_decisions_and_mitigations_count_as_they_happen(skipping_env):
+    """A dashboard sees the 5:00 miss at 5:00, while the incident is still open."""
+    buffer = MetricBuffer(10_000)
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
+    client = await Client.connect(skipping_env.client.service_client.config.target_host,
+                                  namespace=skipping_env.client.namespace, runtime=runtime,
+                                  data_converter=data_converter())
+    world = World(failing={"pod_status"})  # diagnostics hang past 5:00
+    tq = f"tq-{uuid.uuid4().hex[:8]}"
+    seen: list = []
+    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow, PostIncidentWorkflow],
+                      activities=PostWorld(world=world).activities()):
+        h = await start(skipping_env, world, incident(), tq)
+        assert _count(buffer.retrieve_updates(), "codeblue_sla") == 0
+        await skip(skipping_env, 5.5)
+        await until(h, lambda r: "SLA missed: diagnostics" in events(r), "diagnostics SLA miss")
+        seen += buffer.retrieve_updates()
+        assert _count(seen, "codeblue_sla", clock="diagnostics", outcome="missed") == 1
+        assert _count(seen, "codeblue_mitigations") == 0
+        world.failing.clear()
+        rep = await until(h, proposed, "proposals")
+        for a in rep.actions:
+            ok = a.id == "rollback"
+            await service.decide(skipping_env.client, h.id, Decision(action_id=a.id, approve=ok, by="alice",
+                                                                      reason=None if ok else "not now"))
+        await until(h, lambda r: r.actions[0].state == ActionState.EXECUTED, "rollback executed")
+        seen += buffer.retrieve_updates()
+        assert _count(seen, "codeblue_mitigations", kind="helm_rollback", outcome="executed") == 1
+        waits = [u for u in seen if u.metric.name == "codeblue_approval_wait_seconds"]
+        assert {u.attributes["decision"] for u in waits} == {"approved", "rejected"}
+        assert (await h.describe()).status == WorkflowExecutionStatus.RUNNING  # all of it before the close
+        await terminate(h)

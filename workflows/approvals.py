@@ -14,10 +14,19 @@ from typing import Awaitable, Callable
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from workflows import metrics
 from workflows.timeline import Timeline
 
 with workflow.unsafe.imports_passed_through():
     from domain.incident import Action, ActionState, Decision, DecisionResult
+
+
+def settle(act: Action, state: ActionState, result: str | None = None) -> None:
+    """An approved action ran (or never will): its outcome, counted as it happens."""
+    act.state = state
+    if result is not None:
+        act.result = result
+    metrics.mitigation_finished(act)
 
 
 class ApprovalBook:
@@ -27,6 +36,7 @@ class ApprovalBook:
         self.approvers = approvers
         self.actions: dict[str, Action] = {}
         self.closed_reason: str | None = None  # set when the workflow no longer takes decisions
+        self.proposed_at: dict[str, float] = {}
 
     # -- who may decide -------------------------------------------------------------------
     def may_decide(self, who: str) -> bool:
@@ -44,6 +54,7 @@ class ApprovalBook:
     # -- proposals ------------------------------------------------------------------------
     def propose(self, act: Action, actor: str = "codeblue") -> Action:
         self.actions[act.id] = act
+        self.proposed_at.setdefault(act.id, self.timeline.t())
         self.timeline.log(actor, f"Proposed {act.id} ({act.kind.value})", act.reason)
         return act
 
@@ -83,6 +94,7 @@ class ApprovalBook:
             act.state = ActionState.REJECTED
             act.rejection_reason = d.reason
             self.timeline.log(d.by, f"Rejected {act.id} ({act.kind.value})", d.reason)
+        metrics.approval_decided(act, act.decided_at_seconds - self.proposed_at.get(act.id, act.decided_at_seconds))
         return DecisionResult(action_id=act.id, state=act.state, message=f"{act.id} {act.state.value}")
 
     def from_signal(self, d: Decision) -> bool:

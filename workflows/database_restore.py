@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.approvals import settle
 from workflows.playbook import Playbook
 from workflows.saga import Saga
 from workflows.steps import NON_RETRYABLE
@@ -144,8 +145,8 @@ class DatabaseRestoreWorkflow(Playbook):
                 RdsRestoreResult, f"restore {pre.snapshot_id} to {target}", DB_WRITE))
         except ActivityError as e:
             self._fail(restore, "restore_failed", reason(e))
-        restore.state = ActionState.EXECUTED
-        restore.result = (f"{target} adopted from an earlier attempt" if res.adopted else f"{target} created") + f" ({res.instance.status})"
+        settle(restore, ActionState.EXECUTED,
+               (f"{target} adopted from an earlier attempt" if res.adopted else f"{target} created") + f" ({res.instance.status})")
         restore.compensation = "none: the restored instance is kept, tagged, for forensics" if not r.delete_restored_after else None
         self.tl.log(CODEBLUE, "Executed restore", restore.result)
 
@@ -299,15 +300,13 @@ class DatabaseRestoreWorkflow(Playbook):
             chk = await self._db_check("post-cutover connection check")
             if not chk.ok:
                 raise _StepFailed(f"post-cutover connection check failed: {chk.detail}")
-            act.state = ActionState.EXECUTED
-            act.result = f"gateway on {ch.where}; {st.available}/{st.desired} available; {chk.detail}"
+            settle(act, ActionState.EXECUTED, f"gateway on {ch.where}; {st.available}/{st.desired} available; {chk.detail}")
             self.tl.log(CODEBLUE, "Executed cutover", act.result)
             self.status_text, self.verified = "restored", True
             self.summary = f"{self.info['source']} restored from {self.info.get('snapshot_id')} to {target}; gateway cut over and verified"
         except (_StepFailed, ActivityError, asyncio.CancelledError) as e:
             why = str(e) if isinstance(e, _StepFailed) else ("cancelled" if isinstance(e, asyncio.CancelledError) else reason(e))
-            act.state = ActionState.FAILED
-            act.result = why
+            settle(act, ActionState.FAILED, why)
             self.tl.log(CODEBLUE, "Cutover failed; compensating", why)
             await saga.compensate()
             self.status_text, self.verified = "cutover_compensated", False
@@ -392,8 +391,7 @@ class DatabaseRestoreWorkflow(Playbook):
             self.tl.log(CODEBLUE, f"Step {step} took {mmss(took)}", f"{took:g} s")
 
     def _fail(self, act: Action, status: str, why: str) -> None:
-        act.state = ActionState.FAILED
-        act.result = why
+        settle(act, ActionState.FAILED, why)
         self.status_text = status
         self.tl.log(CODEBLUE, f"Failed {act.id}", why)
         raise _StepFailed(f"{act.id} failed: {why}")

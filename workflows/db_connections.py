@@ -20,6 +20,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
 
+from workflows.approvals import settle
 from workflows.playbook import Playbook
 from workflows.timeline import CODEBLUE, reason
 
@@ -143,11 +144,11 @@ class DatabaseConnectionPlaybook(Playbook):
                                                    timeout_seconds=m.rollout_timeout_seconds),
                 RolloutState, f"wait for {k.gateway_deployment} rollout", m.rollout_timeout_seconds + 60, heartbeat=True)
         except ActivityError as e:
-            act.state, act.result = ActionState.FAILED, reason(e)
+            settle(act, ActionState.FAILED, reason(e))
             self.tl.log(CODEBLUE, "Failed restart", act.result)
             await self._not_fixed(f"restart failed: {act.result}")
             return
-        act.state, act.result = ActionState.EXECUTED, f"{st.available}/{st.desired} available"
+        settle(act, ActionState.EXECUTED, f"{st.available}/{st.desired} available")
         self.tl.log(CODEBLUE, "Executed restart", act.result)
         self.phase = Phase.RESOLVING
         for attempt in range(1, VERIFY_ATTEMPTS + 1):
@@ -217,7 +218,7 @@ class DatabaseConnectionPlaybook(Playbook):
                 static_summary=f"Database restore for {self.inp.incident_id} (from the connection playbook)",
             )
         except WorkflowAlreadyStartedError:
-            act.state, act.result = ActionState.EXECUTED, f"{wid} was already running; follow it there"
+            settle(act, ActionState.EXECUTED, f"{wid} was already running; follow it there")
             self.status_text, self.summary = "restore_running", act.result
             self.tl.log(CODEBLUE, "Restore already running", act.result)
             return
@@ -226,11 +227,11 @@ class DatabaseConnectionPlaybook(Playbook):
         try:
             rep: IncidentReport = await child
         except ChildWorkflowError as e:
-            act.state, act.result = ActionState.FAILED, f"{wid} failed: {reason(e)}"
+            settle(act, ActionState.FAILED, f"{wid} failed: {reason(e)}")
             self.tl.log(CODEBLUE, "Restore workflow failed", act.result)
             await self._not_fixed(act.result)
             return
-        act.state, act.result = ActionState.EXECUTED, f"{wid} ended {rep.status}, verified={rep.verified}"
+        settle(act, ActionState.EXECUTED, f"{wid} ended {rep.status}, verified={rep.verified}")
         self.facts["restore"] = {"workflow_id": wid, "status": rep.status, "verified": rep.verified, "summary": rep.summary}
         self.tl.log(CODEBLUE, "Restore workflow ended", act.result)
         self.status_text, self.verified, self.summary = rep.status, rep.verified, rep.summary

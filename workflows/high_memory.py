@@ -15,6 +15,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.approvals import settle
 from workflows.playbook import Playbook
 from workflows.saga import Saga
 from workflows.timeline import CODEBLUE, reason
@@ -172,11 +173,10 @@ class HighMemoryPlaybook(Playbook):
                                             self.cfg.mitigation.rollout_timeout_seconds + 60, heartbeat=True)
                 act.result = f"restarted; {st.available}/{st.desired} available"
         except (ActivityError, ApplicationError) as e:
-            act.state = ActionState.FAILED
-            act.result = reason(e)
+            settle(act, ActionState.FAILED, reason(e))
             self.tl.log(CODEBLUE, f"Failed {act.id}", act.result)
             return
-        act.state = ActionState.EXECUTED
+        settle(act, ActionState.EXECUTED)
         self.tl.log(CODEBLUE, f"Executed {act.id}", act.result)
 
     def _subject(self) -> tuple[str, str]:

@@ -14,7 +14,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 
-from workflows.approvals import ApprovalBook, ApprovalHandlers
+from workflows import metrics
+from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
 from workflows.post_incident import start_post_incident
 from workflows.saga import Saga
 from workflows.steps import Steps
@@ -354,9 +355,11 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             )
             clock.met = True
             clock.done_seconds = self._t()
+            metrics.sla_recorded(clock, self.severity)
             self._log("sla", f"SLA met: {name}", f"at {_mmss(clock.done_seconds)} (due {_mmss(clock.due_seconds)})")
         except asyncio.TimeoutError:
             clock.met = False
+            metrics.sla_recorded(clock, self.severity)  # counted at the due instant, not at close
             # the timer fired at the due instant; the task that saw it ran a few ms later
             self._log(
                 "sla",
@@ -420,6 +423,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             # "By 15:00": what counts is that the message went out by then.
             clock.met = self._t() <= clock.due_seconds + 1
             clock.done_seconds = self._t()
+            metrics.sla_recorded(clock, self.severity)
             self._log("sla", f"SLA {'met' if clock.met else 'missed'}: communication", f"at {_mmss(clock.done_seconds)}")
 
     def _wants_mitigation(self) -> bool:
@@ -448,8 +452,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             await saga.compensate()
             for act in approved:
                 if act.state == ActionState.APPROVED:
-                    act.state = ActionState.FAILED
-                    act.result = "not run: an earlier step failed"
+                    settle(act, ActionState.FAILED, "not run: an earlier step failed")
             await self._page(
                 Audience.ENGINEERING_MANAGER, "mitigation-failed", f"Mitigation failed and was rolled back: {self.inp.title}"
             )
@@ -562,16 +565,14 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 if not res.ok:
                     raise _StepFailed(f"database connection check failed: {res.detail}")
         except _StepFailed as e:
-            act.state = ActionState.FAILED
-            act.result = act.result or str(e)
+            settle(act, ActionState.FAILED, act.result or str(e))
             self._log(CODEBLUE, f"Failed {act.id}", str(e))
             raise
         except ActivityError as e:
-            act.state = ActionState.FAILED
-            act.result = _reason(e)
+            settle(act, ActionState.FAILED, _reason(e))
             self._log(CODEBLUE, f"Failed {act.id}", act.result)
             raise _StepFailed(f"{act.id}: {act.result}") from None
-        act.state = ActionState.EXECUTED
+        settle(act, ActionState.EXECUTED)
         self._log(CODEBLUE, f"Executed {act.id}", act.result)
 
     async def _start_playbook(self, name: str) -> str:

@@ -2,19 +2,17 @@
 served by the same Prometheus endpoint as the SDK's (CODEBLUE_METRICS_BIND) and are never
 counted twice when a worker replays a history.
 
-Two ways in:
-* helpers a workflow calls at the moment something happens (`incident_opened`,
-  `sla_recorded`, `approval_decided`, `mitigation_finished`);
-* `MetricsInterceptor`, which needs no workflow change: it counts the incident when a
-  workflow whose input has a `severity` starts, and reads SLA clocks, decisions and
-  mitigation outcomes from the `IncidentReport` it returns (every CodeBlue workflow shares
-  that contract). `worker.connection` installs it on the client when metrics are on.
+Counted the moment they happen, so a dashboard or an alert sees an SLA miss at 5:00, not when
+the incident closes: workflows call `sla_recorded`, and `ApprovalBook` / `settle` call
+`approval_decided` and `mitigation_finished`. `MetricsInterceptor` (installed on the client
+by `worker.connection` when metrics are on) counts each incident as its workflow starts.
 
 Metric names (Prometheus adds no suffix; `counters_total_suffix` is off):
   codeblue_incidents_opened{severity}
   codeblue_sla{clock, severity, outcome=met|missed}
   codeblue_approval_wait_seconds{kind, decision=approved|rejected}   (histogram)
-  codeblue_mitigations{kind, outcome=executed|failed|compensated}
+  codeblue_mitigations{kind, outcome=executed|failed|compensated}    (a compensated step
+      was counted as executed first: these are events, not final states)
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from temporalio.worker import (
 import temporalio.client
 
 with workflow.unsafe.imports_passed_through():
-    from domain.incident import Action, ActionState, IncidentReport, SlaClock
+    from domain.incident import Action, ActionState, SlaClock
 
 INCIDENTS_OPENED = "codeblue_incidents_opened"
 SLA = "codeblue_sla"
@@ -80,36 +78,12 @@ def mitigation_finished(action: Action) -> None:
     )
 
 
-def proposal_times(report: IncidentReport) -> dict[str, float]:
-    """Action id -> seconds into the incident when it was proposed (from the timeline)."""
-    times: dict[str, float] = {}
-    for e in report.timeline:
-        if e.event.startswith("Proposed "):
-            action_id = e.event.removeprefix("Proposed ").split(" ", 1)[0]
-            times.setdefault(action_id, e.at_seconds)
-    return times
-
-
-def record_report(report: IncidentReport) -> None:
-    """Everything a closed incident's report says: SLA outcomes, decisions, mitigations."""
-    for clock in report.sla:
-        sla_recorded(clock, report.severity)
-    proposed = proposal_times(report)
-    for a in report.actions:
-        if a.decided_at_seconds is not None and a.id in proposed:
-            approval_decided(a, a.decided_at_seconds - proposed[a.id])
-        mitigation_finished(a)
-
-
 class _Inbound(WorkflowInboundInterceptor):
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         severity = next((getattr(a, "severity", None) for a in input.args if hasattr(a, "severity")), None)
         if severity is not None and workflow.info().continued_run_id is None:
             incident_opened(severity)
-        result = await self.next.execute_workflow(input)
-        if isinstance(result, IncidentReport):
-            record_report(result)
-        return result
+        return await self.next.execute_workflow(input)
 
 
 class MetricsInterceptor(temporalio.client.Interceptor, Interceptor):

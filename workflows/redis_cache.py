@@ -17,6 +17,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.approvals import settle
 from workflows.playbook import Playbook
 from workflows.steps import READ_RETRY
 from workflows.timeline import CODEBLUE, reason
@@ -130,8 +131,7 @@ class RedisCachePlaybook(Playbook):
         for act in self.book.approved():
             act.compensation = NO_UNDO
             if act.id == "flushall" and not await self._await_confirmation():
-                act.state = ActionState.FAILED
-                act.result = "not run: the cluster name was never confirmed"
+                settle(act, ActionState.FAILED, "not run: the cluster name was never confirmed")
                 self.tl.log(CODEBLUE, "FLUSHALL not run", act.result)
                 continue
             req = FlushRequest(
@@ -144,12 +144,10 @@ class RedisCachePlaybook(Playbook):
             try:
                 res: FlushResult = await self.steps.write("redis_flush", req, FlushResult, f"redis {act.id}", 600, heartbeat=True)
             except ActivityError as e:
-                act.state = ActionState.FAILED
-                act.result = reason(e)
+                settle(act, ActionState.FAILED, reason(e))
                 self.tl.log(CODEBLUE, f"Failed {act.id}", act.result)
                 continue
-            act.state = ActionState.EXECUTED
-            act.result = f"{res.detail} (keys before {res.keys_before}, after {res.keys_after})"
+            settle(act, ActionState.EXECUTED, f"{res.detail} (keys before {res.keys_before}, after {res.keys_after})")
             self.facts[act.id] = res.model_dump()
             self.tl.log(CODEBLUE, f"Executed {act.id}", act.result)
             executed = True

@@ -7,6 +7,7 @@ from typing import Awaitable, Callable
 
 from temporalio import workflow
 
+from workflows.approvals import settle
 from workflows.timeline import CODEBLUE, Timeline, reason
 
 with workflow.unsafe.imports_passed_through():
@@ -30,7 +31,7 @@ class Saga:
                 if act.state == ActionState.FAILED:
                     act.result = f"{act.result}; compensated"
                 else:
-                    act.state = ActionState.COMPENSATED
+                    settle(act, ActionState.COMPENSATED)
                 self.timeline.log(CODEBLUE, f"Compensated {act.id}", act.compensation)
             except Exception as e:  # noqa: BLE001 - recorded, the next undo still runs
                 self.timeline.log(CODEBLUE, f"Compensation of {act.id} failed", reason(e))

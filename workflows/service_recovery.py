@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.approvals import settle
 from workflows.playbook import Playbook
 from workflows.saga import Saga
 from workflows.steps import NON_RETRYABLE
@@ -182,15 +183,13 @@ class ServiceRecoveryWorkflow(Playbook):
             )
             done.append(res)
             self.facts["new_revision"] = res.new_revision
-            act.result = f"revision {pre.current_revision} -> {res.new_revision} (tag {tag})" + (
+            settle(act, ActionState.EXECUTED, f"revision {pre.current_revision} -> {res.new_revision} (tag {tag})" + (
                 "; found done by an earlier attempt" if res.already_done else ""
-            )
-            act.state = ActionState.EXECUTED
+            ))
             self.tl.log(CODEBLUE, f"Executed {ACTION_ID}", act.result)
         except ActivityError as e:
             failure = f"helm upgrade failed: {reason(e)}"
-            act.state = ActionState.FAILED
-            act.result = failure
+            settle(act, ActionState.FAILED, failure)
             self.tl.log(CODEBLUE, f"Failed {ACTION_ID}", failure)
 
         if failure is None:
