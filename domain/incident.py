@@ -122,6 +122,13 @@ class Escalation(BaseModel):
     reason: str = ""
 
 
+class Note(BaseModel):
+    """A responder's note on the timeline (free text: it stays in the encrypted history, never in logs)."""
+
+    by: str
+    text: str = Field(min_length=1, max_length=4000)
+
+
 class Resolution(BaseModel):
     by: str
     summary: str = Field(min_length=1, max_length=2000)

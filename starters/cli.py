@@ -20,6 +20,7 @@ from domain.incident import (
     Decision,
     Escalation,
     IncidentInput,
+    Note,
     Resolution,
 )
 from domain.severity import Observations, Severity, classify
@@ -224,6 +225,27 @@ def incident_escalate(
     async def go() -> None:
         await svc.escalate(await _client(), incident_id, Escalation(severity=severity, by=by, reason=reason))
         out.print(f"escalation sent: {severity.value}")
+
+    run(go)
+
+
+@incident_app.command("note")
+def incident_note(
+    incident_id: str,
+    text: str = typer.Argument(..., help="What you saw or did (stays in the encrypted history, never in logs)."),
+    by: str = typer.Option(..., "--by"),
+) -> None:
+    """Add a note to the incident's timeline."""
+    from starters import service as svc
+
+    try:
+        note = Note(by=by, text=text)
+    except ValueError as e:
+        fail(_first_error(e))
+
+    async def go() -> None:
+        await svc.add_note(await _client(), incident_id, note)
+        out.print("note added")
 
     run(go)
 

@@ -25,6 +25,7 @@ from domain.incident import (
     Escalation,
     IncidentInput,
     IncidentReport,
+    Note,
     Resolution,
     ResolutionResult,
 )
@@ -133,6 +134,11 @@ async def assign_commander(client: Client, incident_id: str, a: CommanderAssignm
 async def escalate(client: Client, incident_id: str, e: Escalation) -> None:
     h = await _open_handle(client, incident_id)
     await h.signal(IncidentResponseWorkflow.escalate, e)
+
+
+async def add_note(client: Client, incident_id: str, n: Note) -> None:
+    h = await _open_handle(client, incident_id)
+    await h.signal(IncidentResponseWorkflow.add_note, n)
 
 
 async def list_open(client: Client) -> list[dict[str, str]]:

@@ -55,6 +55,14 @@ async def test_p0_started_approved_and_resolved_over_http(dev_env):
 
         rep = await wait_report(http, iid, lambda x: bool(x["actions"]), "proposals")
         assert rep["timeline"][0]["actor"] == "bob"  # who started it comes from the token
+        # a responder's note lands on the timeline under the token's name, not the body's
+        r = await http.post(f"/incidents/{iid}/notes", headers=auth("bob"), json={"text": "502s since 10:02"})
+        assert r.status_code == 202, r.text
+        problem(await http.post(f"/incidents/{iid}/notes", headers=auth("bob"), json={"text": "x", "by": "alice"}), 422)
+        problem(await http.post(f"/incidents/{iid}/notes", headers=auth("bob"), json={"text": ""}), 422)
+        problem(await http.post(f"/incidents/{iid}/notes", headers=auth("vic"), json={"text": "x"}), 403)
+        rep = await wait_report(http, iid, lambda x: any(e["event"] == "Note" for e in x["timeline"]), "the note")
+        assert [(e["actor"], e["result"]) for e in rep["timeline"] if e["event"] == "Note"] == [("bob", "502s since 10:02")]
         first, rest = rep["actions"][0]["id"], [a["id"] for a in rep["actions"][1:]]
         url = f"/incidents/{iid}/decisions"
         # a responder token may not decide at all; a commander who is not this IC is refused by the workflow
@@ -122,6 +130,7 @@ ENDPOINTS = [
     ("POST", "/incidents/INC-NOPE/resolve", {"summary": "done"}, {"commander", "admin"}, 404),
     ("POST", "/incidents/INC-NOPE/commander", {"commander": "x"}, {"commander", "admin"}, 404),
     ("POST", "/incidents/INC-NOPE/escalate", {"severity": "P0"}, {"responder", "commander", "admin"}, 404),
+    ("POST", "/incidents/INC-NOPE/notes", {"text": "saw 502s"}, {"responder", "commander", "admin"}, 404),
     ("POST", "/alerts/alertmanager", None, {"alerts", "admin"}, 200),
     ("POST", "/codec/encode", {"payloads": []}, {"responder", "commander", "admin"}, 200),
     ("POST", "/codec/decode", {"payloads": []}, {"viewer", "responder", "commander", "admin"}, 200),

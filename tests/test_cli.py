@@ -101,10 +101,16 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
                 break
             await asyncio.sleep(0.2)
         assert rows[iid]["severity"] == "P0" and rows[iid]["commander"] == "alice", rows
+        code, out, err = await cb("incident", "note", iid, "pods back at 10:07", "--by", "bob", env=env)
+        assert code == 0 and "note added" in out, err
+        code, _, err = await cb("incident", "note", iid, "", "--by", "bob", env=env)
+        assert code == 1 and "text" in one_line_error(err)
+        await until(h, lambda r: any(e.event == "Note" for e in r.timeline), "the note", timeout=30)
         code, out, err = await cb("incident", "status", iid, "--json", env=env)
         assert code == 0, err
         report = json.loads(out)
         assert report["incident_id"] == iid and report["status"] == "open"
+        assert [(e["actor"], e["result"]) for e in report["timeline"] if e["event"] == "Note"] == [("bob", "pods back at 10:07")]
         assert [a["state"] for a in report["actions"]][0] == "executed"
 
         code, out, err = await cb("incident", "status", iid, env=env)
@@ -115,6 +121,8 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
         assert (await h.result()).status == "resolved"
 
         code, _, err = await cb("incident", "approve", iid, "scale", "--by", "alice", env=env)
+        assert code == 1 and f"incident {iid} is closed" in one_line_error(err)
+        code, _, err = await cb("incident", "note", iid, "too late", "--by", "bob", env=env)
         assert code == 1 and f"incident {iid} is closed" in one_line_error(err)
     assert world.effects == ["rollback 12->11"]
 

@@ -89,6 +89,8 @@ async def test_raw_history_holds_no_plaintext_and_the_codec_server_decodes_it(de
                 break
             await asyncio.sleep(0.1)
         ids = [a["id"] for a in rep["actions"]]
+        r = await http.post(f"/incidents/{iid}/notes", headers=auth("bob"), json={"text": f"bed 4 monitor blank, {SECRET}"})
+        assert r.status_code == 202, r.text
         url = f"/incidents/{iid}/decisions"
         assert (await http.post(url, headers=auth("alice"), json={"action_id": ids[0], "approve": True, "reason": f"ok {SECRET}"})).status_code == 200
         # a refusal's reason reaches the caller decoded
@@ -104,6 +106,7 @@ async def test_raw_history_holds_no_plaintext_and_the_codec_server_decodes_it(de
         assert b"api-gateway" in raw or b"CodeBlue" in raw  # search attributes stay readable
         assert SECRET.encode() not in raw
         assert b"gateway down" not in raw  # the title, everywhere (input, summary, timeline)
+        assert b"monitor blank" not in raw  # a responder's note
 
         # the codec server shows an authorized viewer what the UI would show
         hist = await h.fetch_history()

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         Escalation,
         IncidentInput,
         IncidentReport,
+        Note,
         Phase,
         Resolution,
         ResolutionResult,
@@ -182,6 +183,11 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self._log(e.by, f"Escalated {old.value} -> {e.severity.value}", e.reason or None)
         self._upsert()
         self.escalations.append(e)
+
+    @workflow.signal
+    def add_note(self, n: Note) -> None:
+        """What a responder saw or did, on the timeline beside CodeBlue's own steps."""
+        self._log(n.by, "Note", n.text)
 
     @workflow.signal
     def reopen(self, r: Reopen) -> None:

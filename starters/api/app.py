@@ -30,6 +30,7 @@ from domain.incident import (
     Escalation,
     IncidentInput,
     IncidentReport,
+    Note,
     Phase,
     Resolution,
     ResolutionResult,
@@ -96,6 +97,10 @@ class CommanderBody(_Body):
 class EscalateBody(_Body):
     severity: Severity
     reason: str = Field(default="", max_length=2000)
+
+
+class NoteBody(_Body):
+    text: str = Field(min_length=1, max_length=4000)
 
 
 class Accepted(BaseModel):
@@ -401,6 +406,12 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
                        c: Client = Depends(client)):
         await svc.escalate(c, incident_id, Escalation(severity=body.severity, by=p.name, reason=body.reason))
         return Accepted(incident_id=incident_id, message=f"escalation sent: {body.severity.value}")
+
+    @app.post("/incidents/{incident_id}/notes", status_code=202, tags=["incidents"], response_model=Accepted)
+    async def add_note(body: NoteBody, incident_id: str = IdPath, p: Principal = Depends(needs(RESPONDER)),
+                       c: Client = Depends(client)):
+        await svc.add_note(c, incident_id, Note(by=p.name, text=body.text))
+        return Accepted(incident_id=incident_id, message="note added")
 
     # ------------------------------------------------------------------ alerts
     @app.post("/alerts/alertmanager", tags=["alerts"], responses={429: {"description": "rate limited"}})
