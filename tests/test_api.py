@@ -132,6 +132,7 @@ ENDPOINTS = [
     ("POST", "/incidents/INC-NOPE/escalate", {"severity": "P0"}, {"responder", "commander", "admin"}, 404),
     ("POST", "/incidents/INC-NOPE/notes", {"text": "saw 502s"}, {"responder", "commander", "admin"}, 404),
     ("POST", "/alerts/alertmanager", None, {"alerts", "admin"}, 200),
+    ("POST", "/alerts/webhook", {"alerts": [{"name": "MatrixGeneric", "status": "resolved"}]}, {"alerts", "admin"}, 200),
     ("POST", "/codec/encode", {"payloads": []}, {"responder", "commander", "admin"}, 200),
     ("POST", "/codec/decode", {"payloads": []}, {"viewer", "responder", "commander", "admin"}, 200),
 ]
@@ -147,7 +148,7 @@ async def test_authorization_matrix(dev_env):
     async with api_on(dev_env.client) as (http, world, _):
         for method, path, body, allowed, ok in ENDPOINTS:
             for who, role in ROLE_OF.items():
-                payload = resolved_only_hook() if path.startswith("/alerts") else body
+                payload = resolved_only_hook() if path == "/alerts/alertmanager" else body
                 r = await http.request(method, path, headers=auth(who), json=payload)
                 want = ok if role in allowed else 403
                 assert r.status_code == want, (method, path, role, r.status_code, r.text)
@@ -236,6 +237,29 @@ async def test_alert_storm_makes_one_incident_per_key(dev_env):
         assert r.json()["incidents"][0]["recorded"] == 1
         rep = (await http.get(f"/incidents/{r.json()['incidents'][0]['incident_id']}", headers=auth("vic"))).json()
         assert rep["status"] == "open"
+
+
+async def test_generic_webhook_alerts_dedup_like_alertmanagers_and_may_state_a_severity(dev_env):
+    cfg = api_config(alert_rules=[AlertRule(match={"team": "lab"}, severity="P2", service="lab-results")])
+    name = f"Generic{uuid.uuid4().hex[:6]}"
+    async with api_on(dev_env.client, cfg) as (http, world, _):
+        r = await http.post("/alerts/webhook", headers=auth("am"), json={"alerts": [
+            {"name": name, "severity": "P1", "service": "pharmacy", "summary": "orders stuck", "fingerprint": "a"},
+            {"name": name, "service": "pharmacy", "summary": "orders stuck", "fingerprint": "a"},  # re-sent
+            {"name": name, "labels": {"team": "lab"}, "summary": "results late"}]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        world.handles.extend(i["incident_id"] for i in body["incidents"])
+        assert [(i["dedup_key"], i["firing"]) for i in body["incidents"]] == [
+            (f"alertname={name},service=pharmacy", 2), (f"alertname={name},service=lab-results", 1)]
+        pharmacy, lab = [await wait_report(http, i["incident_id"], lambda x: bool(x["timeline"]), "incident")
+                         for i in body["incidents"]]
+        assert (pharmacy["severity"], pharmacy["service"]) == ("P1", "pharmacy")  # stated, over the default
+        assert (lab["severity"], lab["service"]) == ("P2", "lab-results")  # the rule's
+        assert [e["result"] for e in pharmacy["timeline"] if e["event"].startswith("Alert")] == ["orders stuck"]
+        problem(await http.post("/alerts/webhook", headers=auth("am"), json={"alerts": [{"name": "x", "sev": "P0"}]}), 422)
+        problem(await http.post("/alerts/webhook", headers=auth("am"), json={"alerts": [{"name": "x", "severity": "P9"}]}), 422)
+        problem(await http.post("/alerts/webhook", headers=auth("bob"), json={"alerts": [{"name": "x"}]}), 403)
 
 
 async def test_alert_rules_and_dedup_key():

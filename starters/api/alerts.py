@@ -8,7 +8,7 @@ import hashlib
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
@@ -36,6 +36,8 @@ class AmAlert(BaseModel):
     endsAt: str = ""
     generatorURL: str = ""
     fingerprint: str = ""
+    # A severity the sender stated (the generic webhook); None: the rules decide.
+    _severity: Severity | None = PrivateAttr(default=None)
 
 
 class AmWebhook(BaseModel):
@@ -54,13 +56,45 @@ class AmWebhook(BaseModel):
     truncatedAlerts: int = 0
 
 
+class GenericAlert(BaseModel):
+    """One alert from any monitoring tool that can POST JSON."""
+
+    model_config = {"extra": "forbid"}
+    name: str = Field(min_length=1, max_length=200, description="What fired (Alertmanager's alertname).")
+    status: str = Field(default="firing", pattern=r"^(firing|resolved)$")
+    severity: Severity | None = Field(default=None, description="Stated severity; omitted: the alert rules decide.")
+    service: str | None = Field(default=None, max_length=100, description="Omitted: api.default_service.")
+    summary: str = Field(default="", max_length=2000)
+    fingerprint: str = Field(default="", max_length=200, description="Stable ID: a re-sent alert is recorded once.")
+    labels: dict[str, str] = Field(default={}, description="More labels, for the alert rules and dedup_labels.")
+
+
+class GenericWebhook(BaseModel):
+    model_config = {"extra": "forbid"}
+    alerts: list[GenericAlert] = Field(min_length=1, max_length=1000)
+
+    def as_alertmanager(self, cfg: ApiConfig) -> AmWebhook:
+        """The same routing, dedup and delivery as Alertmanager's alerts."""
+        out = []
+        for g in self.alerts:
+            labels = {**g.labels, "alertname": g.name}
+            if g.service:
+                labels[cfg.service_label] = g.service
+            a = AmAlert(status=g.status, labels=labels, annotations={"summary": g.summary} if g.summary else {},
+                        fingerprint=g.fingerprint)
+            a._severity = g.severity
+            out.append(a)
+        return AmWebhook(version="4", status="firing", alerts=out)
+
+
 def route(a: AmAlert, cfg: ApiConfig) -> tuple[Severity, str]:
-    """First rule whose `match` labels all equal the alert's wins; else the defaults."""
+    """First rule whose `match` labels all equal the alert's wins; else the defaults. A
+    severity the sender stated wins over both; a rule's service still applies."""
     service = a.labels.get(cfg.service_label) or cfg.default_service
     for rule in cfg.alert_rules:
         if all(a.labels.get(k) == v for k, v in rule.match.items()):
-            return Severity(rule.severity), rule.service or service
-    return Severity(cfg.alert_default_severity), service
+            return a._severity or Severity(rule.severity), rule.service or service
+    return a._severity or Severity(cfg.alert_default_severity), service
 
 
 def dedup_key(a: AmAlert, cfg: ApiConfig, service: str) -> str:

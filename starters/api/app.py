@@ -414,8 +414,7 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         return Accepted(incident_id=incident_id, message="note added")
 
     # ------------------------------------------------------------------ alerts
-    @app.post("/alerts/alertmanager", tags=["alerts"], responses={429: {"description": "rate limited"}})
-    async def alertmanager(hook: alerts.AmWebhook, p: Principal = Depends(needs(ALERTS))) -> dict[str, Any]:
+    async def take_alerts(hook: alerts.AmWebhook, p: Principal) -> dict[str, Any]:
         if not limiter.allow(p.name):
             raise Problem(429, f"alert rate limit for {p.name} exceeded")
         if spool is None or forwarder is None or converter is None:
@@ -427,6 +426,15 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
             raise Problem(503, f"alert spool full: {e}; retry later", retry_after=30) from None
         except SpoolError as e:
             raise Problem(503, str(e), retry_after=30) from None
+
+    @app.post("/alerts/alertmanager", tags=["alerts"], responses={429: {"description": "rate limited"}})
+    async def alertmanager(hook: alerts.AmWebhook, p: Principal = Depends(needs(ALERTS))) -> dict[str, Any]:
+        return await take_alerts(hook, p)
+
+    @app.post("/alerts/webhook", tags=["alerts"], responses={429: {"description": "rate limited"}})
+    async def generic_webhook(hook: alerts.GenericWebhook, p: Principal = Depends(needs(ALERTS))) -> dict[str, Any]:
+        """Any tool that can POST JSON: `{"alerts": [{"name", "status", "severity", "service", ...}]}`."""
+        return await take_alerts(hook.as_alertmanager(cfg.api), p)
 
     # ------------------------------------------------------------------ codec server
     async def _codec(body: PayloadsBody, c: Client, encode: bool) -> dict[str, Any]:
