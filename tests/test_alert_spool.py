@@ -275,3 +275,22 @@ async def test_the_spool_keeps_alert_text_encrypted_and_owner_only(tmp_path, mon
             assert p.stat().st_mode & 0o077 == 0, p.name
     finally:
         await spool.close()
+
+
+async def test_an_admin_sees_dead_letters_without_their_text_and_can_requeue_them(dev_env, tmp_path):
+    cfg = api_config(alert_spool=str(tmp_path / "alerts.sqlite3"))
+    async with api_on(dev_env.client, cfg) as (http, _, _):
+        spool: AlertSpool = http._transport.app.state.alert_spool  # type: ignore[attr-defined]
+        await spool.append([("ALERT-poison", b"patient Jane Roe, not a payload")])
+        while spool.backlog:
+            await asyncio.sleep(0.02)
+        r = await http.get("/alerts/dead-letters", headers=auth("root"))
+        assert r.status_code == 200 and r.json()["count"] == 1, r.text
+        assert r.json()["dead_letters"][0]["incident_id"] == "ALERT-poison" and "decode" in r.json()["dead_letters"][0]["error"]
+        assert "Jane Roe" not in r.text
+        assert (await http.get("/alerts/dead-letters", headers=auth("am"))).status_code == 403
+        r = await http.post("/alerts/dead-letters/requeue", headers=auth("root"))
+        assert r.status_code == 200 and r.json()["requeued"] == 1
+        while (await spool.dead_letter_count()) == 0:  # still undecodable: refused again, not lost
+            await asyncio.sleep(0.02)
+        assert spool.backlog == 0

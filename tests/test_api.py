@@ -133,6 +133,8 @@ ENDPOINTS = [
     ("POST", "/incidents/INC-NOPE/notes", {"text": "saw 502s"}, {"responder", "commander", "admin"}, 404),
     ("POST", "/alerts/alertmanager", None, {"alerts", "admin"}, 200),
     ("POST", "/alerts/webhook", {"alerts": [{"name": "MatrixGeneric", "status": "resolved"}]}, {"alerts", "admin"}, 200),
+    ("GET", "/alerts/dead-letters", None, {"admin"}, 404),  # 404: this API has no spool
+    ("POST", "/alerts/dead-letters/requeue", None, {"admin"}, 404),
     ("POST", "/codec/encode", {"payloads": []}, {"responder", "commander", "admin"}, 200),
     ("POST", "/codec/decode", {"payloads": []}, {"viewer", "responder", "commander", "admin"}, 200),
 ]

@@ -119,6 +119,28 @@ class AlertSpool:
     async def dead_letter_count(self) -> int:
         return await self._run(lambda: self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
 
+    async def dead_letters(self, limit: int = 100) -> list[dict]:
+        """What was refused and why; never the payload (it may carry patient data)."""
+        rows = await self._run(lambda: self._db.execute(
+            "SELECT row, incident_id, error, at FROM dead_letters ORDER BY row LIMIT ?", (limit,)).fetchall())
+        return [{"row": r, "incident_id": i, "error": e, "at": a} for r, i, e, a in rows]
+
+    async def requeue_dead_letters(self) -> int:
+        """Once the cause is fixed (a codec key restored, say): back in the queue, in their order."""
+        def move() -> int:
+            with self._db:
+                self._db.execute("BEGIN")
+                n = self._db.execute("INSERT INTO alerts (incident_id, payload, accepted_at) "
+                                     "SELECT incident_id, payload, at FROM dead_letters ORDER BY row").rowcount
+                self._db.execute("DELETE FROM dead_letters")
+                return n
+
+        n = await self._run(move)
+        self._backlog += n
+        if n:
+            self.wake_event().set()
+        return n
+
     async def close(self) -> None:
         """Stores what was already handed over, then lets go of the file."""
         if self.closed:

@@ -436,6 +436,26 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         """Any tool that can POST JSON: `{"alerts": [{"name", "status", "severity", "service", ...}]}`."""
         return await take_alerts(hook.as_alertmanager(cfg.api), p)
 
+    def _spool() -> AlertSpool:
+        if spool is None:
+            raise Problem(404, "no alert spool: alerts are delivered directly (api.alert_spool is unset)")
+        return spool
+
+    @app.get("/alerts/dead-letters", tags=["alerts"])
+    async def dead_letters(_: Principal = Depends(needs(ADMIN))) -> dict[str, Any]:
+        """Spooled alerts Temporal refused for good: which incident, why, when (never their text)."""
+        sp = _spool()
+        return {"count": await sp.dead_letter_count(), "dead_letters": await sp.dead_letters()}
+
+    @app.post("/alerts/dead-letters/requeue", tags=["alerts"])
+    async def requeue_dead_letters(_: Principal = Depends(needs(ADMIN))) -> dict[str, Any]:
+        """After fixing the cause: every dead letter goes back in the queue."""
+        sp = _spool()
+        n = await sp.requeue_dead_letters()
+        if forwarder:
+            forwarder.start()
+        return {"requeued": n, "alerts_waiting": sp.backlog}
+
     # ------------------------------------------------------------------ codec server
     async def _codec(body: PayloadsBody, c: Client, encode: bool) -> dict[str, Any]:
         codec = c.data_converter.payload_codec
