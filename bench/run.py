@@ -191,13 +191,14 @@ async def open_incidents(client: Client, tq: str, n: int, concurrency: int = 50)
     return ids
 
 
-async def approval_latency_and_capacity(client: Client, open_n: int, capacity_n: int, samples: int) -> list[Figure]:
+async def approval_latency_and_capacity(client: Client, open_n: int, capacity_n: int, samples: int,
+                                        cache: int = 2000) -> list[Figure]:
     from domain.cluster import HelmRollbackRequest  # noqa: F401 - warm import outside timing
 
     world = StampedWorld()
     tq = f"bench-appr-{uuid.uuid4().hex[:6]}"
     figs: list[Figure] = []
-    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities(), max_cached_workflows=2000):
+    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities(), max_cached_workflows=cache):
         ids = await open_incidents(client, tq, open_n)
         lat = []
         for wid in ids[:samples]:
@@ -231,6 +232,47 @@ async def approval_latency_and_capacity(client: Client, open_n: int, capacity_n:
     return figs
 
 
+# - ------------------------------------------------------------------ converter cost (no goal)
+async def converter_cost(n: int = 2000) -> Figure:
+    """What every payload pays: pydantic JSON, and AES-GCM on top when a codec key is set.
+    The payload is a closed P0's report (40 timeline entries, 5 actions), the largest one."""
+    import dataclasses
+
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from domain.incident import Action, ActionKind, Phase, SlaClock, TimelineEntry
+    from worker.codec import codec_from_env, new_key
+
+    rep = IncidentReport(
+        incident_id="INC-BENCH", title="api-gateway 502s after deploy", severity=Severity.P0, service="api-gateway",
+        status="resolved", phase=Phase.RESOLVED, commander="ic", started_at="2026-11-27T09:00:00Z",
+        sla=[SlaClock(name=c, due_seconds=d, met=True, done_seconds=d / 3) for c, d in
+             (("diagnostics", 300), ("assessment", 900), ("communication", 900))],
+        actions=[Action(id=f"a{i}", kind=ActionKind.HELM_ROLLBACK, reason="revision 12 crash-loops " * 3,
+                        params={"release": "healthcare-platform", "to_revision": 11}) for i in range(5)],
+        timeline=[TimelineEntry(at_seconds=i * 7.5, actor="codeblue", event=f"Step {i} complete",
+                                result="pods 3/3 ready; error rate 0.2%; p99 180 ms " * 2) for i in range(40)],
+        summary="rolled back to revision 11", verified=True,
+        assessment={"cause": "bad deploy", "evidence": ["CrashLoopBackOff x3", "revision 12 at 08:58"]},
+    )
+    size = 0
+
+    async def per_round_trip_us(conv) -> float:
+        nonlocal size
+        t0 = time.perf_counter()
+        for _ in range(n):
+            payloads = await conv.encode([rep])
+            await conv.decode(payloads, [IncidentReport])
+        size = max(size, payloads[0].ByteSize())
+        return (time.perf_counter() - t0) / n * 1e6
+
+    plain = await per_round_trip_us(pydantic_data_converter)
+    codec = codec_from_env({"CODEBLUE_CODEC_KEY": new_key()})
+    encrypted = await per_round_trip_us(dataclasses.replace(pydantic_data_converter, payload_codec=codec))
+    return Figure("converter: report encode+decode (no goal)", plain, "us", "-", None,
+                  {"with_aes_gcm_us": round(encrypted, 1), "payload_bytes": size, "n": n})
+
+
 # 5 ------------------------------------------------------------------ alert storm
 async def alert_storm(client: Client, alerts: int, keys: int) -> Figure:
     try:
@@ -251,6 +293,7 @@ async def main(quick: bool, out: Path | None) -> int:
         figures.append(await orchestration_overhead(client, n_ovh))
         print("measuring approval latency and capacity...", flush=True)
         figures.extend(await approval_latency_and_capacity(client, open_n, cap_n, samples))
+        figures.append(await converter_cost(200 if quick else 2000))
         print("measuring the alert storm (split cores, then shared)...", flush=True)
         figures.append(await alert_storm(client, 1000 if quick else 10_000, 100))
     print(f"\n{'figure':58} {'value':>10} {'unit':5} {'goal':>12}  met   detail")
