@@ -294,3 +294,69 @@ async def test_an_admin_sees_dead_letters_without_their_text_and_can_requeue_the
         while (await spool.dead_letter_count()) == 0:  # still undecodable: refused again, not lost
             await asyncio.sleep(0.02)
         assert spool.backlog == 0
+
+
+async def test_alerts_taken_while_temporal_was_down_survive_an_api_restart(dev_env, tmp_path):
+    """`codeblue api` processes, as deployed: the first never reaches Temporal and is stopped
+    with SIGTERM; the second delivers what the first acknowledged."""
+    import json
+    import os
+    import signal
+    import socket
+
+    import httpx
+    import yaml
+
+    from starters.api.auth import sha256_hex
+
+    token = "tok-restart-" + "r" * 24
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"api": {
+        "tokens": [{"name": "am", "sha256": sha256_hex(token), "roles": ["alerts"]}],
+        "alert_spool": str(tmp_path / "alerts.sqlite3")}}))
+    tq = f"spool-{uuid.uuid4().hex[:6]}"
+    name = f"Restart{uuid.uuid4().hex[:6]}"
+
+    async def api(address: str) -> tuple[asyncio.subprocess.Process, str]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        p = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from starters.cli import main; main()", "api", "--config", str(tmp_path / "c.yaml"),
+            "--port", str(port), env={**os.environ, "TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": tq},
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient() as c:
+            for _ in range(200):
+                try:
+                    if (await c.get(f"{url}/healthz")).status_code == 200:
+                        return p, url
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+        raise AssertionError("the API did not start")
+
+    first, url = await api("127.0.0.1:1")  # nothing listens there
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as c:
+        r = await c.post(f"{url}/alerts/webhook", json={"alerts": [{"name": name, "summary": "taken while down"}]})
+        assert r.status_code == 200 and r.json()["delivery"] == "queued", r.text
+    first.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(first.wait(), 30)
+
+    second, url = await api(dev_env.client.service_client.config.target_host)
+    h = handle(dev_env, name)
+    try:
+        async with Worker(dev_env.client, task_queue=tq, **incident_worker(World())):
+            for _ in range(300):
+                try:
+                    rep = await h.query(IncidentResponseWorkflow.status)
+                    if alert_events(rep):
+                        break
+                except Exception:  # noqa: BLE001 - not delivered yet
+                    pass
+                await asyncio.sleep(0.05)
+            assert [e.result for e in rep.timeline if e.event.startswith("Alert")] == ["taken while down"]
+            async with httpx.AsyncClient() as c:
+                assert json.loads((await c.get(f"{url}/readyz")).text)["alerts_waiting"] == 0
+            await h.terminate("test done")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(second.wait(), 30)
