@@ -37,13 +37,16 @@ class AlertBatch(BaseModel):
 class AlertLedger:
     """What an incident has recorded of its alerts. Alertmanager re-sends a firing alert every
     repeat interval and the spool may deliver a batch twice: only a change of an alert's
-    status reaches the timeline, so a storm cannot flood it. Deterministic (workflow state)."""
+    status counts. Past `listed_max` alerts on the timeline the rest are counted, not listed,
+    so a storm on one key cannot bloat the report. Deterministic (workflow state)."""
 
-    def __init__(self, limit: int = 10_000) -> None:
-        self.limit = limit
+    def __init__(self, limit: int = 10_000, listed_max: int = 500) -> None:
+        self.limit, self.listed_max = limit, listed_max
         self.status: OrderedDict[str, str] = OrderedDict()
         self.received = 0
         self.repeats = 0
+        self.listed = 0
+        self.unlisted = 0
 
     def is_new(self, n: AlertNotice) -> bool:
         self.received += 1
@@ -58,3 +61,14 @@ class AlertLedger:
         while len(self.status) > self.limit:
             self.status.popitem(last=False)
         return True
+
+    def to_list(self) -> bool:
+        """A new alert: True while the timeline has room for it; else it is only counted."""
+        if self.listed < self.listed_max:
+            self.listed += 1
+            return True
+        self.unlisted += 1
+        return False
+
+    def counts(self) -> dict[str, int]:
+        return {"received": self.received, "listed": self.listed, "unlisted": self.unlisted, "repeats": self.repeats}

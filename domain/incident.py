@@ -159,3 +159,6 @@ class IncidentReport(BaseModel):
     summary: str | None = None
     verified: bool | None = None
     assessment: dict[str, Any] = {}
+    # Alerts that reached this incident (from the API): received, listed on the timeline,
+    # unlisted (past the timeline's alert cap), repeats (re-sent, recorded once). {} if none.
+    alerts: dict[str, int] = {}

@@ -91,6 +91,20 @@ def test_the_ledger_records_changes_not_repeats():
     assert len(led.status) == 3  # bounded, whatever the storm
 
 
+async def test_a_storm_on_one_key_is_listed_up_to_a_cap_then_counted(dev_env, tmp_path):
+    name = f"Flood{uuid.uuid4().hex[:6]}"
+    async with forwarding(dev_env, tmp_path) as (spool, fwd):
+        storm = [notice(name, fingerprint=f"f{i}") for i in range(510)]
+        await spool.append(await rows_for(storm + storm[:20]))  # 20 re-sent
+        assert await fwd.drain_once()
+        h = handle(dev_env, name)
+        rep = await h.query(IncidentResponseWorkflow.status)
+        assert sum(e.event == f"Alert firing: {name}" for e in rep.timeline) == 500
+        assert "Alert flood: further alerts are counted, not listed" in [e.event for e in rep.timeline]
+        assert rep.alerts == {"received": 530, "listed": 500, "unlisted": 10, "repeats": 20}
+        await h.terminate("test done")
+
+
 # ---------------------------------------------------------------- delivery (real dev server)
 class FlakyTemporal:
     """The forwarder's client getter: unreachable until `up` is set."""

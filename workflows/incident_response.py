@@ -199,6 +199,11 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         """An alert for this incident's dedup key (signal-with-start from the API); never resolves."""
         if not self.alerts.is_new(a):
             return  # a re-sent alert: already on the timeline
+        if not self.alerts.to_list():
+            if self.alerts.unlisted == 1:
+                self._log(CODEBLUE, "Alert flood: further alerts are counted, not listed",
+                          f"{self.alerts.listed} listed; see the report's alert counts")
+            return
         what = "firing" if a.status == "firing" else "resolved (recorded; the IC resolves)"
         self._log(a.received_by, f"Alert {what}: {a.alertname}", a.summary or None)
 
@@ -717,5 +722,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             summary=self.summary,
             verified=self.verified,
             assessment=self.assessment.model_dump() if self.assessment else {},
+            alerts=self.alerts.counts() if self.alerts.received else {},
         )
 
