@@ -179,11 +179,13 @@ async def test_a_redelivered_batch_is_recorded_once_and_a_bad_alert_blocks_no_on
     rows = await rows_for([notice(good, fingerprint="g1"), notice(good)])
     async with forwarding(dev_env, tmp_path) as (spool, fwd):
         # the API died after delivering and before deleting: the same rows come again
-        await spool.append([(incident_id_for(f"alertname={bad},service=api-gateway"), b"not a payload")] + rows)
+        good_id = incident_id_for(f"alertname={good},service=api-gateway")
+        await spool.append([(incident_id_for(f"alertname={bad},service=api-gateway"), b"not a payload"),
+                            rows[0], (good_id, b"garbled"), rows[1]])  # a bad row amid a key's good ones
         assert await fwd.drain_once()
         await spool.append(rows)
         assert await fwd.drain_once()
-        assert spool.backlog == 0 and await spool.dead_letter_count() == 1
+        assert spool.backlog == 0 and await spool.dead_letter_count() == 2
         h = handle(dev_env, good)
         assert alert_events(await h.query(IncidentResponseWorkflow.status)) == [f"Alert firing: {good}"] * 2
         await h.terminate("test done")

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.alerts import MAX_BATCH, AlertBatch, AlertNotice
 from starters.api.alert_spool import AlertSpool, SpooledAlert
 from starters.api.alerts import signal_if_open, signal_with_start
+from starters.api.problems import Problem
 
 BATCH_SIGNAL = "add_alerts"
 log = logging.getLogger("codeblue.api.alerts")
@@ -122,8 +123,15 @@ class AlertForwarder:
         done: list[int] = []
         for i in range(0, len(rows), MAX_BATCH):
             chunk = rows[i:i + MAX_BATCH]
+            notices, bad = await self._decode(chunk)
+            if bad:
+                log.error("%d alerts for %s moved to dead letters: cannot decode", len(bad), iid)
+                await self.spool.dead_letter(bad, "cannot decode (codec key gone, or not a payload)")
+                chunk = [a for a in chunk if a not in bad]
+                if not chunk:
+                    continue
             try:
-                await self._send(client, iid, await self._decode(chunk))
+                await self._send(client, iid, notices)
             except _Refused as e:
                 log.error("%d alerts for %s moved to dead letters: %s", len(chunk), iid, e)
                 await self.spool.dead_letter(chunk, str(e))
@@ -137,12 +145,16 @@ class AlertForwarder:
             done.extend(a.row for a in chunk)
         return done, True
 
-    async def _decode(self, chunk: list[SpooledAlert]) -> list[AlertNotice]:
-        try:
-            payloads = [Payload.FromString(a.payload) for a in chunk]
-            return list(await self.converter.decode(payloads, [AlertNotice] * len(payloads)))
-        except Exception as e:  # noqa: BLE001 - e.g. the codec key is gone; never echo the payload
-            raise _Refused(f"cannot decode ({type(e).__name__})") from None
+    async def _decode(self, chunk: list[SpooledAlert]) -> tuple[list[AlertNotice], list[SpooledAlert]]:
+        """The notices, and the rows that cannot be read (one bad row spoils no others)."""
+        notices: list[AlertNotice] = []
+        bad: list[SpooledAlert] = []
+        for a in chunk:
+            try:
+                notices.extend(await self.converter.decode([Payload.FromString(a.payload)], [AlertNotice]))
+            except Exception:  # noqa: BLE001 - e.g. the codec key is gone; never echo the payload
+                bad.append(a)
+        return notices, bad
 
     async def _send(self, client: Client, iid: str, notices: list[AlertNotice]) -> None:
         batch = AlertBatch(notices=notices)
@@ -173,5 +185,8 @@ class AlertForwarder:
 
 
 def _brief(e: BaseException) -> str:
-    text = str(e).splitlines()[0][:160] if str(e) else ""
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    """Connection trouble in a line; for anything else only the type, since a message may
+    quote an alert's text."""
+    if not isinstance(e, (OSError, RuntimeError, RPCError, Problem)) or not str(e):
+        return type(e).__name__
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"

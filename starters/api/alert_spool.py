@@ -114,7 +114,8 @@ class AlertSpool:
                 return self._delete_in_tx([a.row for a in alerts])
 
         if alerts:
-            self._backlog -= await self._run(move)
+            moved = await self._run(move)  # not `-= await`: that reads the count before waiting
+            self._backlog -= moved
 
     async def dead_letter_count(self) -> int:
         return await self._run(lambda: self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
