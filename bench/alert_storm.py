@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,17 +29,12 @@ from pathlib import Path
 import yaml
 from temporalio.client import Client
 
+from sandbox.ports import free_port
 from starters.api.alerts import incident_id_for
 from starters.api.auth import sha256_hex
 from workflows.incident_response import IncidentResponseWorkflow
 
 TOKEN = "bench-alerts-" + "x" * 24
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _request(reader, writer, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
@@ -61,7 +55,7 @@ class _Api:
     """`codeblue api` in a child process, on a fresh port and config."""
 
     def __init__(self, client: Client, task_queue: str, workdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         cfg = {"api": {
             "tokens": [{"name": "alertmanager", "sha256": sha256_hex(TOKEN), "roles": ["alerts"]}],
             "alerts_per_second": 1_000_000, "alerts_burst": 1_000_000,

@@ -12,18 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from typing import Any
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from sandbox.ports import free_port
 
 
 class AwsEmulator:
@@ -49,7 +44,7 @@ class AwsEmulator:
         exe = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
         if not os.path.exists(exe):
             raise RuntimeError("moto_server not found: install the test extra (pip install -e '.[test]')")
-        self.port = _free_port()
+        self.port = free_port()
         self._proc = subprocess.Popen(
             [exe, "-H", "127.0.0.1", "-p", str(self.port)],
             stdin=subprocess.DEVNULL,

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import tempfile
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from sandbox.ports import free_port
 
 
 class RedisServer:
@@ -32,7 +27,7 @@ class RedisServer:
         if not exe:
             raise RuntimeError("redis-server not found (scripts/ensure-services.sh installs it)")
         self._dir = tempfile.TemporaryDirectory(prefix="codeblue-redis-")
-        self.port = _free_port()
+        self.port = free_port()
         self._proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self._dir.name],

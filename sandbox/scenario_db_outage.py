@@ -10,26 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 
 from domain.config import CodeBlueConfig
 from sandbox.aws import AwsEmulator
 from sandbox.aws_rds_seed import rds_client, seed_rds
+from sandbox.ports import free_port
 from sandbox.scenarios import GATEWAY, NAMESPACE, SandboxEnvironment, Scenario, scenario_def
 
 LOCAL_DB = "127.0.0.1:5432"
 DB_SECRET, DB_KEY = "healthcare-db-secret", "DATABASE_URL"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def old_database_url() -> str:
     """The URL of the failed instance (nothing listens there); the password is the sandbox's own."""
-    return f"postgresql://postgres:sandbox-db-pw@127.0.0.1:{_closed_port()}/postgres?application_name={GATEWAY}"
+    return f"postgresql://postgres:sandbox-db-pw@127.0.0.1:{free_port()}/postgres?application_name={GATEWAY}"
 
 
 async def seed_db_outage(env: SandboxEnvironment) -> None:

@@ -18,6 +18,7 @@ from domain.alerts import AlertLedger, AlertNotice
 from domain.config import AlertRule
 from starters.api.alert_forwarder import AlertForwarder
 from starters.api.alert_spool import AlertSpool, SpoolError, SpoolFull
+from sandbox.ports import free_port
 from starters.api.alerts import incident_id_for
 from tests.api_fixtures import api_config, api_on, auth
 from tests.fakes import World
@@ -318,7 +319,6 @@ async def test_alerts_taken_while_temporal_was_down_survive_an_api_restart(dev_e
     import json
     import os
     import signal
-    import socket
 
     import httpx
     import yaml
@@ -333,9 +333,7 @@ async def test_alerts_taken_while_temporal_was_down_survive_an_api_restart(dev_e
     name = f"Restart{uuid.uuid4().hex[:6]}"
 
     async def api(address: str) -> tuple[asyncio.subprocess.Process, str]:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         p = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "from starters.cli import main; main()", "api", "--config", str(tmp_path / "c.yaml"),
             "--port", str(port), env={**os.environ, "TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": tq},

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import uuid
 
 import httpx
@@ -15,6 +14,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from domain.config import AlertRule
+from sandbox.ports import free_port
 from starters.api import alerts
 from starters.api.app import ApiSettings, create_app
 from starters.api.ratelimit import RateLimiter
@@ -297,16 +297,10 @@ def test_rate_limiter_memory_is_bounded():
     assert rl.allow("x") and not rl.allow("x")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_codeblue_api_command_serves_over_http(dev_env):
     exe = shutil.which("codeblue")
     assert exe
-    port = _free_port()
+    port = free_port()
     token = "tok-" + uuid.uuid4().hex
     env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
            "CODEBLUE_API_TOKENS": json.dumps([{"name": "vic", "token": token, "roles": ["viewer"]}])}

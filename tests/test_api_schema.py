@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import uuid
 
 from contextlib import AsyncExitStack
@@ -14,21 +13,16 @@ from contextlib import AsyncExitStack
 import httpx
 from temporalio.worker import Worker
 
+from sandbox.ports import free_port
 from tests.fakes import World
 from tests.workflow_helpers import incident_worker
 from workflows.incident_response import IncidentResponseWorkflow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_schemathesis_finds_no_server_errors(dev_env, tmp_path):
     st = shutil.which("schemathesis")
     assert st, "schemathesis not installed (pip install -e '.[test]')"
-    port, token, tq = _free_port(), "tok-" + uuid.uuid4().hex, f"schema-{uuid.uuid4().hex[:6]}"
+    port, token, tq = free_port(), "tok-" + uuid.uuid4().hex, f"schema-{uuid.uuid4().hex[:6]}"
     cfg = tmp_path / "codeblue.yaml"
     cfg.write_text("api:\n  request_timeout_seconds: 15\n")
     env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,

@@ -4,7 +4,6 @@ Kubernetes API (Secret, Deployment, pods) and the local PostgreSQL as the restor
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest_asyncio
 import base64
@@ -18,6 +17,7 @@ from domain.incident import ActionState
 from sandbox.aws import AwsEmulator
 from sandbox.aws_rds_seed import rds_client, seed_rds
 from sandbox.cluster import SandboxCluster
+from sandbox.ports import free_port
 from tests.db_helpers import approve, events, proposed, restore_config, restore_input, restore_worker, start, until
 from tests.fakes import World
 
@@ -46,14 +46,8 @@ def history_text(node) -> str:
     return json.dumps(node) + "\n".join(parts)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # the failed source: nothing listens there any more
-OLD_URL = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{_closed_port()}/postgres?application_name=api-gateway"
+OLD_URL = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{free_port()}/postgres?application_name=api-gateway"
 NEW_URL = f"postgresql://postgres:{PASSWORD}@127.0.0.1:5432/postgres?application_name=api-gateway"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 
 import kubernetes.client
 import kubernetes.config
@@ -24,18 +23,13 @@ from domain.cluster import (
 )
 from domain.config import KubernetesConfig
 from sandbox.cluster import SandboxCluster
+from sandbox.ports import free_port
 from tests.cluster_fixtures import k8s_activities, sandbox_api, sandbox_cluster  # noqa: F401
 
 NS = "healthcare-prod"
 GW = "api-gateway"
 MI = 1024 * 1024
 PATTERNS = KubernetesConfig().error_patterns
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _gateway(report):
@@ -235,7 +229,7 @@ async def test_forbidden_is_not_retryable(sandbox_cluster: SandboxCluster, k8s_a
 
 async def test_unreachable_api_is_retryable():
     cfg = kubernetes.client.Configuration()
-    cfg.host = f"http://127.0.0.1:{_closed_port()}"
+    cfg.host = f"http://127.0.0.1:{free_port()}"
     cfg.retries = 0
     with kubernetes.client.ApiClient(cfg) as api:
         acts = KubernetesActivities(api, request_timeout_seconds=2.0)
@@ -303,7 +297,7 @@ async def test_db_check_wrong_port_fails_without_leaking(
 ):
     await sandbox_cluster.seed_healthcare_prod(database_url=None)
     password = "Fake-Pw-7q3zX"
-    port = _closed_port()
+    port = free_port()
     _db_secret(sandbox_cluster, f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres")
     result = await k8s_activities.db_check(DB_REQUEST)
     assert result.ok is False

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -14,6 +12,7 @@ from activities.notify import NotifierActivities
 from domain.cluster import HealthProbeRequest
 from domain.config import NotificationConfig
 from domain.notify import Audience, MessageRequest, PageRequest, StatusPageRequest
+from sandbox.ports import free_port
 from sandbox.receiver import Receiver
 
 ROUTING_KEY = "R0UTINGKEY-0123456789abcdef"
@@ -50,12 +49,6 @@ def page_request(key: str = "INC-1:on_call:open") -> PageRequest:
         summary="P1: API gateway 5xx",
         dedup_key=key,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_page_posts_events_v2_and_dedups_retries(receiver, notifier):

@@ -8,21 +8,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import uuid
 
 import httpx
 
+from sandbox.ports import free_port
 from sandbox.scenarios import sandbox_environment
 from tests.sandbox_incident import approve_only, resolve_when_healthy, start_p0
 from tests.workflow_helpers import until
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _spawn(env, cfg_path: str, tq: str, metrics: str, log) -> subprocess.Popen:
@@ -67,7 +61,7 @@ def _samples(text: str, name: str) -> list[str]:
 
 async def test_worker_serves_sdk_and_codeblue_metrics_after_an_incident(dev_env, tmp_path):
     tq = f"metrics-{uuid.uuid4().hex[:6]}"
-    bind = f"127.0.0.1:{_free_port()}"
+    bind = f"127.0.0.1:{free_port()}"
     url = f"http://{bind}/metrics"
     async with sandbox_environment("bad-deploy") as sb:
         log_path = tmp_path / "worker.log"
