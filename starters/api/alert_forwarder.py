@@ -41,7 +41,6 @@ class AlertForwarder:
         # (one workflow task) per round; after a quiet spell the first alert goes at once.
         self.round_seconds = round_seconds
         self.first_backoff, self.max_backoff = first_backoff, max_backoff
-        self.delivered = 0
         self._running: OrderedDict[str, None] = OrderedDict()  # incidents known to be open
         self._task: asyncio.Task[None] | None = None
 
@@ -89,7 +88,6 @@ class AlertForwarder:
         outcomes = await asyncio.gather(*(key(iid, rows) for iid, rows in groups.items()))
         done = [row for rows, _ in outcomes for row in rows]
         await self.spool.delivered(done)
-        self.delivered += len(done)
         return all(ok for _, ok in outcomes)
 
     async def _run(self) -> None:

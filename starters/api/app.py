@@ -17,7 +17,6 @@ from google.protobuf import json_format
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.api.common.v1 import Payloads
-from temporalio.converter import DataConverter
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
@@ -182,16 +181,15 @@ class _BodyLimit:
         await self.app(scope, replay, send)
 
 
-def _alert_spool(cfg: CodeBlueConfig, temporal: _LazyClient, task_queue: str
-                 ) -> tuple[AlertSpool | None, AlertForwarder | None, DataConverter | None]:
-    """Opened at start-up, so a bad path or a second owner fails before serving (SpoolError)."""
+def _alert_forwarder(cfg: CodeBlueConfig, temporal: _LazyClient, task_queue: str) -> AlertForwarder | None:
+    """The spool is opened at start-up, so a bad path or a second owner fails before serving
+    (SpoolError); None: alerts are delivered directly."""
     if not cfg.api.alert_spool:
-        return None, None, None
+        return None
     from worker.temporal import data_converter
 
-    converter = data_converter()
     spool = AlertSpool(cfg.api.alert_spool, cfg.api.alert_spool_max_alerts)
-    return spool, AlertForwarder(spool, temporal.get, task_queue, converter), converter
+    return AlertForwarder(spool, temporal.get, task_queue, data_converter())
 
 
 def create_app(client_factory: ClientFactory, settings: ApiSettings | None = None) -> FastAPI:
@@ -200,16 +198,17 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     tokens = s.tokens or TokenBook.from_config(cfg.api)
     temporal = _LazyClient(client_factory)
     limiter = RateLimiter(cfg.api.alerts_per_second, cfg.api.alerts_burst)
-    spool, forwarder, converter = _alert_spool(cfg, temporal, s.temporal.task_queue)
+    forwarder = _alert_forwarder(cfg, temporal, s.temporal.task_queue)
+    spool = forwarder.spool if forwarder else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if forwarder:
             forwarder.start()  # delivers what an earlier run accepted and did not deliver
         yield
-        if forwarder and spool:
+        if forwarder:
             await forwarder.stop(drain_seconds=10)
-            await spool.close()
+            await forwarder.spool.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -417,11 +416,11 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     async def take_alerts(hook: alerts.AmWebhook, p: Principal) -> dict[str, Any]:
         if not limiter.allow(p.name):
             raise Problem(429, f"alert rate limit for {p.name} exceeded")
-        if spool is None or forwarder is None or converter is None:
+        if forwarder is None:
             return await bounded(alerts.ingest(await temporal.get(), hook, cfg.api, s.temporal.task_queue, p.name))
         forwarder.start()
         try:
-            return await alerts.enqueue(spool, converter, hook, cfg.api, p.name)
+            return await alerts.enqueue(forwarder.spool, forwarder.converter, hook, cfg.api, p.name)
         except SpoolFull as e:
             raise Problem(503, f"alert spool full: {e}; retry later", retry_after=30) from None
         except SpoolError as e:
