@@ -7,7 +7,7 @@ import re
 from pydantic import BaseModel, field_validator
 
 from domain.config import CodeBlueConfig
-from domain.incident import INCIDENT_ID_RE
+from domain.incident import IncidentId
 from domain.severity import Severity
 
 # a SCAN MATCH glob; '*' alone is FLUSHALL's job, not a pattern flush
@@ -15,7 +15,7 @@ _PATTERN_RE = re.compile(r"^[A-Za-z0-9_:.\-{}\[\]*?]{1,200}$")
 
 
 class CacheInput(BaseModel):
-    incident_id: str
+    incident_id: IncidentId
     requested_by: str = "unknown"
     commander: str | None = None  # None: the requester
     severity: Severity = Severity.P1
@@ -24,13 +24,6 @@ class CacheInput(BaseModel):
     # connect here instead of the cluster's endpoint (a tunnel); refused unless it matches
     redis_address: str | None = None
     config: CodeBlueConfig | None = None
-
-    @field_validator("incident_id")
-    @classmethod
-    def _id_ok(cls, v: str) -> str:
-        if not INCIDENT_ID_RE.match(v):
-            raise ValueError("incident ID must be 1-64 letters, digits, '.', '_' or '-'")
-        return v
 
     @field_validator("pattern")
     @classmethod

@@ -6,10 +6,10 @@ referred to by name and resourceVersion; endpoints are host and port only.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from domain.config import CodeBlueConfig
-from domain.incident import INCIDENT_ID_RE
+from domain.incident import IncidentId
 from domain.severity import Severity
 
 INCIDENT_TAG = "codeblue:incident"
@@ -17,7 +17,7 @@ LATEST = "latest"
 
 
 class DatabaseRestoreInput(BaseModel):
-    incident_id: str
+    incident_id: IncidentId
     # None: the worker's config (aws.rds_instance / aws.rds_snapshot); "latest": newest available
     source: str | None = None
     snapshot: str | None = None
@@ -26,15 +26,6 @@ class DatabaseRestoreInput(BaseModel):
     commander: str | None = None
     severity: Severity = Severity.P1
     config: CodeBlueConfig | None = None
-
-    @field_validator("incident_id")
-    @classmethod
-    def _id_ok(cls, v: str) -> str:
-        if not INCIDENT_ID_RE.match(v):
-            raise ValueError(
-                "incident ID must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            )
-        return v
 
 
 def restore_workflow_id(incident_id: str) -> str:

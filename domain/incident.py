@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 from domain.config import CodeBlueConfig
 from domain.severity import Severity
 
 INCIDENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _incident_id_ok(v: str) -> str:
+    if not INCIDENT_ID_RE.match(v):
+        raise ValueError("incident ID must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return v
+
+
+# Every workflow input names its incident this way: it becomes part of workflow IDs.
+IncidentId = Annotated[str, AfterValidator(_incident_id_ok)]
 
 
 class Phase(str, Enum):
@@ -47,7 +57,7 @@ class ActionState(str, Enum):
 
 
 class IncidentInput(BaseModel):
-    incident_id: str
+    incident_id: IncidentId
     title: str = Field(min_length=1, max_length=200)
     severity: Severity
     service: str = "api-gateway"
@@ -57,15 +67,6 @@ class IncidentInput(BaseModel):
     severity_reasons: list[str] = []
     # None: the worker's own config, read once by an activity and kept in history.
     config: CodeBlueConfig | None = None
-
-    @field_validator("incident_id")
-    @classmethod
-    def _id_ok(cls, v: str) -> str:
-        if not INCIDENT_ID_RE.match(v):
-            raise ValueError(
-                "incident ID must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-            )
-        return v
 
 
 class TimelineEntry(BaseModel):

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel
 
 from domain.config import CodeBlueConfig
-from domain.incident import INCIDENT_ID_RE
+from domain.incident import IncidentId
 from domain.severity import Severity
 
 
 class MemoryInput(BaseModel):
-    incident_id: str
+    incident_id: IncidentId
     requested_by: str = "unknown"
     commander: str | None = None
     severity: Severity = Severity.P1
     deployment: str | None = None  # None: kubernetes.gateway_deployment
     config: CodeBlueConfig | None = None
-
-    @field_validator("incident_id")
-    @classmethod
-    def _id_ok(cls, v: str) -> str:
-        if not INCIDENT_ID_RE.match(v):
-            raise ValueError("incident ID must be 1-64 letters, digits, '.', '_' or '-'")
-        return v
 
 
 def memory_workflow_id(incident_id: str) -> str:

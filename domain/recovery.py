@@ -11,7 +11,7 @@ from pydantic import BaseModel, field_validator
 from domain.cluster import HelmRevision
 from domain.config import CodeBlueConfig
 from domain.helm_time import parse_helm_time
-from domain.incident import INCIDENT_ID_RE
+from domain.incident import IncidentId
 from domain.severity import Severity
 
 # An OCI image tag: it goes into `--set image.tag=...`, so nothing else (no comma, no '=').
@@ -28,7 +28,7 @@ def check_tag(v: str) -> str:
 class RecoveryInput(BaseModel):
     """`codeblue redeploy`: helm upgrade to a tag (default: last known-good), verify, undo."""
 
-    incident_id: str
+    incident_id: IncidentId
     requested_by: str = "unknown"
     commander: str | None = None  # who approves; None: the requester
     severity: Severity = Severity.P1
@@ -37,13 +37,6 @@ class RecoveryInput(BaseModel):
     chart: str | None = None  # None: helm.chart
     target_tag: str | None = None  # None: the last known-good tag
     config: CodeBlueConfig | None = None
-
-    @field_validator("incident_id")
-    @classmethod
-    def _id_ok(cls, v: str) -> str:
-        if not INCIDENT_ID_RE.match(v):
-            raise ValueError("incident ID must be 1-64 letters, digits, '.', '_' or '-'")
-        return v
 
     @field_validator("target_tag")
     @classmethod
