@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -97,6 +99,21 @@ def _rpc(e: RPCError, incident_id: str) -> CodeBlueError:
     if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
         return CodeBlueError(f"Temporal server unreachable: {e.message}")
     return CodeBlueError(f"Temporal refused the request: {e.message}")
+
+
+async def start_procedure(client: Client, run: Any, inp: Any, workflow_id: str, task_queue: str, summary: str,
+                          already: str, reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                          ) -> WorkflowHandle:
+    """Playbooks and recoveries run once per incident at a time: a second start is refused
+    with `already` ("... is already running"), never joined."""
+    try:
+        return await client.start_workflow(run, inp, id=workflow_id, task_queue=task_queue,
+                                           id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                                           id_reuse_policy=reuse, static_summary=summary)
+    except WorkflowAlreadyStartedError:
+        raise CodeBlueError(f"{already} ({workflow_id})") from None
+    except RPCError as e:
+        raise _rpc(e, workflow_id) from None
 
 
 async def status(client: Client, incident_id: str) -> IncidentReport:
