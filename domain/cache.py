@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, field_validator
 
-from domain.config import CodeBlueConfig
+from domain.identity import StartedBy
 from domain.incident import IncidentId
 from domain.severity import Severity
 
@@ -14,16 +14,14 @@ from domain.severity import Severity
 _PATTERN_RE = re.compile(r"^[A-Za-z0-9_:.\-{}\[\]*?]{1,200}$")
 
 
-class CacheInput(BaseModel):
+class CacheInput(StartedBy):
     incident_id: IncidentId
-    requested_by: str = "unknown"
     commander: str | None = None  # None: the requester
     severity: Severity = Severity.P1
     # offer a pattern-scoped flush (SCAN MATCH + UNLINK) of these keys, e.g. "session:*"
     pattern: str | None = None
     # connect here instead of the cluster's endpoint (a tunnel); refused unless it matches
     redis_address: str | None = None
-    config: CodeBlueConfig | None = None
 
     @field_validator("pattern")
     @classmethod

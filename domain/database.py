@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from domain.config import CodeBlueConfig
+from domain.identity import StartedBy
 from domain.incident import IncidentId
 from domain.severity import Severity
 
@@ -16,16 +16,14 @@ INCIDENT_TAG = "codeblue:incident"
 LATEST = "latest"
 
 
-class DatabaseRestoreInput(BaseModel):
+class DatabaseRestoreInput(StartedBy):
     incident_id: IncidentId
     # None: the worker's config (aws.rds_instance / aws.rds_snapshot); "latest": newest available
     source: str | None = None
     snapshot: str | None = None
     target: str | None = None  # None: "<source>-restored"
-    requested_by: str = "unknown"
     commander: str | None = None
     severity: Severity = Severity.P1
-    config: CodeBlueConfig | None = None
 
 
 def restore_workflow_id(incident_id: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from domain.config import CodeBlueConfig
+from domain.identity import StartedBy
 from domain.incident import IncidentId
 from domain.severity import Severity
 
@@ -19,14 +19,12 @@ INSTANCE_DOWN_STATES = frozenset({
 POOL_EXHAUSTED_PATTERN = "pool exhausted"
 
 
-class DbConnectionsInput(BaseModel):
+class DbConnectionsInput(StartedBy):
     incident_id: IncidentId
-    requested_by: str = "unknown"
     commander: str | None = None  # None: requested_by decides
     severity: Severity = Severity.P1
     # verification passes when the gateway's last log lines hold at most this many connection errors
     max_connection_errors: int = Field(default=0, ge=0)
-    config: CodeBlueConfig | None = None
 
 
 def db_connections_workflow_id(incident_id: str) -> str:

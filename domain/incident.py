@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from domain.config import CodeBlueConfig
+from domain.identity import StartedBy
 from domain.severity import Severity
 
 INCIDENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -56,17 +56,26 @@ class ActionState(str, Enum):
     COMPENSATED = "compensated"
 
 
-class IncidentInput(BaseModel):
+class IncidentInput(StartedBy):
     incident_id: IncidentId
     title: str = Field(min_length=1, max_length=200)
     severity: Severity
     service: str = "api-gateway"
     commander: str | None = None
-    requested_by: str = "unknown"
     security_incident: bool = False  # pages the security contact
     severity_reasons: list[str] = []
-    # None: the worker's own config, read once by an activity and kept in history.
-    config: CodeBlueConfig | None = None
+
+
+class IncidentRef(BaseModel):
+    incident_id: str
+
+
+class IncidentAuthority(BaseModel):
+    """Who decides for an incident, read from its own workflow (never from a starter)."""
+
+    exists: bool
+    open: bool = False
+    commander: str | None = None
 
 
 class TimelineEntry(BaseModel):

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from domain.config import CodeBlueConfig
+from domain.identity import StartedBy
 from domain.incident import IncidentId
 from domain.severity import Severity
 
 
-class MemoryInput(BaseModel):
+class MemoryInput(StartedBy):
     incident_id: IncidentId
-    requested_by: str = "unknown"
     commander: str | None = None
     severity: Severity = Severity.P1
     deployment: str | None = None  # None: kubernetes.gateway_deployment
-    config: CodeBlueConfig | None = None
 
 
 def memory_workflow_id(incident_id: str) -> str:

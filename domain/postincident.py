@@ -10,7 +10,7 @@ from enum import Enum
 
 from pydantic import BaseModel, Field, field_validator
 
-from domain.config import CodeBlueConfig
+from domain.identity import StartedBy
 from domain.incident import IncidentReport, TimelineEntry
 
 
@@ -123,12 +123,10 @@ class PostIncidentState(BaseModel):
     runs: int = 1
 
 
-class PostIncidentInput(BaseModel):
+class PostIncidentInput(StartedBy):
     incident_id: str
     report: IncidentReport  # the resolved incident's report (the P0 workflow's `status`)
     commander: str | None = None  # default: the report's commander
-    # None: the worker's config, read once through the `worker_config` activity.
-    config: CodeBlueConfig | None = None
     resolved_at: str | None = None  # ISO 8601 UTC; default: when this workflow starts
     state: PostIncidentState | None = None  # set only by continue-as-new
 

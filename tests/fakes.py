@@ -39,6 +39,7 @@ from domain.cluster import (
     ServicesReport,
     ServiceState,
 )
+from activities.authority import incident_authority
 from domain.config import CodeBlueConfig, EnvironmentQuery
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
 
@@ -63,6 +64,8 @@ class World:
     status_updates: list[StatusPageRequest] = field(default_factory=list)
     effects: list[str] = field(default_factory=list)
     handles: list = field(default_factory=list)  # incidents started in this world
+    probed: list[str] = field(default_factory=list)  # health URLs probed
+    db_commands: list = field(default_factory=list)  # db_check commands run
     config: CodeBlueConfig = field(default_factory=CodeBlueConfig)
 
     def _enter(self, name: str) -> None:
@@ -158,6 +161,7 @@ class World:
         @activity.defn(name="probe_health")
         async def probe_health(r: HealthProbeRequest) -> HealthProbeResult:
             w._enter("probe_health")
+            w.probed.append(r.url)
             return HealthProbeResult(
                 url=r.url, ok=w.healthy, successes=r.attempts if w.healthy else 0, attempts=r.attempts,
                 last_status=200 if w.healthy else 503,
@@ -196,6 +200,7 @@ class World:
         @activity.defn(name="db_check")
         async def db_check(r: DbCheckRequest) -> DbCheckResult:
             w._enter("db_check")
+            w.db_commands.append(r.command)
             return DbCheckResult(ok=w.db_ok, latency_ms=3.0, detail="connected" if w.db_ok else "connection refused")
 
         @activity.defn(name="page")
@@ -219,5 +224,5 @@ class World:
         return [
             worker_config, pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
             probe_health, helm_rollback, scale_deployment, rollout_restart, wait_rollout, db_check,
-            page, status_page, post_message,
+            page, status_page, post_message, incident_authority,
         ]

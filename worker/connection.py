@@ -11,6 +11,8 @@ from temporalio.client import TLSConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from domain.config import ConfigError, TemporalSettings
+from domain.identity import OPERATOR_VIA
+from worker.identity import client_interceptors
 
 _runtimes: dict[str, Runtime] = {}
 
@@ -79,11 +81,12 @@ def tracing_enabled() -> bool:
     return True
 
 
-def connect_options(s: TemporalSettings) -> dict[str, Any]:
+def connect_options(s: TemporalSettings, via: str | None = OPERATOR_VIA) -> dict[str, Any]:
     """Keyword arguments for `Client.connect` beyond address, namespace and converter.
-    Interceptors set on the client apply to every worker built from it."""
+    Interceptors set on the client apply to every worker built from it. `via`: how this
+    client signs commands (worker.identity; None: only for an `acting_as` principal)."""
     opts: dict[str, Any] = {"tls": tls_config(s)}
-    interceptors: list[Any] = []
+    interceptors: list[Any] = list(client_interceptors(via))
     if s.api_key is not None:
         opts["api_key"] = s.api_key.get_secret_value()
     if s.metrics_bind:
@@ -93,6 +96,5 @@ def connect_options(s: TemporalSettings) -> dict[str, Any]:
         interceptors.append(MetricsInterceptor())
     if tracing_enabled():
         interceptors.append(tracing_interceptor())
-    if interceptors:
-        opts["interceptors"] = interceptors
+    opts["interceptors"] = interceptors
     return opts

@@ -13,6 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain import search_attributes as sa
 from domain.config import TemporalSettings
+from domain.identity import OPERATOR_VIA
 
 
 def data_converter() -> DataConverter:
@@ -29,14 +30,14 @@ def data_converter() -> DataConverter:
     )
 
 
-async def connect(settings: TemporalSettings | None = None) -> Client:
+async def connect(settings: TemporalSettings | None = None, via: str | None = OPERATOR_VIA) -> Client:
     """A client for the settings (default: the environment): mTLS or API key when given,
     the Prometheus runtime when CODEBLUE_METRICS_BIND is set."""
     from worker.connection import connect_options
 
     s = settings or TemporalSettings.from_env()
     return await Client.connect(
-        s.address, namespace=s.namespace, data_converter=data_converter(), **connect_options(s)
+        s.address, namespace=s.namespace, data_converter=data_converter(), **connect_options(s, via)
     )
 
 

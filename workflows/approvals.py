@@ -18,6 +18,7 @@ from workflows import metrics
 from workflows.timeline import Timeline
 
 with workflow.unsafe.imports_passed_through():
+    from domain.identity import UNVERIFIED, person
     from domain.incident import Action, ActionState, Decision, DecisionResult
 
 
@@ -40,7 +41,9 @@ class ApprovalBook:
 
     # -- who may decide -------------------------------------------------------------------
     def may_decide(self, who: str) -> bool:
-        return who == self.commander or who in self.approvers()
+        """`who` is a verified actor (worker.identity replaced the typed name)."""
+        name = person(who)
+        return name == person(self.commander) or name in self.approvers()
 
     def authority_problem(self, who: str) -> str | None:
         if self.closed_reason:
@@ -144,6 +147,11 @@ class ApprovalHandlers:
 
     def _decided(self) -> None:
         return None
+
+    def refused_command(self, handler: str, typed_by: str | None, problem: str) -> None:
+        """A signal without a valid proof of identity (worker.identity): recorded, nothing changes."""
+        claimed = f"; it claimed to be from {typed_by!r}" if typed_by else ""
+        self.book.timeline.log(UNVERIFIED, f"Ignored {handler}: unauthenticated", f"{problem}{claimed}")
 
     @workflow.signal
     def approve(self, d: Decision) -> None:

@@ -74,6 +74,8 @@ class _StepFailed(Exception):
 
 @workflow.defn
 class DatabaseRestoreWorkflow(Playbook):
+    requester_is_ic = False
+
     @workflow.init
     def __init__(self, inp: DatabaseRestoreInput) -> None:
         self._begin(inp)
@@ -86,8 +88,9 @@ class DatabaseRestoreWorkflow(Playbook):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: DatabaseRestoreInput) -> IncidentReport:
-        if inp.config is None:
-            self.cfg = await self.steps.worker_config()
+        self.cfg = await self.steps.worker_config(inp.config)
+        if not await self._authorized():
+            return self._report()
         source = inp.source or self.cfg.aws.rds_instance
         snapshot = inp.snapshot or self.cfg.aws.rds_snapshot
         target = inp.target or f"{source}-restored"

@@ -60,8 +60,9 @@ class DatabaseConnectionPlaybook(Playbook):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: DbConnectionsInput) -> IncidentReport:
-        if inp.config is None:
-            self.cfg = await self.steps.worker_config()
+        self.cfg = await self.steps.worker_config(inp.config)
+        if not await self._authorized():
+            return self._report()
         self.tl.log(inp.requested_by, "Database connection playbook",
                     f"instance {self.cfg.aws.rds_instance}, gateway {self.cfg.kubernetes.gateway_deployment}; IC {self.book.commander}")
         self.phase = Phase.DIAGNOSTICS
@@ -210,7 +211,7 @@ class DatabaseConnectionPlaybook(Playbook):
         if not await self._await_decision(act):
             return
         child_input = DatabaseRestoreInput(incident_id=self.inp.incident_id, requested_by=f"{self.book.commander} (db-connections)",
-                                           commander=self.book.commander, severity=self.inp.severity, config=self.inp.config)
+                                           commander=self.book.commander, severity=self.inp.severity)
         try:
             child = await workflow.start_child_workflow(
                 RESTORE_WORKFLOW, child_input, id=wid, result_type=IncidentReport,

@@ -66,8 +66,9 @@ class HighMemoryPlaybook(Playbook):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: MemoryInput) -> IncidentReport:
-        if inp.config is None:
-            self.cfg = await self.steps.worker_config()
+        self.cfg = await self.steps.worker_config(inp.config)
+        if not await self._authorized():
+            return self._report()
         k, m = self.cfg.kubernetes, self.cfg.memory
         ns, dep = k.namespace, inp.deployment or k.gateway_deployment
         self.tl.log(inp.requested_by, f"High memory playbook: {dep} in {ns}",

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.recovery import RecoveryInput, recovery_workflow_id
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose
     from domain.config import CodeBlueConfig
+    from domain.identity import UNVERIFIED, person
     from domain.cluster import (
         DbCheckRequest,
         DbCheckResult,
@@ -79,7 +80,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     @workflow.init
     def __init__(self, inp: IncidentInput) -> None:
         self.inp = inp
-        self.cfg = inp.config or CodeBlueConfig()
+        self.cfg = CodeBlueConfig()  # the worker's, once run() has read it
         self.severity: Severity = inp.severity
         self.phase = Phase.OPEN
         self.started = workflow.info().start_time
@@ -111,8 +112,11 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: IncidentInput) -> IncidentReport:
-        if inp.config is None:
-            self.cfg = await self.steps.worker_config()
+        if inp.start_refused:  # worker.identity found no valid proof: page nobody, touch nothing
+            self._log(UNVERIFIED, "Incident start refused: unauthenticated", inp.start_refused)
+            self.final_status = "refused"
+            return self._report()
+        self.cfg = await self.steps.worker_config(inp.config)
         self._log(
             inp.requested_by,
             "Incident opened",
@@ -167,7 +171,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
 
     @workflow.signal
     def assign_commander(self, a: CommanderAssignment) -> None:
-        if self.commander and a.by not in (self.commander, *self.cfg.mitigation.approvers):
+        if self.commander and person(a.by) not in (person(self.commander), *self.cfg.mitigation.approvers):
             self._log(a.by, "Commander change ignored", f"only {self.commander} or an approver may hand over")
             return
         self.book.commander = a.commander
@@ -593,7 +597,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             "requested_by": CODEBLUE,
             "commander": self.commander,
             "severity": self.severity,
-            "config": self.cfg,
         }
         builders = {
             "ServiceRecoveryWorkflow": (RecoveryInput, recovery_workflow_id),
@@ -651,7 +654,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self._set_phase(Phase.RESOLVED)
         self._log(r.by, "Incident resolved" if verified else "Incident closed unverified (forced)", r.summary)
         if workflow.patched("post-incident-child"):  # histories recorded before it still replay
-            wid = await start_post_incident(self._report(), self.cfg, self.commander)
+            wid = await start_post_incident(self._report(), self.commander)
             self._log(CODEBLUE, "Post-incident started", f"{wid}: verification, closing comms, post-mortem within 24 h")
         self.resolution_outcome = ResolutionResult(
             resolved=True, verified=verified, message=self.final_status

@@ -8,21 +8,25 @@ from temporalio import workflow
 
 from workflows.approvals import ApprovalBook, ApprovalHandlers
 from workflows.steps import Steps
-from workflows.timeline import Timeline
+from workflows.timeline import CODEBLUE, Timeline
 
 with workflow.unsafe.imports_passed_through():
     from domain.config import CodeBlueConfig
-    from domain.incident import IncidentReport, Phase
+    from domain.identity import UNVERIFIED, person
+    from domain.incident import IncidentAuthority, IncidentRef, IncidentReport, Phase
 
 
 class Playbook(ApprovalHandlers):
+    # without an incident to take the IC from, the starter is the IC (a restore waits for one)
+    requester_is_ic = True
+
     """Base of the playbooks started for an incident (by the CLI or as the P0's children).
     Their input names the incident, who asked and who decides (the requester when no IC).
     A playbook names its report's subject (`_subject`) and, if not its facts, its assessment."""
 
     def _begin(self, inp: Any) -> None:
         self.inp = inp
-        self.cfg = inp.config or CodeBlueConfig()
+        self.cfg = CodeBlueConfig()  # the worker's, once run() has read it
         self.started = workflow.info().start_time
         self.tl = Timeline(self.started)
         self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
@@ -33,6 +37,43 @@ class Playbook(ApprovalHandlers):
         self.verified: bool | None = None
         self.summary: str | None = None
         self.facts: dict[str, Any] = {}
+
+    async def _authorized(self) -> bool:
+        """A playbook acts for its incident: it takes that incident's IC (read from the
+        incident's own workflow, never from the starter), and only that IC, a configured
+        approver or an admin may start it. A child of the incident got the IC from its parent.
+        Call after the worker's config is read; False: refused, recorded, nothing done."""
+        inp = self.inp
+        if inp.start_refused:
+            return self._refuse(UNVERIFIED, f"unauthenticated: {inp.start_refused}")
+        if workflow.info().parent is not None or not workflow.patched("playbook-authority"):
+            return True
+        starter, roles = person(inp.requested_by), set(inp.requested_roles)
+        admin = "admin" in roles
+        auth = await self.steps.read("incident_authority", IncidentRef(incident_id=inp.incident_id),
+                                     IncidentAuthority, "read the incident's IC")
+        if auth is None:
+            return self._refuse(inp.requested_by, f"cannot read incident {inp.incident_id}'s commander")
+        if auth.exists:
+            self.book.commander = auth.commander
+            if starter == person(auth.commander) or starter in self.cfg.mitigation.approvers or admin:
+                self.tl.log(CODEBLUE, "Authority", f"IC {auth.commander or 'unassigned'} (incident {inp.incident_id}); "
+                            f"started by {inp.requested_by}")
+                return True
+            return self._refuse(inp.requested_by, f"{starter} is not the IC ({auth.commander or 'unassigned'}) of "
+                                f"{inp.incident_id}, a configured approver or an admin")
+        # no CodeBlue incident of that ID: a commander or admin runs it, as its IC
+        if admin or "commander" in roles:
+            self.book.commander = getattr(inp, "commander", None) or (starter if self.requester_is_ic else None)
+            return True
+        return self._refuse(inp.requested_by, f"no incident {inp.incident_id} is open and {starter} is not a commander or admin")
+
+    def _refuse(self, actor: str, why: str) -> bool:
+        self.tl.log(actor, "Start refused", why)
+        self.book.closed_reason = f"this run was refused: {why}"
+        self.status_text = "refused"
+        self.summary = f"refused: {why}"
+        return False
 
     def _report(self) -> IncidentReport:
         """The run's result and the `status` query's answer: reads state, issues no command."""

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         PodsReport,
     )
     from domain.config import CodeBlueConfig
+    from domain.identity import UNVERIFIED, person
     from domain.incident import IncidentInput, IncidentReport, Phase
     from domain.notify import Audience, MessageRequest, StatusPageRequest
     from domain.postincident import (
@@ -66,7 +67,7 @@ class PostIncidentWorkflow:
     def __init__(self, inp: PostIncidentInput) -> None:
         self.inp = inp
         self.report = inp.report
-        self.cfg = inp.config or CodeBlueConfig()
+        self.cfg = CodeBlueConfig()  # the worker's, once run() has read it
         self.commander = inp.commander or inp.report.commander
         resolved_at = inp.resolved_at or workflow.info().start_time.isoformat()
         self.st = inp.state or PostIncidentState(resolved_at=resolved_at)
@@ -80,8 +81,11 @@ class PostIncidentWorkflow:
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: PostIncidentInput) -> IncidentReport:
-        if inp.config is None:
-            self.cfg = await self.steps.worker_config()
+        if inp.start_refused:  # worker.identity found no valid proof: notify nobody
+            self.tl.log(UNVERIFIED, "Post-incident start refused: unauthenticated", inp.start_refused)
+            self.finished = True
+            return self._report()
+        self.cfg = await self.steps.worker_config(inp.config)
         pi = self.cfg.postincident
         if inp.state is None:
             self.tl.log(
@@ -130,6 +134,11 @@ class PostIncidentWorkflow:
             items=self.st.items,
             done=self.finished,
         )
+
+    def refused_command(self, handler: str, typed_by: str | None, problem: str) -> None:
+        """A signal without a valid proof of identity (worker.identity): recorded, nothing changes."""
+        claimed = f"; it claimed to be from {typed_by!r}" if typed_by else ""
+        self.tl.log(UNVERIFIED, f"Ignored {handler}: unauthenticated", f"{problem}{claimed}")
 
     # ------------------------------------------------------- post-mortem held
     @workflow.signal(name="postmortem_held")
@@ -218,7 +227,7 @@ class PostIncidentWorkflow:
         if item.state != ItemState.OPEN:
             return f"action item {item.id} is already {item.state.value}"
         if c.defer:
-            if c.by != self.commander:
+            if person(c.by) != person(self.commander):
                 return f"only the incident commander ({self.commander or 'unassigned'}) may defer an action item"
             if not (c.reason or "").strip():
                 return "deferring an action item needs a reason"
@@ -334,7 +343,6 @@ class PostIncidentWorkflow:
                         commander=self.commander,
                         requested_by=CODEBLUE,
                         severity_reasons=[f"{iid} failed verification after resolution: {why}"[:300]],
-                        config=self.cfg,
                     ),
                     id=new_id,
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON,
@@ -504,7 +512,6 @@ class PostIncidentWorkflow:
                 incident_id=self.inp.incident_id,
                 report=self.report,
                 commander=self.commander,
-                config=self.cfg,
                 resolved_at=self.st.resolved_at,
                 state=self.st,
             )
@@ -558,7 +565,7 @@ class PostIncidentWorkflow:
         )
 
 
-async def start_post_incident(report: IncidentReport, cfg: CodeBlueConfig, commander: str | None) -> str:
+async def start_post_incident(report: IncidentReport, commander: str | None) -> str:
     """From a workflow that just resolved an incident: start its post-incident work as a
     child that outlives the parent (ABANDON). Returns the child's workflow ID."""
     wid = postmortem_workflow_id(report.incident_id)
@@ -568,7 +575,6 @@ async def start_post_incident(report: IncidentReport, cfg: CodeBlueConfig, comma
             incident_id=report.incident_id,
             report=report,
             commander=commander,
-            config=cfg,
             resolved_at=workflow.now().isoformat(),
         ),
         id=wid,

@@ -74,8 +74,9 @@ class RedisCachePlaybook(Playbook):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: CacheInput) -> IncidentReport:
-        if inp.config is None:
-            self.cfg = await self.steps.worker_config()
+        self.cfg = await self.steps.worker_config(inp.config)
+        if not await self._authorized():
+            return self._report()
         self.cluster_id = self.cfg.aws.elasticache_cluster
         self.tl.log(inp.requested_by, f"Redis cache playbook: {self.cluster_id}", inp.pattern and f"pattern {inp.pattern}")
         try:

@@ -79,8 +79,9 @@ class ServiceRecoveryWorkflow(Playbook):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: RecoveryInput) -> IncidentReport:
-        if inp.config is None:
-            self.cfg = await self.steps.worker_config()
+        self.cfg = await self.steps.worker_config(inp.config)
+        if not await self._authorized():
+            return self._report()
         release = inp.release or self.cfg.helm.release
         ns = inp.namespace or self.cfg.kubernetes.namespace
         chart = inp.chart or self.cfg.helm.chart

@@ -49,9 +49,12 @@ class Steps:
         self.incident_id = incident_id
         self.contacts = contacts
 
-    async def worker_config(self) -> CodeBlueConfig:
+    async def worker_config(self, legacy: dict[str, Any] | None = None) -> CodeBlueConfig:
         """The worker's config, read once and kept in history: the worker, not the starter,
-        decides where a workflow acts."""
+        decides where a workflow acts. `legacy`: a config an input carried before inputs lost
+        the field; honoured only when replaying a history that used it."""
+        if legacy is not None and not workflow.patched("config-from-worker"):
+            return CodeBlueConfig.model_validate(legacy)
         return await workflow.execute_activity(
             "worker_config",
             EnvironmentQuery(incident_id=self.incident_id),

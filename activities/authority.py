@@ -1,0 +1,30 @@
+"""Who decides for an incident, read from the incident's own workflow: a playbook, restore or
+redeploy takes its IC from there, never from whoever started it."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.incident import IncidentAuthority, IncidentRef, IncidentReport
+
+INCIDENT_WORKFLOW = "IncidentResponseWorkflow"
+
+
+@activity.defn
+async def incident_authority(ref: IncidentRef) -> IncidentAuthority:
+    """The incident's IC through the worker's own Temporal client (`status` query)."""
+    handle = activity.client().get_workflow_handle(ref.incident_id)
+    try:
+        desc = await handle.describe()
+        if desc.workflow_type != INCIDENT_WORKFLOW:
+            return IncidentAuthority(exists=False)
+        report = await handle.query("status", result_type=IncidentReport)
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return IncidentAuthority(exists=False)
+        raise ApplicationError(f"cannot read incident {ref.incident_id}: {e.message}") from None
+    return IncidentAuthority(exists=True, open=desc.status == WorkflowExecutionStatus.RUNNING,
+                             commander=report.commander)

@@ -1,0 +1,189 @@
+"""Who sent a command, proved: an HMAC made by the component that authenticated the person.
+
+The API (which checked a bearer token) or an operator holding the operator key signs each
+human command: (workflow ID, handler, canonical payload, actor, roles, issued-at). Workers
+verify with the same key; the key never enters a payload, a history or a log. Standard
+library only (hmac, hashlib), so the check runs inside the workflow sandbox unchanged.
+
+Keys come from the environment, never from the config file:
+- `CODEBLUE_OPERATOR_KEY`: the current key (any secret of 16+ characters), optionally `KEYID:secret`;
+- `CODEBLUE_OPERATOR_OLD_KEYS`: comma-separated older keys, still accepted after a rotation
+  (keep them while incidents whose signals they signed are open: signals are re-verified on replay);
+- `CODEBLUE_OPERATOR_KEY_FILE`: one key per line, first line current.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from pydantic import BaseModel, Field
+
+ENV_KEY = "CODEBLUE_OPERATOR_KEY"
+ENV_OLD_KEYS = "CODEBLUE_OPERATOR_OLD_KEYS"
+ENV_KEY_FILE = "CODEBLUE_OPERATOR_KEY_FILE"
+HEADER = "codeblue-proof"
+# how old a proof may be when it reaches the workflow (clock skew + queueing)
+MAX_AGE_SECONDS = 300
+OPERATOR_VIA = "operator key"
+UNVERIFIED = "(unverified)"
+
+
+class IdentityKeyError(Exception):
+    """A missing or malformed operator key; the message never contains key material."""
+
+
+class Principal(BaseModel):
+    """An authenticated person: a token's name and roles, or an operator-key holder."""
+
+    name: str = Field(min_length=1, max_length=120)
+    roles: list[str] = []
+    via: str = ""  # "" for the API (a token), OPERATOR_VIA for the operator key
+
+    @property
+    def display(self) -> str:
+        return f"{self.name} ({self.via})" if self.via else self.name
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles or self.via == OPERATOR_VIA
+
+
+class Proof(BaseModel):
+    """What travels in the `codeblue-proof` header of a start, signal or update."""
+
+    kid: str
+    workflow_id: str
+    handler: str
+    digest: str  # sha256 of the canonical payload
+    actor: str
+    roles: list[str] = []
+    via: str = ""
+    issued_at: float  # seconds since the epoch, by the signer's clock
+    mac: str
+
+    def principal(self) -> Principal:
+        return Principal(name=self.actor, roles=list(self.roles), via=self.via)
+
+
+def person(by: str | None) -> str:
+    """The name an authority check compares: `alice (operator key)` is alice."""
+    if not by:
+        return ""
+    name, sep, rest = by.rpartition(" (")
+    return name if sep and rest.endswith(")") and name else by
+
+
+def canonical(args: Sequence[Any]) -> bytes:
+    """The payload as the signer and the verifier both see it (pydantic JSON, sorted keys)."""
+    out = []
+    for a in args:
+        if isinstance(a, BaseModel):
+            out.append(a.model_dump(mode="json"))
+        else:
+            out.append(a)
+    return json.dumps(out, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def _message(p: Mapping[str, Any]) -> bytes:
+    fields = [p["kid"], p["workflow_id"], p["handler"], p["digest"], p["actor"],
+              ",".join(sorted(p["roles"])), p["via"], repr(float(p["issued_at"]))]
+    return "\n".join(fields).encode()
+
+
+class Keyring:
+    """The current signing key and every key still accepted."""
+
+    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+        self.keys = list(keys)
+        self._by_id = dict(self.keys)
+
+    @property
+    def can_sign(self) -> bool:
+        return bool(self.keys)
+
+    def sign(self, workflow_id: str, handler: str, args: Sequence[Any], who: Principal, now: float) -> Proof:
+        if not self.keys:
+            raise IdentityKeyError(f"no operator key: set {ENV_KEY}")
+        kid, key = self.keys[0]
+        fields: dict[str, Any] = {
+            "kid": kid, "workflow_id": workflow_id, "handler": handler,
+            "digest": hashlib.sha256(canonical(args)).hexdigest(),
+            "actor": who.name, "roles": sorted(who.roles), "via": who.via, "issued_at": float(now),
+        }
+        mac = hmac.new(key, _message(fields), hashlib.sha256).hexdigest()
+        return Proof(mac=mac, **fields)
+
+    def problem(self, proof: Proof, workflow_id: str, handler: str, args: Sequence[Any], now: float) -> str | None:
+        """Why the proof does not hold for this command, or None when it does."""
+        key = self._by_id.get(proof.kid)
+        if key is None:
+            return "the proof's key is unknown to this worker (rotated out, or made elsewhere)"
+        expected = hmac.new(key, _message(proof.model_dump()), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, proof.mac):
+            return "the proof does not verify (altered, or signed with another key)"
+        if proof.workflow_id != workflow_id:
+            return f"the proof was made for {proof.workflow_id}, not {workflow_id}"
+        if proof.handler != handler:
+            return f"the proof was made for {proof.handler}, not {handler}"
+        if not hmac.compare_digest(proof.digest, hashlib.sha256(canonical(args)).hexdigest()):
+            return "the payload differs from the one that was signed"
+        age = now - proof.issued_at
+        if age > MAX_AGE_SECONDS or age < -MAX_AGE_SECONDS:
+            return f"the proof is {int(abs(age))} s {'old' if age > 0 else 'in the future'} (limit {MAX_AGE_SECONDS} s)"
+        return None
+
+
+def parse_key(text: str) -> tuple[str, bytes]:
+    """`secret` or `KEYID:secret` -> (key ID, key bytes)."""
+    text = text.strip()
+    kid, sep, secret = text.partition(":")
+    if not sep:
+        kid, secret = "", text
+    if len(secret) < 16:
+        raise IdentityKeyError("an operator key must be at least 16 characters")
+    key = secret.encode()
+    return (kid or hashlib.sha256(key).hexdigest()[:12]), key
+
+
+def keyring_from(lines: Iterable[str]) -> Keyring:
+    keys = [parse_key(x) for x in lines if x.strip()]
+    return Keyring(keys)
+
+
+def keyring_from_env(env: Mapping[str, str] | None = None) -> Keyring:
+    e = os.environ if env is None else env
+    lines: list[str] = []
+    path = e.get(ENV_KEY_FILE)
+    if path:
+        try:
+            lines += Path(path).read_text().splitlines()
+        except OSError as err:
+            raise IdentityKeyError(f"{ENV_KEY_FILE}: cannot read {path}: {err.strerror}") from None
+    if e.get(ENV_KEY):
+        lines.insert(0, e[ENV_KEY])
+    lines += (e.get(ENV_OLD_KEYS) or "").split(",")
+    return keyring_from(lines)
+
+
+def new_key() -> str:
+    """A fresh operator key (for `codeblue dev`, drills and `.env`)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+class StartedBy(BaseModel):
+    """What every workflow input a person starts carries about who started it. The worker
+    overwrites all three from the start's proof (worker.identity): typed values never count."""
+
+    requested_by: str = "unknown"
+    requested_roles: list[str] = []
+    start_refused: str | None = None  # why the start's proof did not hold; the workflow then does nothing
+    # Removed: the worker's own config decides where CodeBlue acts. Accepted (and ignored)
+    # only so inputs recorded before its removal still decode and replay.
+    config: dict[str, Any] | None = Field(default=None, exclude=True)

