@@ -29,7 +29,9 @@ ENV_KEY = "CODEBLUE_OPERATOR_KEY"
 ENV_OLD_KEYS = "CODEBLUE_OPERATOR_OLD_KEYS"
 ENV_KEY_FILE = "CODEBLUE_OPERATOR_KEY_FILE"
 HEADER = "codeblue-proof"
-# how old a proof may be when it reaches the workflow (clock skew + queueing)
+ENV_MAX_AGE = "CODEBLUE_PROOF_MAX_AGE_SECONDS"
+# how old a proof may be when an update's validator sees it (clock skew + a slow request);
+# the sender is waiting, so an older one is a replay. Set 0 to switch the check off.
 MAX_AGE_SECONDS = 300
 OPERATOR_VIA = "operator key"
 UNVERIFIED = "(unverified)"
@@ -100,9 +102,10 @@ def _message(p: Mapping[str, Any]) -> bytes:
 class Keyring:
     """The current signing key and every key still accepted."""
 
-    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+    def __init__(self, keys: Sequence[tuple[str, bytes]], max_age: float | None = MAX_AGE_SECONDS) -> None:
         self.keys = list(keys)
         self._by_id = dict(self.keys)
+        self.max_age = max_age
 
     @property
     def can_sign(self) -> bool:
@@ -120,8 +123,10 @@ class Keyring:
         mac = hmac.new(key, _message(fields), hashlib.sha256).hexdigest()
         return Proof(mac=mac, **fields)
 
-    def problem(self, proof: Proof, workflow_id: str, handler: str, args: Sequence[Any], now: float) -> str | None:
-        """Why the proof does not hold for this command, or None when it does."""
+    def problem(self, proof: Proof, workflow_id: str, handler: str, args: Sequence[Any],
+                now: float | None = None, max_age: float | None = MAX_AGE_SECONDS) -> str | None:
+        """Why the proof does not hold for this command, or None when it does. `now` None (or
+        `max_age` None): no freshness check (a signal may wait in history while workers are down)."""
         key = self._by_id.get(proof.kid)
         if key is None:
             return "the proof's key is unknown to this worker (rotated out, or made elsewhere)"
@@ -134,9 +139,10 @@ class Keyring:
             return f"the proof was made for {proof.handler}, not {handler}"
         if not hmac.compare_digest(proof.digest, hashlib.sha256(canonical(args)).hexdigest()):
             return "the payload differs from the one that was signed"
-        age = now - proof.issued_at
-        if age > MAX_AGE_SECONDS or age < -MAX_AGE_SECONDS:
-            return f"the proof is {int(abs(age))} s {'old' if age > 0 else 'in the future'} (limit {MAX_AGE_SECONDS} s)"
+        if now is not None and max_age is not None:
+            age = now - proof.issued_at
+            if abs(age) > max_age:
+                return f"the proof is {int(abs(age))} s {'old' if age > 0 else 'in the future'} (limit {max_age:g} s)"
         return None
 
 
@@ -169,7 +175,15 @@ def keyring_from_env(env: Mapping[str, str] | None = None) -> Keyring:
     if e.get(ENV_KEY):
         lines.insert(0, e[ENV_KEY])
     lines += (e.get(ENV_OLD_KEYS) or "").split(",")
-    return keyring_from(lines)
+    ring = keyring_from(lines)
+    raw = (e.get(ENV_MAX_AGE) or "").strip()
+    if raw:
+        try:
+            age = float(raw)
+        except ValueError:
+            raise IdentityKeyError(f"{ENV_MAX_AGE}={raw}: expected seconds") from None
+        ring.max_age = age if age > 0 else None
+    return ring
 
 
 def new_key() -> str:
@@ -186,4 +200,4 @@ class StartedBy(BaseModel):
     start_refused: str | None = None  # why the start's proof did not hold; the workflow then does nothing
     # Removed: the worker's own config decides where CodeBlue acts. Accepted (and ignored)
     # only so inputs recorded before its removal still decode and replay.
-    config: dict[str, Any] | None = Field(default=None, exclude=True)
+    config: Any = Field(default=None, exclude=True)

@@ -11,11 +11,11 @@ from pydantic import AfterValidator, BaseModel, Field
 from domain.identity import StartedBy
 from domain.severity import Severity
 
-INCIDENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+INCIDENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: no trailing newline
 
 
 def _incident_id_ok(v: str) -> str:
-    if not INCIDENT_ID_RE.match(v):
+    if not INCIDENT_ID_RE.fullmatch(v):
         raise ValueError("incident ID must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return v
 

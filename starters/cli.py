@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from domain.config import CodeBlueConfig, ConfigError, TemporalSettings, load_config
+from domain.identity import OPERATOR_VIA
 from domain.incident import (
     CommanderAssignment,
     Decision,
@@ -70,11 +71,13 @@ def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
         raise
 
 
-async def _client():
+async def _client(via: str | None = OPERATOR_VIA):
+    """A Temporal client that signs commands with the operator key (`via`; None: the API,
+    which signs only for a token's principal)."""
     from worker.temporal import connect
 
     try:
-        return await connect()
+        return await connect(via=via)
     except RuntimeError as e:
         s = TemporalSettings.from_env()
         from starters.service import CodeBlueError
@@ -86,6 +89,45 @@ async def _client():
         ) from None
 
 
+def _sync(fn: Callable[[], Any]) -> Any:
+    """`run` for a command that only talks HTTP."""
+
+    async def go() -> Any:
+        return fn()
+
+    return run(go)
+
+
+def _api():
+    """The HTTP API client when one is configured (CODEBLUE_API_URL / `codeblue login`), else None."""
+    from starters.api_client import ApiClient, ApiCredentials
+    from starters.service import CodeBlueError
+
+    try:
+        creds = ApiCredentials.find()
+    except CodeBlueError as e:
+        fail(str(e))
+    return ApiClient(creds) if creds else None
+
+
+def _operator(by: str | None) -> str:
+    """Without an API, a command that changes state needs the operator key; it is recorded
+    as `<name> (operator key)`, the name from --by or $USER."""
+    from domain.identity import ENV_KEY, ENV_KEY_FILE, IdentityKeyError, keyring_from_env
+
+    try:
+        can_sign = keyring_from_env().can_sign
+    except IdentityKeyError as e:
+        fail(str(e))
+    if not can_sign:
+        fail(f"not authenticated: set CODEBLUE_API_URL and CODEBLUE_TOKEN (or run `codeblue login --api URL`), "
+             f"or hold the operator key (${ENV_KEY} / ${ENV_KEY_FILE})")
+    return by or os.environ.get("USER") or "operator"
+
+
+ByOpt = typer.Option(None, "--by", help="Who you are: the API token's name (checked), or with the operator key your name (default $USER).")
+
+
 # ------------------------------------------------------------------ incidents
 @incident_app.command("start")
 def incident_start(
@@ -94,7 +136,7 @@ def incident_start(
     service: str = typer.Option("api-gateway", "--service"),
     commander: Optional[str] = typer.Option(None, "--commander", help="The incident commander (IC)."),
     incident_id: Optional[str] = typer.Option(None, "--id", help="Default: INC-<utc time>-<random>."),
-    by: str = typer.Option(os.environ.get("USER", "oncall"), "--by", help="Who starts it."),
+    by: Optional[str] = ByOpt,
     outage: bool = typer.Option(False, "--outage", help="Complete service outage."),
     security: bool = typer.Option(False, "--security", help="Data breach or security incident (pages security)."),
     patient_safety: bool = typer.Option(False, "--patient-safety", help="Patient safety impact."),
@@ -115,6 +157,23 @@ def incident_start(
         authentication_issues=auth,
         performance_degradation_pct=degradation,
     )
+    api = _api()
+    if api is not None:
+        from starters.service import CodeBlueError
+
+        def via_api() -> None:
+            api.actor(by)
+            body = {"title": title, "severity": severity.value if severity else None, "service": service,
+                    "commander": commander, "incident_id": incident_id, "outage": outage, "security": security,
+                    "patient_safety": patient_safety, "major_feature": major_feature, "auth": auth,
+                    "degradation": degradation}
+            started = api.start_incident(body)
+            out.print(started["incident_id"])
+            out.print(started["ui_url"], highlight=False)
+
+        _sync(via_api)
+        return
+    by = _operator(by)
     cls = classify(obs)
     sev = severity or cls.severity
     reasons = cls.reasons if severity is None or severity == cls.severity else [f"set by {by}"]
@@ -142,8 +201,10 @@ def incident_status(incident_id: str, as_json: bool = typer.Option(False, "--jso
     """Phase, SLA clocks, proposals and the timeline of an incident."""
     from starters import service as svc
 
+    api = _api()
+
     async def go() -> None:
-        rep = await svc.status(await _client(), incident_id)
+        rep = api.status(incident_id) if api else await svc.status(await _client(), incident_id)
         if as_json:
             print(rep.model_dump_json(indent=2))
         else:
@@ -153,24 +214,31 @@ def incident_status(incident_id: str, as_json: bool = typer.Option(False, "--jso
 
 
 @incident_app.command("approve")
-def incident_approve(incident_id: str, action: str, by: str = typer.Option(..., "--by")) -> None:
+def incident_approve(incident_id: str, action: str, by: Optional[str] = ByOpt) -> None:
     """Approve a proposed action (only the IC or a configured approver)."""
-    _decide(incident_id, Decision(action_id=action, approve=True, by=by))
+    _decide(incident_id, action, True, by, None)
 
 
 @incident_app.command("reject")
 def incident_reject(
-    incident_id: str, action: str, by: str = typer.Option(..., "--by"), reason: str = typer.Option(..., "--reason")
+    incident_id: str, action: str, by: Optional[str] = ByOpt, reason: str = typer.Option(..., "--reason")
 ) -> None:
     """Reject a proposed action, with a reason."""
-    _decide(incident_id, Decision(action_id=action, approve=False, by=by, reason=reason))
+    _decide(incident_id, action, False, by, reason)
 
 
-def _decide(incident_id: str, d: Decision) -> None:
+def _decide(incident_id: str, action: str, approve: bool, by: Optional[str], reason: Optional[str]) -> None:
     from starters import service as svc
 
+    api = _api()
+
     async def go() -> None:
-        res = await svc.decide(await _client(), incident_id, d)
+        if api is not None:
+            api.actor(by)
+            res = api.decide(incident_id, action, approve, reason)
+        else:
+            d = Decision(action_id=action, approve=approve, by=_operator(by), reason=reason)
+            res = await svc.decide(await _client(), incident_id, d)
         out.print(f"{res.action_id}: {res.state.value}")
 
     run(go)
@@ -179,20 +247,25 @@ def _decide(incident_id: str, d: Decision) -> None:
 @incident_app.command("resolve")
 def incident_resolve(
     incident_id: str,
-    by: str = typer.Option(..., "--by"),
+    by: Optional[str] = ByOpt,
     summary: str = typer.Option(..., "--summary"),
     force: bool = typer.Option(False, "--force", help="Close even if health verification fails."),
 ) -> None:
     """Resolve: CodeBlue verifies health first and refuses while unhealthy (unless --force)."""
     from starters import service as svc
 
+    api = _api()
     try:
-        r = Resolution(by=by, summary=summary, force=force)
+        r = Resolution(by=by or "api", summary=summary, force=force)
     except ValueError as e:
         fail(_first_error(e))
 
     async def go() -> None:
-        res = await svc.resolve(await _client(), incident_id, r)
+        if api is not None:
+            api.actor(by)
+            res = api.resolve(incident_id, summary, force)
+        else:
+            res = await svc.resolve(await _client(), incident_id, r.model_copy(update={"by": _operator(by)}))
         if not res.resolved:
             fail(res.message)
         out.print(res.message)
@@ -201,12 +274,18 @@ def incident_resolve(
 
 
 @incident_app.command("assign")
-def incident_assign(incident_id: str, commander: str = typer.Option(..., "--commander"), by: str = typer.Option(..., "--by")) -> None:
+def incident_assign(incident_id: str, commander: str = typer.Option(..., "--commander"), by: Optional[str] = ByOpt) -> None:
     """Assign (or hand over) the incident commander role."""
     from starters import service as svc
 
+    api = _api()
+
     async def go() -> None:
-        await svc.assign_commander(await _client(), incident_id, CommanderAssignment(commander=commander, by=by))
+        if api is not None:
+            api.actor(by)
+            api.assign(incident_id, commander)
+        else:
+            await svc.assign_commander(await _client(), incident_id, CommanderAssignment(commander=commander, by=_operator(by)))
         out.print(f"commander assignment sent: {commander}")
 
     run(go)
@@ -216,14 +295,20 @@ def incident_assign(incident_id: str, commander: str = typer.Option(..., "--comm
 def incident_escalate(
     incident_id: str,
     severity: Severity = typer.Option(..., "--severity"),
-    by: str = typer.Option(..., "--by"),
+    by: Optional[str] = ByOpt,
     reason: str = typer.Option("", "--reason"),
 ) -> None:
     """Raise the severity (e.g. P1 -> P0); pages on-call again."""
     from starters import service as svc
 
+    api = _api()
+
     async def go() -> None:
-        await svc.escalate(await _client(), incident_id, Escalation(severity=severity, by=by, reason=reason))
+        if api is not None:
+            api.actor(by)
+            api.escalate(incident_id, severity.value, reason)
+        else:
+            await svc.escalate(await _client(), incident_id, Escalation(severity=severity, by=_operator(by), reason=reason))
         out.print(f"escalation sent: {severity.value}")
 
     run(go)
@@ -233,18 +318,23 @@ def incident_escalate(
 def incident_note(
     incident_id: str,
     text: str = typer.Argument(..., help="What you saw or did (stays in the encrypted history, never in logs)."),
-    by: str = typer.Option(..., "--by"),
+    by: Optional[str] = ByOpt,
 ) -> None:
     """Add a note to the incident's timeline."""
     from starters import service as svc
 
+    api = _api()
     try:
-        note = Note(by=by, text=text)
+        note = Note(by=by or "api", text=text)
     except ValueError as e:
         fail(_first_error(e))
 
     async def go() -> None:
-        await svc.add_note(await _client(), incident_id, note)
+        if api is not None:
+            api.actor(by)
+            api.note(incident_id, text)
+        else:
+            await svc.add_note(await _client(), incident_id, note.model_copy(update={"by": _operator(by)}))
         out.print("note added")
 
     run(go)
@@ -255,8 +345,10 @@ def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Open incidents (from Temporal visibility)."""
     from starters import service as svc
 
+    api = _api()
+
     async def go() -> None:
-        rows = await svc.list_open(await _client())
+        rows = api.list_open() if api else await svc.list_open(await _client())
         if as_json:
             print(json.dumps(rows, indent=2))
             return
@@ -269,6 +361,27 @@ def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
         out.print(t)
 
     run(go)
+
+
+@app.command("login")
+def login_cmd(
+    api_url: str = typer.Option(..., "--api", help="The CodeBlue API, e.g. https://codeblue.example.org"),
+    token: Optional[str] = typer.Option(None, "--token", help="Default: read from stdin (never put it in shell history)."),
+) -> None:
+    """Check a token against the API and keep it for the CLI (owner-only file, like kubectl)."""
+    from starters.api_client import ApiClient, ApiCredentials
+
+    secret = (token or sys.stdin.readline()).strip()
+    if not secret:
+        fail("no token given (--token, or on stdin)")
+
+    def go() -> None:
+        creds = ApiCredentials(api_url.rstrip("/"), secret)
+        me = ApiClient(creds).whoami()
+        path = creds.save()
+        out.print(f"logged in to {creds.url} as {me['name']} ({', '.join(me['roles']) or 'no roles'}); credentials in {path}")
+
+    _sync(go)
 
 
 # ------------------------------------------------------------------ processes

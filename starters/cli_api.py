@@ -22,6 +22,7 @@ def api_cmd(
     from starters.api.app import ApiSettings, create_app
     from starters.api.auth import TokenBook
     from starters.cli import _client, _config, _exit, err, fail
+    from domain.identity import ENV_KEY, IdentityKeyError, keyring_from_env
     from worker.codec import CodecKeyError, codec_from_env
 
     cfg = _config(config)
@@ -31,8 +32,10 @@ def api_cmd(
         codec_from_env()  # a bad key fails here, in one line, not on the first request
         tokens = TokenBook.from_config(cfg.api)
         settings = ApiSettings(config=cfg, temporal=TemporalSettings.from_env(), tokens=tokens)
-        app = create_app(_client, settings)
-    except (ConfigError, CodecKeyError, SpoolError) as e:
+        app = create_app(lambda: _client(via=None), settings)
+        if not keyring_from_env().can_sign:
+            err.print(f"warning: no operator key (${ENV_KEY}); workers refuse every command this API sends")
+    except (ConfigError, CodecKeyError, SpoolError, IdentityKeyError) as e:
         fail(str(e))
         return
     if not len(tokens):

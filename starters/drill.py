@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterator
 
 from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
@@ -20,7 +23,9 @@ from temporalio.client import Client, WorkflowHandle
 from domain.incident import ActionState, Decision, IncidentInput, IncidentReport, Resolution
 from domain.severity import Severity
 from starters import service
+from domain.identity import ENV_KEY, keyring_from_env, new_key
 from starters.devserver import dev_server, ui_base
+from worker.identity import IdentityInterceptor
 from starters.render import print_report, timeline_line
 from starters.service import CodeBlueError
 from worker.main import running_worker
@@ -148,7 +153,31 @@ def _load_drivers() -> None:
     import starters.drill_memory  # noqa: F401
 
 
+@contextmanager
+def _json_stdout(as_json: bool) -> Iterator[Callable[[str], None]]:
+    """With --json, stdout carries the report and nothing else: everything the process or its
+    native parts (the SDK core's own log lines) write to fd 1 goes to stderr meanwhile."""
+    if not as_json:
+        yield print
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield lambda text: os.write(saved, (text + "\n").encode()) and None
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 async def drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Console) -> int:
+    with _json_stdout(as_json) as emit:
+        return await _drill(name, as_json=as_json, keep=keep, out=out, err=err, emit=emit)
+
+
+async def _drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Console,
+                 emit: Callable[[str], None]) -> int:
     from sandbox.scenarios import sandbox_environment, scenario
 
     try:
@@ -162,7 +191,11 @@ async def drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Cons
     say = err.print if as_json else out.print  # with --json, stdout carries only the report
     say(f"[bold]CodeBlue drill[/] '{sc.name}': {sc.description}")
     task_queue = f"codeblue-drill-{uuid.uuid4().hex[:6]}"
-    async with sandbox_environment(name) as sb, dev_server() as env:
+    # The drill plays named people (the IC, on-call): its client signs their commands with an
+    # operator key of its own (worker.identity), made for this run unless one is set.
+    os.environ.setdefault(ENV_KEY, new_key())
+    signer = IdentityInterceptor(keyring_from_env(), via="", roles=["commander"])
+    async with sandbox_environment(name) as sb, dev_server(interceptors=[signer]) as env:
         ui = ui_base(env, None)
         async with running_worker(env.client, sb.config, task_queue):
             ctx = DrillContext(client=env.client, sandbox=sb, task_queue=task_queue, ui=ui, say=say)
@@ -171,7 +204,7 @@ async def drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Cons
             if as_json:
                 doc = outcome.report.model_dump(mode="json")
                 doc["postmortem"] = postmortem
-                print(json.dumps(doc, indent=2))
+                emit(json.dumps(doc, indent=2))
             else:
                 out.print()
                 print_report(outcome.report, out)

@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from domain.identity import ENV_KEY, keyring_from_env
+from domain.identity import ENV_KEY, ENV_MAX_AGE, keyring_from_env
 from worker.identity import IdentityInterceptor
 from worker.temporal import data_converter, register_search_attributes
 
@@ -17,9 +17,12 @@ from worker.temporal import data_converter, register_search_attributes
 # `by`, with no "(operator key)" suffix unless a test asks for one), and every worker built
 # from such a client verifies them.
 os.environ.setdefault(ENV_KEY, "test-operator-key-0123456789abcdef")
+# A time-skipping server runs the workflow clock hours ahead of the wall clock the signer
+# reads: the freshness check of update proofs is off here (tests/test_identity.py covers it).
+os.environ.setdefault(ENV_MAX_AGE, "0")
 
 
-def test_interceptors() -> list:
+def signing_interceptors() -> list:
     return [IdentityInterceptor(keyring_from_env(), via="", roles=["commander"])]
 
 
@@ -36,7 +39,7 @@ async def skipping_env():
     clock can never wedge another's."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(),
-        interceptors=test_interceptors(),
+        interceptors=signing_interceptors(),
         test_server_existing_path=_bin("temporal-test-server"),
     )
     await register_search_attributes(env.client)
@@ -52,5 +55,5 @@ async def dev_env():
     from starters.devserver import dev_server
 
     _bin("temporal")
-    async with dev_server(interceptors=test_interceptors()) as env:
+    async with dev_server(interceptors=signing_interceptors()) as env:
         yield env

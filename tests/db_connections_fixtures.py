@@ -20,6 +20,7 @@ from domain.cluster import HealthProbeRequest, HealthProbeResult, LogsQuery, Log
 from domain.database import RdsInstanceInfo, RdsWaitRequest
 from domain.db_connections import DbConnectionsInput
 from tests.db_fakes import DbWorld
+from tests.fakes import configure_worker
 from tests.db_helpers import IC, restore_config
 from tests.workflow_helpers import terminate
 from workflows.database_restore import DatabaseRestoreWorkflow
@@ -79,8 +80,9 @@ class ConnWorld:
 
 
 def conn_input(**kw) -> DbConnectionsInput:
-    return DbConnectionsInput(incident_id=kw.pop("incident_id", f"INC-{uuid.uuid4().hex[:8]}"), requested_by="oncall",
-                              commander=IC, config=kw.pop("config", restore_config()), **kw)
+    iid = kw.pop("incident_id", f"INC-{uuid.uuid4().hex[:8]}")
+    configure_worker(iid, kw.pop("config", restore_config()))  # the (fake) worker's config, never the input's
+    return DbConnectionsInput(incident_id=iid, requested_by="oncall", commander=IC, **kw)
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ from domain.config import CodeBlueConfig, MitigationConfig, RestoreConfig
 from domain.database import DatabaseRestoreInput
 from domain.incident import Decision, IncidentReport
 from starters import db_service, service
+from tests.fakes import configure_worker
 from tests.workflow_helpers import terminate
 from workflows.database_restore import DatabaseRestoreWorkflow
 
@@ -29,10 +30,10 @@ def restore_config(**restore) -> CodeBlueConfig:
 
 
 def restore_input(config: CodeBlueConfig | None = None, **kw) -> DatabaseRestoreInput:
-    return DatabaseRestoreInput(
-        incident_id=kw.pop("incident_id", f"INC-{uuid.uuid4().hex[:8]}"),
-        requested_by="oncall", commander=IC, config=config or restore_config(), **kw,
-    )
+    """`config`: the (fake) worker's config for this incident; the input carries none."""
+    iid = kw.pop("incident_id", f"INC-{uuid.uuid4().hex[:8]}")
+    configure_worker(iid, config or restore_config())
+    return DatabaseRestoreInput(incident_id=iid, requested_by="oncall", commander=IC, **kw)
 
 
 @asynccontextmanager

@@ -44,6 +44,16 @@ from domain.config import CodeBlueConfig, EnvironmentQuery
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
 
 
+# The fake worker's config per incident: what `worker_config` answers for it (default: the
+# world's). Tests configure the worker this way; an input's `config` counts for nothing.
+WORKER_CONFIGS: dict[str, CodeBlueConfig] = {}
+
+
+def configure_worker(incident_id: str, cfg: CodeBlueConfig | None) -> None:
+    if cfg is not None:
+        WORKER_CONFIGS[incident_id] = cfg
+
+
 @dataclass
 class World:
     """A scripted healthcare-prod: by default a bad release 12 minutes old."""
@@ -83,7 +93,8 @@ class World:
 
         @activity.defn(name="worker_config")
         async def worker_config(q: EnvironmentQuery) -> CodeBlueConfig:
-            return w.config
+            w._enter("worker_config")
+            return WORKER_CONFIGS.get(q.incident_id) or w.config
 
         @activity.defn(name="pod_status")
         async def pod_status(q: NamespaceQuery) -> PodsReport:

@@ -34,7 +34,7 @@ from domain.postincident import (
     postmortem_workflow_id,
 )
 from domain.severity import Severity
-from tests.fakes import World
+from tests.fakes import World, configure_worker
 from tests.workflow_helpers import terminate
 from workflows.incident_response import IncidentResponseWorkflow
 from workflows.post_incident import PostIncidentWorkflow
@@ -131,6 +131,11 @@ def resolved_report(incident_id: str | None = None, severity: str = "P0") -> Inc
     )
 
 
+def _post_input(rep: IncidentReport, cfg: CodeBlueConfig | None = None) -> PostIncidentInput:
+    configure_worker(rep.incident_id, cfg or config())  # the (fake) worker's config, never the input's
+    return PostIncidentInput(incident_id=rep.incident_id, report=rep, requested_by="alice")
+
+
 @asynccontextmanager
 async def post_worker(env: WorkflowEnvironment, pw: PostWorld, replace: list | None = None) -> AsyncIterator[str]:
     tq = f"pi-{uuid.uuid4().hex[:8]}"
@@ -153,7 +158,7 @@ async def start_post(
     rep = report or resolved_report()
     h = await env.client.start_workflow(
         PostIncidentWorkflow.run,
-        PostIncidentInput(incident_id=rep.incident_id, report=rep, config=cfg or config()),
+        _post_input(rep, cfg),
         id=postmortem_workflow_id(rep.incident_id),
         task_queue=tq,
     )

@@ -7,7 +7,6 @@ from temporalio import workflow
 from workflows.post_incident import start_post_incident
 
 with workflow.unsafe.imports_passed_through():
-    from domain.config import CodeBlueConfig
     from domain.postincident import PostIncidentInput
 
 
@@ -15,4 +14,4 @@ with workflow.unsafe.imports_passed_through():
 class ResolvingParent:
     @workflow.run
     async def run(self, inp: PostIncidentInput) -> str:
-        return await start_post_incident(inp.report, inp.config or CodeBlueConfig(), inp.commander)
+        return await start_post_incident(inp.report, inp.commander)

@@ -24,7 +24,7 @@ from tests.api_fixtures import api_config, api_on, auth
 from tests.fakes import World
 from tests.test_api import wait_report
 from tests.workflow_helpers import incident_worker
-from worker.temporal import data_converter
+from worker.temporal import data_converter, replayer
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -167,7 +167,7 @@ async def test_alerts_accepted_while_temporal_is_down_arrive_once_it_is_back(dev
             signals = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
             assert [s.workflow_execution_signaled_event_attributes.signal_name for s in signals] == ["add_alerts"]
             await h.terminate("test done")
-        replay = await Replayer(workflows=[IncidentResponseWorkflow], data_converter=data_converter()).replay_workflow(
+        replay = await replayer([IncidentResponseWorkflow]).replay_workflow(
             await h.fetch_history(), raise_on_replay_failure=False)
         assert replay.replay_failure is None, replay.replay_failure
     finally:

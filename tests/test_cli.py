@@ -84,7 +84,7 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
 
         code, _, err = await cb("incident", "approve", iid, "rollback", "--by", "mallory", env=env)
         assert code == 1
-        assert "mallory is not the incident commander (alice)" in one_line_error(err)
+        assert "mallory (operator key) is not the incident commander (alice)" in one_line_error(err)
 
         code, out, err = await cb("incident", "approve", iid, "rollback", "--by", "alice", env=env)
         assert code == 0 and "rollback: approved" in out, err
@@ -110,7 +110,7 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
         assert code == 0, err
         report = json.loads(out)
         assert report["incident_id"] == iid and report["status"] == "open"
-        assert [(e["actor"], e["result"]) for e in report["timeline"] if e["event"] == "Note"] == [("bob", "pods back at 10:07")]
+        assert [(e["actor"], e["result"]) for e in report["timeline"] if e["event"] == "Note"] == [("bob (operator key)", "pods back at 10:07")]
         assert [a["state"] for a in report["actions"]][0] == "executed"
 
         code, out, err = await cb("incident", "status", iid, env=env)

@@ -17,7 +17,7 @@ from temporalio.worker import Replayer
 from starters.api.app import ApiSettings, create_app
 from tests.api_fixtures import api_config, api_on, auth
 from worker.codec import CodecKeyError, EncryptionCodec, codec_from_env, new_key, parse_key
-from worker.temporal import data_converter
+from worker.temporal import data_converter, replayer
 from workflows.incident_response import IncidentResponseWorkflow
 
 SECRET = "patient-MRN-" + uuid.uuid4().hex[:10]
@@ -133,7 +133,7 @@ async def test_raw_history_holds_no_plaintext_and_the_codec_server_decodes_it(de
     # after a rotation the old history still replays (decrypts) with the old key kept as old
     monkeypatch.setenv("CODEBLUE_CODEC_KEY", new_key())
     monkeypatch.setenv("CODEBLUE_CODEC_OLD_KEYS", old_key)
-    await Replayer(workflows=[IncidentResponseWorkflow], data_converter=data_converter()).replay_workflow(hist)
+    await replayer([IncidentResponseWorkflow]).replay_workflow(hist)
     monkeypatch.delenv("CODEBLUE_CODEC_OLD_KEYS")
     with pytest.raises(Exception):
-        await Replayer(workflows=[IncidentResponseWorkflow], data_converter=data_converter()).replay_workflow(hist)
+        await replayer([IncidentResponseWorkflow]).replay_workflow(hist)

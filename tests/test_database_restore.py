@@ -10,7 +10,7 @@ from starters import db_service, service
 from tests.db_fakes import OLD_URL, DbWorld
 from tests.db_helpers import IC, approve, events, proposed, restore_config, restore_input, restore_worker, start, until
 from tests.workflow_helpers import skip
-from worker.temporal import data_converter
+from worker.temporal import data_converter, replayer
 from workflows.database_restore import DatabaseRestoreWorkflow
 
 
@@ -122,4 +122,4 @@ async def test_replay(skipping_env):
         await approve(env, h, "cutover")
         await h.result()
         history = await h.fetch_history()
-    await Replayer(workflows=[DatabaseRestoreWorkflow], data_converter=data_converter()).replay_workflow(history)
+    await replayer([DatabaseRestoreWorkflow]).replay_workflow(history)

@@ -15,7 +15,7 @@ from tests.db_connections_fixtures import PATIENT_LINE, ConnWorld, conn_input, c
 from tests.db_helpers import IC, approve, events, proposed
 from tests.test_database_restore_real import history_text
 from tests.workflow_helpers import skip
-from worker.temporal import data_converter
+from worker.temporal import data_converter, replayer
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
 
@@ -64,7 +64,7 @@ async def test_approved_restart_is_verified_and_raw_log_lines_stay_out_of_histor
     text = history_text(history.to_json_dict())  # payloads decoded
     assert '"pool_exhausted":30' in text.replace(" ", "")  # the counts are there...
     assert "MRN-0042" not in text and PATIENT_LINE not in text  # ...the lines are not
-    replay = await Replayer(workflows=[DatabaseConnectionPlaybook], data_converter=data_converter()).replay_workflow(
+    replay = await replayer([DatabaseConnectionPlaybook]).replay_workflow(
         history, raise_on_replay_failure=False)
     assert replay.replay_failure is None, replay.replay_failure
 

@@ -18,7 +18,7 @@ from starters import service
 from starters.memory import resolve_memory, start_memory_playbook
 from tests.recovery_fixtures import events
 from worker.main import activities_for
-from worker.temporal import data_converter
+from worker.temporal import data_converter, replayer
 from workflows.high_memory import HighMemoryPlaybook
 
 MI = 2**20
@@ -89,7 +89,7 @@ async def test_samples_minutes_apart_then_scale_back_on_resolution(skipping_env)
     assert states == {"scale": "compensated", "restart": "executed"}
     assert replicas == 3  # back where it was
     assert events(rep).index("Resolve requested") < events(rep).index("Compensated scale")
-    result = await Replayer(workflows=[HighMemoryPlaybook], data_converter=data_converter()).replay_workflow(
+    result = await replayer([HighMemoryPlaybook]).replay_workflow(
         history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 

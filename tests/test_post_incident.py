@@ -12,6 +12,7 @@ from domain.postincident import CloseActionItem, NewActionItem, PostmortemHeld
 from tests.postincident_fixtures import (
     PostWorld,
     commander_pages,
+    _post_input,
     config,
     post_worker,
     progress_until,
@@ -19,7 +20,7 @@ from tests.postincident_fixtures import (
     start_post,
 )
 from tests.workflow_helpers import skip
-from worker.temporal import data_converter
+from worker.temporal import data_converter, replayer
 from domain.postincident import postmortem_workflow_id
 from workflows.post_incident import PostIncidentWorkflow
 
@@ -101,7 +102,7 @@ async def test_no_reminders_once_held_and_completes_when_items_are_done(skipping
         history = await h.fetch_history()
     assert rep.timeline[-1].event == "Post-incident complete"
     assert "| AI-1 | add a canary stage | carol |" in draft and "deferred (next quarter's alerting project)" in draft
-    replay = await Replayer(workflows=[PostIncidentWorkflow], data_converter=data_converter()).replay_workflow(
+    replay = await replayer([PostIncidentWorkflow]).replay_workflow(
         history, raise_on_replay_failure=False
     )
     assert replay.replay_failure is None, replay.replay_failure
@@ -292,7 +293,7 @@ async def test_started_as_a_child_it_outlives_the_resolving_parent(skipping_env)
     tq = f"pp-{uuid.uuid4().hex[:8]}"
     async with Worker(skipping_env.client, task_queue=tq, workflows=[ResolvingParent, PostIncidentWorkflow], activities=pw.activities()):
         wid = await skipping_env.client.execute_workflow(
-            ResolvingParent.run, PostIncidentInput(incident_id=rep.incident_id, report=rep, config=config()),
+            ResolvingParent.run, _post_input(rep),
             id=f"{rep.incident_id}-parent", task_queue=tq,
         )
         assert wid == f"{rep.incident_id}-postmortem"

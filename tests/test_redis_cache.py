@@ -14,7 +14,7 @@ from sandbox.scenario_cache_poisoned import CLUSTER, PROVIDER_KEYS, SESSION_KEYS
 from starters.cache import confirm_flush
 from starters.service import CodeBlueError
 from tests.cache_fixtures import cache_world, until
-from worker.temporal import data_converter
+from worker.temporal import data_converter, replayer
 from workflows.redis_cache import RedisCachePlaybook
 
 ALL = PROVIDER_KEYS + SESSION_KEYS
@@ -40,7 +40,7 @@ async def test_flushall_runs_only_with_the_cluster_name_confirmed(skipping_env):
         assert rep.assessment["flushall"]["mode"] == "flushall-async"
         assert (rep.assessment["flushall"]["keys_before"], rep.assessment["flushall"]["keys_after"]) == (ALL, 0)
         assert await w.count("*") == 0
-        result = await Replayer(workflows=[RedisCachePlaybook], data_converter=data_converter()).replay_workflow(
+        result = await replayer([RedisCachePlaybook]).replay_workflow(
             await h.fetch_history(), raise_on_replay_failure=False)
         assert result.replay_failure is None, result.replay_failure
 

@@ -13,7 +13,7 @@ from domain.incident import Decision, Resolution
 from starters import service
 from tests.fakes import World
 from tests.workflow_helpers import incident, proposed, skip, start, until, worker_for
-from worker.temporal import data_converter
+from worker.temporal import data_converter, replayer
 from workflows.incident_response import IncidentResponseWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -41,7 +41,7 @@ async def run_scenario(env, world: World, approve: set[str], force: bool = False
 
 
 def _replayer() -> Replayer:
-    return Replayer(workflows=[IncidentResponseWorkflow], data_converter=data_converter())
+    return replayer([IncidentResponseWorkflow])
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

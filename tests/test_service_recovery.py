@@ -10,7 +10,7 @@ from temporalio.worker import Replayer
 from sandbox.scenario_failed_redeploy import HOTFIX_TAG, STABLE_TAG, gateway_tag
 from sandbox.scenarios import GATEWAY, NAMESPACE
 from tests.recovery_fixtures import events, recovery_world
-from worker.temporal import data_converter
+from worker.temporal import data_converter, replayer
 from workflows.service_recovery import ServiceRecoveryWorkflow
 
 
@@ -37,7 +37,7 @@ async def test_failed_verification_rolls_back_to_the_pre_upgrade_revision(skippi
         # a failed tag is never recorded as known-good
         assert not any(e.event == "Recorded known-good" for e in rep.timeline)
 
-        result = await Replayer(workflows=[ServiceRecoveryWorkflow], data_converter=data_converter()).replay_workflow(
+        result = await replayer([ServiceRecoveryWorkflow]).replay_workflow(
             await h.fetch_history(), raise_on_replay_failure=False
         )
         assert result.replay_failure is None, result.replay_failure

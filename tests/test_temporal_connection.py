@@ -34,7 +34,9 @@ def _pem(tmp_path, name: str) -> str:
 def test_defaults_are_a_local_plaintext_server(clean_env):
     s = TemporalSettings.from_env()
     assert (s.address, s.namespace, s.task_queue) == ("localhost:7233", "default", "codeblue")
-    assert connect_options(s) == {"tls": False}
+    opts = connect_options(s)
+    assert [type(i).__name__ for i in opts.pop("interceptors")] == ["IdentityInterceptor"]  # signs and verifies
+    assert opts == {"tls": False}
 
 
 def test_mtls_from_the_environment(clean_env, tmp_path):
@@ -59,6 +61,7 @@ def test_temporal_cloud_api_key_implies_tls_and_never_shows(clean_env):
     s = TemporalSettings.from_env()
     assert "tc-secret-key-123" not in repr(s) and "tc-secret-key-123" not in s.model_dump_json()
     opts = connect_options(s)
+    opts.pop("interceptors")
     assert opts == {"tls": True, "api_key": "tc-secret-key-123"}
 
 

@@ -13,6 +13,7 @@ from temporalio.worker import Replayer, Worker
 
 from domain.incident import ActionState, Decision
 from starters import service
+from tests.conftest import signing_interceptors
 from tests.fakes import World
 from tests.postincident_fixtures import PostWorld
 from tests.workflow_helpers import events, incident, proposed, skip, start, terminate, until
@@ -28,7 +29,8 @@ HISTORIES = Path(__file__).parent / "histories"
 @pytest.mark.parametrize("name", ["rollback_resolved", "compensated", "diagnostics_sla_missed"])
 async def test_committed_histories_replay_with_the_metrics_interceptor(name):
     history = WorkflowHistory.from_json(f"wf-{name}", (HISTORIES / f"{name}.json").read_text())
-    replayer = Replayer(workflows=WORKFLOWS, interceptors=[MetricsInterceptor()], data_converter=data_converter())
+    replayer = Replayer(workflows=WORKFLOWS, interceptors=[MetricsInterceptor(), *signing_interceptors()],
+                        data_converter=data_converter())
     await replayer.replay_workflow(history)
 
 
@@ -43,7 +45,7 @@ async def test_sla_miss_decisions_and_mitigations_count_as_they_happen(skipping_
     runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
     client = await Client.connect(skipping_env.client.service_client.config.target_host,
                                   namespace=skipping_env.client.namespace, runtime=runtime,
-                                  data_converter=data_converter())
+                                  data_converter=data_converter(), interceptors=signing_interceptors())
     world = World(failing={"pod_status"})  # diagnostics hang past 5:00
     tq = f"tq-{uuid.uuid4().hex[:8]}"
     seen: list = []

@@ -28,7 +28,6 @@ def incident(severity: str = "P0", commander: str | None = "alice", **kw) -> Inc
         severity=Severity(severity),
         commander=commander,
         requested_by="oncall",
-        config=kw.pop("config", None),
         **kw,
     )
 

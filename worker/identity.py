@@ -43,7 +43,6 @@ from temporalio.worker import (
 from domain.config import ConfigError
 from domain.identity import (
     HEADER,
-    MAX_AGE_SECONDS,
     OPERATOR_VIA,
     UNVERIFIED,
     IdentityKeyError,
@@ -169,29 +168,29 @@ def _inbound_class(keyring: Keyring) -> type[WorkflowInboundInterceptor]:
         def __init__(self, next: WorkflowInboundInterceptor) -> None:
             super().__init__(next)
             self._enforcing: bool | None = None
-            self._used: dict[str, float] = {}  # MACs already applied, against replays of a proof
+            # MACs already applied in this run: a proof counts once (a few hundred bytes per command)
+            self._used: dict[str, float] = {}
 
         def _enforce(self) -> bool:
             if self._enforcing is None:
                 self._enforcing = workflow.patched(PATCH)
             return self._enforcing
 
-        def _check(self, headers: Mapping[str, Payload], handler: str, args: Sequence[Any]) -> tuple[Proof | None, str | None]:
+        def _check(self, headers: Mapping[str, Payload], handler: str, args: Sequence[Any],
+                   fresh: bool = False) -> tuple[Proof | None, str | None]:
             proof = read_proof(headers)
             if proof is None:
                 if not keyring.can_sign:
                     return None, "no proof of identity, and this worker has no operator key to check one"
                 return None, "no proof of identity: send it through the CodeBlue API or CLI"
-            now = workflow.now().timestamp()
-            problem = keyring.problem(proof, workflow.info().workflow_id, handler, args, now)
+            now = workflow.now().timestamp() if fresh else None
+            problem = keyring.problem(proof, workflow.info().workflow_id, handler, args, now, keyring.max_age)
             if problem is None and proof.mac in self._used:
                 problem = "this proof was already used (a replayed command)"
             return (None, problem) if problem else (proof, None)
 
         def _spend(self, proof: Proof) -> None:
-            now = workflow.now().timestamp()
-            self._used = {m: t for m, t in self._used.items() if now - t <= 2 * MAX_AGE_SECONDS}
-            self._used[proof.mac] = now
+            self._used[proof.mac] = proof.issued_at
 
         async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
             info = workflow.info()
@@ -225,7 +224,7 @@ def _inbound_class(keyring: Keyring) -> type[WorkflowInboundInterceptor]:
 
         def handle_update_validator(self, input: HandleUpdateInput) -> None:
             if input.update in HUMAN_HANDLERS:
-                proof, problem = self._check(input.headers, input.update, input.args)
+                proof, problem = self._check(input.headers, input.update, input.args, fresh=True)
                 if proof is None:
                     raise ApplicationError(f"refused: {problem}", type="Unauthenticated", non_retryable=True)
                 input.args = _with_actor(input.args, "by", proof.principal())

@@ -9,6 +9,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.worker import Replayer
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import search_attributes as sa
@@ -28,6 +29,13 @@ def data_converter() -> DataConverter:
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
+
+
+def replayer(workflows: list) -> Replayer:
+    """A Replayer as the workers run: same converter, same identity interceptor."""
+    from worker.identity import client_interceptors
+
+    return Replayer(workflows=workflows, data_converter=data_converter(), interceptors=client_interceptors())
 
 
 async def connect(settings: TemporalSettings | None = None, via: str | None = OPERATOR_VIA) -> Client:

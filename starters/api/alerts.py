@@ -15,10 +15,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.alerts import AlertNotice
 from domain.config import ApiConfig
+from domain.identity import Principal
 from domain.incident import IncidentInput
 from domain.severity import Severity
 from starters import service as svc
 from starters.api.alert_spool import AlertSpool
+from worker.identity import acting_as
 from workflows.incident_response import IncidentResponseWorkflow
 
 SIGNAL = "add_alert"
@@ -196,6 +198,12 @@ async def signal_with_start(client: Client, iid: str, opener: AlertNotice, task_
                             signal: str, arg: Any) -> None:
     """Joins the key's running incident, or opens it with `opener`; raises RPCError as is."""
     inp = incident_input(iid, opener)
+    # the alert's token (received_by) opened it: the start's proof says so (worker.identity)
+    with acting_as(Principal(name=inp.requested_by, roles=["alerts"])):
+        await _start(client, inp, iid, task_queue, signal, arg)
+
+
+async def _start(client: Client, inp: IncidentInput, iid: str, task_queue: str, signal: str, arg: Any) -> None:
     await client.start_workflow(
         IncidentResponseWorkflow.run,
         inp,

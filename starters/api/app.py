@@ -42,9 +42,12 @@ from starters.api.alert_spool import AlertSpool, SpoolError, SpoolFull
 from starters.api.auth import ADMIN, ALERTS, COMMANDER, RESPONDER, VIEWER, Principal, TokenBook
 from starters.api.problems import Problem, problem_response, status_for
 from starters.api.ratelimit import RateLimiter
+from worker.identity import acting_as
 
 ClientFactory = Callable[[], Awaitable[Client]]
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # pydantic's regex: $ is the very end
+# workflow IDs CodeBlue derives from an incident's: nobody may start an incident under one
+RESERVED_SUFFIXES = ("-postmortem", "-db-restore", "-redeploy", "-cache", "-memory", "-db-connections", "-reopened")
 
 
 @dataclass
@@ -294,10 +297,14 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     async def client() -> Client:
         return await temporal.get()
 
-    async def bounded(coro):
-        """Updates wait for a worker; a request never hangs longer than the configured timeout."""
+    async def bounded(coro, who: Principal | None = None):
+        """Updates wait for a worker; a request never hangs longer than the configured timeout.
+        `who`: the token's principal, whose proof the command carries (worker.identity)."""
         try:
-            return await asyncio.wait_for(coro, cfg.api.request_timeout_seconds)
+            if who is None:
+                return await asyncio.wait_for(coro, cfg.api.request_timeout_seconds)
+            with acting_as(who.identity):
+                return await asyncio.wait_for(coro, cfg.api.request_timeout_seconds)
         except asyncio.TimeoutError:
             raise Problem(504, f"no answer from the workflow within {cfg.api.request_timeout_seconds:g} s; "
                           "is a CodeBlue worker running on the task queue?") from None
@@ -320,6 +327,11 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
             return {"status": "ready"}
         return {"status": "ready", "alerts_waiting": spool.backlog}
 
+    @app.get("/whoami", tags=["auth"])
+    async def whoami(p: Principal = Depends(principal)) -> dict[str, Any]:
+        """The token's principal: what every command this token sends is signed as."""
+        return {"name": p.name, "roles": sorted(p.roles)}
+
     # ------------------------------------------------------------------ incidents
     @app.post("/incidents", status_code=201, tags=["incidents"], response_model=Started)
     async def start_incident(body: StartIncident, p: Principal = Depends(needs(RESPONDER)), c: Client = Depends(client)):
@@ -334,12 +346,16 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         cls = classify(obs)
         sev = body.severity or cls.severity
         reasons = cls.reasons if body.severity is None or body.severity == cls.severity else [f"set by {p.name}"]
+        if body.incident_id and body.incident_id.endswith(RESERVED_SUFFIXES):
+            raise Problem(422, f"incident IDs may not end in {', '.join(RESERVED_SUFFIXES)}: "
+                          "those name an incident's own procedures")
         iid = body.incident_id or f"INC-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
         inp = IncidentInput(
             incident_id=iid, title=body.title, severity=sev, service=body.service, commander=body.commander,
             requested_by=p.name, security_incident=body.security, severity_reasons=reasons,
         )
-        await svc.start_incident(c, inp, s.temporal.task_queue)
+        with acting_as(p.identity):
+            await svc.start_incident(c, inp, s.temporal.task_queue)
         return Started(incident_id=iid, severity=sev, ui_url=svc.ui_link(cfg.ui.base_url, s.temporal.namespace, iid))
 
     @app.get("/incidents", tags=["incidents"], response_model=list[IncidentRow])
@@ -384,12 +400,12 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     async def decide(body: DecisionBody, incident_id: str = IdPath, p: Principal = Depends(needs(COMMANDER)),
                      c: Client = Depends(client)):
         d = Decision(action_id=body.action_id, approve=body.approve, by=p.name, reason=body.reason)
-        return await bounded(svc.decide(c, incident_id, d))
+        return await bounded(svc.decide(c, incident_id, d), p)
 
     @app.post("/incidents/{incident_id}/resolve", tags=["incidents"], response_model=ResolutionResult)
     async def resolve(body: ResolveBody, incident_id: str = IdPath, p: Principal = Depends(needs(COMMANDER)),
                       c: Client = Depends(client)):
-        res = await bounded(svc.resolve(c, incident_id, Resolution(by=p.name, summary=body.summary, force=body.force)))
+        res = await bounded(svc.resolve(c, incident_id, Resolution(by=p.name, summary=body.summary, force=body.force)), p)
         if not res.resolved:
             raise Problem(409, res.message)
         return res
@@ -397,19 +413,22 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     @app.post("/incidents/{incident_id}/commander", status_code=202, tags=["incidents"], response_model=Accepted)
     async def assign(body: CommanderBody, incident_id: str = IdPath, p: Principal = Depends(needs(COMMANDER)),
                      c: Client = Depends(client)):
-        await svc.assign_commander(c, incident_id, CommanderAssignment(commander=body.commander, by=p.name))
+        with acting_as(p.identity):
+            await svc.assign_commander(c, incident_id, CommanderAssignment(commander=body.commander, by=p.name))
         return Accepted(incident_id=incident_id, message=f"commander assignment sent: {body.commander}")
 
     @app.post("/incidents/{incident_id}/escalate", status_code=202, tags=["incidents"], response_model=Accepted)
     async def escalate(body: EscalateBody, incident_id: str = IdPath, p: Principal = Depends(needs(RESPONDER)),
                        c: Client = Depends(client)):
-        await svc.escalate(c, incident_id, Escalation(severity=body.severity, by=p.name, reason=body.reason))
+        with acting_as(p.identity):
+            await svc.escalate(c, incident_id, Escalation(severity=body.severity, by=p.name, reason=body.reason))
         return Accepted(incident_id=incident_id, message=f"escalation sent: {body.severity.value}")
 
     @app.post("/incidents/{incident_id}/notes", status_code=202, tags=["incidents"], response_model=Accepted)
     async def add_note(body: NoteBody, incident_id: str = IdPath, p: Principal = Depends(needs(RESPONDER)),
                        c: Client = Depends(client)):
-        await svc.add_note(c, incident_id, Note(by=p.name, text=body.text))
+        with acting_as(p.identity):
+            await svc.add_note(c, incident_id, Note(by=p.name, text=body.text))
         return Accepted(incident_id=incident_id, message="note added")
 
     # ------------------------------------------------------------------ alerts

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from domain.config import ApiConfig, ConfigError
+from domain.identity import Principal as Identity
 
 VIEWER, RESPONDER, COMMANDER, ADMIN, ALERTS = "viewer", "responder", "commander", "admin", "alerts"
 # Each role grants itself and everything listed.
@@ -29,6 +30,11 @@ class Principal:
 
     def has(self, role: str) -> bool:
         return role in self.roles
+
+    @property
+    def identity(self) -> Identity:
+        """What the API signs commands as (worker.identity): the token's name and roles."""
+        return Identity(name=self.name, roles=sorted(self.roles))
 
 
 @dataclass(frozen=True)
