@@ -13,4 +13,5 @@ class EnvironmentActivities:
 
     @activity.defn
     async def worker_config(self, query: EnvironmentQuery) -> CodeBlueConfig:
-        return self.config
+        """The result is kept in history: no credential travels (CodeBlueConfig.for_history)."""
+        return self.config.for_history()

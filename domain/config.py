@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Mapping
 from pathlib import Path
 
 import yaml
@@ -99,6 +100,9 @@ class MitigationConfig(_Section):
     # Besides the IC, who may decide on proposals.
     approvers: list[str] = []
     rollout_timeout_seconds: int = Field(default=600, ge=1)
+    # Action IDs that need two different authorized people to approve (AWS SSM's
+    # MinRequiredApprovals): e.g. [cutover, flushall, restore, redeploy]. Shown as 1/2.
+    two_person: list[str] = []
 
 
 class SlaConfig(_Section):
@@ -249,6 +253,37 @@ class CodeBlueConfig(_Section):
     restore: RestoreConfig = RestoreConfig()
     # Excluded from serialization: token hashes never travel into workflow history.
     api: ApiConfig = Field(default_factory=ApiConfig, exclude=True)
+
+    def with_env_secrets(self, env: Mapping[str, str] | None = None) -> "CodeBlueConfig":
+        """Webhook URLs are credentials: the worker's environment (or a mounted Secret as env)
+        supplies them, over the file. Variables: SECRET_URL_ENV."""
+        e = os.environ if env is None else env
+        n = {f: e[v] for f, v in SECRET_URL_ENV.items() if f != "calendar_webhook_url" and e.get(v)}
+        out = self.model_copy(update={"notifications": self.notifications.model_copy(update=n)}) if n else self
+        cal = e.get(SECRET_URL_ENV["calendar_webhook_url"])
+        if cal:
+            out = out.model_copy(update={"postincident": out.postincident.model_copy(update={"calendar_webhook_url": cal})})
+        return out
+
+    def for_history(self) -> "CodeBlueConfig":
+        """What a workflow may hold (it lands in history): the worker's config without any
+        webhook URL. Only the notifier and calendar activities, built from the worker's own
+        config, know where to deliver."""
+        return self.model_copy(update={
+            "notifications": self.notifications.model_copy(update={f: None for f in SECRET_URL_FIELDS}),
+            "postincident": self.postincident.model_copy(update={"calendar_webhook_url": None}),
+        })
+
+
+# Credentials disguised as URLs (a Slack webhook URL is a bearer token): from the environment.
+SECRET_URL_ENV = {
+    "slack_webhook_url": "CODEBLUE_SLACK_WEBHOOK_URL",
+    "webhook_url": "CODEBLUE_WEBHOOK_URL",
+    "statuspage_url": "CODEBLUE_STATUSPAGE_URL",
+    "pagerduty_url": "CODEBLUE_PAGERDUTY_URL",
+    "calendar_webhook_url": "CODEBLUE_CALENDAR_WEBHOOK_URL",
+}
+SECRET_URL_FIELDS = ("slack_webhook_url", "webhook_url", "statuspage_url", "pagerduty_url")
 
 
 class EnvironmentQuery(BaseModel):

@@ -64,6 +64,8 @@ class IncidentInput(StartedBy):
     commander: str | None = None
     security_incident: bool = False  # pages the security contact
     severity_reasons: list[str] = []
+    # what the status page and stakeholders may read (the title stays internal)
+    public_summary: str | None = Field(default=None, max_length=500)
 
 
 class IncidentRef(BaseModel):
@@ -99,6 +101,7 @@ class Action(BaseModel):
     params: dict[str, Any] = {}
     state: ActionState = ActionState.PROPOSED
     approved_by: str | None = None
+    approvals: list[str] = []  # the two-person rule's first approver(s), while it waits for the second
     decided_by: str | None = None
     decided_at_seconds: float | None = None
     rejection_reason: str | None = None
@@ -144,6 +147,8 @@ class Resolution(BaseModel):
     summary: str = Field(min_length=1, max_length=2000)
     # Close even when health verification fails (recorded as such).
     force: bool = False
+    # the public wording of the resolution (the summary stays internal)
+    public_summary: str | None = Field(default=None, max_length=500)
 
 
 class ResolutionResult(BaseModel):
@@ -167,6 +172,7 @@ class IncidentReport(BaseModel):
     actions: list[Action] = []
     timeline: list[TimelineEntry] = []
     summary: str | None = None
+    public_summary: str | None = None  # the IC's words for the status page and stakeholders
     verified: bool | None = None
     assessment: dict[str, Any] = {}
     # Alerts that reached this incident (from the API): received, listed on the timeline,

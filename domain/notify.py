@@ -15,6 +15,23 @@ class Audience(str, Enum):
     COMMANDER = "commander"
 
 
+def public_title(service: str) -> str:
+    """What the status page calls an incident: never its internal title (it may name a patient)."""
+    return f"{service}: service disruption"
+
+
+def public_text(phase: str, service: str, public_summary: str | None = None) -> str:
+    """The public wording per phase; the IC's `--public-summary` (written for the public)
+    replaces the template. Internal titles and summaries never reach the status page."""
+    if public_summary:
+        return public_summary
+    return {
+        "investigating": f"We are investigating a disruption of {service}. Updates will follow here.",
+        "resolved": f"The disruption of {service} has been resolved.",
+        "verified": f"The disruption of {service} has been resolved and the service verified healthy.",
+    }[phase]
+
+
 class PageRequest(BaseModel):
     incident_id: str
     audience: Audience

@@ -119,9 +119,10 @@ class ApiClient:
         body = {"action_id": action_id, "approve": approve, "reason": reason}
         return DecisionResult.model_validate(self._call("POST", f"/incidents/{incident_id}/decisions", body))
 
-    def resolve(self, incident_id: str, summary: str, force: bool) -> ResolutionResult:
+    def resolve(self, incident_id: str, summary: str, force: bool, public_summary: str | None = None) -> ResolutionResult:
+        body = {"summary": summary, "force": force, "public_summary": public_summary}
         try:
-            data = self._call("POST", f"/incidents/{incident_id}/resolve", {"summary": summary, "force": force})
+            data = self._call("POST", f"/incidents/{incident_id}/resolve", body)
         except CodeBlueError as e:
             if "(HTTP 409)" in str(e) and str(e).startswith("not resolved"):
                 return ResolutionResult(resolved=False, verified=False, message=str(e).rsplit(" (HTTP", 1)[0])

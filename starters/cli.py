@@ -125,6 +125,7 @@ def _operator(by: str | None) -> str:
     return by or os.environ.get("USER") or "operator"
 
 
+PublicOpt = typer.Option(None, "--public-summary", help="What the status page and stakeholders read (the title and summary stay internal).")
 ByOpt = typer.Option(None, "--by", help="Who you are: the API token's name (checked), or with the operator key your name (default $USER).")
 
 
@@ -143,6 +144,7 @@ def incident_start(
     major_feature: bool = typer.Option(False, "--major-feature", help="Major feature unavailable."),
     auth: bool = typer.Option(False, "--auth", help="Authentication issues."),
     degradation: Optional[float] = typer.Option(None, "--degradation", min=0, max=100, help="Performance degradation in %."),
+    public_summary: Optional[str] = PublicOpt,
     config: Optional[str] = ConfigOpt,
 ) -> None:
     """Open an incident: prints its ID and the Temporal UI link."""
@@ -166,7 +168,7 @@ def incident_start(
             body = {"title": title, "severity": severity.value if severity else None, "service": service,
                     "commander": commander, "incident_id": incident_id, "outage": outage, "security": security,
                     "patient_safety": patient_safety, "major_feature": major_feature, "auth": auth,
-                    "degradation": degradation}
+                    "degradation": degradation, "public_summary": public_summary}
             started = api.start_incident(body)
             out.print(started["incident_id"])
             out.print(started["ui_url"], highlight=False)
@@ -181,7 +183,7 @@ def incident_start(
     try:
         inp = IncidentInput(
             incident_id=iid, title=title, severity=sev, service=service, commander=commander,
-            requested_by=by, security_incident=security, severity_reasons=reasons,
+            requested_by=by, security_incident=security, severity_reasons=reasons, public_summary=public_summary,
         )
     except ValueError as e:
         fail(_first_error(e))
@@ -250,20 +252,21 @@ def incident_resolve(
     by: Optional[str] = ByOpt,
     summary: str = typer.Option(..., "--summary"),
     force: bool = typer.Option(False, "--force", help="Close even if health verification fails."),
+    public_summary: Optional[str] = PublicOpt,
 ) -> None:
     """Resolve: CodeBlue verifies health first and refuses while unhealthy (unless --force)."""
     from starters import service as svc
 
     api = _api()
     try:
-        r = Resolution(by=by or "api", summary=summary, force=force)
+        r = Resolution(by=by or "api", summary=summary, force=force, public_summary=public_summary)
     except ValueError as e:
         fail(_first_error(e))
 
     async def go() -> None:
         if api is not None:
             api.actor(by)
-            res = api.resolve(incident_id, summary, force)
+            res = api.resolve(incident_id, summary, force, public_summary)
         else:
             res = await svc.resolve(await _client(), incident_id, r.model_copy(update={"by": _operator(by)}))
         if not res.resolved:
@@ -407,13 +410,15 @@ def dev_cmd(
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Act on a drill sandbox scenario (e.g. bad-deploy)."),
     port: int = typer.Option(7233, "--port"),
     ui_port: int = typer.Option(8233, "--ui-port"),
+    api_port: int = typer.Option(8000, "--api-port", min=1, max=65535, help="The CodeBlue HTTP API."),
     config: Optional[str] = ConfigOpt,
 ) -> None:
-    """Embedded Temporal dev server (Web UI on) plus a worker; Ctrl-C stops all."""
+    """Embedded Temporal dev server (Web UI on), a worker and the HTTP API; writes
+    .codeblue/dev.env for a second terminal. Ctrl-C stops all."""
     from starters.devserver import dev
 
     cfg = _config(config)
-    code = run(lambda: dev(cfg, sandbox, port, ui_port, err))
+    code = run(lambda: dev(cfg, sandbox, port, ui_port, err, api_port))
     _exit(code or 0)
 
 

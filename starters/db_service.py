@@ -30,7 +30,7 @@ async def start_restore(client: Client, inp: DatabaseRestoreInput, task_queue: s
             id=wid,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,  # a refused start fails
             static_summary=f"Database restore for {inp.incident_id}",
             search_attributes=TypedSearchAttributes([
                 SearchAttributePair(sa.SEVERITY, inp.severity.value),

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
+import shlex
 import shutil
 import signal
 import sys
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import AsyncIterator
 
 from rich.console import Console
 from temporalio.testing import WorkflowEnvironment
 
 from domain import search_attributes as sa
-from domain.config import CodeBlueConfig, TemporalSettings
+from domain.config import CodeBlueConfig, ConfigError, TemporalSettings
+from domain.identity import ENV_KEY, ENV_KEY_FILE, new_key
 from starters.service import CodeBlueError
 from worker.main import running_worker
 from worker.identity import client_interceptors
@@ -61,27 +66,120 @@ def ui_base(env: WorkflowEnvironment, ui_port: int | None) -> str:
     return f"http://{host or '127.0.0.1'}:{int(p) + 1000}"
 
 
-async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int, console: Console) -> int:
+DEV_DIR = Path(".codeblue")
+
+
+def _dev_operator_key() -> None:
+    """The operator key for this dev setup: the environment's, else `.codeblue/operator.key`
+    (made once, owner-only), so incidents signed before a restart still verify after it."""
+    if os.environ.get(ENV_KEY) or os.environ.get(ENV_KEY_FILE):
+        return
+    path = DEV_DIR / "operator.key"
+    if not path.exists():
+        DEV_DIR.mkdir(exist_ok=True)
+        _write_private(path, new_key() + "\n")
+    os.environ[ENV_KEY] = path.read_text().strip()
+
+
+def _dev_token() -> tuple[str, str]:
+    """(name, token) for the second terminal: a commander token of $CODEBLUE_API_TOKENS,
+    else a fresh commander token for $USER, added to the environment the API reads."""
+    raw = os.environ.get("CODEBLUE_API_TOKENS")
+    if raw:
+        try:
+            items = json.loads(raw)
+            pick = next((t for t in items if {"commander", "admin"} & set(t.get("roles", []))), items[0])
+            return str(pick["name"]), str(pick["token"])
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise CodeBlueError("CODEBLUE_API_TOKENS: must be JSON [{\"name\", \"token\", \"roles\"}, ...]") from None
+    name = os.environ.get("USER") or "ic"
+    token = secrets.token_urlsafe(24)
+    os.environ["CODEBLUE_API_TOKENS"] = json.dumps([{"name": name, "token": token, "roles": ["commander"]}])
+    return name, token
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+def write_dev_env(values: dict[str, str]) -> Path:
+    """`.codeblue/dev.env`: `source` it in a second terminal and the CLI talks to this API."""
+    DEV_DIR.mkdir(exist_ok=True)
+    path = DEV_DIR / "dev.env"
+    _write_private(path, "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))
+    return path
+
+
+@asynccontextmanager
+async def _serve_api(cfg: CodeBlueConfig, temporal_address: str, task_queue: str, port: int) -> AsyncIterator[str]:
+    """The HTTP API in this process, signing only for its tokens' principals."""
+    import uvicorn
+
+    from starters.api.app import ApiSettings, create_app
+    from starters.api.auth import TokenBook
+    from worker.temporal import connect
+
+    settings = TemporalSettings(address=temporal_address, task_queue=task_queue,
+                                namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"))
+    try:
+        tokens = TokenBook.from_config(cfg.api)
+    except ConfigError as e:
+        raise CodeBlueError(str(e)) from None
+    app = create_app(lambda: connect(settings, via=None), ApiSettings(config=cfg, temporal=settings, tokens=tokens))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", server_header=False))
+    task = asyncio.ensure_future(server.serve())
+    for _ in range(100):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.05)
+    if task.done() or not server.started:
+        raise CodeBlueError(f"could not serve the API on 127.0.0.1:{port} (in use? try --api-port)")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int, console: Console,
+              api_port: int = 8000) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     task_queue = TemporalSettings.from_env().task_queue
-    async with dev_server(port, ui_port) as env:
+    _dev_operator_key()
+    user, token = _dev_token()
+    async with AsyncExitStack() as stack:
+        env = await stack.enter_async_context(dev_server(port, ui_port))
+        address = env.client.service_client.config.target_host
+        sb = None
         if scenario:
             from sandbox.scenarios import sandbox_environment
 
-            async with sandbox_environment(scenario) as sb:
-                async with running_worker(env.client, sb.config, task_queue):
-                    console.print(f"Temporal at 127.0.0.1:{port}, Web UI http://127.0.0.1:{ui_port}")
-                    console.print(f"Sandbox '{scenario}' ready; worker on task queue {task_queue}.")
-                    console.print("In another terminal, as the IC (the worker's sandbox config applies):")
-                    console.print("  codeblue incident start --severity P0 --title 'api-gateway down' --commander you")
-                    console.print("  codeblue incident status <ID>; codeblue incident approve <ID> rollback --by you")
-                    console.print("Ctrl-C stops everything.")
-                    await stop.wait()
-        else:
-            async with running_worker(env.client, cfg, task_queue):
-                console.print(f"Temporal at 127.0.0.1:{port}, Web UI http://127.0.0.1:{ui_port}; worker on {task_queue}. Ctrl-C stops.")
-                await stop.wait()
+            sb = await stack.enter_async_context(sandbox_environment(scenario))
+        wcfg = sb.config if sb else cfg
+        await stack.enter_async_context(running_worker(env.client, wcfg, task_queue))
+        api_cfg = wcfg.model_copy(update={"api": cfg.api, "ui": wcfg.ui.model_copy(update={"base_url": f"http://127.0.0.1:{ui_port}"})})
+        api_url = await stack.enter_async_context(_serve_api(api_cfg, address, task_queue, api_port))
+        values = {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": task_queue,
+                  "CODEBLUE_API_URL": api_url, "CODEBLUE_TOKEN": token}
+        if sb is not None:
+            kubeconfig = getattr(sb, "kubeconfig", None) or wcfg.kubernetes.kubeconfig
+            if kubeconfig:
+                values["KUBECONFIG"] = str(kubeconfig)
+        path = write_dev_env(values)
+        console.print(f"Temporal at {address}, Web UI http://127.0.0.1:{ui_port}; worker on task queue {task_queue}", soft_wrap=True)
+        console.print(f"CodeBlue API at {api_url} (OpenAPI at {api_url}/docs); you are {user} (commander token)", soft_wrap=True)
+        if sb is not None:
+            console.print(f"Sandbox '{scenario}' ready (the worker's sandbox config applies).", soft_wrap=True)
+        console.print("In another terminal, as the IC:", soft_wrap=True)
+        console.print(f"  source {path}", highlight=False, soft_wrap=True)
+        console.print(f"  codeblue incident start --severity P0 --title 'api-gateway down' --commander {user}", highlight=False, soft_wrap=True)
+        console.print("  codeblue incident status <ID>; codeblue incident approve <ID> rollback", highlight=False, soft_wrap=True)
+        console.print("Ctrl-C stops everything.", soft_wrap=True)
+        await stop.wait()
     return 0

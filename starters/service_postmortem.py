@@ -34,7 +34,7 @@ async def start(client: Client, incident_id: str, task_queue: str, commander: st
             id=wid,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,  # a refused start fails
             static_summary=f"Post-incident: {incident_id}",
         )
     except WorkflowAlreadyStartedError:

@@ -33,7 +33,7 @@ def restore_input(config: CodeBlueConfig | None = None, **kw) -> DatabaseRestore
     """`config`: the (fake) worker's config for this incident; the input carries none."""
     iid = kw.pop("incident_id", f"INC-{uuid.uuid4().hex[:8]}")
     configure_worker(iid, config or restore_config())
-    return DatabaseRestoreInput(incident_id=iid, requested_by="oncall", commander=IC, **kw)
+    return DatabaseRestoreInput(incident_id=iid, requested_by="oncall", commander=kw.pop("commander", IC), **kw)
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from temporalio import client as tclient
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 
 from domain.config import CodeBlueConfig, Contacts, HealthConfig
 from domain.identity import HEADER, Keyring, Principal, keyring_from_env, parse_key
@@ -166,7 +166,9 @@ async def test_a_raw_start_is_refused_and_acts_on_nothing(skipping_env):
         raw = await _raw(skipping_env)
         inp = incident()
         h = await service.start_incident(raw, inp, tq)
-        rep = await h.result()
+        with pytest.raises(WorkflowFailureError):
+            await h.result()
+        rep = await h.query(IncidentResponseWorkflow.status)
     assert rep.status == "refused" and events(rep) == ["Incident start refused: unauthenticated"]
     assert world.pages == [] and world.calls["pod_status"] == 0 and world.calls["worker_config"] == 0
 

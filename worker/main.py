@@ -59,6 +59,7 @@ def rds_client(cfg: AwsConfig):
 
 
 def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[str, str] | None = None) -> list:
+    cfg = cfg.with_env_secrets()
     k8s = KubernetesActivities(kube_api_client(cfg.kubernetes))
     env = dict(helm_env or {})
     if cfg.kubernetes.kubeconfig and "KUBECONFIG" not in env:

@@ -31,10 +31,12 @@ def settle(act: Action, state: ActionState, result: str | None = None) -> None:
 
 
 class ApprovalBook:
-    def __init__(self, timeline: Timeline, approvers: Callable[[], list[str]]) -> None:
+    def __init__(self, timeline: Timeline, approvers: Callable[[], list[str]],
+                 two_person: Callable[[], list[str]] = lambda: []) -> None:
         self.timeline = timeline
         self.commander: str | None = None
         self.approvers = approvers
+        self.two_person = two_person
         self.actions: dict[str, Action] = {}
         self.closed_reason: str | None = None  # set when the workflow no longer takes decisions
         self.proposed_at: dict[str, float] = {}
@@ -83,15 +85,26 @@ class ApprovalBook:
             return f"action {d.action_id!r} was already decided ({act.state.value})"
         if not d.approve and not (d.reason or "").strip():
             return "a rejection needs a reason"
+        if d.approve and person(d.by) in {person(x) for x in act.approvals}:
+            return f"{person(d.by)} already approved {act.id}: the two-person rule needs someone else"
         return None
+
+    def needed(self, act: Action) -> int:
+        return 2 if act.id in self.two_person() else 1
 
     def apply(self, d: Decision) -> DecisionResult:
         act = self.actions[d.action_id]
+        if d.approve and len(act.approvals) + 1 < self.needed(act):
+            act.approvals.append(d.by)
+            n = f"{len(act.approvals)}/{self.needed(act)}"
+            self.timeline.log(d.by, f"Approved {act.id} ({act.kind.value}) {n}",
+                              f"two-person rule: waiting for a second authorized person. {d.reason or ''}".strip())
+            return DecisionResult(action_id=act.id, state=act.state, message=f"{act.id} approved {n}; needs a second person")
         act.decided_by = d.by
         act.decided_at_seconds = self.timeline.t()
         if d.approve:
             act.state = ActionState.APPROVED
-            act.approved_by = d.by
+            act.approved_by = d.by if not act.approvals else ", ".join([*act.approvals, d.by])
             self.timeline.log(d.by, f"Approved {act.id} ({act.kind.value})", d.reason)
         else:
             act.state = ActionState.REJECTED

@@ -68,7 +68,7 @@ with workflow.unsafe.imports_passed_through():
         ResolutionResult,
         SlaClock,
     )
-    from domain.notify import Audience, Delivery, MessageRequest, StatusPageRequest
+    from domain.notify import Audience, Delivery, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.severity import Severity
 
 class _StepFailed(Exception):
@@ -85,7 +85,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.phase = Phase.OPEN
         self.started = workflow.info().start_time
         self.tl = Timeline(self.started)
-        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
+        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers, lambda: self.cfg.mitigation.two_person)
         self.book.commander = inp.commander
         self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
         self.sla: dict[str, SlaClock] = {}
@@ -96,6 +96,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.final_status = "open"
         self.verified: bool | None = None
         self.summary: str | None = None
+        self.public_summary: str | None = None
         self.diagnostics: Diagnostics | None = None
         self.escalations: list[Escalation] = []
         self.watcher: asyncio.Task[None] | None = None
@@ -115,7 +116,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         if inp.start_refused:  # worker.identity found no valid proof: page nobody, touch nothing
             self._log(UNVERIFIED, "Incident start refused: unauthenticated", inp.start_refused)
             self.final_status = "refused"
-            return self._report()
+            raise ApplicationError(f"start refused: {inp.start_refused}", type="StartRefused", non_retryable=True)
         self.cfg = await self.steps.worker_config(inp.config)
         self._log(
             inp.requested_by,
@@ -390,26 +391,29 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             )
 
     async def _communicate(self, final: bool) -> None:
-        title = self.inp.title
+        """Public text only: the title and the IC's internal summary may hold patient data."""
+        service = self.inp.service
         a = self.assessment
         known = " | ".join(a.summary_lines()) if a else "assessment still running"
+        public = self.public_summary if final else self.inp.public_summary
         if self.severity.is_major:
             sp = await self._notify(
                 "status_page",
                 StatusPageRequest(
                     incident_id=self.inp.incident_id,
-                    title=title,
+                    title=public_title(service),
                     status="resolved" if final else "investigating",
-                    message=(self.summary or "Resolved") if final else f"We are investigating: {title}",
+                    message=public_text("resolved" if final else "investigating", service, public),
                     impact="critical" if self.severity == Severity.P0 else "major",
                 ),
                 "Update status page",
             )
             self.status_page_opened = self.status_page_opened or bool(sp and sp.delivered)
         text = (
-            f"[{self.severity.value}] {title} resolved: {self.summary}"
+            f"[{self.severity.value}] {public_title(service)} resolved: {public_text('resolved', service, public)}"
             if final
-            else f"[{self.severity.value}] {title}. IC: {self.commander or 'unassigned'}. {known}"
+            else f"[{self.severity.value}] {public_title(service)}. IC: {self.commander or 'unassigned'}. {known}"
+            + (f" {public}" if public else "")
         )
         await self._notify(
             "post_message",
@@ -649,6 +653,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             return False
         self.verified = verified
         self.summary = r.summary
+        self.public_summary = r.public_summary
         self.final_status = "resolved" if verified else "resolved_unverified"
         await self._communicate(final=True)
         self._set_phase(Phase.RESOLVED)
@@ -723,6 +728,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             actions=list(self.actions.values()),
             timeline=list(self.tl.entries),
             summary=self.summary,
+            public_summary=self.public_summary or self.inp.public_summary,
             verified=self.verified,
             assessment=self.assessment.model_dump() if self.assessment else {},
             alerts=self.alerts.counts() if self.alerts.received else {},

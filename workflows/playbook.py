@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 from workflows.approvals import ApprovalBook, ApprovalHandlers
 from workflows.steps import Steps
@@ -29,7 +30,7 @@ class Playbook(ApprovalHandlers):
         self.cfg = CodeBlueConfig()  # the worker's, once run() has read it
         self.started = workflow.info().start_time
         self.tl = Timeline(self.started)
-        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers)
+        self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers, lambda: self.cfg.mitigation.two_person)
         self.book.commander = inp.commander or inp.requested_by
         self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
         self.phase = Phase.OPEN
@@ -69,11 +70,13 @@ class Playbook(ApprovalHandlers):
         return self._refuse(inp.requested_by, f"no incident {inp.incident_id} is open and {starter} is not a commander or admin")
 
     def _refuse(self, actor: str, why: str) -> bool:
+        """Recorded, then the run fails (non-retryable): its ID is free again for the IC
+        (starters use ALLOW_DUPLICATE_FAILED_ONLY), and the UI shows it as failed."""
         self.tl.log(actor, "Start refused", why)
         self.book.closed_reason = f"this run was refused: {why}"
         self.status_text = "refused"
         self.summary = f"refused: {why}"
-        return False
+        raise ApplicationError(f"start refused: {why}", type="StartRefused", non_retryable=True)
 
     def _report(self) -> IncidentReport:
         """The run's result and the `status` query's answer: reads state, issues no command."""

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
     from domain.incident import IncidentInput, IncidentReport, Phase
-    from domain.notify import Audience, MessageRequest, StatusPageRequest
+    from domain.notify import Audience, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.postincident import (
         ActionItem,
         CalendarInvite,
@@ -84,7 +84,7 @@ class PostIncidentWorkflow:
         if inp.start_refused:  # worker.identity found no valid proof: notify nobody
             self.tl.log(UNVERIFIED, "Post-incident start refused: unauthenticated", inp.start_refused)
             self.finished = True
-            return self._report()
+            raise ApplicationError(f"start refused: {inp.start_refused}", type="StartRefused", non_retryable=True)
         self.cfg = await self.steps.worker_config(inp.config)
         pi = self.cfg.postincident
         if inp.state is None:
@@ -362,9 +362,9 @@ class PostIncidentWorkflow:
         if major:
             await self.steps.notify(
                 "status_page",
-                StatusPageRequest(
-                    incident_id=iid, title=r.title, status="resolved",
-                    message=f"Resolved and verified. {r.summary or ''}".strip(),
+                StatusPageRequest(  # public text only: the title and summary stay internal
+                    incident_id=iid, title=public_title(r.service), status="resolved",
+                    message=public_text("verified", r.service, r.public_summary),
                     impact="critical" if r.severity.value == "P0" else "major",
                 ),
                 "Status page resolved",
@@ -375,7 +375,7 @@ class PostIncidentWorkflow:
                 incident_id=iid,
                 kind="stakeholders",
                 text=(
-                    f"[{r.severity.value}] {r.title}: resolution verified "
+                    f"[{r.severity.value}] {public_title(r.service)}: resolution verified "
                     f"({'; '.join(self.st.verification.checks if self.st.verification else [])}). "
                     f"Post-mortem within {self.cfg.postincident.postmortem_within_hours} h."
                 ),

@@ -73,6 +73,7 @@ class StartIncident(_Body):
     major_feature: bool = False
     auth: bool = False
     degradation: float | None = Field(default=None, ge=0, le=100)
+    public_summary: str | None = Field(default=None, max_length=500)
 
 
 class Started(BaseModel):
@@ -90,6 +91,7 @@ class DecisionBody(_Body):
 class ResolveBody(_Body):
     summary: str = Field(min_length=1, max_length=2000)
     force: bool = False
+    public_summary: str | None = Field(default=None, max_length=500)
 
 
 class CommanderBody(_Body):
@@ -353,6 +355,7 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         inp = IncidentInput(
             incident_id=iid, title=body.title, severity=sev, service=body.service, commander=body.commander,
             requested_by=p.name, security_incident=body.security, severity_reasons=reasons,
+            public_summary=body.public_summary,
         )
         with acting_as(p.identity):
             await svc.start_incident(c, inp, s.temporal.task_queue)
@@ -405,7 +408,8 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     @app.post("/incidents/{incident_id}/resolve", tags=["incidents"], response_model=ResolutionResult)
     async def resolve(body: ResolveBody, incident_id: str = IdPath, p: Principal = Depends(needs(COMMANDER)),
                       c: Client = Depends(client)):
-        res = await bounded(svc.resolve(c, incident_id, Resolution(by=p.name, summary=body.summary, force=body.force)), p)
+        res = await bounded(svc.resolve(c, incident_id, Resolution(by=p.name, summary=body.summary, force=body.force,
+                                                                         public_summary=body.public_summary)), p)
         if not res.resolved:
             raise Problem(409, res.message)
         return res
