@@ -126,6 +126,19 @@ def _operator(by: str | None) -> str:
 
 
 PublicOpt = typer.Option(None, "--public-summary", help="What the status page and stakeholders read (the title and summary stay internal).")
+async def _acting_client(command: str):
+    """A client for a command that changes state and has no API endpoint yet: it needs the
+    operator key, and is refused while an API is configured (that path must not be bypassed)."""
+    from starters.api_client import ApiCredentials
+    from starters.service import CodeBlueError
+
+    if ApiCredentials.find() is not None:
+        raise CodeBlueError(f"`codeblue {command}` is not available through the API yet; "
+                            "run it where the operator key is set, without CODEBLUE_API_URL / `codeblue login`")
+    _operator(None)
+    return await _client()
+
+
 ByOpt = typer.Option(None, "--by", help="Who you are: the API token's name (checked), or with the operator key your name (default $USER).")
 
 

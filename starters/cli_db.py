@@ -39,7 +39,7 @@ def db_restore(
         cli.fail(cli._first_error(e))
 
     async def go() -> int:
-        client = await cli._client()
+        client = await cli._acting_client("db restore")
         s = TemporalSettings.from_env()
         h = await db_service.start_restore(client, inp, s.task_queue)
         cli.out.print(h.id)
@@ -101,7 +101,7 @@ def db_cancel(incident: str = typer.Option(..., "--incident"), by: str = typer.O
     from starters import cli, db_service
 
     async def go() -> None:
-        cli.out.print(await db_service.cancel_restore(await cli._client(), incident, CancelRestore(by=by, reason=reason)))
+        cli.out.print(await db_service.cancel_restore(await cli._acting_client("db cancel"), incident, CancelRestore(by=by, reason=reason)))
 
     cli.run(go)
 

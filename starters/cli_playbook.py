@@ -37,7 +37,7 @@ def _start_playbook(
         cli.fail(cli._first_error(e))
 
     async def go() -> None:
-        client = await cli._client()
+        client = await cli._acting_client("playbook")
         s = TemporalSettings.from_env()
         h = await start(client, inp, s.task_queue)
         cli.out.print(h.id)
@@ -80,7 +80,7 @@ def confirm_flush_cmd(
     from starters.cache import confirm_flush
 
     async def go() -> None:
-        cli.out.print(await confirm_flush(await cli._client(), workflow_id, FlushConfirmation(by=by, cluster_name=cluster)))
+        cli.out.print(await confirm_flush(await cli._acting_client("playbook confirm-flush"), workflow_id, FlushConfirmation(by=by, cluster_name=cluster)))
 
     cli.run(go)
 
@@ -117,7 +117,7 @@ def resolve_memory_cmd(
     from starters.memory import resolve_memory
 
     async def go() -> None:
-        cli.out.print(await resolve_memory(await cli._client(), workflow_id, MemoryResolution(by=by, keep_scale=keep_scale)))
+        cli.out.print(await resolve_memory(await cli._acting_client("playbook resolve-memory"), workflow_id, MemoryResolution(by=by, keep_scale=keep_scale)))
 
     cli.run(go)
 

@@ -30,7 +30,7 @@ def postmortem(
 ) -> None:
     """Print the post-mortem draft; `held ID --by NAME` marks it held; `start ID` starts tracking."""
     from starters import service_postmortem as pm
-    from starters.cli import _client, fail, out, run
+    from starters.cli import _acting_client, _api, _client, fail, out, run
 
     if args[0] in ACTIONS:
         if len(args) != 2:
@@ -42,7 +42,11 @@ def postmortem(
         fail("usage: codeblue postmortem ID | held ID --by NAME | start ID")
 
     async def go() -> None:
-        client = await _client()
+        api = _api() if verb == "draft" else None
+        if api is not None:
+            print(api.postmortem(incident_id))
+            return
+        client = await (_client() if verb == "draft" else _acting_client(f"postmortem {verb}"))
         if verb == "draft":
             print(await pm.draft(client, incident_id))
         elif verb == "held":
@@ -69,7 +73,7 @@ def action_item_add(
     """Add an action item with an owner and a due date; prints its ID (AI-n)."""
     from domain.postincident import NewActionItem
     from starters import service_postmortem as pm
-    from starters.cli import _client, _first_error, fail, out, run
+    from starters.cli import _acting_client, _first_error, fail, out, run
 
     try:
         due_date = date.fromisoformat(due)
@@ -81,7 +85,7 @@ def action_item_add(
         fail(_first_error(e))
 
     async def go() -> None:
-        item = await pm.add_item(await _client(), incident_id, n)
+        item = await pm.add_item(await _acting_client("action-item add"), incident_id, n)
         out.print(f"{item.id}: {item.owner}, due {item.due.isoformat()}")
 
     run(go)
@@ -98,10 +102,10 @@ def action_item_done(
     """Mark an action item done, or (IC) deferred with a reason."""
     from domain.postincident import CloseActionItem
     from starters import service_postmortem as pm
-    from starters.cli import _client, out, run
+    from starters.cli import _acting_client, out, run
 
     async def go() -> None:
-        it = await pm.close_item(await _client(), incident_id, CloseActionItem(item_id=item, by=by, defer=defer, reason=reason))
+        it = await pm.close_item(await _acting_client("action-item done"), incident_id, CloseActionItem(item_id=item, by=by, defer=defer, reason=reason))
         out.print(f"{it.id}: {it.state.value}")
 
     run(go)

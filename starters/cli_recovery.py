@@ -36,7 +36,7 @@ def redeploy_cmd(
         cli.fail(cli._first_error(e))
 
     async def go() -> None:
-        client = await cli._client()
+        client = await cli._acting_client("redeploy")
         s = TemporalSettings.from_env()
         h = await start_recovery(client, inp, s.task_queue)
         wid = recovery_workflow_id(incident)

@@ -13,7 +13,9 @@ from temporalio.worker import Worker
 from domain.config import ApiConfig, ApiToken, CodeBlueConfig, TemporalSettings
 from starters.api.app import ApiSettings, create_app
 from starters.api.auth import sha256_hex
+from domain.identity import keyring_from_env
 from tests.fakes import World
+from worker.identity import IdentityInterceptor
 from tests.workflow_helpers import incident_worker
 from workflows.incident_response import IncidentResponseWorkflow
 
@@ -44,8 +46,13 @@ async def api_on(client: Client, cfg: CodeBlueConfig | None = None, world: World
     world = world or World()
     tq = f"api-{uuid.uuid4().hex[:6]}"
 
+    # the API's own client signs only for a token's principal (never a typed name), as deployed
+    api_client = await Client.connect(client.service_client.config.target_host, namespace=client.namespace,
+                                      data_converter=client.data_converter,
+                                      interceptors=[IdentityInterceptor(keyring_from_env(), via=None)])
+
     async def factory() -> Client:
-        return client
+        return api_client
 
     settings = ApiSettings(config=cfg or api_config(), temporal=TemporalSettings(task_queue=tq))
     app = create_app(factory, settings)

@@ -38,7 +38,29 @@ async def test_codec_round_trips_and_rotation_keeps_old_payloads_readable():
     tampered = Payload(metadata=enc.metadata, data=enc.data[:-1] + bytes([enc.data[-1] ^ 1]))
     with pytest.raises(CodecKeyError, match="does not decrypt"):
         await rotated.decode([tampered])
-    assert (await rotated.decode([p]))[0] == p  # history from before encryption still reads
+    with pytest.raises(CodecKeyError, match="unencrypted payload refused"):  # a raw client's plaintext
+        await rotated.decode([p])
+    assert (await rotated.lenient().decode([p]))[0] == p  # the codec server shows older plaintext
+
+
+async def test_ciphertext_is_bound_to_its_workflow(monkeypatch):
+    from temporalio.converter import WorkflowSerializationContext
+
+    codec = EncryptionCodec([parse_key(new_key())])
+    p = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps({"approve": True}).encode())
+    [enc] = await codec.with_context(WorkflowSerializationContext(namespace="default", workflow_id="INC-A")).encode([p])
+    assert enc.metadata["encryption-workflow-id"] == b"INC-A"
+    in_a = codec.with_context(WorkflowSerializationContext(namespace="default", workflow_id="INC-A"))
+    in_b = codec.with_context(WorkflowSerializationContext(namespace="default", workflow_id="INC-B"))
+    assert (await in_a.decode([enc]))[0] == p
+    with pytest.raises(CodecKeyError, match="belongs to workflow 'INC-A', not 'INC-B'"):
+        await in_b.decode([enc])
+    relabelled = Payload(metadata={**enc.metadata, "encryption-workflow-id": b"INC-B"}, data=enc.data)
+    with pytest.raises(CodecKeyError, match="does not decrypt"):  # the binding is authenticated
+        await in_b.decode([relabelled])
+    assert (await codec.lenient().decode([enc]))[0] == p  # the UI's codec server has no workflow context
+    monkeypatch.setenv("CODEBLUE_CODEC_ALLOW_PLAINTEXT", "1")
+    assert (await in_b.decode([p]))[0] == p  # migration window for histories from before encryption
 
 
 def test_keys_from_env_and_file(tmp_path):

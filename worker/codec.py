@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import os
 from pathlib import Path
@@ -20,10 +21,14 @@ from typing import Iterable, Mapping, Sequence
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.converter import PayloadCodec, SerializationContext, WithSerializationContext
 
 ENCODING = b"binary/encrypted"
 KEY_ID_META = "encryption-key-id"
+# the workflow a payload belongs to: authenticated (in the AES-GCM associated data), so a
+# ciphertext copied into another incident's history does not decrypt there
+WORKFLOW_META = "encryption-workflow-id"
+ENV_ALLOW_PLAINTEXT = "CODEBLUE_CODEC_ALLOW_PLAINTEXT"
 ENV_KEY = "CODEBLUE_CODEC_KEY"
 ENV_OLD_KEYS = "CODEBLUE_CODEC_OLD_KEYS"
 ENV_KEY_FILE = "CODEBLUE_CODEC_KEY_FILE"
@@ -53,17 +58,37 @@ def new_key() -> str:
     return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
 
 
-class EncryptionCodec(PayloadCodec):
-    """Encrypts every payload with the current key; decrypts with any known key."""
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    """Encrypts every payload with the current key, bound to its workflow when the SDK says
+    which (serialization context); decrypts with any known key. `strict`: a plaintext payload
+    is refused (someone with raw Temporal access wrote it), unless it predates encryption and
+    CODEBLUE_CODEC_ALLOW_PLAINTEXT=1 is set while such histories are open."""
 
-    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+    def __init__(self, keys: Sequence[tuple[str, bytes]], strict: bool = True, workflow_id: str | None = None) -> None:
         if not keys:
             raise CodecKeyError("no codec key given")
+        self._all = list(keys)
+        self.strict = strict
+        self.workflow_id = workflow_id
         self.current_id, current = keys[0]
         self._current = AESGCM(current)
         self._keys: dict[str, AESGCM] = {}
         for kid, key in keys:
             self._keys.setdefault(kid, AESGCM(key))
+
+    def with_context(self, context: SerializationContext) -> "EncryptionCodec":
+        wid = getattr(context, "workflow_id", None)
+        if not wid or wid == self.workflow_id:
+            return self
+        clone = copy.copy(self)
+        clone.workflow_id = wid
+        return clone
+
+    def lenient(self) -> "EncryptionCodec":
+        """For the codec server (the UI's decoding): plaintext passes, any binding decodes."""
+        clone = copy.copy(self)
+        clone.strict, clone.workflow_id = False, None
+        return clone
 
     @property
     def key_ids(self) -> list[str]:
@@ -78,18 +103,32 @@ class EncryptionCodec(PayloadCodec):
     def _encrypt(self, p: Payload) -> Payload:
         nonce = os.urandom(12)
         kid = self.current_id.encode()
-        data = nonce + self._current.encrypt(nonce, p.SerializeToString(), kid)
-        return Payload(metadata={"encoding": ENCODING, KEY_ID_META: kid}, data=data)
+        meta = {"encoding": ENCODING, KEY_ID_META: kid}
+        aad = kid
+        if self.workflow_id:
+            meta[WORKFLOW_META] = self.workflow_id.encode()
+            aad = kid + b"|" + meta[WORKFLOW_META]
+        data = nonce + self._current.encrypt(nonce, p.SerializeToString(), aad)
+        return Payload(metadata=meta, data=data)
 
     def _decrypt(self, p: Payload) -> Payload:
         if p.metadata.get("encoding") != ENCODING:
+            if self.strict and not _plaintext_allowed():
+                raise CodecKeyError("unencrypted payload refused: this namespace's payloads are encrypted "
+                                    f"(set {ENV_ALLOW_PLAINTEXT}=1 only while histories from before encryption are open)")
             return p  # written before encryption was turned on
         kid = p.metadata.get(KEY_ID_META, b"").decode()
         aes = self._keys.get(kid)
         if aes is None:
             raise CodecKeyError(f"payload encrypted with unknown key ID {kid!r}")
+        bound = p.metadata.get(WORKFLOW_META)
+        aad = kid.encode()
+        if bound is not None:
+            if self.workflow_id and bound.decode() != self.workflow_id:
+                raise CodecKeyError(f"payload belongs to workflow {bound.decode()!r}, not {self.workflow_id!r}")
+            aad += b"|" + bound
         try:
-            return Payload.FromString(aes.decrypt(p.data[:12], p.data[12:], kid.encode()))
+            return Payload.FromString(aes.decrypt(p.data[:12], p.data[12:], aad))
         except Exception:  # noqa: BLE001 - InvalidTag and friends: never echo data
             raise CodecKeyError(f"payload does not decrypt with key {kid!r}") from None
 
@@ -115,6 +154,10 @@ def keys_from_env(env: Mapping[str, str] | None = None) -> list[tuple[str, bytes
 
 def _content(lines: Iterable[str]) -> Iterable[str]:
     return (ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+
+
+def _plaintext_allowed() -> bool:
+    return os.environ.get(ENV_ALLOW_PLAINTEXT, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def codec_from_env(env: Mapping[str, str] | None = None) -> EncryptionCodec | None:

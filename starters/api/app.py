@@ -42,6 +42,7 @@ from starters.api.alert_spool import AlertSpool, SpoolError, SpoolFull
 from starters.api.auth import ADMIN, ALERTS, COMMANDER, RESPONDER, VIEWER, Principal, TokenBook
 from starters.api.problems import Problem, problem_response, status_for
 from starters.api.ratelimit import RateLimiter
+from worker.codec import EncryptionCodec
 from worker.identity import acting_as
 
 ClientFactory = Callable[[], Awaitable[Client]]
@@ -481,6 +482,8 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     # ------------------------------------------------------------------ codec server
     async def _codec(body: PayloadsBody, c: Client, encode: bool) -> dict[str, Any]:
         codec = c.data_converter.payload_codec
+        if isinstance(codec, EncryptionCodec):
+            codec = codec.lenient()  # the UI's decoding: no workflow context, older plaintext shown
         try:
             ps = json_format.ParseDict({"payloads": body.payloads}, Payloads())
         except json_format.ParseError as e:

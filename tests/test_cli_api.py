@@ -1,0 +1,101 @@
+"""The game day as the README tells it: `codeblue dev --sandbox bad-deploy` in one terminal,
+`source .codeblue/dev.env` in another, the IC on the CLI through the API (no operator key)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import signal
+import shutil
+import stat
+from pathlib import Path
+
+from sandbox.ports import free_port
+from tests.test_cli import cb, one_line_error
+
+TOKENS = [{"name": "you", "token": "tok-you-" + "y" * 24, "roles": ["commander"]},
+          {"name": "bob", "token": "tok-bob-" + "b" * 24, "roles": ["responder"]},
+          {"name": "carol", "token": "tok-carol-" + "c" * 24, "roles": ["commander"]}]
+
+
+def _dev_env(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        k, _, v = line.removeprefix("export ").partition("=")
+        out[k] = shlex.split(v)[0]
+    return out
+
+
+async def _report(env: dict[str, str], iid: str, pred, what: str, timeout: float = 60) -> dict:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        code, out, err = await cb("incident", "status", iid, "--json", env=env)
+        if code == 0:
+            rep = json.loads(out)
+            if pred(rep):
+                return rep
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}: {err or out[-500:]}")
+        await asyncio.sleep(0.5)
+
+
+async def test_game_day_ic_approves_with_the_cli_through_the_api(tmp_path: Path):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CODEBLUE_")}  # no operator key anywhere
+    ports = {"--port": free_port(), "--ui-port": free_port(), "--api-port": free_port()}
+    dev = await asyncio.create_subprocess_exec(
+        shutil.which("codeblue"), "dev", "--sandbox", "bad-deploy", *[str(x) for kv in ports.items() for x in kv],
+        cwd=tmp_path, env={**base, "CODEBLUE_API_TOKENS": json.dumps(TOKENS)},
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    dev_env = tmp_path / ".codeblue" / "dev.env"
+    try:
+        for _ in range(240):
+            if dev_env.exists() or dev.returncode is not None:
+                break
+            await asyncio.sleep(0.25)
+        assert dev_env.exists(), (await dev.stderr.read()).decode()[-2000:]
+        assert stat.S_IMODE(dev_env.stat().st_mode) == 0o600
+        values = _dev_env(dev_env)
+        assert values["CODEBLUE_TOKEN"] == TOKENS[0]["token"] and values["KUBECONFIG"]
+        you = {**base, **values, "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+        bob = {**you, "CODEBLUE_TOKEN": TOKENS[1]["token"]}
+        carol = {**you, "CODEBLUE_TOKEN": TOKENS[2]["token"]}
+
+        code, out, err = await cb("incident", "start", "--severity", "P0", "--title", "api-gateway down",
+                                  "--commander", "you", env=you)
+        assert code == 0, err
+        iid = out.splitlines()[0].strip()
+        rep = await _report(you, iid, lambda r: len(r["actions"]) >= 2, "proposals")
+        assert rep["timeline"][0]["actor"] == "you"  # requested_by is the token's principal
+
+        code, _, err = await cb("incident", "approve", iid, "rollback", "--by", "carol", env=you)
+        assert code == 1 and "--by carol is not you: the token authenticates you" in one_line_error(err)
+        code, _, err = await cb("incident", "approve", iid, "rollback", env=bob)
+        assert code == 1 and "bob lacks the commander role" in one_line_error(err)
+        code, _, err = await cb("incident", "approve", iid, "rollback", env=carol)
+        assert code == 1 and "carol is not the incident commander (you)" in one_line_error(err)
+
+        code, out, err = await cb("incident", "approve", iid, "rollback", env=you)
+        assert code == 0 and "rollback: approved" in out, err
+        for a in rep["actions"]:
+            if a["id"] != "rollback":
+                code, _, err = await cb("incident", "reject", iid, a["id"], "--reason", "rollback first", env=you)
+                assert code == 0, err
+        await _report(you, iid, lambda r: r["actions"][0]["state"] == "executed", "rollback executed")
+        for _ in range(40):  # the sandbox recovers once the good revision's pods are ready
+            code, out, err = await cb("incident", "resolve", iid, "--summary", "rolled back to 11", env=you)
+            if code == 0:
+                break
+            await asyncio.sleep(0.5)
+        assert code == 0 and "resolved" in out, err
+        rep = await _report(you, iid, lambda r: r["status"] != "open", "resolved")
+        assert rep["status"] == "resolved" and rep["actions"][0]["approved_by"] == "you"
+    finally:
+        if dev.returncode is None:
+            dev.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(dev.wait(), 30)
+            except asyncio.TimeoutError:
+                dev.kill()
