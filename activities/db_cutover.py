@@ -28,6 +28,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.kubernetes import api_error, check_database
+from activities.targets import Targets
 from domain.database import (
     RestoredDbVerifyRequest,
     RestoredDbVerifyResult,
@@ -78,9 +79,11 @@ def _b64(text: str) -> str:
 class DbCutoverActivities:
     """Secret and verification activities on one cluster, through the `ApiClient` given."""
 
-    def __init__(self, api_client: k8s.ApiClient, *, request_timeout_seconds: float = 10.0) -> None:
+    def __init__(self, api_client: k8s.ApiClient, *, request_timeout_seconds: float = 10.0,
+                 targets: Targets | None = None) -> None:
         self._core = k8s.CoreV1Api(api_client)
         self.request_timeout_seconds = request_timeout_seconds
+        self.targets = targets
 
     async def _call(self, action: str, target: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         kwargs.setdefault("_request_timeout", self.request_timeout_seconds)
@@ -129,6 +132,8 @@ class DbCutoverActivities:
     async def db_verify_restored(self, req: RestoredDbVerifyRequest) -> RestoredDbVerifyResult:
         """Connect to host:port with the credentials in the database Secret; SELECT 1, then the
         sanity query (its first value, e.g. a row count, is returned)."""
+        if self.targets:
+            self.targets.restored_db(req)
         ns = req.namespace
         _, _, url = await self._value(ns, req.secret_name, req.secret_key)
         try:

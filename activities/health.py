@@ -10,16 +10,21 @@ import httpx
 from temporalio import activity
 
 from activities.http_client import HttpActivities
+from activities.targets import Targets
 from domain.cluster import HealthProbeRequest, HealthProbeResult
 
 
 class HealthActivities(HttpActivities):
-    def __init__(self, http: httpx.AsyncClient | None = None, *, pause_seconds: float = 0.5) -> None:
+    def __init__(self, http: httpx.AsyncClient | None = None, *, pause_seconds: float = 0.5,
+                 targets: Targets | None = None) -> None:
         super().__init__(http)
         self.pause_seconds = pause_seconds
+        self.targets = targets
 
     @activity.defn
     async def probe_health(self, req: HealthProbeRequest) -> HealthProbeResult:
+        if self.targets:
+            self.targets.health_url(req.url)
         attempts = max(1, req.attempts)
         successes = 0
         latencies: list[float] = []

@@ -35,6 +35,7 @@ from kubernetes.utils.quantity import parse_quantity
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.targets import Targets
 from domain.cluster import (
     DbCheckRequest,
     DbCheckResult,
@@ -216,7 +217,9 @@ class KubernetesActivities:
         *,
         request_timeout_seconds: float = 10.0,
         exec_timeout_seconds: float = 120.0,
+        targets: Targets | None = None,
     ) -> None:
+        self.targets = targets
         self._api_client = api_client
         self._core = k8s.CoreV1Api(api_client)
         self._apps = k8s.AppsV1Api(api_client)
@@ -476,6 +479,8 @@ class KubernetesActivities:
     async def db_check(self, req: DbCheckRequest) -> DbCheckResult:
         """CodeBlue's own check (connect + `SELECT 1` with the URL from the Secret), or the
         runbook's command run in a gateway pod. Never reports the URL or its password."""
+        if self.targets:
+            self.targets.db_check(req)
         if req.command:
             return await self._db_check_exec(req)
         ns = req.namespace

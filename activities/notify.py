@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.http_client import HttpActivities
+from activities.targets import Targets
 from domain.config import NotificationConfig
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
 
@@ -40,9 +41,11 @@ def _retry_after(resp: httpx.Response) -> timedelta | None:
 
 
 class NotifierActivities(HttpActivities):
-    def __init__(self, config: NotificationConfig, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, config: NotificationConfig, http: httpx.AsyncClient | None = None, *,
+                 targets: Targets | None = None) -> None:
         super().__init__(http)
         self.config = config
+        self.targets = targets
 
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(timeout=self.config.timeout_seconds, follow_redirects=False)
@@ -121,6 +124,8 @@ class NotifierActivities(HttpActivities):
 
     @activity.defn
     async def page(self, req: PageRequest) -> Delivery:
+        if self.targets:
+            self.targets.page(req)
         cfg = self.config
         if not cfg.pagerduty_url:
             return _skipped("pagerduty", "pagerduty")

@@ -7,6 +7,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.http_client import HttpActivities
+from activities.targets import Targets
 from domain.config import PostIncidentConfig
 from domain.notify import Delivery
 from domain.postincident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
@@ -15,13 +16,17 @@ ALLOWED_METHODS = {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"}
 
 
 class PostIncidentActivities(HttpActivities):
-    def __init__(self, config: PostIncidentConfig, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, config: PostIncidentConfig, http: httpx.AsyncClient | None = None, *,
+                 targets: Targets | None = None) -> None:
         super().__init__(http)
         self.config = config
+        self.targets = targets
 
     @activity.defn
     async def smoke_check(self, req: SmokeCheckRequest) -> SmokeCheckResult:
         """One request a user would make; a wrong status is an answer, not an error to retry."""
+        if self.targets:
+            self.targets.smoke_check(req)
         method = req.method.upper()
         if method not in ALLOWED_METHODS:
             raise ApplicationError(f"smoke check {req.name}: method {req.method!r} not allowed", type="BadConfig", non_retryable=True)

@@ -99,6 +99,9 @@ class ApiClient:
             return r.json()
         return r.text
 
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self._call(method, path, body)
+
     def whoami(self) -> dict[str, Any]:
         return self._call("GET", "/whoami")
 
@@ -140,6 +143,16 @@ class ApiClient:
 
     def list_open(self) -> list[dict[str, str]]:
         return list(self._call("GET", "/incidents"))
+
+    def start_procedure(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/procedures/{kind}", body)
+
+    def command(self, path: str, body: dict[str, Any]) -> str:
+        """A command on a running procedure; the workflow's answer as one line."""
+        data = self._call("POST", path, body)
+        if isinstance(data, dict) and "message" in data:
+            return str(data["message"])
+        return json.dumps(data) if not isinstance(data, str) else data
 
     def postmortem(self, incident_id: str) -> str:
         return str(self._call("GET", f"/incidents/{incident_id}/postmortem"))

@@ -127,16 +127,82 @@ def _operator(by: str | None) -> str:
 
 PublicOpt = typer.Option(None, "--public-summary", help="What the status page and stakeholders read (the title and summary stay internal).")
 async def _acting_client(command: str):
-    """A client for a command that changes state and has no API endpoint yet: it needs the
-    operator key, and is refused while an API is configured (that path must not be bypassed)."""
+    """A Temporal client for a command that changes state: it needs the operator key, and is
+    refused while an API is configured (that path must never be bypassed)."""
     from starters.api_client import ApiCredentials
     from starters.service import CodeBlueError
 
     if ApiCredentials.find() is not None:
-        raise CodeBlueError(f"`codeblue {command}` is not available through the API yet; "
+        raise CodeBlueError(f"`codeblue {command}` has no API endpoint; "
                             "run it where the operator key is set, without CODEBLUE_API_URL / `codeblue login`")
     _operator(None)
     return await _client()
+
+
+# Input fields a procedure's API body carries (others are the worker's config there).
+_API_FIELDS = {"incident_id": "incident_id", "commander": "commander", "pattern": "pattern",
+               "max_connection_errors": "max_connection_errors", "target_tag": "tag",
+               "snapshot": "snapshot", "target": "target"}
+_PINNED = ("release", "namespace", "chart", "deployment", "source")
+
+
+def start_procedure_cmd(kind: str, config: Optional[str], make_input: Callable[[str], Any],
+                        start: Callable[[Any, Any, str], Awaitable[Any]], next_step: Callable[[str], str],
+                        by: Optional[str]) -> Optional[str]:
+    """Start a playbook, recovery or restore: through the API when one is configured (the
+    token's principal), else with the operator key. Prints the ID and the UI link; returns the ID."""
+    from starters.service import ui_link
+
+    api = _api()
+    name = by or os.environ.get("USER") or "operator"
+    try:
+        inp = make_input(name)
+    except ValueError as e:
+        fail(_first_error(e))
+    if api is not None:
+        pinned = [f for f in _PINNED if getattr(inp, f, None) is not None]
+        if pinned:
+            fail(f"--{pinned[0]} is the worker's config through the API; leave it out")
+
+        def via_api() -> str:
+            api.actor(by)
+            body = {k: getattr(inp, f) for f, k in _API_FIELDS.items() if getattr(inp, f, None) is not None}
+            started = api.start_procedure(kind, body)
+            out.print(started["workflow_id"])
+            out.print(started["ui_url"], highlight=False)
+            err.print(next_step(started["workflow_id"]), highlight=False, soft_wrap=True)
+            return started["workflow_id"]
+
+        return _sync(via_api)
+    cfg = _config(config)
+
+    async def go() -> str:
+        _operator(by)
+        client = await _client()
+        s = TemporalSettings.from_env()
+        h = await start(client, inp, s.task_queue)
+        out.print(h.id)
+        out.print(ui_link(cfg.ui.base_url, s.namespace, h.id), highlight=False)
+        err.print(next_step(h.id), highlight=False, soft_wrap=True)
+        return h.id
+
+    return run(go)
+
+
+def command_cmd(command: str, via_api: Callable[[Any, str], str], direct: Callable[[Any, str], Awaitable[str]],
+                by: Optional[str]) -> None:
+    """A command on a running procedure (confirm a flush, end the memory playbook, ...): through
+    the API when one is configured, else with the operator key. Prints the workflow's answer."""
+    api = _api()
+    if api is not None:
+        _sync(lambda: out.print(via_api(api, api.actor(by))))
+        return
+
+    async def go() -> None:
+        client = await _acting_client(command)
+        out.print(await direct(client, _operator(by)))
+
+    run(go)
 
 
 ByOpt = typer.Option(None, "--by", help="Who you are: the API token's name (checked), or with the operator key your name (default $USER).")

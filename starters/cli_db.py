@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Optional
 
@@ -20,8 +19,8 @@ def db_restore(
     snapshot: Optional[str] = typer.Option(None, "--snapshot", help="Snapshot ID or 'latest'; default: aws.rds_snapshot."),
     target: Optional[str] = typer.Option(None, "--target", help="New instance ID; default: <source>-restored."),
     source: Optional[str] = typer.Option(None, "--source", help="Default: aws.rds_instance."),
-    commander: Optional[str] = typer.Option(None, "--commander", help="Who approves (default: --by)."),
-    by: str = typer.Option(os.environ.get("USER", "oncall"), "--by", help="Who asks for it."),
+    commander: Optional[str] = typer.Option(None, "--commander", help="The IC, only if no CodeBlue incident has this ID."),
+    by: Optional[str] = typer.Option(None, "--by", help="Who asks: the API token's name (checked), or with the operator key your name (default $USER)."),
     detach: bool = typer.Option(False, "--detach", help="Start it and return; no progress line."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
 ) -> None:
@@ -31,10 +30,17 @@ def db_restore(
     from starters.render import print_report
     from starters.service import ui_link
 
+    make = lambda who: DatabaseRestoreInput(incident_id=incident, source=source, snapshot=snapshot,  # noqa: E731 - one call site
+                                            target=target, requested_by=who, commander=commander)
+    if cli._api() is not None or detach:
+        cli.start_procedure_cmd("db-restore", config, make, db_service.start_restore,
+                                lambda wid: f"follow it with: codeblue incident status {wid}", by)
+        cli._exit(0)
+        return
     cfg = cli._config(config)
+    who = cli._operator(by)
     try:
-        inp = DatabaseRestoreInput(incident_id=incident, source=source, snapshot=snapshot, target=target,
-                                   requested_by=by, commander=commander or by)
+        inp = make(who)
     except ValueError as e:
         cli.fail(cli._first_error(e))
 
@@ -44,8 +50,6 @@ def db_restore(
         h = await db_service.start_restore(client, inp, s.task_queue)
         cli.out.print(h.id)
         cli.out.print(ui_link(cfg.ui.base_url, s.namespace, h.id), highlight=False)
-        if detach:
-            return 0
         rep = await _follow(client, incident, h)
         cli.err.print()
         print_report(rep, cli.out)
@@ -94,16 +98,16 @@ def db_status(incident: str = typer.Option(..., "--incident"), as_json: bool = t
 
 
 @db_app.command("cancel")
-def db_cancel(incident: str = typer.Option(..., "--incident"), by: str = typer.Option(..., "--by"),
+def db_cancel(incident: str = typer.Option(..., "--incident"), by: Optional[str] = typer.Option(None, "--by"),
               reason: str = typer.Option(..., "--reason")) -> None:
     """Stop a restore before its cutover (the IC); a restored instance is kept for forensics."""
     from domain.database import CancelRestore
     from starters import cli, db_service
 
-    async def go() -> None:
-        cli.out.print(await db_service.cancel_restore(await cli._acting_client("db cancel"), incident, CancelRestore(by=by, reason=reason)))
-
-    cli.run(go)
+    cli.command_cmd(
+        "db cancel",
+        lambda api, _: api.command(f"/incidents/{incident}/db-restore/cancel", {"reason": reason}),
+        lambda c, who: db_service.cancel_restore(c, incident, CancelRestore(by=who, reason=reason)), by)
 
 
 @db_app.command("check")

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from typing import List, Optional
 
@@ -30,7 +29,7 @@ def postmortem(
 ) -> None:
     """Print the post-mortem draft; `held ID --by NAME` marks it held; `start ID` starts tracking."""
     from starters import service_postmortem as pm
-    from starters.cli import _acting_client, _api, _client, fail, out, run
+    from starters.cli import _acting_client, _api, _client, _sync, command_cmd, fail, out, run
 
     if args[0] in ACTIONS:
         if len(args) != 2:
@@ -41,22 +40,31 @@ def postmortem(
     else:
         fail("usage: codeblue postmortem ID | held ID --by NAME | start ID")
 
-    async def go() -> None:
-        api = _api() if verb == "draft" else None
-        if api is not None:
-            print(api.postmortem(incident_id))
-            return
-        client = await (_client() if verb == "draft" else _acting_client(f"postmortem {verb}"))
-        if verb == "draft":
-            print(await pm.draft(client, incident_id))
-        elif verb == "held":
-            from domain.postincident import PostmortemHeld
+    if verb == "held":
+        from domain.postincident import PostmortemHeld
 
-            if not by:
-                fail("--by NAME is required: who held the post-mortem")
-            out.print(await pm.held(client, incident_id, PostmortemHeld(by=by, notes=notes)))
+        command_cmd("postmortem held",
+                    lambda api, _: api.command(f"/incidents/{incident_id}/postmortem/held", {"notes": notes}),
+                    lambda c, who: pm.held(c, incident_id, PostmortemHeld(by=who, notes=notes)), by)
+        return
+    api = _api()
+    if api is not None:
+        def via_api() -> None:
+            if verb == "draft":
+                print(api.postmortem(incident_id))
+            else:
+                api.actor(by)
+                out.print(api.start_procedure("postmortem", {"incident_id": incident_id, "commander": commander})["workflow_id"])
+
+        _sync(via_api)
+        return
+
+    async def go() -> None:
+        if verb == "draft":
+            print(await pm.draft(await _client(), incident_id))
         else:
-            h = await pm.start(client, incident_id, TemporalSettings.from_env().task_queue, commander)
+            h = await pm.start(await _acting_client("postmortem start"), incident_id,
+                               TemporalSettings.from_env().task_queue, commander)
             out.print(h.id)
 
     run(go)
@@ -68,47 +76,55 @@ def action_item_add(
     text: List[str] = typer.Argument(..., help="What must be done."),
     owner: str = typer.Option(..., "--owner"),
     due: str = typer.Option(..., "--due", help="YYYY-MM-DD"),
-    by: str = typer.Option(os.environ.get("USER", "oncall"), "--by"),
+    by: Optional[str] = typer.Option(None, "--by"),
 ) -> None:
     """Add an action item with an owner and a due date; prints its ID (AI-n)."""
-    from domain.postincident import NewActionItem
+    from domain.postincident import ActionItem, NewActionItem
     from starters import service_postmortem as pm
-    from starters.cli import _acting_client, _first_error, fail, out, run
+    from starters.cli import _first_error, command_cmd, fail
 
     try:
         due_date = date.fromisoformat(due)
     except ValueError:
         fail(f"--due: {due!r} is not a date (YYYY-MM-DD)")
     try:
-        n = NewActionItem(text=" ".join(text), owner=owner, due=due_date, by=by)
+        n = NewActionItem(text=" ".join(text), owner=owner, due=due_date, by=by or "api")
     except ValueError as e:
         fail(_first_error(e))
 
-    async def go() -> None:
-        item = await pm.add_item(await _acting_client("action-item add"), incident_id, n)
-        out.print(f"{item.id}: {item.owner}, due {item.due.isoformat()}")
+    def line(item: ActionItem) -> str:
+        return f"{item.id}: {item.owner}, due {item.due.isoformat()}"
 
-    run(go)
+    async def direct(c, who: str) -> str:
+        return line(await pm.add_item(c, incident_id, n.model_copy(update={"by": who})))
+
+    command_cmd("action-item add", lambda api, _: line(ActionItem.model_validate(api.call(
+        "POST", f"/incidents/{incident_id}/action-items", {"text": n.text, "owner": owner, "due": due}))), direct, by)
 
 
 @action_item_app.command("done")
 def action_item_done(
     incident_id: str,
     item: str,
-    by: str = typer.Option(os.environ.get("USER", "oncall"), "--by"),
+    by: Optional[str] = typer.Option(None, "--by"),
     defer: bool = typer.Option(False, "--defer", help="Defer instead of done (incident commander only)."),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why it is deferred."),
 ) -> None:
     """Mark an action item done, or (IC) deferred with a reason."""
-    from domain.postincident import CloseActionItem
+    from domain.postincident import ActionItem, CloseActionItem
     from starters import service_postmortem as pm
-    from starters.cli import _acting_client, out, run
+    from starters.cli import command_cmd
 
-    async def go() -> None:
-        it = await pm.close_item(await _acting_client("action-item done"), incident_id, CloseActionItem(item_id=item, by=by, defer=defer, reason=reason))
-        out.print(f"{it.id}: {it.state.value}")
+    async def direct(c, who: str) -> str:
+        it = await pm.close_item(c, incident_id, CloseActionItem(item_id=item, by=who, defer=defer, reason=reason))
+        return f"{it.id}: {it.state.value}"
 
-    run(go)
+    def via_api(api, _) -> str:
+        it = ActionItem.model_validate(api.call("POST", f"/incidents/{incident_id}/action-items/{item}/close",
+                                                {"defer": defer, "reason": reason}))
+        return f"{it.id}: {it.state.value}"
+
+    command_cmd("action-item done", via_api, direct, by)
 
 
 def register(app: typer.Typer) -> None:

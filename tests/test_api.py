@@ -137,6 +137,15 @@ ENDPOINTS = [
     ("POST", "/alerts/dead-letters/requeue", None, {"admin"}, 404),
     ("POST", "/codec/encode", {"payloads": []}, {"responder", "commander", "admin"}, 200),
     ("POST", "/codec/decode", {"payloads": []}, {"viewer", "responder", "commander", "admin"}, 200),
+    ("GET", "/whoami", None, {"viewer", "responder", "commander", "admin", "alerts"}, 200),
+    ("POST", "/procedures/postmortem", {"incident_id": "INC-NOPE"}, {"commander", "admin"}, 404),
+    ("POST", "/procedures/INC-NOPE-cache/confirm-flush", {"cluster_name": "x"}, {"commander", "admin"}, 404),
+    ("POST", "/procedures/INC-NOPE-memory/resolve-memory", {}, {"commander", "admin"}, 404),
+    ("POST", "/incidents/INC-NOPE/db-restore/cancel", {"reason": "x"}, {"commander", "admin"}, 404),
+    ("POST", "/incidents/INC-NOPE/postmortem/held", {}, {"responder", "commander", "admin"}, 404),
+    ("POST", "/incidents/INC-NOPE/action-items", {"text": "t", "owner": "o", "due": "2026-12-31"},
+     {"responder", "commander", "admin"}, 404),
+    ("POST", "/incidents/INC-NOPE/action-items/AI-1/close", {}, {"responder", "commander", "admin"}, 404),
 ]
 ROLE_OF = {"vic": "viewer", "bob": "responder", "alice": "commander", "root": "admin", "am": "alerts"}
 

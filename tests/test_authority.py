@@ -113,3 +113,24 @@ async def test_the_public_reads_neither_the_title_nor_the_internal_summary_and_h
     assert public and not any("Jane Roe" in p or "MRN" in p for p in public)
     assert any("Records are correct again." in p for p in public)
     assert "very-secret-token" not in history and "hooks.slack.com" not in history
+
+
+async def test_a_raw_cancel_of_a_restore_is_refused_and_the_ics_own_works(skipping_env):
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from domain.database import CancelRestore
+    from tests.db_helpers import IC
+    from tests.test_trust_boundary import _raw
+
+    env, db = skipping_env, DbWorld(restore_minutes=30)
+    async with restore_worker(env, db.activities(), db.handles) as tq:
+        h = await start_restore(env, restore_input(), tq, db.handles)
+        await restore_until(h, restore_proposed("restore"), "gate 1")
+        raw = (await _raw(env)).get_workflow_handle(h.id)
+        with pytest.raises(WorkflowUpdateFailedError) as e:
+            await raw.execute_update("cancel_restore", CancelRestore(by=IC, reason="raw"))
+        assert "no proof of identity" in str(e.value.cause)
+        assert "Cancel requested" not in restore_events(await h.query(DatabaseRestoreWorkflow.status))
+        await service.decide(env.client, h.id, Decision(action_id="restore", approve=False, by=IC, reason="no"))
+        rep = await h.result()
+    assert rep.status == "rejected" and db.calls["rds_restore"] == 0

@@ -92,6 +92,17 @@ async def test_game_day_ic_approves_with_the_cli_through_the_api(tmp_path: Path)
         assert code == 0 and "resolved" in out, err
         rep = await _report(you, iid, lambda r: r["status"] != "open", "resolved")
         assert rep["status"] == "resolved" and rep["actions"][0]["approved_by"] == "you"
+
+        # procedures go through the API too: the incident's IC decides who may start one
+        code, _, err = await cb("redeploy", "--incident", iid, env=carol)
+        assert code == 1 and f"carol is not the IC (you) of {iid}" in one_line_error(err)
+        code, _, err = await cb("redeploy", "--incident", iid, "--chart", "/tmp/evil", env=you)
+        assert code == 1 and "--chart is the worker's config" in one_line_error(err)
+        code, out, err = await cb("action-item", "add", iid, "--owner", "carol", "--due", "2026-12-15", "add", "a", "canary",
+                                  env=bob)
+        assert code == 0 and out.startswith("AI-1: carol"), err
+        code, out, err = await cb("postmortem", "held", iid, "--notes", "went well", env=you)
+        assert code == 0 and "held by you" in out, err
     finally:
         if dev.returncode is None:
             dev.send_signal(signal.SIGINT)

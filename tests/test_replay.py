@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -40,6 +41,16 @@ async def run_scenario(env, world: World, approve: set[str], force: bool = False
         return await h.fetch_history()
 
 
+def committed_history(path: Path) -> WorkflowHistory:
+    """A committed history under its real workflow ID (the incident ID in its input): start
+    proofs are bound to it, so a replay under another ID would refuse the start."""
+    raw = json.loads(path.read_text())
+    started = next(e["workflowExecutionStartedEventAttributes"] for e in raw["events"]
+                   if "workflowExecutionStartedEventAttributes" in e)
+    inp = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
+    return WorkflowHistory.from_json(inp["incident_id"], raw)
+
+
 def _replayer() -> Replayer:
     return replayer([IncidentResponseWorkflow])
 
@@ -54,16 +65,12 @@ async def test_fresh_history_replays(skipping_env, name):
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
 async def test_committed_history_replays(path: Path):
-    raw = json.loads(path.read_text())
-    wf_id = next(
-        e["workflowExecutionStartedEventAttributes"].get("workflowId", path.stem)
-        for e in raw["events"]
-        if "workflowExecutionStartedEventAttributes" in e
-    )
-    history = WorkflowHistory.from_json(wf_id, raw)
+    history = committed_history(path)
     result = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
 
 def test_histories_are_committed():
-    assert {p.stem for p in HISTORIES.glob("*.json")} >= set(SCENARIOS)
+    stems = {p.stem for p in HISTORIES.glob("*.json")}
+    assert stems >= set(SCENARIOS)  # recorded before commands were signed
+    assert stems >= {f"{s}_signed" for s in SCENARIOS}  # with proofs, the verified-commands marker

@@ -65,7 +65,12 @@ async def test_known_good_from_history_skips_the_rolled_back_revision_then_is_re
 
 async def test_missing_release_is_a_clear_non_retryable_failure(skipping_env):
     async with recovery_world(skipping_env) as w:
-        h = await w.start(release="no-such-release")
+        h = await w.start(release="no-such-release")  # an input may not name another release
+        with pytest.raises(WorkflowFailureError) as ei:
+            await h.result()
+        assert ei.value.cause.type == "StartRefused" and "is not the worker's" in ei.value.cause.message
+        w.sandbox.config.helm.release = "no-such-release"  # the worker's config decides
+        h = await w.start()
         with pytest.raises(WorkflowFailureError) as ei:
             await h.result()
         cause = ei.value.cause
@@ -76,7 +81,8 @@ async def test_missing_release_is_a_clear_non_retryable_failure(skipping_env):
 
 async def test_missing_chart_is_a_clear_non_retryable_failure(skipping_env):
     async with recovery_world(skipping_env) as w:
-        h = await w.start(chart="./no/such/chart")
+        w.sandbox.config.helm.chart = "./no/such/chart"  # the worker's config decides
+        h = await w.start()
         with pytest.raises(WorkflowFailureError) as ei:
             await h.result()
         cause = ei.value.cause

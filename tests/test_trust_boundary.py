@@ -194,3 +194,36 @@ async def test_config_in_an_input_changes_no_url_contact_command_or_approver(ski
     assert set(world.probed) == {"http://worker.example/health"}
     assert {p.contact for p in world.pages_to("on_call")} == {"+1-555-0100"}
     assert world.db_commands == [None]
+
+
+async def test_activities_refuse_targets_the_workers_config_does_not_name():
+    """Defence in depth: even a request built from some other config touches nothing."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.health import HealthActivities
+    from activities.kubernetes import KubernetesActivities
+    from activities.notify import NotifierActivities
+    from activities.postincident import PostIncidentActivities
+    from activities.targets import Targets
+    from domain.cluster import DbCheckRequest, HealthProbeRequest
+    from domain.config import NotificationConfig, PostIncidentConfig, SmokeCheck
+    from domain.notify import Audience, PageRequest
+    from domain.postincident import SmokeCheckRequest
+
+    cfg = CodeBlueConfig(health=HealthConfig(url="http://worker.example/health"), contacts=Contacts(on_call="+1-555-0100"),
+                         postincident=PostIncidentConfig(smoke_checks=[SmokeCheck(name="login", url="http://worker.example/login")]))
+    t = Targets(cfg)
+    refusals = [
+        HealthActivities(targets=t).probe_health(HealthProbeRequest(url="http://attacker.example/", attempts=1)),
+        NotifierActivities(NotificationConfig(), targets=t).page(PageRequest(
+            incident_id="INC-1", audience=Audience.ON_CALL, contact="+1-666", severity="P0", summary="x", dedup_key="k")),
+        PostIncidentActivities(cfg.postincident, targets=t).smoke_check(SmokeCheckRequest(
+            name="login", method="POST", url="http://attacker.example/login", expected_status=200)),
+        KubernetesActivities(None, targets=t).db_check(DbCheckRequest(  # type: ignore[arg-type]  # refused before any call
+            namespace="healthcare-prod", deployment="api-gateway", secret_name="healthcare-db-secret",
+            secret_key="DATABASE_URL", command=["sh", "-c", "env"])),
+    ]
+    for call in refusals:
+        with pytest.raises(ApplicationError) as e:
+            await call
+        assert e.value.type == "TargetNotConfigured" and e.value.non_retryable and "not in the worker's config" in str(e.value)

@@ -15,6 +15,7 @@ from domain.incident import ActionState, Decision
 from starters import service
 from tests.conftest import signing_interceptors
 from tests.fakes import World
+from tests.test_replay import committed_history
 from tests.postincident_fixtures import PostWorld
 from tests.workflow_helpers import events, incident, proposed, skip, start, terminate, until
 from worker.main import WORKFLOWS
@@ -26,9 +27,10 @@ from workflows.post_incident import PostIncidentWorkflow
 HISTORIES = Path(__file__).parent / "histories"
 
 
-@pytest.mark.parametrize("name", ["rollback_resolved", "compensated", "diagnostics_sla_missed"])
+@pytest.mark.parametrize("name", ["rollback_resolved", "compensated", "diagnostics_sla_missed",
+                                  "rollback_resolved_signed", "compensated_signed", "diagnostics_sla_missed_signed"])
 async def test_committed_histories_replay_with_the_metrics_interceptor(name):
-    history = WorkflowHistory.from_json(f"wf-{name}", (HISTORIES / f"{name}.json").read_text())
+    history = committed_history(HISTORIES / f"{name}.json")
     replayer = Replayer(workflows=WORKFLOWS, interceptors=[MetricsInterceptor(), *signing_interceptors()],
                         data_converter=data_converter())
     await replayer.replay_workflow(history)

@@ -24,6 +24,7 @@ from activities.kubernetes import KubernetesActivities
 from activities.notify import NotifierActivities
 from activities.postincident import PostIncidentActivities
 from activities.release_state import ReleaseStateActivities
+from activities.targets import Targets
 from domain.config import AwsConfig, CodeBlueConfig, ConfigError, KubernetesConfig
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
@@ -60,16 +61,17 @@ def rds_client(cfg: AwsConfig):
 
 def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[str, str] | None = None) -> list:
     cfg = cfg.with_env_secrets()
-    k8s = KubernetesActivities(kube_api_client(cfg.kubernetes))
+    targets = Targets(cfg)  # a request naming anything else than this config is refused
+    k8s = KubernetesActivities(kube_api_client(cfg.kubernetes), targets=targets)
     env = dict(helm_env or {})
     if cfg.kubernetes.kubeconfig and "KUBECONFIG" not in env:
         env["KUBECONFIG"] = cfg.kubernetes.kubeconfig
     helm = HelmActivities(cfg.helm.command, env)
-    notify = NotifierActivities(cfg.notifications, http)
-    health = HealthActivities(http)
+    notify = NotifierActivities(cfg.notifications, http, targets=targets)
+    health = HealthActivities(http, targets=targets)
     rds = RdsActivities(rds_client(cfg.aws))
-    cutover = DbCutoverActivities(kube_api_client(cfg.kubernetes))
-    post_incident = PostIncidentActivities(cfg.postincident, http)
+    cutover = DbCutoverActivities(kube_api_client(cfg.kubernetes), targets=targets)
+    post_incident = PostIncidentActivities(cfg.postincident, http, targets=targets)
     release_state = ReleaseStateActivities(kube_api_client(cfg.kubernetes))
     cache = CacheActivities(cfg.aws, cfg.cache)
     return [

@@ -86,6 +86,9 @@ class DatabaseRestoreWorkflow(Playbook):
         self.rds_status: str | None = None
 
     # ---------------------------------------------------------------- run
+    def _pinned(self) -> list[tuple[str, Any, Any]]:
+        return [("source instance", self.inp.source, self.cfg.aws.rds_instance)]
+
     @workflow.run
     async def run(self, inp: DatabaseRestoreInput) -> IncidentReport:
         self.cfg = await self.steps.worker_config(inp.config)

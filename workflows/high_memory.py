@@ -64,6 +64,9 @@ class HighMemoryPlaybook(Playbook):
             raise ApplicationError(problem, type="ResolutionRejected")
 
     # ---------------------------------------------------------------- run
+    def _pinned(self) -> list[tuple[str, Any, Any]]:
+        return [("deployment", self.inp.deployment, self.cfg.kubernetes.gateway_deployment)]
+
     @workflow.run
     async def run(self, inp: MemoryInput) -> IncidentReport:
         self.cfg = await self.steps.worker_config(inp.config)

@@ -47,7 +47,13 @@ class Playbook(ApprovalHandlers):
         inp = self.inp
         if inp.start_refused:
             return self._refuse(UNVERIFIED, f"unauthenticated: {inp.start_refused}")
-        if workflow.info().parent is not None or not workflow.patched("playbook-authority"):
+        if not workflow.patched("playbook-authority"):
+            return True
+        for what, given, allowed in self._pinned():
+            if given is not None and given != allowed:
+                return self._refuse(inp.requested_by, f"{what} {given!r} is not the worker's ({allowed!r}): "
+                                    "the worker's config decides where CodeBlue acts")
+        if workflow.info().parent is not None:
             return True
         starter, roles = person(inp.requested_by), set(inp.requested_roles)
         admin = "admin" in roles
@@ -68,6 +74,11 @@ class Playbook(ApprovalHandlers):
             self.book.commander = getattr(inp, "commander", None) or (starter if self.requester_is_ic else None)
             return True
         return self._refuse(inp.requested_by, f"no incident {inp.incident_id} is open and {starter} is not a commander or admin")
+
+    def _pinned(self) -> list[tuple[str, Any, Any]]:
+        """(what, the input's value, the worker's config): an input may name a target only to
+        repeat the worker's own choice."""
+        return []
 
     def _refuse(self, actor: str, why: str) -> bool:
         """Recorded, then the run fails (non-retryable): its ID is free again for the IC

@@ -77,6 +77,11 @@ class ServiceRecoveryWorkflow(Playbook):
         return self._report()
 
     # ---------------------------------------------------------------- run
+    def _pinned(self) -> list[tuple[str, Any, Any]]:
+        return [("release", self.inp.release, self.cfg.helm.release),
+                ("namespace", self.inp.namespace, self.cfg.kubernetes.namespace),
+                ("chart", self.inp.chart, self.cfg.helm.chart)]
+
     @workflow.run
     async def run(self, inp: RecoveryInput) -> IncidentReport:
         self.cfg = await self.steps.worker_config(inp.config)

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse
 from google.protobuf import json_format
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.api.common.v1 import Payloads
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
@@ -41,6 +41,7 @@ from starters.api.alert_forwarder import AlertForwarder
 from starters.api.alert_spool import AlertSpool, SpoolError, SpoolFull
 from starters.api.auth import ADMIN, ALERTS, COMMANDER, RESPONDER, VIEWER, Principal, TokenBook
 from starters.api.problems import Problem, problem_response, status_for
+from starters.api.procedures import procedures_router
 from starters.api.ratelimit import RateLimiter
 from worker.codec import EncryptionCodec
 from worker.identity import acting_as
@@ -252,6 +253,14 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         where = ".".join(str(x) for x in first.get("loc", ()) if x != "body") or "body"
         return problem_response(422, f"{where}: {first.get('msg', 'invalid')}")
 
+    @app.exception_handler(ValidationError)
+    async def _invalid_model(_: Request, e: ValidationError):
+        """A body that passed the API's model but not the workflow's (a stricter domain limit)."""
+        errs = e.errors()
+        first = errs[0] if errs else {"loc": (), "msg": "invalid"}
+        where = ".".join(str(x) for x in first.get("loc", ())) or "body"
+        return problem_response(422, f"{where}: {first.get('msg', 'invalid')}")
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException):
         return problem_response(e.status_code, str(e.detail))
@@ -313,6 +322,9 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
                           "is a CodeBlue worker running on the task queue?") from None
 
     IdPath = Path(pattern=ID_PATTERN, description="Incident ID")
+    app.include_router(procedures_router(
+        needs, client, bounded, s.temporal.task_queue,
+        lambda wid: svc.ui_link(cfg.ui.base_url, s.temporal.namespace, wid), cfg.mitigation.approvers))
 
     # ------------------------------------------------------------------ probes
     @app.get("/healthz", tags=["probes"])

@@ -40,6 +40,8 @@ def problem_response(status: int, detail: str, title: str | None = None, headers
 # Ordered: the first fragment found in the message decides (the workflow's and the service's wording).
 _BY_MESSAGE: list[tuple[str, int]] = [
     ("unknown incident", 404),
+    ("no post-incident work", 404),
+    ("is not the ic", 403),
     ("unreachable", 503),
     ("cannot reach temporal", 503),
     ("already exists", 409),
