@@ -50,6 +50,7 @@ class DbWorld:
     # the restore call creates the instance, then its attempt fails (a lost response) this often
     restore_lost_responses: int = 0
     calls: Counter = field(default_factory=Counter)
+    verify_requests: list = field(default_factory=list)  # what db_verify_restored was asked to connect to
 
     @property
     def handles(self) -> list:
@@ -97,6 +98,7 @@ class DbWorld:
         @activity.defn(name="db_verify_restored")
         async def db_verify_restored(r: RestoredDbVerifyRequest) -> RestoredDbVerifyResult:
             w.calls["db_verify_restored"] += 1
+            w.verify_requests.append(r)
             return RestoredDbVerifyResult(ok=True, where=f"{r.host}:{r.port}/healthcare", select_one=True, sanity="42",
                                           detail=f"connected to {r.host}:{r.port}/healthcare; SELECT 1 ok; sanity query returned 42")
 

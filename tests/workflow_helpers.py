@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from domain.config import CodeBlueConfig
@@ -86,16 +87,27 @@ async def start(env: WorkflowEnvironment, world: World, inp: IncidentInput, tq: 
 async def until(
     handle: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 20
 ) -> IncidentReport:
-    """Poll the status query (real time; the server's clock does not move meanwhile)."""
+    """Poll the status query (real time; the server's clock does not move meanwhile). A query
+    that reaches a killed worker's sticky queue fails until the server moves the workflow on:
+    retried, as any client would."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:
-        rep: IncidentReport = await handle.query(IncidentResponseWorkflow.status)
+        try:
+            rep: IncidentReport = await handle.query(IncidentResponseWorkflow.status)
+        except RPCError as e:
+            if e.status not in TRANSIENT or loop.time() > end:
+                raise
+            await asyncio.sleep(0.2)
+            continue
         if pred(rep):
             return rep
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}; timeline: {[e.event for e in rep.timeline]}")
         await asyncio.sleep(0.05)
+
+
+TRANSIENT = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE)
 
 
 def proposed(rep: IncidentReport) -> bool:

@@ -75,7 +75,7 @@ def acting_as(who: Principal) -> Iterator[None]:
         _acting.reset(token)
 
 
-def _payload(proof: Proof) -> Payload:
+def proof_payload(proof: Proof) -> Payload:
     return Payload(metadata={"encoding": b"json/plain"}, data=proof.model_dump_json().encode())
 
 
@@ -127,7 +127,7 @@ class IdentityInterceptor(tclient.Interceptor, Interceptor):
         if who is None:
             return headers
         proof = self.keyring.sign(workflow_id, handler, args, who, time.time())
-        return {**headers, HEADER: _payload(proof)}
+        return {**headers, HEADER: proof_payload(proof)}
 
     # -- worker side ------------------------------------------------------------------
     def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
