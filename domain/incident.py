@@ -173,6 +173,7 @@ class IncidentReport(BaseModel):
     timeline: list[TimelineEntry] = []
     summary: str | None = None
     public_summary: str | None = None  # the IC's words for the status page and stakeholders
+    postmortem_workflow_id: str | None = None  # this run's post-incident workflow, once resolved
     verified: bool | None = None
     assessment: dict[str, Any] = {}
     # Alerts that reached this incident (from the API): received, listed on the timeline,

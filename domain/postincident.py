@@ -14,9 +14,11 @@ from domain.identity import StartedBy
 from domain.incident import IncidentReport, TimelineEntry
 
 
-def postmortem_workflow_id(incident_id: str) -> str:
-    """One post-incident workflow per incident."""
-    return f"{incident_id}-postmortem"
+def postmortem_workflow_id(incident_id: str, ordinal: int = 1) -> str:
+    """One post-incident workflow per incident run: `<ID>-postmortem`, and for later runs of
+    the same ID (a recurring alert key) `<ID>-postmortem-2`, `-3`, ... The incident's report
+    names its own (`postmortem_workflow_id`)."""
+    return f"{incident_id}-postmortem" if ordinal <= 1 else f"{incident_id}-postmortem-{ordinal}"
 
 
 class ItemState(str, Enum):
@@ -128,6 +130,7 @@ class PostIncidentInput(StartedBy):
     report: IncidentReport  # the resolved incident's report (the P0 workflow's `status`)
     commander: str | None = None  # default: the report's commander
     resolved_at: str | None = None  # ISO 8601 UTC; default: when this workflow starts
+    incident_run_id: str | None = None  # the incident run it follows: `reopen` goes there only
     state: PostIncidentState | None = None  # set only by continue-as-new
 
 

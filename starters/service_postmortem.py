@@ -26,7 +26,7 @@ async def start(client: Client, incident_id: str, task_queue: str, commander: st
     report = await service.status(client, incident_id)
     if report.status == "open":
         raise CodeBlueError(f"incident {incident_id} is still open; resolve it first")
-    wid = postmortem_workflow_id(incident_id)
+    wid = report.postmortem_workflow_id or postmortem_workflow_id(incident_id)
     try:
         return await client.start_workflow(
             PostIncidentWorkflow.run,
@@ -43,9 +43,19 @@ async def start(client: Client, incident_id: str, task_queue: str, commander: st
         raise _rpc(e, incident_id) from None
 
 
+async def postmortem_id(client: Client, incident_id: str) -> str:
+    """The post-mortem of the incident's latest run, as its report names it (a recurring alert
+    key has one per run); the first run's ID when the incident names none or is unknown."""
+    try:
+        report = await service.status(client, incident_id)
+    except CodeBlueError:
+        return postmortem_workflow_id(incident_id)
+    return report.postmortem_workflow_id or postmortem_workflow_id(incident_id)
+
+
 async def draft(client: Client, incident_id: str) -> str:
     """The post-incident workflow's draft; without one, a draft from the incident's own report."""
-    h = client.get_workflow_handle(postmortem_workflow_id(incident_id))
+    h = client.get_workflow_handle(await postmortem_id(client, incident_id))
     try:
         return await h.query(PostIncidentWorkflow.postmortem)
     except RPCError as e:
@@ -67,7 +77,7 @@ async def close_item(client: Client, incident_id: str, c: CloseActionItem) -> Ac
 
 
 async def _update(client: Client, incident_id: str, update, arg, what: str):
-    h = client.get_workflow_handle(postmortem_workflow_id(incident_id))
+    h = client.get_workflow_handle(await postmortem_id(client, incident_id))
     try:
         return await h.execute_update(update, arg)
     except WorkflowUpdateFailedError as e:

@@ -16,7 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 
 from workflows import metrics
 from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
-from workflows.post_incident import start_post_incident
+from workflows.post_incident import start_own_post_incident, start_post_incident
 from workflows.saga import Saga
 from workflows.steps import Steps
 from workflows.timeline import CODEBLUE, Timeline, mmss as _mmss, reason as _reason
@@ -97,6 +97,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.verified: bool | None = None
         self.summary: str | None = None
         self.public_summary: str | None = None
+        self.postmortem_id: str | None = None
         self.diagnostics: Diagnostics | None = None
         self.escalations: list[Escalation] = []
         self.watcher: asyncio.Task[None] | None = None
@@ -659,8 +660,16 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self._set_phase(Phase.RESOLVED)
         self._log(r.by, "Incident resolved" if verified else "Incident closed unverified (forced)", r.summary)
         if workflow.patched("post-incident-child"):  # histories recorded before it still replay
-            wid = await start_post_incident(self._report(), self.commander)
-            self._log(CODEBLUE, "Post-incident started", f"{wid}: verification, closing comms, post-mortem within 24 h")
+            if workflow.patched("postmortem-per-run"):  # a recurring alert key: one post-mortem per run
+                wid = await start_own_post_incident(self._report(), self.commander)
+            else:
+                wid = await start_post_incident(self._report(), self.commander)
+            if wid:
+                self.postmortem_id = wid
+                self._log(CODEBLUE, "Post-incident started", f"{wid}: verification, closing comms, post-mortem within 24 h")
+            else:
+                self._log(CODEBLUE, "Post-incident could not start",
+                          f"start it by hand: codeblue postmortem start {self.inp.incident_id}")
         self.resolution_outcome = ResolutionResult(
             resolved=True, verified=verified, message=self.final_status
         )
@@ -729,6 +738,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             timeline=list(self.tl.entries),
             summary=self.summary,
             public_summary=self.public_summary or self.inp.public_summary,
+            postmortem_workflow_id=self.postmortem_id,
             verified=self.verified,
             assessment=self.assessment.model_dump() if self.assessment else {},
             alerts=self.alerts.counts() if self.alerts.received else {},

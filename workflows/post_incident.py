@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 
 from workflows.steps import Steps
 from workflows.timeline import CODEBLUE, Timeline
@@ -328,7 +328,9 @@ class PostIncidentWorkflow:
             self.report.severity.value, self.commander,
         )
         try:
-            await workflow.get_external_workflow_handle(iid).signal("reopen", Reopen(reason=why))
+            # the run this post-mortem belongs to, never a later run of a recurring alert key
+            await workflow.get_external_workflow_handle(iid, run_id=self.inp.incident_run_id).signal(
+                "reopen", Reopen(reason=why))
             self.st.reopened = f"signalled incident {iid} to reopen"
         except FailureError:
             new_id = f"{iid[:55]}-reopened"
@@ -565,10 +567,11 @@ class PostIncidentWorkflow:
         )
 
 
-async def start_post_incident(report: IncidentReport, commander: str | None) -> str:
+async def start_post_incident(report: IncidentReport, commander: str | None, ordinal: int = 1,
+                              incident_run_id: str | None = None) -> str:
     """From a workflow that just resolved an incident: start its post-incident work as a
     child that outlives the parent (ABANDON). Returns the child's workflow ID."""
-    wid = postmortem_workflow_id(report.incident_id)
+    wid = postmortem_workflow_id(report.incident_id, ordinal)
     await workflow.start_child_workflow(
         PostIncidentWorkflow.run,
         PostIncidentInput(
@@ -576,6 +579,7 @@ async def start_post_incident(report: IncidentReport, commander: str | None) -> 
             report=report,
             commander=commander,
             resolved_at=workflow.now().isoformat(),
+            incident_run_id=incident_run_id,
         ),
         id=wid,
         parent_close_policy=workflow.ParentClosePolicy.ABANDON,
@@ -583,3 +587,22 @@ async def start_post_incident(report: IncidentReport, commander: str | None) -> 
         static_summary=f"Post-incident: {report.incident_id}",
     )
     return wid
+
+
+MAX_POSTMORTEMS = 50
+
+
+async def start_own_post_incident(report: IncidentReport, commander: str | None) -> str | None:
+    """One post-mortem per incident run: an alert key that recurs opens new runs of the same
+    workflow ID, and each gets the next free `<ID>-postmortem[-N]`. A failure is never the
+    incident's: returns None and the caller records it."""
+    run_id = workflow.info().run_id
+    for ordinal in range(1, MAX_POSTMORTEMS + 1):
+        try:
+            return await start_post_incident(report, commander, ordinal, run_id)
+        except WorkflowAlreadyStartedError:
+            continue  # an earlier run of this ID has its post-mortem there
+        except Exception as e:  # noqa: BLE001 - e.g. a bad input: logged, the incident still resolves
+            workflow.logger.warning("post-incident start failed: %s", type(e).__name__)
+            return None
+    return None

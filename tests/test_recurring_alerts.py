@@ -1,0 +1,71 @@
+"""An alert key that fires again after its incident was resolved: each run of `ALERT-<hash>`
+completes with a post-mortem of its own, and a post-mortem's `reopen` reaches only its run."""
+
+from __future__ import annotations
+
+import uuid
+
+from domain.alerts import AlertNotice
+from domain.incident import CommanderAssignment, Resolution
+from starters import service, service_postmortem
+from starters.api.alerts import signal_with_start
+from tests.fakes import World, configure_worker
+from tests.postincident_fixtures import config
+from tests.workflow_helpers import events, skip, until, worker_for
+from workflows.incident_response import IncidentResponseWorkflow
+
+
+def _notice(key: str, n: int) -> AlertNotice:
+    return AlertNotice(dedup_key=key, alertname="GatewayDown", status="firing", severity="P1", service="api-gateway",
+                       fingerprint=f"fp-{n}", summary=f"firing again ({n})")
+
+
+async def _open_and_resolve(env, world: World, iid: str, tq: str, n: int):
+    await signal_with_start(env.client, iid, _notice(iid, n), tq, "add_alert", _notice(iid, n))
+    h = env.client.get_workflow_handle_for(IncidentResponseWorkflow.run, iid)  # the newest run
+    world.handles.append(h)
+    await until(h, lambda r: "Assessment complete" in events(r) and len(r.timeline) > 2 and
+                f"firing again ({n})" in " ".join(e.result or "" for e in r.timeline), f"run {n} assessed")
+    await service.assign_commander(env.client, iid, CommanderAssignment(commander="alice", by="alice"))
+    await until(h, lambda r: r.commander == "alice", f"run {n} has an IC")
+    res = await service.resolve(env.client, iid, Resolution(by="alice", summary=f"recovered ({n})"))
+    assert res.resolved, res.message
+    return await h.result()
+
+
+async def test_three_incidents_in_a_row_on_one_alert_key_each_get_their_post_mortem(skipping_env):
+    env, world = skipping_env, World(healthy=True)
+    iid = f"ALERT-{uuid.uuid4().hex[:20]}"
+    configure_worker(iid, config(health_probes=1))
+    async with worker_for(env, world) as tq:
+        reports = [await _open_and_resolve(env, world, iid, tq, n) for n in (1, 2, 3)]
+        pms = [r.postmortem_workflow_id for r in reports]
+        for wid in pms:
+            world.handles.append(env.client.get_workflow_handle(wid))
+        assert pms == [f"{iid}-postmortem", f"{iid}-postmortem-2", f"{iid}-postmortem-3"]
+        assert all(r.status == "resolved" and "Post-incident started" in events(r) for r in reports)
+        for wid in pms:  # each post-mortem is its own, still tracking its run
+            assert (await env.client.get_workflow_handle(wid).describe()).status.name == "RUNNING"
+        draft = await service_postmortem.draft(env.client, iid)
+        assert "recovered (3)" in draft  # `codeblue postmortem ID` reads the latest run's
+
+
+async def test_a_post_mortems_reopen_reaches_its_own_run_not_the_next(skipping_env):
+    env, world = skipping_env, World(healthy=True)
+    iid = f"ALERT-{uuid.uuid4().hex[:20]}"
+    configure_worker(iid, config(health_probes=2, probe_interval_seconds=60))
+    async with worker_for(env, world) as tq:
+        first = await _open_and_resolve(env, world, iid, tq, 1)
+        world.healthy = False  # the first post-mortem's verification will fail
+        await signal_with_start(env.client, iid, _notice(iid, 2), tq, "add_alert", _notice(iid, 2))
+        second = env.client.get_workflow_handle_for(IncidentResponseWorkflow.run, iid)
+        world.handles.append(second)
+        pm = env.client.get_workflow_handle(first.postmortem_workflow_id)
+        world.handles.append(pm)
+        await skip(env, 3)
+        reopened = env.client.get_workflow_handle_for(IncidentResponseWorkflow.run, f"{iid[:55]}-reopened")
+        world.handles.append(reopened)
+        rep = await until(reopened, lambda r: bool(r.timeline), "the linked incident the closed run needed")
+        assert "failed verification" in " ".join(e.result or "" for e in rep.timeline)
+        run2 = await second.query(IncidentResponseWorkflow.status)
+        assert "Post-incident verification failed" not in events(run2)
