@@ -26,7 +26,9 @@ from temporalio.worker import Worker
 from domain.incident import Decision, IncidentInput, IncidentReport
 from domain.severity import Severity
 from starters import service
+from domain.identity import ENV_KEY, keyring_from_env, new_key
 from starters.devserver import dev_server
+from worker.identity import IdentityInterceptor
 from tests.fakes import World
 from tests.workflow_helpers import incident_worker
 from bench.baseline import BaselineWorkflow, noop
@@ -285,7 +287,9 @@ async def alert_storm(client: Client, alerts: int, keys: int) -> Figure:
 async def main(quick: bool, out: Path | None) -> int:
     n_diag, n_ovh, open_n, cap_n, samples = (5, 3, 50, 100, 20) if quick else (20, 10, 500, 1000, 100)
     figures: list[Figure] = []
-    async with dev_server() as env:
+    # every command is signed and verified, as deployed (the storm's API process inherits the key)
+    os.environ.setdefault(ENV_KEY, new_key())
+    async with dev_server(interceptors=[IdentityInterceptor(keyring_from_env(), via="", roles=["commander"])]) as env:
         client = env.client
         print("measuring time to diagnostics...", flush=True)
         figures.append(await time_to_diagnostics(client, n_diag))

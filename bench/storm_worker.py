@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from tests.fakes import World
 from worker.temporal import data_converter
+from worker.identity import client_interceptors
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -24,7 +25,8 @@ async def serve(address: str, namespace: str, task_queue: str) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    client = await Client.connect(address, namespace=namespace, data_converter=data_converter())
+    client = await Client.connect(address, namespace=namespace, data_converter=data_converter(),
+                                  interceptors=client_interceptors())  # verifies the API's proofs
     async with Worker(client, task_queue=task_queue, workflows=[IncidentResponseWorkflow], activities=World().activities()):
         print("ready", flush=True)
         await stop.wait()

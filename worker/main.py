@@ -26,6 +26,7 @@ from activities.postincident import PostIncidentActivities
 from activities.release_state import ReleaseStateActivities
 from activities.targets import Targets
 from domain.config import AwsConfig, CodeBlueConfig, ConfigError, KubernetesConfig
+from worker.identity import IdentityInterceptor
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
 from workflows.incident_response import IncidentResponseWorkflow
@@ -122,11 +123,14 @@ async def running_worker(
     """A started worker, shut down cleanly on exit (the SDK can abort at exit otherwise)."""
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=cfg.notifications.timeout_seconds))
+        # a worker verifies every command's proof, whatever client it was given
+        verifying = any(isinstance(i, IdentityInterceptor) for i in client.config()["interceptors"])
         worker = Worker(
             client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
             activities=activities_for(cfg, http),
+            interceptors=[] if verifying else [IdentityInterceptor.from_env()],
             **worker_options,
         )
         async with worker:
