@@ -92,8 +92,7 @@ class DatabaseRestoreWorkflow(Playbook):
     @workflow.run
     async def run(self, inp: DatabaseRestoreInput) -> IncidentReport:
         self.cfg = await self.steps.worker_config(inp.config)
-        if not await self._authorized():
-            return self._report()
+        await self._authorize()
         source = inp.source or self.cfg.aws.rds_instance
         snapshot = inp.snapshot or self.cfg.aws.rds_snapshot
         target = inp.target or f"{source}-restored"

@@ -61,8 +61,7 @@ class DatabaseConnectionPlaybook(Playbook):
     @workflow.run
     async def run(self, inp: DbConnectionsInput) -> IncidentReport:
         self.cfg = await self.steps.worker_config(inp.config)
-        if not await self._authorized():
-            return self._report()
+        await self._authorize()
         self.tl.log(inp.requested_by, "Database connection playbook",
                     f"instance {self.cfg.aws.rds_instance}, gateway {self.cfg.kubernetes.gateway_deployment}; IC {self.book.commander}")
         self.phase = Phase.DIAGNOSTICS

@@ -70,8 +70,7 @@ class HighMemoryPlaybook(Playbook):
     @workflow.run
     async def run(self, inp: MemoryInput) -> IncidentReport:
         self.cfg = await self.steps.worker_config(inp.config)
-        if not await self._authorized():
-            return self._report()
+        await self._authorize()
         k, m = self.cfg.kubernetes, self.cfg.memory
         ns, dep = k.namespace, inp.deployment or k.gateway_deployment
         self.tl.log(inp.requested_by, f"High memory playbook: {dep} in {ns}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -18,12 +18,12 @@ with workflow.unsafe.imports_passed_through():
 
 
 class Playbook(ApprovalHandlers):
-    # without an incident to take the IC from, the starter is the IC (a restore waits for one)
-    requester_is_ic = True
-
     """Base of the playbooks started for an incident (by the CLI or as the P0's children).
     Their input names the incident, who asked and who decides (the requester when no IC).
     A playbook names its report's subject (`_subject`) and, if not its facts, its assessment."""
+
+    # without an incident to take the IC from, the starter is the IC (a restore waits for one)
+    requester_is_ic = True
 
     def _begin(self, inp: Any) -> None:
         self.inp = inp
@@ -39,48 +39,48 @@ class Playbook(ApprovalHandlers):
         self.summary: str | None = None
         self.facts: dict[str, Any] = {}
 
-    async def _authorized(self) -> bool:
+    async def _authorize(self) -> None:
         """A playbook acts for its incident: it takes that incident's IC (read from the
         incident's own workflow, never from the starter), and only that IC, a configured
         approver or an admin may start it. A child of the incident got the IC from its parent.
-        Call after the worker's config is read; False: refused, recorded, nothing done."""
+        Call after the worker's config is read; a refusal is recorded and fails the run."""
         inp = self.inp
         if inp.start_refused:
-            return self._refuse(UNVERIFIED, f"unauthenticated: {inp.start_refused}")
+            self._refuse(UNVERIFIED, f"unauthenticated: {inp.start_refused}")
         if not workflow.patched("playbook-authority"):
-            return True
+            return
         for what, given, allowed in self._pinned():
             if given is not None and given != allowed:
-                return self._refuse(inp.requested_by, f"{what} {given!r} is not the worker's ({allowed!r}): "
-                                    "the worker's config decides where CodeBlue acts")
+                self._refuse(inp.requested_by, f"{what} {given!r} is not the worker's ({allowed!r}): "
+                             "the worker's config decides where CodeBlue acts")
         if workflow.info().parent is not None:
-            return True
+            return
         starter, roles = person(inp.requested_by), set(inp.requested_roles)
         admin = "admin" in roles
         auth = await self.steps.read("incident_authority", IncidentRef(incident_id=inp.incident_id),
                                      IncidentAuthority, "read the incident's IC")
         if auth is None:
-            return self._refuse(inp.requested_by, f"cannot read incident {inp.incident_id}'s commander")
+            self._refuse(inp.requested_by, f"cannot read incident {inp.incident_id}'s commander")
         if auth.exists:
             self.book.commander = auth.commander
             if starter == person(auth.commander) or starter in self.cfg.mitigation.approvers or admin:
                 self.tl.log(CODEBLUE, "Authority", f"IC {auth.commander or 'unassigned'} (incident {inp.incident_id}); "
                             f"started by {inp.requested_by}")
-                return True
-            return self._refuse(inp.requested_by, f"{starter} is not the IC ({auth.commander or 'unassigned'}) of "
-                                f"{inp.incident_id}, a configured approver or an admin")
+                return
+            self._refuse(inp.requested_by, f"{starter} is not the IC ({auth.commander or 'unassigned'}) of "
+                         f"{inp.incident_id}, a configured approver or an admin")
         # no CodeBlue incident of that ID: a commander or admin runs it, as its IC
         if admin or "commander" in roles:
             self.book.commander = getattr(inp, "commander", None) or (starter if self.requester_is_ic else None)
-            return True
-        return self._refuse(inp.requested_by, f"no incident {inp.incident_id} is open and {starter} is not a commander or admin")
+            return
+        self._refuse(inp.requested_by, f"no incident {inp.incident_id} exists and {starter} is not a commander or admin")
 
     def _pinned(self) -> list[tuple[str, Any, Any]]:
         """(what, the input's value, the worker's config): an input may name a target only to
         repeat the worker's own choice."""
         return []
 
-    def _refuse(self, actor: str, why: str) -> bool:
+    def _refuse(self, actor: str, why: str) -> NoReturn:
         """Recorded, then the run fails (non-retryable): its ID is free again for the IC
         (starters use ALLOW_DUPLICATE_FAILED_ONLY), and the UI shows it as failed."""
         self.tl.log(actor, "Start refused", why)

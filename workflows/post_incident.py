@@ -516,6 +516,7 @@ class PostIncidentWorkflow:
                 commander=self.commander,
                 resolved_at=self.st.resolved_at,
                 state=self.st,
+                incident_run_id=self.inp.incident_run_id,
             )
         )
 
@@ -602,7 +603,7 @@ async def start_own_post_incident(report: IncidentReport, commander: str | None)
             return await start_post_incident(report, commander, ordinal, run_id)
         except WorkflowAlreadyStartedError:
             continue  # an earlier run of this ID has its post-mortem there
-        except Exception as e:  # noqa: BLE001 - e.g. a bad input: logged, the incident still resolves
+        except FailureError as e:  # any other refusal of the start: recorded, the incident still resolves
             workflow.logger.warning("post-incident start failed: %s", type(e).__name__)
             return None
     return None

@@ -75,8 +75,7 @@ class RedisCachePlaybook(Playbook):
     @workflow.run
     async def run(self, inp: CacheInput) -> IncidentReport:
         self.cfg = await self.steps.worker_config(inp.config)
-        if not await self._authorized():
-            return self._report()
+        await self._authorize()
         self.cluster_id = self.cfg.aws.elasticache_cluster
         self.tl.log(inp.requested_by, f"Redis cache playbook: {self.cluster_id}", inp.pattern and f"pattern {inp.pattern}")
         try:

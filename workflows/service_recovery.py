@@ -85,8 +85,7 @@ class ServiceRecoveryWorkflow(Playbook):
     @workflow.run
     async def run(self, inp: RecoveryInput) -> IncidentReport:
         self.cfg = await self.steps.worker_config(inp.config)
-        if not await self._authorized():
-            return self._report()
+        await self._authorize()
         release = inp.release or self.cfg.helm.release
         ns = inp.namespace or self.cfg.kubernetes.namespace
         chart = inp.chart or self.cfg.helm.chart

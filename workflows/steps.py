@@ -49,7 +49,7 @@ class Steps:
         self.incident_id = incident_id
         self.contacts = contacts
 
-    async def worker_config(self, legacy: dict[str, Any] | None = None) -> CodeBlueConfig:
+    async def worker_config(self, legacy: Any = None) -> CodeBlueConfig:
         """The worker's config, read once and kept in history: the worker, not the starter,
         decides where a workflow acts. `legacy`: a config an input carried before inputs lost
         the field; honoured only when replaying a history that used it."""
