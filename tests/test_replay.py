@@ -74,3 +74,4 @@ def test_histories_are_committed():
     stems = {p.stem for p in HISTORIES.glob("*.json")}
     assert stems >= set(SCENARIOS)  # recorded before commands were signed
     assert stems >= {f"{s}_signed" for s in SCENARIOS}  # with proofs, the verified-commands marker
+    assert stems >= {f"{s}_per_run" for s in SCENARIOS}  # and one post-mortem per incident run

@@ -28,7 +28,8 @@ HISTORIES = Path(__file__).parent / "histories"
 
 
 @pytest.mark.parametrize("name", ["rollback_resolved", "compensated", "diagnostics_sla_missed",
-                                  "rollback_resolved_signed", "compensated_signed", "diagnostics_sla_missed_signed"])
+                                  "rollback_resolved_signed", "compensated_signed", "diagnostics_sla_missed_signed",
+                                  "rollback_resolved_per_run", "compensated_per_run", "diagnostics_sla_missed_per_run"])
 async def test_committed_histories_replay_with_the_metrics_interceptor(name):
     history = committed_history(HISTORIES / f"{name}.json")
     replayer = Replayer(workflows=WORKFLOWS, interceptors=[MetricsInterceptor(), *signing_interceptors()],
