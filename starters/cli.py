@@ -311,18 +311,15 @@ def incident_reject(
 def _decide(incident_id: str, action: str, approve: bool, by: Optional[str], reason: Optional[str]) -> None:
     from starters import service as svc
 
-    api = _api()
+    def via_api(api: Any, _: str) -> str:
+        res = api.decide(incident_id, action, approve, reason)
+        return f"{res.action_id}: {res.state.value}"
 
-    async def go() -> None:
-        if api is not None:
-            api.actor(by)
-            res = api.decide(incident_id, action, approve, reason)
-        else:
-            d = Decision(action_id=action, approve=approve, by=_operator(by), reason=reason)
-            res = await svc.decide(await _client(), incident_id, d)
-        out.print(f"{res.action_id}: {res.state.value}")
+    async def direct(client: Any, who: str) -> str:
+        res = await svc.decide(client, incident_id, Decision(action_id=action, approve=approve, by=who, reason=reason))
+        return f"{res.action_id}: {res.state.value}"
 
-    run(go)
+    command_cmd("incident approve" if approve else "incident reject", via_api, direct, by)
 
 
 @incident_app.command("resolve")
@@ -360,17 +357,17 @@ def incident_assign(incident_id: str, commander: str = typer.Option(..., "--comm
     """Assign (or hand over) the incident commander role."""
     from starters import service as svc
 
-    api = _api()
+    sent = f"commander assignment sent: {commander}"
 
-    async def go() -> None:
-        if api is not None:
-            api.actor(by)
-            api.assign(incident_id, commander)
-        else:
-            await svc.assign_commander(await _client(), incident_id, CommanderAssignment(commander=commander, by=_operator(by)))
-        out.print(f"commander assignment sent: {commander}")
+    def via_api(api: Any, _: str) -> str:
+        api.assign(incident_id, commander)
+        return sent
 
-    run(go)
+    async def direct(client: Any, who: str) -> str:
+        await svc.assign_commander(client, incident_id, CommanderAssignment(commander=commander, by=who))
+        return sent
+
+    command_cmd("incident assign", via_api, direct, by)
 
 
 @incident_app.command("escalate")
@@ -383,17 +380,17 @@ def incident_escalate(
     """Raise the severity (e.g. P1 -> P0); pages on-call again."""
     from starters import service as svc
 
-    api = _api()
+    sent = f"escalation sent: {severity.value}"
 
-    async def go() -> None:
-        if api is not None:
-            api.actor(by)
-            api.escalate(incident_id, severity.value, reason)
-        else:
-            await svc.escalate(await _client(), incident_id, Escalation(severity=severity, by=_operator(by), reason=reason))
-        out.print(f"escalation sent: {severity.value}")
+    def via_api(api: Any, _: str) -> str:
+        api.escalate(incident_id, severity.value, reason)
+        return sent
 
-    run(go)
+    async def direct(client: Any, who: str) -> str:
+        await svc.escalate(client, incident_id, Escalation(severity=severity, by=who, reason=reason))
+        return sent
+
+    command_cmd("incident escalate", via_api, direct, by)
 
 
 @incident_app.command("note")
@@ -405,21 +402,20 @@ def incident_note(
     """Add a note to the incident's timeline."""
     from starters import service as svc
 
-    api = _api()
     try:
         note = Note(by=by or "api", text=text)
     except ValueError as e:
         fail(_first_error(e))
 
-    async def go() -> None:
-        if api is not None:
-            api.actor(by)
-            api.note(incident_id, text)
-        else:
-            await svc.add_note(await _client(), incident_id, note.model_copy(update={"by": _operator(by)}))
-        out.print("note added")
+    def via_api(api: Any, _: str) -> str:
+        api.note(incident_id, text)
+        return "note added"
 
-    run(go)
+    async def direct(client: Any, who: str) -> str:
+        await svc.add_note(client, incident_id, note.model_copy(update={"by": who}))
+        return "note added"
+
+    command_cmd("incident note", via_api, direct, by)
 
 
 @incident_app.command("list")
