@@ -12,6 +12,8 @@ from domain.identity import StartedBy
 from domain.severity import Severity
 
 INCIDENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: no trailing newline
+# the same rule for pydantic/FastAPI patterns (their regex engine's $ is the very end)
+INCIDENT_ID_PATTERN = f"^{INCIDENT_ID_RE.pattern}$"
 
 
 def _incident_id_ok(v: str) -> str:

@@ -34,6 +34,7 @@ from domain.incident import (
     Resolution,
     ResolutionResult,
 )
+from domain.incident import INCIDENT_ID_PATTERN
 from domain.severity import Observations, Severity, classify
 from starters import service as svc
 from starters.api import alerts
@@ -47,7 +48,7 @@ from worker.codec import EncryptionCodec
 from worker.identity import acting_as
 
 ClientFactory = Callable[[], Awaitable[Client]]
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # pydantic's regex: $ is the very end
+ID_PATTERN = INCIDENT_ID_PATTERN
 # workflow IDs CodeBlue derives from an incident's: nobody may start an incident under one
 RESERVED_SUFFIXES = ("-postmortem", "-db-restore", "-redeploy", "-cache", "-memory", "-db-connections", "-reopened")
 

@@ -19,6 +19,7 @@ from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
 from domain.memory import MemoryInput, MemoryResolution, memory_workflow_id
 from domain.postincident import CloseActionItem, NewActionItem, PostmortemHeld
 from domain.recovery import RecoveryInput, recovery_workflow_id
+from domain.incident import INCIDENT_ID_PATTERN
 from domain.severity import Severity
 from starters import db_service
 from starters import service as svc
@@ -30,7 +31,7 @@ from starters.db_connections import start_db_connections
 from starters.memory import resolve_memory, start_memory_playbook
 from starters.recovery import start_recovery
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+ID_PATTERN = INCIDENT_ID_PATTERN
 Kind = Literal["cache", "memory", "db-connections", "redeploy", "db-restore", "postmortem"]
 
 
