@@ -22,6 +22,7 @@ import botocore.exceptions
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
 from domain.database import (
     INCIDENT_TAG,
     LATEST,
@@ -92,8 +93,9 @@ def _unreachable(e: BaseException, action: str) -> ApplicationError:
 class RdsActivities:
     """Activities on one AWS account/region through the boto3 RDS client given."""
 
-    def __init__(self, rds: Any) -> None:
+    def __init__(self, rds: Any, *, heartbeat_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
         self._rds = rds
+        self.heartbeat_seconds = heartbeat_seconds
 
     async def _call(self, action: str, fn: Callable[..., T], **kwargs: Any) -> T:
         try:
@@ -143,11 +145,6 @@ class RdsActivities:
         if not snaps:
             raise ApplicationError(f"snapshot {snapshot} does not exist", type="PreflightFailed", non_retryable=True)
         return snaps[0]
-
-    @staticmethod
-    def _heartbeat(*details: Any) -> None:
-        if activity.in_activity():
-            activity.heartbeat(*details)
 
     # ------------------------------------------------------------------ activities
 
@@ -234,25 +231,30 @@ class RdsActivities:
 
     @activity.defn
     async def rds_wait_available(self, req: RdsWaitRequest) -> RdsInstanceInfo:
-        """Poll the instance, heartbeating each poll, until it is available (returned), goes to
-        a terminal state (RestoreFailed) or the window passes (RestoreInProgress, retryable)."""
+        """Poll the instance until it is available (returned), goes to a terminal state
+        (RestoreFailed) or the window passes (RestoreInProgress, retryable). Heartbeats on a
+        timer, not per poll: polls can be minutes apart, a describe can hang on AWS."""
         deadline = time.monotonic() + req.window_seconds
         poll = max(req.poll_seconds, _MIN_POLL_SECONDS)
-        while True:
-            info = await self._instance(req.target)
-            if info is None:
-                raise ApplicationError(f"DB instance {req.target} does not exist", type="NotFound", non_retryable=True)
-            self._heartbeat({"status": info.status})
-            if info.status == "available":
-                return info
-            if info.status in TERMINAL_STATES:
-                raise ApplicationError(f"DB instance {req.target} is {info.status}", type="RestoreFailed",
-                                       non_retryable=True)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ApplicationError(f"DB instance {req.target} is still {info.status}", {"status": info.status},
-                                       type="RestoreInProgress")
-            await asyncio.sleep(min(poll, remaining))
+        # until the first describe, report the last attempt's status (`rds_progress` shows it)
+        async with Heartbeater(self.heartbeat_seconds, resume_details()) as hb:
+            while True:
+                info = await self._instance(req.target)
+                if info is None:
+                    raise ApplicationError(f"DB instance {req.target} does not exist", type="NotFound",
+                                           non_retryable=True)
+                hb.update({"status": info.status})
+                hb.beat()
+                if info.status == "available":
+                    return info
+                if info.status in TERMINAL_STATES:
+                    raise ApplicationError(f"DB instance {req.target} is {info.status}", type="RestoreFailed",
+                                           non_retryable=True)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ApplicationError(f"DB instance {req.target} is still {info.status}", {"status": info.status},
+                                           type="RestoreInProgress")
+                await asyncio.sleep(min(poll, remaining))
 
     @activity.defn
     async def rds_instance_status(self, req: RdsWaitRequest) -> RdsInstanceInfo:

@@ -19,6 +19,7 @@ import redis.exceptions
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
 from domain.cache import (
     CacheCluster,
     CacheClusterQuery,
@@ -40,9 +41,11 @@ def _endpoint(ep: dict[str, Any] | None) -> str | None:
 
 
 class CacheActivities:
-    def __init__(self, aws: AwsConfig, cache: CacheConfig) -> None:
+    def __init__(self, aws: AwsConfig, cache: CacheConfig, *,
+                 heartbeat_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
         self.aws = aws
         self.cache = cache
+        self.heartbeat_seconds = heartbeat_seconds
 
     # ---------------------------------------------------------------- ElastiCache
 
@@ -158,7 +161,8 @@ class CacheActivities:
     @activity.defn
     async def redis_flush(self, req: FlushRequest) -> FlushResult:
         """FLUSHALL [ASYNC] (only with the cluster's name confirmed) or SCAN MATCH + UNLINK.
-        Both are idempotent: repeating one removes nothing more than it already did."""
+        Both are idempotent: repeating one removes nothing more than it already did. Heartbeats
+        on a timer (a selective pattern can scan a long time between matches)."""
         t = req.target
         if req.pattern is None and (req.confirmation or "").strip() != t.cluster_id:
             raise ApplicationError(
@@ -168,34 +172,56 @@ class CacheActivities:
             )
         r = self._client(t)
         try:
-            if req.pattern is None:
-                before, _ = await self._keys(r)
-                await r.flushall(asynchronous=req.use_async)
-                after, _ = await self._keys(r)
-                mode = "flushall-async" if req.use_async else "flushall"
-                return FlushResult(mode=mode, keys_before=before, keys_after=after, deleted=before - after,
-                                   detail=f"FLUSHALL{' ASYNC' if req.use_async else ''}: {before} -> {after} keys")
-            before = int(await r.dbsize())
-            deleted = 0
-            batch: list[bytes] = []
-            scanned = 0
-            async for key in r.scan_iter(match=req.pattern, count=self.cache.scan_count):
-                batch.append(key)
-                if len(batch) >= UNLINK_BATCH:
-                    deleted += int(await r.unlink(*batch))
-                    batch.clear()
-                scanned += 1
-                if scanned % 5000 == 0 and activity.in_activity():
-                    activity.heartbeat(deleted)
-            if batch:
-                deleted += int(await r.unlink(*batch))
-            after = int(await r.dbsize())
-            return FlushResult(mode="pattern", keys_before=before, keys_after=after, deleted=deleted,
-                               detail=f"SCAN MATCH {req.pattern} + UNLINK: {deleted} removed, {before} -> {after} keys in db {self.cache.db}")
+            # until this attempt has progress of its own, keep reporting the last attempt's
+            async with Heartbeater(self.heartbeat_seconds, resume_details()) as hb:
+                if req.pattern is None:
+                    before, _ = await self._keys(r)
+                    await r.flushall(asynchronous=req.use_async)
+                    after, _ = await self._keys(r)
+                    mode = "flushall-async" if req.use_async else "flushall"
+                    return FlushResult(mode=mode, keys_before=before, keys_after=after, deleted=before - after,
+                                       detail=f"FLUSHALL{' ASYNC' if req.use_async else ''}: {before} -> {after} keys")
+                return await self._flush_pattern(r, req.pattern, hb)
         except redis.exceptions.RedisError as e:
             raise self._redis_error(e, t) from None
         finally:
             await r.aclose()
+
+    async def _flush_pattern(self, r: aioredis.Redis, pattern: str, hb: Heartbeater) -> FlushResult:
+        """SCAN MATCH + UNLINK, page by page; the heartbeat carries a cursor before which
+        every matching key is unlinked. A retry resumes there only on the same Redis process (run_id),
+        db and pattern: another server (restart, failover) hashes keys into other buckets, so
+        its cursor would skip keys, and the scan starts over instead (harmless: idempotent).
+        Pages unlinked after the last beat the server kept are rescanned, not recounted: a
+        resumed `deleted` can miss those keys, never count one twice."""
+        run_id = str((await r.info("server")).get("run_id", ""))
+        db = self.cache.db
+        progress = resume_details()
+        if not (progress and run_id and progress.get("run_id") == run_id and progress.get("db") == db
+                and progress.get("pattern") == pattern and int(progress.get("cursor") or 0) > 0):
+            progress = None
+        if progress is not None:
+            before, cursor, deleted = int(progress["keys_before"]), int(progress["cursor"]), int(progress["deleted"])
+        else:
+            before, cursor, deleted = int(await r.dbsize()), 0, 0
+
+        def report() -> dict[str, Any]:
+            return {"run_id": run_id, "db": db, "pattern": pattern, "cursor": cursor,
+                    "deleted": deleted, "keys_before": before}
+
+        hb.update(report())
+        while True:
+            cursor, keys = await r.scan(cursor=cursor, match=pattern, count=self.cache.scan_count)
+            for i in range(0, len(keys), UNLINK_BATCH):
+                deleted += int(await r.unlink(*keys[i:i + UNLINK_BATCH]))
+            hb.update(report())
+            if cursor == 0:
+                break
+        after = int(await r.dbsize())
+        resumed = " (resumed)" if progress is not None else ""
+        return FlushResult(mode="pattern", keys_before=before, keys_after=after, deleted=deleted,
+                           detail=f"SCAN MATCH {pattern} + UNLINK: {deleted} removed, {before} -> {after} keys "
+                                  f"in db {db}{resumed}")
 
 
 def _split(address: str) -> tuple[str, int]:

@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
 from activities.kubernetes import api_error, check_database
 from activities.targets import Targets
 from domain.database import (
@@ -80,10 +81,11 @@ class DbCutoverActivities:
     """Secret and verification activities on one cluster, through the `ApiClient` given."""
 
     def __init__(self, api_client: k8s.ApiClient, *, request_timeout_seconds: float = 10.0,
-                 targets: Targets | None = None) -> None:
+                 targets: Targets | None = None, heartbeat_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
         self._core = k8s.CoreV1Api(api_client)
         self.request_timeout_seconds = request_timeout_seconds
         self.targets = targets
+        self.heartbeat_seconds = heartbeat_seconds
 
     async def _call(self, action: str, target: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         kwargs.setdefault("_request_timeout", self.request_timeout_seconds)
@@ -131,9 +133,14 @@ class DbCutoverActivities:
     @activity.defn
     async def db_verify_restored(self, req: RestoredDbVerifyRequest) -> RestoredDbVerifyResult:
         """Connect to host:port with the credentials in the database Secret; SELECT 1, then the
-        sanity query (its first value, e.g. a row count, is returned)."""
+        sanity query (its first value, e.g. a row count, is returned). A fresh restore can be
+        slow to connect to and the sanity query may scan: heartbeat on a timer meanwhile."""
         if self.targets:
             self.targets.restored_db(req)
+        async with Heartbeater(self.heartbeat_seconds):
+            return await self._verify_restored(req)
+
+    async def _verify_restored(self, req: RestoredDbVerifyRequest) -> RestoredDbVerifyResult:
         ns = req.namespace
         _, _, url = await self._value(ns, req.secret_name, req.secret_key)
         try:
@@ -205,13 +212,22 @@ class DbCutoverActivities:
                                    type="KubernetesUnavailable") from None
         return ref.model_copy(update={"source_resource_version": rv, "created": True})
 
-    async def _set(self, ref: SecretBackupRef, encoded: str, text: str) -> SecretChange:
+    async def _set(self, ref: SecretBackupRef, encoded: str, text: str, expected: str | None = None) -> SecretChange:
+        """Write the key unless it already holds `encoded` (a retry). With `expected`, only
+        while the secret is still at that resourceVersion: a change by anyone else since is
+        theirs to keep (SecretMoved, nothing written)."""
         ns, name, key = ref.namespace, ref.secret_name, ref.secret_key
-        _, current, _ = await self._value(ns, name, key)
+        secret, current, _ = await self._value(ns, name, key)
+        rv = secret.metadata.resource_version
         if current == encoded:
-            secret = await self._read(ns, name)
-            rv = secret.metadata.resource_version if secret is not None else None
             return SecretChange(secret_name=name, changed=False, resource_version=rv, where=describe_url(text))
+        if expected is not None and rv != expected:
+            raise ApplicationError(
+                f"secret {ns}/{name} moved: resourceVersion {rv}, the change was approved at {expected}; nothing was changed",
+                {"current_resource_version": rv, "approved_resource_version": expected},
+                type="SecretMoved",
+                non_retryable=True,
+            )
         patched = await self._call("patch", f"secret {ns}/{name}", self._core.patch_namespaced_secret, name, ns,
                                    {"data": {key: encoded}})
         return SecretChange(secret_name=name, changed=True, resource_version=patched.metadata.resource_version,
@@ -226,10 +242,10 @@ class DbCutoverActivities:
         except ValueError:
             raise ApplicationError(f"key {req.backup.secret_key} of secret {req.backup.namespace}/{req.backup.secret_name} "
                                    "is not a postgresql:// URL", type="InvalidRequest", non_retryable=True) from None
-        return await self._set(req.backup, _b64(new), new)
+        return await self._set(req.backup, _b64(new), new, req.expected_resource_version)
 
     @activity.defn
     async def db_secret_restore(self, req: SecretRestoreRequest) -> SecretChange:
         """Put the key back to exactly the backed-up bytes (idempotent)."""
         encoded, old = await self._backup(req.backup)
-        return await self._set(req.backup, encoded, old)
+        return await self._set(req.backup, encoded, old, req.expected_resource_version)

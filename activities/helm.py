@@ -16,6 +16,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
 from domain.cluster import HelmHistory, HelmQuery, HelmRevision, HelmRollbackRequest, HelmRollbackResult
 from domain.recovery import (
     HelmPreflight,
@@ -29,7 +30,6 @@ from domain.recovery import (
 _NOT_FOUND = ("release: not found", "has no deployed releases")
 _NO_VERSION = re.compile(r"release has no -?\d+ version")
 _WAIT_TIMEOUT = "timed out waiting for the condition"
-HEARTBEAT_SECONDS = 5.0
 MAX_ERROR_CHARS = 300
 
 
@@ -53,17 +53,20 @@ class HelmActivities:
         env: dict[str, str] | None = None,
         *,
         read_timeout_seconds: float = 60.0,
+        heartbeat_seconds: float = DEFAULT_INTERVAL_SECONDS,
     ) -> None:
         if not command:
             raise ValueError("helm command must not be empty")
         self.command = list(command)
         self.env = dict(env or {})
         self.read_timeout_seconds = read_timeout_seconds
+        self.heartbeat_seconds = heartbeat_seconds
 
     # ----------------------------------------------------------------------------------------
 
     async def _run(self, args: list[str], timeout: float) -> str:
-        """Run helm with `args`; stdout on success, ApplicationError otherwise."""
+        """Run helm with `args`; stdout on success, ApplicationError otherwise. Heartbeats on a
+        timer while helm runs (`--wait` can take minutes without a word)."""
         what = f"helm {args[0]}"
         env = {**os.environ, **self.env} if self.env else None
         try:
@@ -83,18 +86,11 @@ class HelmActivities:
             ) from None
 
         communicate = asyncio.ensure_future(proc.communicate())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise asyncio.TimeoutError
-                done, _ = await asyncio.wait({communicate}, timeout=min(HEARTBEAT_SECONDS, remaining))
-                if done:
-                    break
-                if activity.in_activity():
-                    activity.heartbeat(what)
+            async with Heartbeater(self.heartbeat_seconds, what):
+                done, _ = await asyncio.wait({communicate}, timeout=timeout)
+            if not done:
+                raise asyncio.TimeoutError
             stdout, stderr = communicate.result()
         except asyncio.TimeoutError:
             await self._kill(proc, communicate)
@@ -209,6 +205,9 @@ class HelmActivities:
                 new_revision=newest.revision,
                 already_done=True,
             )
+        if req.from_revision and current is not None and current.revision != req.from_revision:
+            # the IC approved rolling back *from* from_revision: a hotfix since then is not ours to undo
+            raise moved(req.release, current.revision, req.from_revision, "rollback")
 
         await self._run(
             [
@@ -313,6 +312,9 @@ class HelmActivities:
                     image_tag=req.image_tag,
                     already_done=True,
                 )
+        current = before.current
+        if req.from_revision and current is not None and current.revision != req.from_revision:
+            raise moved(req.release, current.revision, req.from_revision, "upgrade")
         out = await self._run(
             [
                 "upgrade",
@@ -340,6 +342,18 @@ class HelmActivities:
         return HelmUpgradeResult(
             release=req.release, from_revision=req.from_revision, new_revision=new_revision, image_tag=req.image_tag
         )
+
+
+def moved(release: str, current: int, approved: int, what: str) -> ApplicationError:
+    """The release is not at the revision the IC approved acting on: refuse, with the facts
+    (details[0]) the workflow needs to propose again."""
+    return ApplicationError(
+        f"release {release} moved: revision {current} is current, the {what} was approved from revision {approved}; "
+        "nothing was changed",
+        {"current_revision": current, "approved_revision": approved},
+        type="ReleaseMoved",
+        non_retryable=True,
+    )
 
 
 def _check_chart(chart: str) -> str:

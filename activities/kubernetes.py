@@ -35,6 +35,7 @@ from kubernetes.utils.quantity import parse_quantity
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
 from activities.targets import Targets
 from domain.cluster import (
     DbCheckRequest,
@@ -201,6 +202,16 @@ def pod_state(pod: k8s.V1Pod) -> PodState:
     )
 
 
+def _read_text(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+    """Call `fn` unpreloaded and read and decode its body here, in the caller's (worker)
+    thread: reading the body is the slow, blocking part of a pod log."""
+    resp = fn(*args, _preload_content=False, **kwargs)
+    try:
+        return resp.data.decode("utf-8", errors="replace")
+    finally:
+        resp.release_conn()
+
+
 def _redact(text: str, secrets: list[str]) -> str:
     for s in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(s, "***")
@@ -218,6 +229,7 @@ class KubernetesActivities:
         request_timeout_seconds: float = 10.0,
         exec_timeout_seconds: float = 120.0,
         targets: Targets | None = None,
+        heartbeat_seconds: float = DEFAULT_INTERVAL_SECONDS,
     ) -> None:
         self.targets = targets
         self._api_client = api_client
@@ -226,6 +238,7 @@ class KubernetesActivities:
         self._custom = k8s.CustomObjectsApi(api_client)
         self.request_timeout_seconds = request_timeout_seconds
         self.exec_timeout_seconds = exec_timeout_seconds
+        self.heartbeat_seconds = heartbeat_seconds
 
     # ------------------------------------------------------------------ plumbing
 
@@ -261,11 +274,6 @@ class KubernetesActivities:
         return await self._call(
             "read", f"deployment {namespace}/{name}", self._apps.read_namespaced_deployment, name, namespace
         )
-
-    @staticmethod
-    def _heartbeat(*details: Any) -> None:
-        if activity.in_activity():
-            activity.heartbeat(*details)
 
     # ------------------------------------------------------------------ reads
 
@@ -345,18 +353,19 @@ class KubernetesActivities:
         patterns = {key: sub.lower() for key, sub in query.patterns.items()}
         counts = dict.fromkeys(patterns, 0)
         pods_read = lines_scanned = 0
-        for pod in sorted(pods.items, key=lambda p: p.metadata.name):
-            text = await self._pod_log(ns, pod, name, tail)
-            if text is None:
-                continue
-            pods_read += 1
-            for line in text.splitlines()[-tail:]:
-                lines_scanned += 1
-                low = line.lower()
-                for key, sub in patterns.items():
-                    if sub in low:
-                        counts[key] += 1
-            self._heartbeat({"pods_read": pods_read})
+        async with Heartbeater(self.heartbeat_seconds, {"pods_read": 0}) as hb:
+            for pod in sorted(pods.items, key=lambda p: p.metadata.name):
+                text = await self._pod_log(ns, pod, name, tail)
+                if text is None:
+                    continue
+                pods_read += 1
+                for line in text.splitlines()[-tail:]:
+                    lines_scanned += 1
+                    low = line.lower()
+                    for key, sub in patterns.items():
+                        if sub in low:
+                            counts[key] += 1
+                hb.update({"pods_read": pods_read})
         return LogsReport(deployment=name, pods_read=pods_read, lines_scanned=lines_scanned, error_counts=counts)
 
     async def _pod_log(self, ns: str, pod: k8s.V1Pod, deployment: str, tail: int) -> str | None:
@@ -368,16 +377,15 @@ class KubernetesActivities:
         container = next((c.name for c in containers if c.name == deployment), containers[0].name if containers else None)
         target = f"logs of pod {ns}/{pod_name}"
         for previous in (False, True):
-            resp = await self._call_or_none(
-                (400, 404), "read", target, self._core.read_namespaced_pod_log, pod_name, ns,
-                container=container, tail_lines=tail, previous=previous, _preload_content=False,
+            # the body is read in the thread too: read on the loop, it stalls every other
+            # activity's heartbeats (and its errors are mapped like the call's)
+            text = await self._call_or_none(
+                (400, 404), "read", target, _read_text, self._core.read_namespaced_pod_log, pod_name, ns,
+                container=container, tail_lines=tail, previous=previous,
             )
-            if resp is None:
-                continue  # 400: container waiting to start; then try the previous instance
-            try:
-                return resp.data.decode("utf-8", errors="replace")
-            finally:
-                resp.release_conn()
+            if text is not None:
+                return text
+            # 400: container waiting to start; then try the previous instance
         return None
 
     @activity.defn
@@ -425,6 +433,14 @@ class KubernetesActivities:
         scale = await self._call("read the scale of", target, self._apps.read_namespaced_deployment_scale, name, ns)
         previous = int((scale.spec.replicas if scale.spec is not None else None) or 0)
         replicas = previous
+        if req.expected_replicas is not None and previous not in (req.expected_replicas, req.replicas):
+            raise ApplicationError(
+                f"{target} moved: it has {previous} replicas, the scale to {req.replicas} was approved at "
+                f"{req.expected_replicas}; nothing was changed",
+                {"current_replicas": previous, "approved_replicas": req.expected_replicas},
+                type="ReplicasMoved",
+                non_retryable=True,
+            )
         if previous != req.replicas:
             result = await self._call(
                 "scale", target, self._apps.patch_namespaced_deployment_scale, name, ns,
@@ -438,6 +454,21 @@ class KubernetesActivities:
         """`kubectl rollout restart`, with the timestamp fixed by the workflow: a retry writes
         the same annotation, which changes nothing the second time."""
         ns, name = req.namespace, req.deployment
+        if req.expected_revision is not None:
+            dep = await self._read_deployment(ns, name)
+            template = dep.spec.template if dep.spec is not None else None
+            stamped = ((template.metadata.annotations if template is not None and template.metadata else None) or {})
+            current = (dep.metadata.annotations or {}).get(REVISION_ANNOTATION)
+            if stamped.get(RESTARTED_AT_ANNOTATION) == req.restarted_at:
+                return rollout_state(dep)  # an earlier attempt of this restart got through
+            if current != req.expected_revision:
+                raise ApplicationError(
+                    f"deployment {ns}/{name} moved: revision {current} is current, the restart was approved at "
+                    f"revision {req.expected_revision}; nothing was changed",
+                    {"current_revision": current, "approved_revision": req.expected_revision},
+                    type="RolloutMoved",
+                    non_retryable=True,
+                )
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: req.restarted_at}}}}}
         dep = await self._call("restart", f"deployment {ns}/{name}", self._apps.patch_namespaced_deployment,
                                name, ns, patch)
@@ -445,33 +476,36 @@ class KubernetesActivities:
 
     @activity.defn
     async def wait_rollout(self, req: RolloutWaitRequest) -> RolloutState:
-        """Poll until the rollout completes; heartbeat on every poll. The deadline counts
-        from the first attempt (carried in the heartbeat details across retries)."""
+        """Poll until the rollout completes, heartbeating on a timer with the last poll's
+        state. The deadline counts from the first attempt (carried in the heartbeat details
+        across retries)."""
         ns, name = req.namespace, req.deployment
         started = time.time()
-        if activity.in_activity():
-            details = activity.info().heartbeat_details
-            if details and isinstance(details[0], Mapping) and isinstance(details[0].get("started_at"), (int, float)):
-                started = float(details[0]["started_at"])
+        details = resume_details()
+        if details and isinstance(details.get("started_at"), (int, float)):
+            started = float(details["started_at"])
         deadline = started + req.timeout_seconds
         poll = max(float(req.poll_seconds), _MIN_POLL_SECONDS)
-        while True:
-            state = rollout_state(await self._read_deployment(ns, name))
-            self._heartbeat({
-                "started_at": started, "desired": state.desired, "updated": state.updated, "available": state.available,
-            })
-            if state.complete:
-                return state
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                raise ApplicationError(
-                    f"rollout of deployment {ns}/{name} not complete after {req.timeout_seconds}s: "
-                    f"{state.updated}/{state.desired} updated, {state.available}/{state.desired} available",
-                    state.model_dump(mode="json"),
-                    type="RolloutTimeout",
-                    non_retryable=True,
-                )
-            await asyncio.sleep(min(poll, remaining))
+        async with Heartbeater(self.heartbeat_seconds, {"started_at": started}) as hb:
+            while True:
+                state = rollout_state(await self._read_deployment(ns, name))
+                hb.update({
+                    "started_at": started, "desired": state.desired, "updated": state.updated,
+                    "available": state.available,
+                })
+                hb.beat()
+                if state.complete:
+                    return state
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    raise ApplicationError(
+                        f"rollout of deployment {ns}/{name} not complete after {req.timeout_seconds}s: "
+                        f"{state.updated}/{state.desired} updated, {state.available}/{state.desired} available",
+                        state.model_dump(mode="json"),
+                        type="RolloutTimeout",
+                        non_retryable=True,
+                    )
+                await asyncio.sleep(min(poll, remaining))
 
     # ------------------------------------------------------------------ database
 
@@ -481,8 +515,13 @@ class KubernetesActivities:
         runbook's command run in a gateway pod. Never reports the URL or its password."""
         if self.targets:
             self.targets.db_check(req)
-        if req.command:
-            return await self._db_check_exec(req)
+        # an exec may run `exec_timeout_seconds`, a connect its timeout: heartbeat meanwhile
+        async with Heartbeater(self.heartbeat_seconds):
+            if req.command:
+                return await self._db_check_exec(req)
+            return await self._db_check_url(req)
+
+    async def _db_check_url(self, req: DbCheckRequest) -> DbCheckResult:
         ns = req.namespace
         secret = await self._call("read", f"secret {ns}/{req.secret_name}", self._core.read_namespaced_secret,
                                   req.secret_name, ns)

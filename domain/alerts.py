@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -69,6 +70,17 @@ class AlertLedger:
             return True
         self.unlisted += 1
         return False
+
+    def to_state(self, keep: int = 2_000) -> dict[str, Any]:
+        """For continue-as-new: the counts and the newest `keep` alert identities (an older
+        alert re-sent after that is listed again: harmless, and bounded)."""
+        idents = list(self.status.items())[-keep:]
+        return {**self.counts(), "status": idents}
+
+    def restore(self, st: dict[str, Any]) -> None:
+        for k in ("received", "listed", "unlisted", "repeats"):
+            setattr(self, k, int(st.get(k, 0)))
+        self.status = OrderedDict((str(i), str(v)) for i, v in st.get("status") or [])
 
     def counts(self) -> dict[str, int]:
         return {"received": self.received, "listed": self.listed, "unlisted": self.unlisted, "repeats": self.repeats}

@@ -65,6 +65,7 @@ class Assessment(BaseModel):
     current_revision: int | None = None
     previous_revision: int | None = None
     gateway_replicas: int | None = None
+    gateway_revision: str | None = None  # deployment.kubernetes.io/revision: its pod template
     healthy: bool = False
     notes: list[str] = []
 
@@ -100,6 +101,7 @@ def assess(
                 a.affected_services.append(d.name)
             if d.name == gw:
                 a.gateway_replicas = d.desired
+                a.gateway_revision = d.revision
     if ev.metrics and ev.metrics.served:
         for m in ev.metrics.pods:
             r = m.memory_ratio
@@ -195,7 +197,8 @@ def propose(a: Assessment, cfg: CodeBlueConfig, db_playbook: bool = True) -> lis
                 id="scale",
                 kind=ActionKind.SCALE_UP,
                 reason=f"{why}; scale {gw} to {target} replicas",
-                params={"namespace": ns, "deployment": gw, "replicas": target},
+                # from_replicas: what the IC saw; the step refuses if the count moved since
+                params={"namespace": ns, "deployment": gw, "replicas": target, "from_replicas": a.gateway_replicas},
             )
         )
     if a.connection_errors > 0:
@@ -204,7 +207,8 @@ def propose(a: Assessment, cfg: CodeBlueConfig, db_playbook: bool = True) -> lis
                 id="restart",
                 kind=ActionKind.ROLLOUT_RESTART,
                 reason=f"{a.connection_errors} connection errors in {gw} logs; restart its pods",
-                params={"namespace": ns, "deployment": gw},
+                # revision: the pod template the IC saw; the step refuses if a rollout replaced it
+                params={"namespace": ns, "deployment": gw, "revision": a.gateway_revision},
             )
         )
         out.append(

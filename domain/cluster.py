@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel
+
+# Budgets: how long an activity may run given its own request, for the workflow's
+# start-to-close timeout (a timeout below the budget kills a healthy, slow attempt).
+# Added to a probe's attempts: connecting, returning the result.
+BUDGET_MARGIN_SECONDS = 10
+# Added to a wait's own timeout: the last poll after the deadline, a hung helm process.
+WAIT_MARGIN_SECONDS = 60
+# The pause HealthActivities makes between probe attempts unless configured otherwise.
+HEALTH_PROBE_PAUSE_SECONDS = 0.5
 
 
 class NamespaceQuery(BaseModel):
@@ -104,6 +115,9 @@ class ScaleRequest(BaseModel):
     namespace: str
     deployment: str
     replicas: int
+    # the count the IC saw when approving; another count (neither this nor `replicas`, which a
+    # retry finds) means someone else scaled since: refused as ReplicasMoved. None: no check.
+    expected_replicas: int | None = None
 
 
 class ScaleResult(BaseModel):
@@ -117,6 +131,10 @@ class RestartRequest(BaseModel):
     deployment: str
     # Fixed by the workflow so a retried activity writes the same annotation (idempotent).
     restarted_at: str
+    # the deployment revision (pod template) the IC saw; a new one since means the pods the
+    # restart was approved for are gone: refused as RolloutMoved. None: no check. (Not
+    # metadata.generation: a scale bumps that without touching the pods' template.)
+    expected_revision: str | None = None
 
 
 class RolloutWaitRequest(BaseModel):
@@ -124,6 +142,10 @@ class RolloutWaitRequest(BaseModel):
     deployment: str
     timeout_seconds: int = 600
     poll_seconds: float = 2.0
+
+    def budget_seconds(self) -> int:
+        """The start-to-close timeout wait_rollout needs: its own deadline plus a last poll."""
+        return int(self.timeout_seconds) + WAIT_MARGIN_SECONDS
 
 
 class RolloutState(BaseModel):
@@ -153,6 +175,12 @@ class HealthProbeRequest(BaseModel):
     url: str
     attempts: int = 3
     timeout_seconds: float = 5.0
+
+    def budget_seconds(self, pause_seconds: float = HEALTH_PROBE_PAUSE_SECONDS) -> int:
+        """The start-to-close timeout probe_health needs when every attempt times out:
+        attempts x (timeout + pause) + margin (a read's fixed 60 s is short from 10 attempts of 5 s)."""
+        attempts = max(1, self.attempts)
+        return math.ceil(attempts * (max(0.0, self.timeout_seconds) + max(0.0, pause_seconds)) + BUDGET_MARGIN_SECONDS)
 
 
 class HealthProbeResult(BaseModel):
@@ -198,6 +226,10 @@ class HelmRollbackRequest(BaseModel):
     # release already rolled back from it does nothing (idempotent).
     from_revision: int
     timeout_seconds: int = 300
+
+    def budget_seconds(self) -> int:
+        """helm's own `--timeout` plus the activity's guard against a hung helm process."""
+        return int(self.timeout_seconds) + WAIT_MARGIN_SECONDS
 
 
 class HelmRollbackResult(BaseModel):

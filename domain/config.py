@@ -105,6 +105,16 @@ class MitigationConfig(_Section):
     two_person: list[str] = []
 
 
+class LimitsConfig(_Section):
+    """What keeps a long, noisy incident inside Temporal's limits (2 MB payloads, 50K events):
+    the report stays under REPORT_MAX_BYTES (domain.incident) whatever the alert volume."""
+
+    # continue-as-new past this many history events (or when Temporal suggests it)
+    continue_as_new_after_events: int = Field(default=8_000, ge=100, le=40_000)
+    notes_listed_max: int = Field(default=60, ge=1, le=100)  # later notes are counted, not listed
+    notes_per_actor_per_minute: int = Field(default=10, ge=1, le=100)  # beyond: dropped and counted
+
+
 class SlaConfig(_Section):
     diagnostics_seconds: int = Field(default=300, ge=1)
     assessment_seconds: int = Field(default=900, ge=1)
@@ -233,6 +243,9 @@ class ApiConfig(_Section):
     # Temporal has it (one signal-with-start per alert: slower in a storm, no local state).
     alert_spool: str | None = None
     alert_spool_max_alerts: int = Field(default=100_000, ge=100)
+    # An alert re-sent with the same fingerprint and status within this many seconds of its
+    # delivery is dropped in the API (counted as `repeats`), never becoming a signal. 0: off.
+    alert_repeat_window_seconds: float = Field(default=600.0, ge=0)
 
 
 class CodeBlueConfig(_Section):
@@ -243,6 +256,7 @@ class CodeBlueConfig(_Section):
     contacts: Contacts = Contacts()
     notifications: NotificationConfig = NotificationConfig()
     mitigation: MitigationConfig = MitigationConfig()
+    limits: LimitsConfig = LimitsConfig()
     sla: SlaConfig = SlaConfig()
     health: HealthConfig = HealthConfig()
     ui: UiConfig = UiConfig()

@@ -6,8 +6,11 @@ referred to by name and resourceVersion; endpoints are host and port only.
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, Field
 
+from domain.cluster import WAIT_MARGIN_SECONDS
 from domain.identity import StartedBy
 from domain.incident import IncidentId
 from domain.severity import Severity
@@ -89,6 +92,10 @@ class RdsWaitRequest(BaseModel):
     # retry policy carries on polling; worker deaths are noticed through heartbeats
     window_seconds: float = 300.0
 
+    def budget_seconds(self) -> int:
+        """One attempt's start-to-close timeout: its polling window plus a last describe."""
+        return math.ceil(self.window_seconds) + WAIT_MARGIN_SECONDS
+
 
 class RdsDeleteRequest(BaseModel):
     incident_id: str
@@ -135,6 +142,8 @@ class SecretPointRequest(BaseModel):
     backup: SecretBackupRef
     host: str
     port: int = Field(ge=1, le=65535)
+    # the secret as it was backed up: changed by anyone since means SecretMoved. None: no check.
+    expected_resource_version: str | None = None
 
 
 class SecretChange(BaseModel):
@@ -146,6 +155,8 @@ class SecretChange(BaseModel):
 
 class SecretRestoreRequest(BaseModel):
     backup: SecretBackupRef
+    # the version our cutover left: a later change by someone else is not undone. None: no check.
+    expected_resource_version: str | None = None
 
 
 class CancelRestore(BaseModel):

@@ -82,12 +82,28 @@ def person(by: str | None) -> str:
     return name if sep and rest.endswith(")") and name else by
 
 
+# Fields added to a signed model after commands were first signed with it: left out of the
+# canonical form while at their default, so every proof signed before they existed (in running
+# incidents and in committed histories, re-verified on replay) still holds. A field added to a
+# signed payload (a workflow input, Decision, Note, Resolution, ...) must be listed here.
+ADDED_AFTER_SIGNING = frozenset({"carried"})
+
+
+def _signed_form(m: BaseModel) -> dict[str, Any]:
+    d = m.model_dump(mode="json")
+    for name in ADDED_AFTER_SIGNING & set(type(m).model_fields):
+        field = type(m).model_fields[name]
+        if getattr(m, name) == field.get_default(call_default_factory=True):
+            d.pop(name, None)
+    return d
+
+
 def canonical(args: Sequence[Any]) -> bytes:
     """The payload as the signer and the verifier both see it (pydantic JSON, sorted keys)."""
     out = []
     for a in args:
         if isinstance(a, BaseModel):
-            out.append(a.model_dump(mode="json"))
+            out.append(_signed_form(a))
         else:
             out.append(a)
     return json.dumps(out, sort_keys=True, separators=(",", ":"), default=str).encode()

@@ -56,6 +56,44 @@ class ActionState(str, Enum):
     EXECUTED = "executed"
     FAILED = "failed"
     COMPENSATED = "compensated"
+    # withdrawn without running: the world moved since the decision (a new proposal names
+    # the new facts) or, after another mitigation, the evidence no longer calls for it
+    SUPERSEDED = "superseded"
+
+
+# The documented bound on the incident report (and on what a continued run carries): alerts
+# and notes past their caps are counted, not listed, so no alert volume can push it further.
+REPORT_MAX_BYTES = 1024 * 1024
+
+
+class ProposalWatch(BaseModel):
+    """The reminder/EM-page clock of the proposals now waiting, so a continued run keeps
+    their original deadlines."""
+
+    round_key: str = ""
+    since_seconds: float
+    reminded: bool = False
+
+
+class IncidentCarry(BaseModel):
+    """Everything an open incident continues-as-new with (only set by the workflow itself)."""
+
+    runs: int = 1
+    started_at: str  # the first run's start: every clock and timeline offset counts from it
+    severity: Severity
+    phase: Phase
+    commander: str | None = None
+    sla: list[SlaClock] = []
+    timeline: list[TimelineEntry] = []
+    actions: list[Action] = []
+    proposed_at: dict[str, float] = {}
+    assessment: dict[str, Any] | None = None
+    status_page_opened: bool = False
+    escalations: list[Escalation] = []
+    saga: list[Undo] = []
+    watch: ProposalWatch | None = None
+    alerts: dict[str, Any] = {}
+    notes: dict[str, Any] = {}
 
 
 class IncidentInput(StartedBy):
@@ -68,10 +106,12 @@ class IncidentInput(StartedBy):
     severity_reasons: list[str] = []
     # what the status page and stakeholders may read (the title stays internal)
     public_summary: str | None = Field(default=None, max_length=500)
+    carried: IncidentCarry | None = None  # set by continue-as-new only
 
 
 class IncidentRef(BaseModel):
     incident_id: str
+    run_id: str | None = None  # one run of it (a recurring alert key has several)
 
 
 class IncidentAuthority(BaseModel):
@@ -109,6 +149,18 @@ class Action(BaseModel):
     rejection_reason: str | None = None
     result: str | None = None
     compensation: str | None = None
+
+
+class Undo(BaseModel):
+    """A registered compensation as data (one activity call), so a saga survives
+    continue-as-new."""
+
+    action_id: str
+    activity: str
+    arg: dict[str, Any]
+    summary: str
+    timeout_seconds: int = 120
+    heartbeat: bool = False
 
 
 class Decision(BaseModel):
@@ -181,3 +233,9 @@ class IncidentReport(BaseModel):
     # Alerts that reached this incident (from the API): received, listed on the timeline,
     # unlisted (past the timeline's alert cap), repeats (re-sent, recorded once). {} if none.
     alerts: dict[str, int] = {}
+    # Responders' notes: received, listed, unlisted (past the cap), rate_limited. {} if none.
+    notes: dict[str, int] = {}
+
+
+IncidentCarry.model_rebuild()
+IncidentInput.model_rebuild()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, field_validator
 
-from domain.cluster import HelmRevision
+from domain.cluster import WAIT_MARGIN_SECONDS, HelmRevision
 from domain.identity import StartedBy
 from domain.helm_time import parse_helm_time
 from domain.incident import IncidentId
@@ -89,6 +89,10 @@ class HelmUpgradeRequest(BaseModel):
     marker: str
     timeout_seconds: int = 300
 
+    def budget_seconds(self) -> int:
+        """helm's own `--timeout` plus the activity's guard against a hung helm process."""
+        return int(self.timeout_seconds) + WAIT_MARGIN_SECONDS
+
     @field_validator("image_tag")
     @classmethod
     def _tag_ok(cls, v: str) -> str:
@@ -111,6 +115,10 @@ class ReleaseReadyRequest(BaseModel):
     release: str
     timeout_seconds: int = 300
     poll_seconds: float = 1.0
+
+    def budget_seconds(self) -> int:
+        """release_ready's own deadline plus a last poll."""
+        return int(self.timeout_seconds) + WAIT_MARGIN_SECONDS
 
 
 class ReleaseReadiness(BaseModel):

@@ -67,6 +67,8 @@ class World:
     # names of activities that fail non-retryably
     broken: set[str] = field(default_factory=set)
     db_ok: bool = True
+    # names of mutating activities whose precondition fails: activity -> (error type, facts now)
+    moved: dict[str, tuple[str, dict]] = field(default_factory=dict)
     oom: bool = False  # gateway pods were OOMKilled (memory pressure)
     calls: Counter = field(default_factory=Counter)
     pages: list[PageRequest] = field(default_factory=list)
@@ -84,6 +86,10 @@ class World:
             raise ApplicationError(f"{name} is broken", type="Forbidden", non_retryable=True)
         if name in self.failing:
             raise ApplicationError(f"{name}: cluster API unreachable (scripted)")
+        if name in self.moved:
+            kind, facts = self.moved[name]
+            raise ApplicationError(f"{name}: moved since the decision (scripted); nothing was changed", facts,
+                                   type=kind, non_retryable=True)
 
     def pages_to(self, audience: str) -> list[PageRequest]:
         return [p for p in self.pages if p.audience.value == audience]

@@ -354,3 +354,30 @@ def test_tokens_are_kept_hashed(who):
     assert book.lookup(token).name == who
     assert token.encode() not in repr(vars(book)).encode()
     assert book.lookup(token + "x") is None
+
+
+async def test_a_resent_alert_is_dropped_in_the_api_before_it_becomes_a_signal(dev_env):
+    async with api_on(dev_env.client, storm_config()) as (http, world, _):
+        name = f"Resent{uuid.uuid4().hex[:6]}"
+
+        def hook(status: str = "firing") -> dict:
+            return {"version": "4", "status": status, "alerts": [
+                {"status": status, "labels": {"alertname": name, "service": "api-gateway", "severity": "warning"},
+                 "annotations": {"summary": "still failing"}, "fingerprint": "fp-1"}]}
+
+        first = (await http.post("/alerts/alertmanager", headers=auth("am"), json=hook())).json()
+        iid = first["incidents"][0]["incident_id"]
+        world.handles.append(iid)
+        assert first["incidents"][0]["recorded"] == 1
+        # Alertmanager's repeat_interval re-sends: answered, counted, and no signal is sent
+        for _ in range(3):
+            again = (await http.post("/alerts/alertmanager", headers=auth("am"), json=hook())).json()
+            assert again["incidents"][0]["repeats"] == 1 and again["incidents"][0]["recorded"] == 0
+        # a change of status is news: it goes through
+        resolved = (await http.post("/alerts/alertmanager", headers=auth("am"), json=hook("resolved"))).json()
+        assert resolved["incidents"][0]["recorded"] == 1 and resolved["incidents"][0]["repeats"] == 0
+        rep = await wait_report(http, iid, lambda x: x["alerts"].get("received") == 2, "the resolution recorded")
+        assert rep["alerts"]["repeats"] == 0  # the workflow never saw the re-sends
+        hist = await dev_env.client.get_workflow_handle(iid).fetch_history()
+        signals = [e for e in hist.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
+        assert len(signals) == 2  # the opening alert and the resolution, not the three re-sends

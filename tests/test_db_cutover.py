@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.db_cutover import DbCutoverActivities, backup_name, with_endpoint
 from domain.database import RestoredDbVerifyRequest, SecretBackupRequest, SecretPointRequest, SecretRestoreRequest
+from sandbox.cluster import SECRETS
 from tests.cluster_fixtures import sandbox_api, sandbox_cluster  # noqa: F401
 
 NS, SECRET, KEY = "healthcare-prod", "healthcare-db-secret", "DATABASE_URL"
@@ -23,8 +24,6 @@ async def seeded(sandbox_cluster):  # noqa: F811
 
 
 def _raw(cluster, name: str) -> str:
-    from sandbox.cluster import SECRETS
-
     return cluster.reconciler.get(SECRETS, NS, name).raw["data"][KEY]
 
 
@@ -76,3 +75,28 @@ async def test_verify_uses_the_secrets_credentials_at_the_restored_endpoint(seed
     down = await acts.db_verify_restored(req.model_copy(update={"port": 1}))
     assert not down.ok and not down.select_one and "cannot connect to 127.0.0.1:1/postgres" in down.detail
     assert "p%40ss" not in bad.detail + down.detail
+
+
+async def test_a_secret_changed_by_someone_else_is_neither_pointed_nor_restored(seeded, sandbox_api):  # noqa: F811
+    acts = DbCutoverActivities(sandbox_api)
+    ref = await acts.db_secret_backup(SecretBackupRequest(incident_id="INC-9", namespace=NS, secret_name=SECRET, secret_key=KEY))
+    assert ref.source_resource_version
+    # a responder rotates the password between the backup and the cutover
+    rotated = base64.b64encode(b"postgresql://postgres:rotated@10.0.0.9:6543/postgres").decode()
+    seeded.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": NS}, "data": {KEY: rotated}})
+    with pytest.raises(ApplicationError) as e:
+        await acts.db_secret_point(SecretPointRequest(backup=ref, host="127.0.0.1", port=5432,
+                                                      expected_resource_version=ref.source_resource_version))
+    assert e.value.type == "SecretMoved" and e.value.non_retryable and "nothing was changed" in e.value.message
+    assert _raw(seeded, SECRET) == rotated
+    # our own cutover, then a change by someone else: the compensation keeps theirs
+    now = seeded.reconciler.get(SECRETS, NS, SECRET).raw["metadata"]["resourceVersion"]
+    ref2 = ref.model_copy(update={"source_resource_version": now})
+    ours = await acts.db_secret_point(SecretPointRequest(backup=ref2, host="127.0.0.1", port=5432,
+                                                         expected_resource_version=ref2.source_resource_version))
+    assert ours.changed and ours.resource_version
+    seeded.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": NS}, "data": {KEY: rotated}})
+    with pytest.raises(ApplicationError) as e:
+        await acts.db_secret_restore(SecretRestoreRequest(backup=ref2, expected_resource_version=ours.resource_version))
+    assert e.value.type == "SecretMoved"
+    assert _raw(seeded, SECRET) == rotated

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
+import time
 
 import kubernetes.client
 import kubernetes.config
 import pytest
+import urllib3.exceptions
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.kubernetes import KubernetesActivities
 from domain.cluster import (
     DbCheckRequest,
+    HelmRollbackRequest,
     LogsQuery,
     NamespaceQuery,
     RestartRequest,
@@ -22,6 +26,8 @@ from domain.cluster import (
     ScaleRequest,
 )
 from domain.config import KubernetesConfig
+from domain.database import RdsWaitRequest
+from domain.recovery import HelmUpgradeRequest, ReleaseReadyRequest
 from sandbox.cluster import SandboxCluster
 from sandbox.ports import free_port
 from tests.cluster_fixtures import k8s_activities, sandbox_api, sandbox_cluster  # noqa: F401
@@ -308,3 +314,100 @@ async def test_db_check_wrong_port_fails_without_leaking(
     with pytest.raises(ApplicationError) as err:
         await k8s_activities.db_check(DB_REQUEST.model_copy(update={"secret_key": "NOPE"}))
     assert err.value.type == "NotFound" and err.value.non_retryable
+
+
+class _SlowBody:
+    """A pod log response whose body takes `delay` seconds to read (a big or slow log), and
+    notes which thread read it; or fails to read, as a connection dropped mid-body does."""
+
+    def __init__(self, resp, readers: list[int], delay: float = 0.0, fail: bool = False) -> None:
+        self._resp, self._readers, self._delay, self._fail = resp, readers, delay, fail
+
+    @property
+    def data(self) -> bytes:
+        self._readers.append(threading.get_ident())
+        time.sleep(self._delay)
+        if self._fail:
+            raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
+        return self._resp.data
+
+    def release_conn(self) -> None:
+        self._resp.release_conn()
+
+
+def _slow_logs(acts: KubernetesActivities, readers: list[int], **kw) -> None:
+    real = acts._core.read_namespaced_pod_log
+
+    def read(*a, **k):
+        return _SlowBody(real(*a, **k), readers, **kw)
+
+    acts._core.read_namespaced_pod_log = read  # type: ignore[method-assign]
+
+
+async def test_pod_log_body_is_read_off_the_event_loop(sandbox_cluster: SandboxCluster, sandbox_api):
+    await sandbox_cluster.seed_healthcare_prod(tag="v1.5.0")
+    acts = KubernetesActivities(sandbox_api, request_timeout_seconds=5.0, heartbeat_seconds=0.05)
+    readers: list[int] = []
+    _slow_logs(acts, readers, delay=0.3)
+    env = ActivityEnvironment()
+    beats: list = []
+    env.on_heartbeat = lambda *d: beats.append(d)
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    try:
+        report = await env.run(acts.gateway_logs, LogsQuery(namespace=NS, deployment=GW, tail_lines=500, patterns=PATTERNS))
+    finally:
+        tick.cancel()
+    assert report.pods_read == 3 and report.error_counts["connection"] > 0
+    assert len(readers) == 3 and threading.get_ident() not in readers  # every body read in a worker thread
+    assert max(gaps) < 0.2, max(gaps)  # the loop kept running through 3 x 0.3 s of reading
+    assert len(beats) >= 6  # on the timer while the bodies were read, not once per pod
+    assert {d[0]["pods_read"] for d in beats} >= {0, 1, 2}  # with the progress so far
+
+
+async def test_pod_log_body_read_failure_is_mapped(sandbox_cluster: SandboxCluster, sandbox_api):
+    await sandbox_cluster.seed_healthcare_prod(tag="v1.5.0")
+    acts = KubernetesActivities(sandbox_api, request_timeout_seconds=5.0)
+    readers: list[int] = []
+    _slow_logs(acts, readers, fail=True)
+    with pytest.raises(ApplicationError) as err:
+        await acts.gateway_logs(LogsQuery(namespace=NS, deployment=GW, patterns=PATTERNS))
+    assert err.value.type == "KubernetesUnavailable" and not err.value.non_retryable
+    assert "logs of pod" in err.value.message and "ProtocolError" in err.value.message
+
+
+async def test_wait_rollout_heartbeats_between_slow_polls(sandbox_cluster: SandboxCluster, sandbox_api):
+    await sandbox_cluster.seed_healthcare_prod()
+    sandbox_cluster.set_image(NS, GW, "registry.local/api-gateway:v1.5.0")
+    acts = KubernetesActivities(sandbox_api, request_timeout_seconds=5.0, heartbeat_seconds=0.05)
+    env = ActivityEnvironment()
+    beats: list = []
+    env.on_heartbeat = lambda *d: beats.append(d)
+    with pytest.raises(ApplicationError) as err:
+        await env.run(acts.wait_rollout, RolloutWaitRequest(namespace=NS, deployment=GW, timeout_seconds=1, poll_seconds=0.5))
+    assert err.value.type == "RolloutTimeout"
+    assert len(beats) >= 10  # 3 polls in the second, a beat every 0.05 s between them
+    assert all(isinstance(d[0].get("started_at"), float) for d in beats)
+
+
+def test_wait_budgets_cover_their_own_timeouts():
+    rollout = RolloutWaitRequest(namespace=NS, deployment=GW, timeout_seconds=600)
+    # the deadline, then one last read of up to the request timeout
+    assert rollout.budget_seconds() >= 600 + KubernetesActivities(None).request_timeout_seconds  # type: ignore[arg-type]
+    rollback = HelmRollbackRequest(release="r", namespace=NS, to_revision=1, from_revision=2, timeout_seconds=300)
+    upgrade = HelmUpgradeRequest(release="r", namespace=NS, chart="./c", image_tag="v1", from_revision=1,
+                                 marker="m", timeout_seconds=300)
+    ready = ReleaseReadyRequest(namespace=NS, release="r", timeout_seconds=300)
+    # helm's own --timeout plus the activity's 60 s guard against a hung helm process
+    assert rollback.budget_seconds() >= 360 and upgrade.budget_seconds() >= 360 and ready.budget_seconds() > 300
+    assert RdsWaitRequest(target="t", window_seconds=300.5).budget_seconds() > 300.5

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from datetime import timedelta
+
 import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -280,3 +284,77 @@ async def test_health_probe_connection_refused_counts_as_failure():
     assert res.last_status is None and res.median_latency_ms is None
     assert res.error and "ConnectError" in res.error
     await h.aclose()
+
+
+class _DripServer:
+    """Answers 200 at once, then trickles the body a byte every `every` seconds: each read is
+    quick (httpx's per-phase timeout never fires) but the response takes forever."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        self.every = every
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            for _ in range(1000):
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(self.every)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/health"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        for w in self.writers:
+            w.transport.abort()
+
+
+def test_health_budget_covers_every_attempt_timing_out():
+    req = HealthProbeRequest(url="http://x/health", attempts=20, timeout_seconds=5.0)
+    assert req.budget_seconds() >= 20 * 5.0 + 19 * HealthActivities().pause_seconds
+    assert req.budget_seconds() > 60  # the reads' fixed start-to-close timeout is not enough here
+    assert req.budget_seconds(pause_seconds=2.0) >= 20 * 7.0
+    assert HealthProbeRequest(url="http://x/health", attempts=3, timeout_seconds=5.0).budget_seconds() < 60
+
+
+async def test_health_probe_attempt_is_bounded_as_a_whole():
+    h = HealthActivities(pause_seconds=0.01)
+    async with _DripServer() as url:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        res = await asyncio.wait_for(h.probe_health(HealthProbeRequest(url=url, attempts=2, timeout_seconds=0.3)), 10)
+        took = loop.time() - t0
+    await h.aclose()
+    assert took < 1.5, took  # two attempts of 0.3 s, not two 100 s trickles
+    assert not res.ok and res.successes == 0 and res.attempts == 2
+    assert res.error and "timed out after 0.3s" in res.error
+
+
+async def test_health_probe_stops_at_its_start_to_close_timeout_and_heartbeats():
+    h = HealthActivities(pause_seconds=0.01, heartbeat_seconds=0.05)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=1))
+    beats: list[tuple] = []
+    env.on_heartbeat = lambda *d: beats.append(d)
+    async with _DripServer() as url:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        req = HealthProbeRequest(url=url, attempts=10, timeout_seconds=0.3)
+        res = await asyncio.wait_for(env.run(h.probe_health, req), 10)
+        took = loop.time() - t0
+    await h.aclose()
+    assert took < 1.0, took  # returned inside its 1 s, not after 10 x 0.3 s
+    assert not res.ok and res.attempts == 10 and res.successes == 0
+    assert res.error and "of 10 attempts made" in res.error
+    assert 2 <= beats[-1][0]["attempts_made"] < 10
+    assert len(beats) >= 8  # every 0.05 s while the attempts hang, not once per attempt

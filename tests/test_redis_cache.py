@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
 import pytest
+import redis.asyncio as aioredis
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Replayer
 
 from activities.cache import CacheActivities
 from domain.cache import FlushConfirmation, FlushRequest, RedisTarget
-from domain.config import CacheConfig
+from domain.config import AwsConfig, CacheConfig
+from sandbox.redis_server import RedisServer
 from sandbox.scenario_cache_poisoned import CLUSTER, PROVIDER_KEYS, SESSION_KEYS
 from starters.cache import confirm_flush
 from starters.service import CodeBlueError
@@ -106,3 +114,88 @@ async def test_unknown_cluster_is_a_clear_failure():
         with pytest.raises(ApplicationError) as ei:
             await acts.describe_cache_cluster(CacheClusterQuery(cluster_id="nope"))
         assert ei.value.type == "NotFound" and ei.value.non_retryable
+
+
+@asynccontextmanager
+async def _keyspace(keys: int, prefix: str = "visit:") -> AsyncIterator[tuple[RedisServer, aioredis.Redis]]:
+    """A dedicated redis-server holding `keys` keys named prefix + number."""
+    async with RedisServer() as rs:
+        r = aioredis.Redis(host="127.0.0.1", port=rs.port)
+        try:
+            for start in range(0, keys, 5000):
+                await r.mset({f"{prefix}{i}": 1 for i in range(start, min(keys, start + 5000))})
+            yield rs, r
+        finally:
+            await r.aclose()
+
+
+def _flush_acts(rs: RedisServer, **kw) -> CacheActivities:
+    # scan_count 5: a scan of many short round trips, long next to the 0.05 s heartbeat
+    return CacheActivities(AwsConfig(), CacheConfig(endpoint_override=rs.address, scan_count=5), **kw)
+
+
+def _target(rs: RedisServer) -> RedisTarget:
+    return RedisTarget(cluster_id=CLUSTER, cluster_endpoint=None, address=rs.address)
+
+
+async def test_pattern_flush_heartbeats_on_a_timer_while_nothing_matches():
+    async with _keyspace(40_000) as (rs, r):
+        acts = _flush_acts(rs, heartbeat_seconds=0.05)
+        env = ActivityEnvironment()
+        beats: list[tuple[float, dict]] = []
+        loop = asyncio.get_running_loop()
+        env.on_heartbeat = lambda *d: beats.append((loop.time(), d[0] if d else {}))
+        t0 = loop.time()
+        res = await env.run(acts.redis_flush, FlushRequest(target=_target(rs), pattern="nomatch:*"))
+        took = loop.time() - t0
+        assert await r.dbsize() == 40_000
+    assert res.deleted == 0 and res.keys_before == res.keys_after == 40_000
+    assert took > 0.3, f"the scan took only {took:.2f}s: too short to show timer heartbeats"
+    # a beat at least every few intervals all through the scan, with no key ever matching
+    assert len(beats) >= took / 0.05 / 4, (len(beats), took)
+    times = [t0] + [t for t, _ in beats] + [t0 + took]
+    assert max(b - a for a, b in zip(times, times[1:])) < 0.5
+    mid = [d for _, d in beats if d.get("cursor")]
+    assert mid and all(d["deleted"] == 0 and d["pattern"] == "nomatch:*" and d["run_id"] for d in mid)
+
+
+async def test_pattern_flush_resumes_from_the_heartbeat_only_on_the_same_server(monkeypatch):
+    async with _keyspace(3_000, prefix="session:") as (rs, r):
+        await r.mset({f"provider:{i}": 1 for i in range(500)})
+        run_id = (await r.info("server"))["run_id"]
+        # an earlier attempt: some pages unlinked, then its worker died
+        cursor, removed = 0, 0
+        for _ in range(20):
+            cursor, keys = await r.scan(cursor=cursor, match="session:*", count=10)
+            removed += await r.unlink(*keys) if keys else 0
+        assert cursor and removed
+        progress = {"run_id": run_id, "db": 0, "pattern": "session:*", "cursor": cursor,
+                    "deleted": removed, "keys_before": 3_500}
+        first_cursors: list[int] = []
+        real_scan = aioredis.Redis.scan
+
+        async def spy(self, cursor=0, *a, **kw):
+            if not first_cursors:
+                first_cursors.append(int(cursor))
+            return await real_scan(self, cursor, *a, **kw)
+
+        monkeypatch.setattr(aioredis.Redis, "scan", spy)
+        acts = _flush_acts(rs)
+        req = FlushRequest(target=_target(rs), pattern="session:*")
+
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(env.info, heartbeat_details=[progress])
+        res = await env.run(acts.redis_flush, req)
+        assert first_cursors == [cursor]  # carried on where the last attempt got to
+        assert (res.deleted, res.keys_before, res.keys_after) == (3_000, 3_500, 500)
+        assert "(resumed)" in res.detail
+        assert await r.dbsize() == 500
+
+        # another Redis process (restart, failover): its buckets differ, so start over
+        await r.mset({f"session:{i}": 1 for i in range(100)})
+        first_cursors.clear()
+        env.info = dataclasses.replace(env.info, heartbeat_details=[{**progress, "run_id": "another-server"}])
+        res = await env.run(acts.redis_flush, req)
+        assert first_cursors == [0]
+        assert (res.deleted, res.keys_before, res.keys_after) == (100, 600, 500)
+        assert "(resumed)" not in res.detail

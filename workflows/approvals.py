@@ -130,21 +130,27 @@ class ApprovalBook:
         escalate_after_seconds: int,
         remind: Callable[[list[str]], Awaitable[None]],
         escalate: Callable[[list[str]], Awaitable[None]],
+        elapsed: float = 0.0,
+        reminded: bool = False,
     ) -> None:
-        """Remind the IC, then escalate; never decide for them. Returns when nothing waits."""
+        """Remind the IC, then escalate; never decide for them. Returns when nothing waits.
+        `elapsed`/`reminded`: how far an earlier run got, so the deadlines do not move."""
+        if not reminded:
+            try:
+                if remind_after_seconds - elapsed <= 0:
+                    raise asyncio.TimeoutError
+                await workflow.wait_condition(
+                    lambda: not still_waiting(),
+                    timeout=timedelta(seconds=remind_after_seconds - elapsed),
+                    timeout_summary="remind IC",
+                )
+                return
+            except asyncio.TimeoutError:
+                await remind(self.pending())
         try:
             await workflow.wait_condition(
                 lambda: not still_waiting(),
-                timeout=timedelta(seconds=remind_after_seconds),
-                timeout_summary="remind IC",
-            )
-            return
-        except asyncio.TimeoutError:
-            await remind(self.pending())
-        try:
-            await workflow.wait_condition(
-                lambda: not still_waiting(),
-                timeout=timedelta(seconds=max(escalate_after_seconds - remind_after_seconds, 1)),
+                timeout=timedelta(seconds=max(escalate_after_seconds - max(remind_after_seconds, elapsed), 1)),
                 timeout_summary="escalate waiting proposals",
             )
         except asyncio.TimeoutError:

@@ -241,12 +241,14 @@ class DatabaseRestoreWorkflow(Playbook):
             maximum_interval=timedelta(seconds=r.poll_interval_seconds), maximum_attempts=0,
             non_retryable_error_types=DB_NON_RETRYABLE,
         )
+        req = RdsWaitRequest(target=target, poll_seconds=r.poll_interval_seconds, window_seconds=r.poll_window_seconds)
         wait = asyncio.ensure_future(workflow.execute_activity(
             "rds_wait_available",
-            RdsWaitRequest(target=target, poll_seconds=r.poll_interval_seconds, window_seconds=r.poll_window_seconds),
+            req,
             result_type=RdsInstanceInfo,
-            start_to_close_timeout=timedelta(seconds=r.poll_window_seconds + 60),
-            heartbeat_timeout=timedelta(seconds=max(15, r.poll_interval_seconds * 3)),
+            start_to_close_timeout=timedelta(seconds=req.budget_seconds()),
+            # the activity heartbeats on a timer, not per poll: a dead worker shows within 15 s
+            heartbeat_timeout=timedelta(seconds=15),
             retry_policy=poll,
             summary=f"wait for {target} available",
         ))
@@ -294,12 +296,20 @@ class DatabaseRestoreWorkflow(Playbook):
             self.tl.log(CODEBLUE, "Database secret backed up",
                         f"old value kept in secret {backup.backup_name} (from resourceVersion {backup.source_resource_version})")
 
+            checked = workflow.patched("act-on-approved-world")
+            ours: list[str | None] = []  # the version our patch left, once it is known
+
             async def undo() -> None:
-                await self._undo_cutover(backup, target)
+                await self._undo_cutover(backup, target, ours[0] if ours else None)
 
             saga.register(act, undo, f"put the old {d.secret_key} back from {backup.backup_name}, restart, wait, verify")
-            ch: SecretChange = await self._call("db_secret_point", SecretPointRequest(backup=backup, host=host, port=port),
-                                                SecretChange, f"patch {d.secret_name}", DB_WRITE)
+            ch: SecretChange = await self._call(
+                "db_secret_point",
+                SecretPointRequest(backup=backup, host=host, port=port,
+                                   expected_resource_version=backup.source_resource_version if checked else None),
+                SecretChange, f"patch {d.secret_name}", DB_WRITE)
+            if checked:
+                ours.append(ch.resource_version)
             self.tl.log(CODEBLUE, "Database secret patched", f"{d.secret_key} now names {ch.where}" + ("" if ch.changed else " (already)"))
             st = await self._restart("")
             chk = await self._db_check("post-cutover connection check")
@@ -321,9 +331,9 @@ class DatabaseRestoreWorkflow(Playbook):
                 raise
             raise _StepFailed(f"cutover failed and was compensated: {why}") from None
 
-    async def _undo_cutover(self, backup: SecretBackupRef, target: str) -> None:
-        ch: SecretChange = await self._call("db_secret_restore", SecretRestoreRequest(backup=backup), SecretChange,
-                                            f"compensate: restore {backup.secret_name}", DB_WRITE)
+    async def _undo_cutover(self, backup: SecretBackupRef, target: str, ours: str | None = None) -> None:
+        ch: SecretChange = await self._call("db_secret_restore", SecretRestoreRequest(backup=backup, expected_resource_version=ours),
+                                            SecretChange, f"compensate: restore {backup.secret_name}", DB_WRITE)
         self.tl.log(CODEBLUE, "Compensation: old database secret restored",
                     f"{backup.secret_key} names {ch.where} again" + ("" if ch.changed else " (was unchanged)"))
         await self._restart("compensate: ")

@@ -8,7 +8,8 @@ approved actions run as a saga whose compensations undo them in reverse on failu
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
+    from domain.notes import NoteLedger
     from domain.cluster import (
         DbCheckRequest,
         DbCheckResult,
@@ -60,19 +62,38 @@ with workflow.unsafe.imports_passed_through():
         ActionState,
         CommanderAssignment,
         Escalation,
+        IncidentCarry,
         IncidentInput,
         IncidentReport,
         Note,
         Phase,
+        ProposalWatch,
         Resolution,
         ResolutionResult,
         SlaClock,
+        Undo,
     )
     from domain.notify import Audience, Delivery, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.severity import Severity
 
 class _StepFailed(Exception):
     """A mitigation step failed; carries the readable reason."""
+
+
+# an alert's summary on the timeline (the rest stays with Alertmanager): keeps the report bounded
+ALERT_SUMMARY_LISTED = 200
+
+# a mutating step refused because production is no longer what the IC approved acting on
+MOVED = ("ReleaseMoved", "ReplicasMoved", "RolloutMoved", "SecretMoved")
+
+
+def _moved(e: ActivityError) -> dict[str, Any] | None:
+    """The facts a "moved" refusal carries (its first detail), or None for any other failure."""
+    cause = e.cause
+    if isinstance(cause, ApplicationError) and cause.type in MOVED:
+        d = cause.details[0] if cause.details else {}
+        return d if isinstance(d, dict) else {}
+    return None
 
 
 @workflow.defn
@@ -102,6 +123,65 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.escalations: list[Escalation] = []
         self.watcher: asyncio.Task[None] | None = None
         self.alerts = AlertLedger()
+        self.saga = Saga(self.tl, self._run_undo)  # every executed mitigation, whatever its batch
+        self.notes = NoteLedger()
+        self.watch: ProposalWatch | None = None  # the waiting proposals' reminder clock
+        self.runs = 1
+        if inp.carried is not None:
+            self._restore(inp.carried)
+
+    def _restore(self, c: IncidentCarry) -> None:
+        """Pick up where the previous run stopped: same clocks, timeline, proposals and saga."""
+        self.runs = c.runs
+        self.started = datetime.fromisoformat(c.started_at)
+        self.tl = Timeline(self.started)
+        self.tl.entries = list(c.timeline)
+        self.book.timeline = self.tl
+        self.steps.timeline = self.tl
+        self.saga.timeline = self.tl
+        self.severity, self.phase = c.severity, c.phase
+        self.book.commander = c.commander
+        self.sla = {k.name: k for k in c.sla}
+        self.book.actions = {a.id: a for a in c.actions}
+        self.book.proposed_at = dict(c.proposed_at)
+        self.assessment = Assessment.model_validate(c.assessment) if c.assessment else None
+        self.status_page_opened = c.status_page_opened
+        self.escalations = list(c.escalations)
+        self.saga.steps = [(self.book.actions[u.action_id], u) for u in c.saga if u.action_id in self.book.actions]
+        self.watch = c.watch
+        self.alerts.restore(c.alerts)
+        self.notes.restore(c.notes)
+
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() >= self.cfg.limits.continue_as_new_after_events
+        )
+
+    def _continue_as_new(self) -> None:
+        if self.watcher and not self.watcher.done():
+            self.watcher.cancel()  # its deadlines travel in `watch`
+        self._log(CODEBLUE, "Continued as new",
+                  f"run {self.runs + 1}; history had {workflow.info().get_current_history_length()} events")
+        carry = IncidentCarry(
+            runs=self.runs + 1,
+            started_at=self.started.isoformat(),
+            severity=self.severity,
+            phase=self.phase,
+            commander=self.commander,
+            sla=list(self.sla.values()),
+            timeline=list(self.tl.entries),
+            actions=list(self.actions.values()),
+            proposed_at=dict(self.book.proposed_at),
+            assessment=self.assessment.model_dump(mode="json") if self.assessment else None,
+            status_page_opened=self.status_page_opened,
+            escalations=list(self.escalations),
+            saga=self.saga.records(),
+            watch=self.watch if self.book.pending() else None,
+            alerts=self.alerts.to_state(),
+            notes=self.notes.to_state(),
+        )
+        workflow.continue_as_new(self.inp.model_copy(update={"carried": carry}))
 
     @property
     def commander(self) -> str | None:
@@ -118,7 +198,25 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             self._log(UNVERIFIED, "Incident start refused: unauthenticated", inp.start_refused)
             self.final_status = "refused"
             raise ApplicationError(f"start refused: {inp.start_refused}", type="StartRefused", non_retryable=True)
+        try:
+            return await self._respond(inp)
+        except asyncio.CancelledError:
+            # a cancelled incident leaves production as it found it: every undo runs to its end
+            if self.saga.steps and workflow.patched("cancel-compensates"):
+                self._log(CODEBLUE, "Incident cancelled; undoing every executed mitigation, newest first")
+                await self.saga.compensate()
+            raise
+
+    async def _respond(self, inp: IncidentInput) -> IncidentReport:
         self.cfg = await self.steps.worker_config(inp.config)
+        self.notes.listed_max = self.cfg.limits.notes_listed_max
+        self.notes.per_minute = self.cfg.limits.notes_per_actor_per_minute
+        if inp.carried is not None:  # a continued run: the incident is mid-mitigation
+            self._upsert()
+            w = inp.carried.watch
+            if w is not None and self.book.pending():
+                self.watcher = asyncio.ensure_future(self._watch_proposals(w.round_key, w))
+            return await self._until_resolved()
         self._log(
             inp.requested_by,
             "Incident opened",
@@ -151,13 +249,22 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self._set_phase(Phase.MITIGATION)
         if self.severity.is_major:
             self._propose()
+        return await self._until_resolved()
 
+    async def _until_resolved(self) -> IncidentReport:
+        # histories from before continue-as-new never ask for it
+        bounded = workflow.patched("continue-as-new")
         while True:
             await workflow.wait_condition(
-                lambda: self.resolution is not None or self._wants_mitigation()
+                lambda: self.resolution is not None or self._wants_mitigation() or (bounded and self._history_full())
             )
-            if self.resolution is None:
+            if self.resolution is None and self._wants_mitigation():
                 await self._mitigate()
+                continue
+            if self.resolution is None:  # the history is full: let handlers finish, then go on anew
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if self.resolution is None and not self._wants_mitigation():
+                    self._continue_as_new()
                 continue
             if await self._try_resolve(self.resolution):
                 break
@@ -192,8 +299,20 @@ class IncidentResponseWorkflow(ApprovalHandlers):
 
     @workflow.signal
     def add_note(self, n: Note) -> None:
-        """What a responder saw or did, on the timeline beside CodeBlue's own steps."""
-        self._log(n.by, "Note", n.text)
+        """What a responder saw or did, on the timeline beside CodeBlue's own steps; past the
+        cap counted, beyond an actor's rate dropped (and counted), so the report stays bounded."""
+        if not workflow.patched("bounded-notes"):
+            self._log(n.by, "Note", n.text)
+            return
+        verdict = self.notes.admit(person(n.by), self._t())
+        if verdict == "list":
+            self._log(n.by, "Note", n.text)
+        elif verdict == "rate_limited" and self.notes.first_warning(person(n.by)):
+            self._log(CODEBLUE, "Notes rate-limited", f"{person(n.by)}: more than {self.notes.per_minute} a minute are dropped "
+                      "(counted in the report's notes)")
+        elif verdict == "unlisted" and self.notes.unlisted == 1:
+            self._log(CODEBLUE, "Note flood: further notes are counted, not listed",
+                      f"{self.notes.listed} listed; see the report's note counts")
 
     @workflow.signal
     def reopen(self, r: Reopen) -> None:
@@ -211,7 +330,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                           f"{self.alerts.listed} listed; see the report's alert counts")
             return
         what = "firing" if a.status == "firing" else "resolved (recorded; the IC resolves)"
-        self._log(a.received_by, f"Alert {what}: {a.alertname}", a.summary or None)
+        summary = a.summary[:ALERT_SUMMARY_LISTED] if workflow.patched("bounded-alerts") else a.summary
+        self._log(a.received_by, f"Alert {what}: {a.alertname}", summary or None)
 
     @workflow.signal
     def add_alerts(self, batch: AlertBatch) -> None:
@@ -338,22 +458,30 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     def _undecided(self) -> bool:
         return self.final_status == "open" and self.resolution is None and not self.book.all_decided()
 
-    async def _watch_proposals(self) -> None:
-        """Remind the IC, then page the engineering manager; never decide for them."""
+    async def _watch_proposals(self, round_key: str = "", resume: ProposalWatch | None = None) -> None:
+        """Remind the IC, then page the engineering manager; never decide for them. A later
+        round of proposals (`round_key`) pages under its own dedup keys; a continued run
+        `resume`s the clock, so the deadlines stay where they were."""
+        suffix = f"-{round_key}" if round_key else ""
+        w = resume or ProposalWatch(round_key=round_key, since_seconds=self._t())
+        self.watch = w
 
         async def remind(pending: list[str]) -> None:
+            w.reminded = True
             self._log("sla", "Proposals waiting; reminding the IC", ", ".join(pending))
-            await self._page(Audience.COMMANDER, "reminder", f"Decision needed on {', '.join(pending)}: {self.inp.title}")
+            await self._page(Audience.COMMANDER, f"reminder{suffix}", f"Decision needed on {', '.join(pending)}: {self.inp.title}")
 
         async def escalate(pending: list[str]) -> None:
             self._log("sla", "Proposals still waiting; paging engineering manager", ", ".join(pending))
             await self._page(
-                Audience.ENGINEERING_MANAGER, "decisions-waiting", f"IC decision pending on {', '.join(pending)}: {self.inp.title}"
+                Audience.ENGINEERING_MANAGER, f"decisions-waiting{suffix}",
+                f"IC decision pending on {', '.join(pending)}: {self.inp.title}",
             )
 
         m = self.cfg.mitigation
         await self.book.wait_with_reminders(
-            self._undecided, m.remind_after_seconds, m.escalate_after_seconds, remind, escalate
+            self._undecided, m.remind_after_seconds, m.escalate_after_seconds, remind, escalate,
+            elapsed=self._t() - w.since_seconds, reminded=w.reminded,
         )
 
     async def _race_sla(self, name: str, task: "asyncio.Future[Any]") -> None:
@@ -452,7 +580,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         return bool(self.book.approved()) and self.book.all_decided()
 
     async def _mitigate(self) -> None:
-        """Run approved actions once every proposal is decided; undo in reverse on failure."""
+        """Run approved actions once every proposal is decided, in the incident's one saga:
+        a failure undoes every executed mitigation, newest first."""
         while self.escalations:
             e = self.escalations.pop(0)
             await self._page(Audience.ON_CALL, f"escalate-{e.severity.value}", f"Escalated to {e.severity.value}: {self.inp.title}")
@@ -460,10 +589,15 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 await self._communicate(final=False)
             if self.severity.is_major:
                 self._propose()
+        # an escalation is no decision: a batch still waiting on the IC does not run early
+        if workflow.patched("escalation-waits-for-decisions") and not self.book.all_decided():
+            self._details()
+            return
         approved = self.book.approved()
         if not approved:
             return
-        saga = Saga(self.tl)
+        # one saga per incident (older histories: one per batch)
+        saga = self.saga if workflow.patched("incident-saga") else Saga(self.tl, self._run_undo)
         try:
             for act in approved:
                 await self._execute(act, saga)
@@ -478,76 +612,27 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             )
         self._details()
 
+    async def _run_undo(self, u: Undo) -> None:
+        await self._write(u.activity, u.arg, dict, u.summary, u.timeout_seconds, heartbeat=u.heartbeat)
+
     async def _execute(self, act: Action, saga: Saga) -> None:
         p = act.params
+        # histories from before preconditions: the steps run unchecked, as they did
+        checked = workflow.patched("act-on-approved-world")
         self._log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
         try:
             if act.kind == ActionKind.HELM_ROLLBACK:
-                req = HelmRollbackRequest(
-                    release=p["release"],
-                    namespace=p["namespace"],
-                    from_revision=p["from_revision"],
-                    to_revision=p["to_revision"],
-                    timeout_seconds=self.cfg.helm.timeout_seconds,
-                )
-                done: list[HelmRollbackResult] = []
-
-                async def undo_rollback() -> None:
-                    await self._write(
-                        "helm_rollback",
-                        HelmRollbackRequest(
-                            release=req.release,
-                            namespace=req.namespace,
-                            # unknown when the rollback itself failed: the activity then checks history
-                            from_revision=done[0].new_revision if done else 0,
-                            to_revision=req.from_revision,
-                            timeout_seconds=req.timeout_seconds,
-                        ),
-                        HelmRollbackResult,
-                        f"compensate: helm rollback to {req.from_revision}",
-                        self.cfg.helm.timeout_seconds + 60,
-                        heartbeat=True,
-                    )
-
-                saga.register(act, undo_rollback, f"helm rollback {req.release} {req.from_revision} (back to where it was)")
-                res = await self._write(
-                    "helm_rollback",
-                    req,
-                    HelmRollbackResult,
-                    f"helm rollback to {req.to_revision}",
-                    self.cfg.helm.timeout_seconds + 60,
-                    heartbeat=True,
-                )
-                done.append(res)
-                act.result = f"revision {res.from_revision} -> {res.to_revision} (new revision {res.new_revision})"
-                if res.already_done:
-                    act.result += "; found done by an earlier attempt, not repeated"
+                await self._rollback(act, saga)
             elif act.kind == ActionKind.SCALE_UP:
-                ns, dep, n = p["namespace"], p["deployment"], int(p["replicas"])
-                current = await self._read("deployment_status", NamespaceQuery(namespace=ns), DeploymentsReport, "read replicas")
-                prev = next((d.desired for d in (current.deployments if current else []) if d.name == dep), None)
-                if prev is None:
-                    raise _StepFailed(f"cannot read the current replica count of {dep}")
-
-                async def undo_scale() -> None:
-                    await self._write(
-                        "scale_deployment",
-                        ScaleRequest(namespace=ns, deployment=dep, replicas=prev),
-                        ScaleResult,
-                        f"compensate: scale {dep} to {prev}",
-                    )
-
-                saga.register(act, undo_scale, f"scale {dep} back to {prev} replicas")
-                res = await self._write(
-                    "scale_deployment", ScaleRequest(namespace=ns, deployment=dep, replicas=n), ScaleResult, f"scale {dep} to {n}"
-                )
-                act.result = f"{dep} scaled {res.previous_replicas} -> {res.replicas}"
+                await self._scale(act, saga, checked)
             elif act.kind == ActionKind.ROLLOUT_RESTART:
                 ns, dep = p["namespace"], p["deployment"]
                 act.compensation = "none needed (a restart changes no configuration)"
+                expected = p.get("revision") if checked else None
                 await self._write(
                     "rollout_restart",
-                    RestartRequest(namespace=ns, deployment=dep, restarted_at=workflow.now().isoformat()),
+                    RestartRequest(namespace=ns, deployment=dep, restarted_at=workflow.now().isoformat(),
+                                   expected_revision=expected),
                     RolloutState,
                     f"kubectl rollout restart {dep}",
                 )
@@ -589,11 +674,109 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             self._log(CODEBLUE, f"Failed {act.id}", str(e))
             raise
         except ActivityError as e:
+            moved = _moved(e)
+            if moved is not None and checked:
+                saga.forget(act)  # refused before it changed anything
+                settle(act, ActionState.SUPERSEDED, _reason(e))
+                self._log(CODEBLUE, f"Not run {act.id}: the world moved since the decision", _reason(e))
+                self._repropose(act, moved)
+                return
             settle(act, ActionState.FAILED, _reason(e))
             self._log(CODEBLUE, f"Failed {act.id}", act.result)
             raise _StepFailed(f"{act.id}: {act.result}") from None
         settle(act, ActionState.EXECUTED)
         self._log(CODEBLUE, f"Executed {act.id}", act.result)
+
+    async def _rollback(self, act: Action, saga: Saga) -> None:
+        p = act.params
+        req = HelmRollbackRequest(
+            release=p["release"],
+            namespace=p["namespace"],
+            from_revision=p["from_revision"],
+            to_revision=p["to_revision"],
+            timeout_seconds=self.cfg.helm.timeout_seconds,
+        )
+        # Registered before it runs: from_revision 0 (unknown, when the rollback itself fails
+        # mid-way) makes the activity find our revision in the history.
+        undo = Undo(
+            action_id=act.id,
+            activity="helm_rollback",
+            arg=HelmRollbackRequest(
+                release=req.release, namespace=req.namespace, from_revision=0,
+                to_revision=req.from_revision, timeout_seconds=req.timeout_seconds,
+            ).model_dump(mode="json"),
+            summary=f"compensate: helm rollback to {req.from_revision}",
+            timeout_seconds=self.cfg.helm.timeout_seconds + 60,
+            heartbeat=True,
+        )
+        saga.register(act, undo, f"helm rollback {req.release} {req.from_revision} (back to where it was)")
+        res: HelmRollbackResult = await self._write(
+            "helm_rollback", req, HelmRollbackResult, f"helm rollback to {req.to_revision}",
+            self.cfg.helm.timeout_seconds + 60, heartbeat=True,
+        )
+        # the undo only acts while the release is still at the revision this rollback made
+        undo.arg["from_revision"] = res.new_revision
+        act.result = f"revision {res.from_revision} -> {res.to_revision} (new revision {res.new_revision})"
+        if res.already_done:
+            act.result += "; found done by an earlier attempt, not repeated"
+
+    async def _scale(self, act: Action, saga: Saga, checked: bool) -> None:
+        p = act.params
+        ns, dep, n = p["namespace"], p["deployment"], int(p["replicas"])
+        seen = p.get("from_replicas") if checked else None
+        if seen is None:
+            current = await self._read("deployment_status", NamespaceQuery(namespace=ns), DeploymentsReport, "read replicas")
+            seen = next((d.desired for d in (current.deployments if current else []) if d.name == dep), None)
+            if seen is None:
+                raise _StepFailed(f"cannot read the current replica count of {dep}")
+        undo = Undo(
+            action_id=act.id,
+            activity="scale_deployment",
+            # back to the count the step found, only while the deployment is still at ours
+            arg=ScaleRequest(namespace=ns, deployment=dep, replicas=seen,
+                             expected_replicas=n if checked else None).model_dump(mode="json", exclude_none=True),
+            summary=f"compensate: scale {dep} to {seen}",
+        )
+        saga.register(act, undo, f"scale {dep} back to {seen} replicas")
+        res: ScaleResult = await self._write(
+            "scale_deployment",
+            ScaleRequest(namespace=ns, deployment=dep, replicas=n, expected_replicas=seen if checked else None),
+            ScaleResult,
+            f"scale {dep} to {n}",
+        )
+        act.result = f"{dep} scaled {res.previous_replicas} -> {res.replicas}"
+
+    def _repropose(self, act: Action, facts: dict[str, Any]) -> None:
+        """The world moved between the IC's decision and the step: propose it again with
+        the facts as they are now; the IC decides again."""
+        p = dict(act.params)
+        base = re.sub(r"-\d+$", "", act.id)
+        n = 2
+        while f"{base}-{n}" in self.actions:
+            n += 1
+        new_id = f"{base}-{n}"
+        if act.kind == ActionKind.HELM_ROLLBACK:
+            cur = facts.get("current_revision")
+            if cur == p["to_revision"]:
+                self._log(CODEBLUE, f"Withdrawn {act.id}", f"the release is already at revision {cur}")
+                return
+            p["from_revision"] = cur
+            why = (f"release {p['release']} moved to revision {cur} after the decision on {act.id}; "
+                   f"roll it back to revision {p['to_revision']} only if revision {cur} did not fix it")
+        elif act.kind == ActionKind.SCALE_UP:
+            cur = facts.get("current_replicas")
+            if cur is not None and cur >= int(p["replicas"]):
+                self._log(CODEBLUE, f"Withdrawn {act.id}", f"{p['deployment']} already runs {cur} replicas")
+                return
+            p["from_replicas"] = cur
+            why = f"{p['deployment']} was scaled to {cur} replicas after the decision on {act.id}; scale to {p['replicas']}"
+        else:
+            cur = facts.get("current_revision")
+            p["revision"] = cur
+            why = f"{p['deployment']} rolled out revision {cur} after the decision on {act.id}; restart its pods again?"
+        self.book.propose(Action(id=new_id, kind=act.kind, reason=why, params=p))
+        if self.watcher is None or self.watcher.done():
+            self.watcher = asyncio.ensure_future(self._watch_proposals(round_key=new_id))
 
     async def _start_playbook(self, name: str) -> str:
         """A runbook playbook as a child that outlives this incident (it has its own IC gates)."""
@@ -742,5 +925,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             verified=self.verified,
             assessment=self.assessment.model_dump() if self.assessment else {},
             alerts=self.alerts.counts() if self.alerts.received else {},
+            notes=self.notes.counts() if self.notes.received else {},
         )
 

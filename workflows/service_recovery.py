@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows.approvals import settle
 from workflows.playbook import Playbook
 from workflows.saga import Saga
-from workflows.steps import NON_RETRYABLE
+from workflows.steps import NON_RETRYABLE, budget
 from workflows.timeline import CODEBLUE, reason
 
 with workflow.unsafe.imports_passed_through():
@@ -369,7 +369,7 @@ class ServiceRecoveryWorkflow(Playbook):
                 name,
                 arg,
                 result_type=rtype,
-                start_to_close_timeout=timedelta(seconds=120),
+                start_to_close_timeout=timedelta(seconds=budget(arg, 120)),
                 retry_policy=PREFLIGHT_RETRY,
                 summary=summary,
             )

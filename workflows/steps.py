@@ -41,6 +41,16 @@ NOTIFY_RETRY = RetryPolicy(
 )
 # a worker that dies mid-step is noticed within this, and the step retried elsewhere
 HEARTBEAT_TIMEOUT_SECONDS = 15
+READ_TIMEOUT_SECONDS = 60
+# reads whose activities heartbeat on a timer (activities.heartbeat): a dead worker shows in 15 s
+HEARTBEATING_READS = {"probe_health", "gateway_logs"}
+
+
+def budget(arg: Any, floor: float) -> float:
+    """The start-to-close timeout a request needs (its own `budget_seconds()`: attempts x
+    timeout, helm's --timeout, a wait's deadline), never below `floor`."""
+    need = getattr(arg, "budget_seconds", None)
+    return max(floor, need()) if callable(need) else floor
 
 
 class Steps:
@@ -71,7 +81,8 @@ class Steps:
                 name,
                 arg,
                 result_type=rtype,
-                start_to_close_timeout=timedelta(seconds=60),
+                start_to_close_timeout=timedelta(seconds=budget(arg, READ_TIMEOUT_SECONDS)),
+                heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_SECONDS) if name in HEARTBEATING_READS else None,
                 schedule_to_close_timeout=timedelta(minutes=20),
                 retry_policy=READ_RETRY,
                 summary=summary,
@@ -94,7 +105,7 @@ class Steps:
             name,
             arg,
             result_type=rtype,
-            start_to_close_timeout=timedelta(seconds=timeout_seconds),
+            start_to_close_timeout=timedelta(seconds=budget(arg, timeout_seconds)),
             heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_SECONDS) if heartbeat else None,
             retry_policy=retry,
             summary=summary,

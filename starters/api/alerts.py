@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Callable
 
 from pydantic import BaseModel, Field, PrivateAttr
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -127,18 +129,56 @@ def notice(a: AmAlert, key: str, sev: Severity, service: str, principal: str) ->
     )
 
 
-def _sort(hook: AmWebhook, cfg: ApiConfig, principal: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[AlertNotice]]]:
-    """Each alert to its key's incident, in the order Alertmanager sent them."""
+class RecentAlerts:
+    """What this API process delivered lately, per incident and alert fingerprint: Alertmanager
+    re-sends a firing alert every group/repeat interval, and a re-send with an unchanged status
+    is dropped here instead of becoming one more signal in the incident's history. Only a
+    delivered alert is remembered (a failed delivery is retried in full), entries expire after
+    `window_seconds` and the table is bounded; the workflow's own ledger stays the authority
+    (a restart of the API forgets, and the workflow still records each alert once)."""
+
+    def __init__(self, window_seconds: float = 600.0, max_entries: int = 50_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.window, self.max_entries, self.clock = window_seconds, max_entries, clock
+        self._seen: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+
+    def repeat(self, iid: str, n: AlertNotice) -> bool:
+        if self.window <= 0 or not n.fingerprint:
+            return False
+        hit = self._seen.get((iid, n.fingerprint))
+        return hit is not None and hit[0] == n.status and self.clock() - hit[1] < self.window
+
+    def remember(self, by_incident: dict[str, list[AlertNotice]]) -> None:
+        if self.window <= 0:
+            return
+        now = self.clock()
+        for iid, notices in by_incident.items():
+            for n in notices:
+                if n.fingerprint:
+                    self._seen[(iid, n.fingerprint)] = (n.status, now)
+                    self._seen.move_to_end((iid, n.fingerprint))
+        while len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+
+
+def _sort(hook: AmWebhook, cfg: ApiConfig, principal: str, recent: RecentAlerts | None = None,
+          ) -> tuple[dict[str, dict[str, Any]], dict[str, list[AlertNotice]]]:
+    """Each alert to its key's incident, in the order Alertmanager sent them; a re-send that
+    `recent` already delivered is counted as `repeats` and goes no further."""
     results: dict[str, dict[str, Any]] = {}
     by_incident: dict[str, list[AlertNotice]] = {}
     for a in hook.alerts:
         sev, service = route(a, cfg)
         key = dedup_key(a, cfg, service)
         iid = incident_id_for(key)
-        by_incident.setdefault(iid, []).append(notice(a, key, sev, service, principal))
         r = results.setdefault(iid, {"incident_id": iid, "dedup_key": key, "firing": 0, "resolved": 0,
-                                     "recorded": 0, "queued": 0})
+                                     "recorded": 0, "queued": 0, "repeats": 0})
         r[a.status] += 1
+        n = notice(a, key, sev, service, principal)
+        if recent is not None and recent.repeat(iid, n):
+            r["repeats"] += 1
+            continue
+        by_incident.setdefault(iid, []).append(n)
     return results, by_incident
 
 
@@ -147,10 +187,11 @@ def _answer(hook: AmWebhook, results: dict[str, dict[str, Any]], delivery: str) 
             "delivery": delivery}
 
 
-async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: str, principal: str) -> dict[str, Any]:
+async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: str, principal: str,
+                 recent: RecentAlerts | None = None) -> dict[str, Any]:
     """Direct delivery: firing alerts open (or join) their key's incident before the answer;
     resolved ones are only recorded on a running incident."""
-    results, by_incident = _sort(hook, cfg, principal)
+    results, by_incident = _sort(hook, cfg, principal, recent)
 
     async def one_key(iid: str, notices: list[AlertNotice]) -> None:
         # In order within a key (firing before resolved on the timeline); keys in parallel.
@@ -162,14 +203,16 @@ async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: st
                 results[iid]["recorded"] += 1
 
     await asyncio.gather(*(one_key(iid, ns) for iid, ns in by_incident.items()))
+    if recent is not None:
+        recent.remember(by_incident)
     return _answer(hook, results, "direct")
 
 
 async def enqueue(spool: AlertSpool, converter: DataConverter, hook: AmWebhook, cfg: ApiConfig,
-                  principal: str) -> dict[str, Any]:
+                  principal: str, recent: RecentAlerts | None = None) -> dict[str, Any]:
     """Spooled delivery: answered once the alerts are on the API's disk; the forwarder
     delivers them to their incidents, in order per key."""
-    results, by_incident = _sort(hook, cfg, principal)
+    results, by_incident = _sort(hook, cfg, principal, recent)
     items: list[tuple[str, bytes]] = []
     for iid, notices in by_incident.items():
         for n in notices:
@@ -178,6 +221,8 @@ async def enqueue(spool: AlertSpool, converter: DataConverter, hook: AmWebhook, 
         items.extend((iid, p.SerializeToString()) for p in payloads)
         results[iid]["queued"] = len(notices)
     await spool.append(items)
+    if recent is not None:
+        recent.remember(by_incident)
     return _answer(hook, results, "queued")
 
 

@@ -189,14 +189,17 @@ class _BodyLimit:
         await self.app(scope, replay, send)
 
 
-def _alert_forwarder(cfg: CodeBlueConfig, temporal: _LazyClient, task_queue: str) -> AlertForwarder | None:
+def _alert_forwarder(cfg: CodeBlueConfig, temporal: _LazyClient, task_queue: str,
+                     metrics_bind: str | None = None) -> AlertForwarder | None:
     """The spool is opened at start-up, so a bad path or a second owner fails before serving
-    (SpoolError); None: alerts are delivered directly."""
+    (SpoolError); None: alerts are delivered directly. With `metrics_bind` (CODEBLUE_METRICS_BIND)
+    its backlog and dead letters are gauges on that Prometheus endpoint (starters.api.metrics)."""
     if not cfg.api.alert_spool:
         return None
+    from starters.api.metrics import spool_metrics
     from worker.temporal import data_converter
 
-    spool = AlertSpool(cfg.api.alert_spool, cfg.api.alert_spool_max_alerts)
+    spool = AlertSpool(cfg.api.alert_spool, cfg.api.alert_spool_max_alerts, metrics=spool_metrics(metrics_bind))
     return AlertForwarder(spool, temporal.get, task_queue, data_converter())
 
 
@@ -206,7 +209,7 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     tokens = s.tokens or TokenBook.from_config(cfg.api)
     temporal = _LazyClient(client_factory)
     limiter = RateLimiter(cfg.api.alerts_per_second, cfg.api.alerts_burst)
-    forwarder = _alert_forwarder(cfg, temporal, s.temporal.task_queue)
+    forwarder = _alert_forwarder(cfg, temporal, s.temporal.task_queue, s.temporal.metrics_bind)
     spool = forwarder.spool if forwarder else None
 
     @asynccontextmanager
@@ -450,14 +453,17 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         return Accepted(incident_id=incident_id, message="note added")
 
     # ------------------------------------------------------------------ alerts
+    recent_alerts = alerts.RecentAlerts(cfg.api.alert_repeat_window_seconds)
+
     async def take_alerts(hook: alerts.AmWebhook, p: Principal) -> dict[str, Any]:
         if not limiter.allow(p.name):
             raise Problem(429, f"alert rate limit for {p.name} exceeded")
         if forwarder is None:
-            return await bounded(alerts.ingest(await temporal.get(), hook, cfg.api, s.temporal.task_queue, p.name))
+            return await bounded(alerts.ingest(await temporal.get(), hook, cfg.api, s.temporal.task_queue, p.name,
+                                               recent_alerts))
         forwarder.start()
         try:
-            return await alerts.enqueue(forwarder.spool, forwarder.converter, hook, cfg.api, p.name)
+            return await alerts.enqueue(forwarder.spool, forwarder.converter, hook, cfg.api, p.name, recent_alerts)
         except SpoolFull as e:
             raise Problem(503, f"alert spool full: {e}; retry later", retry_after=30) from None
         except SpoolError as e:

@@ -1,0 +1,75 @@
+"""One saga per incident: every executed mitigation, whatever its batch, is undone newest first
+on a later failure and on a cancel; an escalation never runs a batch the IC has not finished
+deciding. Fake activities, time-skipping server."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
+
+from domain.incident import ActionState, Decision, Escalation
+from domain.severity import Severity
+from starters import service
+from tests.fakes import World
+from tests.workflow_helpers import events, incident, proposed, start, until, worker_for
+
+
+async def _decide(env, iid: str, approve: set[str], actions) -> None:
+    for a in actions:
+        ok = a.id in approve
+        await service.decide(env.client, iid, Decision(action_id=a.id, approve=ok, by="alice", reason=None if ok else "no"))
+
+
+async def test_escalation_does_not_run_an_approved_batch_still_being_decided(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident("P1"), tq)
+        rep = await until(h, proposed, "proposals")
+        await service.decide(skipping_env.client, h.id, Decision(action_id="rollback", approve=True, by="alice"))
+        await service.escalate(skipping_env.client, h.id, Escalation(severity=Severity.P0, by="alice", reason="spreading"))
+        rep = await until(h, lambda r: r.severity == Severity.P0 and "Page on call" in events(r)[-3:], "escalation handled")
+        assert world.effects == [], world.effects
+        assert "Executing rollback (helm_rollback)" not in events(rep)
+        # once the IC has decided the rest, the batch runs
+        await _decide(skipping_env, h.id, set(), [a for a in rep.actions if a.state == ActionState.PROPOSED])
+        await until(h, lambda r: "Executed rollback" in events(r), "rollback")
+        assert world.effects == ["rollback 12->11"]
+        await h.terminate()
+
+
+async def test_a_failure_in_a_later_batch_undoes_the_earlier_batch_too(skipping_env):
+    # the scale meets a world that moved: not run, proposed again as scale-2 (a second batch)
+    world = World(moved={"scale_deployment": ("ReplicasMoved", {"current_replicas": 4, "approved_replicas": 3})})
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        rep = await until(h, proposed, "proposals")
+        await _decide(skipping_env, h.id, {"rollback", "scale"}, rep.actions)
+        rep = await until(h, lambda r: any(a.id == "scale-2" for a in r.actions), "scale proposed again")
+        assert world.effects == ["rollback 12->11"]
+        assert {a.id: a.state for a in rep.actions}["scale"] == ActionState.SUPERSEDED
+        assert next(a for a in rep.actions if a.id == "scale-2").params["from_replicas"] == 4
+        # the second batch fails: the first batch's rollback is undone as well
+        world.moved.clear()
+        world.broken.add("scale_deployment")
+        await service.decide(skipping_env.client, h.id, Decision(action_id="scale-2", approve=True, by="alice"))
+        rep = await until(h, lambda r: "Compensated rollback" in events(r), "compensation")
+        assert world.effects == ["rollback 12->11", "rollback 13->12"]
+        states = {a.id: a.state for a in rep.actions}
+        assert states["rollback"] == ActionState.COMPENSATED and states["scale-2"] == ActionState.FAILED
+        await h.terminate()
+
+
+async def test_a_cancel_undoes_every_executed_mitigation_newest_first(skipping_env):
+    world = World()
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, incident(), tq)
+        rep = await until(h, proposed, "proposals")
+        await _decide(skipping_env, h.id, {"rollback", "scale"}, rep.actions)
+        await until(h, lambda r: "Executed scale" in events(r), "mitigations")
+        assert world.effects == ["rollback 12->11", "scale 3->5"]
+        await h.cancel()
+        with pytest.raises(WorkflowFailureError) as e:
+            await h.result()
+        assert isinstance(e.value.cause, CancelledError)
+        assert world.effects == ["rollback 12->11", "scale 3->5", "scale 5->3", "rollback 13->12"]
