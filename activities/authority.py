@@ -28,3 +28,17 @@ async def incident_authority(ref: IncidentRef) -> IncidentAuthority:
         raise ApplicationError(f"cannot read incident {ref.incident_id}: {e.message}") from None
     return IncidentAuthority(exists=True, open=desc.status == WorkflowExecutionStatus.RUNNING,
                              commander=report.commander)
+
+
+@activity.defn
+async def incident_report(ref: IncidentRef) -> IncidentReport:
+    """The report of one incident run (its `status` query): a post-incident child reads it
+    by reference instead of carrying it in its start input."""
+    handle = activity.client().get_workflow_handle(ref.incident_id, run_id=ref.run_id)
+    try:
+        return await handle.query("status", result_type=IncidentReport)
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise ApplicationError(f"incident {ref.incident_id} (run {ref.run_id}) not found", type="NotFound",
+                                   non_retryable=True) from None
+        raise ApplicationError(f"cannot read incident {ref.incident_id}: {e.message}") from None

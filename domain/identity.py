@@ -86,7 +86,7 @@ def person(by: str | None) -> str:
 # canonical form while at their default, so every proof signed before they existed (in running
 # incidents and in committed histories, re-verified on replay) still holds. A field added to a
 # signed payload (a workflow input, Decision, Note, Resolution, ...) must be listed here.
-ADDED_AFTER_SIGNING = frozenset({"carried"})
+ADDED_AFTER_SIGNING = frozenset({"carried", "report_ref"})
 
 
 def _signed_form(m: BaseModel) -> dict[str, Any]:

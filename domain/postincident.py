@@ -11,7 +11,7 @@ from enum import Enum
 from pydantic import BaseModel, Field, field_validator
 
 from domain.identity import StartedBy
-from domain.incident import IncidentReport, TimelineEntry
+from domain.incident import IncidentRef, IncidentReport, TimelineEntry
 
 
 def postmortem_workflow_id(incident_id: str, ordinal: int = 1) -> str:
@@ -127,7 +127,10 @@ class PostIncidentState(BaseModel):
 
 class PostIncidentInput(StartedBy):
     incident_id: str
-    report: IncidentReport  # the resolved incident's report (the P0 workflow's `status`)
+    # the resolved incident's report (the P0 workflow's `status`), or None with `report_ref`:
+    # the workflow then reads it (activity incident_report), so no start input carries it
+    report: IncidentReport | None = None
+    report_ref: IncidentRef | None = None
     commander: str | None = None  # default: the report's commander
     resolved_at: str | None = None  # ISO 8601 UTC; default: when this workflow starts
     incident_run_id: str | None = None  # the incident run it follows: `reopen` goes there only

@@ -39,7 +39,7 @@ from domain.cluster import (
     ServicesReport,
     ServiceState,
 )
-from activities.authority import incident_authority
+from activities.authority import incident_authority, incident_report
 from domain.config import CodeBlueConfig, EnvironmentQuery
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
 
@@ -241,5 +241,5 @@ class World:
         return [
             worker_config, pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
             probe_health, helm_rollback, scale_deployment, rollout_restart, wait_rollout, db_check,
-            page, status_page, post_message, incident_authority,
+            page, status_page, post_message, incident_authority, incident_report,
         ]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 
 from domain.alerts import AlertNotice
-from domain.incident import CommanderAssignment, Resolution
+from domain.incident import CommanderAssignment, Decision, Resolution
+from domain.postincident import PostIncidentInput
 from starters import service, service_postmortem
 from starters.api.alerts import signal_with_start
 from tests.fakes import World, configure_worker
 from tests.postincident_fixtures import config
-from tests.workflow_helpers import events, skip, until, worker_for
+from tests.workflow_helpers import events, proposed, skip, until, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -48,6 +49,12 @@ async def test_three_incidents_in_a_row_on_one_alert_key_each_get_their_post_mor
             assert (await env.client.get_workflow_handle(wid).describe()).status.name == "RUNNING"
         draft = await service_postmortem.draft(env.client, iid)
         assert "recovered (3)" in draft  # `codeblue postmortem ID` reads the latest run's
+        # the report reached the child by reference: its start input names the run, nothing more
+        hist = await env.client.get_workflow_handle(pms[2]).fetch_history()
+        started = hist.events[0].workflow_execution_started_event_attributes
+        inp = await env.client.data_converter.decode(started.input.payloads, [PostIncidentInput])
+        assert inp[0].report is None and inp[0].report_ref.run_id == inp[0].incident_run_id
+        assert inp[0].report_ref.run_id == (await env.client.get_workflow_handle(iid).describe()).run_id
 
 
 async def test_a_post_mortems_reopen_reaches_its_own_run_not_the_next(skipping_env):
@@ -69,3 +76,34 @@ async def test_a_post_mortems_reopen_reaches_its_own_run_not_the_next(skipping_e
         assert "failed verification" in " ".join(e.result or "" for e in rep.timeline)
         run2 = await second.query(IncidentResponseWorkflow.status)
         assert "Post-incident verification failed" not in events(run2)
+
+
+async def test_each_run_gets_its_own_playbook_while_an_earlier_runs_is_still_open(skipping_env):
+    from domain.memory import memory_workflow_id
+
+    env, world = skipping_env, World(oom=True)  # OOMKilled pods: the High Memory playbook is proposed
+    iid = f"ALERT-{uuid.uuid4().hex[:20]}"
+    async with worker_for(env, world) as tq:
+        children = []
+        for n in (1, 2):
+            await signal_with_start(env.client, iid, _notice(iid, n), tq, "add_alert", _notice(iid, n))
+            h = env.client.get_workflow_handle_for(IncidentResponseWorkflow.run, iid)  # the newest run
+            world.handles.append(h)
+            await service.assign_commander(env.client, iid, CommanderAssignment(commander="alice", by="alice"))
+            rep = await until(h, lambda r: proposed(r) and r.commander == "alice", f"run {n} proposals")
+            for a in rep.actions:
+                ok = a.id == "memory-playbook"
+                await service.decide(env.client, iid, Decision(action_id=a.id, approve=ok, by="alice", reason=None if ok else "no"))
+            rep = await until(h, lambda r: next(a for a in r.actions if a.id == "memory-playbook").state.value
+                              in ("executed", "failed"), f"run {n} playbook")
+            act = next(a for a in rep.actions if a.id == "memory-playbook")
+            assert act.state.value == "executed", act.result
+            children.append(act.result.split()[1].rstrip(";"))
+            await service.resolve(env.client, iid, Resolution(by="alice", summary=f"run {n}", force=True))
+            await h.result()
+        base = memory_workflow_id(iid)
+        assert children == [base, f"{base}-2"]
+        for cid in children:  # the first run's playbook still open, untouched by the second
+            assert (await env.client.get_workflow_handle(cid).describe()).status.name == "RUNNING"
+            await env.client.get_workflow_handle(cid).terminate("test done")
+        assert world.effects == []

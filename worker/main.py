@@ -13,7 +13,7 @@ from kubernetes import config as k8s_config
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.authority import incident_authority
+from activities.authority import incident_authority, incident_report
 from activities.aws_rds import RdsActivities
 from activities.cache import CacheActivities
 from activities.db_cutover import DbCutoverActivities
@@ -78,6 +78,7 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
     return [
         EnvironmentActivities(cfg).worker_config,
         incident_authority,
+        incident_report,
         k8s.pod_status,
         k8s.service_status,
         k8s.gateway_logs,

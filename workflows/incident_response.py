@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, WorkflowAlreadyStartedError
 
 from workflows import metrics
 from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
@@ -79,6 +80,8 @@ with workflow.unsafe.imports_passed_through():
 class _StepFailed(Exception):
     """A mitigation step failed; carries the readable reason."""
 
+
+MAX_PLAYBOOK_RUNS = 50
 
 # an alert's summary on the timeline (the rest stays with Alertmanager): keeps the report bounded
 ALERT_SUMMARY_LISTED = 200
@@ -648,7 +651,10 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 )
                 act.result = f"restarted; {st.available}/{st.desired} available"
             elif act.kind == ActionKind.PLAYBOOK:
-                cid = await self._start_playbook(p["workflow"])
+                try:
+                    cid = await self._start_playbook(p["workflow"])
+                except FailureError as e:  # the start itself was refused: this step failed, the incident goes on
+                    raise _StepFailed(f"could not start {p['workflow']}: {_reason(e)}") from None
                 act.compensation = "none here: the playbook keeps its own compensations"
                 act.result = f"started {cid}; the IC decides its steps there"
             elif act.kind == ActionKind.DB_CHECK:
@@ -795,18 +801,32 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         if name not in builders:
             raise _StepFailed(f"unknown playbook {name}")
         model, child_id = builders[name]
-        cid = child_id(self.inp.incident_id)
-        try:
-            await workflow.start_child_workflow(
-                name,
-                model(**common),
-                id=cid,
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                static_summary=f"{name} for {self.inp.incident_id}",
-            )
-        except WorkflowAlreadyStartedError:
-            raise _StepFailed(f"{cid} already exists; steer it there") from None
-        return cid
+        base = child_id(self.inp.incident_id)
+        if not workflow.patched("playbook-per-run"):
+            try:
+                await workflow.start_child_workflow(
+                    name, model(**common), id=base, parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    static_summary=f"{name} for {self.inp.incident_id}",
+                )
+            except WorkflowAlreadyStartedError:
+                raise _StepFailed(f"{base} already exists; steer it there") from None
+            return base
+        # A recurring alert key runs the same incident ID again while an earlier run's playbook
+        # may still be open: each run's playbook gets the next free `<base>[-N]`, never reused.
+        for ordinal in range(1, MAX_PLAYBOOK_RUNS + 1):
+            cid = base if ordinal == 1 else f"{base}-{ordinal}"
+            try:
+                await workflow.start_child_workflow(
+                    name, model(**common), id=cid, parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    static_summary=f"{name} for {self.inp.incident_id}",
+                )
+            except WorkflowAlreadyStartedError:
+                continue  # an earlier run's (or one started by hand): take the next
+            if ordinal > 1:
+                self._log(CODEBLUE, f"{base} is taken", f"by an earlier run of {self.inp.incident_id} or by hand; started {cid}")
+            return cid
+        raise _StepFailed(f"{base} .. {base}-{MAX_PLAYBOOK_RUNS} all exist; start one by hand")
 
     async def _try_resolve(self, r: Resolution) -> bool:
         self._set_phase(Phase.RESOLVING)

@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 
-from workflows.steps import Steps
+from workflows.steps import READ_RETRY, Steps
 from workflows.timeline import CODEBLUE, Timeline
 
 with workflow.unsafe.imports_passed_through():
@@ -30,7 +30,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
-    from domain.incident import IncidentInput, IncidentReport, Phase
+    from domain.incident import IncidentInput, IncidentRef, IncidentReport, Phase
+    from domain.severity import Severity
     from domain.notify import Audience, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.postincident import (
         ActionItem,
@@ -66,9 +67,13 @@ class PostIncidentWorkflow:
     @workflow.init
     def __init__(self, inp: PostIncidentInput) -> None:
         self.inp = inp
-        self.report = inp.report
+        # by reference: a stand-in until run() has read the incident's report
+        self.report = inp.report or IncidentReport(
+            incident_id=inp.incident_id, title="(reading the incident's report)", severity=Severity.P1, service="",
+            status="resolved", phase=Phase.RESOLVED, started_at=inp.resolved_at or "", commander=inp.commander,
+        )
         self.cfg = CodeBlueConfig()  # the worker's, once run() has read it
-        self.commander = inp.commander or inp.report.commander
+        self.commander = inp.commander or self.report.commander
         resolved_at = inp.resolved_at or workflow.info().start_time.isoformat()
         self.st = inp.state or PostIncidentState(resolved_at=resolved_at)
         self.resolved = _parse(self.st.resolved_at)
@@ -86,6 +91,13 @@ class PostIncidentWorkflow:
             self.finished = True
             raise ApplicationError(f"start refused: {inp.start_refused}", type="StartRefused", non_retryable=True)
         self.cfg = await self.steps.worker_config(inp.config)
+        if inp.report is None and inp.report_ref is not None:
+            self.report = await workflow.execute_activity(
+                "incident_report", inp.report_ref, result_type=IncidentReport,
+                start_to_close_timeout=timedelta(seconds=60), retry_policy=READ_RETRY,
+                summary="read the incident's report",
+            )
+            self.commander = inp.commander or self.report.commander
         pi = self.cfg.postincident
         if inp.state is None:
             self.tl.log(
@@ -569,15 +581,22 @@ class PostIncidentWorkflow:
 
 
 async def start_post_incident(report: IncidentReport, commander: str | None, ordinal: int = 1,
-                              incident_run_id: str | None = None) -> str:
+                              incident_run_id: str | None = None, by_reference: bool = False) -> str:
     """From a workflow that just resolved an incident: start its post-incident work as a
-    child that outlives the parent (ABANDON). Returns the child's workflow ID."""
+    child that outlives the parent (ABANDON). Returns the child's workflow ID. `by_reference`:
+    the child reads the report from this run instead of getting it in its input."""
     wid = postmortem_workflow_id(report.incident_id, ordinal)
     await workflow.start_child_workflow(
         PostIncidentWorkflow.run,
         PostIncidentInput(
             incident_id=report.incident_id,
             report=report,
+            commander=commander,
+            resolved_at=workflow.now().isoformat(),
+            incident_run_id=incident_run_id,
+        ) if not by_reference else PostIncidentInput(
+            incident_id=report.incident_id,
+            report_ref=IncidentRef(incident_id=report.incident_id, run_id=incident_run_id),
             commander=commander,
             resolved_at=workflow.now().isoformat(),
             incident_run_id=incident_run_id,
@@ -598,9 +617,10 @@ async def start_own_post_incident(report: IncidentReport, commander: str | None)
     workflow ID, and each gets the next free `<ID>-postmortem[-N]`. A failure is never the
     incident's: returns None and the caller records it."""
     run_id = workflow.info().run_id
+    by_reference = workflow.patched("report-by-reference")  # older histories passed the report itself
     for ordinal in range(1, MAX_POSTMORTEMS + 1):
         try:
-            return await start_post_incident(report, commander, ordinal, run_id)
+            return await start_post_incident(report, commander, ordinal, run_id, by_reference)
         except WorkflowAlreadyStartedError:
             continue  # an earlier run of this ID has its post-mortem there
         except FailureError as e:  # any other refusal of the start: recorded, the incident still resolves
