@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -51,6 +52,12 @@ ClientFactory = Callable[[], Awaitable[Client]]
 ID_PATTERN = INCIDENT_ID_PATTERN
 # workflow IDs CodeBlue derives from an incident's: nobody may start an incident under one
 RESERVED_SUFFIXES = ("-postmortem", "-db-restore", "-redeploy", "-cache", "-memory", "-db-connections", "-reopened")
+
+
+def reserved_id(incident_id: str) -> bool:
+    """An incident's procedures are `<ID><suffix>` and, for a later run of the same ID,
+    `<ID><suffix>-N`: no incident may take such an ID."""
+    return re.sub(r"-\d+$", "", incident_id).endswith(RESERVED_SUFFIXES)
 
 
 @dataclass
@@ -365,8 +372,8 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         cls = classify(obs)
         sev = body.severity or cls.severity
         reasons = cls.reasons if body.severity is None or body.severity == cls.severity else [f"set by {p.name}"]
-        if body.incident_id and body.incident_id.endswith(RESERVED_SUFFIXES):
-            raise Problem(422, f"incident IDs may not end in {', '.join(RESERVED_SUFFIXES)}: "
+        if body.incident_id and reserved_id(body.incident_id):
+            raise Problem(422, f"incident IDs may not end in {', '.join(RESERVED_SUFFIXES)} (or those with -N): "
                           "those name an incident's own procedures")
         iid = body.incident_id or f"INC-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
         inp = IncidentInput(
