@@ -17,6 +17,13 @@ What the official `kubernetes` client gets here:
   seconds, or on `await cluster.reconcile()`);
 * `GET .../pods/NAME/log` with `tailLines`, `container` and `previous`;
 * `cluster.forbid(...)` answers chosen requests with 403, as missing RBAC would.
+
+What the `kubectl` binary gets too (`KUBECONFIG=cluster.kubeconfig_path`; the helpers are in
+`sandbox.cluster_api`): discovery as an API server serves it, typed lists, `fieldSelector`,
+server-side Tables (`kubectl get` prints its usual columns), watches that see the reconciler's
+changes (`rollout status`), Events from the controllers and the "kubelet" (`describe`), a Node,
+`/version` 1.33 and empty OpenAPI documents (so `apply` works without schemas). Protobuf
+request bodies (kubectl's typed `create secret|configmap`) are answered 415.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ import functools
 import gzip
 import importlib.resources
 import logging
+import json
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -42,9 +51,12 @@ import kubernetes.client
 import kubernetes.config
 import yaml
 
+from sandbox import cluster_api
 from sandbox.cluster_reconciler import (
     DEPLOYMENTS,
     NAMESPACES,
+    NODE_IP,
+    NODE_NAME,
     PODS,
     SECRETS,
     SERVICES,
@@ -52,6 +64,7 @@ from sandbox.cluster_reconciler import (
     PodLogError,
     Reconciler,
     labels_match,
+    rfc3339,
     template_hash,
 )
 
@@ -106,6 +119,11 @@ def selector_matches(terms: list[tuple[str, str, set[str]]], labels: Mapping[str
         if not ok:
             return False
     return True
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == wanted), None)
 
 
 def _merge_named_lists(patch: Any, current: Any) -> Any:
@@ -166,19 +184,47 @@ class SandboxEmulator(kmock.KubernetesEmulator):
     # -- namespaces: kmock parses /api/v1/namespaces[/NAME] as a namespace scope, not objects
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.path.startswith("/openapi/") and raw_request.method == "GET":
+            return self._serve_openapi(raw_request)
+        if "protobuf" in (raw_request.headers.get("Content-Type") or "") and raw_request.body_exists:
+            # kubectl's typed `create secret|configmap|...` sends protobuf; the emulator decodes JSON only
+            return aiohttp.web.json_response(
+                {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": 415,
+                 "reason": "UnsupportedMediaType",
+                 "message": "the sandbox API server accepts JSON bodies only (not protobuf): use "
+                            "`kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`"}, status=415)
         m = _NAMESPACES_PATH.match(raw_request.path)
         if m is None:
             return await super().__call__(raw_request)
         try:
             body = await raw_request.read()
             data = yaml.safe_load(body) if body else None
-            payload, status = self._serve_namespaces(raw_request.method, m["name"], m["sub"], data, raw_request.query)
+            payload, status = self._serve_namespaces(raw_request.method, m["name"], m["sub"], data, raw_request.query,
+                                                     raw_request.headers.get("Accept"))
             return aiohttp.web.json_response(payload, status=status)
         except kmock.KubernetesError as e:
             return await self._render_error(e)
 
+    @staticmethod
+    def _serve_openapi(raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """No schemas, but answers kubectl accepts: with nothing to validate against, `apply`
+        skips client-side validation and takes its patch strategy from its built-in types."""
+        path = raw_request.path.rstrip("/")
+        if path == "/openapi/v3":
+            return aiohttp.web.json_response({"paths": {}})
+        if path == "/openapi/v2":
+            if "protobuf" in (raw_request.headers.get("Accept") or ""):
+                # an empty openapi_v2.Document: no definitions
+                return aiohttp.web.Response(body=b"", content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+            return aiohttp.web.json_response({"swagger": "2.0", "info": {"title": "Kubernetes", "version": cluster_api.SERVER_VERSION["gitVersion"]},
+                                              "paths": {}, "definitions": {}})
+        return aiohttp.web.json_response(
+            {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": 404,
+             "reason": "NotFound", "message": "the server could not find the requested resource"}, status=404)
+
     def _serve_namespaces(
-        self, method: str, name: str | None, sub: str | None, data: Any, query: Mapping[str, str]
+        self, method: str, name: str | None, sub: str | None, data: Any, query: Mapping[str, str],
+        accept: str | None = None,
     ) -> tuple[dict[str, Any], int]:
         verb = {"GET": "get" if name else "list", "POST": "create", "PATCH": "patch", "PUT": "update",
                 "DELETE": "delete"}.get(method, method.lower())
@@ -189,12 +235,14 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         if name is None:
             if method == "GET":
                 terms = parse_label_selector(query.get("labelSelector", ""))
-                items = [
+                fields = self._field_terms(query)
+                items = sorted((
                     obj.raw for (res, _, _), obj in list(self.objects.items())
                     if res == NAMESPACES and not obj.deleted
                     and selector_matches(terms, (obj.raw.get("metadata") or {}).get("labels"))
-                ]
-                return {"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": "1"}, "items": items}, 200
+                    and cluster_api.fields_match(fields, obj.raw)
+                ), key=lambda o: o["metadata"]["name"])
+                return self._list_payload(NAMESPACES, items, query, accept), 200
             if method == "POST":
                 if not isinstance(data, dict) or not (data.get("metadata") or {}).get("name"):
                     raise _status_error(422, "Invalid", "Namespace: metadata.name: Required value")
@@ -204,6 +252,11 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         if obj is None:
             raise _status_error(404, "NotFound", f'namespaces "{name}" not found', name=name, kind="namespaces")
         if method == "GET":
+            version = cluster_api.wants_table(accept)
+            if version and sub is None:
+                return cluster_api.table(NAMESPACES, "Namespace", [obj.raw], self.reconciler.clock(), version=version,
+                                         include_object=query.get("includeObject", "Metadata"),
+                                         resource_version=str(self.reconciler.resource_version)), 200
             return obj.raw, 200
         if method in ("PATCH", "PUT") and isinstance(data, dict):
             if method == "PATCH":
@@ -270,12 +323,35 @@ class SandboxEmulator(kmock.KubernetesEmulator):
                 "DELETE": "delete" if request.name else "deletecollection"}.get(method, method.lower())
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """kmock's own errors in the API server's words (reason NotFound / AlreadyExists)."""
+        try:
+            return await self._handle_k8s(request)
+        except kmock.KubernetesError as e:
+            res = request.resource
+            if res is None or res.plural is None:
+                raise
+            data = request.data if isinstance(request.data, dict) else {}
+            name = request.name or ((data.get("metadata") or {}).get("name")) or ""
+            what = f"{res.plural}.{res.group}" if res.group else res.plural
+            if isinstance(e, kmock.KubernetesObjectNotFoundError):
+                raise _status_error(404, "NotFound", f'{what} "{name}" not found', name=name, group=res.group or "",
+                                    kind=res.plural) from None
+            if isinstance(e, kmock.KubernetesResourceNotFoundError):
+                raise _status_error(404, "NotFound", "the server could not find the requested resource") from None
+            if e.status == 409 and e.reason == "Object Already Exists":
+                raise _status_error(409, "AlreadyExists", f'{what} "{name}" already exists', name=name,
+                                    group=res.group or "", kind=res.plural) from None
+            raise
+
+    async def _handle_k8s(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         res = request.resource
         if res is not None and res.plural is not None:
             data = request.data if isinstance(request.data, dict) else None
             name = request.name or ((data or {}).get("metadata") or {}).get("name")
             self._check_forbidden(self._verb(request), res.group or "", res.plural, request.subresource,
                                   request.namespace, name)
+            if request.action == kmock.action.WATCH:
+                return await self._watch(request)
             if request.action == kmock.action.CREATE and data is not None:
                 namespace = request.namespace or (data.get("metadata") or {}).get("namespace")
                 if request.namespace is not None and not self.reconciler.namespace_exists(request.namespace):
@@ -381,7 +457,13 @@ class SandboxEmulator(kmock.KubernetesEmulator):
             return self._scale(request.namespace, request.name)
         if request.subresource not in (None, "status"):
             raise kmock.KubernetesEndpointNotFoundError()
-        return await super()._serve_fetch(request)
+        obj = await super()._serve_fetch(request)
+        version = cluster_api.wants_table(_header(request.headers, "Accept"))
+        if version and request.subresource is None and request.resource is not None:
+            return cluster_api.table(request.resource, self._kind(request.resource), [obj], self.reconciler.clock(),
+                                     version=version, include_object=request.params.get("includeObject", "Metadata"),
+                                     resource_version=str(self.reconciler.resource_version))
+        return obj
 
     async def _serve_update(self, request: kmock.Request) -> Any:
         self._after_write(request)
@@ -408,14 +490,148 @@ class SandboxEmulator(kmock.KubernetesEmulator):
 
     async def _serve_list(self, request: kmock.Request) -> Any:
         payload = await super()._serve_list(request)
-        selector = request.params.get("labelSelector")
-        if selector and isinstance(payload, dict):
-            terms = parse_label_selector(selector)
-            payload["items"] = [
-                i for i in payload.get("items", [])
-                if selector_matches(terms, (i.get("metadata") or {}).get("labels"))
-            ]
-        return payload
+        if not isinstance(payload, dict) or request.resource is None:
+            return payload
+        items = self._select(request, payload.get("items", []))
+        items.sort(key=lambda i: ((i.get("metadata") or {}).get("namespace") or "", (i.get("metadata") or {}).get("name") or ""))
+        return self._list_payload(request.resource, items, request.params, _header(request.headers, "Accept"))
+
+    # -- what kubectl needs beyond kmock: discovery, typed lists, field selectors, Tables, watches
+
+    def _kind(self, res: kmock.resource) -> str:
+        info = self.resources[res] if res in self.resources else None
+        return (info.kind if info is not None else None) or (res.plural or "").capitalize()
+
+    @staticmethod
+    def _field_terms(params: Mapping[str, str]) -> list[tuple[str, str, str]]:
+        try:
+            return cluster_api.parse_field_selector(params.get("fieldSelector", ""))
+        except cluster_api.FieldSelectorError as e:
+            raise _status_error(400, "BadRequest", str(e)) from None
+
+    def _select(self, request: kmock.Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        labels = parse_label_selector(request.params.get("labelSelector", ""))
+        fields = self._field_terms(request.params)
+        return [
+            i for i in items
+            if selector_matches(labels, (i.get("metadata") or {}).get("labels")) and cluster_api.fields_match(fields, i)
+        ]
+
+    def _list_payload(
+        self, res: kmock.resource, items: list[dict[str, Any]], params: Mapping[str, str], accept: str | None
+    ) -> dict[str, Any]:
+        rv = str(self.reconciler.resource_version)
+        version = cluster_api.wants_table(accept)
+        if version:
+            return cluster_api.table(res, self._kind(res), items, self.reconciler.clock(), version=version,
+                                     include_object=params.get("includeObject", "Metadata"), resource_version=rv)
+        return cluster_api.typed_list(res, self._kind(res), items, rv)
+
+    async def _serve_server_version(self, request: kmock.Request) -> Any:
+        return dict(cluster_api.SERVER_VERSION)
+
+    async def _serve_api(self, request: kmock.Request) -> Any:
+        return cluster_api.api_versions(f"{request.url.host}:{request.url.port}")
+
+    async def _serve_apis(self, request: kmock.Request) -> Any:
+        return cluster_api.api_group_list(self.resources)
+
+    async def _serve_group(self, request: kmock.Request) -> Any:
+        group = cluster_api.api_group(self.resources, (request.resource.group if request.resource else None) or "")
+        if group is None:
+            raise _status_error(404, "NotFound", "the server could not find the requested resource")
+        return group
+
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        res = request.resource
+        listing = None
+        if res is not None and res.version:
+            listing = cluster_api.api_resource_list(self.resources, res.group or "", res.version)
+        if listing is None:
+            raise _status_error(404, "NotFound", "the server could not find the requested resource")
+        return listing
+
+    def _snapshot(self, request: kmock.Request) -> dict[tuple[str | None, str], dict[str, Any]]:
+        """The objects a watch on `request` sees now, by (namespace, name)."""
+        res = request.resource
+        found = [
+            obj.raw for (r, ns, name), obj in list(self.objects.items())
+            if r == res and not obj.deleted
+            and (request.namespace is None or ns == request.namespace)
+            and (request.name is None or name == request.name)
+        ]
+        return {
+            ((o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name") or ""): o
+            for o in self._select(request, found)
+        }
+
+    async def _watch(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """A watch as the API server streams it: ADDED for what the client has not seen (all of
+        it without a resourceVersion), then MODIFIED/DELETED as the store changes, whoever
+        changed it (the reconciler writes straight into the store); ends after timeoutSeconds."""
+        res = request.resource
+        assert res is not None and request._raw_request is not None
+        kind, api_version = self._kind(res), cluster_api.api_version_of(res)
+        table_version = cluster_api.wants_table(_header(request.headers, "Accept"))
+        include = request.params.get("includeObject", "Metadata")
+        try:
+            since = int(request.params.get("resourceVersion") or 0)
+        except ValueError:
+            since = 0
+        try:
+            timeout = float(request.params.get("timeoutSeconds") or 1800)
+        except ValueError:
+            timeout = 1800.0
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request._raw_request)
+
+        def version_of(o: Mapping[str, Any]) -> str:
+            rv = (o.get("metadata") or {}).get("resourceVersion")
+            return str(rv) if rv is not None else json.dumps(o, sort_keys=True, default=str)
+
+        def newer(o: Mapping[str, Any]) -> bool:
+            try:
+                return int((o.get("metadata") or {}).get("resourceVersion") or 0) > since
+            except ValueError:
+                return True
+
+        async def send(event: str, o: dict[str, Any]) -> None:
+            o = dict(o, kind=o.get("kind") or kind, apiVersion=o.get("apiVersion") or api_version)
+            body: dict[str, Any] = o
+            if table_version and event != "BOOKMARK":
+                body = cluster_api.table(res, kind, [o], self.reconciler.clock(), version=table_version,
+                                         include_object=include)
+            await response.write(json.dumps({"type": event, "object": body}).encode() + b"\n")
+
+        seen: dict[tuple[str | None, str], tuple[str, dict[str, Any]]] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        first = True
+        try:
+            while loop.time() < deadline:
+                transport = request._raw_request.transport
+                if transport is None or transport.is_closing():
+                    break
+                now = self._snapshot(request)
+                for key, o in now.items():
+                    v = version_of(o)
+                    if key not in seen:
+                        if first and since and not newer(o):
+                            seen[key] = (v, o)
+                            continue
+                        await send("MODIFIED" if first and since else "ADDED", o)
+                    elif seen[key][0] != v:
+                        await send("MODIFIED", o)
+                    seen[key] = (v, o)
+                for key in [k for k in seen if k not in now]:
+                    await send("DELETED", seen.pop(key)[1])
+                first = False
+                await asyncio.sleep(0.1)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away
+        return response
 
 
 class SandboxCluster:
@@ -452,6 +668,7 @@ class SandboxCluster:
             for res in [r for r in self.emulator.resources if r.group == "metrics.k8s.io"]:
                 del self.emulator.resources[res]
         self.reconciler: Reconciler = self.emulator.reconciler
+        self.apply(_node())  # the node every pod is bound to (spec.nodeName)
         self._host = host
         self._port = port
         self._context_namespace = context_namespace
@@ -740,6 +957,33 @@ def _deployment(namespace: str, name: str, image: str, replicas: int, release: s
                         "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10},
                     }],
                 },
+            },
+        },
+    }
+
+
+def _node() -> dict[str, Any]:
+    ready_since = rfc3339(time.time())
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": NODE_NAME, "labels": {
+            "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+            "node-role.kubernetes.io/worker": "",
+        }},
+        "spec": {"podCIDR": "10.42.0.0/16", "podCIDRs": ["10.42.0.0/16"]},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kubelet is posting ready status", "lastHeartbeatTime": ready_since,
+                            "lastTransitionTime": ready_since}],
+            "addresses": [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": NODE_NAME}],
+            "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+            "allocatable": {"cpu": "8", "memory": "31Gi", "pods": "110", "ephemeral-storage": "95Gi"},
+            "nodeInfo": {
+                "kubeletVersion": cluster_api.SERVER_VERSION["gitVersion"], "kubeProxyVersion": "",
+                "osImage": "CodeBlue sandbox", "kernelVersion": "6.1.0", "operatingSystem": "linux",
+                "architecture": "amd64", "containerRuntimeVersion": "containerd://1.7.27",
+                "machineID": "", "systemUUID": "", "bootID": "",
             },
         },
     }

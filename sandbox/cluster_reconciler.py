@@ -11,6 +11,9 @@ into ReplicaSets and Pods. `Reconciler` does, directly on the emulator's object 
   `Behaviour.pool_exhausted_templates` (running, not ready, pool-exhausted log lines).
 * Deployment and ReplicaSet status, Endpoints of Services, metrics.k8s.io PodMetrics.
 * Pod log text for the `pods/NAME/log` subresource.
+* core/v1 Events as the controllers and the kubelet record them (ScalingReplicaSet,
+  SuccessfulCreate, Scheduled, Pulled/Created/Started, BackOff, Unhealthy, Killing), repeats
+  counted, at most `MAX_EVENTS_PER_NAMESPACE` kept; NodeMetrics for the node.
 
 Every method here is synchronous: called from the event loop that serves the emulator, a
 whole reconcile pass runs without yielding, so no request ever sees a half-written state.
@@ -18,6 +21,7 @@ whole reconcile pass runs without yielding, so no request ever sees a half-writt
 
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import itertools
@@ -40,6 +44,11 @@ ENDPOINTS = kmock.resource("", "v1", "endpoints")
 NAMESPACES = kmock.resource("", "v1", "namespaces")
 SECRETS = kmock.resource("", "v1", "secrets")
 POD_METRICS = kmock.resource("metrics.k8s.io", "v1beta1", "pods")
+EVENTS = kmock.resource("", "v1", "events")
+NODES = kmock.resource("", "v1", "nodes")
+NODE_METRICS = kmock.resource("metrics.k8s.io", "v1beta1", "nodes")
+# Events kept per namespace (the oldest go first), as the API server's event TTL would.
+MAX_EVENTS_PER_NAMESPACE = 300
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
@@ -61,8 +70,20 @@ def image_tag(image: str) -> str:
     return last.rsplit(":", 1)[1] if ":" in last else "latest"
 
 
+def _canonical(value: Any) -> Any:
+    """As the API server stores a template: a null or empty field is the same as none (so the
+    template kubectl's `rollout undo` sends back, `creationTimestamp: null` and all, is the
+    revision it came from)."""
+    if isinstance(value, Mapping):
+        out = {k: _canonical(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def template_hash(template: Mapping[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(template, sort_keys=True, default=str).encode()).digest()
+    digest = hashlib.sha256(json.dumps(_canonical(template), sort_keys=True, default=str).encode()).digest()
     return "".join(_NAME_ALPHABET[b % len(_NAME_ALPHABET)] for b in digest[:10])
 
 
@@ -167,6 +188,7 @@ class Reconciler:
         self.behaviour = behaviour
         self.clock = clock
         self._rv = itertools.count(1000)
+        self.resource_version = 999  # the last one issued: what a list answers as its resourceVersion
         self._ips = itertools.count(10)
         self._cluster_ips = itertools.count(10)
         self._rand = random.Random(0x5EED)
@@ -174,6 +196,10 @@ class Reconciler:
         # (namespace, name) -> (uid, canonical spec JSON) as last seen, to count generations.
         self._seen_specs: dict[tuple[str, str], tuple[str, str]] = {}
         self._managed_endpoints: set[tuple[str | None, str]] = set()
+        # (namespace, involved uid, reason, message, fieldPath) -> event name, to count repeats
+        self._event_keys: dict[tuple[Any, ...], str] = {}
+        self._event_order: dict[str, collections.deque[str]] = {}
+        self._event_seq = itertools.count()
 
     # ------------------------------------------------------------------ object store helpers
 
@@ -205,7 +231,7 @@ class Reconciler:
             return False
         obj[key] = value
         meta = dict(obj.raw.get("metadata") or {})
-        meta["resourceVersion"] = str(next(self._rv))
+        meta["resourceVersion"] = self.next_resource_version()
         obj["metadata"] = meta
         return True
 
@@ -214,14 +240,18 @@ class Reconciler:
         meta = body.setdefault("metadata", {})
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", rfc3339(self.clock()))
-        meta["resourceVersion"] = str(next(self._rv))
+        meta["resourceVersion"] = self.next_resource_version()
         if resource is not None and resource == DEPLOYMENTS:
             meta.setdefault("generation", 1)
         return body
 
+    def next_resource_version(self) -> str:
+        self.resource_version = next(self._rv)
+        return str(self.resource_version)
+
     def bump_resource_version(self, obj: kmock.Object) -> None:
         meta = dict(obj.raw.get("metadata") or {})
-        meta["resourceVersion"] = str(next(self._rv))
+        meta["resourceVersion"] = self.next_resource_version()
         obj["metadata"] = meta
 
     def next_cluster_ip(self) -> str:
@@ -332,7 +362,8 @@ class Reconciler:
                     pods_by_rs[rs_by_uid[o["uid"]]].append((pod_name, pod))
         for rs_name, pods in pods_by_rs.items():
             if rs_name != current_rs:
-                for pod_name, _ in pods:
+                for pod_name, pod in pods:
+                    self._pod_killed(ns, owned[rs_name].raw, pod.raw, now)
                     self._delete_pod(ns, pod_name)
         current = pods_by_rs.get(current_rs, [])
         current.sort(key=lambda p: (self._pod_born.get((ns, p[0]), 0.0), p[0]))
@@ -340,6 +371,7 @@ class Reconciler:
             # Like the ReplicaSet controller: not-ready pods first, then the youngest.
             victim = max(current, key=lambda p: (not self._pod_ready(p[1]), self._pod_born.get((ns, p[0]), 0.0)))
             current.remove(victim)
+            self._pod_killed(ns, owned[current_rs].raw, victim[1].raw, now)
             self._delete_pod(ns, victim[0])
         rs_obj = owned[current_rs]
         while len(current) < desired:
@@ -349,15 +381,27 @@ class Reconciler:
             self._put(PODS, ns, pod_name, self._pod_body(ns, pod_name, rs_obj.raw, template, pod_hash, now))
             self._pod_born[(ns, pod_name)] = now
             current.append((pod_name, self.objects[PODS, ns, pod_name]))
+            pod_raw = self.objects[PODS, ns, pod_name].raw
+            self.record_event(ns, rs_obj.raw, "SuccessfulCreate", f"Created pod: {pod_name}",
+                              component="replicaset-controller", now=now)
+            self.record_event(ns, pod_raw, "Scheduled", f"Successfully assigned {ns}/{pod_name} to {NODE_NAME}",
+                              component="default-scheduler", now=now)
 
         for pod_name, pod in current:
-            self._set(pod, "status", self._pod_status(ns, pod_name, pod.raw, now))
+            before = copy.deepcopy(pod.raw.get("status") or {})
+            if self._set(pod, "status", self._pod_status(ns, pod_name, pod.raw, now)):
+                self._pod_events(ns, pod.raw, before, now)
 
         ready = sum(1 for _, pod in current if self._pod_ready(pod))
         for rs_name, rs in owned.items():
             rs_spec = dict(rs.raw.get("spec") or {})
+            was = int(rs_spec.get("replicas") or 0)
             rs_spec["replicas"] = desired if rs_name == current_rs else 0
-            self._set(rs, "spec", rs_spec)
+            if self._set(rs, "spec", rs_spec) and was != rs_spec["replicas"]:
+                direction = "up" if rs_spec["replicas"] > was else "down"
+                self.record_event(ns, obj.raw, "ScalingReplicaSet",
+                                  f"Scaled {direction} replica set {rs_name} from {was} to {rs_spec['replicas']}",
+                                  component="deployment-controller", now=now)
             n = len(current) if rs_name == current_rs else 0
             r = ready if rs_name == current_rs else 0
             self._set(rs, "status", _without_zeros({
@@ -387,6 +431,92 @@ class Reconciler:
             "unavailableReplicas": max(desired - available, 0),
             "conditions": self._deployment_conditions(old_status, available >= desired, complete, current_rs, now),
         }, keep=("observedGeneration",)))
+
+    # ------------------------------------------------------------------ events
+
+    def record_event(
+        self, ns: str, involved: Mapping[str, Any], reason: str, message: str, *, component: str,
+        now: float, type_: str = "Normal", field_path: str | None = None,
+    ) -> None:
+        """A core/v1 Event about `involved`, as controllers and the kubelet record them: a repeat
+        (same object, reason, message) counts up on the existing event."""
+        meta = involved.get("metadata") or {}
+        key = (ns, meta.get("uid"), reason, message, field_path)
+        existing = self._event_keys.get(key)
+        obj = self.get(EVENTS, ns, existing) if existing else None
+        if obj is not None:
+            obj["count"] = int(obj.raw.get("count") or 1) + 1
+            obj["lastTimestamp"] = rfc3339(now)
+            self.bump_resource_version(obj)
+            return
+        name = f"{meta.get('name')}.{int(now * 1e9) + next(self._event_seq):x}"
+        ref: dict[str, Any] = {
+            "kind": involved.get("kind"), "namespace": ns, "name": meta.get("name"), "uid": meta.get("uid"),
+            "apiVersion": involved.get("apiVersion"), "resourceVersion": meta.get("resourceVersion"),
+        }
+        if field_path:
+            ref["fieldPath"] = field_path
+        host = NODE_NAME if component == "kubelet" else None
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "involvedObject": ref,
+            "reason": reason,
+            "message": message,
+            "source": {"component": component, **({"host": host} if host else {})},
+            "firstTimestamp": rfc3339(now),
+            "lastTimestamp": rfc3339(now),
+            "count": 1,
+            "type": type_,
+            "eventTime": None,
+            "reportingComponent": component,
+            "reportingInstance": host or "",
+        }
+        self._put(EVENTS, ns, name, body)
+        self._event_keys[key] = name
+        order = self._event_order.setdefault(ns, collections.deque())
+        order.append(name)
+        while len(order) > MAX_EVENTS_PER_NAMESPACE:
+            self._remove(EVENTS, ns, order.popleft())
+        if len(self._event_keys) > 4 * MAX_EVENTS_PER_NAMESPACE * max(len(self._event_order), 1):
+            live = {(k[0], n) for k, n in self._event_keys.items() if self.get(EVENTS, k[0], n) is not None}
+            self._event_keys = {k: n for k, n in self._event_keys.items() if (k[0], n) in live}
+
+    def _pod_events(self, ns: str, pod: Mapping[str, Any], before: Mapping[str, Any], now: float) -> None:
+        """The kubelet's events for what changed in a pod's container statuses."""
+        pod_name = (pod.get("metadata") or {}).get("name")
+        old = {cs.get("name"): cs for cs in before.get("containerStatuses") or []}
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            cname = cs.get("name")
+            prev = old.get(cname) or {}
+            field_path = f"spec.containers{{{cname}}}"
+            state = cs.get("state") or {}
+            started = bool(state.get("running") or cs.get("lastState"))
+            was_started = bool((prev.get("state") or {}).get("running") or prev.get("lastState"))
+            if started and not was_started:
+                for reason, message in (
+                    ("Pulled", f'Container image "{cs.get("image")}" already present on machine'),
+                    ("Created", f"Created container: {cname}"),
+                    ("Started", f"Started container {cname}"),
+                ):
+                    self.record_event(ns, pod, reason, message, component="kubelet", now=now, field_path=field_path)
+            restarts, was_restarts = int(cs.get("restartCount") or 0), int(prev.get("restartCount") or 0)
+            if restarts > was_restarts and (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+                uid = (pod.get("metadata") or {}).get("uid")
+                self.record_event(ns, pod, "BackOff", f"Back-off restarting failed container {cname} in pod "
+                                  f"{pod_name}_{ns}({uid})", component="kubelet", now=now, type_="Warning",
+                                  field_path=field_path)
+            if state.get("running") and not cs.get("ready") and (prev.get("ready") or not was_started):
+                self.record_event(ns, pod, "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                                  component="kubelet", now=now, type_="Warning", field_path=field_path)
+
+    def _pod_killed(self, ns: str, rs: Mapping[str, Any], pod: Mapping[str, Any], now: float) -> None:
+        pod_name = (pod.get("metadata") or {}).get("name")
+        self.record_event(ns, rs, "SuccessfulDelete", f"Deleted pod: {pod_name}", component="replicaset-controller", now=now)
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            self.record_event(ns, pod, "Killing", f"Stopping container {c.get('name')}", component="kubelet", now=now,
+                              field_path=f"spec.containers{{{c.get('name')}}}")
 
     @staticmethod
     def _pod_ready(pod: kmock.Object) -> bool:
@@ -459,6 +589,16 @@ class Reconciler:
         spec.setdefault("dnsPolicy", "ClusterFirst")
         spec.setdefault("schedulerName", "default-scheduler")
         spec.setdefault("terminationGracePeriodSeconds", 30)
+        for c in spec.get("containers") or []:  # the API server's defaults, as `describe pod` shows them
+            c.setdefault("terminationMessagePath", "/dev/termination-log")
+            c.setdefault("terminationMessagePolicy", "File")
+            for probe in (c.get(k) for k in ("livenessProbe", "readinessProbe", "startupProbe")):
+                if isinstance(probe, dict):
+                    for key, value in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1),
+                                       ("failureThreshold", 3)):
+                        probe.setdefault(key, value)
+                    if isinstance(probe.get("httpGet"), dict):
+                        probe["httpGet"].setdefault("scheme", "HTTP")
         spec["nodeName"] = NODE_NAME
         n = next(self._ips)
         body: dict[str, Any] = {
@@ -523,8 +663,9 @@ class Reconciler:
                     lastState={"terminated": {
                         "reason": "OOMKilled" if oom else "Error",
                         "exitCode": 137 if oom else 1,
-                        "startedAt": rfc3339(last_start),
-                        "finishedAt": rfc3339(last_start + min(period / 2, 5.0)),
+                        # the run that ended in the restart now backing off: over by now
+                        "startedAt": rfc3339(max(start_ts, last_start - min(period / 2, 5.0))),
+                        "finishedAt": rfc3339(last_start),
                         "containerID": cs["containerID"],
                     }},
                 )
@@ -592,6 +733,27 @@ class Reconciler:
         for ns, name, _ in self._items(POD_METRICS):
             if (ns, name) not in live:
                 self._remove(POD_METRICS, ns, name)
+        self._reconcile_node_metrics(now)
+
+    def _reconcile_node_metrics(self, now: float) -> None:
+        """`kubectl top nodes`: the node's usage is its pods' plus a system share."""
+        for _, name, _ in self._items(NODES):
+            if not self.behaviour.metrics_enabled:
+                self._remove(NODE_METRICS, None, name)
+                continue
+            pods = [m.raw for _, _, m in self._items(POD_METRICS)]
+            memory = 2**30 + sum(quantity_bytes(c["usage"]["memory"]) or 0 for p in pods for c in p.get("containers") or [])
+            usage = {"cpu": f"{150 + 25 * sum(len(p.get('containers') or []) for p in pods)}m", "memory": f"{memory // 1024}Ki"}
+            existing = self.get(NODE_METRICS, None, name)
+            if existing is None:
+                self.objects[NODE_METRICS, None, name] = {
+                    "apiVersion": "metrics.k8s.io/v1beta1", "kind": "NodeMetrics",
+                    "metadata": {"name": name, "creationTimestamp": rfc3339(now)},
+                    "timestamp": rfc3339(now), "window": "30s", "usage": usage,
+                }
+            elif existing.raw.get("usage") != usage:
+                existing["usage"] = usage
+                existing["timestamp"] = rfc3339(now)
 
     def _reconcile_endpoints(self) -> None:
         services = {(ns, name): obj.raw for ns, name, obj in self._items(SERVICES)}

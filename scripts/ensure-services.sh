@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts (installing when absent) the local PostgreSQL and Redis the tests talk to.
+# Starts (installing when absent) the local PostgreSQL and Redis the tests talk to, and
+# installs the tools some tests run: promtool (Debian's prometheus package) and kubectl.
 set -euo pipefail
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -8,6 +9,24 @@ apt_install() {
   if [ "$apt_ready" = 0 ]; then apt-get update -qq; apt_ready=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
+
+# promtool checks and unit-tests deploy/prometheus/codeblue-rules.yaml (tests/test_codeblue_rules.py).
+# The package would start a Prometheus daemon: policy-rc.d keeps its init script from running.
+if ! command -v promtool >/dev/null; then
+  if [ -e /usr/sbin/policy-rc.d ]; then
+    apt_install --no-install-recommends prometheus
+  else
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt_install --no-install-recommends prometheus || { rm -f /usr/sbin/policy-rc.d; exit 1; }
+    rm -f /usr/sbin/policy-rc.d
+  fi
+fi
+
+# kubectl against the sandbox API (tests/test_kubectl_sandbox.py). Debian bookworm ships it as
+# kubernetes-client (1.20); without any package for it that test skips, saying so.
+if ! command -v kubectl >/dev/null; then
+  apt_install kubernetes-client || echo "ensure-services: no kubectl package found; tests/test_kubectl_sandbox.py will skip" >&2
+fi
 
 if ! listening 6379; then
   command -v redis-server >/dev/null || apt_install redis-server

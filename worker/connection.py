@@ -39,11 +39,19 @@ def tls_config(s: TemporalSettings) -> TLSConfig | bool:
     )
 
 
+# Seconds: the runbook reminds the IC at 5:00 and pages the engineering manager at 10:00, so
+# the approval-wait histogram has bucket edges there (deploy/prometheus/codeblue-rules.yaml).
+APPROVAL_WAIT_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+
+
 def metrics_runtime(bind: str) -> Runtime:
     """One runtime per process and address (binding the port twice would fail)."""
     if bind not in _runtimes:
+        from workflows.metrics import APPROVAL_WAIT
+
         try:
-            _runtimes[bind] = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
+            _runtimes[bind] = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+                bind_address=bind, histogram_bucket_overrides={APPROVAL_WAIT: list(APPROVAL_WAIT_BUCKETS)})))
         except Exception as e:  # the core raises a plain RuntimeError/ValueError on a bad or busy address
             raise ConfigError(f"CODEBLUE_METRICS_BIND={bind}: cannot serve metrics: {e}") from None
     return _runtimes[bind]

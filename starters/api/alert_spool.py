@@ -15,6 +15,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starters.api.metrics import SpoolMetrics
 
 
 class SpoolError(Exception):
@@ -41,9 +45,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (row INTEGER PRIMARY KEY, incident_id TE
 
 
 class AlertSpool:
-    def __init__(self, path: str | Path, max_alerts: int = 100_000) -> None:
+    def __init__(self, path: str | Path, max_alerts: int = 100_000, metrics: SpoolMetrics | None = None) -> None:
         self.path = Path(path).expanduser().absolute()
         self.max_alerts = max_alerts
+        self._metrics = metrics
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = open(os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600), "w")
@@ -63,6 +68,7 @@ class AlertSpool:
             self._db.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
             self._db.executescript(_SCHEMA)
             self._backlog = self._db.execute("SELECT count(*) FROM alerts").fetchone()[0]
+            self._dead = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         except (sqlite3.Error, OSError) as e:
             self._release()
             raise SpoolError(f"alert spool {self.path}: {e}") from None
@@ -73,6 +79,15 @@ class AlertSpool:
         self._writer: asyncio.Task[None] | None = None
         self._arrived: asyncio.Event | None = None
         self.closed = False
+        if metrics is not None:
+            metrics.capacity(max_alerts)
+        self._report()
+
+    def _report(self) -> None:
+        """The gauges follow every change of the counts."""
+        if self._metrics is not None:
+            self._metrics.waiting(self._backlog)
+            self._metrics.dead_letters(self._dead)
 
     @property
     def backlog(self) -> int:
@@ -103,19 +118,22 @@ class AlertSpool:
         if rows:
             n = await self._run(lambda: self._delete(rows))
             self._backlog -= n
+            self._report()
 
     async def dead_letter(self, alerts: list[SpooledAlert], error: str) -> None:
         """Keeps alerts Temporal refused for good out of the queue, and on disk for a person."""
-        def move() -> int:
+        def move() -> tuple[int, int]:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT OR REPLACE INTO dead_letters (row, incident_id, payload, error, at) "
                                      "VALUES (?, ?, ?, ?, ?)", [(a.row, a.incident_id, a.payload, error, time.time()) for a in alerts])
-                return self._delete_in_tx([a.row for a in alerts])
+                moved = self._delete_in_tx([a.row for a in alerts])
+                return moved, self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
 
         if alerts:
-            moved = await self._run(move)  # not `-= await`: that reads the count before waiting
+            moved, self._dead = await self._run(move)  # not `-= await`: that reads the count before waiting
             self._backlog -= moved
+            self._report()
 
     async def dead_letter_count(self) -> int:
         return await self._run(lambda: self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
@@ -138,6 +156,8 @@ class AlertSpool:
 
         n = await self._run(move)
         self._backlog += n
+        self._dead = 0
+        self._report()
         if n:
             self.wake_event().set()
         return n
@@ -186,6 +206,7 @@ class AlertSpool:
                     done.set_exception(SpoolError(f"alert spool write failed: {e}"))
             return
         self._backlog += len(rows)
+        self._report()
         for _, done in batch:
             if not done.done():
                 done.set_result(None)
