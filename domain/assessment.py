@@ -249,3 +249,44 @@ def propose(a: Assessment, cfg: CodeBlueConfig, db_playbook: bool = True) -> lis
 
 def _playbook(action_id: str, workflow: str, reason: str) -> Action:
     return Action(id=action_id, kind=ActionKind.PLAYBOOK, reason=reason, params={"workflow": workflow})
+
+
+def rank(a: Assessment, actions: list[Action]) -> list[Action]:
+    """Order the proposals by how well the evidence supports them (rank 1 first) and mark the
+    best one `recommended`, with the one-line why the IC sees first. The proposals themselves
+    (their IDs, order of proposal and params) are not changed."""
+    deploy = next((d for d in a.recent_deploys if d.revision == a.current_revision), None)
+    broken = a.crash_looping or a.not_ready_pods
+    symptoms = (f"{len(a.crash_looping)} pods crash-looping since" if a.crash_looping
+                else f"{len(a.not_ready_pods)} pods not ready since" if a.not_ready_pods else "the errors began after it")
+
+    def score(act: Action) -> tuple[int, str]:
+        if act.kind == ActionKind.HELM_ROLLBACK and deploy:
+            return 95 if broken else 90, (f"revision {deploy.revision} deployed {deploy.minutes_before_incident:.0f} min "
+                                          f"before the onset; {symptoms}")
+        workflow_name = act.params.get("workflow") if act.kind == ActionKind.PLAYBOOK else None
+        if workflow_name == "ServiceRecoveryWorkflow" and deploy:
+            return 85, (f"revision {deploy.revision} deployed {deploy.minutes_before_incident:.0f} min before the onset "
+                        "and no earlier revision is healthy: redeploy the known-good tag")
+        if workflow_name == "HighMemoryPlaybook" and a.resource_pressure:
+            return 75, f"memory pressure: {a.resource_pressure[0]}"
+        if workflow_name == "RedisCachePlaybook" and a.cache_errors:
+            return 72, f"{a.cache_errors} Redis errors in the gateway's logs"
+        if workflow_name == "DatabaseConnectionPlaybook" and a.connection_errors:
+            if deploy:
+                return 40, f"{a.connection_errors} connection errors, but a deploy came first"
+            return 70, f"{a.connection_errors} connection errors and no deploy before the onset: the database side"
+        if act.kind == ActionKind.SCALE_UP:
+            return (50, "; ".join(a.resource_pressure)) if a.resource_pressure else (30, "replicas unavailable")
+        if act.kind == ActionKind.ROLLOUT_RESTART:
+            return (25, "connection errors, after a deploy") if deploy else (45, f"{a.connection_errors} connection errors")
+        if act.kind == ActionKind.DB_CHECK:
+            return 20, "a read-only check of the database connection"
+        return 10, "the evidence gives it little support"
+
+    scored = sorted(((score(act), i, act) for i, act in enumerate(actions)), key=lambda x: (-x[0][0], x[1]))
+    for n, ((_, why), _, act) in enumerate(scored, start=1):
+        act.rank = n
+        act.recommended = n == 1
+        act.recommendation = why if n == 1 else None
+    return [act for _, _, act in scored]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError
+
+from domain.prometheus import PrometheusConfig
 
 
 class _Section(BaseModel):
@@ -100,6 +103,10 @@ class MitigationConfig(_Section):
     # Besides the IC, who may decide on proposals.
     approvers: list[str] = []
     rollout_timeout_seconds: int = Field(default=600, ge=1)
+    # after each executed mitigation the evidence is read again, up to this many times apart
+    # (durable timers), until healthy; healthy: the proposals still waiting are superseded
+    recheck_attempts: int = Field(default=3, ge=1, le=20)
+    recheck_interval_seconds: int = Field(default=10, ge=1)
     # Action IDs that need two different authorized people to approve (AWS SSM's
     # MinRequiredApprovals): e.g. [cutover, flushall, restore, redeploy]. Shown as 1/2.
     two_person: list[str] = []
@@ -197,6 +204,20 @@ class MemoryConfig(_Section):
     max_replicas: int = Field(default=20, ge=1)
 
 
+class SlackConfig(_Section):
+    """Slack interactivity: one message per proposal in the incident channel (Approve / Reject
+    buttons), posted and updated through Slack's Web API; clicks come back to the API's
+    `POST /slack/interactions`. The bot token and the signing secret are environment only."""
+
+    api_url: str = "https://slack.com/api/"  # slack_sdk's base_url; sandboxes point it at a stand-in
+    channel: str | None = None  # the incident channel's ID (C...); unset: proposal messages skipped
+    bot_token_env: str = "CODEBLUE_SLACK_BOT_TOKEN"  # xoxb-...: chat:write, channels:history, ...
+    signing_secret_env: str = "CODEBLUE_SLACK_SIGNING_SECRET"  # verifies the interaction requests
+    # Slack user ID -> CodeBlue principal (a name in the API's token book): who a click is from
+    users: dict[str, str] = {}
+    timeout_seconds: int = Field(default=10, ge=1, le=120)
+
+
 class UiConfig(_Section):
     base_url: str = "http://localhost:8233"
 
@@ -265,6 +286,9 @@ class CodeBlueConfig(_Section):
     cache: CacheConfig = CacheConfig()
     memory: MemoryConfig = MemoryConfig()
     restore: RestoreConfig = RestoreConfig()
+    slack: SlackConfig = SlackConfig()
+    # SLIs from Prometheus (domain.prometheus); url unset: recorded as skipped
+    prometheus: PrometheusConfig = PrometheusConfig()
     # Excluded from serialization: token hashes never travel into workflow history.
     api: ApiConfig = Field(default_factory=ApiConfig, exclude=True)
 
@@ -277,6 +301,13 @@ class CodeBlueConfig(_Section):
         cal = e.get(SECRET_URL_ENV["calendar_webhook_url"])
         if cal:
             out = out.model_copy(update={"postincident": out.postincident.model_copy(update={"calendar_webhook_url": cal})})
+        prom = (e.get(PROMETHEUS_URL_ENV) or "").strip()
+        if prom:
+            try:
+                url = PrometheusConfig.model_validate({"url": prom}).url  # same checks as the file's
+            except ValidationError:
+                raise ConfigError(f"{PROMETHEUS_URL_ENV}: must be an http:// or https:// URL") from None
+            out = out.model_copy(update={"prometheus": out.prometheus.model_copy(update={"url": url})})
         return out
 
     def for_history(self) -> "CodeBlueConfig":
@@ -286,6 +317,8 @@ class CodeBlueConfig(_Section):
         return self.model_copy(update={
             "notifications": self.notifications.model_copy(update={f: None for f in SECRET_URL_FIELDS}),
             "postincident": self.postincident.model_copy(update={"calendar_webhook_url": None}),
+            # set or not is what a workflow needs; credentials in it (user:pass@) stay here
+            "prometheus": self.prometheus.model_copy(update={"url": _without_userinfo(self.prometheus.url)}),
         })
 
 
@@ -298,6 +331,17 @@ SECRET_URL_ENV = {
     "calendar_webhook_url": "CODEBLUE_CALENDAR_WEBHOOK_URL",
 }
 SECRET_URL_FIELDS = ("slack_webhook_url", "webhook_url", "statuspage_url", "pagerduty_url")
+# Prometheus' base URL from the worker's environment (wins over prometheus.url in the file)
+PROMETHEUS_URL_ENV = "CODEBLUE_PROMETHEUS_URL"
+
+
+def _without_userinfo(url: str | None) -> str | None:
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 class EnvironmentQuery(BaseModel):

@@ -92,6 +92,9 @@ class IncidentCarry(BaseModel):
     escalations: list[Escalation] = []
     saga: list[Undo] = []
     watch: ProposalWatch | None = None
+    runs_now: bool = False  # an approved action runs at once (else once every proposal is decided)
+    slack: dict[str, dict[str, Any]] = {}  # action ID -> domain.slack.SlackShown
+    slack_off: bool = False
     alerts: dict[str, Any] = {}
     notes: dict[str, Any] = {}
 
@@ -149,6 +152,10 @@ class Action(BaseModel):
     rejection_reason: str | None = None
     result: str | None = None
     compensation: str | None = None
+    # how well the evidence supports it among this incident's proposals (1: best; 0: unranked)
+    rank: int = 0
+    recommended: bool = False
+    recommendation: str | None = None  # the one-line why, on the recommended proposal
 
 
 class Undo(BaseModel):
@@ -170,6 +177,23 @@ class Decision(BaseModel):
     approve: bool
     by: str
     reason: str | None = None
+
+
+class BatchDecision(BaseModel):
+    action_id: str
+    approve: bool
+    reason: str | None = None
+
+
+class DecisionBatch(BaseModel):
+    """Several decisions by one person in one update (`decide_many`): applied together, so
+    approved actions run in the order given and no re-check withdraws one in between."""
+
+    by: str
+    decisions: list[BatchDecision] = Field(min_length=1, max_length=50)
+
+    def as_decisions(self) -> list["Decision"]:
+        return [Decision(action_id=d.action_id, approve=d.approve, by=self.by, reason=d.reason) for d in self.decisions]
 
 
 class DecisionResult(BaseModel):

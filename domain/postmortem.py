@@ -73,6 +73,10 @@ def _decision(a: Action, start: datetime) -> str:
         return "**undecided**"
     if a.state == ActionState.REJECTED:
         return f"rejected by **{a.decided_by}** at {when}" + (f" — {a.rejection_reason}" if a.rejection_reason else "")
+    if a.state == ActionState.SUPERSEDED:
+        # withdrawn by CodeBlue: the evidence no longer called for it, or the world moved after approval
+        head = f"approved by **{a.approved_by or a.decided_by}** at {when}, then " if a.decided_by else ""
+        return f"{head}withdrawn by CodeBlue (superseded)" + (f" — {a.result}" if a.result else "")
     who = a.approved_by or a.decided_by
     return f"approved by **{who}** at {when}"
 

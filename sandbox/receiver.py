@@ -10,6 +10,14 @@ Every call is recorded in ``r.calls``. Mutating calls (anything but GET/HEAD) th
 and not applied again; they are also listed in ``r.duplicates``. ``r.effects(channel)`` is
 what was actually applied. ``r.fail_next(channel, status, times)`` injects failures.
 
+``GET /metrics`` is the gateway's own metrics in Prometheus' exposition format
+(``sandbox.gateway_metrics``: request counts by code, a latency histogram, requests in flight),
+following the health function: bad while unhealthy, good once healthy. Scrapes are not
+recorded in ``r.calls``.
+
+Slack's Web API (chat.postMessage, chat.update, views.open, ...) is served too, under
+``/slack-api/api/``: ``r.slack_api`` (sandbox.slack_api.SlackApi), ``r.slack_api_url``.
+
 Run standalone for a drill: ``python -m sandbox.receiver [--port N]`` prints the URLs.
 """
 
@@ -26,8 +34,11 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client.exposition import choose_encoder
 
 from domain.config import NotificationConfig
+from sandbox.slack_api import SANDBOX_BOT_TOKEN, SlackApi
+from sandbox.gateway_metrics import GatewayMetrics
 
 CHANNELS = ("slack", "statuspage", "pagerduty", "webhook", "health")
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -74,8 +85,12 @@ class Receiver:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        service: str = "api-gateway",
+        slack_token: str = SANDBOX_BOT_TOKEN,
     ) -> None:
         self.health = health
+        self.slack_api = SlackApi(token=slack_token)  # the Web API stand-in (bot token checked)
+        self.metrics = GatewayMetrics(service)  # its own registry, never the global one
         self.host = host
         self._port = port
         self.calls: list[Call] = []
@@ -92,6 +107,8 @@ class Receiver:
 
     async def start(self) -> "Receiver":
         app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        self.slack_api.add_routes(app, prefix="/slack-api")  # before the catch-all
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -101,6 +118,7 @@ class Receiver:
         self._sock = sock
         site = web.SockSite(self._runner, sock)
         await site.start()
+        self.slack_api.mounted_at(self.url)
         return self
 
     async def stop(self) -> None:
@@ -134,6 +152,11 @@ class Receiver:
         return f"{self.url}/slack/webhook"
 
     @property
+    def slack_api_url(self) -> str:
+        """slack_sdk's base_url for the Web API stand-in (SlackConfig.api_url)."""
+        return self.slack_api.api_url
+
+    @property
     def statuspage_url(self) -> str:
         return f"{self.url}/statuspage/v1"
 
@@ -148,6 +171,11 @@ class Receiver:
     @property
     def health_url(self) -> str:
         return f"{self.url}/health"
+
+    @property
+    def metrics_target(self) -> str:
+        """host:port of `/metrics`, as a Prometheus scrape config names it."""
+        return f"{self.host}:{self.port}"
 
     def notification_config(self, **overrides: Any) -> NotificationConfig:
         """A NotificationConfig pointing every channel at this receiver."""
@@ -182,6 +210,7 @@ class Receiver:
         self.pages.clear()
         self._responses.clear()
         self._failures.clear()
+        self.slack_api.reset()
 
     # -- request handling --------------------------------------------------------------------
 
@@ -247,13 +276,22 @@ class Receiver:
             self._responses[cache_key] = stored
         return resp
 
+    async def _healthy(self) -> bool:
+        if self.health is None:
+            return True
+        result = self.health()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        self.metrics.advance(await self._healthy())
+        # the format the scraper asks for (Prometheus 2.x: text 0.0.4; OpenMetrics when accepted)
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encode(self.metrics.registry), headers={"Content-Type": content_type})
+
     async def _dispatch(self, channel: str, request: web.Request, body: Any) -> tuple[int, Any]:
         method = request.method
         if channel == "health" and method in ("GET", "HEAD"):
-            healthy = True
-            if self.health is not None:
-                result = self.health()
-                healthy = bool(await result) if inspect.isawaitable(result) else bool(result)
+            healthy = await self._healthy()
             return (200, {"status": "ok"}) if healthy else (503, {"status": "unhealthy"})
         if channel == "slack" and method == "POST":
             if not isinstance(body, dict) or not body.get("text"):
@@ -341,8 +379,9 @@ class Receiver:
 async def _serve(host: str, port: int) -> None:
     async with Receiver(host=host, port=port) as r:
         print(f"receiver on {r.url}")
-        for name in ("slack_url", "statuspage_url", "pagerduty_url", "webhook_url", "health_url"):
+        for name in ("slack_url", "slack_api_url", "statuspage_url", "pagerduty_url", "webhook_url", "health_url"):
             print(f"  {name}: {getattr(r, name)}")
+        print(f"  metrics: {r.url}/metrics")
         await asyncio.Event().wait()
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts (installing when absent) the local PostgreSQL and Redis the tests talk to, and
-# installs the tools some tests run: promtool (Debian's prometheus package) and kubectl.
+# installs the tools some tests run: promtool and prometheus (Debian's prometheus package) and kubectl.
 set -euo pipefail
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -10,9 +10,10 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# promtool checks and unit-tests deploy/prometheus/codeblue-rules.yaml (tests/test_codeblue_rules.py).
+# promtool checks and unit-tests deploy/prometheus/codeblue-rules.yaml (tests/test_codeblue_rules.py);
+# the prometheus server scrapes the sandbox gateway for the SLI tests (tests/test_prometheus_slis.py).
 # The package would start a Prometheus daemon: policy-rc.d keeps its init script from running.
-if ! command -v promtool >/dev/null; then
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   if [ -e /usr/sbin/policy-rc.d ]; then
     apt_install --no-install-recommends prometheus
   else

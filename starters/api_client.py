@@ -122,6 +122,11 @@ class ApiClient:
         body = {"action_id": action_id, "approve": approve, "reason": reason}
         return DecisionResult.model_validate(self._call("POST", f"/incidents/{incident_id}/decisions", body))
 
+    def decide_many(self, incident_id: str, decisions: list[tuple[str, bool, str | None]]) -> list[DecisionResult]:
+        body = {"decisions": [{"action_id": a, "approve": ok, "reason": r} for a, ok, r in decisions]}
+        data = self._call("POST", f"/incidents/{incident_id}/decisions/batch", body)
+        return [DecisionResult.model_validate(d) for d in data]
+
     def resolve(self, incident_id: str, summary: str, force: bool, public_summary: str | None = None) -> ResolutionResult:
         body = {"summary": summary, "force": force, "public_summary": public_summary}
         try:

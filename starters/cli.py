@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from domain.config import CodeBlueConfig, ConfigError, TemporalSettings, load_config
 from domain.identity import OPERATOR_VIA
@@ -277,6 +277,43 @@ def incident_start(
     run(go)
 
 
+@incident_app.command("watch")
+def incident_watch(
+    incident_id: str,
+    every: float = typer.Option(1.0, "--every", min=0.2, help="Seconds between refreshes."),
+    once: bool = typer.Option(False, "--once", help="Draw one frame and exit (scripts, tests)."),
+) -> None:
+    """A live view of an incident: phase, SLA clocks counting down, proposals (recommendation
+    first), the latest timeline lines. Exits when the incident closes, or on Ctrl-C."""
+    from datetime import datetime, timezone
+
+    from rich.live import Live
+
+    from starters import service as svc
+    from starters.render import watch_view
+
+    api = _api()
+
+    async def go() -> None:
+        client = None if api else await _client()
+
+        async def read() -> Any:
+            return api.status(incident_id) if api else await svc.status(client, incident_id)
+
+        rep = await read()
+        if once:
+            out.print(watch_view(rep, datetime.now(timezone.utc)))
+            return
+        with Live(watch_view(rep, datetime.now(timezone.utc)), console=out, refresh_per_second=4) as live:
+            while rep.status == "open":
+                await asyncio.sleep(every)
+                rep = await read()
+                live.update(watch_view(rep, datetime.now(timezone.utc)))
+        out.print(f"{incident_id} closed: {rep.status}", highlight=False)
+
+    run(go)
+
+
 @incident_app.command("status")
 def incident_status(incident_id: str, as_json: bool = typer.Option(False, "--json", help="The report JSON.")) -> None:
     """Phase, SLA clocks, proposals and the timeline of an incident."""
@@ -295,9 +332,59 @@ def incident_status(incident_id: str, as_json: bool = typer.Option(False, "--jso
 
 
 @incident_app.command("approve")
-def incident_approve(incident_id: str, action: str, by: Optional[str] = ByOpt) -> None:
-    """Approve a proposed action (only the IC or a configured approver)."""
-    _decide(incident_id, action, True, by, None)
+def incident_approve(
+    incident_id: str,
+    actions: Optional[list[str]] = typer.Argument(None, help="One or more proposed actions, run in this order."),
+    recommended: bool = typer.Option(False, "--recommended", help="Approve the proposal CodeBlue recommends."),
+    by: Optional[str] = ByOpt,
+) -> None:
+    """Approve proposed actions (only the IC or a configured approver): each runs at once, in
+    the order given; several are decided together, all or none."""
+    chosen = list(actions or [])
+    if recommended:
+        best = _recommended(incident_id)
+        chosen = [best, *[a for a in chosen if a != best]]
+    if not chosen:
+        fail("name the action(s) to approve, or --recommended")
+    if len(chosen) == 1:
+        _decide(incident_id, chosen[0], True, by, None)
+    else:
+        _decide_many(incident_id, chosen, by)
+
+
+def _recommended(incident_id: str) -> str:
+    """The incident's recommended proposal, still waiting for a decision."""
+    from starters import service as svc
+
+    api = _api()
+
+    async def read() -> Any:
+        return api.status(incident_id) if api else await svc.status(await _client(), incident_id)
+
+    rep = run(read)
+    best = next((a for a in rep.actions if a.recommended), None)
+    if best is None:
+        fail(f"{incident_id} has no recommended proposal (yet)")
+    if best.state.value != "proposed":
+        fail(f"the recommended proposal {best.id} is already {best.state.value}")
+    return best.id
+
+
+def _decide_many(incident_id: str, actions: list[str], by: Optional[str]) -> None:
+    from domain.incident import BatchDecision, DecisionBatch
+    from starters import service as svc
+
+    def show(results: list[Any]) -> str:
+        return "\n".join(f"{r.action_id}: {r.state.value}" for r in results)
+
+    def via_api(api: Any, _: str) -> str:
+        return show(api.decide_many(incident_id, [(a, True, None) for a in actions]))
+
+    async def direct(client: Any, who: str) -> str:
+        batch = DecisionBatch(by=who, decisions=[BatchDecision(action_id=a, approve=True) for a in actions])
+        return show(await svc.decide_many(client, incident_id, batch))
+
+    command_cmd("incident approve", via_api, direct, by)
 
 
 @incident_app.command("reject")
@@ -312,14 +399,24 @@ def _decide(incident_id: str, action: str, approve: bool, by: Optional[str], rea
     from starters import service as svc
 
     def via_api(api: Any, _: str) -> str:
-        res = api.decide(incident_id, action, approve, reason)
-        return f"{res.action_id}: {res.state.value}"
+        return _decision_line(incident_id, api.decide(incident_id, action, approve, reason))
 
     async def direct(client: Any, who: str) -> str:
         res = await svc.decide(client, incident_id, Decision(action_id=action, approve=approve, by=who, reason=reason))
-        return f"{res.action_id}: {res.state.value}"
+        return _decision_line(incident_id, res)
 
     command_cmd("incident approve" if approve else "incident reject", via_api, direct, by)
+
+
+def _decision_line(incident_id: str, res: Any) -> str:
+    """'rollback: approved', and what happens next: it runs now, or the workflow's word (a
+    first approval under the two-person rule, an already withdrawn proposal)."""
+    line = f"{res.action_id}: {res.state.value}"
+    if res.state.value == "approved":
+        return f"{line} — it runs now\nfollow it: codeblue incident watch {incident_id}"
+    if res.message and res.message != f"{res.action_id} {res.state.value}":
+        return f"{line} — {res.message}"
+    return line
 
 
 @incident_app.command("resolve")
@@ -418,6 +515,16 @@ def incident_note(
     command_cmd("incident note", via_api, direct, by)
 
 
+def _short_time(iso: Any) -> str:
+    """'2026-12-01T12:30:48+00:00' -> '12-01 12:30' (UTC); anything else as it is."""
+    from datetime import datetime, timezone
+
+    try:
+        return datetime.fromisoformat(str(iso)).astimezone(timezone.utc).strftime("%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return str(iso or "")
+
+
 @incident_app.command("list")
 def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Open incidents (from Temporal visibility)."""
@@ -433,9 +540,13 @@ def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
         if not rows:
             out.print("no open incidents")
             return
-        t = Table("incident", "severity", "phase", "service", "commander", "started (UTC)")
+        # kubectl-style columns; the ID is what the next command needs: never cut short, whatever
+        # the terminal's width (a boxed table cut it to "INC-2026120…" in 80 columns)
+        t = Table(Column("incident", no_wrap=True, min_width=max(len(str(r["incident_id"])) for r in rows)),
+                  "sev", Column("phase", no_wrap=True), "service", "commander",
+                  Column("started (UTC)", no_wrap=True), box=None, pad_edge=False, header_style="bold")
         for r in rows:
-            t.add_row(r["incident_id"], r["severity"], r["phase"], r["service"], r["commander"], r["started"])
+            t.add_row(r["incident_id"], r["severity"], r["phase"], r["service"], r["commander"], _short_time(r["started"]))
         out.print(t)
 
     run(go)
@@ -499,14 +610,27 @@ def dev_cmd(
 
 @app.command("drill")
 def drill_cmd(
-    scenario: str = typer.Argument("bad-deploy", help="Sandbox scenario."),
+    scenario: Optional[str] = typer.Argument(None, help="Sandbox scenario (default bad-deploy; with --chaos: bad-deploy and db-outage)."),
     as_json: bool = typer.Option(False, "--json", help="Print only the report JSON on stdout."),
     keep: bool = typer.Option(False, "--keep", help="Leave the dev server and UI up afterwards (Ctrl-C ends)."),
+    chaos: bool = typer.Option(False, "--chaos", help="Fault drill: SIGKILL the worker at every activity boundary and restart the dev server mid-incident; check every side effect happened once."),
+    via: str = typer.Option("temporal", "--via", help="How the drill's IC decides: temporal (signed updates) or slack (signed Slack interactions to the API's /slack/interactions; bad-deploy)."),
 ) -> None:
     """Run the runbook end to end on a sandbox and the embedded dev server."""
+    if via not in ("temporal", "slack"):
+        fail(f"--via {via}: expected temporal or slack")
+    if chaos:
+        if keep:
+            fail("--keep does not apply to --chaos")
+        if via != "temporal":
+            fail("--via slack does not apply to --chaos")
+        from starters.drill_chaos import chaos_drill
+
+        code = run(lambda: chaos_drill([scenario] if scenario else None, as_json=as_json, out=out, err=err))
+        _exit(code if code is not None else 1)
     from starters.drill import drill
 
-    code = run(lambda: drill(scenario, as_json=as_json, keep=keep, out=out, err=err))
+    code = run(lambda: drill(scenario or "bad-deploy", as_json=as_json, keep=keep, out=out, err=err, via=via))
     _exit(code if code is not None else 1)
 
 

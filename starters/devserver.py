@@ -257,6 +257,9 @@ async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int
         if sb is not None:
             # the sandbox API answers the real kubectl too: `source` dev.env, then `kubectl get pods`
             values["KUBECONFIG"] = str(sb.cluster.kubeconfig_path)
+            if sb.config.prometheus.url:
+                # the sandbox's real Prometheus, scraping the gateway: curl its API, open its UI
+                values["CODEBLUE_PROMETHEUS_URL"] = sb.config.prometheus.url
         path = write_dev_env(values)
         console.print(f"Temporal at {address}, Web UI http://127.0.0.1:{ui_port}; worker on task queue {task_queue}", soft_wrap=True)
         console.print(f"CodeBlue API at {api_url} (OpenAPI at {api_url}/docs); you are {user} (commander token)", soft_wrap=True)
@@ -265,6 +268,12 @@ async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int
             console.print(f"Sandbox Kubernetes API at {sb.cluster.url}; KUBECONFIG={values['KUBECONFIG']} "
                           f"(namespace {sb.config.kubernetes.namespace}; kubectl works against it)",
                           highlight=False, soft_wrap=True)
+            if sb.config.prometheus.url:
+                console.print(f"Sandbox Prometheus at {sb.config.prometheus.url} (scrapes the gateway's /metrics every 1 s; "
+                              f"CODEBLUE_PROMETHEUS_URL={sb.config.prometheus.url})", highlight=False, soft_wrap=True)
+            else:
+                console.print("No sandbox Prometheus (SLIs are recorded as skipped): install Debian's prometheus package "
+                              "to have one", highlight=False, soft_wrap=True)
         console.print("In another terminal, as the IC:", soft_wrap=True)
         console.print(f"  source {path}", highlight=False, soft_wrap=True)
         if sb is not None:

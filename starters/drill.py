@@ -11,11 +11,11 @@ import json
 import os
 import sys
 import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
@@ -41,6 +41,8 @@ class DrillContext:
     task_queue: str
     ui: str
     say: Callable[..., None]
+    via: str = "temporal"  # how the IC decides: signed Temporal updates, or signed Slack interactions
+    interactions: list[dict[str, Any]] = field(default_factory=list)  # --via slack: what was sent
 
     def new_id(self, prefix: str = "DRILL") -> str:
         return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
@@ -94,6 +96,37 @@ class Watcher:
             await asyncio.sleep(0.2)
 
 
+class TemporalIC:
+    """The IC's decisions as signed Temporal updates (`--via temporal`, the default)."""
+
+    def __init__(self, ctx: DrillContext) -> None:
+        self.ctx = ctx
+
+    async def approve(self, iid: str, aid: str, reason: str) -> None:
+        await service.decide(self.ctx.client, iid, Decision(action_id=aid, approve=True, by=IC, reason=reason))
+
+    async def reject(self, iid: str, aid: str, reason: str) -> None:
+        await service.decide(self.ctx.client, iid, Decision(action_id=aid, approve=False, by=IC, reason=reason))
+
+    async def settled(self, iid: str, aid: str) -> None:
+        """Nothing to wait for beyond the workflow's own state."""
+
+    def report(self) -> list[dict[str, Any]]:
+        return []
+
+
+@asynccontextmanager
+async def _commander(ctx: DrillContext) -> AsyncIterator[Any]:
+    """The IC's hands: Temporal updates, or clicks in the incident channel (starters.drill_slack)."""
+    if ctx.via == "slack":
+        from starters.drill_slack import slack_ic
+
+        async with slack_ic(ctx) as ic:
+            yield ic
+    else:
+        yield TemporalIC(ctx)
+
+
 @driver("incident")
 async def drive_incident(ctx: DrillContext) -> DrillOutcome:
     """P0/P1 response: approve the scenario's actions, reject the rest, resolve when healthy."""
@@ -106,17 +139,24 @@ async def drive_incident(ctx: DrillContext) -> DrillOutcome:
     ctx.say(f"Incident {iid} — watch it at {ctx.link(iid)}", highlight=False, soft_wrap=True)
     w = Watcher(handle, ctx.say, IncidentResponseWorkflow.status)
     rep = await w.until(lambda r: bool(r.actions) or r.phase.value == "mitigation", "proposals")
-    for a in rep.actions:
-        if a.id in sc.approve:
-            d = Decision(action_id=a.id, approve=True, by=IC, reason="drill: the evidence supports it")
-        else:
-            d = Decision(action_id=a.id, approve=False, by=IC, reason=f"drill: only {', '.join(sc.approve)} is needed")
-        await service.decide(ctx.client, iid, d)
+    # The IC approves what the scenario needs (CodeBlue's recommendation, when it ranks); each
+    # runs at once, and the proposals the re-checked evidence makes moot are withdrawn.
     approved = set(sc.approve) & {a.id for a in rep.actions}
-    await w.until(
-        lambda r: all(a.state not in (ActionState.PROPOSED, ActionState.APPROVED) for a in r.actions),
-        "the approved actions to finish",
-    )
+    best = next((a.id for a in rep.actions if a.recommended), None)
+    if best and best not in approved:
+        ctx.say(f"note: CodeBlue recommends {best}, the scenario approves {', '.join(sorted(approved))}", highlight=False)
+    async with _commander(ctx) as ic:
+        for a in rep.actions:
+            if a.id in approved:
+                await ic.approve(iid, a.id, "drill: the evidence supports it")
+        rep = await w.until(lambda r: all(a.state != ActionState.APPROVED for a in r.actions if a.id in approved),
+                            "the approved actions to finish")
+        for aid in sorted(approved):
+            await ic.settled(iid, aid)
+        for a in rep.actions:  # what the re-check left waiting, the IC turns down
+            if a.state == ActionState.PROPOSED:
+                await ic.reject(iid, a.id, f"drill: only {', '.join(sorted(approved))} is needed")
+                await ic.settled(iid, a.id)
     summary = f"drill '{sc.name}': mitigated by {', '.join(sorted(approved)) or 'nothing'}"
     for _ in range(30):  # the sandbox needs a moment to roll pods after a change
         if (await service.resolve(ctx.client, iid, Resolution(by=IC, summary=summary))).resolved:
@@ -125,6 +165,7 @@ async def drive_incident(ctx: DrillContext) -> DrillOutcome:
         await asyncio.sleep(1)
     report: IncidentReport = await handle.result()
     await w.poll()
+    ctx.interactions = ic.report()
     executed = {a.id for a in report.actions if a.state == ActionState.EXECUTED}
     ok = report.status == "resolved" and bool(report.verified) and bool(approved) and approved <= executed
     return DrillOutcome(report, ok, f"{report.status}, verified={report.verified}, executed={sorted(executed)}", iid)
@@ -171,13 +212,16 @@ def _json_stdout(as_json: bool) -> Iterator[Callable[[str], None]]:
         os.close(saved)
 
 
-async def drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Console) -> int:
+VIAS = ("temporal", "slack")
+
+
+async def drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Console, via: str = "temporal") -> int:
     with _json_stdout(as_json) as emit:
-        return await _drill(name, as_json=as_json, keep=keep, out=out, err=err, emit=emit)
+        return await _drill(name, as_json=as_json, keep=keep, out=out, err=err, emit=emit, via=via)
 
 
 async def _drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Console,
-                 emit: Callable[[str], None]) -> int:
+                 emit: Callable[[str], None], via: str = "temporal") -> int:
     from sandbox.scenarios import sandbox_environment, scenario
 
     try:
@@ -188,6 +232,14 @@ async def _drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Con
     drive = DRIVERS.get(sc.driver)
     if drive is None:
         raise CodeBlueError(f"scenario {name!r} needs drill driver {sc.driver!r}, which is not installed")
+    if via not in VIAS:
+        raise CodeBlueError(f"--via {via}: expected one of {', '.join(VIAS)}")
+    if via == "slack" and sc.driver != "incident":
+        from sandbox.scenarios import SCENARIOS
+
+        slack_ok = sorted(n for n, s in SCENARIOS.items() if s.driver == "incident")
+        raise CodeBlueError(f"--via slack plays the incident commander of {', '.join(slack_ok)}; "
+                            f"scenario {name!r} decides through its playbook's own updates (use --via temporal)")
     say = err.print if as_json else out.print  # with --json, stdout carries only the report
     say(f"[bold]CodeBlue drill[/] '{sc.name}': {sc.description}")
     task_queue = f"codeblue-drill-{uuid.uuid4().hex[:6]}"
@@ -198,12 +250,15 @@ async def _drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Con
     async with sandbox_environment(name) as sb, dev_server(interceptors=[signer]) as env:
         ui = ui_base(env, None)
         async with running_worker(env.client, sb.config, task_queue):
-            ctx = DrillContext(client=env.client, sandbox=sb, task_queue=task_queue, ui=ui, say=say)
+            ctx = DrillContext(client=env.client, sandbox=sb, task_queue=task_queue, ui=ui, say=say, via=via)
             outcome = await drive(ctx)
             postmortem = await _postmortem(ctx, outcome.workflow_id)
             if as_json:
                 doc = outcome.report.model_dump(mode="json")
                 doc["postmortem"] = postmortem
+                if via != "temporal":
+                    doc["via"] = via
+                    doc["slack_interactions"] = ctx.interactions
                 emit(json.dumps(doc, indent=2))
             else:
                 out.print()
@@ -211,6 +266,11 @@ async def _drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Con
             if postmortem.get("path"):
                 say(f"Post-mortem draft: {postmortem['path']}", highlight=False, soft_wrap=True)
             verdict = "[bold green]DRILL PASSED[/]" if outcome.ok else "[bold red]DRILL FAILED[/]"
+            if via != "temporal":
+                say(f"via {via}: {len(ctx.interactions)} signed Slack interactions sent to /slack/interactions", highlight=False)
+                for i in ctx.interactions:
+                    say(f"  {i['type']} {i['action']} {i['action_id']} by {i['user']} -> {i['status']}; "
+                        f"message shows: {i.get('shown') or '?'}", highlight=False, soft_wrap=True)
             say(f"{verdict}: {outcome.detail}", highlight=False)
             say(f"UI: {ctx.link(outcome.workflow_id)}", highlight=False, soft_wrap=True)
             if keep:

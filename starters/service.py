@@ -23,6 +23,7 @@ from domain import search_attributes as sa
 from domain.incident import (
     CommanderAssignment,
     Decision,
+    DecisionBatch,
     DecisionResult,
     Escalation,
     IncidentInput,
@@ -126,6 +127,11 @@ async def status(client: Client, incident_id: str) -> IncidentReport:
 
 async def decide(client: Client, incident_id: str, decision: Decision) -> DecisionResult:
     return await _update(client, incident_id, IncidentResponseWorkflow.decide, decision, "decision")
+
+
+async def decide_many(client: Client, incident_id: str, batch: DecisionBatch) -> list[DecisionResult]:
+    """Several decisions at once (all or none): approved ones run in the order given."""
+    return await _update(client, incident_id, IncidentResponseWorkflow.decide_many, batch, "decision")
 
 
 async def resolve(client: Client, incident_id: str, resolution: Resolution) -> ResolutionResult:

@@ -42,6 +42,15 @@ from domain.cluster import (
 from activities.authority import incident_authority, incident_report
 from domain.config import CodeBlueConfig, EnvironmentQuery
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
+from domain.slack import SlackMessageRef, SlackPostResult, SlackProposalRequest, SlackUpdateRequest
+from domain.prometheus import (
+    SliQuery, SliRangeQuery, SliRangeReport, SliReport, SliSeries, SliValue, holds, parse_time,
+)
+
+# what the fake Prometheus answers per SLI name by default: the gateway's defaults, all OK
+HEALTHY_SLIS = {"5xx ratio": 0.004, "p99 latency": 0.25, "saturation": 0.1}
+# the same SLIs while bad pods serve: every default breaches
+BREACHING_SLIS = {"5xx ratio": 0.31, "p99 latency": 9.5, "saturation": 0.85}
 
 
 # The fake worker's config per incident: what `worker_config` answers for it (default: the
@@ -78,7 +87,13 @@ class World:
     handles: list = field(default_factory=list)  # incidents started in this world
     probed: list[str] = field(default_factory=list)  # health URLs probed
     db_commands: list = field(default_factory=list)  # db_check commands run
+    slack_posts: list[SlackProposalRequest] = field(default_factory=list)  # proposal messages posted
+    slack_updates: list[SlackUpdateRequest] = field(default_factory=list)  # ... and updated in place
     config: CodeBlueConfig = field(default_factory=CodeBlueConfig)
+    # SLI name -> the value the fake Prometheus answers (a name missing: "no data")
+    slis: dict[str, float] = field(default_factory=lambda: dict(HEALTHY_SLIS))
+    slis_skipped: bool = False  # answer as a worker without prometheus.url does
+    sli_queries: list = field(default_factory=list)  # SliQuery / SliRangeQuery received
 
     def _enter(self, name: str) -> None:
         self.calls[name] += 1
@@ -238,8 +253,65 @@ class World:
             w.messages.append(r)
             return Delivery(channel="slack", delivered=True)
 
+        def _slis(incident_id: str, names: list[str]):
+            cfg = (WORKER_CONFIGS.get(incident_id) or w.config).prometheus
+            return [cfg.sli(n) or n for n in names] if names else list(cfg.slis)
+
+        @activity.defn(name="sli_values")
+        async def sli_values(q: SliQuery) -> SliReport:
+            w._enter("sli_values")
+            w.sli_queries.append(q)
+            values = []
+            for s in _slis(q.incident_id, q.names):
+                if isinstance(s, str):
+                    values.append(SliValue(name=s, error="not configured in prometheus.slis"))
+                    continue
+                base = SliValue(name=s.name, query=s.query, threshold=s.threshold, comparison=s.comparison, unit=s.unit)
+                v = w.slis.get(s.name)
+                if w.slis_skipped:
+                    base.error = "skipped: prometheus.url is not set"
+                elif v is None:
+                    base.error = "no data: the query returned an empty result"
+                else:
+                    base.value, base.ok = v, holds(v, s.comparison, s.threshold)
+                values.append(base)
+            if w.slis_skipped:
+                return SliReport(skipped=True, detail="prometheus.url is not set", at=q.at, values=values)
+            return SliReport(detail=f"{len(values)} SLIs read", at=q.at, values=values)
+
+        @activity.defn(name="sli_range")
+        async def sli_range(q: SliRangeQuery) -> SliRangeReport:
+            w._enter("sli_range")
+            w.sli_queries.append(q)
+            start, end = parse_time(q.start).timestamp(), parse_time(q.end).timestamp()
+            series = []
+            for s in _slis(q.incident_id, q.names):
+                if isinstance(s, str):
+                    series.append(SliSeries(name=s, error="not configured in prometheus.slis"))
+                    continue
+                v = w.slis.get(s.name)
+                series.append(SliSeries(name=s.name, query=s.query, threshold=s.threshold, comparison=s.comparison,
+                                        unit=s.unit, points=[(start, v), (end, v)] if v is not None else [],
+                                        error=None if v is not None else "no data: the query returned an empty result"))
+            return SliRangeReport(skipped=w.slis_skipped, detail="fake", start=q.start, end=q.end,
+                                  step_seconds=q.step_seconds, series=series)
+
+        @activity.defn(name="slack_post_proposal")
+        async def slack_post_proposal(r: SlackProposalRequest) -> SlackPostResult:
+            w._enter("slack_post_proposal")
+            w.slack_posts.append(r)
+            ts = f"{len(w.slack_posts)}.000000"
+            return SlackPostResult(delivered=True, detail="proposal posted", ref=SlackMessageRef(channel="C-FAKE", ts=ts))
+
+        @activity.defn(name="slack_update_proposal")
+        async def slack_update_proposal(r: SlackUpdateRequest) -> SlackPostResult:
+            w._enter("slack_update_proposal")
+            w.slack_updates.append(r)
+            return SlackPostResult(delivered=True, detail=f"proposal updated: {r.state}", ref=r.ref)
+
         return [
             worker_config, pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
             probe_health, helm_rollback, scale_deployment, rollout_restart, wait_rollout, db_check,
-            page, status_page, post_message, incident_authority, incident_report,
+            page, status_page, post_message, slack_post_proposal, slack_update_proposal,
+            incident_authority, incident_report, sli_values, sli_range,
         ]

@@ -11,7 +11,7 @@ from domain.config import CodeBlueConfig, LimitsConfig
 from domain.incident import REPORT_MAX_BYTES, ActionState, Decision, Note, Resolution
 from starters import service
 from tests.fakes import World, configure_worker
-from tests.workflow_helpers import entry, events, incident, proposed, skip, start, until, worker_for
+from tests.workflow_helpers import decide_all, entry, events, incident, proposed, skip, start, until, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 
 ALERTS, NOTES, ACTORS = 20_000, 1_000, 100
@@ -74,9 +74,7 @@ async def test_twenty_thousand_alerts_and_a_thousand_notes_stay_bounded(skipping
 
         # the rollback runs; the scale meets a moved world and is proposed again
         world.moved["scale_deployment"] = ("ReplicasMoved", {"current_replicas": 4, "approved_replicas": 3})
-        for a in rep.actions:
-            ok = a.id in ("rollback", "scale")
-            await service.decide(env.client, h.id, Decision(action_id=a.id, approve=ok, by="alice", reason=None if ok else "no"))
+        await decide_all(env, h, {"rollback", "scale"})
         await until(h, lambda r: any(a.id == "scale-2" for a in r.actions), "scale-2")
         runs = events(await h.query(IncidentResponseWorkflow.status)).count("Continued as new")
         for chunk in range(0, 200, 20):  # more notes: one more continue, with the rollback in the saga

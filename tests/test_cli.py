@@ -88,6 +88,7 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
 
         code, out, err = await cb("incident", "approve", iid, "rollback", "--by", "alice", env=env)
         assert code == 0 and "rollback: approved" in out, err
+        assert f"follow it: codeblue incident watch {iid}" in out, out  # what a new IC does next
         for a in rep.actions[1:]:
             code, out, err = await cb("incident", "reject", iid, a.id, "--by", "alice", "--reason", "not needed", env=env)
             assert code == 0, err
@@ -101,6 +102,8 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
                 break
             await asyncio.sleep(0.2)
         assert rows[iid]["severity"] == "P0" and rows[iid]["commander"] == "alice", rows
+        code, out, err = await cb("incident", "list", env={**env, "COLUMNS": "80"})
+        assert code == 0 and iid in out, out  # the ID to copy is never cut short in 80 columns
         code, out, err = await cb("incident", "note", iid, "pods back at 10:07", "--by", "bob", env=env)
         assert code == 0 and "note added" in out, err
         code, _, err = await cb("incident", "note", iid, "", "--by", "bob", env=env)
@@ -115,10 +118,16 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
 
         code, out, err = await cb("incident", "status", iid, env=env)
         assert code == 0 and "Timeline" in out
+        code, out, err = await cb("incident", "watch", iid, "--once", env=env)
+        assert code == 0 and "SLA clocks" in out and "Proposals" in out and "Timeline (latest)" in out, err
+        assert "mitigation" in out and "Note" in out  # the phase, and the newest timeline line
 
+        watching = asyncio.ensure_future(cb("incident", "watch", iid, "--every", "0.2", env=env))
         code, out, err = await cb("incident", "resolve", iid, "--by", "alice", "--summary", "rolled back", env=env)
         assert code == 0 and "resolved" in out, err
         assert (await h.result()).status == "resolved"
+        code, out, err = await asyncio.wait_for(watching, 30)  # the live view ends with the incident
+        assert code == 0 and f"{iid} closed: resolved" in out, err
 
         code, _, err = await cb("incident", "approve", iid, "scale", "--by", "alice", env=env)
         assert code == 1 and f"incident {iid} is closed" in one_line_error(err)

@@ -77,13 +77,12 @@ async def test_game_day_ic_approves_with_the_cli_through_the_api(tmp_path: Path)
         code, _, err = await cb("incident", "approve", iid, "rollback", env=carol)
         assert code == 1 and "carol is not the incident commander (you)" in one_line_error(err)
 
-        code, out, err = await cb("incident", "approve", iid, "rollback", env=you)
+        # the IC's one move: approve what CodeBlue recommends; it runs at once, nothing else decided
+        code, out, err = await cb("incident", "approve", iid, "--recommended", env=you)
         assert code == 0 and "rollback: approved" in out, err
-        for a in rep["actions"]:
-            if a["id"] != "rollback":
-                code, _, err = await cb("incident", "reject", iid, a["id"], "--reason", "rollback first", env=you)
-                assert code == 0, err
-        await _report(you, iid, lambda r: r["actions"][0]["state"] == "executed", "rollback executed")
+        rep = await _report(you, iid, lambda r: r["actions"][0]["state"] == "executed", "rollback executed")
+        assert all(a["state"] in ("proposed", "superseded") for a in rep["actions"][1:]), rep["actions"]
+        assert all(a["decided_by"] is None for a in rep["actions"][1:])
         for _ in range(40):  # the sandbox recovers once the good revision's pods are ready
             code, out, err = await cb("incident", "resolve", iid, "--summary", "rolled back to 11", env=you)
             if code == 0:

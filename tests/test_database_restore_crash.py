@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import subprocess
 import uuid
 
 from domain.database import INCIDENT_TAG, DatabaseRestoreInput
 from sandbox.aws_rds_seed import rds_client
 from sandbox.scenario_db_outage import DB_KEY, DB_SECRET, LOCAL_DB
 from sandbox.scenarios import NAMESPACE, sandbox_environment
+from sandbox.worker_process import kill9, spawn_worker, stop
 from starters import db_service
 from tests.db_helpers import IC, approve, events, proposed, until
-
-
-def _spawn_worker(env, cfg_path: str, task_queue: str) -> subprocess.Popen:
-    codeblue = shutil.which("codeblue")
-    assert codeblue, "codeblue console script not on PATH"
-    return subprocess.Popen(
-        [codeblue, "worker"],
-        env={**os.environ, "CODEBLUE_CONFIG": cfg_path, "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-             "TEMPORAL_TASK_QUEUE": task_queue},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
 
 
 async def _polling(handle, timeout: float = 60) -> None:
@@ -51,7 +37,8 @@ async def test_worker_killed_during_the_wait_a_new_one_completes(dev_env):
             DBInstanceIdentifier="healthcare-prod-restored", DBSnapshotIdentifier="healthcare-prod-snapshot-latest",
             Tags=[{"Key": INCIDENT_TAG, "Value": iid}])
         rds.stop_db_instance(DBInstanceIdentifier="healthcare-prod-restored")
-        first = _spawn_worker(dev_env, sb.config_path, tq)
+        address = dev_env.client.service_client.config.target_host
+        first = spawn_worker(address, sb.config_path, tq)
         second = None
         try:
             h = await db_service.start_restore(
@@ -59,22 +46,15 @@ async def test_worker_killed_during_the_wait_a_new_one_completes(dev_env):
             await until(h, proposed("restore"), "gate 1", timeout=60)
             await approve(dev_env, h, "restore")
             await _polling(h)
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
-            second = _spawn_worker(dev_env, sb.config_path, tq)
+            kill9(first)
+            second = spawn_worker(address, sb.config_path, tq)
             assert (await db_service.rds_progress(dev_env.client, iid))["rds_status"] == "stopped"
             rds.start_db_instance(DBInstanceIdentifier="healthcare-prod-restored")
             await until(h, proposed("cutover"), "gate 2 reached by the new worker", timeout=90)
             await approve(dev_env, h, "cutover")
             report = await h.result()
         finally:
-            for p in (first, second):
-                if p and p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-                    try:
-                        p.wait(15)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
+            stop(first, second)
         assert report.status == "restored" and report.verified, events(report)
         restore = next(a for a in report.actions if a.id == "restore")
         assert "adopted from an earlier attempt" in (restore.result or "")

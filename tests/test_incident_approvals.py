@@ -11,18 +11,12 @@ from domain.severity import Severity
 from starters import service
 from starters.service import CodeBlueError
 from tests.fakes import World
-from tests.workflow_helpers import events, incident, proposed, start, terminate, until, worker_for
+from tests.workflow_helpers import decide_all, events, incident, proposed, start, terminate, until, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 
 
 async def _decide_all(env, h, approve: set[str], by: str = "alice"):
-    rep = await until(h, proposed, "proposals")
-    for a in rep.actions:
-        if a.id in approve:
-            await service.decide(env.client, h.id, Decision(action_id=a.id, approve=True, by=by))
-        else:
-            await service.decide(env.client, h.id, Decision(action_id=a.id, approve=False, by=by, reason="not needed"))
-    return rep
+    return await decide_all(env, h, approve, by=by, reason="not needed")
 
 
 async def test_ic_approves_the_rollback_and_it_runs_once(skipping_env):
@@ -75,9 +69,9 @@ async def test_signal_from_someone_else_is_recorded_as_ignored(skipping_env):
         assert next(a for a in rep.actions if a.id == "rollback").state.value == "proposed"
         # the IC's signal counts
         await h.signal(IncidentResponseWorkflow.approve, Decision(action_id="rollback", approve=True, by="alice"))
-        await until(h, lambda r: r.actions[0].state.value == "approved", "IC signal applied")
+        await until(h, lambda r: r.actions[0].state.value == "executed", "IC signal applied: the rollback runs at once")
         await terminate(h)
-    assert world.effects == []
+    assert world.effects == ["rollback 12->11"]
 
 
 async def test_waiting_proposals_remind_the_ic_then_page_the_manager_and_never_run(skipping_env):

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from domain.incident import Decision, Resolution
+from domain.incident import Resolution
 from starters import service
 from tests.fakes import World
-from tests.workflow_helpers import events, incident, proposed, start, until, worker_for
+from tests.workflow_helpers import decide_all, events, incident, start, until, worker_for
 
 
 async def test_failed_later_step_compensates_in_reverse(skipping_env):
     world = World(db_ok=False)  # the last step (db check) fails
     async with worker_for(skipping_env, world) as tq:
         h = await start(skipping_env, world, incident(), tq)
-        rep = await until(h, proposed, "proposals")
-        for a in rep.actions:
-            ok = a.id in {"rollback", "scale", "db-check"}
-            await service.decide(
-                skipping_env.client, h.id, Decision(action_id=a.id, approve=ok, by="alice", reason=None if ok else "no")
-            )
+        await decide_all(skipping_env, h, {"rollback", "scale", "db-check"})
         rep = await until(h, lambda r: "Compensated rollback" in events(r), "compensations")
         ev = events(rep)
         assert ev.index("Failed db-check") < ev.index("Compensated scale") < ev.index("Compensated rollback")

@@ -11,28 +11,26 @@ from temporalio.exceptions import CancelledError
 from domain.incident import ActionState, Decision, Escalation
 from domain.severity import Severity
 from starters import service
-from tests.fakes import World
-from tests.workflow_helpers import events, incident, proposed, start, until, worker_for
+from domain.config import CodeBlueConfig, MitigationConfig
+from tests.fakes import World, configure_worker
+from tests.workflow_helpers import decide_all, events, incident, proposed, start, until, worker_for
 
 
-async def _decide(env, iid: str, approve: set[str], actions) -> None:
-    for a in actions:
-        ok = a.id in approve
-        await service.decide(env.client, iid, Decision(action_id=a.id, approve=ok, by="alice", reason=None if ok else "no"))
-
-
-async def test_escalation_does_not_run_an_approved_batch_still_being_decided(skipping_env):
+async def test_escalation_does_not_run_an_action_still_waiting_for_its_second_approval(skipping_env):
     world = World()
+    inp = incident("P1")
+    configure_worker(inp.incident_id, CodeBlueConfig(mitigation=MitigationConfig(two_person=["rollback"], approvers=["bob"])))
     async with worker_for(skipping_env, world) as tq:
-        h = await start(skipping_env, world, incident("P1"), tq)
-        rep = await until(h, proposed, "proposals")
+        h = await start(skipping_env, world, inp, tq)
+        await until(h, proposed, "proposals")
         await service.decide(skipping_env.client, h.id, Decision(action_id="rollback", approve=True, by="alice"))
         await service.escalate(skipping_env.client, h.id, Escalation(severity=Severity.P0, by="alice", reason="spreading"))
         rep = await until(h, lambda r: r.severity == Severity.P0 and "Page on call" in events(r)[-3:], "escalation handled")
         assert world.effects == [], world.effects
         assert "Executing rollback (helm_rollback)" not in events(rep)
-        # once the IC has decided the rest, the batch runs
-        await _decide(skipping_env, h.id, set(), [a for a in rep.actions if a.state == ActionState.PROPOSED])
+        assert {a.id: a.state for a in rep.actions}["rollback"] == ActionState.PROPOSED  # approved 1/2
+        # the second person's approval decides it, and it runs
+        await service.decide(skipping_env.client, h.id, Decision(action_id="rollback", approve=True, by="bob"))
         await until(h, lambda r: "Executed rollback" in events(r), "rollback")
         assert world.effects == ["rollback 12->11"]
         await h.terminate()
@@ -43,8 +41,7 @@ async def test_a_failure_in_a_later_batch_undoes_the_earlier_batch_too(skipping_
     world = World(moved={"scale_deployment": ("ReplicasMoved", {"current_replicas": 4, "approved_replicas": 3})})
     async with worker_for(skipping_env, world) as tq:
         h = await start(skipping_env, world, incident(), tq)
-        rep = await until(h, proposed, "proposals")
-        await _decide(skipping_env, h.id, {"rollback", "scale"}, rep.actions)
+        await decide_all(skipping_env, h, {"rollback", "scale"})
         rep = await until(h, lambda r: any(a.id == "scale-2" for a in r.actions), "scale proposed again")
         assert world.effects == ["rollback 12->11"]
         assert {a.id: a.state for a in rep.actions}["scale"] == ActionState.SUPERSEDED
@@ -64,8 +61,7 @@ async def test_a_cancel_undoes_every_executed_mitigation_newest_first(skipping_e
     world = World()
     async with worker_for(skipping_env, world) as tq:
         h = await start(skipping_env, world, incident(), tq)
-        rep = await until(h, proposed, "proposals")
-        await _decide(skipping_env, h.id, {"rollback", "scale"}, rep.actions)
+        await decide_all(skipping_env, h, {"rollback", "scale"})
         await until(h, lambda r: "Executed scale" in events(r), "mitigations")
         assert world.effects == ["rollback 12->11", "scale 3->5"]
         await h.cancel()

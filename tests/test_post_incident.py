@@ -200,18 +200,15 @@ async def test_closing_comms_reach_the_receiver_in_order(skipping_env):
 
 
 async def test_draft_from_a_real_incident_run_has_timeline_approvers_and_slas(skipping_env):
-    from domain.incident import Decision, Resolution
+    from domain.incident import Resolution
     from starters import service
-    from tests.workflow_helpers import incident, proposed, start, until, worker_for
+    from tests.workflow_helpers import decide_all, incident, start, worker_for
 
     pw = PostWorld()
     world = pw.world
     async with worker_for(skipping_env, world) as tq:
         h = await start(skipping_env, world, incident(), tq)
-        rep = await until(h, proposed, "proposals")
-        for a in rep.actions:
-            ok = a.id == "rollback"
-            await service.decide(skipping_env.client, h.id, Decision(action_id=a.id, approve=ok, by="alice", reason=None if ok else "rollback is enough"))
+        await decide_all(skipping_env, h, {"rollback"}, reason="rollback is enough")
         world.healthy = True
         await service.resolve(skipping_env.client, h.id, Resolution(by="alice", summary="rolled back to 11"))
         report = await h.result()

@@ -47,3 +47,18 @@ def test_draft_lists_compensations_items_and_escapes_table_cells():
     assert "| AI-1 | canary \\| stage | carol | 2026-12-01 | open |" in md
     assert "| AI-2 | alerting | dave | 2026-12-02 | deferred (next quarter) |" in md
     assert "## Resolution verification" in md and "- all 3 pods ready" in md
+
+
+def test_a_withdrawn_proposal_reads_as_codeblues_not_as_an_approval():
+    from datetime import datetime, timezone
+
+    from domain.incident import Action, ActionKind, ActionState
+    from domain.postmortem import _decision
+
+    start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    moot = Action(id="scale", kind=ActionKind.SCALE_UP, reason="r", state=ActionState.SUPERSEDED,
+                  result="superseded: after rollback: pods ready")
+    assert _decision(moot, start) == "withdrawn by CodeBlue (superseded) — superseded: after rollback: pods ready"
+    moved = moot.model_copy(update={"decided_by": "alice", "approved_by": "alice", "decided_at_seconds": 60.0,
+                                    "result": "release moved"})
+    assert _decision(moved, start).startswith("approved by **alice** at ") and "then withdrawn by CodeBlue" in _decision(moved, start)

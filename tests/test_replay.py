@@ -10,10 +10,10 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from domain.incident import Decision, Resolution
+from domain.incident import Resolution
 from starters import service
 from tests.fakes import World
-from tests.workflow_helpers import incident, proposed, skip, start, until, worker_for
+from tests.workflow_helpers import decide_all, incident, skip, start, worker_for
 from worker.temporal import data_converter, replayer
 from workflows.incident_response import IncidentResponseWorkflow
 
@@ -31,10 +31,7 @@ async def run_scenario(env, world: World, approve: set[str], force: bool = False
         if sla_miss:
             await skip(env, 5.5)
             world.failing.clear()
-        rep = await until(h, proposed, "proposals")
-        for a in rep.actions:
-            ok = a.id in approve
-            await service.decide(env.client, h.id, Decision(action_id=a.id, approve=ok, by="alice", reason=None if ok else "no"))
+        await decide_all(env, h, approve)
         world.healthy = True
         await service.resolve(env.client, h.id, Resolution(by="alice", summary="done", force=force))
         await h.result()

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import signal
-import subprocess
 import uuid
 from collections import Counter
 
@@ -17,24 +13,9 @@ from activities.helm import HelmActivities
 from domain.cluster import HelmQuery
 from sandbox.helm_cli import configmap_name
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
+from sandbox.worker_process import kill9, spawn_worker, stop
 from tests.sandbox_incident import approve_only, resolve_when_healthy, start_p0
 from tests.workflow_helpers import events, until
-
-
-def _spawn_worker(env, cfg_path: str, task_queue: str) -> subprocess.Popen:
-    codeblue = shutil.which("codeblue")
-    assert codeblue, "codeblue console script not on PATH"
-    return subprocess.Popen(
-        [codeblue, "worker"],
-        env={
-            **os.environ,
-            "CODEBLUE_CONFIG": cfg_path,
-            "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-            "TEMPORAL_TASK_QUEUE": task_queue,
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 async def _rollback_in_progress(sb, timeout: float = 60) -> None:
@@ -65,27 +46,21 @@ async def _activity_started(handle, name: str, timeout: float = 60) -> None:
 async def test_sigkill_mid_rollback_then_a_new_worker_finishes_exactly_once(dev_env):
     tq = f"crash-{uuid.uuid4().hex[:6]}"
     async with sandbox_environment("bad-deploy") as sb:
-        first = _spawn_worker(dev_env, sb.config_path, tq)
+        address = dev_env.client.service_client.config.target_host
+        first = spawn_worker(address, sb.config_path, tq)
         second = None
         try:
             iid, h = await start_p0(dev_env.client, tq, "CRASH")
             await approve_only(dev_env.client, h)
             await _activity_started(h, "helm_rollback")
             await _rollback_in_progress(sb)
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
-            second = _spawn_worker(dev_env, sb.config_path, tq)
+            kill9(first)
+            second = spawn_worker(address, sb.config_path, tq)
             await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed by the new worker", timeout=90)
             await resolve_when_healthy(dev_env.client, iid)
             report = await h.result()
         finally:
-            for p in (first, second):
-                if p and p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-                    try:
-                        p.wait(15)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
+            stop(first, second)
 
         assert report.status == "resolved" and report.verified
         ev = events(report)

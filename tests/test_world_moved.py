@@ -15,11 +15,11 @@ from temporalio.worker import Worker
 
 from activities.helm import HelmActivities
 from domain.cluster import HelmQuery
-from domain.incident import ActionState, Decision, Resolution
+from domain.incident import ActionState, Resolution
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
 from starters import service
 from tests.sandbox_incident import start_p0
-from tests.workflow_helpers import events, until
+from tests.workflow_helpers import decide_all, events, until
 from worker.main import activities_for
 from workflows.incident_response import IncidentResponseWorkflow
 
@@ -59,9 +59,7 @@ async def test_moved_release_replicas_and_pods_are_left_alone_and_proposed_again
             await sb.cluster.reconcile()
             template_before = dict(sb.cluster.deployment(NAMESPACE, GATEWAY)["spec"]["template"]["metadata"].get("annotations") or {})
 
-            for a in rep.actions:
-                ok = a.id in {"rollback", "scale", "restart"}
-                await service.decide(dev_env.client, iid, Decision(action_id=a.id, approve=ok, by="ic", reason=None if ok else "no"))
+            await decide_all(dev_env, h, {"rollback", "scale", "restart"}, by="ic")
             rep = await until(h, lambda r: {"rollback-2", "restart-2"} <= {a.id for a in r.actions}, "new proposals", 60)
             acts = {a.id: a for a in rep.actions}
             # nothing ran: no rollback revision, the hand-set count kept, the pods not restarted

@@ -14,8 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from domain.config import CodeBlueConfig
-from domain.incident import IncidentInput, IncidentReport
+from domain.incident import BatchDecision, DecisionBatch, IncidentInput, IncidentReport
 from domain.severity import Severity
 from starters import service
 from tests.fakes import World
@@ -138,3 +137,15 @@ def incident_worker(world: World) -> dict:
         "workflows": [IncidentResponseWorkflow, PostIncidentWorkflow],
         "activities": PostWorld(world=world).activities(),
     }
+
+
+async def decide_all(env: WorkflowEnvironment, h: WorkflowHandle, approve: set[str], by: str = "alice",
+                     reason: str = "no") -> IncidentReport:
+    """The IC decides every proposal in one `decide_many`: the approved ones run in proposal
+    order, and no re-check withdraws one of them in between."""
+    rep = await until(h, proposed, "proposals")
+    batch = DecisionBatch(by=by, decisions=[
+        BatchDecision(action_id=a.id, approve=a.id in approve, reason=None if a.id in approve else reason)
+        for a in rep.actions])
+    await service.decide_many(env.client, h.id, batch)
+    return rep

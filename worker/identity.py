@@ -55,7 +55,7 @@ from domain.identity import (
 # Handlers a person sends: each needs a proof. add_alert(s) come from the API's alert
 # ingestion and reopen from the post-incident workflow; they decide nothing.
 HUMAN_HANDLERS = frozenset({
-    "approve", "reject", "decide", "resolve", "assign_commander", "escalate", "add_note",
+    "approve", "reject", "decide", "decide_many", "resolve", "assign_commander", "escalate", "add_note",
     "cancel_restore", "resolve_memory", "confirm_flush",
     "postmortem_held", "add_action_item", "complete_action_item",
 })

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import AsyncIterator
@@ -23,7 +24,9 @@ from activities.helm import HelmActivities
 from activities.kubernetes import KubernetesActivities
 from activities.notify import NotifierActivities
 from activities.postincident import PostIncidentActivities
+from activities.prometheus import PrometheusActivities
 from activities.release_state import ReleaseStateActivities
+from activities.slack import SlackActivities
 from activities.targets import Targets
 from domain.config import AwsConfig, CodeBlueConfig, ConfigError, KubernetesConfig
 from worker.identity import IdentityInterceptor
@@ -75,6 +78,9 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
     post_incident = PostIncidentActivities(cfg.postincident, http, targets=targets)
     release_state = ReleaseStateActivities(kube_api_client(cfg.kubernetes))
     cache = CacheActivities(cfg.aws, cfg.cache)
+    # the bot token from the worker's environment only; unset: proposal messages are skipped
+    slack = SlackActivities(cfg.slack, os.environ.get(cfg.slack.bot_token_env) or None)
+    slis = PrometheusActivities(cfg.prometheus, http)  # queries and URL from this config only
     return [
         EnvironmentActivities(cfg).worker_config,
         incident_authority,
@@ -102,6 +108,8 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
         notify.page,
         notify.status_page,
         notify.post_message,
+        slack.slack_post_proposal,
+        slack.slack_update_proposal,
         health.probe_health,
         rds.rds_preflight,
         rds.rds_restore,
@@ -114,6 +122,8 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
         cutover.db_secret_restore,
         post_incident.smoke_check,
         post_incident.schedule_postmortem,
+        slis.sli_values,
+        slis.sli_range,
     ]
 
 

@@ -19,7 +19,7 @@ from workflows.timeline import Timeline
 
 with workflow.unsafe.imports_passed_through():
     from domain.identity import UNVERIFIED, person
-    from domain.incident import Action, ActionState, Decision, DecisionResult
+    from domain.incident import Action, ActionState, Decision, DecisionBatch, DecisionResult
 
 
 def settle(act: Action, state: ActionState, result: str | None = None) -> None:
@@ -81,6 +81,8 @@ class ApprovalBook:
         if act is None:
             known = ", ".join(self.actions) or "none yet"
             return f"unknown action {d.action_id!r} (proposed: {known})"
+        if act.state == ActionState.SUPERSEDED and not d.approve:
+            return None  # withdrawn already: rejecting it needs no reason and changes nothing
         if act.state != ActionState.PROPOSED:
             return f"action {d.action_id!r} was already decided ({act.state.value})"
         if not d.approve and not (d.reason or "").strip():
@@ -92,8 +94,21 @@ class ApprovalBook:
     def needed(self, act: Action) -> int:
         return 2 if act.id in self.two_person() else 1
 
+    def batch_problem(self, ds: list[Decision]) -> str | None:
+        seen: set[str] = set()
+        for d in ds:
+            if d.action_id in seen:
+                return f"action {d.action_id!r} appears twice in one decision"
+            seen.add(d.action_id)
+            p = self.problem(d)
+            if p:
+                return f"{d.action_id}: {p}"
+        return None
+
     def apply(self, d: Decision) -> DecisionResult:
         act = self.actions[d.action_id]
+        if act.state == ActionState.SUPERSEDED:
+            return DecisionResult(action_id=act.id, state=act.state, message=f"{act.id} was already withdrawn (superseded)")
         if d.approve and len(act.approvals) + 1 < self.needed(act):
             act.approvals.append(d.by)
             n = f"{len(act.approvals)}/{self.needed(act)}"
@@ -191,5 +206,18 @@ class ApprovalHandlers:
     @decide.validator
     def _validate_decide(self, d: Decision) -> None:
         problem = self.book.problem(d)
+        if problem:
+            raise ApplicationError(problem, type="DecisionRejected")
+
+    @workflow.update
+    def decide_many(self, b: DecisionBatch) -> list[DecisionResult]:
+        """`codeblue incident approve ID rollback scale`: all or nothing, in the order given."""
+        results = [self.book.apply(d) for d in b.as_decisions()]
+        self._decided()
+        return results
+
+    @decide_many.validator
+    def _validate_decide_many(self, b: DecisionBatch) -> None:
+        problem = self.book.batch_problem(b.as_decisions())
         if problem:
             raise ApplicationError(problem, type="DecisionRejected")

@@ -20,7 +20,7 @@ from workflows import metrics
 from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
 from workflows.post_incident import start_own_post_incident, start_post_incident
 from workflows.saga import Saga
-from workflows.steps import Steps
+from workflows.steps import NOTIFY_RETRY, Steps
 from workflows.timeline import CODEBLUE, Timeline, mmss as _mmss, reason as _reason
 
 with workflow.unsafe.imports_passed_through():
@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
     from domain.memory import MemoryInput, memory_workflow_id
     from domain.recovery import RecoveryInput, recovery_workflow_id
-    from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose
+    from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose, rank
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
     from domain.notes import NoteLedger
@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
         SlaClock,
         Undo,
     )
+    from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
     from domain.notify import Audience, Delivery, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.severity import Severity
 
@@ -82,6 +83,8 @@ class _StepFailed(Exception):
 
 
 MAX_PLAYBOOK_RUNS = 50
+# the steps after which the evidence is read again (a check or a playbook start changes nothing)
+CHANGES_PRODUCTION = frozenset({ActionKind.HELM_ROLLBACK, ActionKind.SCALE_UP, ActionKind.ROLLOUT_RESTART})
 
 # an alert's summary on the timeline (the rest stays with Alertmanager): keeps the report bounded
 ALERT_SUMMARY_LISTED = 200
@@ -128,6 +131,11 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.alerts = AlertLedger()
         self.saga = Saga(self.tl, self._run_undo)  # every executed mitigation, whatever its batch
         self.notes = NoteLedger()
+        self.runs_now = False  # set when proposing: patched("approve-runs-now")
+        # Slack: per action, the message ref and the state it shows (None: not posted / failed)
+        self.slack: dict[str, SlackShown] = {}
+        self.slack_loop: asyncio.Task[None] | None = None
+        self.slack_off = False  # skipped (no bot token or channel) or a post was refused
         self.watch: ProposalWatch | None = None  # the waiting proposals' reminder clock
         self.runs = 1
         if inp.carried is not None:
@@ -152,6 +160,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.escalations = list(c.escalations)
         self.saga.steps = [(self.book.actions[u.action_id], u) for u in c.saga if u.action_id in self.book.actions]
         self.watch = c.watch
+        self.runs_now = c.runs_now
+        self.slack = {k: SlackShown.model_validate(v) for k, v in c.slack.items()}
+        self.slack_off = c.slack_off
         self.alerts.restore(c.alerts)
         self.notes.restore(c.notes)
 
@@ -164,6 +175,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     def _continue_as_new(self) -> None:
         if self.watcher and not self.watcher.done():
             self.watcher.cancel()  # its deadlines travel in `watch`
+        if self.slack_loop and not self.slack_loop.done():
+            self.slack_loop.cancel()  # what each message shows travels in `slack`
         self._log(CODEBLUE, "Continued as new",
                   f"run {self.runs + 1}; history had {workflow.info().get_current_history_length()} events")
         carry = IncidentCarry(
@@ -181,6 +194,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             escalations=list(self.escalations),
             saga=self.saga.records(),
             watch=self.watch if self.book.pending() else None,
+            runs_now=self.runs_now,
+            slack={k: v.model_dump(mode="json") for k, v in self.slack.items()},
+            slack_off=self.slack_off,
             alerts=self.alerts.to_state(),
             notes=self.notes.to_state(),
         )
@@ -219,6 +235,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             w = inp.carried.watch
             if w is not None and self.book.pending():
                 self.watcher = asyncio.ensure_future(self._watch_proposals(w.round_key, w))
+            if self.slack:
+                self._start_slack()
             return await self._until_resolved()
         self._log(
             inp.requested_by,
@@ -273,6 +291,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 break
         if self.watcher and not self.watcher.done():
             self.watcher.cancel()
+        if self.slack_loop and not self.slack_loop.done():
+            await self.slack_loop  # the messages show the final states before the incident closes
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._report()
 
@@ -443,19 +463,29 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             return
         # histories recorded before the connection playbook existed replay without it
         db_playbook = workflow.patched("db-connections-proposal")
-        for act in propose(self.assessment, self.cfg, db_playbook=db_playbook):
+        acts = propose(self.assessment, self.cfg, db_playbook=db_playbook)
+        ranked = workflow.patched("ranked-proposals")
+        if ranked:
+            rank(self.assessment, acts)  # sets rank/recommended; the proposal order stays
+        # older histories: approved actions waited until every proposal was decided
+        self.runs_now = workflow.patched("approve-runs-now")
+        for act in acts:
             self.book.propose(act)
         if not self.actions:
             self._log(CODEBLUE, "No mitigation proposed", "the evidence points at no runbook action")
         else:
+            best = next((a for a in acts if a.recommended), None)
             self._log(
                 CODEBLUE,
                 "Waiting for the IC's decisions",
                 f"IC {self.commander or 'unassigned'}: approve or reject "
                 + ", ".join(self.actions)
-                + "; approved actions run once every proposal is decided",
+                + ("; an approved action runs at once" if self.runs_now else "; approved actions run once every proposal is decided")
+                + (f"; recommended: {best.id} ({best.recommendation})" if best else ""),
             )
             self.watcher = asyncio.ensure_future(self._watch_proposals())
+            if workflow.patched("slack-proposals"):
+                self._start_slack()
         self._details()
 
     def _undecided(self) -> bool:
@@ -580,6 +610,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     def _wants_mitigation(self) -> bool:
         if self.escalations:
             return True
+        if self.runs_now:
+            return bool(self.book.approved())
         return bool(self.book.approved()) and self.book.all_decided()
 
     async def _mitigate(self) -> None:
@@ -593,17 +625,21 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             if self.severity.is_major:
                 self._propose()
         # an escalation is no decision: a batch still waiting on the IC does not run early
-        if workflow.patched("escalation-waits-for-decisions") and not self.book.all_decided():
+        if not self.runs_now and workflow.patched("escalation-waits-for-decisions") and not self.book.all_decided():
             self._details()
             return
         approved = self.book.approved()
         if not approved:
             return
+        if self.runs_now:  # in the order the IC approved them
+            approved.sort(key=lambda a: a.decided_at_seconds or 0.0)
         # one saga per incident (older histories: one per batch)
         saga = self.saga if workflow.patched("incident-saga") else Saga(self.tl, self._run_undo)
         try:
             for act in approved:
                 await self._execute(act, saga)
+                if self.runs_now and act.state == ActionState.EXECUTED and act.kind in CHANGES_PRODUCTION:
+                    await self._recheck(act)
         except _StepFailed as e:
             self._log(CODEBLUE, "Mitigation failed; compensating in reverse", str(e))
             await saga.compensate()
@@ -614,6 +650,115 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 Audience.ENGINEERING_MANAGER, "mitigation-failed", f"Mitigation failed and was rolled back: {self.inp.title}"
             )
         self._details()
+
+    async def _recheck(self, after: Action) -> None:
+        """After a mitigation: pods, health and logs again. Healthy: the proposals still
+        waiting are moot and withdrawn (no reminder, no page for them); else they stay."""
+        k, h, m = self.cfg.kubernetes, self.cfg.health, self.cfg.mitigation
+        ns = NamespaceQuery(namespace=k.namespace)
+        problems: list[str] = []
+        for attempt in range(m.recheck_attempts):
+            if attempt:
+                await workflow.sleep(timedelta(seconds=m.recheck_interval_seconds), summary="re-check the evidence")
+            pods, health, logs = await asyncio.gather(
+                self._read("pod_status", ns, PodsReport, "re-check pods"),
+                self._read("probe_health", HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
+                           HealthProbeResult, "re-check health endpoint"),
+                self._read("gateway_logs", LogsQuery(namespace=k.namespace, deployment=k.gateway_deployment,
+                                                     tail_lines=k.log_tail_lines, patterns=k.error_patterns),
+                           LogsReport, "re-check gateway logs"),
+            )
+            problems = []
+            if pods is None or pods.not_ready:
+                problems.append("pod status unavailable" if pods is None else f"{len(pods.not_ready)} pods not ready")
+            if health is None or not health.ok:
+                problems.append("health endpoint not OK")
+            if not problems:
+                break
+        errors = logs.error_counts if logs else {}
+        pending = self.book.pending()
+        if problems:
+            self._log(CODEBLUE, f"Re-checked after {after.id}: still unhealthy",
+                      "; ".join(problems) + (f"; still waiting: {', '.join(pending)}" if pending else ""))
+            return
+        why = f"after {after.id}: pods ready, health endpoint OK, log errors {errors}"
+        self._log(CODEBLUE, f"Re-checked after {after.id}: healthy", why)
+        for aid in pending:
+            act = self.actions[aid]
+            act.state = ActionState.SUPERSEDED
+            act.result = f"superseded: {why}"
+        if pending:
+            self._log(CODEBLUE, "Withdrawn as superseded", f"{', '.join(pending)}: the evidence no longer calls for them")
+
+    def _start_slack(self) -> None:
+        if self.slack_loop is None or self.slack_loop.done():
+            self.slack_loop = asyncio.ensure_future(self._slack_sync())
+
+    def _slack_request(self, act: Action) -> SlackProposalRequest:
+        return SlackProposalRequest(
+            incident_id=self.inp.incident_id, action_id=act.id, kind=act.kind.value, reason=act.reason,
+            severity=self.severity.value, commander=self.commander, rank=act.rank, recommended=act.recommended,
+            recommendation=act.recommendation, idempotency_key=f"{self.inp.incident_id}:{act.id}:slack",
+        )
+
+    def _slack_view(self, act: Action) -> tuple[str, str | None, str | None]:
+        """What the action's message should show: state, by, detail."""
+        st = act.state
+        if st == ActionState.PROPOSED and act.approvals:
+            return "proposed", act.approvals[-1], f"approved {len(act.approvals)}/{self.book.needed(act)}; needs a second person"
+        if st == ActionState.APPROVED:
+            return st.value, act.approved_by, None
+        if st == ActionState.REJECTED:
+            return st.value, act.decided_by, act.rejection_reason
+        return st.value, None, act.result if st != ActionState.PROPOSED else None
+
+    def _slack_behind(self) -> list[Action]:
+        if self.slack_off:
+            return []
+        out = []
+        for act in self.actions.values():
+            shown = self.slack.get(act.id)
+            if shown is None or (shown.ref is not None and shown.view != list(self._slack_view(act))):
+                out.append(act)
+        return out
+
+    async def _slack_sync(self) -> None:
+        """One message per proposal in the incident channel (Approve / Reject buttons), kept
+        in step with the action's state whoever decided it (CLI, API, Slack). Serialized in
+        this one task; a Slack failure is recorded and never touches the incident."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._slack_behind()) or self.final_status != "open")
+            behind = self._slack_behind()
+            if not behind:
+                return  # closed, and every message shows its final state
+            for act in behind:
+                view = list(self._slack_view(act))
+                shown = self.slack.get(act.id)
+                if shown is None:
+                    res = await self._slack_call("slack_post_proposal", self._slack_request(act),
+                                                 f"Post {act.id} to Slack")
+                    self.slack[act.id] = SlackShown(ref=res.ref if res else None, view=view)
+                    if res is not None and res.skipped:
+                        self.slack_off = True
+                        self._log(CODEBLUE, "Slack proposals skipped", res.detail)
+                        return
+                else:
+                    assert shown.ref is not None
+                    state, by, detail = view
+                    await self._slack_call("slack_update_proposal", SlackUpdateRequest(
+                        proposal=self._slack_request(act), ref=shown.ref, state=state, by=by, detail=detail,
+                    ), f"Update {act.id} in Slack")
+                    shown.view = view
+
+    async def _slack_call(self, name: str, req: Any, summary: str) -> SlackPostResult | None:
+        try:
+            return await workflow.execute_activity(
+                name, req, result_type=SlackPostResult, start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY, summary=summary,
+            )
+        except ActivityError as e:
+            self._log(CODEBLUE, f"{summary} failed", _reason(e))
+            return None
 
     async def _run_undo(self, u: Undo) -> None:
         await self._write(u.activity, u.arg, dict, u.summary, u.timeout_seconds, heartbeat=u.heartbeat)
@@ -922,8 +1067,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         for c in self.sla.values():
             state = "running" if c.met is None else ("met" if c.met else "**missed**")
             lines.append(f"- SLA {c.name} {_mmss(c.due_seconds)}: {state}")
-        for a in self.actions.values():
-            lines.append(f"- `{a.id}` {a.kind.value}: {a.state.value}")
+        for a in sorted(self.actions.values(), key=lambda a: (not a.recommended, a.rank or 999)):
+            star = f" — **recommended**: {a.recommendation}" if a.recommended and a.state == ActionState.PROPOSED else ""
+            lines.append(f"- `{a.id}` {a.kind.value}: {a.state.value}{star}")
         workflow.set_current_details("\n".join(lines))
 
     def _report(self) -> IncidentReport:

@@ -24,8 +24,10 @@ from temporalio.service import RPCError
 from domain import search_attributes as sa
 from domain.config import CodeBlueConfig, TemporalSettings
 from domain.incident import (
+    BatchDecision,
     CommanderAssignment,
     Decision,
+    DecisionBatch,
     DecisionResult,
     Escalation,
     IncidentInput,
@@ -45,6 +47,7 @@ from starters.api.auth import ADMIN, ALERTS, COMMANDER, RESPONDER, VIEWER, Princ
 from starters.api.problems import Problem, problem_response, status_for
 from starters.api.procedures import procedures_router
 from starters.api.ratelimit import RateLimiter
+from starters.api.slack import slack_router
 from worker.codec import EncryptionCodec
 from worker.identity import acting_as
 
@@ -96,6 +99,10 @@ class DecisionBody(_Body):
     action_id: str = Field(min_length=1, max_length=64)
     approve: bool
     reason: str | None = Field(default=None, max_length=2000)
+
+
+class DecisionsBody(_Body):
+    decisions: list[DecisionBody] = Field(min_length=1, max_length=50)
 
 
 class ResolveBody(_Body):
@@ -336,6 +343,7 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     app.include_router(procedures_router(
         needs, client, bounded, s.temporal.task_queue,
         lambda wid: svc.ui_link(cfg.ui.base_url, s.temporal.namespace, wid), cfg.mitigation.approvers))
+    app.include_router(slack_router(cfg, tokens, client, bounded))  # Slack-signed, not bearer tokens
 
     # ------------------------------------------------------------------ probes
     @app.get("/healthz", tags=["probes"])
@@ -428,6 +436,17 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
                      c: Client = Depends(client)):
         d = Decision(action_id=body.action_id, approve=body.approve, by=p.name, reason=body.reason)
         return await bounded(svc.decide(c, incident_id, d), p)
+
+    @app.post(
+        "/incidents/{incident_id}/decisions/batch", tags=["incidents"], response_model=list[DecisionResult],
+        responses={403: {"description": "not the IC"}, 409: {"description": "one of them already decided"}},
+    )
+    async def decide_many(body: DecisionsBody, incident_id: str = IdPath, p: Principal = Depends(needs(COMMANDER)),
+                          c: Client = Depends(client)):
+        """Several decisions at once, all or none: approved actions run in the order given."""
+        batch = DecisionBatch(by=p.name, decisions=[
+            BatchDecision(action_id=d.action_id, approve=d.approve, reason=d.reason) for d in body.decisions])
+        return await bounded(svc.decide_many(c, incident_id, batch), p)
 
     @app.post("/incidents/{incident_id}/resolve", tags=["incidents"], response_model=ResolutionResult)
     async def resolve(body: ResolveBody, incident_id: str = IdPath, p: Principal = Depends(needs(COMMANDER)),

@@ -96,5 +96,16 @@ class TokenBook:
                 found = entry.principal
         return found
 
+    def by_name(self, name: str) -> Principal | None:
+        """The principal `name` as the book knows it (the union of its tokens' roles), for a
+        caller authenticated some other way (a Slack user mapped in `slack.users`)."""
+        roles: set[str] = set()
+        found = False
+        for entry in self._entries:
+            if entry.principal.name == name:
+                found = True
+                roles |= entry.principal.roles
+        return Principal(name, frozenset(roles)) if found else None
+
     def __len__(self) -> int:
         return len(self._entries)

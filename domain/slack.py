@@ -1,0 +1,195 @@
+"""Slack interactivity: one incident-channel message per proposal, with Approve / Reject
+buttons, posted and updated through Slack's Web API (chat.postMessage / chat.update); the
+IC's clicks come back to the API (`POST /slack/interactions`). Shared by the workflow (which
+posts and updates) and the API (which verifies, decides and updates in place)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+# Block Kit action IDs of the two buttons; each button's `value` is "<incident_id>|<action_id>"
+APPROVE, REJECT = "approve", "reject"
+REJECT_MODAL = "codeblue_reject"  # views.open callback_id of the reason modal
+
+
+def button_value(incident_id: str, action_id: str) -> str:
+    return f"{incident_id}|{action_id}"
+
+
+def parse_button_value(value: str) -> tuple[str, str]:
+    incident_id, sep, action_id = value.partition("|")
+    if not sep or not incident_id or not action_id:
+        raise ValueError(f"not an <incident_id>|<action_id> value: {value!r}")
+    return incident_id, action_id
+
+
+class SlackMessageRef(BaseModel):
+    channel: str
+    ts: str
+
+
+class SlackProposalRequest(BaseModel):
+    """A proposal as the incident channel sees it (CodeBlue's own words: no title, no PHI)."""
+
+    incident_id: str
+    action_id: str
+    kind: str
+    reason: str
+    severity: str
+    commander: str | None = None
+    rank: int = 0
+    recommended: bool = False
+    recommendation: str | None = None  # the one-line why, when recommended
+    idempotency_key: str  # a retried post finds its earlier message instead of posting twice
+
+
+class SlackPostResult(BaseModel):
+    delivered: bool
+    skipped: bool = False  # no bot token or channel configured
+    detail: str = ""
+    ref: SlackMessageRef | None = None
+
+
+class SlackShown(BaseModel):
+    """What the workflow last put in an action's message (workflow state)."""
+
+    ref: SlackMessageRef | None = None  # None: the post failed; not tried again
+    view: list[str | None] = []  # [state, by, detail]
+
+
+class SlackUpdateRequest(BaseModel):
+    """The proposal's message, updated in place with its outcome (buttons removed once decided)."""
+
+    proposal: SlackProposalRequest
+    ref: SlackMessageRef
+    state: str  # proposed | approved | rejected | executed | failed | compensated | superseded
+    by: str | None = None
+    detail: str | None = None
+
+
+# ------------------------------------------------------------------ Block Kit (pure functions)
+EVENT_TYPE = "codeblue_proposal"  # the message metadata's event_type on every proposal message
+PROPOSAL_BLOCK, STATUS_BLOCK, ACTIONS_BLOCK = "codeblue_proposal", "codeblue_status", "codeblue_decide"
+REASON_BLOCK, REASON_INPUT = "reason", "reason_input"  # the reject modal's one input
+SECTION_MAX = 3000  # Slack's limit on a section's text
+TEXT_MAX = 4000  # what CodeBlue puts in a message's fallback text (Slack truncates at 40,000)
+
+_STATE_WORDS = {
+    "approved": "Approved",
+    "rejected": "Rejected",
+    "executed": "Executed",
+    "failed": "Failed",
+    "compensated": "Compensated",
+    "superseded": "Not run (superseded)",
+}
+
+
+def mrkdwn_escape(text: str) -> str:
+    """Slack's three control characters; everything else is shown as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def outcome_line(state: str, by: str | None = None, detail: str | None = None) -> str:
+    """'Approved by alice', 'Rejected by alice: reason', 'Executed: detail', or, while proposed,
+    who it waits for (and a first approval's '1/2' detail)."""
+    if state == "proposed":
+        return detail or "Waiting for a decision"
+    word = _STATE_WORDS.get(state, state.capitalize())
+    line = f"{word} by {by}" if by else word
+    return f"{line}: {detail}" if detail else line
+
+
+def proposal_text(req: SlackProposalRequest, state: str = "proposed", by: str | None = None,
+                  detail: str | None = None) -> str:
+    """The message's fallback text (notifications, screen readers): plain, one line."""
+    head = f"[{req.severity}] {req.incident_id}: {req.action_id} ({req.kind})"
+    if state == "proposed":
+        rec = f" Recommended: {req.recommendation}." if req.recommended and req.recommendation else (
+            " Recommended." if req.recommended else "")
+        tail = f" {detail}." if detail else ""
+        return _clip(f"{head} proposed: {req.reason}.{rec}{tail}", TEXT_MAX)
+    return _clip(f"{head}: {outcome_line(state, by, detail)}", TEXT_MAX)
+
+
+def proposal_blocks(req: SlackProposalRequest, state: str = "proposed", by: str | None = None,
+                    detail: str | None = None) -> list[dict]:
+    """The proposal as Block Kit: a section (recommendation first, the action, its reason), a
+    status line, and Approve / Reject buttons only while it is still proposed."""
+    lines = []
+    if req.recommended:
+        why = mrkdwn_escape(req.recommendation) if req.recommendation else "ranked first"
+        lines.append(f":star: *Recommended:* {why}")
+    lines.append(f"*{mrkdwn_escape(req.action_id)}* (`{mrkdwn_escape(req.kind)}`) · "
+                 f"{mrkdwn_escape(req.severity)} {mrkdwn_escape(req.incident_id)}")
+    lines.append(mrkdwn_escape(req.reason))
+    blocks: list[dict] = [
+        {"type": "section", "block_id": PROPOSAL_BLOCK,
+         "text": {"type": "mrkdwn", "text": _clip("\n".join(lines), SECTION_MAX)}},
+    ]
+    status = outcome_line(state, by, detail)
+    if state == "proposed" and not detail and req.commander:
+        status = f"Waiting for the IC ({req.commander})"
+    blocks.append({"type": "context", "block_id": STATUS_BLOCK,
+                   "elements": [{"type": "mrkdwn", "text": _clip(mrkdwn_escape(status), SECTION_MAX)}]})
+    if state == "proposed":
+        value = button_value(req.incident_id, req.action_id)
+        blocks.append({"type": "actions", "block_id": ACTIONS_BLOCK, "elements": [
+            {"type": "button", "action_id": APPROVE, "style": "primary", "value": value,
+             "text": {"type": "plain_text", "text": "Approve"},
+             "confirm": {"title": {"type": "plain_text", "text": "Approve this change?"},
+                         "text": {"type": "mrkdwn", "text": _clip(
+                             f"{mrkdwn_escape(req.action_id)} ({mrkdwn_escape(req.kind)}) on "
+                             f"{mrkdwn_escape(req.incident_id)} changes production.", 300)},
+                         "confirm": {"type": "plain_text", "text": "Approve"},
+                         "deny": {"type": "plain_text", "text": "Cancel"}}},
+            {"type": "button", "action_id": REJECT, "style": "danger", "value": value,
+             "text": {"type": "plain_text", "text": "Reject"}},
+        ]})
+    return blocks
+
+
+def proposal_metadata(req: SlackProposalRequest) -> dict:
+    """Message metadata: a retried post finds its message by the idempotency key, and a click
+    rebuilds the proposal from what CodeBlue itself posted. Flat values only."""
+    return {"event_type": EVENT_TYPE, "event_payload": req.model_dump(mode="json", exclude_none=True)}
+
+
+def proposal_from_metadata(metadata: object) -> SlackProposalRequest | None:
+    if not isinstance(metadata, dict) or metadata.get("event_type") != EVENT_TYPE:
+        return None
+    try:
+        return SlackProposalRequest.model_validate(metadata.get("event_payload") or {})
+    except ValueError:
+        return None
+
+
+def reject_modal(incident_id: str, action_id: str, channel: str, ts: str) -> dict:
+    """views.open's view: one reason input; private_metadata names the message to update."""
+    return {
+        "type": "modal",
+        "callback_id": REJECT_MODAL,
+        "private_metadata": f"{incident_id}|{action_id}|{channel}|{ts}",
+        "title": {"type": "plain_text", "text": "Reject"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": _clip(
+                f"Reject *{mrkdwn_escape(action_id)}* on {mrkdwn_escape(incident_id)}", SECTION_MAX)}},
+            {"type": "input", "block_id": REASON_BLOCK,
+             "label": {"type": "plain_text", "text": "Why not?"},
+             "element": {"type": "plain_text_input", "action_id": REASON_INPUT, "multiline": True,
+                         "min_length": 1, "max_length": 2000}},
+        ],
+    }
+
+
+def parse_private_metadata(value: str) -> tuple[str, str, str, str]:
+    """'<incident_id>|<action_id>|<channel>|<ts>' -> its four parts (ValueError otherwise)."""
+    parts = value.split("|")
+    if len(parts) != 4 or not all(parts):
+        raise ValueError(f"not an <incident_id>|<action_id>|<channel>|<ts> value: {value!r}")
+    return parts[0], parts[1], parts[2], parts[3]
