@@ -6,6 +6,7 @@ Pure functions, no I/O: the workflow calls them, tests call them directly.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -22,6 +23,7 @@ from domain.cluster import (
 from domain.config import CodeBlueConfig
 from domain.helm_time import parse_helm_time
 from domain.incident import Action, ActionKind
+from domain.prometheus import SliReport, breaches
 
 MEMORY_PRESSURE_RATIO = 0.85
 
@@ -42,6 +44,7 @@ class Evidence(BaseModel):
     metrics: MetricsReport | None = None
     helm: HelmHistory | None = None
     health: HealthProbeResult | None = None
+    slis: SliReport | None = None  # the SLIs from Prometheus (None: not read; skipped: no prometheus.url)
     failures: list[str] = []
 
 
@@ -66,6 +69,11 @@ class Assessment(BaseModel):
     previous_revision: int | None = None
     gateway_replicas: int | None = None
     gateway_revision: str | None = None  # deployment.kubernetes.io/revision: its pod template
+    # SLIs read from Prometheus: {name, query, value, threshold, comparison, unit, ok, error, when}
+    # ("assessment", then "after <action>" for each re-check); breaches as lines; dashboard links
+    slis: list[dict[str, Any]] = []
+    sli_breaches: list[str] = []
+    dashboards: dict[str, str] = {}
     healthy: bool = False
     notes: list[str] = []
 
@@ -79,7 +87,16 @@ class Assessment(BaseModel):
             out.append("Resource pressure: " + "; ".join(self.resource_pressure))
         for d in self.recent_deploys:
             out.append(f"Recent deploy: revision {d.revision} ({d.chart}) {d.minutes_before_incident:.0f} min before")
+        if self.sli_breaches:
+            out.append("SLIs breached: " + "; ".join(self.sli_breaches))
         return out
+
+    def record_slis(self, rep: SliReport, when: str) -> None:
+        """Keep a reading of the SLIs (values only: the report stays small)."""
+        for v in rep.values:
+            self.slis.append({"name": v.name, "query": v.query, "value": v.value, "threshold": v.threshold,
+                              "comparison": v.comparison, "unit": v.unit, "ok": v.ok, "error": v.error, "when": when})
+        self.dashboards = rep.dashboards or self.dashboards
 
 
 def assess(
@@ -109,6 +126,12 @@ def assess(
                 a.resource_pressure.append(f"{m.pod} memory at {r:.0%} of limit")
     elif ev.metrics and not ev.metrics.served:
         a.notes.append("metrics API not served; memory pressure unknown")
+    if ev.slis is not None:
+        if ev.slis.skipped:
+            a.notes.append(f"SLIs skipped: {ev.slis.detail}")
+        else:
+            a.record_slis(ev.slis, "assessment")
+            a.sli_breaches = breaches(ev.slis)
     if diag.logs:
         a.error_rate = diag.logs.error_rate
         a.connection_errors = diag.logs.error_counts.get("connection", 0)
@@ -261,9 +284,11 @@ def rank(a: Assessment, actions: list[Action]) -> list[Action]:
                 else f"{len(a.not_ready_pods)} pods not ready since" if a.not_ready_pods else "the errors began after it")
 
     def score(act: Action) -> tuple[int, str]:
+        slo = f"; {a.sli_breaches[0]}" if a.sli_breaches else ""
         if act.kind == ActionKind.HELM_ROLLBACK and deploy:
-            return 95 if broken else 90, (f"revision {deploy.revision} deployed {deploy.minutes_before_incident:.0f} min "
-                                          f"before the onset; {symptoms}")
+            return 95 if broken or a.sli_breaches else 90, (
+                f"revision {deploy.revision} deployed {deploy.minutes_before_incident:.0f} min before the onset; "
+                f"{symptoms}{slo}")
         workflow_name = act.params.get("workflow") if act.kind == ActionKind.PLAYBOOK else None
         if workflow_name == "ServiceRecoveryWorkflow" and deploy:
             return 85, (f"revision {deploy.revision} deployed {deploy.minutes_before_incident:.0f} min before the onset "

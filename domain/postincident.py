@@ -123,6 +123,8 @@ class PostIncidentState(BaseModel):
     next_item: int = 1
     timeline: list[TimelineEntry] = []
     runs: int = 1
+    slis_before: dict[str, float | None] = {}  # SLI values before the onset, for the draft
+    slis_after: dict[str, float | None] = {}  # ... and at verification
 
 
 class PostIncidentInput(StartedBy):

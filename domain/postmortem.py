@@ -35,6 +35,9 @@ class PostmortemExtras(BaseModel):
     items: list[ActionItem] = []
     resolved_at: str | None = None
     post_timeline: list[TimelineEntry] = []
+    # SLI values before the onset and after the resolution ({name: value}; None: no reading)
+    slis_before: dict[str, float | None] = {}
+    slis_after: dict[str, float | None] = {}
 
 
 def _cell(value: Any) -> str:
@@ -64,6 +67,19 @@ def _timeline_table(start: datetime, entries: Iterable[TimelineEntry]) -> list[s
         rows.append(
             f"| {utc(start, e.at_seconds)} | {_mmss(e.at_seconds)} | {_cell(e.actor)} | {_cell(e.event)} | {_cell(e.result)} |"
         )
+    return rows
+
+
+def sli_table(during: list[dict[str, Any]], before: dict[str, float | None],
+              after: dict[str, float | None]) -> list[str]:
+    """Rows of name | before | during (the assessment's reading) | after | limit."""
+    rows = []
+    for d in (d for d in during if d.get("when") == "assessment"):
+        def fmt(v: float | None) -> str:
+            return "—" if v is None else f"{v:.3g}"
+        limit = f"{d.get('comparison') or ''} {d.get('threshold')} {d.get('unit') or ''}".strip()
+        rows.append(f"| {d['name']} | {fmt(before.get(d['name']))} | {fmt(d.get('value'))} | "
+                    f"{fmt(after.get(d['name']))} | {limit} |")
     return rows
 
 
@@ -190,6 +206,14 @@ def render_postmortem(report: IncidentReport, extras: PostmortemExtras | None = 
     if not a:
         out.append("- The assessment did not complete; add what was observed.")
     out.append("")
+
+    table = sli_table(a.get("slis") or [], x.slis_before, x.slis_after)
+    if table:
+        out += ["## SLIs before, during and after", "", "| SLI | before | during | after | limit |", "|---|---|---|---|---|"]
+        out += table
+        for name, url in (a.get("dashboards") or {}).items():
+            out.append(f"\nDashboard: [{name}]({url})")
+        out.append("")
 
     if x.verification is not None:
         out += ["## Resolution verification", ""]

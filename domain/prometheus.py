@@ -63,7 +63,7 @@ def _gateway_slis() -> list[Sli]:
 
 class AnalysisConfig(_Section):
     """How a workflow judges a mitigation from SLIs (for the workflows): `count` measurements
-    `interval_seconds` apart; it passes at `successes` measurements with every SLI OK and fails
+    `interval_seconds` apart; it passes at `successes` consecutive measurements with every SLI OK and fails
     once more than `failure_limit` breach (Argo Rollouts' analysis semantics). A measurement
     with errors or skipped counts as neither."""
 

@@ -148,3 +148,20 @@ async def prometheus_server(targets: list[str], *, interval: str = "1s", binary:
             yield server
         finally:
             await asyncio.to_thread(_stop, proc)
+
+
+async def wait_for_data(url: str, query: str, timeout: float = 30.0) -> bool:
+    """Until `query` returns a sample (a rate() needs two scrapes of the target): a drill's
+    assessment then reads the gateway's real numbers instead of "no data". False on timeout."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while loop.time() < end:
+            try:
+                r = await http.get(f"{url}/api/v1/query", params={"query": query})
+                if r.status_code == 200 and r.json().get("data", {}).get("result"):
+                    return True
+            except (httpx.HTTPError, ValueError):
+                pass
+            await asyncio.sleep(0.5)
+    return False

@@ -249,6 +249,17 @@ async def _drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Con
     signer = IdentityInterceptor(keyring_from_env(), via="", roles=["commander"])
     async with sandbox_environment(name) as sb, dev_server(interceptors=[signer]) as env:
         ui = ui_base(env, None)
+        prom = sb.config.prometheus
+        if prom.url and prom.slis:
+            from sandbox.prometheus_server import wait_for_data
+
+            # the assessment reads the gateway's real numbers, not "no data" from a fresh Prometheus
+            if not await wait_for_data(prom.url, prom.slis[0].query):
+                say(f"note: Prometheus at {prom.url} has no samples yet; the first SLI readings may say no data",
+                    highlight=False)
+        else:
+            say("SLIs: skipped (no `prometheus` binary; install Debian's prometheus package to read real SLIs)",
+                highlight=False)
         async with running_worker(env.client, sb.config, task_queue):
             ctx = DrillContext(client=env.client, sandbox=sb, task_queue=task_queue, ui=ui, say=say, via=via)
             outcome = await drive(ctx)

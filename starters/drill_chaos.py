@@ -685,8 +685,30 @@ class WorkerChaos:
                 if not any(d.pending_activities or d.HasField("pending_workflow_task") for d in descs.values()):
                     return
             if loop.time() > end:
-                raise CodeBlueError(f"fault drill: the workflows did not settle ({last_activity or 'nothing pending'})")
+                raise CodeBlueError(f"fault drill: the workflows did not settle ({last_activity or 'nothing pending'}): "
+                                    f"{await self.state()}")
             await asyncio.sleep(0.05)
+
+    async def state(self) -> str:
+        """What the supervisor and the server think is going on (for a stuck drill's error)."""
+        parts = [f"active={self.active.pid if self.active else None}",
+                 f"standbys={[w.pid for w in self.standby if w.state == 'standby']}",
+                 f"forks pending={len(self._forking)}", f"faults={len(self.faults)}",
+                 f"due completed={sorted(self.completed_due)}",
+                 f"parked={[(r.label, r.parked[1]) for r in self.runs.values() if r.parked]}",
+                 f"running={[r.label for r in self.runs.values() if r.running]}",
+                 f"reporting={[r.label for r in self.runs.values() if r.reporting]}",
+                 f"client calls={list(self.gate.calls.values()) if self.gate else []}",
+                 f"children starting={sorted(self.tap.children_starting)}"]
+        try:
+            for wf, d in (await self._describe_open()).items():
+                parts.append(f"{wf}: history {d.workflow_execution_info.history_length} (seen {self.tap.seen.get(wf)}), "
+                             f"wft={d.HasField('pending_workflow_task')}, activities="
+                             + str([(pa.activity_type.name, pa.activity_id, PendingActivityState.Name(pa.state), pa.attempt,
+                                     pa.last_worker_identity) for pa in d.pending_activities]))
+        except RPCError as e:
+            parts.append(f"describe failed: {e}")
+        return "; ".join(parts + self.notes[-5:])
 
     def coverage(self) -> dict[str, Any]:
         """Boundaries faulted vs boundaries there were (an activity that never ran has none)."""

@@ -7,14 +7,16 @@ import asyncio
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 import httpx
+from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.incident import Decision, IncidentReport
+from domain.prometheus import SliQuery, SliReport, SliValue, holds
 from domain.recovery import RecoveryInput
 from starters import service
 from starters.recovery import start_recovery
@@ -41,14 +43,37 @@ class RecoveryWorld:
         return rep
 
 
+def scripted_slis(values: Callable[[Any], dict[str, float]]):
+    """`sli_values` answering `values(sandbox)` for the configured SLIs: metrics that follow the
+    sandbox's state without a real Prometheus (a time-skipping server gives it no time to scrape)."""
+    def make(sb: Any):
+        @activity.defn(name="sli_values")
+        async def sli_values(q: SliQuery) -> SliReport:
+            now = values(sb)
+            out = []
+            for s in sb.config.prometheus.slis:
+                v = now.get(s.name)
+                out.append(SliValue(name=s.name, query=s.query, value=v, threshold=s.threshold, comparison=s.comparison,
+                                    unit=s.unit, ok=None if v is None else holds(v, s.comparison, s.threshold)))
+            return SliReport(detail=f"{len(out)} SLIs read", at=q.at, values=out)
+        return sli_values
+    return make
+
+
 @asynccontextmanager
-async def recovery_world(env: WorkflowEnvironment, scenario: str = "failed-redeploy") -> AsyncIterator[RecoveryWorld]:
+async def recovery_world(env: WorkflowEnvironment, scenario: str = "failed-redeploy",
+                         slis: Callable[[Any], Any] | None = None) -> AsyncIterator[RecoveryWorld]:
     from sandbox.scenarios import sandbox_environment
 
-    async with sandbox_environment(scenario) as sb, httpx.AsyncClient(timeout=5) as http:
+    async with sandbox_environment(scenario, prometheus=False if slis else None) as sb, \
+            httpx.AsyncClient(timeout=5) as http:
         tq = f"tq-{uuid.uuid4().hex[:8]}"
-        async with Worker(env.client, task_queue=tq, workflows=[ServiceRecoveryWorkflow],
-                          activities=activities_for(sb.config, http)):
+        if slis is not None:  # the worker's config says Prometheus is there; the scripted activity answers
+            sb.config.prometheus.url = sb.config.prometheus.url or "http://prometheus.invalid:9090"
+        acts = activities_for(sb.config, http)
+        if slis is not None:
+            acts = [a for a in acts if getattr(a, "__name__", "") != "sli_values"] + [slis(sb)]
+        async with Worker(env.client, task_queue=tq, workflows=[ServiceRecoveryWorkflow], activities=acts):
             yield RecoveryWorld(env, sb, tq)
 
 

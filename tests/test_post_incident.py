@@ -300,3 +300,45 @@ async def test_started_as_a_child_it_outlives_the_resolving_parent(skipping_env)
         assert (await child.describe()).status == WorkflowExecutionStatus.RUNNING
         await child.execute_update(PostIncidentWorkflow.postmortem_held, PostmortemHeld(by="alice"))
         assert (await child.result()).incident_id == rep.incident_id
+
+
+def _with_prometheus(**pi) -> "CodeBlueConfig":
+    from domain.prometheus import AnalysisConfig, PrometheusConfig
+
+    cfg = config(health_probes=1, **pi)
+    cfg.prometheus = PrometheusConfig(url="http://prometheus.invalid:9090",
+                                      analysis=AnalysisConfig(interval_seconds=30, count=4, successes=2, failure_limit=1))
+    return cfg
+
+
+async def test_verification_fails_on_an_sli_breach_and_passes_once_it_clears(skipping_env):
+    from tests.fakes import BREACHING_SLIS, HEALTHY_SLIS
+    from tests.postincident_fixtures import resolved_report
+
+    # pods, deployments, logs and the health endpoint are all fine: only the SLIs breach
+    pw = healthy()
+    pw.world.slis = dict(BREACHING_SLIS)
+    async with post_worker(skipping_env, pw) as tq:
+        h = await start_post(skipping_env, pw, tq, cfg=_with_prometheus())
+        await skip(skipping_env, 3)  # the readings are 30 s apart on durable timers
+        p = await progress_until(h, lambda p: p.verification is not None, "verification")
+        assert not p.verification.ok
+        problem = " ".join(p.verification.problems)
+        assert problem.startswith("SLI analysis failed: 2 readings breached") and "5xx ratio 0.31" in problem, problem
+        assert commander_pages(pw.world) == ["verification-failed"]
+
+    # the same resolution once the error ratio and latency are back under their limits
+    pw = healthy()
+    pw.world.slis = dict(HEALTHY_SLIS)
+    report = resolved_report()
+    report.assessment["slis"] = [{"name": "5xx ratio", "query": "q", "value": 0.31, "threshold": 0.05, "comparison": "<",
+                                  "unit": "", "ok": False, "error": None, "when": "assessment"}]
+    async with post_worker(skipping_env, pw) as tq:
+        h = await start_post(skipping_env, pw, tq, report=report, cfg=_with_prometheus())
+        await skip(skipping_env, 3)  # the readings are 30 s apart on durable timers
+        p = await progress_until(h, lambda p: p.verification is not None, "verification")
+        assert p.verification.ok, p.verification.problems
+        assert any(c.startswith("SLI analysis passed") for c in p.verification.checks)
+        draft = await h.query(PostIncidentWorkflow.postmortem)
+        assert "## SLIs before, during and after" in draft
+        assert "| 5xx ratio | 0.004 | 0.31 | 0.004 | < 0.05 |" in draft  # before the onset, at assessment, verified

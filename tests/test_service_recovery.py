@@ -9,7 +9,8 @@ from temporalio.worker import Replayer
 
 from sandbox.scenario_failed_redeploy import HOTFIX_TAG, STABLE_TAG, gateway_tag
 from sandbox.scenarios import GATEWAY, NAMESPACE
-from tests.recovery_fixtures import events, recovery_world
+from tests.fakes import BREACHING_SLIS, HEALTHY_SLIS
+from tests.recovery_fixtures import events, recovery_world, scripted_slis
 from worker.temporal import data_converter, replayer
 from workflows.service_recovery import ServiceRecoveryWorkflow
 
@@ -103,3 +104,31 @@ async def test_upgrade_that_never_gets_ready_is_rolled_back(skipping_env):
         assert rep.actions[0].state.value == "failed" and rep.actions[0].result.endswith("; compensated")
         assert rep.status == "rolled_back" and rep.verified is True
         assert gateway_tag(w.sandbox) == STABLE_TAG
+
+
+def _following_the_gateway(sb) -> dict[str, float]:
+    """SLIs as the sandbox gateway's metrics would read: bad while its pods fail, good after."""
+    return dict(HEALTHY_SLIS if sb.cluster.gateway_healthy(NAMESPACE, GATEWAY) else BREACHING_SLIS)
+
+
+async def test_slis_that_breach_after_the_upgrade_roll_it_back_even_when_health_passes(skipping_env):
+    async with recovery_world(skipping_env, slis=scripted_slis(lambda sb: dict(BREACHING_SLIS))) as w:
+        h = await w.start()  # the known-good tag: pods ready and the health endpoint fine
+        await w.approve(h)
+        rep = await h.result()
+        ev = events(rep)
+        assert ev.index("Metric analysis failed") < ev.index("Verification failed") < ev.index("Compensated redeploy")
+        failure = next(e.result for e in rep.timeline if e.event == "Verification failed")
+        assert failure.startswith("SLI analysis failed") and "5xx ratio 0.31" in failure, failure
+        assert rep.status == "rolled_back" and "Recorded known-good" not in ev
+
+
+async def test_slis_that_pass_after_the_upgrade_record_the_known_good_tag(skipping_env):
+    async with recovery_world(skipping_env, slis=scripted_slis(_following_the_gateway)) as w:
+        h = await w.start()
+        await w.approve(h)
+        rep = await h.result()
+        ev = events(rep)
+        assert rep.status == "resolved" and "Metric analysis passed" in ev and "Recorded known-good" in ev
+        readings = [e for e in rep.timeline if e.event.startswith("Metric analysis: SLI reading")]
+        assert len(readings) == 3  # `successes` passing readings in a row, on durable timers

@@ -17,6 +17,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, WorkflowAlreadyStartedError
 
 from workflows import metrics
+from workflows.analysis import read_slis
 from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
 from workflows.post_incident import start_own_post_incident, start_post_incident
 from workflows.saga import Saga
@@ -74,9 +75,14 @@ with workflow.unsafe.imports_passed_through():
         SlaClock,
         Undo,
     )
+    from domain.prometheus import breaches
     from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
     from domain.notify import Audience, Delivery, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.severity import Severity
+
+async def _nothing() -> None:
+    return None
+
 
 class _StepFailed(Exception):
     """A mitigation step failed; carries the readable reason."""
@@ -436,7 +442,10 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         k = self.cfg.kubernetes
         ns = NamespaceQuery(namespace=k.namespace)
         h = self.cfg.health
-        deployments, metrics, helm, health = await asyncio.gather(
+        # histories from before SLIs: no Prometheus read in the assessment
+        slis_read = (read_slis(self.steps, self.inp.incident_id, "SLIs from Prometheus", since=self.started.isoformat())
+                     if workflow.patched("sli-assessment") else _nothing())
+        deployments, metrics, helm, health, slis = await asyncio.gather(
             self._read("deployment_status", ns, DeploymentsReport, "deployments"),
             self._read("pod_metrics", ns, MetricsReport, "kubectl top pods"),
             self._read(
@@ -451,8 +460,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 HealthProbeResult,
                 "health endpoint probe",
             ),
+            slis_read,
         )
-        ev = Evidence(deployments=deployments, metrics=metrics, helm=helm, health=health)
+        ev = Evidence(deployments=deployments, metrics=metrics, helm=helm, health=health, slis=slis)
         a = assess(diag, ev, self.cfg, self.started)
         self.assessment = a
         self._log(CODEBLUE, "Assessment complete", " | ".join(a.summary_lines()))
@@ -576,6 +586,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             if final
             else f"[{self.severity.value}] {public_title(service)}. IC: {self.commander or 'unassigned'}. {known}"
             + (f" {public}" if public else "")
+            + (" Dashboards: " + ", ".join(f"{k}: {v}" for k, v in a.dashboards.items()) if a and a.dashboards else "")
         )
         await self._notify(
             "post_message",
@@ -675,6 +686,11 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 problems.append("health endpoint not OK")
             if not problems:
                 break
+        if self.cfg.prometheus.url and self.assessment is not None and workflow.patched("sli-recheck"):
+            after_slis = await read_slis(self.steps, self.inp.incident_id, f"SLIs after {after.id}")
+            if after_slis is not None and not after_slis.skipped:
+                self.assessment.record_slis(after_slis, f"after {after.id}")
+                self._log(CODEBLUE, f"SLIs after {after.id}", "; ".join(breaches(after_slis)) or "all within their limits")
         errors = logs.error_counts if logs else {}
         pending = self.book.pending()
         if problems:
@@ -1067,6 +1083,11 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         for c in self.sla.values():
             state = "running" if c.met is None else ("met" if c.met else "**missed**")
             lines.append(f"- SLA {c.name} {_mmss(c.due_seconds)}: {state}")
+        a = self.assessment
+        if a is not None and a.sli_breaches:
+            lines.append("- SLIs breached: " + "; ".join(a.sli_breaches))
+        if a is not None and a.dashboards:
+            lines.append("- Dashboards: " + " · ".join(f"[{k}]({v})" for k, v in a.dashboards.items()))
         for a in sorted(self.actions.values(), key=lambda a: (not a.recommended, a.rank or 999)):
             star = f" — **recommended**: {a.recommendation}" if a.recommended and a.state == ActionState.PROPOSED else ""
             lines.append(f"- `{a.id}` {a.kind.value}: {a.state.value}{star}")

@@ -15,6 +15,7 @@ from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 
+from workflows.analysis import analyse, read_slis
 from workflows.steps import READ_RETRY, Steps
 from workflows.timeline import CODEBLUE, Timeline
 
@@ -323,6 +324,20 @@ class PostIncidentWorkflow:
             else:
                 checks.append(f"smoke check {sc.name}: {res.detail}")
 
+        if workflow.patched("sli-analysis"):  # the SLIs decide too, and the draft gets before/after
+            an = await analyse(self.steps, self.tl, self.inp.incident_id, self.cfg.prometheus, "Metric analysis")
+            if an.ok is False:
+                problems.append(f"SLI analysis failed: {an.detail}")
+            elif an.ok:
+                checks.append(f"SLI analysis passed: {an.detail}")
+            if an.readings:
+                self.st.slis_after = {v.name: v.value for v in an.readings[-1].values}
+            if self.cfg.prometheus.url and self.report.started_at:
+                onset = datetime.fromisoformat(self.report.started_at.replace("Z", "+00:00"))
+                before = await read_slis(self.steps, self.inp.incident_id, "SLIs before the onset",
+                                         at=(onset - timedelta(minutes=10)).isoformat())
+                if before is not None and not before.skipped:
+                    self.st.slis_before = {v.name: v.value for v in before.values}
         v = Verification(ok=not problems, problems=problems, checks=checks)
         self.tl.log(
             CODEBLUE,
@@ -550,6 +565,8 @@ class PostIncidentWorkflow:
             items=self.st.items,
             resolved_at=self.st.resolved_at,
             post_timeline=self.tl.entries,
+            slis_before=self.st.slis_before,
+            slis_after=self.st.slis_after,
         )
 
     def _details(self) -> None:

@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows.approvals import settle
 from workflows.playbook import Playbook
 from workflows.saga import Saga
+from workflows.analysis import analyse
 from workflows.steps import NON_RETRYABLE, budget
 from workflows.timeline import CODEBLUE, reason
 
@@ -337,6 +338,11 @@ class ServiceRecoveryWorkflow(Playbook):
         rate = logs.error_rate if logs else None
         if rate is not None and rate > rc.max_error_rate:
             problems.append(f"log error rate {rate:.1%} > {rc.max_error_rate:.1%}")
+        if settle and workflow.patched("sli-analysis"):  # after the upgrade: the SLIs decide too
+            an = await analyse(self.steps, self.tl, self.inp.incident_id, self.cfg.prometheus, "Metric analysis")
+            self.tl.log(CODEBLUE, "Metric analysis " + {True: "passed", False: "failed", None: "not decisive"}[an.ok], an.detail)
+            if an.ok is False:
+                problems.append(f"SLI analysis failed: {an.detail}")
         ok = not problems
         rate_text = f"log error rate {rate:.1%}" if rate is not None else "log error rate unknown"
         detail = "; ".join(problems) or (
