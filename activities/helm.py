@@ -54,6 +54,7 @@ class HelmActivities:
         *,
         read_timeout_seconds: float = 60.0,
         heartbeat_seconds: float = DEFAULT_INTERVAL_SECONDS,
+        retry_grace_seconds: float = 5.0,
     ) -> None:
         if not command:
             raise ValueError("helm command must not be empty")
@@ -61,6 +62,20 @@ class HelmActivities:
         self.env = dict(env or {})
         self.read_timeout_seconds = read_timeout_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        self.retry_grace_seconds = retry_grace_seconds
+
+    async def _settled_for_attempt(self, req: HelmRollbackRequest | HelmUpgradeRequest, marker: str,
+                                   what: str) -> HelmHistory:
+        """The history a decision may rest on. A retry whose history shows no trace of an earlier
+        attempt waits a moment and reads again: that attempt's helm may have outlived its worker
+        and be about to record its pending revision (two helms at once would both act)."""
+        hist = await self._settled_history(req, marker, what)
+        newest = hist.revisions[-1] if hist.revisions else None
+        retry = activity.in_activity() and activity.info().attempt > 1
+        if retry and self.retry_grace_seconds > 0 and not (newest is not None and newest.description == marker):
+            await asyncio.sleep(self.retry_grace_seconds)
+            hist = await self._settled_history(req, marker, what)
+        return hist
 
     # ----------------------------------------------------------------------------------------
 
@@ -181,7 +196,7 @@ class HelmActivities:
     @activity.defn
     async def helm_rollback(self, req: HelmRollbackRequest) -> HelmRollbackResult:
         marker = f"Rollback to {req.to_revision}"
-        before = await self._settled_history(req, marker)
+        before = await self._settled_for_attempt(req, marker, "helm rollback")
         current = before.current
         newest = before.revisions[-1] if before.revisions else None
         if (
@@ -301,7 +316,7 @@ class HelmActivities:
     async def helm_upgrade(self, req: HelmUpgradeRequest) -> HelmUpgradeResult:
         """`helm upgrade RELEASE CHART -n NS --set image.tag=TAG --wait --timeout ...`; a retry
         that finds its own upgrade (by the marker description) done does not repeat it."""
-        before = await self._settled_history(req, req.marker, "helm upgrade")
+        before = await self._settled_for_attempt(req, req.marker, "helm upgrade")
         newest = before.revisions[-1] if before.revisions else None
         if newest is not None and newest.revision > req.from_revision and newest.description == req.marker:
             if newest.status == "deployed":

@@ -18,7 +18,7 @@ import copy
 import json
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import kmock
 
@@ -193,11 +193,3 @@ def slack_posts(receiver: Any, event_type: str = "codeblue_proposal") -> Counter
             if meta.get("event_type") == event_type:
                 keys[str((meta.get("event_payload") or {}).get("idempotency_key"))] += 1
     return keys
-
-
-def applied_twice(per_key: Counter) -> list[str]:
-    return [f"{ch}:{k}" for (ch, k), n in per_key.items() if n > 1]
-
-
-def names(items: Iterable[str]) -> str:
-    return ", ".join(sorted(items)) or "none"

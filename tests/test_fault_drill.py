@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 
 import pytest
 import pytest_asyncio
@@ -33,8 +34,13 @@ async def cli_db_outage():
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     result = asyncio.ensure_future(asyncio.wait_for(proc.communicate(), 300))
     yield proc, result
-    if proc.returncode is None:
-        proc.kill()
+    if proc.returncode is None:  # a failure elsewhere: Ctrl-C, so it stops its servers and sandboxes
+        proc.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(asyncio.shield(result), 30)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+            if proc.returncode is None:
+                proc.kill()
     await asyncio.gather(result, return_exceptions=True)
 
 
