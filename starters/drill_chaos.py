@@ -75,6 +75,7 @@ BOUNDARIES = ("scheduled", "started", "completed")
 # the drill retries a hundred of them. Fire them on time (workflow timers too).
 TIMELY_TIMERS = ["--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"']
 SCENARIOS = ("bad-deploy", "db-outage")
+DRIVE_TIMEOUT = 300.0  # one incident, however slow the machine: a stuck drill fails, saying where
 _STARTED = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
 _SCHEDULED = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
 
@@ -745,6 +746,7 @@ class ServerRestarts:
         self.before_decisions = set(before_decisions)
         self.on_timer_in = on_timer_in  # workflow ID suffixes whose first timer triggers a restart
         self.decisions = 0
+        self.error: BaseException | None = None
         self.faults: list[Fault] = []
         self.tap = HistoryTap(client, self._on_event)
         self.timers_seen: set[str] = set()
@@ -793,9 +795,14 @@ class ServerRestarts:
             t0 = loop.time()
             if timer_of is not None:
                 self._down_at[timer_of] = time.time()
-            self.server.kill()
-            await self.server.start()
-            self.gate.release()
+            try:
+                self.server.kill()
+                await self.server.start()
+            except BaseException as e:
+                self.error = self.error or e  # the IC's next call fails with it, the run reports it
+                raise
+            finally:
+                self.gate.release()
             fault = Fault(len(self.faults) + 1, "server-restart", [why], self.server.proc.pid, round(loop.time() - t0, 3))
             self.faults.append(fault)
             self.say(f"server restart {fault.n}: SIGKILL + start on {self.server.address} {why} ({fault.seconds:.1f} s down)")
@@ -988,11 +995,16 @@ async def run_worker_kills(server: Any, scenario: str, *, work_dir: str, say: Ca
             chaos.attach(gate)
             ctx = DrillContext(client=ic, sandbox=sb, task_queue=tq, ui=server.ui, say=lambda *a, **k: None)
             drive = asyncio.ensure_future(DRIVERS[sb.scenario.driver](ctx))
+            end = time.monotonic() + DRIVE_TIMEOUT
             while not drive.done():  # the driver plays the IC; the supervisor must not fail meanwhile
                 await asyncio.wait([drive], timeout=0.5)
                 if chaos._error is not None:
                     drive.cancel()
                     chaos.check()
+                if time.monotonic() > end:
+                    drive.cancel()
+                    raise CodeBlueError(f"fault drill: {scenario} did not finish within {DRIVE_TIMEOUT:g} s: "
+                                        f"{await chaos.state()}")
             outcome = drive.result()
             await chaos.settle(SETTLED_AFTER[scenario])
             completed, detail = await _completed(plain, scenario, outcome)
@@ -1025,7 +1037,16 @@ async def run_server_restarts(server: Any, scenario: str, *, work_dir: str, say:
         worker = spawn_worker(server.address, sb.config_path, tq)
         try:
             ctx = DrillContext(client=ic, sandbox=sb, task_queue=tq, ui=server.ui, say=lambda *a, **k: None)
-            outcome = await DRIVERS[sb.scenario.driver](ctx)
+            drive = asyncio.ensure_future(DRIVERS[sb.scenario.driver](ctx))
+            end = time.monotonic() + DRIVE_TIMEOUT
+            while not drive.done():
+                await asyncio.wait([drive], timeout=0.5)
+                if restarts.error is not None or time.monotonic() > end:
+                    drive.cancel()
+                    raise CodeBlueError(f"fault drill: {scenario} with server restarts "
+                                        + (f"failed: {restarts.error!r}" if restarts.error else
+                                           f"did not finish within {DRIVE_TIMEOUT:g} s ({len(restarts.faults)} restarts)"))
+            outcome = drive.result()
             await _settle_plain(plain, outcome.workflow_id, SETTLED_AFTER[scenario], restarts)
             completed, detail = await _completed(plain, scenario, outcome)
             notes = [f"{wf}: its timer fired after the restart" if fired else f"{wf}: its timer did not fire after the restart"

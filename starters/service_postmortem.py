@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -18,7 +20,7 @@ from domain.postincident import (
 from domain.postmortem import render_postmortem
 from starters import service
 from starters.service import CodeBlueError
-from workflows.post_incident import PostIncidentWorkflow
+from workflows.post_incident import READING_REPORT, PostIncidentWorkflow
 
 
 async def start(client: Client, incident_id: str, task_queue: str, commander: str | None = None) -> WorkflowHandle:
@@ -57,7 +59,12 @@ async def draft(client: Client, incident_id: str) -> str:
     """The post-incident workflow's draft; without one, a draft from the incident's own report."""
     h = client.get_workflow_handle(await postmortem_id(client, incident_id))
     try:
-        return await h.query(PostIncidentWorkflow.postmortem)
+        for _ in range(50):  # a post-mortem that just started reads the incident's report first
+            text = await h.query(PostIncidentWorkflow.postmortem)
+            if READING_REPORT not in text.split("\n", 1)[0]:
+                return text
+            await asyncio.sleep(0.2)
+        return text
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:
             raise _rpc(e, incident_id) from None

@@ -84,7 +84,8 @@ async def start(env: WorkflowEnvironment, world: World, inp: IncidentInput, tq: 
 
 
 async def until(
-    handle: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 20
+    handle: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 20,
+    poll: float = 0.05,
 ) -> IncidentReport:
     """Poll the status query (real time; the server's clock does not move meanwhile). A query
     that reaches a killed worker's sticky queue fails until the server moves the workflow on:
@@ -103,7 +104,7 @@ async def until(
             return rep
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}; timeline: {[e.event for e in rep.timeline]}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(poll)
 
 
 TRANSIENT = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE)

@@ -63,6 +63,10 @@ def _overdue_at(due: date) -> datetime:
     return datetime.combine(due + timedelta(days=1), time(0, 0), tzinfo=timezone.utc)
 
 
+# the title a post-mortem shows until it has read its incident's report (by reference)
+READING_REPORT = "(reading the incident's report)"
+
+
 @workflow.defn
 class PostIncidentWorkflow:
     @workflow.init
@@ -70,7 +74,7 @@ class PostIncidentWorkflow:
         self.inp = inp
         # by reference: a stand-in until run() has read the incident's report
         self.report = inp.report or IncidentReport(
-            incident_id=inp.incident_id, title="(reading the incident's report)", severity=Severity.P1, service="",
+            incident_id=inp.incident_id, title=READING_REPORT, severity=Severity.P1, service="",
             status="resolved", phase=Phase.RESOLVED, started_at=inp.resolved_at or "", commander=inp.commander,
         )
         self.cfg = CodeBlueConfig()  # the worker's, once run() has read it
