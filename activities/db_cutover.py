@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
 from activities.kubernetes import api_error, check_database
 from activities.targets import Targets
+from activities.preconditions import moved
 from domain.database import (
     RestoredDbVerifyRequest,
     RestoredDbVerifyResult,
@@ -222,12 +223,8 @@ class DbCutoverActivities:
         if current == encoded:
             return SecretChange(secret_name=name, changed=False, resource_version=rv, where=describe_url(text))
         if expected is not None and rv != expected:
-            raise ApplicationError(
-                f"secret {ns}/{name} moved: resourceVersion {rv}, the change was approved at {expected}; nothing was changed",
-                {"current_resource_version": rv, "approved_resource_version": expected},
-                type="SecretMoved",
-                non_retryable=True,
-            )
+            raise moved("SecretMoved", f"secret {ns}/{name} moved: resourceVersion {rv}, the change was approved at {expected}",
+                        {"current_resource_version": rv, "approved_resource_version": expected})
         patched = await self._call("patch", f"secret {ns}/{name}", self._core.patch_namespaced_secret, name, ns,
                                    {"data": {key: encoded}})
         return SecretChange(secret_name=name, changed=True, resource_version=patched.metadata.resource_version,

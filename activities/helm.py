@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
+from activities.preconditions import moved
 from domain.cluster import HelmHistory, HelmQuery, HelmRevision, HelmRollbackRequest, HelmRollbackResult
 from domain.recovery import (
     HelmPreflight,
@@ -222,7 +223,7 @@ class HelmActivities:
             )
         if req.from_revision and current is not None and current.revision != req.from_revision:
             # the IC approved rolling back *from* from_revision: a hotfix since then is not ours to undo
-            raise moved(req.release, current.revision, req.from_revision, "rollback")
+            raise release_moved(req.release, current.revision, req.from_revision, "rollback")
 
         await self._run(
             [
@@ -329,7 +330,7 @@ class HelmActivities:
                 )
         current = before.current
         if req.from_revision and current is not None and current.revision != req.from_revision:
-            raise moved(req.release, current.revision, req.from_revision, "upgrade")
+            raise release_moved(req.release, current.revision, req.from_revision, "upgrade")
         out = await self._run(
             [
                 "upgrade",
@@ -359,16 +360,10 @@ class HelmActivities:
         )
 
 
-def moved(release: str, current: int, approved: int, what: str) -> ApplicationError:
-    """The release is not at the revision the IC approved acting on: refuse, with the facts
-    (details[0]) the workflow needs to propose again."""
-    return ApplicationError(
-        f"release {release} moved: revision {current} is current, the {what} was approved from revision {approved}; "
-        "nothing was changed",
-        {"current_revision": current, "approved_revision": approved},
-        type="ReleaseMoved",
-        non_retryable=True,
-    )
+def release_moved(release: str, current: int, approved: int, what: str) -> ApplicationError:
+    """The release is not at the revision the IC approved acting on."""
+    return moved("ReleaseMoved", f"release {release} moved: revision {current} is current, the {what} was approved "
+                 f"from revision {approved}", {"current_revision": current, "approved_revision": approved})
 
 
 def _check_chart(chart: str) -> str:

@@ -36,6 +36,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
+from activities.preconditions import moved
 from activities.targets import Targets
 from domain.cluster import (
     DbCheckRequest,
@@ -434,13 +435,9 @@ class KubernetesActivities:
         previous = int((scale.spec.replicas if scale.spec is not None else None) or 0)
         replicas = previous
         if req.expected_replicas is not None and previous not in (req.expected_replicas, req.replicas):
-            raise ApplicationError(
-                f"{target} moved: it has {previous} replicas, the scale to {req.replicas} was approved at "
-                f"{req.expected_replicas}; nothing was changed",
-                {"current_replicas": previous, "approved_replicas": req.expected_replicas},
-                type="ReplicasMoved",
-                non_retryable=True,
-            )
+            raise moved("ReplicasMoved", f"{target} moved: it has {previous} replicas, the scale to {req.replicas} "
+                        f"was approved at {req.expected_replicas}",
+                        {"current_replicas": previous, "approved_replicas": req.expected_replicas})
         if previous != req.replicas:
             result = await self._call(
                 "scale", target, self._apps.patch_namespaced_deployment_scale, name, ns,
@@ -462,13 +459,9 @@ class KubernetesActivities:
             if stamped.get(RESTARTED_AT_ANNOTATION) == req.restarted_at:
                 return rollout_state(dep)  # an earlier attempt of this restart got through
             if current != req.expected_revision:
-                raise ApplicationError(
-                    f"deployment {ns}/{name} moved: revision {current} is current, the restart was approved at "
-                    f"revision {req.expected_revision}; nothing was changed",
-                    {"current_revision": current, "approved_revision": req.expected_revision},
-                    type="RolloutMoved",
-                    non_retryable=True,
-                )
+                raise moved("RolloutMoved", f"deployment {ns}/{name} moved: revision {current} is current, the "
+                            f"restart was approved at revision {req.expected_revision}",
+                            {"current_revision": current, "approved_revision": req.expected_revision})
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: req.restarted_at}}}}}
         dep = await self._call("restart", f"deployment {ns}/{name}", self._apps.patch_namespaced_deployment,
                                name, ns, patch)

@@ -61,6 +61,10 @@ class ActionState(str, Enum):
     SUPERSEDED = "superseded"
 
 
+# a mutating step's refusal when the world moved since the IC's decision (activities.preconditions):
+# ReleaseMoved (helm), ReplicasMoved (scale), RolloutMoved (restart), SecretMoved (db cutover)
+MOVED_TYPES = ("ReleaseMoved", "ReplicasMoved", "RolloutMoved", "SecretMoved")
+
 # The documented bound on the incident report (and on what a continued run carries): alerts
 # and notes past their caps are counted, not listed, so no alert volume can push it further.
 REPORT_MAX_BYTES = 1024 * 1024

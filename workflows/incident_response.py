@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         ActionState,
         CommanderAssignment,
         Escalation,
+        MOVED_TYPES,
         IncidentCarry,
         IncidentInput,
         IncidentReport,
@@ -96,7 +97,7 @@ CHANGES_PRODUCTION = frozenset({ActionKind.HELM_ROLLBACK, ActionKind.SCALE_UP, A
 ALERT_SUMMARY_LISTED = 200
 
 # a mutating step refused because production is no longer what the IC approved acting on
-MOVED = ("ReleaseMoved", "ReplicasMoved", "RolloutMoved", "SecretMoved")
+MOVED = MOVED_TYPES
 
 
 def _moved(e: ActivityError) -> dict[str, Any] | None:
