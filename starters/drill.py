@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain.incident import ActionState, Decision, IncidentInput, IncidentReport, Resolution
 from domain.severity import Severity
@@ -71,6 +72,10 @@ def driver(name: str) -> Callable[[Driver], Driver]:
     return register
 
 
+QUERY_ATTEMPTS = 12
+TRANSIENT_RPC = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE)
+
+
 class Watcher:
     """Prints a workflow's timeline entries as they appear (through its `status` query)."""
 
@@ -78,7 +83,15 @@ class Watcher:
         self.handle, self.say, self.query, self.seen = handle, say, query, 0
 
     async def poll(self) -> IncidentReport:
-        rep: IncidentReport = await self.handle.query(self.query)
+        # a query that meets a restarting server or a killed worker's sticky queue is asked again
+        for attempt in range(QUERY_ATTEMPTS):
+            try:
+                rep: IncidentReport = await self.handle.query(self.query)
+                break
+            except RPCError as e:
+                if e.status not in TRANSIENT_RPC or attempt == QUERY_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
         for e in rep.timeline[self.seen :]:
             self.say(timeline_line(e), highlight=False, soft_wrap=True)
         self.seen = len(rep.timeline)
