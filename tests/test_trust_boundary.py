@@ -3,6 +3,8 @@ config and no replayed proof changes what CodeBlue does (worker.identity, Starte
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any
 
 import pytest
@@ -74,11 +76,18 @@ async def _decided_by(h, action_id: str) -> str | None:
 async def _proof_of(env, h, signal: str, arg) -> Any:
     """The header a legitimate signal carried, read back from the incident's history."""
     await h.signal(signal, arg)
-    async for ev in h.fetch_history_events():
-        attrs = ev.workflow_execution_signaled_event_attributes
-        if ev.HasField("workflow_execution_signaled_event_attributes") and HEADER in attrs.header.fields:
-            last = attrs.header.fields[HEADER]
-    return last
+    # a signal that arrives during a workflow task reaches the history when that task completes
+    for _ in range(100):
+        last = None
+        async for ev in h.fetch_history_events():
+            attrs = ev.workflow_execution_signaled_event_attributes
+            if ev.HasField("workflow_execution_signaled_event_attributes") and attrs.signal_name == signal \
+                    and HEADER in attrs.header.fields:
+                last = attrs.header.fields[HEADER]
+        if last is not None:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {signal} signal with a proof in {h.id}'s history")
 
 
 async def test_raw_decide_update_and_reject_signal_with_the_ics_name_change_nothing(skipping_env):
