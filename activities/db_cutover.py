@@ -29,8 +29,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
 from activities.kubernetes import api_error, check_database
-from activities.targets import Targets
 from activities.preconditions import moved
+from activities.targets import Targets
 from domain.database import (
     RestoredDbVerifyRequest,
     RestoredDbVerifyResult,

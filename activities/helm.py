@@ -106,9 +106,9 @@ class HelmActivities:
             async with Heartbeater(self.heartbeat_seconds, what):
                 done, _ = await asyncio.wait({communicate}, timeout=timeout)
             if not done:
-                raise asyncio.TimeoutError
+                raise TimeoutError
             stdout, stderr = communicate.result()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._kill(proc, communicate)
             raise ApplicationError(f"{what} timed out after {timeout:g}s", type="HelmTimeout") from None
         except BaseException:  # cancelled: do not leave helm running

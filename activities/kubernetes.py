@@ -413,7 +413,7 @@ class KubernetesActivities:
             name = (item.get("metadata") or {}).get("name")
             if not name:
                 continue
-            usage = [memory_bytes(((c.get("usage") or {}).get("memory"))) for c in item.get("containers") or []]
+            usage = [memory_bytes((c.get("usage") or {}).get("memory")) for c in item.get("containers") or []]
             metrics.append(PodMetric(
                 pod=name,
                 memory_bytes=sum(u for u in usage if u is not None),
@@ -567,7 +567,7 @@ class KubernetesActivities:
             code = await asyncio.to_thread(run)
         except ApiException as e:
             raise api_error(e, "exec in", f"pod {ns}/{pod.metadata.name}") from None
-        except Exception as e:  # websocket errors come in many types
+        except Exception as e:  # noqa: BLE001 - websocket errors come in many types
             return DbCheckResult(ok=False, detail=f"`{shown}` in pod {pod.metadata.name} could not run: {type(e).__name__}")
         latency = round((time.perf_counter() - t0) * 1000.0, 2)
         if code is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -127,13 +127,13 @@ class PrometheusActivities(HttpActivities):
         if not names:
             return list(self.cfg.slis), []
         known = [self.cfg.sli(n) for n in names]
-        return [s for s in known if s is not None], [n for n, s in zip(names, known) if s is None]
+        return [s for s in known if s is not None], [n for n, s in zip(names, known, strict=True) if s is None]
 
     @activity.defn
     async def sli_values(self, q: SliQuery) -> SliReport:
         """Each requested SLI (all configured when none named) at `q.at` (now when None), read
         concurrently; never raises for Prometheus' answers."""
-        at = parse_time(q.at) if q.at else datetime.now(timezone.utc)
+        at = parse_time(q.at) if q.at else datetime.now(UTC)
         since = parse_time(q.since) if q.since else at - timedelta(minutes=self.cfg.dashboard_window_minutes)
         dashboards = self.cfg.render_dashboards(q.incident_id, since, at)
         slis, unknown = self._pick(q.names)

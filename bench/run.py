@@ -23,15 +23,15 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.baseline import BaselineWorkflow, noop
+from domain.identity import ENV_KEY, keyring_from_env, new_key
 from domain.incident import Decision, IncidentInput, IncidentReport
 from domain.severity import Severity
 from starters import service
-from domain.identity import ENV_KEY, keyring_from_env, new_key
 from starters.devserver import dev_server
-from worker.identity import IdentityInterceptor
 from tests.fakes import World
 from tests.workflow_helpers import incident_worker
-from bench.baseline import BaselineWorkflow, noop
+from worker.identity import IdentityInterceptor
 from workflows.incident_response import IncidentResponseWorkflow
 
 

@@ -16,8 +16,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from tests.fakes import World
-from worker.temporal import data_converter
 from worker.identity import client_interceptors
+from worker.temporal import data_converter
 from workflows.incident_response import IncidentResponseWorkflow
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError
@@ -292,7 +292,7 @@ class CodeBlueConfig(_Section):
     # Excluded from serialization: token hashes never travel into workflow history.
     api: ApiConfig = Field(default_factory=ApiConfig, exclude=True)
 
-    def with_env_secrets(self, env: Mapping[str, str] | None = None) -> "CodeBlueConfig":
+    def with_env_secrets(self, env: Mapping[str, str] | None = None) -> CodeBlueConfig:
         """Webhook URLs are credentials: the worker's environment (or a mounted Secret as env)
         supplies them, over the file. Variables: SECRET_URL_ENV."""
         e = os.environ if env is None else env
@@ -310,7 +310,7 @@ class CodeBlueConfig(_Section):
             out = out.model_copy(update={"prometheus": out.prometheus.model_copy(update={"url": url})})
         return out
 
-    def for_history(self) -> "CodeBlueConfig":
+    def for_history(self) -> CodeBlueConfig:
         """What a workflow may hold (it lands in history): the worker's config without any
         webhook URL. Only the notifier and calendar activities, built from the worker's own
         config, know where to deliver."""
@@ -396,7 +396,7 @@ class TemporalSettings(BaseModel):
     metrics_bind: str | None = None
 
     @classmethod
-    def from_env(cls) -> "TemporalSettings":
+    def from_env(cls) -> TemporalSettings:
         env = os.environ
         key = env.get("TEMPORAL_API_KEY") or None
         return cls(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
 
@@ -30,5 +30,5 @@ def parse_helm_time(text: str) -> datetime | None:
             except ValueError:
                 return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt

@@ -20,8 +20,9 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 

@@ -196,7 +196,7 @@ class DecisionBatch(BaseModel):
     by: str
     decisions: list[BatchDecision] = Field(min_length=1, max_length=50)
 
-    def as_decisions(self) -> list["Decision"]:
+    def as_decisions(self) -> list[Decision]:
         return [Decision(action_id=d.action_id, approve=d.approve, by=self.by, reason=d.reason) for d in self.decisions]
 
 

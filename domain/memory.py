@@ -36,7 +36,7 @@ def leak_suspects(samples: list[dict[str, int]], min_growth: float) -> dict[str,
     out: dict[str, float] = {}
     for pod in sorted(common):
         series = [s[pod] for s in samples]
-        if all(b > a for a, b in zip(series, series[1:])) and series[0] > 0:
+        if all(b > a for a, b in zip(series, series[1:], strict=False)) and series[0] > 0:
             growth = series[-1] / series[0] - 1
             if growth >= min_growth:
                 out[pod] = round(growth, 4)

@@ -6,8 +6,9 @@ everything but the root cause writes itself; that section is left to humans, wit
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -47,13 +48,13 @@ def _cell(value: Any) -> str:
 
 def _parse(iso: str) -> datetime:
     dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def utc(start: datetime, seconds: float | None) -> str:
     if seconds is None:
         return "—"
-    return (start + timedelta(seconds=seconds)).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (start + timedelta(seconds=seconds)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _mmss(seconds: float) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import string
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import quote
 
@@ -73,7 +73,7 @@ class AnalysisConfig(_Section):
     failure_limit: int = Field(default=2, ge=0)
 
     @model_validator(mode="after")
-    def _reachable(self) -> "AnalysisConfig":
+    def _reachable(self) -> AnalysisConfig:
         if self.successes > self.count:
             raise ValueError(f"successes ({self.successes}) cannot exceed count ({self.count})")
         return self
@@ -140,7 +140,7 @@ class PrometheusConfig(_Section):
 def parse_time(v: str) -> datetime:
     """An ISO 8601 time; naive means UTC."""
     t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _epoch_ms(t: datetime) -> int:
@@ -206,7 +206,7 @@ class SliRangeQuery(BaseModel):
         return _iso_ok(v)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "SliRangeQuery":
+    def _ordered(self) -> SliRangeQuery:
         if parse_time(self.end) <= parse_time(self.start):
             raise ValueError("end must be after start")
         return self

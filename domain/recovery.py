@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, field_validator
 
 from domain.cluster import WAIT_MARGIN_SECONDS, HelmRevision
-from domain.identity import StartedBy
 from domain.helm_time import parse_helm_time
+from domain.identity import StartedBy
 from domain.incident import IncidentId
 from domain.severity import Severity
 

@@ -40,7 +40,7 @@ class AwsEmulator:
             "aws_secret_access_key": "sandbox",
         }
 
-    async def __aenter__(self) -> "AwsEmulator":
+    async def __aenter__(self) -> AwsEmulator:
         exe = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
         if not os.path.exists(exe):
             raise RuntimeError("moto_server not found: install the test extra (pip install -e '.[test]')")

@@ -41,7 +41,6 @@ from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-
 STICKY_SECONDS = 2
 
 
@@ -56,7 +55,7 @@ class SupervisorLink:
         self._task = asyncio.ensure_future(self._read())
 
     @classmethod
-    async def open(cls, address: str) -> "SupervisorLink":
+    async def open(cls, address: str) -> SupervisorLink:
         host, _, port = address.rpartition(":")
         reader, writer = await asyncio.open_connection(host, int(port))
         link = cls(reader, writer)
@@ -190,7 +189,7 @@ def _warm() -> None:
 
         boto3.client("rds", region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
                      aws_access_key_id="x", aws_secret_access_key="x")  # loads the service model once
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - only a warm-up; the worker loads it again when needed
         pass
 
 
@@ -204,9 +203,9 @@ def _die_with_parent() -> None:
 def main() -> None:
     """One JSON line per worker wanted: {"hook": "HOST:PORT", "env": {...}} (the child's whole
     environment, as `codeblue worker` would get it)."""
-    import worker.main  # noqa: F401 - everything a worker needs, imported once
-    import worker.temporal  # noqa: F401
     import domain.config  # noqa: F401
+    import worker.main
+    import worker.temporal  # noqa: F401
 
     _warm()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel

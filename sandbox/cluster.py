@@ -35,8 +35,8 @@ import copy
 import functools
 import gzip
 import importlib.resources
-import logging
 import json
+import logging
 import re
 import tempfile
 import time

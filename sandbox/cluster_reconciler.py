@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import kmock
@@ -60,7 +60,7 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def image_tag(image: str) -> str:
@@ -876,11 +876,11 @@ class Reconciler:
         rnd = random.Random(pod_name)
 
         def ts(i: int) -> str:
-            return datetime.fromtimestamp(born + i * 0.25, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+            return datetime.fromtimestamp(born + i * 0.25, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
         if mode == "ok" and pool_exhausted:
             lines = [f"INFO api-gateway {tag} listening on :8080", "INFO connected to database pool (size=10)"]
-            for i in range(12):
+            for _ in range(12):
                 lines.append(f"WARN database pool at 10/10 in use, {rnd.randint(20, 90)} requests waiting")
                 lines.append("ERROR connection pool exhausted: timed out after 5000ms acquiring a database connection")
                 lines.append("INFO GET /health 503")

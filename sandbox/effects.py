@@ -64,7 +64,7 @@ class WriteLog:
         self.writes: list[Write] = []
 
     @classmethod
-    def attach(cls, cluster: Any) -> "WriteLog":
+    def attach(cls, cluster: Any) -> WriteLog:
         log = cls()
         emulator = cluster.emulator
         handle = emulator._handle  # bound method of the emulator; kmock calls self._handle(request)

@@ -29,7 +29,7 @@ import json
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 CONFIGMAP_PREFIX = "sandbox-helm-"
@@ -70,12 +70,12 @@ def configmap_name(release: str) -> str:
 def format_time(dt: datetime) -> str:
     """RFC 3339 in UTC, e.g. ``2024-05-01T10:00:00Z``."""
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def now_rfc3339() -> str:
-    return format_time(datetime.now(timezone.utc))
+    return format_time(datetime.now(UTC))
 
 
 def parse_duration(text: str) -> float:

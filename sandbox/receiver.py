@@ -29,16 +29,17 @@ import inspect
 import itertools
 import json
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from domain.config import NotificationConfig
-from sandbox.slack_api import SANDBOX_BOT_TOKEN, SlackApi
 from sandbox.gateway_metrics import GatewayMetrics
+from sandbox.slack_api import SANDBOX_BOT_TOKEN, SlackApi
 
 CHANNELS = ("slack", "statuspage", "pagerduty", "webhook", "health")
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -75,7 +76,7 @@ class _Stored:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Receiver:
@@ -105,7 +106,7 @@ class Receiver:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> "Receiver":
+    async def start(self) -> Receiver:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         self.slack_api.add_routes(app, prefix="/slack-api")  # before the catch-all
@@ -129,7 +130,7 @@ class Receiver:
             self._sock.close()
             self._sock = None
 
-    async def __aenter__(self) -> "Receiver":
+    async def __aenter__(self) -> Receiver:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

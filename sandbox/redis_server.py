@@ -22,7 +22,7 @@ class RedisServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> "RedisServer":
+    async def __aenter__(self) -> RedisServer:
         exe = shutil.which("redis-server")
         if not exe:
             raise RuntimeError("redis-server not found (scripts/ensure-services.sh installs it)")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import AsyncIterator
 
 from domain.config import CodeBlueConfig, RecoveryConfig
 from sandbox.cluster_reconciler import image_tag
@@ -36,7 +36,7 @@ async def seed_failed_redeploy(env: SandboxEnvironment) -> None:
     await env.cluster.seed_healthcare_prod(
         namespace=NAMESPACE, gateway=GATEWAY, tag=STABLE_TAG, replicas=3, bad_tags={BAD_TAG}
     )
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     api = env.cluster.api_client()
     try:
         await asyncio.to_thread(

@@ -12,11 +12,12 @@ import asyncio
 import os
 import sys
 import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import yaml
 
@@ -45,7 +46,7 @@ BAD_TAG = "v1.5.0"
 
 @dataclass
 class SandboxEnvironment:
-    scenario: "Scenario"
+    scenario: Scenario
     cluster: SandboxCluster
     receiver: Receiver
     config: CodeBlueConfig
@@ -90,11 +91,11 @@ def scenario(name: str) -> Scenario:
 
 def _load_all() -> None:
     """Scenario modules register on import; list them here."""
-    import sandbox.scenario_bad_deploy  # noqa: F401
-    import sandbox.scenario_db_outage  # noqa: F401
-    import sandbox.scenario_db_connections  # noqa: F401
-    import sandbox.scenario_failed_redeploy  # noqa: F401
-    import sandbox.scenario_cache_poisoned  # noqa: F401
+    import sandbox.scenario_bad_deploy
+    import sandbox.scenario_cache_poisoned
+    import sandbox.scenario_db_connections
+    import sandbox.scenario_db_outage
+    import sandbox.scenario_failed_redeploy
     import sandbox.scenario_memory_leak  # noqa: F401
 
 
@@ -103,7 +104,7 @@ async def seed_bad_release(env: SandboxEnvironment, *, current_tag: str = BAD_TA
     await env.cluster.seed_healthcare_prod(
         namespace=NAMESPACE, gateway=GATEWAY, tag=current_tag, replicas=3, bad_tags={BAD_TAG}
     )
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     api = env.cluster.api_client()
     try:
         await asyncio.to_thread(

@@ -61,7 +61,7 @@ class SlackApi:
 
     # -- lifecycle (standalone) ---------------------------------------------------------------
 
-    async def start(self) -> "SlackApi":
+    async def start(self) -> SlackApi:
         app = web.Application()
         self.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
@@ -82,7 +82,7 @@ class SlackApi:
             self._sock.close()
             self._sock = None
 
-    async def __aenter__(self) -> "SlackApi":
+    async def __aenter__(self) -> SlackApi:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -11,7 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def worker_env(address: str, config_path: str, task_queue: str, **extra: str) -> dict[str, str]:

@@ -39,7 +39,7 @@ class ApiCredentials:
     token: str
 
     @classmethod
-    def find(cls) -> "ApiCredentials | None":
+    def find(cls) -> ApiCredentials | None:
         """The environment first, then the file `codeblue login` wrote; None: no API configured."""
         url, token = os.environ.get(ENV_URL, "").strip(), os.environ.get(ENV_TOKEN, "").strip()
         if url:
@@ -52,7 +52,7 @@ class ApiCredentials:
         return cls._saved()
 
     @classmethod
-    def _saved(cls) -> "ApiCredentials | None":
+    def _saved(cls) -> ApiCredentials | None:
         path = credentials_path()
         try:
             data = json.loads(path.read_text())

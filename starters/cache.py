@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client, WorkflowHandle
 
 from domain.cache import CacheInput, FlushConfirmation, cache_workflow_id
-from starters.service import start_procedure, _update
+from starters.service import _update, start_procedure
 from workflows.redis_cache import RedisCachePlaybook
 
 

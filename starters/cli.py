@@ -7,8 +7,9 @@ import json
 import os
 import sys
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -146,9 +147,9 @@ _API_FIELDS = {"incident_id": "incident_id", "commander": "commander", "pattern"
 _PINNED = ("release", "namespace", "chart", "deployment", "source")
 
 
-def start_procedure_cmd(kind: str, config: Optional[str], make_input: Callable[[str], Any],
+def start_procedure_cmd(kind: str, config: str | None, make_input: Callable[[str], Any],
                         start: Callable[[Any, Any, str], Awaitable[Any]], next_step: Callable[[str], str],
-                        by: Optional[str]) -> Optional[str]:
+                        by: str | None) -> str | None:
     """Start a playbook, recovery or restore: through the API when one is configured (the
     token's principal), else with the operator key. Prints the ID and the UI link; returns the ID."""
     from starters.service import ui_link
@@ -190,7 +191,7 @@ def start_procedure_cmd(kind: str, config: Optional[str], make_input: Callable[[
 
 
 def command_cmd(command: str, via_api: Callable[[Any, str], str], direct: Callable[[Any, str], Awaitable[str]],
-                by: Optional[str]) -> None:
+                by: str | None) -> None:
     """A command on a running procedure (confirm a flush, end the memory playbook, ...): through
     the API when one is configured, else with the operator key. Prints the workflow's answer."""
     api = _api()
@@ -212,19 +213,19 @@ ByOpt = typer.Option(None, "--by", help="Who you are: the API token's name (chec
 @incident_app.command("start")
 def incident_start(
     title: str = typer.Option(..., "--title", help="What is happening, in one line."),
-    severity: Optional[Severity] = typer.Option(None, "--severity", help="P0-P3; omit to classify from the flags below."),
+    severity: Severity | None = typer.Option(None, "--severity", help="P0-P3; omit to classify from the flags below."),
     service: str = typer.Option("api-gateway", "--service"),
-    commander: Optional[str] = typer.Option(None, "--commander", help="The incident commander (IC)."),
-    incident_id: Optional[str] = typer.Option(None, "--id", help="Default: INC-<utc time>-<random>."),
-    by: Optional[str] = ByOpt,
+    commander: str | None = typer.Option(None, "--commander", help="The incident commander (IC)."),
+    incident_id: str | None = typer.Option(None, "--id", help="Default: INC-<utc time>-<random>."),
+    by: str | None = ByOpt,
     outage: bool = typer.Option(False, "--outage", help="Complete service outage."),
     security: bool = typer.Option(False, "--security", help="Data breach or security incident (pages security)."),
     patient_safety: bool = typer.Option(False, "--patient-safety", help="Patient safety impact."),
     major_feature: bool = typer.Option(False, "--major-feature", help="Major feature unavailable."),
     auth: bool = typer.Option(False, "--auth", help="Authentication issues."),
-    degradation: Optional[float] = typer.Option(None, "--degradation", min=0, max=100, help="Performance degradation in %."),
-    public_summary: Optional[str] = PublicOpt,
-    config: Optional[str] = ConfigOpt,
+    degradation: float | None = typer.Option(None, "--degradation", min=0, max=100, help="Performance degradation in %."),
+    public_summary: str | None = PublicOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Open an incident: prints its ID and the Temporal UI link."""
     from starters import service as svc
@@ -240,7 +241,6 @@ def incident_start(
     )
     api = _api()
     if api is not None:
-        from starters.service import CodeBlueError
 
         def via_api() -> None:
             api.actor(by)
@@ -258,7 +258,7 @@ def incident_start(
     cls = classify(obs)
     sev = severity or cls.severity
     reasons = cls.reasons if severity is None or severity == cls.severity else [f"set by {by}"]
-    iid = incident_id or f"INC-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+    iid = incident_id or f"INC-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
     try:
         inp = IncidentInput(
             incident_id=iid, title=title, severity=sev, service=service, commander=commander,
@@ -285,7 +285,7 @@ def incident_watch(
 ) -> None:
     """A live view of an incident: phase, SLA clocks counting down, proposals (recommendation
     first), the latest timeline lines. Exits when the incident closes, or on Ctrl-C."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from rich.live import Live
 
@@ -302,13 +302,13 @@ def incident_watch(
 
         rep = await read()
         if once:
-            out.print(watch_view(rep, datetime.now(timezone.utc)))
+            out.print(watch_view(rep, datetime.now(UTC)))
             return
-        with Live(watch_view(rep, datetime.now(timezone.utc)), console=out, refresh_per_second=4) as live:
+        with Live(watch_view(rep, datetime.now(UTC)), console=out, refresh_per_second=4) as live:
             while rep.status == "open":
                 await asyncio.sleep(every)
                 rep = await read()
-                live.update(watch_view(rep, datetime.now(timezone.utc)))
+                live.update(watch_view(rep, datetime.now(UTC)))
         out.print(f"{incident_id} closed: {rep.status}", highlight=False)
 
     run(go)
@@ -334,9 +334,9 @@ def incident_status(incident_id: str, as_json: bool = typer.Option(False, "--jso
 @incident_app.command("approve")
 def incident_approve(
     incident_id: str,
-    actions: Optional[list[str]] = typer.Argument(None, help="One or more proposed actions, run in this order."),
+    actions: list[str] | None = typer.Argument(None, help="One or more proposed actions, run in this order."),
     recommended: bool = typer.Option(False, "--recommended", help="Approve the proposal CodeBlue recommends."),
-    by: Optional[str] = ByOpt,
+    by: str | None = ByOpt,
 ) -> None:
     """Approve proposed actions (only the IC or a configured approver): each runs at once, in
     the order given; several are decided together, all or none."""
@@ -370,7 +370,7 @@ def _recommended(incident_id: str) -> str:
     return best.id
 
 
-def _decide_many(incident_id: str, actions: list[str], by: Optional[str]) -> None:
+def _decide_many(incident_id: str, actions: list[str], by: str | None) -> None:
     from domain.incident import BatchDecision, DecisionBatch
     from starters import service as svc
 
@@ -389,13 +389,13 @@ def _decide_many(incident_id: str, actions: list[str], by: Optional[str]) -> Non
 
 @incident_app.command("reject")
 def incident_reject(
-    incident_id: str, action: str, by: Optional[str] = ByOpt, reason: str = typer.Option(..., "--reason")
+    incident_id: str, action: str, by: str | None = ByOpt, reason: str = typer.Option(..., "--reason")
 ) -> None:
     """Reject a proposed action, with a reason."""
     _decide(incident_id, action, False, by, reason)
 
 
-def _decide(incident_id: str, action: str, approve: bool, by: Optional[str], reason: Optional[str]) -> None:
+def _decide(incident_id: str, action: str, approve: bool, by: str | None, reason: str | None) -> None:
     from starters import service as svc
 
     def via_api(api: Any, _: str) -> str:
@@ -422,10 +422,10 @@ def _decision_line(incident_id: str, res: Any) -> str:
 @incident_app.command("resolve")
 def incident_resolve(
     incident_id: str,
-    by: Optional[str] = ByOpt,
+    by: str | None = ByOpt,
     summary: str = typer.Option(..., "--summary"),
     force: bool = typer.Option(False, "--force", help="Close even if health verification fails."),
-    public_summary: Optional[str] = PublicOpt,
+    public_summary: str | None = PublicOpt,
 ) -> None:
     """Resolve: CodeBlue verifies health first and refuses while unhealthy (unless --force)."""
     from starters import service as svc
@@ -450,7 +450,7 @@ def incident_resolve(
 
 
 @incident_app.command("assign")
-def incident_assign(incident_id: str, commander: str = typer.Option(..., "--commander"), by: Optional[str] = ByOpt) -> None:
+def incident_assign(incident_id: str, commander: str = typer.Option(..., "--commander"), by: str | None = ByOpt) -> None:
     """Assign (or hand over) the incident commander role."""
     from starters import service as svc
 
@@ -471,7 +471,7 @@ def incident_assign(incident_id: str, commander: str = typer.Option(..., "--comm
 def incident_escalate(
     incident_id: str,
     severity: Severity = typer.Option(..., "--severity"),
-    by: Optional[str] = ByOpt,
+    by: str | None = ByOpt,
     reason: str = typer.Option("", "--reason"),
 ) -> None:
     """Raise the severity (e.g. P1 -> P0); pages on-call again."""
@@ -494,7 +494,7 @@ def incident_escalate(
 def incident_note(
     incident_id: str,
     text: str = typer.Argument(..., help="What you saw or did (stays in the encrypted history, never in logs)."),
-    by: Optional[str] = ByOpt,
+    by: str | None = ByOpt,
 ) -> None:
     """Add a note to the incident's timeline."""
     from starters import service as svc
@@ -517,10 +517,10 @@ def incident_note(
 
 def _short_time(iso: Any) -> str:
     """'2026-12-01T12:30:48+00:00' -> '12-01 12:30' (UTC); anything else as it is."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
-        return datetime.fromisoformat(str(iso)).astimezone(timezone.utc).strftime("%m-%d %H:%M")
+        return datetime.fromisoformat(str(iso)).astimezone(UTC).strftime("%m-%d %H:%M")
     except (TypeError, ValueError):
         return str(iso or "")
 
@@ -555,7 +555,7 @@ def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
 @app.command("login")
 def login_cmd(
     api_url: str = typer.Option(..., "--api", help="The CodeBlue API, e.g. https://codeblue.example.org"),
-    token: Optional[str] = typer.Option(None, "--token", help="Default: read from stdin (never put it in shell history)."),
+    token: str | None = typer.Option(None, "--token", help="Default: read from stdin (never put it in shell history)."),
 ) -> None:
     """Check a token against the API and keep it for the CLI (owner-only file, like kubectl)."""
     from starters.api_client import ApiClient, ApiCredentials
@@ -575,7 +575,7 @@ def login_cmd(
 
 # ------------------------------------------------------------------ processes
 @app.command("worker")
-def worker_cmd(config: Optional[str] = ConfigOpt) -> None:
+def worker_cmd(config: str | None = ConfigOpt) -> None:
     """Run a worker on $TEMPORAL_TASK_QUEUE until SIGINT/SIGTERM."""
     from worker.main import serve_until_signal
 
@@ -593,11 +593,11 @@ def worker_cmd(config: Optional[str] = ConfigOpt) -> None:
 
 @app.command("dev")
 def dev_cmd(
-    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="Act on a drill sandbox scenario (e.g. bad-deploy)."),
+    sandbox: str | None = typer.Option(None, "--sandbox", help="Act on a drill sandbox scenario (e.g. bad-deploy)."),
     port: int = typer.Option(7233, "--port"),
     ui_port: int = typer.Option(8233, "--ui-port"),
     api_port: int = typer.Option(8000, "--api-port", min=1, max=65535, help="The CodeBlue HTTP API."),
-    config: Optional[str] = ConfigOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Embedded Temporal dev server (Web UI on), a worker and the HTTP API; writes
     .codeblue/dev.env for a second terminal. Ctrl-C stops all."""
@@ -610,7 +610,7 @@ def dev_cmd(
 
 @app.command("drill")
 def drill_cmd(
-    scenario: Optional[str] = typer.Argument(None, help="Sandbox scenario (default bad-deploy; with --chaos: bad-deploy and db-outage)."),
+    scenario: str | None = typer.Argument(None, help="Sandbox scenario (default bad-deploy; with --chaos: bad-deploy and db-outage)."),
     as_json: bool = typer.Option(False, "--json", help="Print only the report JSON on stdout."),
     keep: bool = typer.Option(False, "--keep", help="Leave the dev server and UI up afterwards (Ctrl-C ends)."),
     chaos: bool = typer.Option(False, "--chaos", help="Fault drill: SIGKILL the worker at every activity boundary and restart the dev server mid-incident; check every side effect happened once."),
@@ -635,7 +635,7 @@ def drill_cmd(
 
 
 # ------------------------------------------------------------------ output
-def _config(path: Optional[str]) -> CodeBlueConfig:
+def _config(path: str | None) -> CodeBlueConfig:
     try:
         return load_config(path)
     except ConfigError as e:

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 
 def api_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8080, "--port", min=1, max=65535),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (default: $CODEBLUE_CONFIG)."),
-    alert_spool: Optional[str] = typer.Option(
+    config: str | None = typer.Option(None, "--config", "-c", help="YAML config (default: $CODEBLUE_CONFIG)."),
+    alert_spool: str | None = typer.Option(
         None, "--alert-spool", help="SQLite file for accepted alerts (overrides api.alert_spool; one per API process)."),
 ) -> None:
     """HTTP API with bearer tokens (OpenAPI at /docs); Ctrl-C stops."""
     import uvicorn
 
     from domain.config import ConfigError, TemporalSettings
+    from domain.identity import ENV_KEY, IdentityKeyError, keyring_from_env
     from starters.api.alert_spool import SpoolError
     from starters.api.app import ApiSettings, create_app
     from starters.api.auth import TokenBook
     from starters.cli import _client, _config, _exit, err, fail
-    from domain.identity import ENV_KEY, IdentityKeyError, keyring_from_env
     from worker.codec import CodecKeyError, codec_from_env
 
     cfg = _config(config)

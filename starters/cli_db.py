@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Optional
 
 import typer
 
@@ -16,13 +15,13 @@ db_app = typer.Typer(help="Database recovery: restore from an RDS snapshot, chec
 @db_app.command("restore")
 def db_restore(
     incident: str = typer.Option(..., "--incident", help="The incident this restore belongs to."),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="Snapshot ID or 'latest'; default: aws.rds_snapshot."),
-    target: Optional[str] = typer.Option(None, "--target", help="New instance ID; default: <source>-restored."),
-    source: Optional[str] = typer.Option(None, "--source", help="Default: aws.rds_instance."),
-    commander: Optional[str] = typer.Option(None, "--commander", help="The IC, only if no CodeBlue incident has this ID."),
-    by: Optional[str] = typer.Option(None, "--by", help="Who asks: the API token's name (checked), or with the operator key your name (default $USER)."),
+    snapshot: str | None = typer.Option(None, "--snapshot", help="Snapshot ID or 'latest'; default: aws.rds_snapshot."),
+    target: str | None = typer.Option(None, "--target", help="New instance ID; default: <source>-restored."),
+    source: str | None = typer.Option(None, "--source", help="Default: aws.rds_instance."),
+    commander: str | None = typer.Option(None, "--commander", help="The IC, only if no CodeBlue incident has this ID."),
+    by: str | None = typer.Option(None, "--by", help="Who asks: the API token's name (checked), or with the operator key your name (default $USER)."),
     detach: bool = typer.Option(False, "--detach", help="Start it and return; no progress line."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
+    config: str | None = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
 ) -> None:
     """Start the restore; then show a live progress line (elapsed, RDS status, what it waits for)."""
     from domain.database import DatabaseRestoreInput
@@ -98,7 +97,7 @@ def db_status(incident: str = typer.Option(..., "--incident"), as_json: bool = t
 
 
 @db_app.command("cancel")
-def db_cancel(incident: str = typer.Option(..., "--incident"), by: Optional[str] = typer.Option(None, "--by"),
+def db_cancel(incident: str = typer.Option(..., "--incident"), by: str | None = typer.Option(None, "--by"),
               reason: str = typer.Option(..., "--reason")) -> None:
     """Stop a restore before its cutover (the IC); a restored instance is kept for forensics."""
     from domain.database import CancelRestore
@@ -111,7 +110,7 @@ def db_cancel(incident: str = typer.Option(..., "--incident"), by: Optional[str]
 
 
 @db_app.command("check")
-def db_check(config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config.")) -> None:
+def db_check(config: str | None = typer.Option(None, "--config", "-c", help="YAML config.")) -> None:
     """The runbook's `npm run db:check`: connect with the database Secret (or run the configured command)."""
     from starters import cli
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import typer
 
@@ -19,11 +20,11 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (for the UI l
 
 def _start_playbook(
     kind: str,
-    config: Optional[str],
+    config: str | None,
     make_input: Callable[[str], Any],
     start: Callable[[Any, Any, str], Awaitable[Any]],
     next_step: Callable[[str], str],
-    by: Optional[str],
+    by: str | None,
 ) -> None:
     """Every playbook starts alike: the ID and the UI link on stdout, the IC's next step on
     stderr; a bad input or an unreachable Temporal is one line on stderr and exit 1."""
@@ -35,10 +36,10 @@ def _start_playbook(
 @playbook_app.command("cache")
 def cache_cmd(
     incident: str = IncidentOpt,
-    pattern: Optional[str] = typer.Option(None, "--pattern", help="Also offer a flush of only these keys, e.g. 'session:*'."),
-    commander: Optional[str] = CommanderOpt,
-    by: Optional[str] = ByOpt,
-    config: Optional[str] = ConfigOpt,
+    pattern: str | None = typer.Option(None, "--pattern", help="Also offer a flush of only these keys, e.g. 'session:*'."),
+    commander: str | None = CommanderOpt,
+    by: str | None = ByOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Describe the ElastiCache cluster, PING/INFO its Redis, propose guarded flushes."""
     from starters.cache import start_cache_playbook
@@ -59,7 +60,7 @@ def cache_cmd(
 def confirm_flush_cmd(
     workflow_id: str = typer.Argument(..., help=f"The playbook's ID, e.g. {cache_workflow_id('INC-1')}."),
     cluster: str = typer.Option(..., "--cluster", help="The ElastiCache cluster's name, typed out."),
-    by: Optional[str] = ByOpt,
+    by: str | None = ByOpt,
 ) -> None:
     """Confirm an approved FLUSHALL by typing the cluster's name."""
     from starters import cli
@@ -74,10 +75,10 @@ def confirm_flush_cmd(
 @playbook_app.command("memory")
 def memory_cmd(
     incident: str = IncidentOpt,
-    deployment: Optional[str] = typer.Option(None, "--deployment", help="Default: kubernetes.gateway_deployment."),
-    commander: Optional[str] = CommanderOpt,
-    by: Optional[str] = ByOpt,
-    config: Optional[str] = ConfigOpt,
+    deployment: str | None = typer.Option(None, "--deployment", help="Default: kubernetes.gateway_deployment."),
+    commander: str | None = CommanderOpt,
+    by: str | None = ByOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """Sample pod memory minutes apart, name leak suspects, propose scale to 10 and restart."""
     from domain.memory import MemoryInput
@@ -95,7 +96,7 @@ def memory_cmd(
 @playbook_app.command("resolve-memory")
 def resolve_memory_cmd(
     workflow_id: str = typer.Argument(..., help="The playbook's ID (<incident>-memory)."),
-    by: Optional[str] = ByOpt,
+    by: str | None = ByOpt,
     keep_scale: bool = typer.Option(False, "--keep-scale", help="Keep the scaled-up replicas."),
 ) -> None:
     """End the memory playbook: scale back to the previous replica count unless --keep-scale."""
@@ -112,11 +113,11 @@ def resolve_memory_cmd(
 @playbook_app.command("db-connections")
 def db_connections_cmd(
     incident: str = IncidentOpt,
-    commander: Optional[str] = CommanderOpt,
+    commander: str | None = CommanderOpt,
     max_connection_errors: int = typer.Option(0, "--max-connection-errors", min=0,
                                               help="Connection lines tolerated in the gateway's logs after the restart."),
-    by: Optional[str] = ByOpt,
-    config: Optional[str] = ConfigOpt,
+    by: str | None = ByOpt,
+    config: str | None = ConfigOpt,
 ) -> None:
     """RDS status, pool evidence in the gateway logs, reachability; propose a restart (or a restore)."""
     from domain.database import restore_workflow_id

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import List, Optional
 
 import typer
 
@@ -22,10 +21,10 @@ action_item_app = typer.Typer(help="Post-mortem action items: add, complete or (
 
 
 def postmortem(
-    args: List[str] = typer.Argument(..., metavar="ID | held ID | start ID", help="An incident ID, or `held ID`, or `start ID`."),
-    by: Optional[str] = typer.Option(None, "--by", help="Who held it (for `held`)."),
+    args: list[str] = typer.Argument(..., metavar="ID | held ID | start ID", help="An incident ID, or `held ID`, or `start ID`."),
+    by: str | None = typer.Option(None, "--by", help="Who held it (for `held`)."),
     notes: str = typer.Option("", "--notes", help="Notes for `held`."),
-    commander: Optional[str] = typer.Option(None, "--commander", help="IC for `start` (default: the incident's)."),
+    commander: str | None = typer.Option(None, "--commander", help="IC for `start` (default: the incident's)."),
 ) -> None:
     """Print the post-mortem draft; `held ID --by NAME` marks it held; `start ID` starts tracking."""
     from starters import service_postmortem as pm
@@ -73,10 +72,10 @@ def postmortem(
 @action_item_app.command("add")
 def action_item_add(
     incident_id: str,
-    text: List[str] = typer.Argument(..., help="What must be done."),
+    text: list[str] = typer.Argument(..., help="What must be done."),
     owner: str = typer.Option(..., "--owner"),
     due: str = typer.Option(..., "--due", help="YYYY-MM-DD"),
-    by: Optional[str] = typer.Option(None, "--by"),
+    by: str | None = typer.Option(None, "--by"),
 ) -> None:
     """Add an action item with an owner and a due date; prints its ID (AI-n)."""
     from domain.postincident import ActionItem, NewActionItem
@@ -106,9 +105,9 @@ def action_item_add(
 def action_item_done(
     incident_id: str,
     item: str,
-    by: Optional[str] = typer.Option(None, "--by"),
+    by: str | None = typer.Option(None, "--by"),
     defer: bool = typer.Option(False, "--defer", help="Defer instead of done (incident commander only)."),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why it is deferred."),
+    reason: str | None = typer.Option(None, "--reason", help="Why it is deferred."),
 ) -> None:
     """Mark an action item done, or (IC) deferred with a reason."""
     from domain.postincident import ActionItem, CloseActionItem

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from domain.recovery import RecoveryInput
@@ -11,13 +9,13 @@ from domain.recovery import RecoveryInput
 
 def redeploy_cmd(
     incident: str = typer.Option(..., "--incident", help="The incident this recovery belongs to."),
-    tag: Optional[str] = typer.Option(None, "--tag", help="Image tag; default: the last known-good tag."),
-    commander: Optional[str] = typer.Option(None, "--commander", help="The IC, only if no CodeBlue incident has this ID (default: you)."),
-    by: Optional[str] = typer.Option(None, "--by", help="Who asks: the API token's name (checked), or with the operator key your name (default $USER)."),
-    release: Optional[str] = typer.Option(None, "--release", help="Default: helm.release from the config."),
-    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Default: kubernetes.namespace."),
-    chart: Optional[str] = typer.Option(None, "--chart", help="Default: helm.chart."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
+    tag: str | None = typer.Option(None, "--tag", help="Image tag; default: the last known-good tag."),
+    commander: str | None = typer.Option(None, "--commander", help="The IC, only if no CodeBlue incident has this ID (default: you)."),
+    by: str | None = typer.Option(None, "--by", help="Who asks: the API token's name (checked), or with the operator key your name (default $USER)."),
+    release: str | None = typer.Option(None, "--release", help="Default: helm.release from the config."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n", help="Default: kubernetes.namespace."),
+    chart: str | None = typer.Option(None, "--chart", help="Default: helm.chart."),
+    config: str | None = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
 ) -> None:
     """Propose `helm upgrade --set image.tag=<last known-good>`; verify; roll back on failure."""
     from starters import cli

@@ -11,9 +11,9 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 from rich.console import Console
 from temporalio.testing import WorkflowEnvironment
@@ -22,8 +22,8 @@ from domain import search_attributes as sa
 from domain.config import CodeBlueConfig, ConfigError, TemporalSettings
 from domain.identity import ENV_KEY, ENV_KEY_FILE, new_key
 from starters.service import CodeBlueError
-from worker.main import running_worker
 from worker.identity import client_interceptors
+from worker.main import running_worker
 from worker.temporal import data_converter
 
 
@@ -145,7 +145,7 @@ class PersistentDevServer:
         return await Client.connect(self.address, namespace="default", data_converter=data_converter(),
                                     interceptors=client_interceptors() if interceptors is None else interceptors)
 
-    async def __aenter__(self) -> "PersistentDevServer":
+    async def __aenter__(self) -> PersistentDevServer:
         await self.start()
         return self
 

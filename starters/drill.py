@@ -11,24 +11,25 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.identity import ENV_KEY, keyring_from_env, new_key
 from domain.incident import ActionState, Decision, IncidentInput, IncidentReport, Resolution
 from domain.severity import Severity
 from starters import service
-from domain.identity import ENV_KEY, keyring_from_env, new_key
 from starters.devserver import dev_server, ui_base
-from worker.identity import IdentityInterceptor
 from starters.render import print_report, timeline_line
 from starters.service import CodeBlueError
+from worker.identity import IdentityInterceptor
 from worker.main import running_worker
 
 IC = "drill-ic"
@@ -46,7 +47,7 @@ class DrillContext:
     interactions: list[dict[str, Any]] = field(default_factory=list)  # --via slack: what was sent
 
     def new_id(self, prefix: str = "DRILL") -> str:
-        return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+        return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
 
     def link(self, workflow_id: str) -> str:
         return service.ui_link(self.ui, self.client.namespace, workflow_id)
@@ -201,10 +202,10 @@ async def _postmortem(ctx: DrillContext, workflow_id: str) -> dict:
 
 def _load_drivers() -> None:
     """Driver modules register on import; list them here."""
-    import starters.drill_db  # noqa: F401
+    import starters.drill_cache
+    import starters.drill_db
+    import starters.drill_memory
     import starters.drill_recovery  # noqa: F401
-    import starters.drill_cache  # noqa: F401
-    import starters.drill_memory  # noqa: F401
 
 
 @contextmanager

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from domain.incident import ActionState, Decision, IncidentReport
 from domain.cache import CacheInput
+from domain.incident import ActionState, Decision, IncidentReport
 from starters import service
 from starters.cache import start_cache_playbook
 from starters.drill import IC, DrillContext, DrillOutcome, Watcher, driver

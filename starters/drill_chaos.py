@@ -50,20 +50,21 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from temporalio import client as tclient
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, PendingActivityState, PendingWorkflowTaskState
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.workflowservice.v1 import (
     ResetStickyTaskQueueRequest,
     RespondActivityTaskFailedByIdRequest,
 )
-from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -264,7 +265,7 @@ class WorkerPool:
         self.log_dir = log_dir
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "WorkerPool":
+    def start(self) -> WorkerPool:
         with open(Path(self.log_dir) / "chaos-workers.log", "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "sandbox.chaos_worker"], stdin=subprocess.PIPE,
                                          stdout=log, stderr=log)
@@ -326,7 +327,7 @@ class WorkerChaos:
         self._error: BaseException | None = None
 
     # ---------------------------------------------------------------- lifecycle
-    async def __aenter__(self) -> "WorkerChaos":
+    async def __aenter__(self) -> WorkerChaos:
         self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
         self._hook = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         if self._pool is None:
@@ -506,7 +507,7 @@ class WorkerChaos:
                     await self._kill()
         except asyncio.CancelledError:
             raise
-        except BaseException as e:  # noqa: BLE001 - surfaced through check()
+        except BaseException as e:
             self._error = e
             self.notes.append(f"supervisor failed: {e!r}")
             raise
@@ -576,7 +577,7 @@ class WorkerChaos:
                     if run is None or run.parked is None or run.parked[0] is not w:
                         return False  # its code runs, or its start is still on the way to us
                 elif pa.state == _SCHEDULED:
-                    due = pa.next_attempt_schedule_time.ToDatetime(tzinfo=timezone.utc).timestamp() \
+                    due = pa.next_attempt_schedule_time.ToDatetime(tzinfo=UTC).timestamp() \
                         if pa.HasField("next_attempt_schedule_time") else 0.0
                     if due < soon:
                         return False
@@ -613,7 +614,7 @@ class WorkerChaos:
         try:
             await asyncio.wait_for(w.gone.wait(), 10)
             dbg("gone")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.notes.append(f"worker {w.pid} still connected 10 s after SIGKILL")
         # what the server still thinks runs on the dead worker: lost, as a timeout would say
         for wf, desc in (await self._describe_open()).items():
@@ -785,7 +786,7 @@ class ServerRestarts:
                 self._pending.append(asyncio.ensure_future(self.restart(f"while a timer of {wf} is pending", wf)))
         if ev.HasField("timer_fired_event_attributes") and self._timer_ids.get(wf) == ev.timer_fired_event_attributes.timer_id:
             down = self._down_at.get(wf)
-            fired = ev.event_time.ToDatetime(tzinfo=timezone.utc).timestamp()
+            fired = ev.event_time.ToDatetime(tzinfo=UTC).timestamp()
             self.timer_fired_after_restart[wf] = down is not None and fired >= down
 
     async def restart(self, why: str, timer_of: str | None = None) -> None:

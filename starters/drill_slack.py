@@ -21,8 +21,9 @@ import secrets
 import socket
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx

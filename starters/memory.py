@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client, WorkflowHandle
 
 from domain.memory import MemoryInput, MemoryResolution, memory_workflow_id
-from starters.service import start_procedure, _update
+from starters.service import _update, start_procedure
 from workflows.high_memory import HighMemoryPlaybook
 
 

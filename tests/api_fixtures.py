@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from domain.config import ApiConfig, ApiToken, CodeBlueConfig, TemporalSettings
+from domain.identity import keyring_from_env
 from starters.api.app import ApiSettings, create_app
 from starters.api.auth import sha256_hex
-from domain.identity import keyring_from_env
 from tests.fakes import World
-from worker.identity import IdentityInterceptor
 from tests.workflow_helpers import incident_worker
-from workflows.incident_response import IncidentResponseWorkflow
+from worker.identity import IdentityInterceptor
 
 # principal -> (token, roles). alice is the IC of the incidents the tests start.
 PEOPLE: dict[str, tuple[str, list[str]]] = {

@@ -1,8 +1,6 @@
 """Fixtures for tests against the sandbox Kubernetes API (kmock over real HTTP).
 
-tests/conftest.py belongs to the workflow tests; import these where needed:
-
-    from tests.cluster_fixtures import k8s_activities, sandbox_api, sandbox_cluster  # noqa: F401
+Registered for every test module by tests/conftest.py (pytest_plugins).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ from domain.identity import ENV_KEY, ENV_MAX_AGE, keyring_from_env
 from worker.identity import IdentityInterceptor
 from worker.temporal import data_converter, register_search_attributes
 
+# Fixture modules shared by several test files (a test asks for a fixture by name, never imports it).
+pytest_plugins = ["tests.cluster_fixtures", "tests.helm_fixtures"]
+
 # Every client the tests make signs human commands with this operator key (as the payload's
 # `by`, with no "(operator key)" suffix unless a test asks for one), and every worker built
 # from such a client verifies them.

@@ -7,9 +7,9 @@ instance status and a gateway whose connection pool is exhausted until a rollout
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -20,8 +20,8 @@ from domain.cluster import HealthProbeRequest, HealthProbeResult, LogsQuery, Log
 from domain.database import RdsInstanceInfo, RdsWaitRequest
 from domain.db_connections import DbConnectionsInput
 from tests.db_fakes import DbWorld
-from tests.fakes import configure_worker
 from tests.db_helpers import IC, restore_config
+from tests.fakes import configure_worker
 from tests.workflow_helpers import terminate
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook

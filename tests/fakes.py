@@ -13,11 +13,12 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.authority import incident_authority, incident_report
 from domain.cluster import (
     DbCheckRequest,
     DbCheckResult,
-    DeploymentState,
     DeploymentsReport,
+    DeploymentState,
     HealthProbeRequest,
     HealthProbeResult,
     HelmHistory,
@@ -39,13 +40,19 @@ from domain.cluster import (
     ServicesReport,
     ServiceState,
 )
-from activities.authority import incident_authority, incident_report
 from domain.config import CodeBlueConfig, EnvironmentQuery
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
-from domain.slack import SlackMessageRef, SlackPostResult, SlackProposalRequest, SlackUpdateRequest
 from domain.prometheus import (
-    SliQuery, SliRangeQuery, SliRangeReport, SliReport, SliSeries, SliValue, holds, parse_time,
+    SliQuery,
+    SliRangeQuery,
+    SliRangeReport,
+    SliReport,
+    SliSeries,
+    SliValue,
+    holds,
+    parse_time,
 )
+from domain.slack import SlackMessageRef, SlackPostResult, SlackProposalRequest, SlackUpdateRequest
 
 # what the fake Prometheus answers per SLI name by default: the gateway's defaults, all OK
 HEALTHY_SLIS = {"5xx ratio": 0.004, "p99 latency": 0.25, "saturation": 0.1}

@@ -6,19 +6,19 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Worker
 
 from domain.alerts import AlertLedger, AlertNotice
 from domain.config import AlertRule
+from sandbox.ports import free_port
 from starters.api.alert_forwarder import AlertForwarder
 from starters.api.alert_spool import AlertSpool, SpoolError, SpoolFull
-from sandbox.ports import free_port
 from starters.api.alerts import incident_id_for
 from tests.api_fixtures import api_config, api_on, auth
 from tests.fakes import World
@@ -36,7 +36,7 @@ def notice(name: str, status: str = "firing", fingerprint: str = "", summary: st
 
 async def rows_for(notices: list[AlertNotice]) -> list[tuple[str, bytes]]:
     payloads = await data_converter().encode(notices)
-    return [(incident_id_for(n.dedup_key), p.SerializeToString()) for n, p in zip(notices, payloads)]
+    return [(incident_id_for(n.dedup_key), p.SerializeToString()) for n, p in zip(notices, payloads, strict=True)]
 
 
 def alert_events(rep) -> list[str]:

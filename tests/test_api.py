@@ -239,7 +239,7 @@ async def test_alert_storm_makes_one_incident_per_key(dev_env):
         assert sum(per_id.values()) == 1000 and sorted(per_id.values()) == [333, 333, 334]
         if alerts.TIMELINE_RECORDS_ALERTS:
             for iid, n in per_id.items():
-                rep = await wait_report(http, iid, lambda x: sum("alert" in e["event"].lower() for e in x["timeline"]) >= n, "alerts on timeline")
+                rep = await wait_report(http, iid, lambda x, n=n: sum("alert" in e["event"].lower() for e in x["timeline"]) >= n, "alerts on timeline")
                 assert rep["severity"] == "P3"
         # a resolved alert is recorded on its open incident and never resolves it
         k = keys[0]

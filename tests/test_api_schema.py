@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import uuid
-
 from contextlib import AsyncExitStack
 
 import httpx
@@ -15,9 +14,8 @@ from temporalio.worker import Worker
 
 from sandbox.ports import free_port
 from tests.fakes import World
-from worker.main import WORKFLOWS
 from tests.workflow_helpers import incident_worker
-from workflows.incident_response import IncidentResponseWorkflow
+from worker.main import WORKFLOWS
 
 
 async def test_schemathesis_finds_no_server_errors(dev_env, tmp_path):

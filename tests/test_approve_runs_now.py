@@ -4,7 +4,7 @@ in order in the incident's one saga, and the proposals come ranked with a recomm
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from domain.assessment import Diagnostics, Evidence, assess, propose, rank
 from domain.cluster import (
@@ -100,7 +100,7 @@ def _diag(*, crash: bool = False, oom: bool = False, conn: int = 0, cache: int =
 
 
 def _evidence(deployed_minutes_ago: float | None) -> Evidence:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     revs = [HelmRevision(revision=11, updated=(now - timedelta(days=3)).isoformat(), status="superseded", chart="c-1.4")]
     if deployed_minutes_ago is not None:
         revs.append(HelmRevision(revision=12, updated=(now - timedelta(minutes=deployed_minutes_ago)).isoformat(),
@@ -116,7 +116,7 @@ def _evidence(deployed_minutes_ago: float | None) -> Evidence:
 
 def _recommended(diag: Diagnostics, ev: Evidence) -> str:
     cfg = CodeBlueConfig()
-    a = assess(diag, ev, cfg, datetime.now(timezone.utc))
+    a = assess(diag, ev, cfg, datetime.now(UTC))
     ranked = rank(a, propose(a, cfg))
     assert [x.recommended for x in ranked].count(True) == 1
     return ranked[0].id

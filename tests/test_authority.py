@@ -7,28 +7,28 @@ import json
 import uuid
 
 import pytest
-from temporalio.worker import Worker
 from temporalio.client import WorkflowFailureError
+from temporalio.worker import Worker
 
+from activities.environment import EnvironmentActivities
 from domain.config import CodeBlueConfig, MitigationConfig, NotificationConfig
 from domain.identity import Principal
 from domain.incident import ActionState, Decision, Resolution
 from starters import service
-from activities.environment import EnvironmentActivities
 from tests.db_fakes import DbWorld
-from tests.postincident_fixtures import PostWorld
-from tests.test_database_restore_real import history_text
-from workflows.post_incident import PostIncidentWorkflow
 from tests.db_helpers import events as restore_events
 from tests.db_helpers import proposed as restore_proposed
 from tests.db_helpers import restore_input, restore_worker
 from tests.db_helpers import start as start_restore
 from tests.db_helpers import until as restore_until
-from tests.fakes import World, configure_worker
+from tests.fakes import World
+from tests.postincident_fixtures import PostWorld
+from tests.test_database_restore_real import history_text
 from tests.workflow_helpers import events, incident, proposed, start, terminate, until, worker_for
 from worker.identity import acting_as
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.incident_response import IncidentResponseWorkflow
+from workflows.post_incident import PostIncidentWorkflow
 
 
 async def test_a_restore_takes_the_incidents_ic_and_refuses_anyone_else(skipping_env):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 
 import pytest
 import pytest_asyncio
@@ -37,7 +37,7 @@ async def test_preflight_passes_and_resolves_latest_to_the_newest_available_snap
     ok = await acts.rds_preflight(pre())
     assert (ok.snapshot_id, ok.snapshot_status, ok.source.engine, ok.target_exists) == (
         "healthcare-prod-snapshot-latest", "available", "postgres", False)
-    time.sleep(0.01)
+    await asyncio.sleep(0.01)
     rds.create_db_snapshot(DBInstanceIdentifier="healthcare-prod", DBSnapshotIdentifier="healthcare-prod-newer")
     assert (await acts.rds_preflight(pre("latest"))).snapshot_id == "healthcare-prod-newer"
 

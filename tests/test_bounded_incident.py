@@ -44,7 +44,7 @@ async def test_twenty_thousand_alerts_and_a_thousand_notes_stay_bounded(skipping
                 ))
             expected = (wave + 1) * NOTES // 5
             # a query replays the run on a busy worker: ask seldom, wait long (no wall-clock timers here)
-            await until(h, lambda r: r.notes.get("received") == expected, f"wave {wave}", timeout=240, poll=0.5)
+            await until(h, lambda r, expected=expected: r.notes.get("received") == expected, f"wave {wave}", timeout=240, poll=0.5)
         # 11 more from one responder inside a minute: the eleventh is dropped
         for _ in range(11):
             await h.signal(IncidentResponseWorkflow.add_note, Note(by="chatty", text="again"))

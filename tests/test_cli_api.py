@@ -7,8 +7,8 @@ import asyncio
 import json
 import os
 import shlex
-import signal
 import shutil
+import signal
 import stat
 from pathlib import Path
 
@@ -107,5 +107,5 @@ async def test_game_day_ic_approves_with_the_cli_through_the_api(tmp_path: Path)
             dev.send_signal(signal.SIGINT)
             try:
                 await asyncio.wait_for(dev.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 dev.kill()

@@ -7,15 +7,12 @@ import base64
 import json
 import uuid
 
-import httpx
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client
-from temporalio.worker import Replayer
 
-from starters.api.app import ApiSettings, create_app
-from tests.api_fixtures import api_config, api_on, auth
+from tests.api_fixtures import api_on, auth
 from worker.codec import CodecKeyError, EncryptionCodec, codec_from_env, new_key, parse_key
 from worker.temporal import data_converter, replayer
 from workflows.incident_response import IncidentResponseWorkflow
@@ -157,5 +154,5 @@ async def test_raw_history_holds_no_plaintext_and_the_codec_server_decodes_it(de
     monkeypatch.setenv("CODEBLUE_CODEC_OLD_KEYS", old_key)
     await replayer([IncidentResponseWorkflow]).replay_workflow(hist)
     monkeypatch.delenv("CODEBLUE_CODEC_OLD_KEYS")
-    with pytest.raises(Exception):
+    with pytest.raises(CodecKeyError, match="unknown key ID"):
         await replayer([IncidentResponseWorkflow]).replay_workflow(hist)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from temporalio.worker import Replayer
-
 from domain.database import CancelRestore
 from domain.incident import ActionState, Decision
 from starters import db_service, service
 from tests.db_fakes import OLD_URL, DbWorld
 from tests.db_helpers import IC, approve, events, proposed, restore_config, restore_input, restore_worker, start, until
 from tests.workflow_helpers import skip
-from worker.temporal import data_converter, replayer
+from worker.temporal import replayer
 from workflows.database_restore import DatabaseRestoreWorkflow
 
 

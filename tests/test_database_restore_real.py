@@ -3,10 +3,10 @@ Kubernetes API (Secret, Deployment, pods) and the local PostgreSQL as the restor
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest_asyncio
-import base64
 from temporalio import activity
 
 from activities.aws_rds import RdsActivities

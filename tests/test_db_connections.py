@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+
 import pytest
-from temporalio.worker import Replayer
 
 from domain.database import restore_workflow_id
 from domain.incident import ActionKind, ActionState, Decision, IncidentReport
@@ -15,7 +15,7 @@ from tests.db_connections_fixtures import PATIENT_LINE, ConnWorld, conn_input, c
 from tests.db_helpers import IC, approve, events, proposed
 from tests.test_database_restore_real import history_text
 from tests.workflow_helpers import skip
-from worker.temporal import data_converter, replayer
+from worker.temporal import replayer
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
 

@@ -10,7 +10,6 @@ from temporalio.exceptions import ApplicationError
 from activities.db_cutover import DbCutoverActivities, backup_name, with_endpoint
 from domain.database import RestoredDbVerifyRequest, SecretBackupRequest, SecretPointRequest, SecretRestoreRequest
 from sandbox.cluster import SECRETS
-from tests.cluster_fixtures import sandbox_api, sandbox_cluster  # noqa: F401
 
 NS, SECRET, KEY = "healthcare-prod", "healthcare-db-secret", "DATABASE_URL"
 # odd but valid bytes: restoring must give back exactly these, not a re-encoded URL
@@ -18,7 +17,7 @@ OLD = "postgresql://postgres:p%40ss%20w0rd@10.0.0.9:6543/postgres?sslmode=disabl
 
 
 @pytest.fixture
-async def seeded(sandbox_cluster):  # noqa: F811
+async def seeded(sandbox_cluster):
     await sandbox_cluster.seed_healthcare_prod(namespace=NS, database_url=OLD)
     return sandbox_cluster
 
@@ -35,7 +34,7 @@ def test_with_endpoint_keeps_credentials_database_and_options():
         with_endpoint("host=a user=b", "x", 1)
 
 
-async def test_backup_point_restore_gives_back_the_exact_bytes(seeded, sandbox_api):  # noqa: F811
+async def test_backup_point_restore_gives_back_the_exact_bytes(seeded, sandbox_api):
     acts = DbCutoverActivities(sandbox_api)
     original = _raw(seeded, SECRET)
     req = SecretBackupRequest(incident_id="INC_7", namespace=NS, secret_name=SECRET, secret_key=KEY)
@@ -54,7 +53,7 @@ async def test_backup_point_restore_gives_back_the_exact_bytes(seeded, sandbox_a
     assert not (await acts.db_secret_restore(SecretRestoreRequest(backup=again))).changed
 
 
-async def test_a_backup_secret_that_is_not_this_incidents_is_refused(seeded, sandbox_api):  # noqa: F811
+async def test_a_backup_secret_that_is_not_this_incidents_is_refused(seeded, sandbox_api):
     acts = DbCutoverActivities(sandbox_api)
     await acts.db_secret_backup(SecretBackupRequest(incident_id="INC-1", namespace=NS, secret_name=SECRET, secret_key=KEY))
     seeded.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": backup_name(SECRET, "inc-2"), "namespace": NS},
@@ -64,7 +63,7 @@ async def test_a_backup_secret_that_is_not_this_incidents_is_refused(seeded, san
     assert e.value.type == "InvalidRequest" and e.value.non_retryable
 
 
-async def test_verify_uses_the_secrets_credentials_at_the_restored_endpoint(seeded, sandbox_api):  # noqa: F811
+async def test_verify_uses_the_secrets_credentials_at_the_restored_endpoint(seeded, sandbox_api):
     acts = DbCutoverActivities(sandbox_api)
     req = RestoredDbVerifyRequest(namespace=NS, secret_name=SECRET, secret_key=KEY, host="127.0.0.1", port=5432,
                                   sanity_query="SELECT count(*) FROM pg_catalog.pg_namespace")
@@ -77,7 +76,7 @@ async def test_verify_uses_the_secrets_credentials_at_the_restored_endpoint(seed
     assert "p%40ss" not in bad.detail + down.detail
 
 
-async def test_a_secret_changed_by_someone_else_is_neither_pointed_nor_restored(seeded, sandbox_api):  # noqa: F811
+async def test_a_secret_changed_by_someone_else_is_neither_pointed_nor_restored(seeded, sandbox_api):
     acts = DbCutoverActivities(sandbox_api)
     ref = await acts.db_secret_backup(SecretBackupRequest(incident_id="INC-9", namespace=NS, secret_name=SECRET, secret_key=KEY))
     assert ref.source_resource_version

@@ -4,6 +4,7 @@ sandbox API through the official client, and consistent with what CodeBlue reads
 from __future__ import annotations
 
 import asyncio
+
 import kubernetes.client
 import kubernetes.utils
 import kubernetes_validate

@@ -4,19 +4,22 @@ which resource and verb each method uses), and enforced on the sandbox API to sh
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import kmock
 import pytest
 import yaml
+from temporalio.exceptions import ApplicationError
 
 from activities.kubernetes import KubernetesActivities
 from domain.cluster import (
-    DbCheckRequest, LogsQuery, NamespaceQuery, RestartRequest, RolloutWaitRequest, ScaleRequest,
+    DbCheckRequest,
+    LogsQuery,
+    NamespaceQuery,
+    RestartRequest,
+    RolloutWaitRequest,
+    ScaleRequest,
 )
 from domain.config import CodeBlueConfig
 from sandbox.cluster import SandboxCluster
-from temporalio.exceptions import ApplicationError
 from tests.deploy_fixtures import derived_permissions, manifests, one, role_permissions
 
 NS = "healthcare-prod"

@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 from temporalio import activity
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Worker
 
 from domain.cluster import MetricsReport, NamespaceQuery, PodMetric
 from domain.incident import Decision
@@ -18,7 +18,7 @@ from starters import service
 from starters.memory import resolve_memory, start_memory_playbook
 from tests.recovery_fixtures import events
 from worker.main import activities_for
-from worker.temporal import data_converter, replayer
+from worker.temporal import replayer
 from workflows.high_memory import HighMemoryPlaybook
 
 MI = 2**20

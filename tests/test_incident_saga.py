@@ -8,10 +8,10 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
+from domain.config import CodeBlueConfig, MitigationConfig
 from domain.incident import ActionState, Decision, Escalation
 from domain.severity import Severity
 from starters import service
-from domain.config import CodeBlueConfig, MitigationConfig
 from tests.fakes import World, configure_worker
 from tests.workflow_helpers import decide_all, events, incident, proposed, start, until, worker_for
 

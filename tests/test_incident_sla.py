@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from domain.incident import Decision, Resolution
 from starters import service
 from tests.fakes import World

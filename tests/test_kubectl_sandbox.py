@@ -355,6 +355,6 @@ async def test_codeblue_dev_sandbox_hands_kubectl_its_kubeconfig(tmp_path: Path)
             dev.send_signal(signal.SIGINT)
             try:
                 await asyncio.wait_for(dev.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 dev.kill()
         log.close()

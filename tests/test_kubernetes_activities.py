@@ -30,7 +30,6 @@ from domain.database import RdsWaitRequest
 from domain.recovery import HelmUpgradeRequest, ReleaseReadyRequest
 from sandbox.cluster import SandboxCluster
 from sandbox.ports import free_port
-from tests.cluster_fixtures import k8s_activities, sandbox_api, sandbox_cluster  # noqa: F401
 
 NS = "healthcare-prod"
 GW = "api-gateway"

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.worker import Replayer
 
-from domain.postincident import CloseActionItem, NewActionItem, PostmortemHeld
+from domain.config import CodeBlueConfig
+from domain.postincident import CloseActionItem, NewActionItem, PostmortemHeld, postmortem_workflow_id
 from tests.postincident_fixtures import (
     PostWorld,
-    commander_pages,
     _post_input,
+    commander_pages,
     config,
     post_worker,
     progress_until,
@@ -20,8 +20,7 @@ from tests.postincident_fixtures import (
     start_post,
 )
 from tests.workflow_helpers import skip
-from worker.temporal import data_converter, replayer
-from domain.postincident import postmortem_workflow_id
+from worker.temporal import replayer
 from workflows.post_incident import PostIncidentWorkflow
 
 
@@ -281,7 +280,6 @@ async def test_started_as_a_child_it_outlives_the_resolving_parent(skipping_env)
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.worker import Worker
 
-    from domain.postincident import PostIncidentInput
     from tests.postincident_fixtures import resolved_report
     from tests.postincident_parent import ResolvingParent
 
@@ -302,7 +300,7 @@ async def test_started_as_a_child_it_outlives_the_resolving_parent(skipping_env)
         assert (await child.result()).incident_id == rep.incident_id
 
 
-def _with_prometheus(**pi) -> "CodeBlueConfig":
+def _with_prometheus(**pi) -> CodeBlueConfig:
     from domain.prometheus import AnalysisConfig, PrometheusConfig
 
     cfg = config(health_probes=1, **pi)

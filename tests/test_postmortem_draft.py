@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date
 
 from domain.incident import ActionState
 from domain.postincident import ActionItem, ItemState, Verification
@@ -50,12 +50,12 @@ def test_draft_lists_compensations_items_and_escapes_table_cells():
 
 
 def test_a_withdrawn_proposal_reads_as_codeblues_not_as_an_approval():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from domain.incident import Action, ActionKind, ActionState
     from domain.postmortem import _decision
 
-    start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 12, 1, tzinfo=UTC)
     moot = Action(id="scale", kind=ActionKind.SCALE_UP, reason="r", state=ActionState.SUPERSEDED,
                   result="superseded: after rollback: pods ready")
     assert _decision(moot, start) == "withdrawn by CodeBlue (superseded) — superseded: after rollback: pods ready"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -87,7 +87,7 @@ async def test_slis_follow_the_bad_deploy_and_its_rollback(bad_deploy):
     cfg = sb.config.prometheus.model_copy(update={"dashboards": {
         "grafana": "https://grafana.example.org/d/gw?var-service={service}&var-incident={incident_id}&from={from}&to={to}"}})
     acts = PrometheusActivities(cfg, http)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     # through the SDK's activity environment once: a real activity, a serializable result
     first = await ActivityEnvironment().run(acts.sli_values, SliQuery(incident_id="INC-SLI"))
     assert not first.skipped and first.dashboards["grafana"].startswith(
@@ -124,7 +124,7 @@ async def test_slis_follow_the_bad_deploy_and_its_rollback(bad_deploy):
     # start + k x step: let one more step pass so the last one is past the recovery)
     await asyncio.sleep(1.5)
     pic = await acts.sli_range(SliRangeQuery(incident_id="INC-SLI", start=started.isoformat(),
-                                             end=datetime.now(timezone.utc).isoformat(), step_seconds=1))
+                                             end=datetime.now(UTC).isoformat(), step_seconds=1))
     ratio = next(s for s in pic.series if s.name == "5xx ratio")
     assert ratio.error is None and pic.step_seconds == 1
     values = [p for _, p in ratio.points if p is not None]
@@ -150,8 +150,8 @@ async def test_a_bad_query_is_recorded_on_its_sli_and_the_others_still_read(bad_
     assert v["capacity"].value == 120 and v["capacity"].ok is True
     assert breaches(report) == [] and verdict(report) is None
     assert unknowns(report)[0].startswith("broken: bad query (bad_data)")
-    pic = await acts.sli_range(SliRangeQuery(incident_id="INC-SLI", start=(datetime.now(timezone.utc) - timedelta(seconds=30)).isoformat(),
-                                             end=datetime.now(timezone.utc).isoformat()))
+    pic = await acts.sli_range(SliRangeQuery(incident_id="INC-SLI", start=(datetime.now(UTC) - timedelta(seconds=30)).isoformat(),
+                                             end=datetime.now(UTC).isoformat()))
     s = {x.name: x for x in pic.series}
     assert s["broken"].error.startswith("bad query (bad_data)") and s["capacity"].points
 

@@ -3,7 +3,7 @@ last-known-good rule."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -16,9 +16,9 @@ from domain.recovery import (
     HelmValuesQuery,
     choose_fallback_revision,
 )
-from tests.test_helm_standin import HELM, NS, RELEASE, REPO, ROOT, cluster, helm  # noqa: F401
+from tests.helm_fixtures import HELM, NS, RELEASE, REPO, ROOT
 
-NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 
 
@@ -60,7 +60,7 @@ def chart(tmp_path):
     return str(d)
 
 
-async def test_preflight_upgrade_is_idempotent_and_tags_are_read_back(cluster, helm, chart):  # noqa: F811
+async def test_preflight_upgrade_is_idempotent_and_tags_are_read_back(cluster, helm, chart):
     cluster.add_deployment("api-gateway", f"{REPO}:v1.4.1")
     await cluster.seed([{"revision": 1, "image_tag": "v1.4.1"}])
     pre = await helm.helm_preflight(HelmPreflightRequest(release=RELEASE, namespace=NS, chart=chart))
@@ -79,7 +79,7 @@ async def test_preflight_upgrade_is_idempotent_and_tags_are_read_back(cluster, h
     assert (vals.revision, vals.image_tag) == (1, "v1.4.1")
 
 
-async def test_preflight_errors_are_clear_and_not_retryable(cluster, helm, chart, tmp_path):  # noqa: F811
+async def test_preflight_errors_are_clear_and_not_retryable(cluster, helm, chart, tmp_path):
     with pytest.raises(ApplicationError) as ei:
         await helm.helm_preflight(HelmPreflightRequest(release="nope", namespace=NS, chart=chart))
     assert ei.value.type == "NotFound" and ei.value.non_retryable
@@ -101,7 +101,7 @@ async def test_preflight_errors_are_clear_and_not_retryable(cluster, helm, chart
     assert "Kubernetes cluster unreachable" in ei.value.message
 
 
-async def test_upgrade_that_never_becomes_ready_times_out(cluster, helm, chart):  # noqa: F811
+async def test_upgrade_that_never_becomes_ready_times_out(cluster, helm, chart):
     cluster.controller = False
     cluster.add_deployment("api-gateway", f"{REPO}:v1.4.1")
     await cluster.seed([{"revision": 1, "image_tag": "v1.4.1"}])

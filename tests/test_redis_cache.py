@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
-from temporalio.worker import Replayer
 
 from activities.cache import CacheActivities
 from domain.cache import FlushConfirmation, FlushRequest, RedisTarget
@@ -22,7 +21,7 @@ from sandbox.scenario_cache_poisoned import CLUSTER, PROVIDER_KEYS, SESSION_KEYS
 from starters.cache import confirm_flush
 from starters.service import CodeBlueError
 from tests.cache_fixtures import cache_world, until
-from worker.temporal import data_converter, replayer
+from worker.temporal import replayer
 from workflows.redis_cache import RedisCachePlaybook
 
 ALL = PROVIDER_KEYS + SESSION_KEYS
@@ -102,9 +101,9 @@ async def test_mismatched_endpoint_is_refused(skipping_env):
 
 
 async def test_unknown_cluster_is_a_clear_failure():
-    from sandbox.aws import AwsEmulator
     from domain.cache import CacheClusterQuery
     from domain.config import AwsConfig
+    from sandbox.aws import AwsEmulator
 
     async with AwsEmulator() as aws:
         acts = CacheActivities(AwsConfig(endpoint_url=aws.endpoint_url), CacheConfig())
@@ -154,7 +153,7 @@ async def test_pattern_flush_heartbeats_on_a_timer_while_nothing_matches():
     # a beat at least every few intervals all through the scan, with no key ever matching
     assert len(beats) >= took / 0.05 / 4, (len(beats), took)
     times = [t0] + [t for t, _ in beats] + [t0 + took]
-    assert max(b - a for a, b in zip(times, times[1:])) < 0.5
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 0.5
     mid = [d for _, d in beats if d.get("cursor")]
     assert mid and all(d["deleted"] == 0 and d["pattern"] == "nomatch:*" and d["run_id"] for d in mid)
 

@@ -14,7 +14,7 @@ from domain.incident import Resolution
 from starters import service
 from tests.fakes import World
 from tests.workflow_helpers import decide_all, incident, skip, start, worker_for
-from worker.temporal import data_converter, replayer
+from worker.temporal import replayer
 from workflows.incident_response import IncidentResponseWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"

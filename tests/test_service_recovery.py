@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Replayer
 
 from sandbox.scenario_failed_redeploy import HOTFIX_TAG, STABLE_TAG, gateway_tag
 from sandbox.scenarios import GATEWAY, NAMESPACE
 from tests.fakes import BREACHING_SLIS, HEALTHY_SLIS
 from tests.recovery_fixtures import events, recovery_world, scripted_slis
-from worker.temporal import data_converter, replayer
+from worker.temporal import replayer
 from workflows.service_recovery import ServiceRecoveryWorkflow
 
 

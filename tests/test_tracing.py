@@ -15,9 +15,8 @@ from temporalio.worker import Worker
 from domain.config import ConfigError, TemporalSettings
 from starters import service
 from tests.fakes import World
-from tests.workflow_helpers import incident, proposed, terminate, until, incident_worker
+from tests.workflow_helpers import incident, incident_worker, proposed, terminate, until
 from worker.temporal import connect
-from workflows.incident_response import IncidentResponseWorkflow
 
 
 @pytest.fixture

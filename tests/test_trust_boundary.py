@@ -4,7 +4,6 @@ config and no replayed proof changes what CodeBlue does (worker.identity, Starte
 from __future__ import annotations
 
 import asyncio
-
 from typing import Any
 
 import pytest
@@ -155,9 +154,11 @@ async def test_a_rotated_key_still_verifies_and_an_unknown_key_does_not(skipping
     old_signer = await _raw(skipping_env, IdentityInterceptor(Keyring([parse_key(old)]), via=""))
     stranger = await _raw(skipping_env, IdentityInterceptor(Keyring([parse_key("other-key-0123456789abc")]), via=""))
     world = World()
-    from tests.workflow_helpers import incident_worker
-    from temporalio.worker import Worker
     import uuid
+
+    from temporalio.worker import Worker
+
+    from tests.workflow_helpers import incident_worker
 
     tq = f"tq-{uuid.uuid4().hex[:8]}"
     async with Worker(worker_client, task_queue=tq, **incident_worker(world)):
@@ -265,7 +266,6 @@ async def test_a_post_incident_input_config_changes_no_smoke_check(skipping_env)
     from tests.fakes import configure_worker
     from tests.postincident_fixtures import config, post_worker, resolved_report
     from tests.test_post_incident import _ready, healthy
-    from workflows.post_incident import PostIncidentWorkflow
 
     pw, rep = healthy(), resolved_report()
     configure_worker(rep.incident_id, config(smoke_checks=[SmokeCheck(name="login", url="http://worker.example/login")]))
@@ -284,7 +284,8 @@ async def test_a_post_incident_input_config_changes_no_smoke_check(skipping_env)
 async def test_a_restore_input_config_changes_no_endpoint_or_query(skipping_env):
     from tests.db_fakes import DbWorld
     from tests.db_helpers import proposed as restore_proposed
-    from tests.db_helpers import restore_config, restore_input, restore_worker, until as restore_until
+    from tests.db_helpers import restore_config, restore_input, restore_worker
+    from tests.db_helpers import until as restore_until
 
     env, db = skipping_env, DbWorld()
     async with restore_worker(env, db.activities(), db.handles) as tq:

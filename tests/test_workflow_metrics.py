@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.worker import Replayer, Worker
 
@@ -15,8 +15,8 @@ from domain.incident import ActionState, Decision
 from starters import service
 from tests.conftest import signing_interceptors
 from tests.fakes import World
-from tests.test_replay import committed_history
 from tests.postincident_fixtures import PostWorld
+from tests.test_replay import committed_history
 from tests.workflow_helpers import events, incident, proposed, skip, start, terminate, until
 from worker.main import WORKFLOWS
 from worker.temporal import data_converter

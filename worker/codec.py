@@ -16,8 +16,8 @@ import binascii
 import copy
 import hashlib
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
@@ -76,7 +76,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         for kid, key in keys:
             self._keys.setdefault(kid, AESGCM(key))
 
-    def with_context(self, context: SerializationContext) -> "EncryptionCodec":
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
         wid = getattr(context, "workflow_id", None)
         if not wid or wid == self.workflow_id:
             return self
@@ -84,7 +84,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         clone.workflow_id = wid
         return clone
 
-    def lenient(self) -> "EncryptionCodec":
+    def lenient(self) -> EncryptionCodec:
         """For the codec server (the UI's decoding): plaintext passes, any binding decodes."""
         clone = copy.copy(self)
         clone.strict, clone.workflow_id = False, None

@@ -52,7 +52,7 @@ def metrics_runtime(bind: str) -> Runtime:
         try:
             _runtimes[bind] = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
                 bind_address=bind, histogram_bucket_overrides={APPROVAL_WAIT: list(APPROVAL_WAIT_BUCKETS)})))
-        except Exception as e:  # the core raises a plain RuntimeError/ValueError on a bad or busy address
+        except Exception as e:  # noqa: BLE001 - the core raises a plain RuntimeError/ValueError on a bad or busy address
             raise ConfigError(f"CODEBLUE_METRICS_BIND={bind}: cannot serve metrics: {e}") from None
     return _runtimes[bind]
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from temporalio import client as tclient
@@ -101,7 +102,7 @@ class IdentityInterceptor(tclient.Interceptor, Interceptor):
         self._workflow_class = _inbound_class(keyring)
 
     @classmethod
-    def from_env(cls, via: str | None = OPERATOR_VIA) -> "IdentityInterceptor":
+    def from_env(cls, via: str | None = OPERATOR_VIA) -> IdentityInterceptor:
         return cls(keyring_from_env(), via=via)
 
     # -- client side ------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import AsyncIterator
 
 import httpx
 from kubernetes import client as k8s_client
@@ -32,9 +32,9 @@ from domain.config import AwsConfig, CodeBlueConfig, ConfigError, KubernetesConf
 from worker.identity import IdentityInterceptor
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
+from workflows.high_memory import HighMemoryPlaybook
 from workflows.incident_response import IncidentResponseWorkflow
 from workflows.post_incident import PostIncidentWorkflow
-from workflows.high_memory import HighMemoryPlaybook
 from workflows.redis_cache import RedisCachePlaybook
 from workflows.service_recovery import ServiceRecoveryWorkflow
 

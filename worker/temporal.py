@@ -9,8 +9,8 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
-from temporalio.worker import Replayer
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Replayer
 
 from domain import search_attributes as sa
 from domain.config import TemporalSettings

@@ -7,9 +7,8 @@ signals `approve`/`reject` (fire-and-forget; a refused one is logged as ignored)
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Awaitable, Callable
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -153,14 +152,14 @@ class ApprovalBook:
         if not reminded:
             try:
                 if remind_after_seconds - elapsed <= 0:
-                    raise asyncio.TimeoutError
+                    raise TimeoutError
                 await workflow.wait_condition(
                     lambda: not still_waiting(),
                     timeout=timedelta(seconds=remind_after_seconds - elapsed),
                     timeout_summary="remind IC",
                 )
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await remind(self.pending())
         try:
             await workflow.wait_condition(
@@ -168,7 +167,7 @@ class ApprovalBook:
                 timeout=timedelta(seconds=max(escalate_after_seconds - max(remind_after_seconds, elapsed), 1)),
                 timeout_summary="escalate waiting proposals",
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await escalate(self.pending())
 
 

@@ -10,8 +10,9 @@ and pages the engineering manager.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, Awaitable
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -256,7 +257,7 @@ class DatabaseRestoreWorkflow(Playbook):
         try:
             await workflow.wait_condition(lambda: wait.done() or self.cancel is not None,
                                           timeout=timedelta(seconds=limit), timeout_summary=f"restore limit {mmss(limit)}")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.tl.log("sla", "Restore past its limit; paging engineering manager",
                         f"{target} not available after {mmss(limit)}; still waiting until the IC cancels", at=round(limit, 3))
             self.info["limit_exceeded"] = True

@@ -22,20 +22,15 @@ from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
 from workflows.post_incident import start_own_post_incident, start_post_incident
 from workflows.saga import Saga
 from workflows.steps import NOTIFY_RETRY, Steps
-from workflows.timeline import CODEBLUE, Timeline, mmss as _mmss, reason as _reason
+from workflows.timeline import CODEBLUE, Timeline
+from workflows.timeline import mmss as _mmss
+from workflows.timeline import reason as _reason
 
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.alerts import AlertBatch, AlertLedger, AlertNotice
-    from domain.postincident import Reopen
-    from domain.cache import CacheInput, cache_workflow_id
-    from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
-    from domain.memory import MemoryInput, memory_workflow_id
-    from domain.recovery import RecoveryInput, recovery_workflow_id
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose, rank
-    from domain.config import CodeBlueConfig
-    from domain.identity import UNVERIFIED, person
-    from domain.notes import NoteLedger
+    from domain.cache import CacheInput, cache_workflow_id
     from domain.cluster import (
         DbCheckRequest,
         DbCheckResult,
@@ -58,13 +53,16 @@ with workflow.unsafe.imports_passed_through():
         ScaleResult,
         ServicesReport,
     )
+    from domain.config import CodeBlueConfig
+    from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
+    from domain.identity import UNVERIFIED, person
     from domain.incident import (
+        MOVED_TYPES,
         Action,
         ActionKind,
         ActionState,
         CommanderAssignment,
         Escalation,
-        MOVED_TYPES,
         IncidentCarry,
         IncidentInput,
         IncidentReport,
@@ -76,10 +74,14 @@ with workflow.unsafe.imports_passed_through():
         SlaClock,
         Undo,
     )
-    from domain.prometheus import breaches
-    from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
+    from domain.memory import MemoryInput, memory_workflow_id
+    from domain.notes import NoteLedger
     from domain.notify import Audience, Delivery, MessageRequest, StatusPageRequest, public_text, public_title
+    from domain.postincident import Reopen
+    from domain.prometheus import breaches
+    from domain.recovery import RecoveryInput, recovery_workflow_id
     from domain.severity import Severity
+    from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
 
 async def _nothing() -> None:
     return None
@@ -436,7 +438,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         )
         return d
 
-    async def _assess_after(self, diag_task: "asyncio.Future[Diagnostics]") -> Assessment:
+    async def _assess_after(self, diag_task: asyncio.Future[Diagnostics]) -> Assessment:
         diag = await diag_task
         if self.phase == Phase.DIAGNOSTICS:
             self._set_phase(Phase.ASSESSMENT)
@@ -528,7 +530,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             elapsed=self._t() - w.since_seconds, reminded=w.reminded,
         )
 
-    async def _race_sla(self, name: str, task: "asyncio.Future[Any]") -> None:
+    async def _race_sla(self, name: str, task: asyncio.Future[Any]) -> None:
         clock = self.sla.get(name)
         if clock is None:  # light path: no SLA, just the work
             await task
@@ -536,7 +538,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         remaining = clock.due_seconds - self._t()
         try:
             if remaining <= 0:
-                raise asyncio.TimeoutError
+                raise TimeoutError
             await workflow.wait_condition(
                 lambda: task.done(),
                 timeout=timedelta(seconds=remaining),
@@ -546,7 +548,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             clock.done_seconds = self._t()
             metrics.sla_recorded(clock, self.severity)
             self._log("sla", f"SLA met: {name}", f"at {_mmss(clock.done_seconds)} (due {_mmss(clock.due_seconds)})")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             clock.met = False
             metrics.sla_recorded(clock, self.severity)  # counted at the due instant, not at close
             # the timer fired at the due instant; the task that saw it ran a few ms later

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import temporalio.client
 from temporalio import workflow
 from temporalio.worker import (
     ExecuteWorkflowInput,
@@ -26,7 +27,6 @@ from temporalio.worker import (
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
 )
-import temporalio.client
 
 with workflow.unsafe.imports_passed_through():
     from domain.incident import Action, ActionState, SlaClock

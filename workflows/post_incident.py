@@ -9,7 +9,7 @@ post-mortem is marked held and every action item is done or deferred by the IC.
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
     from domain.incident import IncidentInput, IncidentRef, IncidentReport, Phase
-    from domain.severity import Severity
     from domain.notify import Audience, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.postincident import (
         ActionItem,
@@ -51,16 +50,17 @@ with workflow.unsafe.imports_passed_through():
         postmortem_workflow_id,
     )
     from domain.postmortem import PostmortemExtras, render_postmortem
+    from domain.severity import Severity
 
 
 def _parse(iso: str) -> datetime:
     dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _overdue_at(due: date) -> datetime:
     """An item due on a day is overdue once that day has ended (UTC)."""
-    return datetime.combine(due + timedelta(days=1), time(0, 0), tzinfo=timezone.utc)
+    return datetime.combine(due + timedelta(days=1), time(0, 0), tzinfo=UTC)
 
 
 # the title a post-mortem shows until it has read its incident's report (by reference)
@@ -474,9 +474,9 @@ class PostIncidentWorkflow:
             timeout = (min(pending) - workflow.now()) if pending else None
             try:
                 await workflow.wait_condition(
-                    lambda: self.rev != seen, timeout=timeout, timeout_summary="next post-incident deadline"
+                    lambda seen=seen: self.rev != seen, timeout=timeout, timeout_summary="next post-incident deadline"
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _deadlines(self) -> list:

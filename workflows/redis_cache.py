@@ -10,7 +10,6 @@ Workflow ID: `<incident>-cache`.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -189,7 +188,7 @@ class RedisCachePlaybook(Playbook):
                 timeout=timedelta(seconds=self.cfg.mitigation.escalate_after_seconds),
                 timeout_summary="FLUSHALL confirmation",
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return self.confirmation == self.cluster_id
 

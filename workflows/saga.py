@@ -8,7 +8,7 @@ can carry its saga across continue-as-new.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Union
+from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
 
@@ -25,7 +25,7 @@ class Saga:
     def __init__(self, timeline: Timeline, run_undo: Callable[[Undo], Awaitable[None]] | None = None) -> None:
         self.timeline = timeline
         self.run_undo = run_undo
-        self.steps: list[tuple[Action, Union[UndoFn, Undo]]] = []
+        self.steps: list[tuple[Action, UndoFn | Undo]] = []
 
     def register(self, act: Action, undo: UndoFn | Undo, description: str) -> None:
         act.compensation = description

@@ -17,10 +17,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.analysis import analyse
 from workflows.approvals import settle
 from workflows.playbook import Playbook
 from workflows.saga import Saga
-from workflows.analysis import analyse
 from workflows.steps import NON_RETRYABLE, budget
 from workflows.timeline import CODEBLUE, reason
 

@@ -6,8 +6,9 @@ saga can compensate; notifications are logged as delivered, skipped or failed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy

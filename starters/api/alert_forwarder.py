@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
@@ -113,7 +113,7 @@ class AlertForwarder:
             if self.spool.backlog == 0:
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def _deliver(self, client: Client, iid: str, rows: list[SpooledAlert]) -> tuple[list[int], bool]:

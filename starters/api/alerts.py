@@ -8,7 +8,8 @@ import hashlib
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr
 from temporalio.client import Client, WorkflowExecutionStatus

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +25,7 @@ from temporalio.service import RPCError
 from domain import search_attributes as sa
 from domain.config import CodeBlueConfig, TemporalSettings
 from domain.incident import (
+    INCIDENT_ID_PATTERN,
     BatchDecision,
     CommanderAssignment,
     Decision,
@@ -37,7 +39,6 @@ from domain.incident import (
     Resolution,
     ResolutionResult,
 )
-from domain.incident import INCIDENT_ID_PATTERN
 from domain.severity import Observations, Severity, classify
 from starters import service as svc
 from starters.api import alerts
@@ -335,7 +336,7 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
                 return await asyncio.wait_for(coro, cfg.api.request_timeout_seconds)
             with acting_as(who.identity):
                 return await asyncio.wait_for(coro, cfg.api.request_timeout_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Problem(504, f"no answer from the workflow within {cfg.api.request_timeout_seconds:g} s; "
                           "is a CodeBlue worker running on the task queue?") from None
 
@@ -383,7 +384,7 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         if body.incident_id and reserved_id(body.incident_id):
             raise Problem(422, f"incident IDs may not end in {', '.join(RESERVED_SUFFIXES)} (or those with -N): "
                           "those name an incident's own procedures")
-        iid = body.incident_id or f"INC-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+        iid = body.incident_id or f"INC-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
         inp = IncidentInput(
             incident_id=iid, title=body.title, severity=sev, service=body.service, commander=body.commander,
             requested_by=p.name, security_incident=body.security, severity_reasons=reasons,

@@ -6,8 +6,8 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from domain.config import ApiConfig, ConfigError
 from domain.identity import Principal as Identity
@@ -63,7 +63,7 @@ class TokenBook:
         self._entries = entries
 
     @classmethod
-    def from_config(cls, cfg: ApiConfig, env: Mapping[str, str] | None = None) -> "TokenBook":
+    def from_config(cls, cfg: ApiConfig, env: Mapping[str, str] | None = None) -> TokenBook:
         e = os.environ if env is None else env
         entries = [
             _Entry(bytes.fromhex(t.sha256), Principal(t.name, _expand(t.roles, f"api.tokens.{t.name}")))

@@ -6,8 +6,9 @@ refuses anyone who is not that IC, an approver or an admin (workflows.playbook).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
@@ -16,10 +17,10 @@ from temporalio.client import Client
 from domain.cache import CacheInput, FlushConfirmation, cache_workflow_id
 from domain.database import CancelRestore, DatabaseRestoreInput, restore_workflow_id
 from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
+from domain.incident import INCIDENT_ID_PATTERN
 from domain.memory import MemoryInput, MemoryResolution, memory_workflow_id
 from domain.postincident import CloseActionItem, NewActionItem, PostmortemHeld
 from domain.recovery import RecoveryInput, recovery_workflow_id
-from domain.incident import INCIDENT_ID_PATTERN
 from domain.severity import Severity
 from starters import db_service
 from starters import service as svc
