@@ -107,7 +107,7 @@ def api_error(e: ApiException, action: str, target: str) -> ApplicationError:
     return ApplicationError(_one_line(msg, 400), type="KubernetesApiError")
 
 
-def _unavailable(e: BaseException, action: str, target: str) -> ApplicationError:
+def unavailable(e: BaseException, action: str, target: str) -> ApplicationError:
     kind = "timed out" if isinstance(e, (TimeoutError, urllib3.exceptions.TimeoutError)) else "unreachable"
     return ApplicationError(
         f"cannot {action} {target}: Kubernetes API {kind} ({type(e).__name__})", type="KubernetesUnavailable"
@@ -251,7 +251,7 @@ class KubernetesActivities:
         except ApiException as e:
             raise api_error(e, action, target) from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise _unavailable(e, action, target) from None
+            raise unavailable(e, action, target) from None
 
     async def _call_or_none(self, statuses: tuple[int, ...], action: str, target: str,
                             fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
@@ -264,7 +264,7 @@ class KubernetesActivities:
                 return None
             raise api_error(e, action, target) from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise _unavailable(e, action, target) from None
+            raise unavailable(e, action, target) from None
 
     async def _require_namespace(self, namespace: str) -> None:
         """An empty listing is also what a missing namespace gives: tell the two apart.

@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kubernetes import _unavailable, api_error
+from activities.kubernetes import api_error, unavailable
 from domain.recovery import KnownGood, KnownGoodQuery, ReleaseReadiness, ReleaseReadyRequest
 
 T = TypeVar("T")
@@ -39,7 +39,7 @@ class ReleaseStateActivities:
         except ApiException as e:
             raise api_error(e, action, target) from None
         except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as e:
-            raise _unavailable(e, action, target) from None
+            raise unavailable(e, action, target) from None
 
     # ---------------------------------------------------------------- readiness
 
@@ -93,7 +93,7 @@ class ReleaseStateActivities:
                 return KnownGood(found=False, namespace=q.namespace, release=q.release, configmap=q.configmap)
             raise api_error(e, "read", target) from None
         except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as e:
-            raise _unavailable(e, "read", target) from None
+            raise unavailable(e, "read", target) from None
         raw = (cm.data or {}).get(q.release)
         if not raw:
             return KnownGood(found=False, namespace=q.namespace, release=q.release, configmap=q.configmap)
@@ -162,5 +162,5 @@ class ReleaseStateActivities:
         except ApiException as e:
             raise api_error(e, "write", target) from None
         except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as e:
-            raise _unavailable(e, "write", target) from None
+            raise unavailable(e, "write", target) from None
         return rec.model_copy(update={"found": True})

@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 from temporalio.client import Client
 
+from bench.figures import Figure, pct
 from sandbox.ports import free_port
 from starters.api.alerts import incident_id_for
 from starters.api.auth import sha256_hex
@@ -130,7 +131,6 @@ def _pin(pid: int, cpus: set[int]) -> None:
 
 
 async def run_alert_storm(client: Client, alerts: int, keys: int, rate: float = 500.0, dev_server: int | None = None):
-    from bench.run import Figure, pct
 
     halves = _halves()
     everything = os.sched_getaffinity(0)

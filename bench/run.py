@@ -16,14 +16,15 @@ import statistics
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.alert_storm import run_alert_storm
 from bench.baseline import BaselineWorkflow, noop
+from bench.figures import Figure, dev_server_pid, pct, rss_mb
 from domain.identity import ENV_KEY, keyring_from_env, new_key
 from domain.incident import Decision, IncidentInput, IncidentReport
 from domain.severity import Severity
@@ -33,48 +34,6 @@ from tests.fakes import World
 from tests.workflow_helpers import incident_worker
 from worker.identity import IdentityInterceptor
 from workflows.incident_response import IncidentResponseWorkflow
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float | None
-    unit: str
-    goal: str
-    met: bool | None
-    detail: dict = field(default_factory=dict)
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
-    return s[k]
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def dev_server_pid() -> int | None:
-    me = os.getpid()
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = open(f"/proc/{d}/stat").read()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if ppid == me and b"start-dev" in cmd:
-            return int(d)
-    return None
 
 
 async def wait_for(client: Client, wid: str, pred, timeout: float = 60) -> IncidentReport:
@@ -277,10 +236,6 @@ async def converter_cost(n: int = 2000) -> Figure:
 
 # 5 ------------------------------------------------------------------ alert storm
 async def alert_storm(client: Client, alerts: int, keys: int) -> Figure:
-    try:
-        from bench.alert_storm import run_alert_storm  # provided once the API exists
-    except ImportError:
-        return Figure("alert storm ingest p99", None, "ms", "<= 50 ms", None, {"skipped": "the HTTP API is not built yet"})
     return await run_alert_storm(client, alerts, keys, dev_server=dev_server_pid())
 
 

@@ -84,7 +84,7 @@ def sli_table(during: list[dict[str, Any]], before: dict[str, float | None],
     return rows
 
 
-def _decision(a: Action, start: datetime) -> str:
+def decision_line(a: Action, start: datetime) -> str:
     when = utc(start, a.decided_at_seconds)
     if a.state == ActionState.PROPOSED:
         return "**undecided**"
@@ -168,7 +168,7 @@ def render_postmortem(report: IncidentReport, extras: PostmortemExtras | None = 
     out += ["## Proposals and decisions", ""]
     if report.actions:
         for act in report.actions:
-            out.append(f"- **{act.id}** ({act.kind.value}) — {_decision(act, start)}; final state **{act.state.value}**")
+            out.append(f"- **{act.id}** ({act.kind.value}) — {decision_line(act, start)}; final state **{act.state.value}**")
             out.append(f"  - why proposed: {act.reason}")
             if act.result:
                 out.append(f"  - result: {act.result}")

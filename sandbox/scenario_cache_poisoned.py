@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from domain.config import AwsConfig, CacheConfig, CodeBlueConfig
 from sandbox.aws import AwsEmulator
 from sandbox.redis_server import RedisServer
-from sandbox.scenarios import SandboxEnvironment, Scenario, scenario_def, seed_bad_release
+from sandbox.scenario_kit import SandboxEnvironment, Scenario, seed_bad_release
 
 CLUSTER = "healthcare-prod-redis"
 POISONED = "provider:*"
@@ -58,18 +58,16 @@ def aws_emulator() -> AwsEmulator:
     return AwsEmulator()
 
 
-scenario_def(
-    Scenario(
-        name="cache-poisoned",
-        description=(
-            f"{CLUSTER} serves stale provider data: {PROVIDER_KEYS} poisoned {POISONED} keys next to "
-            f"{SESSION_KEYS} live sessions; the IC flushes only the pattern and rejects FLUSHALL"
-        ),
-        title="patients see stale provider directory (Redis cache)",
-        severity="P2",
-        driver="cache-poisoned",
-        seed=seed_cache,
-        extras={"aws": aws_emulator, "redis": RedisServer},
-        configure=configure_cache,
-    )
+SCENARIO = Scenario(
+    name="cache-poisoned",
+    description=(
+        f"{CLUSTER} serves stale provider data: {PROVIDER_KEYS} poisoned {POISONED} keys next to "
+        f"{SESSION_KEYS} live sessions; the IC flushes only the pattern and rejects FLUSHALL"
+    ),
+    title="patients see stale provider directory (Redis cache)",
+    severity="P2",
+    driver="cache-poisoned",
+    seed=seed_cache,
+    extras={"aws": aws_emulator, "redis": RedisServer},
+    configure=configure_cache,
 )

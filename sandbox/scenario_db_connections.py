@@ -14,7 +14,7 @@ import os
 from domain.config import CodeBlueConfig
 from sandbox.aws import AwsEmulator
 from sandbox.aws_rds_seed import seed_rds
-from sandbox.scenarios import GATEWAY, NAMESPACE, SandboxEnvironment, Scenario, scenario_def
+from sandbox.scenario_kit import GATEWAY, NAMESPACE, SandboxEnvironment, Scenario
 
 
 async def seed_db_connections(env: SandboxEnvironment) -> None:
@@ -33,18 +33,16 @@ def configure_db_connections(cfg: CodeBlueConfig, env: SandboxEnvironment) -> Co
     return cfg.model_copy(update={"aws": cfg.aws.model_copy(update={"endpoint_url": aws.endpoint_url, "region": aws.region})})
 
 
-scenario_def(
-    Scenario(
-        name="db-connections",
-        description=(
-            "api-gateway's database connection pools are exhausted (/health failing, "
-            "'connection pool exhausted' in its logs) while healthcare-prod is available; restart the gateway"
-        ),
-        title="api-gateway database connection pool exhausted",
-        severity="P1",
-        driver="db-connections",
-        seed=seed_db_connections,
-        extras={"aws": AwsEmulator},
-        configure=configure_db_connections,
-    )
+SCENARIO = Scenario(
+    name="db-connections",
+    description=(
+        "api-gateway's database connection pools are exhausted (/health failing, "
+        "'connection pool exhausted' in its logs) while healthcare-prod is available; restart the gateway"
+    ),
+    title="api-gateway database connection pool exhausted",
+    severity="P1",
+    driver="db-connections",
+    seed=seed_db_connections,
+    extras={"aws": AwsEmulator},
+    configure=configure_db_connections,
 )

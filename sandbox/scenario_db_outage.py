@@ -15,7 +15,7 @@ from domain.config import CodeBlueConfig
 from sandbox.aws import AwsEmulator
 from sandbox.aws_rds_seed import rds_client, seed_rds
 from sandbox.ports import free_port
-from sandbox.scenarios import GATEWAY, NAMESPACE, SandboxEnvironment, Scenario, scenario_def
+from sandbox.scenario_kit import GATEWAY, NAMESPACE, SandboxEnvironment, Scenario
 
 LOCAL_DB = "127.0.0.1:5432"
 DB_SECRET, DB_KEY = "healthcare-db-secret", "DATABASE_URL"
@@ -47,18 +47,16 @@ def configure_db_outage(cfg: CodeBlueConfig, env: SandboxEnvironment) -> CodeBlu
     })
 
 
-scenario_def(
-    Scenario(
-        name="db-outage",
-        description=(
-            "the healthcare-prod RDS instance is down and api-gateway cannot reach its database; "
-            "restore healthcare-prod-snapshot-latest, verify, cut over"
-        ),
-        title="healthcare-prod database down; restore from snapshot",
-        severity="P0",
-        driver="db-restore",
-        seed=seed_db_outage,
-        extras={"aws": AwsEmulator},
-        configure=configure_db_outage,
-    )
+SCENARIO = Scenario(
+    name="db-outage",
+    description=(
+        "the healthcare-prod RDS instance is down and api-gateway cannot reach its database; "
+        "restore healthcare-prod-snapshot-latest, verify, cut over"
+    ),
+    title="healthcare-prod database down; restore from snapshot",
+    severity="P0",
+    driver="db-restore",
+    seed=seed_db_outage,
+    extras={"aws": AwsEmulator},
+    configure=configure_db_outage,
 )

@@ -17,7 +17,7 @@ from pathlib import Path
 from domain.config import CodeBlueConfig, RecoveryConfig
 from sandbox.cluster_reconciler import image_tag
 from sandbox.helm_cli import seed_release
-from sandbox.scenarios import BAD_TAG, GATEWAY, NAMESPACE, RELEASE, SandboxEnvironment, Scenario, scenario_def
+from sandbox.scenario_kit import BAD_TAG, GATEWAY, NAMESPACE, RELEASE, SandboxEnvironment, Scenario
 
 STABLE_TAG = "v1.4.1"
 # ready pods, failing health endpoint: what verification (not helm --wait) must catch
@@ -86,18 +86,16 @@ def configure_recovery(cfg: CodeBlueConfig, env: SandboxEnvironment) -> CodeBlue
     )
 
 
-scenario_def(
-    Scenario(
-        name="failed-redeploy",
-        description=(
-            f"the IC redeploys hotfix {HOTFIX_TAG} over revision 12 ({STABLE_TAG}); its pods come up "
-            "ready but /health answers 503; CodeBlue must roll back to 12 and verify"
-        ),
-        title="complete service recovery with a hotfix that fails verification",
-        severity="P1",
-        driver="failed-redeploy",
-        seed=seed_failed_redeploy,
-        extras={"chart": chart_dir},
-        configure=configure_recovery,
-    )
+SCENARIO = Scenario(
+    name="failed-redeploy",
+    description=(
+        f"the IC redeploys hotfix {HOTFIX_TAG} over revision 12 ({STABLE_TAG}); its pods come up "
+        "ready but /health answers 503; CodeBlue must roll back to 12 and verify"
+    ),
+    title="complete service recovery with a hotfix that fails verification",
+    severity="P1",
+    driver="failed-redeploy",
+    seed=seed_failed_redeploy,
+    extras={"chart": chart_dir},
+    configure=configure_recovery,
 )

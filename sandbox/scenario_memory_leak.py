@@ -6,7 +6,7 @@ CodeBlue samples), since the emulator reports a fixed figure per tag."""
 from __future__ import annotations
 
 from domain.config import CodeBlueConfig, MemoryConfig
-from sandbox.scenarios import GATEWAY, NAMESPACE, SandboxEnvironment, Scenario, scenario_def, seed_bad_release
+from sandbox.scenario_kit import GATEWAY, NAMESPACE, SandboxEnvironment, Scenario, seed_bad_release
 
 LEAKY_TAG = "v1.6.0"
 START_MI = 380
@@ -29,15 +29,13 @@ def configure_memory(cfg: CodeBlueConfig, env: SandboxEnvironment) -> CodeBlueCo
     return cfg.model_copy(update={"memory": MemoryConfig(samples=3, sample_interval_seconds=3, scale_replicas=10, max_replicas=12)})
 
 
-scenario_def(
-    Scenario(
-        name="memory-leak",
-        description=f"{GATEWAY} {LEAKY_TAG} in {NAMESPACE} leaks memory toward its 512Mi limit; "
-                    "the IC scales to 10 and restarts, then resolves (scale back)",
-        title="api-gateway memory climbing",
-        severity="P2",
-        driver="memory-leak",
-        seed=seed_memory_leak,
-        configure=configure_memory,
-    )
+SCENARIO = Scenario(
+    name="memory-leak",
+    description=f"{GATEWAY} {LEAKY_TAG} in {NAMESPACE} leaks memory toward its 512Mi limit; "
+                "the IC scales to 10 and restarts, then resolves (scale back)",
+    title="api-gateway memory climbing",
+    severity="P2",
+    driver="memory-leak",
+    seed=seed_memory_leak,
+    configure=configure_memory,
 )

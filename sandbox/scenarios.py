@@ -1,21 +1,19 @@
-"""Drill scenarios: a seeded world (cluster, helm history, receiver, optional extras) and the
-config that points a worker at it.
+"""Drill scenarios by name, and `sandbox_environment(name)`: a seeded world (cluster, helm
+history, receiver, optional extras) and the config that points a worker at it.
 
-A scenario module registers itself with `@scenario_def`; `sandbox_environment(name)` builds its
-world. Extra services (an AWS emulator, a dedicated Redis) are async context managers a
-scenario lists in `extras`; each may add to the config through `configure`.
+A scenario module defines `SCENARIO` (sandbox/scenario_kit.py has its parts) and is listed in
+SCENARIOS below. Extra services (an AWS emulator, a dedicated Redis) are async context
+managers a scenario lists in `extras`; each may add to the config through `configure`.
 """
+
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,96 +30,51 @@ from domain.config import (
     SlackConfig,
 )
 from domain.prometheus import AnalysisConfig, PrometheusConfig
+from sandbox import (
+    scenario_bad_deploy,
+    scenario_cache_poisoned,
+    scenario_db_connections,
+    scenario_db_outage,
+    scenario_failed_redeploy,
+    scenario_memory_leak,
+)
 from sandbox.cluster import SandboxCluster
-from sandbox.helm_cli import seed_release
 from sandbox.receiver import Receiver
+from sandbox.scenario_kit import (
+    BAD_TAG,
+    GATEWAY,
+    GOOD_TAG,
+    NAMESPACE,
+    RELEASE,
+    SandboxEnvironment,
+    Scenario,
+    seed_bad_release,
+)
 from sandbox.slack_api import SANDBOX_BOT_TOKEN, SANDBOX_CHANNEL, SANDBOX_SIGNING_SECRET
 
-NAMESPACE = "healthcare-prod"
-GATEWAY = "api-gateway"
-RELEASE = "healthcare-platform"
-GOOD_TAG = "v1.4.2"
-BAD_TAG = "v1.5.0"
+__all__ = ["BAD_TAG", "GATEWAY", "GOOD_TAG", "NAMESPACE", "RELEASE", "SCENARIOS", "SandboxEnvironment", "Scenario",
+           "sandbox_environment", "scenario", "seed_bad_release"]
 
-
-@dataclass
-class SandboxEnvironment:
-    scenario: Scenario
-    cluster: SandboxCluster
-    receiver: Receiver
-    config: CodeBlueConfig
-    config_path: str
-    # what `extras` started, by name (e.g. "aws" -> the moto server handle)
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Scenario:
-    name: str
-    description: str
-    title: str
-    severity: str
-    # which drill driver in starters.drill plays it (the IC's moves)
-    driver: str = "incident"
-    # actions the drill's IC approves in the incident driver; everything else is rejected
-    approve: tuple[str, ...] = ()
-    # prepares the cluster (and extras) before the worker starts
-    seed: Callable[[SandboxEnvironment], Awaitable[None]] | None = None
-    # extra services: name -> factory of an async context manager yielding a handle
-    extras: dict[str, Callable[[], Any]] = field(default_factory=dict)
-    # last word on the worker's config, given the started world
-    configure: Callable[[CodeBlueConfig, SandboxEnvironment], CodeBlueConfig] | None = None
-
-
-SCENARIOS: dict[str, Scenario] = {}
-
-
-def scenario_def(sc: Scenario) -> Scenario:
-    SCENARIOS[sc.name] = sc
-    return sc
+# Every drill scenario, by name: each module defines one SCENARIO.
+SCENARIOS: dict[str, Scenario] = {
+    sc.name: sc
+    for sc in (
+        scenario_bad_deploy.SCENARIO,
+        scenario_db_outage.SCENARIO,
+        scenario_db_connections.SCENARIO,
+        scenario_failed_redeploy.SCENARIO,
+        scenario_cache_poisoned.SCENARIO,
+        scenario_memory_leak.SCENARIO,
+    )
+}
 
 
 def scenario(name: str) -> Scenario:
-    _load_all()
     try:
         return SCENARIOS[name]
     except KeyError:
         raise ValueError(f"unknown scenario {name!r}; available: {', '.join(sorted(SCENARIOS))}") from None
 
-
-def _load_all() -> None:
-    """Scenario modules register on import; list them here."""
-    import sandbox.scenario_bad_deploy
-    import sandbox.scenario_cache_poisoned
-    import sandbox.scenario_db_connections
-    import sandbox.scenario_db_outage
-    import sandbox.scenario_failed_redeploy
-    import sandbox.scenario_memory_leak  # noqa: F401
-
-
-async def seed_bad_release(env: SandboxEnvironment, *, current_tag: str = BAD_TAG) -> None:
-    """healthcare-prod with release history 10, 11 (good, 3 days ago), 12 (12 minutes ago)."""
-    await env.cluster.seed_healthcare_prod(
-        namespace=NAMESPACE, gateway=GATEWAY, tag=current_tag, replicas=3, bad_tags={BAD_TAG}
-    )
-    now = datetime.now(UTC)
-    api = env.cluster.api_client()
-    try:
-        await asyncio.to_thread(
-            seed_release,
-            api,
-            NAMESPACE,
-            RELEASE,
-            "healthcare-platform",
-            [
-                {"revision": 10, "image_tag": "v1.4.1", "updated": now - timedelta(days=9), "chart": "healthcare-platform-1.4.1"},
-                {"revision": 11, "image_tag": GOOD_TAG, "updated": now - timedelta(days=3), "chart": "healthcare-platform-1.4.2"},
-                {"revision": 12, "image_tag": current_tag, "updated": now - timedelta(minutes=12), "chart": "healthcare-platform-1.5.0"},
-            ],
-        )
-    finally:
-        await asyncio.to_thread(api.close)
-    await env.cluster.reconcile()
 
 
 def base_config(cluster: SandboxCluster, rx: Receiver) -> CodeBlueConfig:

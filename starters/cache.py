@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client, WorkflowHandle
 
 from domain.cache import CacheInput, FlushConfirmation, cache_workflow_id
-from starters.service import _update, start_procedure
+from starters.service import execute_update, start_procedure
 from workflows.redis_cache import RedisCachePlaybook
 
 
@@ -16,4 +16,4 @@ async def start_cache_playbook(client: Client, inp: CacheInput, task_queue: str)
 
 
 async def confirm_flush(client: Client, workflow_id: str, c: FlushConfirmation) -> str:
-    return await _update(client, workflow_id, RedisCachePlaybook.confirm_flush, c, "confirmation")
+    return await execute_update(client, workflow_id, RedisCachePlaybook.confirm_flush, c, "confirmation")

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 
-from domain.config import CodeBlueConfig, ConfigError, TemporalSettings, load_config
-from domain.identity import OPERATOR_VIA
+from domain.config import TemporalSettings
 from domain.incident import (
     CommanderAssignment,
     Decision,
@@ -26,6 +22,28 @@ from domain.incident import (
     Resolution,
 )
 from domain.severity import Observations, Severity, classify
+from starters.cli_api import api_cmd
+from starters.cli_common import (
+    ByOpt,
+    ConfigOpt,
+    PublicOpt,
+    api_client,
+    cli_config,
+    command_cmd,
+    err,
+    exit_now,
+    fail,
+    first_error,
+    operator,
+    out,
+    run,
+    run_sync,
+    temporal_client,
+)
+from starters.cli_db import db_app
+from starters.cli_playbook import playbook_app
+from starters.cli_postmortem import register as register_postmortem
+from starters.cli_recovery import redeploy_cmd
 from starters.render import print_report
 
 app = typer.Typer(
@@ -36,178 +54,6 @@ app = typer.Typer(
 )
 incident_app = typer.Typer(help="Start and steer incidents.", no_args_is_help=True)
 app.add_typer(incident_app, name="incident")
-
-out = Console()
-err = Console(stderr=True)
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: $CODEBLUE_CONFIG, else runbook defaults).")
-
-
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    _exit(code)
-
-
-def _exit(code: int) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # The SDK can abort at interpreter exit after a worker ran (sdk-python #300).
-    os._exit(code)
-
-
-def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
-    """Run a command; any expected failure becomes one line on stderr and exit 1."""
-    from starters.service import CodeBlueError
-
-    try:
-        return asyncio.run(coro_fn())
-    except (CodeBlueError, ConfigError) as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        _exit(130)
-    except RuntimeError as e:
-        if "connect" in str(e).lower():
-            s = TemporalSettings.from_env()
-            fail(f"cannot reach Temporal at {s.address} (set TEMPORAL_ADDRESS, or run `codeblue dev`)")
-        raise
-
-
-async def _client(via: str | None = OPERATOR_VIA):
-    """A Temporal client that signs commands with the operator key (`via`; None: the API,
-    which signs only for a token's principal)."""
-    from worker.temporal import connect
-
-    try:
-        return await connect(via=via)
-    except RuntimeError as e:
-        s = TemporalSettings.from_env()
-        from starters.service import CodeBlueError
-
-        text = str(e)
-        why = "connection refused" if "refused" in text.lower() else text.splitlines()[0][:160]
-        raise CodeBlueError(
-            f"cannot reach Temporal at {s.address} ({why}); set TEMPORAL_ADDRESS or run `codeblue dev`"
-        ) from None
-
-
-def _sync(fn: Callable[[], Any]) -> Any:
-    """`run` for a command that only talks HTTP."""
-
-    async def go() -> Any:
-        return fn()
-
-    return run(go)
-
-
-def _api():
-    """The HTTP API client when one is configured (CODEBLUE_API_URL / `codeblue login`), else None."""
-    from starters.api_client import ApiClient, ApiCredentials
-    from starters.service import CodeBlueError
-
-    try:
-        creds = ApiCredentials.find()
-    except CodeBlueError as e:
-        fail(str(e))
-    return ApiClient(creds) if creds else None
-
-
-def _operator(by: str | None) -> str:
-    """Without an API, a command that changes state needs the operator key; it is recorded
-    as `<name> (operator key)`, the name from --by or $USER."""
-    from domain.identity import ENV_KEY, ENV_KEY_FILE, IdentityKeyError, keyring_from_env
-
-    try:
-        can_sign = keyring_from_env().can_sign
-    except IdentityKeyError as e:
-        fail(str(e))
-    if not can_sign:
-        fail(f"not authenticated: set CODEBLUE_API_URL and CODEBLUE_TOKEN (or run `codeblue login --api URL`), "
-             f"or hold the operator key (${ENV_KEY} / ${ENV_KEY_FILE})")
-    return by or os.environ.get("USER") or "operator"
-
-
-PublicOpt = typer.Option(None, "--public-summary", help="What the status page and stakeholders read (the title and summary stay internal).")
-async def _acting_client(command: str):
-    """A Temporal client for a command that changes state: it needs the operator key, and is
-    refused while an API is configured (that path must never be bypassed)."""
-    from starters.api_client import ApiCredentials
-    from starters.service import CodeBlueError
-
-    if ApiCredentials.find() is not None:
-        raise CodeBlueError(f"`codeblue {command}` has no API endpoint; "
-                            "run it where the operator key is set, without CODEBLUE_API_URL / `codeblue login`")
-    _operator(None)
-    return await _client()
-
-
-# Input fields a procedure's API body carries (others are the worker's config there).
-_API_FIELDS = {"incident_id": "incident_id", "commander": "commander", "pattern": "pattern",
-               "max_connection_errors": "max_connection_errors", "target_tag": "tag",
-               "snapshot": "snapshot", "target": "target"}
-_PINNED = ("release", "namespace", "chart", "deployment", "source")
-
-
-def start_procedure_cmd(kind: str, config: str | None, make_input: Callable[[str], Any],
-                        start: Callable[[Any, Any, str], Awaitable[Any]], next_step: Callable[[str], str],
-                        by: str | None) -> str | None:
-    """Start a playbook, recovery or restore: through the API when one is configured (the
-    token's principal), else with the operator key. Prints the ID and the UI link; returns the ID."""
-    from starters.service import ui_link
-
-    api = _api()
-    name = by or os.environ.get("USER") or "operator"
-    try:
-        inp = make_input(name)
-    except ValueError as e:
-        fail(_first_error(e))
-    if api is not None:
-        pinned = [f for f in _PINNED if getattr(inp, f, None) is not None]
-        if pinned:
-            fail(f"--{pinned[0]} is the worker's config through the API; leave it out")
-
-        def via_api() -> str:
-            api.actor(by)
-            body = {k: getattr(inp, f) for f, k in _API_FIELDS.items() if getattr(inp, f, None) is not None}
-            started = api.start_procedure(kind, body)
-            out.print(started["workflow_id"])
-            out.print(started["ui_url"], highlight=False)
-            err.print(next_step(started["workflow_id"]), highlight=False, soft_wrap=True)
-            return started["workflow_id"]
-
-        return _sync(via_api)
-    cfg = _config(config)
-
-    async def go() -> str:
-        _operator(by)
-        client = await _client()
-        s = TemporalSettings.from_env()
-        h = await start(client, inp, s.task_queue)
-        out.print(h.id)
-        out.print(ui_link(cfg.ui.base_url, s.namespace, h.id), highlight=False)
-        err.print(next_step(h.id), highlight=False, soft_wrap=True)
-        return h.id
-
-    return run(go)
-
-
-def command_cmd(command: str, via_api: Callable[[Any, str], str], direct: Callable[[Any, str], Awaitable[str]],
-                by: str | None) -> None:
-    """A command on a running procedure (confirm a flush, end the memory playbook, ...): through
-    the API when one is configured, else with the operator key. Prints the workflow's answer."""
-    api = _api()
-    if api is not None:
-        _sync(lambda: out.print(via_api(api, api.actor(by))))
-        return
-
-    async def go() -> None:
-        client = await _acting_client(command)
-        out.print(await direct(client, _operator(by)))
-
-    run(go)
-
-
-ByOpt = typer.Option(None, "--by", help="Who you are: the API token's name (checked), or with the operator key your name (default $USER).")
-
 
 # ------------------------------------------------------------------ incidents
 @incident_app.command("start")
@@ -230,7 +76,7 @@ def incident_start(
     """Open an incident: prints its ID and the Temporal UI link."""
     from starters import service as svc
 
-    cfg = _config(config)
+    cfg = cli_config(config)
     obs = Observations(
         complete_outage=outage,
         security_incident=security,
@@ -239,7 +85,7 @@ def incident_start(
         authentication_issues=auth,
         performance_degradation_pct=degradation,
     )
-    api = _api()
+    api = api_client()
     if api is not None:
 
         def via_api() -> None:
@@ -252,9 +98,9 @@ def incident_start(
             out.print(started["incident_id"])
             out.print(started["ui_url"], highlight=False)
 
-        _sync(via_api)
+        run_sync(via_api)
         return
-    by = _operator(by)
+    by = operator(by)
     cls = classify(obs)
     sev = severity or cls.severity
     reasons = cls.reasons if severity is None or severity == cls.severity else [f"set by {by}"]
@@ -265,10 +111,10 @@ def incident_start(
             requested_by=by, security_incident=security, severity_reasons=reasons, public_summary=public_summary,
         )
     except ValueError as e:
-        fail(_first_error(e))
+        fail(first_error(e))
 
     async def go() -> None:
-        client = await _client()
+        client = await temporal_client()
         s = TemporalSettings.from_env()
         await svc.start_incident(client, inp, s.task_queue)
         out.print(inp.incident_id)
@@ -292,10 +138,10 @@ def incident_watch(
     from starters import service as svc
     from starters.render import watch_view
 
-    api = _api()
+    api = api_client()
 
     async def go() -> None:
-        client = None if api else await _client()
+        client = None if api else await temporal_client()
 
         async def read() -> Any:
             return api.status(incident_id) if api else await svc.status(client, incident_id)
@@ -319,10 +165,10 @@ def incident_status(incident_id: str, as_json: bool = typer.Option(False, "--jso
     """Phase, SLA clocks, proposals and the timeline of an incident."""
     from starters import service as svc
 
-    api = _api()
+    api = api_client()
 
     async def go() -> None:
-        rep = api.status(incident_id) if api else await svc.status(await _client(), incident_id)
+        rep = api.status(incident_id) if api else await svc.status(await temporal_client(), incident_id)
         if as_json:
             print(rep.model_dump_json(indent=2))
         else:
@@ -356,10 +202,10 @@ def _recommended(incident_id: str) -> str:
     """The incident's recommended proposal, still waiting for a decision."""
     from starters import service as svc
 
-    api = _api()
+    api = api_client()
 
     async def read() -> Any:
-        return api.status(incident_id) if api else await svc.status(await _client(), incident_id)
+        return api.status(incident_id) if api else await svc.status(await temporal_client(), incident_id)
 
     rep = run(read)
     best = next((a for a in rep.actions if a.recommended), None)
@@ -430,18 +276,18 @@ def incident_resolve(
     """Resolve: CodeBlue verifies health first and refuses while unhealthy (unless --force)."""
     from starters import service as svc
 
-    api = _api()
+    api = api_client()
     try:
         r = Resolution(by=by or "api", summary=summary, force=force, public_summary=public_summary)
     except ValueError as e:
-        fail(_first_error(e))
+        fail(first_error(e))
 
     async def go() -> None:
         if api is not None:
             api.actor(by)
             res = api.resolve(incident_id, summary, force, public_summary)
         else:
-            res = await svc.resolve(await _client(), incident_id, r.model_copy(update={"by": _operator(by)}))
+            res = await svc.resolve(await temporal_client(), incident_id, r.model_copy(update={"by": operator(by)}))
         if not res.resolved:
             fail(res.message)
         out.print(res.message)
@@ -502,7 +348,7 @@ def incident_note(
     try:
         note = Note(by=by or "api", text=text)
     except ValueError as e:
-        fail(_first_error(e))
+        fail(first_error(e))
 
     def via_api(api: Any, _: str) -> str:
         api.note(incident_id, text)
@@ -530,10 +376,10 @@ def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Open incidents (from Temporal visibility)."""
     from starters import service as svc
 
-    api = _api()
+    api = api_client()
 
     async def go() -> None:
-        rows = api.list_open() if api else await svc.list_open(await _client())
+        rows = api.list_open() if api else await svc.list_open(await temporal_client())
         if as_json:
             print(json.dumps(rows, indent=2))
             return
@@ -570,7 +416,7 @@ def login_cmd(
         path = creds.save()
         out.print(f"logged in to {creds.url} as {me['name']} ({', '.join(me['roles']) or 'no roles'}); credentials in {path}")
 
-    _sync(go)
+    run_sync(go)
 
 
 # ------------------------------------------------------------------ processes
@@ -579,16 +425,16 @@ def worker_cmd(config: str | None = ConfigOpt) -> None:
     """Run a worker on $TEMPORAL_TASK_QUEUE until SIGINT/SIGTERM."""
     from worker.main import serve_until_signal
 
-    cfg = _config(config)
+    cfg = cli_config(config)
 
     async def go() -> None:
-        client = await _client()
+        client = await temporal_client()
         s = TemporalSettings.from_env()
         err.print(f"worker on {s.address} namespace {s.namespace} task queue {s.task_queue}; Ctrl-C stops")
         await serve_until_signal(client, cfg, s.task_queue)
 
     run(go)
-    _exit(0)
+    exit_now(0)
 
 
 @app.command("dev")
@@ -603,9 +449,9 @@ def dev_cmd(
     .codeblue/dev.env for a second terminal. Ctrl-C stops all."""
     from starters.devserver import dev
 
-    cfg = _config(config)
+    cfg = cli_config(config)
     code = run(lambda: dev(cfg, sandbox, port, ui_port, err, api_port))
-    _exit(code or 0)
+    exit_now(code or 0)
 
 
 @app.command("drill")
@@ -627,36 +473,18 @@ def drill_cmd(
         from starters.drill_chaos import chaos_drill
 
         code = run(lambda: chaos_drill([scenario] if scenario else None, as_json=as_json, out=out, err=err))
-        _exit(code if code is not None else 1)
+        exit_now(code if code is not None else 1)
     from starters.drill import drill
 
     code = run(lambda: drill(scenario or "bad-deploy", as_json=as_json, keep=keep, out=out, err=err, via=via))
-    _exit(code if code is not None else 1)
-
-
-# ------------------------------------------------------------------ output
-def _config(path: str | None) -> CodeBlueConfig:
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        fail(str(e))
-        raise  # unreachable
-
-
-def _first_error(e: Exception) -> str:
-    errors = getattr(e, "errors", None)
-    if callable(errors):
-        x = errors()[0]
-        field = ".".join(str(p) for p in x["loc"])
-        return f"{field}: {x['msg'].removeprefix('Value error, ')}"
-    return str(e)
+    exit_now(code if code is not None else 1)
 
 
 def main() -> None:
     try:
         app()
     except SystemExit as e:
-        _exit(e.code if isinstance(e.code, int) else (0 if e.code is None else 2))
+        exit_now(e.code if isinstance(e.code, int) else (0 if e.code is None else 2))
 
 
 # top-level shortcuts for the IC's hands: `codeblue approve ID ACTION --by NAME`
@@ -665,27 +493,9 @@ app.command("reject", hidden=True)(incident_reject)
 app.command("resolve", hidden=True)(incident_resolve)
 app.command("status", hidden=True)(incident_status)
 
-# `codeblue api`: the HTTP API (starters/cli_api.py)
-from starters.cli_api import api_cmd  # noqa: E402
-
-app.command("api")(api_cmd)
-
-# `codeblue redeploy`: complete service recovery (starters/cli_recovery.py)
-from starters.cli_recovery import redeploy_cmd  # noqa: E402
-
-app.command("redeploy")(redeploy_cmd)
-
-# `codeblue postmortem` and `codeblue action-item`: post-incident (starters/cli_postmortem.py)
-from starters.cli_postmortem import register as _register_postmortem  # noqa: E402
-
-_register_postmortem(app)
-
-# `codeblue db`: database recovery (starters/cli_db.py)
-from starters.cli_db import db_app  # noqa: E402
-
-app.add_typer(db_app, name="db")
-
-# `codeblue playbook cache|confirm-flush` (starters/cli_playbook.py)
-from starters.cli_playbook import playbook_app  # noqa: E402
-
-app.add_typer(playbook_app, name="playbook")
+# the procedures' own commands, each in its module
+app.command("api")(api_cmd)  # the HTTP API (cli_api.py)
+app.command("redeploy")(redeploy_cmd)  # complete service recovery (cli_recovery.py)
+register_postmortem(app)  # `postmortem` and `action-item` (cli_postmortem.py)
+app.add_typer(db_app, name="db")  # database recovery (cli_db.py)
+app.add_typer(playbook_app, name="playbook")  # `playbook cache|confirm-flush` (cli_playbook.py)

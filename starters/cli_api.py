@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from starters.cli_common import cli_config, err, exit_now, fail, temporal_client
+
 
 def api_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
@@ -20,17 +22,16 @@ def api_cmd(
     from starters.api.alert_spool import SpoolError
     from starters.api.app import ApiSettings, create_app
     from starters.api.auth import TokenBook
-    from starters.cli import _client, _config, _exit, err, fail
     from worker.codec import CodecKeyError, codec_from_env
 
-    cfg = _config(config)
+    cfg = cli_config(config)
     if alert_spool:
         cfg.api.alert_spool = alert_spool
     try:
         codec_from_env()  # a bad key fails here, in one line, not on the first request
         tokens = TokenBook.from_config(cfg.api)
         settings = ApiSettings(config=cfg, temporal=TemporalSettings.from_env(), tokens=tokens)
-        app = create_app(lambda: _client(via=None), settings)
+        app = create_app(lambda: temporal_client(via=None), settings)
         if not keyring_from_env().can_sign:
             err.print(f"warning: no operator key (${ENV_KEY}); workers refuse every command this API sends")
     except (ConfigError, CodecKeyError, SpoolError, IdentityKeyError) as e:
@@ -43,4 +44,4 @@ def api_cmd(
     err.print(f"CodeBlue API on http://{host}:{port} (OpenAPI at /docs), Temporal {settings.temporal.address}")
     # Access logs carry method, path and status only: never headers, so never tokens.
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
-    _exit(0)
+    exit_now(0)

@@ -8,6 +8,7 @@ import time
 import typer
 
 from domain.config import TemporalSettings
+from starters import cli_common as cli
 
 db_app = typer.Typer(help="Database recovery: restore from an RDS snapshot, check the connection.", no_args_is_help=True)
 
@@ -25,26 +26,26 @@ def db_restore(
 ) -> None:
     """Start the restore; then show a live progress line (elapsed, RDS status, what it waits for)."""
     from domain.database import DatabaseRestoreInput
-    from starters import cli, db_service
+    from starters import db_service
     from starters.render import print_report
     from starters.service import ui_link
 
     make = lambda who: DatabaseRestoreInput(incident_id=incident, source=source, snapshot=snapshot,  # noqa: E731 - one call site
                                             target=target, requested_by=who, commander=commander)
-    if cli._api() is not None or detach:
+    if cli.api_client() is not None or detach:
         cli.start_procedure_cmd("db-restore", config, make, db_service.start_restore,
                                 lambda wid: f"follow it with: codeblue incident status {wid}", by)
-        cli._exit(0)
+        cli.exit_now(0)
         return
-    cfg = cli._config(config)
-    who = cli._operator(by)
+    cfg = cli.cli_config(config)
+    who = cli.operator(by)
     try:
         inp = make(who)
     except ValueError as e:
-        cli.fail(cli._first_error(e))
+        cli.fail(cli.first_error(e))
 
     async def go() -> int:
-        client = await cli._acting_client("db restore")
+        client = await cli.acting_client("db restore")
         s = TemporalSettings.from_env()
         h = await db_service.start_restore(client, inp, s.task_queue)
         cli.out.print(h.id)
@@ -54,12 +55,12 @@ def db_restore(
         print_report(rep, cli.out)
         return 0 if rep.status == "restored" and rep.verified else 1
 
-    cli._exit(cli.run(go) or 0)
+    cli.exit_now(cli.run(go) or 0)
 
 
 async def _follow(client, incident: str, handle):
     """One line on stderr, rewritten in place, until the workflow ends."""
-    from starters import cli, db_service
+    from starters import db_service
 
     t0 = time.monotonic()
     done = asyncio.ensure_future(handle.result())
@@ -83,11 +84,11 @@ async def _follow(client, incident: str, handle):
 @db_app.command("status")
 def db_status(incident: str = typer.Option(..., "--incident"), as_json: bool = typer.Option(False, "--json")) -> None:
     """The restore's report: gates, steps, timings, endpoint, verification."""
-    from starters import cli, db_service
+    from starters import db_service
     from starters.render import print_report
 
     async def go() -> None:
-        rep = await db_service.restore_status(await cli._client(), incident)
+        rep = await db_service.restore_status(await cli.temporal_client(), incident)
         if as_json:
             print(rep.model_dump_json(indent=2))
         else:
@@ -101,7 +102,7 @@ def db_cancel(incident: str = typer.Option(..., "--incident"), by: str | None = 
               reason: str = typer.Option(..., "--reason")) -> None:
     """Stop a restore before its cutover (the IC); a restored instance is kept for forensics."""
     from domain.database import CancelRestore
-    from starters import cli, db_service
+    from starters import db_service
 
     cli.command_cmd(
         "db cancel",
@@ -112,9 +113,8 @@ def db_cancel(incident: str = typer.Option(..., "--incident"), by: str | None = 
 @db_app.command("check")
 def db_check(config: str | None = typer.Option(None, "--config", "-c", help="YAML config.")) -> None:
     """The runbook's `npm run db:check`: connect with the database Secret (or run the configured command)."""
-    from starters import cli
 
-    cfg = cli._config(config)
+    cfg = cli.cli_config(config)
 
     async def go() -> int:
         from temporalio.exceptions import ApplicationError
@@ -137,4 +137,4 @@ def db_check(config: str | None = typer.Option(None, "--config", "-c", help="YAM
         (cli.out if res.ok else cli.err).print(("ok: " if res.ok else "FAILED: ") + res.detail, highlight=False, soft_wrap=True)
         return 0 if res.ok else 1
 
-    cli._exit(cli.run(go) or 0)
+    cli.exit_now(cli.run(go) or 0)

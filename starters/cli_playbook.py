@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from domain.cache import CacheInput, FlushConfirmation, cache_workflow_id
+from starters import cli_common as cli
 
 playbook_app = typer.Typer(help="Common-issue playbooks (Redis cache, high memory, database connections).", no_args_is_help=True)
 
@@ -28,7 +29,6 @@ def _start_playbook(
 ) -> None:
     """Every playbook starts alike: the ID and the UI link on stdout, the IC's next step on
     stderr; a bad input or an unreachable Temporal is one line on stderr and exit 1."""
-    from starters import cli
 
     cli.start_procedure_cmd(kind, config, make_input, start, next_step, by)
 
@@ -63,7 +63,6 @@ def confirm_flush_cmd(
     by: str | None = ByOpt,
 ) -> None:
     """Confirm an approved FLUSHALL by typing the cluster's name."""
-    from starters import cli
     from starters.cache import confirm_flush
 
     cli.command_cmd(
@@ -101,7 +100,6 @@ def resolve_memory_cmd(
 ) -> None:
     """End the memory playbook: scale back to the previous replica count unless --keep-scale."""
     from domain.memory import MemoryResolution
-    from starters import cli
     from starters.memory import resolve_memory
 
     cli.command_cmd(

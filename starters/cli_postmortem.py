@@ -14,6 +14,17 @@ from datetime import date
 import typer
 
 from domain.config import TemporalSettings
+from starters.cli_common import (
+    acting_client,
+    api_client,
+    command_cmd,
+    fail,
+    first_error,
+    out,
+    run,
+    run_sync,
+    temporal_client,
+)
 
 ACTIONS = ("held", "start")
 
@@ -28,7 +39,6 @@ def postmortem(
 ) -> None:
     """Print the post-mortem draft; `held ID --by NAME` marks it held; `start ID` starts tracking."""
     from starters import service_postmortem as pm
-    from starters.cli import _acting_client, _api, _client, _sync, command_cmd, fail, out, run
 
     if args[0] in ACTIONS:
         if len(args) != 2:
@@ -46,7 +56,7 @@ def postmortem(
                     lambda api, _: api.command(f"/incidents/{incident_id}/postmortem/held", {"notes": notes}),
                     lambda c, who: pm.held(c, incident_id, PostmortemHeld(by=who, notes=notes)), by)
         return
-    api = _api()
+    api = api_client()
     if api is not None:
         def via_api() -> None:
             if verb == "draft":
@@ -55,14 +65,14 @@ def postmortem(
                 api.actor(by)
                 out.print(api.start_procedure("postmortem", {"incident_id": incident_id, "commander": commander})["workflow_id"])
 
-        _sync(via_api)
+        run_sync(via_api)
         return
 
     async def go() -> None:
         if verb == "draft":
-            print(await pm.draft(await _client(), incident_id))
+            print(await pm.draft(await temporal_client(), incident_id))
         else:
-            h = await pm.start(await _acting_client("postmortem start"), incident_id,
+            h = await pm.start(await acting_client("postmortem start"), incident_id,
                                TemporalSettings.from_env().task_queue, commander)
             out.print(h.id)
 
@@ -80,7 +90,6 @@ def action_item_add(
     """Add an action item with an owner and a due date; prints its ID (AI-n)."""
     from domain.postincident import ActionItem, NewActionItem
     from starters import service_postmortem as pm
-    from starters.cli import _first_error, command_cmd, fail
 
     try:
         due_date = date.fromisoformat(due)
@@ -89,7 +98,7 @@ def action_item_add(
     try:
         n = NewActionItem(text=" ".join(text), owner=owner, due=due_date, by=by or "api")
     except ValueError as e:
-        fail(_first_error(e))
+        fail(first_error(e))
 
     def line(item: ActionItem) -> str:
         return f"{item.id}: {item.owner}, due {item.due.isoformat()}"
@@ -112,7 +121,6 @@ def action_item_done(
     """Mark an action item done, or (IC) deferred with a reason."""
     from domain.postincident import ActionItem, CloseActionItem
     from starters import service_postmortem as pm
-    from starters.cli import command_cmd
 
     async def direct(c, who: str) -> str:
         it = await pm.close_item(c, incident_id, CloseActionItem(item_id=item, by=who, defer=defer, reason=reason))

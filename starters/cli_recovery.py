@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from domain.recovery import RecoveryInput
+from starters import cli_common as cli
 
 
 def redeploy_cmd(
@@ -18,7 +19,6 @@ def redeploy_cmd(
     config: str | None = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
 ) -> None:
     """Propose `helm upgrade --set image.tag=<last known-good>`; verify; roll back on failure."""
-    from starters import cli
     from starters.recovery import start_recovery
 
     cli.start_procedure_cmd(

@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 from domain import search_attributes as sa
 from domain.database import CancelRestore, DatabaseRestoreInput, restore_workflow_id
 from domain.incident import IncidentReport
-from starters.service import CodeBlueError, _cause, _rpc
+from starters.service import CodeBlueError, root_cause, rpc_error
 from workflows.database_restore import DatabaseRestoreWorkflow
 
 
@@ -42,7 +42,7 @@ async def start_restore(client: Client, inp: DatabaseRestoreInput, task_queue: s
     except WorkflowAlreadyStartedError:
         raise CodeBlueError(f"a database restore for incident {inp.incident_id} already exists ({wid})") from None
     except RPCError as e:
-        raise _rpc(e, wid) from None
+        raise rpc_error(e, wid) from None
 
 
 async def restore_status(client: Client, incident_id: str) -> IncidentReport:
@@ -50,7 +50,7 @@ async def restore_status(client: Client, incident_id: str) -> IncidentReport:
     try:
         return await h.query(DatabaseRestoreWorkflow.status)
     except RPCError as e:
-        raise _rpc(e, restore_workflow_id(incident_id)) from None
+        raise rpc_error(e, restore_workflow_id(incident_id)) from None
 
 
 async def rds_progress(client: Client, incident_id: str) -> dict[str, Any]:
@@ -59,7 +59,7 @@ async def rds_progress(client: Client, incident_id: str) -> dict[str, Any]:
     try:
         desc = await h.describe()
     except RPCError as e:
-        raise _rpc(e, restore_workflow_id(incident_id)) from None
+        raise rpc_error(e, restore_workflow_id(incident_id)) from None
     out: dict[str, Any] = {"rds_status": None, "attempt": None}
     for pa in desc.raw_description.pending_activities:
         if pa.activity_type.name != "rds_wait_available":
@@ -79,6 +79,6 @@ async def cancel_restore(client: Client, incident_id: str, c: CancelRestore) -> 
     try:
         return await h.execute_update(DatabaseRestoreWorkflow.cancel_restore, c)
     except WorkflowUpdateFailedError as e:
-        raise CodeBlueError(f"cancel rejected: {_cause(e)}") from None
+        raise CodeBlueError(f"cancel rejected: {root_cause(e)}") from None
     except RPCError as e:
-        raise _rpc(e, restore_workflow_id(incident_id)) from None
+        raise rpc_error(e, restore_workflow_id(incident_id)) from None

@@ -1,7 +1,7 @@
-"""`codeblue drill [SCENARIO]`: a runbook procedure end to end on a sandbox, CodeBlue playing the IC.
+"""`codeblue drill`: a scenario's world on the sandbox, a worker, and the IC's moves.
 
-Each scenario (sandbox.scenarios) names a driver here: the IC's moves for that procedure.
-A driver registers with `@driver("name")` and returns a `DrillOutcome`.
+Each scenario (sandbox.scenarios) names a driver; DRIVERS below maps the name to its module's
+driver function, which returns a `DrillOutcome` (parts in starters/drill_kit.py).
 """
 
 from __future__ import annotations
@@ -9,180 +9,30 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
-from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
 
 from domain.identity import ENV_KEY, keyring_from_env, new_key
-from domain.incident import ActionState, Decision, IncidentInput, IncidentReport, Resolution
-from domain.severity import Severity
-from starters import service
+from starters import drill_cache, drill_db, drill_incident, drill_memory, drill_recovery
 from starters.devserver import dev_server, ui_base
-from starters.render import print_report, timeline_line
+from starters.drill_kit import DrillContext, Driver, json_stdout
+from starters.render import print_report
 from starters.service import CodeBlueError
 from worker.identity import IdentityInterceptor
 from worker.main import running_worker
 
-IC = "drill-ic"
-STEP_TIMEOUT = 90.0
-
-
-@dataclass
-class DrillContext:
-    client: Client
-    sandbox: object  # sandbox.scenarios.SandboxEnvironment
-    task_queue: str
-    ui: str
-    say: Callable[..., None]
-    via: str = "temporal"  # how the IC decides: signed Temporal updates, or signed Slack interactions
-    interactions: list[dict[str, Any]] = field(default_factory=list)  # --via slack: what was sent
-
-    def new_id(self, prefix: str = "DRILL") -> str:
-        return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
-
-    def link(self, workflow_id: str) -> str:
-        return service.ui_link(self.ui, self.client.namespace, workflow_id)
-
-
-@dataclass
-class DrillOutcome:
-    report: IncidentReport
-    ok: bool
-    detail: str
-    workflow_id: str
-
-
-Driver = Callable[[DrillContext], Awaitable[DrillOutcome]]
-DRIVERS: dict[str, Driver] = {}
-
-
-def driver(name: str) -> Callable[[Driver], Driver]:
-    def register(fn: Driver) -> Driver:
-        DRIVERS[name] = fn
-        return fn
-
-    return register
-
-
-QUERY_ATTEMPTS = 12
-TRANSIENT_RPC = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE)
-
-
-class Watcher:
-    """Prints a workflow's timeline entries as they appear (through its `status` query)."""
-
-    def __init__(self, handle: WorkflowHandle, say, query) -> None:
-        self.handle, self.say, self.query, self.seen = handle, say, query, 0
-
-    async def poll(self) -> IncidentReport:
-        # a query that meets a restarting server or a killed worker's sticky queue is asked again
-        for attempt in range(QUERY_ATTEMPTS):
-            try:
-                rep: IncidentReport = await self.handle.query(self.query)
-                break
-            except RPCError as e:
-                if e.status not in TRANSIENT_RPC or attempt == QUERY_ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
-        for e in rep.timeline[self.seen :]:
-            self.say(timeline_line(e), highlight=False, soft_wrap=True)
-        self.seen = len(rep.timeline)
-        return rep
-
-    async def until(self, pred, what: str, timeout: float = STEP_TIMEOUT) -> IncidentReport:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while True:
-            rep = await self.poll()
-            if pred(rep):
-                return rep
-            if loop.time() > end:
-                raise CodeBlueError(f"drill: timed out waiting for {what}")
-            await asyncio.sleep(0.2)
-
-
-class TemporalIC:
-    """The IC's decisions as signed Temporal updates (`--via temporal`, the default)."""
-
-    def __init__(self, ctx: DrillContext) -> None:
-        self.ctx = ctx
-
-    async def approve(self, iid: str, aid: str, reason: str) -> None:
-        await service.decide(self.ctx.client, iid, Decision(action_id=aid, approve=True, by=IC, reason=reason))
-
-    async def reject(self, iid: str, aid: str, reason: str) -> None:
-        await service.decide(self.ctx.client, iid, Decision(action_id=aid, approve=False, by=IC, reason=reason))
-
-    async def settled(self, iid: str, aid: str) -> None:
-        """Nothing to wait for beyond the workflow's own state."""
-
-    def report(self) -> list[dict[str, Any]]:
-        return []
-
-
-@asynccontextmanager
-async def _commander(ctx: DrillContext) -> AsyncIterator[Any]:
-    """The IC's hands: Temporal updates, or clicks in the incident channel (starters.drill_slack)."""
-    if ctx.via == "slack":
-        from starters.drill_slack import slack_ic
-
-        async with slack_ic(ctx) as ic:
-            yield ic
-    else:
-        yield TemporalIC(ctx)
-
-
-@driver("incident")
-async def drive_incident(ctx: DrillContext) -> DrillOutcome:
-    """P0/P1 response: approve the scenario's actions, reject the rest, resolve when healthy."""
-    from workflows.incident_response import IncidentResponseWorkflow
-
-    sc = ctx.sandbox.scenario
-    iid = ctx.new_id()
-    inp = IncidentInput(incident_id=iid, title=sc.title, severity=Severity(sc.severity), commander=IC, requested_by="drill")
-    handle = await service.start_incident(ctx.client, inp, ctx.task_queue)
-    ctx.say(f"Incident {iid} — watch it at {ctx.link(iid)}", highlight=False, soft_wrap=True)
-    w = Watcher(handle, ctx.say, IncidentResponseWorkflow.status)
-    rep = await w.until(lambda r: bool(r.actions) or r.phase.value == "mitigation", "proposals")
-    # The IC approves what the scenario needs (CodeBlue's recommendation, when it ranks); each
-    # runs at once, and the proposals the re-checked evidence makes moot are withdrawn.
-    approved = set(sc.approve) & {a.id for a in rep.actions}
-    best = next((a.id for a in rep.actions if a.recommended), None)
-    if best and best not in approved:
-        ctx.say(f"note: CodeBlue recommends {best}, the scenario approves {', '.join(sorted(approved))}", highlight=False)
-    async with _commander(ctx) as ic:
-        for a in rep.actions:
-            if a.id in approved:
-                await ic.approve(iid, a.id, "drill: the evidence supports it")
-        rep = await w.until(lambda r: all(a.state != ActionState.APPROVED for a in r.actions if a.id in approved),
-                            "the approved actions to finish")
-        for aid in sorted(approved):
-            await ic.settled(iid, aid)
-        for a in rep.actions:  # what the re-check left waiting, the IC turns down
-            if a.state == ActionState.PROPOSED:
-                await ic.reject(iid, a.id, f"drill: only {', '.join(sorted(approved))} is needed")
-                await ic.settled(iid, a.id)
-    summary = f"drill '{sc.name}': mitigated by {', '.join(sorted(approved)) or 'nothing'}"
-    for _ in range(30):  # the sandbox needs a moment to roll pods after a change
-        if (await service.resolve(ctx.client, iid, Resolution(by=IC, summary=summary))).resolved:
-            break
-        await w.poll()
-        await asyncio.sleep(1)
-    report: IncidentReport = await handle.result()
-    await w.poll()
-    ctx.interactions = ic.report()
-    executed = {a.id for a in report.actions if a.state == ActionState.EXECUTED}
-    ok = report.status == "resolved" and bool(report.verified) and bool(approved) and approved <= executed
-    return DrillOutcome(report, ok, f"{report.status}, verified={report.verified}, executed={sorted(executed)}", iid)
+# Every drill driver, by the name a scenario gives (sandbox.scenarios.Scenario.driver).
+DRIVERS: dict[str, Driver] = {
+    "incident": drill_incident.drive_incident,
+    "db-restore": drill_db.drive_db_restore,
+    "db-connections": drill_db.drive_db_connections,
+    "failed-redeploy": drill_recovery.drive_failed_redeploy,
+    "cache-poisoned": drill_cache.drive_cache_poisoned,
+    "memory-leak": drill_memory.drive_memory_leak,
+}
 
 
 async def _postmortem(ctx: DrillContext, workflow_id: str) -> dict:
@@ -200,37 +50,11 @@ async def _postmortem(ctx: DrillContext, workflow_id: str) -> dict:
     return {"path": str(path.resolve()), "text": text}
 
 
-def _load_drivers() -> None:
-    """Driver modules register on import; list them here."""
-    import starters.drill_cache
-    import starters.drill_db
-    import starters.drill_memory
-    import starters.drill_recovery  # noqa: F401
-
-
-@contextmanager
-def _json_stdout(as_json: bool) -> Iterator[Callable[[str], None]]:
-    """With --json, stdout carries the report and nothing else: everything the process or its
-    native parts (the SDK core's own log lines) write to fd 1 goes to stderr meanwhile."""
-    if not as_json:
-        yield print
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield lambda text: os.write(saved, (text + "\n").encode()) and None
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 VIAS = ("temporal", "slack")
 
 
 async def drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Console, via: str = "temporal") -> int:
-    with _json_stdout(as_json) as emit:
+    with json_stdout(as_json) as emit:
         return await _drill(name, as_json=as_json, keep=keep, out=out, err=err, emit=emit, via=via)
 
 
@@ -242,7 +66,6 @@ async def _drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Con
         sc = scenario(name)
     except ValueError as e:
         raise CodeBlueError(str(e)) from None
-    _load_drivers()
     drive = DRIVERS.get(sc.driver)
     if drive is None:
         raise CodeBlueError(f"scenario {name!r} needs drill driver {sc.driver!r}, which is not installed")

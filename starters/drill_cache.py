@@ -8,7 +8,7 @@ from domain.cache import CacheInput
 from domain.incident import ActionState, Decision, IncidentReport
 from starters import service
 from starters.cache import start_cache_playbook
-from starters.drill import IC, DrillContext, DrillOutcome, Watcher, driver
+from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
 
 
 async def _count(port: int, pattern: str) -> int:
@@ -19,7 +19,6 @@ async def _count(port: int, pattern: str) -> int:
         await r.aclose()
 
 
-@driver("cache-poisoned")
 async def drive_cache_poisoned(ctx: DrillContext) -> DrillOutcome:
     """Flush only the poisoned pattern, reject FLUSHALL; passes when the poisoned keys are gone,
     the live sessions remain and Redis answers PING."""
@@ -35,7 +34,7 @@ async def drive_cache_poisoned(ctx: DrillContext) -> DrillOutcome:
     for action, ok in (("flush-pattern", True), ("flushall", False)):
         d = Decision(action_id=action, approve=ok, by=IC,
                      reason="drill: only the poisoned keys" if ok else "drill: the pattern flush is enough")
-        await service._update(ctx.client, h.id, RedisCachePlaybook.decide, d, "decision")
+        await service.execute_update(ctx.client, h.id, RedisCachePlaybook.decide, d, "decision")
     report: IncidentReport = await h.result()
     await w.poll()
     port = ctx.sandbox.extras["redis"].port  # type: ignore[attr-defined]

@@ -980,9 +980,9 @@ async def run_worker_kills(server: Any, scenario: str, *, work_dir: str, say: Ca
                            sandbox: Any = None) -> RunResult:
     """One incident of `scenario`, its worker SIGKILLed at every activity boundary."""
     from sandbox.effects import WriteLog
-    from starters.drill import DRIVERS, DrillContext, _load_drivers
+    from starters.drill import DRIVERS
+    from starters.drill_kit import DrillContext
 
-    _load_drivers()
     t0 = time.monotonic()
     tq = f"codeblue-chaos-{uuid.uuid4().hex[:6]}"
     gate = ClientGate()
@@ -1023,9 +1023,9 @@ async def run_server_restarts(server: Any, scenario: str, *, work_dir: str, say:
     SIGKILLed and restarted on the same port and database file mid-incident."""
     from sandbox.effects import WriteLog
     from sandbox.worker_process import spawn_worker, stop
-    from starters.drill import DRIVERS, DrillContext, _load_drivers
+    from starters.drill import DRIVERS
+    from starters.drill_kit import DrillContext
 
-    _load_drivers()
     t0 = time.monotonic()
     tq = f"codeblue-restart-{uuid.uuid4().hex[:6]}"
     gate = ClientGate()
@@ -1205,9 +1205,9 @@ def _summary(r: RunResult) -> str:
 
 async def chaos_drill(scenarios: list[str] | None, *, as_json: bool, out: Any, err: Any) -> int:
     """The CLI's `codeblue drill [SCENARIO] --chaos [--json]`."""
-    from starters.drill import _json_stdout
+    from starters.drill_kit import json_stdout
 
-    with _json_stdout(as_json) as emit:
+    with json_stdout(as_json) as emit:
         say = (lambda s: err.print(s, highlight=False, soft_wrap=True)) if as_json else (
             lambda s: out.print(s, highlight=False, soft_wrap=True))
         report = await fault_drill(scenarios, say=say, progress=lambda s: None)

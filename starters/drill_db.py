@@ -6,12 +6,11 @@ from __future__ import annotations
 from domain.database import DatabaseRestoreInput
 from domain.incident import Decision, IncidentReport
 from starters import db_service, service
-from starters.drill import IC, DrillContext, DrillOutcome, Watcher, driver
+from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
 
 RESTORE_TIMEOUT = 180.0
 
 
-@driver("db-restore")
 async def drive_db_restore(ctx: DrillContext) -> DrillOutcome:
     """Approve the restore and the cutover; passes only if CodeBlue verified the cutover and
     the sandbox agrees (the Secret names the restored endpoint, every gateway replica ready)."""
@@ -43,7 +42,6 @@ async def drive_db_restore(ctx: DrillContext) -> DrillOutcome:
     )
 
 
-@driver("db-connections")
 async def drive_db_connections(ctx: DrillContext) -> DrillOutcome:
     """Approve the gateway restart the playbook proposes; passes only if CodeBlue verified the
     fix and the sandbox agrees (every gateway replica ready, no pool still exhausted)."""

@@ -7,11 +7,10 @@ import asyncio
 from domain.incident import ActionState, Decision, IncidentReport
 from domain.memory import MemoryInput, MemoryResolution
 from starters import service
-from starters.drill import IC, DrillContext, DrillOutcome, Watcher, driver
+from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
 from starters.memory import resolve_memory, start_memory_playbook
 
 
-@driver("memory-leak")
 async def drive_memory_leak(ctx: DrillContext) -> DrillOutcome:
     """Leak while CodeBlue samples; approve scale + restart; resolve; passes when the leak was
     named, the scale ran and was undone on resolution (replicas back), and pods are ready."""
@@ -37,7 +36,7 @@ async def drive_memory_leak(ctx: DrillContext) -> DrillOutcome:
     finally:
         leaker.cancel()
     for a in rep.actions:
-        await service._update(ctx.client, h.id, HighMemoryPlaybook.decide,
+        await service.execute_update(ctx.client, h.id, HighMemoryPlaybook.decide,
                               Decision(action_id=a.id, approve=True, by=IC, reason="drill"), "decision")
     await w.until(lambda r: all(a.state not in (ActionState.PROPOSED, ActionState.APPROVED) for a in r.actions),
                   "the approved actions", timeout=120)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from domain.incident import ActionState, Decision, IncidentReport
 from domain.recovery import RecoveryInput
 from starters import service
-from starters.drill import IC, DrillContext, DrillOutcome, Watcher, driver
+from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
 from starters.recovery import start_recovery
 
 
-@driver("failed-redeploy")
 async def drive_failed_redeploy(ctx: DrillContext) -> DrillOutcome:
     """Redeploy the hotfix; passes only if CodeBlue rolled it back and verified the service,
     and the sandbox agrees (gateway on the pre-upgrade tag, every replica ready)."""
@@ -23,7 +22,7 @@ async def drive_failed_redeploy(ctx: DrillContext) -> DrillOutcome:
     ctx.say(f"Service recovery {handle.id} — watch it at {ctx.link(handle.id)}", highlight=False, soft_wrap=True)
     w = Watcher(handle, ctx.say, ServiceRecoveryWorkflow.status)
     await w.until(lambda r: bool(r.actions), "the redeploy proposal")
-    await service._update(
+    await service.execute_update(
         ctx.client, handle.id, ServiceRecoveryWorkflow.decide,
         Decision(action_id="redeploy", approve=True, by=IC, reason="drill: ship the hotfix"), "decision",
     )

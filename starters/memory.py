@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client, WorkflowHandle
 
 from domain.memory import MemoryInput, MemoryResolution, memory_workflow_id
-from starters.service import _update, start_procedure
+from starters.service import execute_update, start_procedure
 from workflows.high_memory import HighMemoryPlaybook
 
 
@@ -16,4 +16,4 @@ async def start_memory_playbook(client: Client, inp: MemoryInput, task_queue: st
 
 
 async def resolve_memory(client: Client, workflow_id: str, r: MemoryResolution) -> str:
-    return await _update(client, workflow_id, HighMemoryPlaybook.resolve_memory, r, "resolve")
+    return await execute_update(client, workflow_id, HighMemoryPlaybook.resolve_memory, r, "resolve")

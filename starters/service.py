@@ -53,17 +53,17 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=f"{inp.severity.value}: {inp.title}",
-            search_attributes=_initial_attributes(inp),
+            search_attributes=initial_search_attributes(inp),
         )
     except WorkflowAlreadyStartedError:
         raise CodeBlueError(
             f"incident {inp.incident_id} already exists (open or closed); use another --id"
         ) from None
     except RPCError as e:
-        raise _rpc(e, inp.incident_id) from None
+        raise rpc_error(e, inp.incident_id) from None
 
 
-def _initial_attributes(inp: IncidentInput):
+def initial_search_attributes(inp: IncidentInput):
     return TypedSearchAttributes(
         [
             SearchAttributePair(sa.SEVERITY, inp.severity.value),
@@ -79,7 +79,7 @@ async def _handle(client: Client, incident_id: str) -> WorkflowHandle:
     try:
         await h.describe()
     except RPCError as e:
-        raise _rpc(e, incident_id) from None
+        raise rpc_error(e, incident_id) from None
     return h
 
 
@@ -88,13 +88,13 @@ async def _open_handle(client: Client, incident_id: str) -> WorkflowHandle:
     try:
         d = await h.describe()
     except RPCError as e:
-        raise _rpc(e, incident_id) from None
+        raise rpc_error(e, incident_id) from None
     if d.status != WorkflowExecutionStatus.RUNNING:
         raise CodeBlueError(f"incident {incident_id} is closed ({d.status.name.lower()})")
     return h
 
 
-def _rpc(e: RPCError, incident_id: str) -> CodeBlueError:
+def rpc_error(e: RPCError, incident_id: str) -> CodeBlueError:
     if e.status == RPCStatusCode.NOT_FOUND:
         return CodeBlueError(f"unknown incident {incident_id}")
     if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
@@ -114,7 +114,7 @@ async def start_procedure(client: Client, run: Any, inp: Any, workflow_id: str, 
     except WorkflowAlreadyStartedError:
         raise CodeBlueError(f"{already} ({workflow_id})") from None
     except RPCError as e:
-        raise _rpc(e, workflow_id) from None
+        raise rpc_error(e, workflow_id) from None
 
 
 async def status(client: Client, incident_id: str) -> IncidentReport:
@@ -122,31 +122,31 @@ async def status(client: Client, incident_id: str) -> IncidentReport:
     try:
         return await h.query(IncidentResponseWorkflow.status)
     except RPCError as e:
-        raise _rpc(e, incident_id) from None
+        raise rpc_error(e, incident_id) from None
 
 
 async def decide(client: Client, incident_id: str, decision: Decision) -> DecisionResult:
-    return await _update(client, incident_id, IncidentResponseWorkflow.decide, decision, "decision")
+    return await execute_update(client, incident_id, IncidentResponseWorkflow.decide, decision, "decision")
 
 
 async def decide_many(client: Client, incident_id: str, batch: DecisionBatch) -> list[DecisionResult]:
     """Several decisions at once (all or none): approved ones run in the order given."""
-    return await _update(client, incident_id, IncidentResponseWorkflow.decide_many, batch, "decision")
+    return await execute_update(client, incident_id, IncidentResponseWorkflow.decide_many, batch, "decision")
 
 
 async def resolve(client: Client, incident_id: str, resolution: Resolution) -> ResolutionResult:
-    return await _update(client, incident_id, IncidentResponseWorkflow.resolve, resolution, "resolve")
+    return await execute_update(client, incident_id, IncidentResponseWorkflow.resolve, resolution, "resolve")
 
 
-async def _update(client: Client, incident_id: str, update, arg, what: str):
+async def execute_update(client: Client, incident_id: str, update, arg, what: str):
     """An update on an open incident; a validator's refusal becomes a one-line error."""
     h = await _open_handle(client, incident_id)
     try:
         return await h.execute_update(update, arg)
     except WorkflowUpdateFailedError as e:
-        raise CodeBlueError(f"{what} rejected: {_cause(e)}") from None
+        raise CodeBlueError(f"{what} rejected: {root_cause(e)}") from None
     except RPCError as e:
-        raise _rpc(e, incident_id) from None
+        raise rpc_error(e, incident_id) from None
 
 
 async def assign_commander(client: Client, incident_id: str, a: CommanderAssignment) -> None:
@@ -182,11 +182,11 @@ async def list_open(client: Client) -> list[dict[str, str]]:
                 }
             )
     except RPCError as e:
-        raise _rpc(e, "*") from None
+        raise rpc_error(e, "*") from None
     return out
 
 
-def _cause(e: BaseException) -> str:
+def root_cause(e: BaseException) -> str:
     cur: BaseException | None = e
     while cur is not None:
         if isinstance(cur, ApplicationError):

@@ -88,7 +88,7 @@ async def _update(client: Client, incident_id: str, update, arg, what: str):
     try:
         return await h.execute_update(update, arg)
     except WorkflowUpdateFailedError as e:
-        raise CodeBlueError(f"{what} rejected: {service._cause(e)}") from None
+        raise CodeBlueError(f"{what} rejected: {service.root_cause(e)}") from None
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND and await _closed(h):
             raise CodeBlueError(f"post-incident work for {incident_id} is complete") from None
@@ -109,4 +109,4 @@ def _rpc(e: RPCError, incident_id: str) -> CodeBlueError:
         return CodeBlueError(
             f"no post-incident work for {incident_id} (start it: codeblue postmortem start {incident_id})"
         )
-    return service._rpc(e, incident_id)
+    return service.rpc_error(e, incident_id)

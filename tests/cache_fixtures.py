@@ -45,7 +45,7 @@ class CacheWorld:
         return await start_cache_playbook(self.env.client, inp, self.task_queue)
 
     async def decide(self, h: WorkflowHandle, action: str, approve: bool) -> None:
-        await service._update(self.env.client, h.id, RedisCachePlaybook.decide,
+        await service.execute_update(self.env.client, h.id, RedisCachePlaybook.decide,
                               Decision(action_id=action, approve=approve, by="alice", reason=None if approve else "no"),
                               "decision")
 

@@ -131,7 +131,7 @@ def resolved_report(incident_id: str | None = None, severity: str = "P0") -> Inc
     )
 
 
-def _post_input(rep: IncidentReport, cfg: CodeBlueConfig | None = None) -> PostIncidentInput:
+def post_input(rep: IncidentReport, cfg: CodeBlueConfig | None = None) -> PostIncidentInput:
     configure_worker(rep.incident_id, cfg or config())  # the (fake) worker's config, never the input's
     return PostIncidentInput(incident_id=rep.incident_id, report=rep, requested_by="alice")
 
@@ -158,7 +158,7 @@ async def start_post(
     rep = report or resolved_report()
     h = await env.client.start_workflow(
         PostIncidentWorkflow.run,
-        _post_input(rep, cfg),
+        post_input(rep, cfg),
         id=postmortem_workflow_id(rep.incident_id),
         task_queue=tq,
     )

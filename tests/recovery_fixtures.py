@@ -39,7 +39,7 @@ class RecoveryWorld:
 
     async def approve(self, h: WorkflowHandle) -> IncidentReport:
         rep = await until(h, lambda r: bool(r.actions), "the redeploy proposal")
-        await service._update(self.env.client, h.id, ServiceRecoveryWorkflow.decide,
+        await service.execute_update(self.env.client, h.id, ServiceRecoveryWorkflow.decide,
                               Decision(action_id="redeploy", approve=True, by="alice"), "decision")
         return rep
 

@@ -120,13 +120,13 @@ async def test_a_raw_cancel_of_a_restore_is_refused_and_the_ics_own_works(skippi
 
     from domain.database import CancelRestore
     from tests.db_helpers import IC
-    from tests.test_trust_boundary import _raw
+    from tests.test_trust_boundary import raw_client
 
     env, db = skipping_env, DbWorld(restore_minutes=30)
     async with restore_worker(env, db.activities(), db.handles) as tq:
         h = await start_restore(env, restore_input(), tq, db.handles)
         await restore_until(h, restore_proposed("restore"), "gate 1")
-        raw = (await _raw(env)).get_workflow_handle(h.id)
+        raw = (await raw_client(env)).get_workflow_handle(h.id)
         with pytest.raises(WorkflowUpdateFailedError) as e:
             await raw.execute_update("cancel_restore", CancelRestore(by=IC, reason="raw"))
         assert "no proof of identity" in str(e.value.cause)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from tests.test_drill import _codeblue
+from tests.cli_helpers import codeblue
 
 
 def test_cache_poisoned_drill_flushes_only_the_pattern():
-    r = _codeblue("drill", "cache-poisoned", "--json")
+    r = codeblue("drill", "cache-poisoned", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(r.stdout)
     assert rep["status"] == "resolved" and rep["verified"] is True

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 
 import yaml
 
 from domain.config import CodeBlueConfig, KubernetesConfig
 from sandbox.cluster import SandboxCluster
-
-
-def _codeblue(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    exe = shutil.which("codeblue")
-    assert exe, "codeblue console script not on PATH"
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+from tests.cli_helpers import codeblue
 
 
 async def test_db_check_reports_ok_and_failure_in_one_line(tmp_path):
@@ -24,17 +17,17 @@ async def test_db_check_reports_ok_and_failure_in_one_line(tmp_path):
         await cluster.seed_healthcare_prod(database_url="postgresql://postgres:pw-not-shown@127.0.0.1:5432/postgres")
         cfg = tmp_path / "c.yaml"
         cfg.write_text(yaml.safe_dump(CodeBlueConfig(kubernetes=KubernetesConfig(kubeconfig=str(cluster.kubeconfig_path))).model_dump(mode="json")))
-        ok = await asyncio.to_thread(_codeblue, "db", "check", "-c", str(cfg), timeout=60)
+        ok = await asyncio.to_thread(codeblue, "db", "check", "-c", str(cfg), timeout=60)
         assert ok.returncode == 0, ok.stderr
         assert "ok: connected to 127.0.0.1:5432/postgres; SELECT 1 ok" in ok.stdout
         await cluster.seed_healthcare_prod(database_url="postgresql://postgres:pw-not-shown@127.0.0.1:1/postgres")
-        bad = await asyncio.to_thread(_codeblue, "db", "check", "-c", str(cfg), timeout=60)
+        bad = await asyncio.to_thread(codeblue, "db", "check", "-c", str(cfg), timeout=60)
     assert bad.returncode == 1 and "FAILED: cannot connect to 127.0.0.1:1/postgres" in bad.stderr
     assert "pw-not-shown" not in bad.stderr + ok.stdout and "Traceback" not in bad.stderr
 
 
 def test_drill_db_outage_restores_verifies_and_reports_both_gates():
-    r = _codeblue("drill", "db-outage", "--json")
+    r = codeblue("drill", "db-outage", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(r.stdout)
     assert rep["status"] == "restored" and rep["verified"] is True

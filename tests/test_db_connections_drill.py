@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 
 from kubernetes import client as k8s
 
 from sandbox.cluster import SandboxCluster
 from sandbox.scenarios import GATEWAY, NAMESPACE
-
-
-def _codeblue(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    exe = shutil.which("codeblue")
-    assert exe, "codeblue console script not on PATH"
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+from tests.cli_helpers import codeblue
 
 
 async def test_exhausted_pool_fails_readiness_until_a_rollout_restart():
@@ -46,7 +39,7 @@ async def test_exhausted_pool_fails_readiness_until_a_rollout_restart():
 
 
 def test_drill_db_connections_restarts_verifies_and_reports_json():
-    r = _codeblue("drill", "db-connections", "--json")
+    r = codeblue("drill", "db-connections", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(r.stdout)
     assert rep["status"] == "resolved" and rep["verified"] is True
@@ -62,7 +55,7 @@ def test_drill_db_connections_restarts_verifies_and_reports_json():
 
 
 def test_playbook_db_connections_rejects_a_bad_incident_id_in_one_line():
-    r = _codeblue("playbook", "db-connections", "--incident", "bad id!", timeout=60)
+    r = codeblue("playbook", "db-connections", "--incident", "bad id!", timeout=60)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "incident ID" in lines[0], r.stderr

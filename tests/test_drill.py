@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
-
-def _codeblue(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    exe = shutil.which("codeblue")
-    assert exe, "codeblue console script not on PATH"
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+from tests.cli_helpers import codeblue
 
 
 def test_drill_mitigates_by_rollback_and_reports_json():
-    r = _codeblue("drill", "--json")
+    r = codeblue("drill", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(r.stdout)  # stdout is the report alone
     assert rep["status"] == "resolved" and rep["verified"] is True
@@ -34,7 +28,7 @@ def test_drill_mitigates_by_rollback_and_reports_json():
 
 
 def test_unknown_scenario_is_one_clear_line():
-    r = _codeblue("drill", "no-such-scenario", timeout=60)
+    r = codeblue("drill", "no-such-scenario", timeout=60)
     assert r.returncode == 1
     assert "unknown scenario 'no-such-scenario'" in r.stderr
     assert "bad-deploy" in r.stderr

@@ -67,7 +67,7 @@ async def _run(env, keep_scale: bool):
             assert [round(e.at_seconds / 60) for e in samples] == [0, 2, 4]
             assert metrics.calls == 3
             for a in rep.actions:
-                await service._update(env.client, h.id, HighMemoryPlaybook.decide,
+                await service.execute_update(env.client, h.id, HighMemoryPlaybook.decide,
                                       Decision(action_id=a.id, approve=True, by="alice"), "decision")
             for _ in range(200):
                 rep = await h.query(HighMemoryPlaybook.status)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 
-from tests.test_drill import _codeblue
+from tests.cli_helpers import codeblue
 
 
 def test_memory_leak_drill_scales_and_scales_back():
-    r = _codeblue("drill", "memory-leak", "--json")
+    r = codeblue("drill", "memory-leak", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(r.stdout)
     assert rep["status"] == "resolved" and rep["verified"] is True

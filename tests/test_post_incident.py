@@ -11,9 +11,9 @@ from domain.config import CodeBlueConfig
 from domain.postincident import CloseActionItem, NewActionItem, PostmortemHeld, postmortem_workflow_id
 from tests.postincident_fixtures import (
     PostWorld,
-    _post_input,
     commander_pages,
     config,
+    post_input,
     post_worker,
     progress_until,
     skip_hours,
@@ -30,7 +30,7 @@ def healthy() -> PostWorld:
     return pw
 
 
-async def _ready(env, h):
+async def child_ready(env, h):
     """Past verification (two probes a minute apart) and scheduling."""
     await skip(env, 2)
     return await progress_until(h, lambda p: p.scheduled_slot is not None, "post-mortem scheduled")
@@ -44,7 +44,7 @@ async def test_reminds_ic_at_12h_and_20h_and_pages_manager_at_24h_when_not_held(
     pw = healthy()
     async with post_worker(skipping_env, pw) as tq:
         h = await start_post(skipping_env, pw, tq)
-        await _ready(skipping_env, h)
+        await child_ready(skipping_env, h)
         assert len(pw.invites) == 1
         await skip_hours(skipping_env, 11.5)
         assert commander_pages(pw.world) == []
@@ -69,7 +69,7 @@ async def test_no_reminders_once_held_and_completes_when_items_are_done(skipping
     pw = healthy()
     async with post_worker(skipping_env, pw) as tq:
         h = await start_post(skipping_env, pw, tq)
-        await _ready(skipping_env, h)
+        await child_ready(skipping_env, h)
         due = await _server_date(h) + timedelta(days=30)
         a1 = await h.execute_update(
             PostIncidentWorkflow.add_action_item, NewActionItem(text="add a canary stage", owner="carol", due=due, by="alice")
@@ -111,7 +111,7 @@ async def test_overdue_action_item_reminds_its_owner_daily(skipping_env):
     pw = healthy()
     async with post_worker(skipping_env, pw) as tq:
         h = await start_post(skipping_env, pw, tq)
-        await _ready(skipping_env, h)
+        await child_ready(skipping_env, h)
         yesterday = await _server_date(h) - timedelta(days=1)
         await h.execute_update(
             PostIncidentWorkflow.add_action_item, NewActionItem(text="fix the readiness probe", owner="erin", due=yesterday, by="alice")
@@ -174,7 +174,7 @@ async def test_closing_comms_reach_the_receiver_in_order(skipping_env):
         try:
             async with post_worker(skipping_env, pw, replace=real) as tq:
                 h = await start_post(skipping_env, pw, tq, cfg=cfg)
-                await _ready(skipping_env, h)
+                await child_ready(skipping_env, h)
                 await h.execute_update(PostIncidentWorkflow.postmortem_held, PostmortemHeld(by="alice"))
                 rep = await h.result()
         finally:
@@ -215,7 +215,7 @@ async def test_draft_from_a_real_incident_run_has_timeline_approvers_and_slas(sk
         assert any(e.event == "Post-incident started" for e in report.timeline)
         ph = skipping_env.client.get_workflow_handle_for(PostIncidentWorkflow.run, postmortem_workflow_id(h.id))
         world.handles.append(ph)
-        await _ready(skipping_env, ph)
+        await child_ready(skipping_env, ph)
         draft = await ph.query(PostIncidentWorkflow.postmortem)
     assert report.timeline and len(report.actions) >= 2
     for e in report.timeline:
@@ -234,7 +234,7 @@ async def test_continues_as_new_and_keeps_items_reminders_and_clock(skipping_env
     async with post_worker(skipping_env, pw) as tq:
         first = await start_post(skipping_env, pw, tq, cfg=config(max_history_events=40))
         h = skipping_env.client.get_workflow_handle_for(PostIncidentWorkflow.run, first.id)  # follows new runs
-        await _ready(skipping_env, first)
+        await child_ready(skipping_env, first)
         due = await _server_date(first) + timedelta(days=30)
         for i in range(6):
             await h.execute_update(
@@ -288,13 +288,13 @@ async def test_started_as_a_child_it_outlives_the_resolving_parent(skipping_env)
     tq = f"pp-{uuid.uuid4().hex[:8]}"
     async with Worker(skipping_env.client, task_queue=tq, workflows=[ResolvingParent, PostIncidentWorkflow], activities=pw.activities()):
         wid = await skipping_env.client.execute_workflow(
-            ResolvingParent.run, _post_input(rep),
+            ResolvingParent.run, post_input(rep),
             id=f"{rep.incident_id}-parent", task_queue=tq,
         )
         assert wid == f"{rep.incident_id}-postmortem"
         child = skipping_env.client.get_workflow_handle_for(PostIncidentWorkflow.run, wid)
         pw.world.handles.append(child)
-        await _ready(skipping_env, child)
+        await child_ready(skipping_env, child)
         assert (await child.describe()).status == WorkflowExecutionStatus.RUNNING
         await child.execute_update(PostIncidentWorkflow.postmortem_held, PostmortemHeld(by="alice"))
         assert (await child.result()).incident_id == rep.incident_id

@@ -53,12 +53,12 @@ def test_a_withdrawn_proposal_reads_as_codeblues_not_as_an_approval():
     from datetime import datetime
 
     from domain.incident import Action, ActionKind, ActionState
-    from domain.postmortem import _decision
+    from domain.postmortem import decision_line
 
     start = datetime(2026, 12, 1, tzinfo=UTC)
     moot = Action(id="scale", kind=ActionKind.SCALE_UP, reason="r", state=ActionState.SUPERSEDED,
                   result="superseded: after rollback: pods ready")
-    assert _decision(moot, start) == "withdrawn by CodeBlue (superseded) — superseded: after rollback: pods ready"
+    assert decision_line(moot, start) == "withdrawn by CodeBlue (superseded) — superseded: after rollback: pods ready"
     moved = moot.model_copy(update={"decided_by": "alice", "approved_by": "alice", "decided_at_seconds": 60.0,
                                     "result": "release moved"})
-    assert _decision(moved, start).startswith("approved by **alice** at ") and "then withdrawn by CodeBlue" in _decision(moved, start)
+    assert decision_line(moved, start).startswith("approved by **alice** at ") and "then withdrawn by CodeBlue" in decision_line(moved, start)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from tests.test_drill import _codeblue
+from tests.cli_helpers import codeblue
 
 
 def test_failed_redeploy_drill_rolls_back_and_verifies():
-    r = _codeblue("drill", "failed-redeploy", "--json")
+    r = codeblue("drill", "failed-redeploy", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(r.stdout)
     assert rep["status"] == "rolled_back" and rep["verified"] is True

@@ -443,9 +443,9 @@ def test_drill_via_slack_decides_by_signed_interactions():
     /slack/interactions, signed v0 with the signing secret, and the stand-in records the updates."""
     from pathlib import Path
 
-    from tests.test_drill import _codeblue
+    from tests.cli_helpers import codeblue
 
-    r = _codeblue("drill", "--via", "slack", "--json")
+    r = codeblue("drill", "--via", "slack", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(r.stdout)
     assert rep["via"] == "slack" and rep["status"] == "resolved" and rep["verified"] is True
@@ -476,10 +476,10 @@ def test_drill_via_slack_decides_by_signed_interactions():
 
 
 def test_drill_via_slack_only_for_the_incident_drivers_scenarios():
-    from tests.test_drill import _codeblue
+    from tests.cli_helpers import codeblue
 
-    r = _codeblue("drill", "db-outage", "--via", "slack", timeout=60)
+    r = codeblue("drill", "db-outage", "--via", "slack", timeout=60)
     assert r.returncode == 1 and "--via slack plays the incident commander of bad-deploy" in r.stderr, r.stderr
-    r = _codeblue("drill", "--via", "pigeon", timeout=60)
+    r = codeblue("drill", "--via", "pigeon", timeout=60)
     assert r.returncode == 1 and "--via pigeon: expected temporal or slack" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr

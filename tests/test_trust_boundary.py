@@ -48,7 +48,7 @@ class _Recorder(tclient.Interceptor):
         return _Out(next)
 
 
-async def _raw(env, *interceptors) -> Client:
+async def raw_client(env, *interceptors) -> Client:
     """Temporal's own client with CodeBlue's converter and no operator key."""
     return await Client.connect(env.client.service_client.config.target_host, namespace=env.client.namespace,
                                 data_converter=data_converter(), interceptors=list(interceptors))
@@ -63,7 +63,7 @@ async def _start_with_config(env, workflow: str, inp: Any, wid: str, tq: str, co
                                     time.time())
     rec = _Recorder()
     rec.inject = {HEADER: proof_payload(proof)}
-    raw = await _raw(env, rec)
+    raw = await raw_client(env, rec)
     return await raw.start_workflow(workflow, {**inp.model_dump(mode="json"), "config": config}, id=wid, task_queue=tq)
 
 
@@ -94,7 +94,7 @@ async def test_raw_decide_update_and_reject_signal_with_the_ics_name_change_noth
     async with worker_for(skipping_env, world) as tq:
         h = await start(skipping_env, world, incident(), tq)
         await until(h, proposed, "proposals")
-        raw = (await _raw(skipping_env)).get_workflow_handle(h.id)
+        raw = (await raw_client(skipping_env)).get_workflow_handle(h.id)
         with pytest.raises(WorkflowUpdateFailedError) as e:
             await raw.execute_update(IncidentResponseWorkflow.decide, Decision(action_id="rollback", approve=True, by="alice"))
         assert "no proof of identity" in str(e.value.cause)
@@ -128,7 +128,7 @@ async def test_a_proof_is_bound_to_its_incident_handler_and_payload_and_used_onc
         proof = await _proof_of(skipping_env, a, "add_note", note)
         rec = _Recorder()
         rec.inject = {HEADER: proof}
-        raw = await _raw(skipping_env, rec)
+        raw = await raw_client(skipping_env, rec)
         await raw.get_workflow_handle(b.id).signal(IncidentResponseWorkflow.add_note, note)  # another incident
         await raw.get_workflow_handle(a.id).signal(IncidentResponseWorkflow.add_note, note)  # replayed
         await raw.get_workflow_handle(a.id).signal(IncidentResponseWorkflow.add_note, Note(by="alice", text="altered"))
@@ -150,9 +150,9 @@ async def test_a_proof_is_bound_to_its_incident_handler_and_payload_and_used_onc
 
 async def test_a_rotated_key_still_verifies_and_an_unknown_key_does_not(skipping_env):
     old, new = "old-key-0123456789abcdef", "new-key-0123456789abcdef"
-    worker_client = await _raw(skipping_env, IdentityInterceptor(Keyring([parse_key(new), parse_key(old)])))
-    old_signer = await _raw(skipping_env, IdentityInterceptor(Keyring([parse_key(old)]), via=""))
-    stranger = await _raw(skipping_env, IdentityInterceptor(Keyring([parse_key("other-key-0123456789abc")]), via=""))
+    worker_client = await raw_client(skipping_env, IdentityInterceptor(Keyring([parse_key(new), parse_key(old)])))
+    old_signer = await raw_client(skipping_env, IdentityInterceptor(Keyring([parse_key(old)]), via=""))
+    stranger = await raw_client(skipping_env, IdentityInterceptor(Keyring([parse_key("other-key-0123456789abc")]), via=""))
     world = World()
     import uuid
 
@@ -176,7 +176,7 @@ async def test_the_actor_is_the_authenticated_principal_and_a_typed_by_cannot_di
     async with worker_for(skipping_env, world) as tq:
         h = await start(skipping_env, world, incident(), tq)
         await until(h, proposed, "proposals")
-        api = await _raw(skipping_env, IdentityInterceptor(keyring_from_env(), via=None))
+        api = await raw_client(skipping_env, IdentityInterceptor(keyring_from_env(), via=None))
         with pytest.raises(service.CodeBlueError, match="no proof of identity"):  # the API never signs a typed name
             await service.decide(api, h.id, Decision(action_id="scale", approve=True, by="alice"))
         with acting_as(Principal(name="bob", roles=["commander"])):
@@ -184,7 +184,7 @@ async def test_the_actor_is_the_authenticated_principal_and_a_typed_by_cannot_di
                 await service.decide(api, h.id, Decision(action_id="scale", approve=True, by="alice"))
             with pytest.raises(service.CodeBlueError, match="bob is not the incident commander"):
                 await service.decide(api, h.id, Decision(action_id="scale", approve=True, by="bob"))
-        operator = await _raw(skipping_env, IdentityInterceptor(keyring_from_env()))
+        operator = await raw_client(skipping_env, IdentityInterceptor(keyring_from_env()))
         await service.decide(operator, h.id, Decision(action_id="scale", approve=False, by="alice", reason="no"))
         assert await _decided_by(h, "scale") == "alice (operator key)"
         await terminate(h)
@@ -193,7 +193,7 @@ async def test_the_actor_is_the_authenticated_principal_and_a_typed_by_cannot_di
 async def test_a_raw_start_is_refused_and_acts_on_nothing(skipping_env):
     world = World()
     async with worker_for(skipping_env, world) as tq:
-        raw = await _raw(skipping_env)
+        raw = await raw_client(skipping_env)
         inp = incident()
         h = await service.start_incident(raw, inp, tq)
         with pytest.raises(WorkflowFailureError):
@@ -265,7 +265,7 @@ async def test_a_post_incident_input_config_changes_no_smoke_check(skipping_env)
     from domain.postincident import PostIncidentInput, postmortem_workflow_id
     from tests.fakes import configure_worker
     from tests.postincident_fixtures import config, post_worker, resolved_report
-    from tests.test_post_incident import _ready, healthy
+    from tests.test_post_incident import child_ready, healthy
 
     pw, rep = healthy(), resolved_report()
     configure_worker(rep.incident_id, config(smoke_checks=[SmokeCheck(name="login", url="http://worker.example/login")]))
@@ -276,7 +276,7 @@ async def test_a_post_incident_input_config_changes_no_smoke_check(skipping_env)
                                      PostIncidentInput(incident_id=rep.incident_id, report=rep, requested_by="alice"),
                                      postmortem_workflow_id(rep.incident_id), tq, evil)
         pw.world.handles.append(h)
-        await _ready(skipping_env, h)
+        await child_ready(skipping_env, h)
     assert [(s.name, s.url) for s in pw.smoke_calls] == [("login", "http://worker.example/login")]
     assert all(p.contact != "+1-666" for p in pw.world.pages)
 

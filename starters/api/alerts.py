@@ -258,7 +258,7 @@ async def _start(client: Client, inp: IncidentInput, iid: str, task_queue: str, 
         start_signal=signal,
         start_signal_args=[arg],
         static_summary=f"{inp.severity.value}: {inp.title}",
-        search_attributes=svc._initial_attributes(inp),
+        search_attributes=svc.initial_search_attributes(inp),
     )
 
 
@@ -280,11 +280,11 @@ async def _signal_with_start(client: Client, iid: str, n: AlertNotice, task_queu
     try:
         await signal_with_start(client, iid, n, task_queue, SIGNAL, n)
     except RPCError as e:
-        raise svc._rpc(e, iid) from None
+        raise svc.rpc_error(e, iid) from None
 
 
 async def _signal_if_open(client: Client, iid: str, n: AlertNotice) -> bool:
     try:
         return await signal_if_open(client, iid, SIGNAL, n)
     except RPCError as e:
-        raise svc._rpc(e, iid) from None
+        raise svc.rpc_error(e, iid) from None

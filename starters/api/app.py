@@ -290,7 +290,7 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
 
     @app.exception_handler(RPCError)
     async def _rpc(_: Request, e: RPCError):
-        return problem_response(status_for(str(svc._rpc(e, "?"))), str(svc._rpc(e, "?")))
+        return problem_response(status_for(str(svc.rpc_error(e, "?"))), str(svc.rpc_error(e, "?")))
 
     @app.exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError)
     async def _update_timeout(_: Request, e: Exception):
