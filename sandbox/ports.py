@@ -3,11 +3,14 @@
 Not one the kernel hands out itself (bind to port 0): those come from the ephemeral range,
 where any process's next outgoing connection may take the port between our pick and a
 server's bind, or while a killed server is being restarted on it. So: a random port below
-the ephemeral range, checked free, never handed out twice by this process.
+the ephemeral range, checked free, never handed out twice by this process. Under
+pytest-xdist each worker (and every process it starts) draws from its own slice of that
+range, so two workers never race for one port.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 
@@ -32,10 +35,20 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def _range() -> tuple[int, int]:
+    low, high = _LOW, min(_HIGH, _ephemeral_low())
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1:
+        size = (high - low) // int(count)
+        low += size * (int(worker[2:]) % int(count))
+        high = low + size
+    return low, high
+
+
 def free_port() -> int:
-    high = min(_HIGH, _ephemeral_low())
+    low, high = _range()
     for _ in range(200):
-        port = random.randrange(_LOW, high)
+        port = random.randrange(low, high)
         if port not in _given and _bindable(port):
             _given.add(port)
             return port
