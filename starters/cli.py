@@ -7,9 +7,9 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -43,19 +43,19 @@ err = Console(stderr=True)
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: $CODEBLUE_CONFIG, else runbook defaults).")
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     _exit(code)
 
 
-def _exit(code: int) -> None:
+def _exit(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     # The SDK can abort at interpreter exit after a worker ran (sdk-python #300).
     os._exit(code)
 
 
-def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run a command; any expected failure becomes one line on stderr and exit 1."""
     from starters.service import CodeBlueError
 
@@ -298,7 +298,10 @@ def incident_watch(
         client = None if api else await _client()
 
         async def read() -> Any:
-            return api.status(incident_id) if api else await svc.status(client, incident_id)
+            if api:
+                return api.status(incident_id)
+            assert client is not None  # no API: a Temporal client was made above
+            return await svc.status(client, incident_id)
 
         rep = await read()
         if once:

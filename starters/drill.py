@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
@@ -32,6 +32,9 @@ from starters.service import CodeBlueError
 from worker.identity import IdentityInterceptor
 from worker.main import running_worker
 
+if TYPE_CHECKING:
+    from sandbox.scenarios import SandboxEnvironment
+
 IC = "drill-ic"
 STEP_TIMEOUT = 90.0
 
@@ -39,7 +42,7 @@ STEP_TIMEOUT = 90.0
 @dataclass
 class DrillContext:
     client: Client
-    sandbox: object  # sandbox.scenarios.SandboxEnvironment
+    sandbox: SandboxEnvironment
     task_queue: str
     ui: str
     say: Callable[..., None]
@@ -93,8 +96,8 @@ class Watcher:
                 if e.status not in TRANSIENT_RPC or attempt == QUERY_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
-        for e in rep.timeline[self.seen :]:
-            self.say(timeline_line(e), highlight=False, soft_wrap=True)
+        for entry in rep.timeline[self.seen :]:
+            self.say(timeline_line(entry), highlight=False, soft_wrap=True)
         self.seen = len(rep.timeline)
         return rep
 
@@ -218,8 +221,12 @@ def _json_stdout(as_json: bool) -> Iterator[Callable[[str], None]]:
     sys.stdout.flush()
     saved = os.dup(1)
     os.dup2(2, 1)
+
+    def emit(text: str) -> None:
+        os.write(saved, (text + "\n").encode())
+
     try:
-        yield lambda text: os.write(saved, (text + "\n").encode()) and None
+        yield emit
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
