@@ -168,7 +168,7 @@ class RdsActivities:
                 type="PreflightFailed", non_retryable=True,
             )
         target = await self._instance(req.target)
-        created = snap.get("SnapshotCreateTime")
+        created: Any = snap.get("SnapshotCreateTime")  # a datetime from boto3; anything else is shown as text
         return RdsPreflightResult(
             source=source,
             snapshot_id=sid,

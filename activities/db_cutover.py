@@ -161,7 +161,7 @@ class DbCutoverActivities:
             async with asyncio.timeout(timeout + 30.0):
                 conn = await psycopg.AsyncConnection.connect(target, connect_timeout=timeout, autocommit=True)
                 async with conn:
-                    cur = await conn.execute(req.sanity_query)  # type: ignore[arg-type]  # operator-configured
+                    cur = await conn.execute(req.sanity_query)  # operator-configured
                     row = await cur.fetchone()
         except TimeoutError:
             return RestoredDbVerifyResult(ok=False, where=where, select_one=True, detail=f"{first.detail}; sanity query timed out")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity, workflow
 
@@ -14,7 +15,7 @@ class BaselineWorkflow:
 
     @workflow.run
     async def run(self, n: int) -> None:
-        opts = {"start_to_close_timeout": timedelta(seconds=30)}
+        opts: dict[str, Any] = {"start_to_close_timeout": timedelta(seconds=30)}
         call = lambda name: workflow.execute_activity(name, "x", **opts)  # noqa: E731
         await call("noop")  # worker config
         await call("noop")  # page

@@ -126,10 +126,12 @@ class StampedWorld(World):
         stamped = self
 
         @activity.defn(name="helm_rollback")
-        async def helm_rollback(req):  # type: ignore[no-untyped-def]
+        async def helm_rollback(req):  # unannotated: the worker hands over the request as sent (a dict)
             from domain.cluster import HelmRollbackRequest, HelmRollbackResult
 
-            stamped.rollback_started[activity.info().workflow_id] = time.perf_counter()
+            workflow_id = activity.info().workflow_id
+            assert workflow_id is not None  # run by a workflow
+            stamped.rollback_started[workflow_id] = time.perf_counter()
             r = HelmRollbackRequest.model_validate(req) if isinstance(req, dict) else req
             return HelmRollbackResult(release=r.release, from_revision=r.from_revision, to_revision=r.to_revision, new_revision=r.from_revision + 1)
 

@@ -121,9 +121,9 @@ def assess(
                 a.gateway_revision = d.revision
     if ev.metrics and ev.metrics.served:
         for m in ev.metrics.pods:
-            r = m.memory_ratio
-            if r is not None and r >= MEMORY_PRESSURE_RATIO:
-                a.resource_pressure.append(f"{m.pod} memory at {r:.0%} of limit")
+            ratio = m.memory_ratio
+            if ratio is not None and ratio >= MEMORY_PRESSURE_RATIO:
+                a.resource_pressure.append(f"{m.pod} memory at {ratio:.0%} of limit")
     elif ev.metrics and not ev.metrics.served:
         a.notes.append("metrics API not served; memory pressure unknown")
     if ev.slis is not None:

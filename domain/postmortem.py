@@ -220,8 +220,8 @@ def render_postmortem(report: IncidentReport, extras: PostmortemExtras | None = 
         out += ["## Resolution verification", ""]
         v = x.verification
         out.append("Passed." if v.ok else "**Failed** — " + "; ".join(v.problems))
-        for c in v.checks:
-            out.append(f"- {c}")
+        for check in v.checks:
+            out.append(f"- {check}")
         if x.reopened:
             out.append(f"- Reopened: {x.reopened}")
         out.append("")

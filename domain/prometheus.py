@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import string
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -147,7 +147,10 @@ def _epoch_ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
-def _iso_ok(v: str | None) -> str | None:
+_OptStr = TypeVar("_OptStr", str, str | None)
+
+
+def _iso_ok(v: _OptStr) -> _OptStr:
     if v is not None:
         try:
             parse_time(v)

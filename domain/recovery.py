@@ -175,9 +175,9 @@ def choose_fallback_revision(
         ended = parse_helm_time(nxt.updated) if nxt is not None else None
         lived = (ended or now) - went_out
         m = _ROLLBACK_DESC.match((nxt.description or "").strip()) if nxt is not None else None
-        if m and int(m.group(1)) != r.revision and lived < window:
+        if nxt is not None and m and int(m.group(1)) != r.revision and lived < window:
             reasons.append(
-                f"revision {r.revision}: skipped, rolled back by revision {nxt.revision} "  # type: ignore[union-attr]
+                f"revision {r.revision}: skipped, rolled back by revision {nxt.revision} "
                 f"after {_minutes(lived)} (window {_minutes(window)})"
             )
             continue

@@ -154,7 +154,7 @@ async def _child(address: str) -> None:
     cfg = load_config(None)  # $CODEBLUE_CONFIG, as `codeblue worker`
     settings = TemporalSettings.from_env()
     identity = f"chaos-worker-{os.getpid()}@{socket.gethostname()}"
-    worker_main.Worker = _gated_worker(link, identity)  # this process only
+    worker_main.Worker = _gated_worker(link, identity)  # type: ignore[misc]  # monkeypatched, this process only
     client = await connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

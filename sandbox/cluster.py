@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import aiohttp.web
 import kmock
@@ -275,19 +275,19 @@ class SandboxEmulator(kmock.KubernetesEmulator):
         raise _status_error(405, "MethodNotAllowed", f"method {method} not allowed on namespaces/{name}")
 
     def add_namespace(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        body = copy.deepcopy(dict(body))
-        name = body["metadata"]["name"]
+        doc = copy.deepcopy(dict(body))
+        name = doc["metadata"]["name"]
         if self.reconciler.get(NAMESPACES, None, name) is not None:
             raise _status_error(409, "AlreadyExists", f'namespaces "{name}" already exists', name=name, kind="namespaces")
-        body.setdefault("apiVersion", "v1")
-        body.setdefault("kind", "Namespace")
-        labels = body["metadata"].setdefault("labels", {})
+        doc.setdefault("apiVersion", "v1")
+        doc.setdefault("kind", "Namespace")
+        labels = doc["metadata"].setdefault("labels", {})
         labels.setdefault("kubernetes.io/metadata.name", name)
-        body.setdefault("spec", {"finalizers": ["kubernetes"]})
-        body["status"] = {"phase": "Active"}
-        self.reconciler.stamp(body, NAMESPACES)
-        self.objects[NAMESPACES, None, name] = body
-        return body
+        doc.setdefault("spec", {"finalizers": ["kubernetes"]})
+        doc["status"] = {"phase": "Active"}
+        self.reconciler.stamp(doc, NAMESPACES)
+        self.objects[NAMESPACES, None, name] = doc
+        return doc
 
     # -- RBAC stand-in, namespace existence, PUT, strategic merge of named lists
 
@@ -367,7 +367,7 @@ class SandboxEmulator(kmock.KubernetesEmulator):
                 request.action == kmock.action.UPDATE and data is not None
                 and any(k.lower() == "content-type" and _STRATEGIC_MERGE in v for k, v in request.headers.items())
             ):
-                current = self.reconciler.get(res, request.namespace, request.name)
+                current = self.reconciler.get(res, request.namespace, request.name) if request.name is not None else None
                 if current is not None:
                     merged = _merge_named_lists(data, current.raw)
                     data.clear()
@@ -457,7 +457,8 @@ class SandboxEmulator(kmock.KubernetesEmulator):
             return self._scale(request.namespace, request.name)
         if request.subresource not in (None, "status"):
             raise kmock.KubernetesEndpointNotFoundError()
-        obj = await super()._serve_fetch(request)
+        # kmock's fetch of one object returns its raw dict (typed as any payload)
+        obj = cast(dict[str, Any], await super()._serve_fetch(request))
         version = cluster_api.wants_table(_header(request.headers, "Accept"))
         if version and request.subresource is None and request.resource is not None:
             return cluster_api.table(request.resource, self._kind(request.resource), [obj], self.reconciler.clock(),
@@ -797,8 +798,8 @@ class SandboxCluster:
 
     def apply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create or replace an object directly in the store (no HTTP, no RBAC)."""
-        body = copy.deepcopy(dict(body))
-        api_version, kind = body["apiVersion"], body["kind"]
+        doc = copy.deepcopy(dict(body))
+        api_version, kind = doc["apiVersion"], doc["kind"]
         group, _, version = api_version.rpartition("/")
         plural = next(
             (r.plural for r in self.emulator.resources
@@ -806,24 +807,26 @@ class SandboxCluster:
             kind.lower() + "s",
         )
         res = kmock.resource(group, version, plural)
-        meta = body.setdefault("metadata", {})
+        meta = doc.setdefault("metadata", {})
         namespace, name = meta.get("namespace"), meta["name"]
         if res == NAMESPACES:
             self.ensure_namespace(name, meta.get("labels"))
-            return self.reconciler.get(NAMESPACES, None, name).raw  # type: ignore[union-attr]
+            made = self.reconciler.get(NAMESPACES, None, name)
+            assert made is not None  # ensure_namespace just added it
+            return made.raw
         if namespace:
             self.ensure_namespace(namespace)
-        self.reconciler.stamp(body, res)
+        self.reconciler.stamp(doc, res)
         if res == SERVICES:
-            spec = body.setdefault("spec", {})
+            spec = doc.setdefault("spec", {})
             spec.setdefault("type", "ClusterIP")
             if spec["type"] == "ClusterIP" and not spec.get("clusterIP"):
                 spec["clusterIP"] = self.reconciler.next_cluster_ip()
                 spec["clusterIPs"] = [spec["clusterIP"]]
-        self.emulator.objects[res, namespace, name] = body
+        self.emulator.objects[res, namespace, name] = doc
         if res == DEPLOYMENTS:
             self.reconciler.observe_spec(namespace, name)
-        return body
+        return doc
 
     async def seed_healthcare_prod(
         self,

@@ -758,13 +758,14 @@ class Reconciler:
     def _reconcile_endpoints(self) -> None:
         services = {(ns, name): obj.raw for ns, name, obj in self._items(SERVICES)}
         pods_by_ns: dict[str | None, list[dict[str, Any]]] = {}
-        for ns, _, pod in self._items(PODS):
-            pods_by_ns.setdefault(ns, []).append(pod.raw)
+        for ns, _, obj in self._items(PODS):
+            pods_by_ns.setdefault(ns, []).append(obj.raw)
         for (ns, name), svc in services.items():
             selector = (svc.get("spec") or {}).get("selector")
             if not selector:
                 continue  # endpoints of selector-less services are managed by their owners
-            ready, not_ready = [], []
+            ready: list[dict[str, Any]] = []
+            not_ready: list[dict[str, Any]] = []
             for pod in sorted(pods_by_ns.get(ns, []), key=lambda p: p["metadata"]["name"]):
                 pmeta, pstatus = pod.get("metadata") or {}, pod.get("status") or {}
                 if not labels_match(selector, pmeta.get("labels")) or not pstatus.get("podIP"):
@@ -855,7 +856,7 @@ class Reconciler:
             if spec is None:
                 raise PodLogError(400, f"container {container} is not valid for pod {name}")
         cname = str(spec.get("name"))
-        status = next(
+        status: dict[str, Any] = next(
             (s for s in (raw.get("status") or {}).get("containerStatuses") or [] if s.get("name") == cname), {}
         )
         waiting = ((status.get("state") or {}).get("waiting") or {}).get("reason")

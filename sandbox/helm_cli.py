@@ -185,7 +185,7 @@ def deployment_ready(dep: dict[str, Any]) -> bool:
 # Cluster access (official kubernetes client, synchronous)
 
 
-def _api_exception() -> type[Exception]:
+def _api_exception() -> type[Any]:  # kubernetes' ApiException (the client ships no types)
     from kubernetes.client.exceptions import ApiException
 
     return ApiException
@@ -523,7 +523,7 @@ def cmd_upgrade(api_client: Any, args: argparse.Namespace) -> None:
         chart = f"{chart_name}-0.1.0"
     image_tag = sets.get("image.tag") or (previous.get("image_tag") if previous else None)
     installing = not history
-    new = {
+    new: dict[str, Any] = {
         "revision": (history[-1]["revision"] + 1) if history else 1,
         "updated": now_rfc3339(),
         "status": "pending-install" if installing else "pending-upgrade",
@@ -561,7 +561,7 @@ class _Parser(argparse.ArgumentParser):
         raise HelmError(message)
 
 
-def _global_flags() -> argparse.ArgumentParser:
+def _global_flags() -> _Parser:
     p = _Parser(add_help=False)
     p.add_argument("-n", "--namespace", default=argparse.SUPPRESS)
     p.add_argument("--kubeconfig", default=argparse.SUPPRESS)

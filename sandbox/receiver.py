@@ -343,7 +343,7 @@ class Receiver:
                 return 422, {"error": "incident.name is required"}
             new_id = f"inc{next(self._ids):04d}"
             now = _now()
-            incident = {
+            created = {
                 "id": new_id,
                 "page_id": page_id,
                 "name": fields["name"],
@@ -353,8 +353,8 @@ class Receiver:
                 "updated_at": now,
                 "incident_updates": [{"status": fields.get("status", "investigating"), "body": fields.get("body", ""), "created_at": now}],
             }
-            self.incidents[new_id] = incident
-            return 201, incident
+            self.incidents[new_id] = created
+            return 201, created
         if incident_id is not None:
             incident = self.incidents.get(incident_id)
             if incident is None or incident["page_id"] != page_id:

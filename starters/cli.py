@@ -144,7 +144,10 @@ def incident_watch(
         client = None if api else await temporal_client()
 
         async def read() -> Any:
-            return api.status(incident_id) if api else await svc.status(client, incident_id)
+            if api:
+                return api.status(incident_id)
+            assert client is not None  # no API: a Temporal client was made above
+            return await svc.status(client, incident_id)
 
         rep = await read()
         if once:

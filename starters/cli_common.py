@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,19 +22,19 @@ err = Console(stderr=True)
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: $CODEBLUE_CONFIG, else runbook defaults).")
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     exit_now(code)
 
 
-def exit_now(code: int) -> None:
+def exit_now(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     # The SDK can abort at interpreter exit after a worker ran (sdk-python #300).
     os._exit(code)
 
 
-def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run a command; any expected failure becomes one line on stderr and exit 1."""
     from starters.service import CodeBlueError
 

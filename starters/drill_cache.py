@@ -37,7 +37,7 @@ async def drive_cache_poisoned(ctx: DrillContext) -> DrillOutcome:
         await service.execute_update(ctx.client, h.id, RedisCachePlaybook.decide, d, "decision")
     report: IncidentReport = await h.result()
     await w.poll()
-    port = ctx.sandbox.extras["redis"].port  # type: ignore[attr-defined]
+    port = ctx.sandbox.extras["redis"].port
     poisoned, sessions = await _count(port, POISONED), await _count(port, "session:*")
     states = {a.id: a.state for a in report.actions}
     ok = (states.get("flush-pattern") == ActionState.EXECUTED and states.get("flushall") == ActionState.REJECTED

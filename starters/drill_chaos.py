@@ -55,7 +55,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from temporalio import client as tclient
 from temporalio.api.common.v1 import WorkflowExecution
@@ -290,7 +290,8 @@ class WorkerPool:
         if self.proc is None:
             return
         try:
-            self.proc.stdin.close()  # type: ignore[union-attr]
+            assert self.proc.stdin is not None  # spawned with stdin=PIPE
+            self.proc.stdin.close()
             self.proc.wait(5)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
@@ -475,7 +476,7 @@ class WorkerChaos:
             if ev.HasField(attr):
                 act = self.scheduled.get((wf, getattr(ev, attr).scheduled_event_id))
                 run = self.runs.get((wf, act)) if act else None
-                if run is not None:
+                if run is not None and act is not None:
                     run.closed, run.running, run.reporting, run.parked = True, None, None, None
                     run.completed = kind == "completed"
                     if kind == "completed" and run.faults["completed"] is None:
@@ -620,11 +621,11 @@ class WorkerChaos:
         for wf, desc in (await self._describe_open()).items():
             for pa in desc.pending_activities:
                 if pa.state == _STARTED and pa.last_worker_identity == w.identity:
-                    run = self.runs.get((wf, pa.activity_id))
-                    if run is not None and run.faults["scheduled"] is None:
-                        run.faults["scheduled"] = n  # dispatched, its code not yet started
-                        at.append(f"scheduled {run.label}")
-                    elif run is None or not any(x.endswith(f" {run.label}") for x in at):
+                    started = self.runs.get((wf, pa.activity_id))
+                    if started is not None and started.faults["scheduled"] is None:
+                        started.faults["scheduled"] = n  # dispatched, its code not yet started
+                        at.append(f"scheduled {started.label}")
+                    elif started is None or not any(x.endswith(f" {started.label}") for x in at):
                         self.notes.append(f"fault {n}: attempt {pa.attempt} of {pa.activity_type.name} lost "
                                           "outside a boundary")
                     await self._report_lost(wf, desc.workflow_execution_info.execution.run_id, pa, w)
@@ -907,9 +908,16 @@ EXPECTED_EFFECTS: dict[str, Callable[[Any, Any, Any, Counter], list[Effect]]] = 
 }
 # the activity after which a scenario's workflows have nothing left to change
 SETTLED_AFTER = {"bad-deploy": "schedule_postmortem", "db-outage": None}
+
+
+class RestartPlan(TypedDict):
+    before_decisions: tuple[int, ...]
+    on_timer_in: tuple[str, ...]
+
+
 # when the dev server is restarted: before these IC decisions (0 = the first), and while a
 # timer of these workflows is pending
-SERVER_RESTARTS = {
+SERVER_RESTARTS: dict[str, RestartPlan] = {
     "bad-deploy": {"before_decisions": (0,), "on_timer_in": ("-postmortem",)},
     "db-outage": {"before_decisions": (0, 1), "on_timer_in": ()},
 }

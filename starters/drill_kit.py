@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
@@ -23,6 +23,9 @@ from starters import service
 from starters.render import timeline_line
 from starters.service import CodeBlueError
 
+if TYPE_CHECKING:
+    from sandbox.scenarios import SandboxEnvironment
+
 IC = "drill-ic"
 STEP_TIMEOUT = 90.0
 
@@ -30,7 +33,7 @@ STEP_TIMEOUT = 90.0
 @dataclass
 class DrillContext:
     client: Client
-    sandbox: object  # sandbox.scenarios.SandboxEnvironment
+    sandbox: SandboxEnvironment
     task_queue: str
     ui: str
     say: Callable[..., None]
@@ -76,8 +79,8 @@ class Watcher:
                 if e.status not in TRANSIENT_RPC or attempt == QUERY_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
-        for e in rep.timeline[self.seen :]:
-            self.say(timeline_line(e), highlight=False, soft_wrap=True)
+        for entry in rep.timeline[self.seen :]:
+            self.say(timeline_line(entry), highlight=False, soft_wrap=True)
         self.seen = len(rep.timeline)
         return rep
 
@@ -123,7 +126,11 @@ def json_stdout(as_json: bool) -> Iterator[Callable[[str], None]]:
     saved = os.dup(1)
     os.dup2(2, 1)
     try:
-        yield lambda text: os.write(saved, (text + "\n").encode()) and None
+
+        def emit(text: str) -> None:
+            os.write(saved, (text + "\n").encode())
+
+        yield emit
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)

@@ -19,12 +19,18 @@ async def drive_memory_leak(ctx: DrillContext) -> DrillOutcome:
     from workflows.high_memory import HighMemoryPlaybook
 
     sb = ctx.sandbox
-    before = sb.cluster.deployment(NAMESPACE, GATEWAY)["spec"]["replicas"]  # type: ignore[attr-defined]
+
+    def replicas() -> int:
+        gateway = sb.cluster.deployment(NAMESPACE, GATEWAY)
+        assert gateway is not None  # the scenario deployed it
+        return gateway["spec"]["replicas"]
+
+    before = replicas()
 
     async def leaking() -> None:
         while True:
             await asyncio.sleep(0.5)
-            leak(sb)  # type: ignore[arg-type]
+            leak(sb)
 
     leaker = asyncio.ensure_future(leaking())
     iid = ctx.new_id()
@@ -40,16 +46,16 @@ async def drive_memory_leak(ctx: DrillContext) -> DrillOutcome:
                               Decision(action_id=a.id, approve=True, by=IC, reason="drill"), "decision")
     await w.until(lambda r: all(a.state not in (ActionState.PROPOSED, ActionState.APPROVED) for a in r.actions),
                   "the approved actions", timeout=120)
-    scaled = sb.cluster.deployment(NAMESPACE, GATEWAY)["spec"]["replicas"]  # type: ignore[attr-defined]
+    scaled = replicas()
     await resolve_memory(ctx.client, h.id, MemoryResolution(by=IC))
     report: IncidentReport = await h.result()
     await w.poll()
-    after = sb.cluster.deployment(NAMESPACE, GATEWAY)["spec"]["replicas"]  # type: ignore[attr-defined]
+    after = replicas()
     for _ in range(50):
-        if sb.cluster.gateway_healthy(NAMESPACE, GATEWAY):  # type: ignore[attr-defined]
+        if sb.cluster.gateway_healthy(NAMESPACE, GATEWAY):
             break
         await asyncio.sleep(0.2)
-    healthy = sb.cluster.gateway_healthy(NAMESPACE, GATEWAY)  # type: ignore[attr-defined]
+    healthy = sb.cluster.gateway_healthy(NAMESPACE, GATEWAY)
     states = {a.id: a.state for a in report.actions}
     ok = (bool(report.assessment.get("leak_suspects")) and states.get("scale") == ActionState.COMPENSATED
           and states.get("restart") == ActionState.EXECUTED and scaled == 10 and after == before and healthy

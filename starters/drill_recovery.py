@@ -29,8 +29,8 @@ async def drive_failed_redeploy(ctx: DrillContext) -> DrillOutcome:
     report: IncidentReport = await handle.result()
     await w.poll()
     sb = ctx.sandbox
-    tag = gateway_tag(sb)  # type: ignore[arg-type]
-    healthy = sb.cluster.gateway_healthy(NAMESPACE, GATEWAY)  # type: ignore[attr-defined]
+    tag = gateway_tag(sb)
+    healthy = sb.cluster.gateway_healthy(NAMESPACE, GATEWAY)
     act = report.actions[0] if report.actions else None
     events = {e.event for e in report.timeline}
     ok = (

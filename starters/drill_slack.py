@@ -101,8 +101,10 @@ class SlackIC:
     async def _send(self, payload: dict, record: dict) -> httpx.Response:
         body = urlencode({"payload": json.dumps(payload)})
         ts = str(int(time.time()))
+        signature = self.signer.generate_signature(timestamp=ts, body=body)
+        assert signature is not None  # None only without a timestamp
         headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
-                   "X-Slack-Signature": self.signer.generate_signature(timestamp=ts, body=body),
+                   "X-Slack-Signature": signature,
                    "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"}
         r = await self.http.post("/slack/interactions", content=body, headers=headers)
         record.update(status=r.status_code)

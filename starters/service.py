@@ -90,7 +90,8 @@ async def _open_handle(client: Client, incident_id: str) -> WorkflowHandle:
     except RPCError as e:
         raise rpc_error(e, incident_id) from None
     if d.status != WorkflowExecutionStatus.RUNNING:
-        raise CodeBlueError(f"incident {incident_id} is closed ({d.status.name.lower()})")
+        closed = d.status.name.lower() if d.status is not None else "status unknown"
+        raise CodeBlueError(f"incident {incident_id} is closed ({closed})")
     return h
 
 

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 import redis.asyncio as aioredis
@@ -22,11 +23,14 @@ from starters.cache import start_cache_playbook
 from worker.main import activities_for
 from workflows.redis_cache import RedisCachePlaybook
 
+if TYPE_CHECKING:
+    from sandbox.scenarios import SandboxEnvironment
+
 
 @dataclass
 class CacheWorld:
     env: WorkflowEnvironment
-    sandbox: object
+    sandbox: SandboxEnvironment
     task_queue: str
 
     @property

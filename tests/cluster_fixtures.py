@@ -6,6 +6,7 @@ Registered for every test module by tests/conftest.py (pytest_plugins).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import kubernetes.client
 import pytest
@@ -34,3 +35,10 @@ def sandbox_api(sandbox_cluster: SandboxCluster) -> Iterator[kubernetes.client.A
 @pytest.fixture
 def k8s_activities(sandbox_api: kubernetes.client.ApiClient) -> KubernetesActivities:
     return KubernetesActivities(sandbox_api, request_timeout_seconds=5.0)
+
+
+def deployment(cluster: SandboxCluster, namespace: str, name: str) -> dict[str, Any]:
+    """The stored deployment, which the test expects to exist."""
+    dep = cluster.deployment(namespace, name)
+    assert dep is not None, f"no deployment {namespace}/{name}"
+    return dep

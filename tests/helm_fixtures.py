@@ -104,6 +104,7 @@ class Cluster:
             *HELM, *args, env=self.env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
         out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        assert proc.returncode is not None  # it exited
         return proc.returncode, out.decode(), err.decode()
 
 

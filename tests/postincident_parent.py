@@ -14,4 +14,5 @@ with workflow.unsafe.imports_passed_through():
 class ResolvingParent:
     @workflow.run
     async def run(self, inp: PostIncidentInput) -> str:
+        assert inp.report is not None  # the tests hand over a report
         return await start_post_incident(inp.report, inp.commander)

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from temporalio import activity
@@ -24,11 +24,14 @@ from starters.recovery import start_recovery
 from worker.main import activities_for
 from workflows.service_recovery import ServiceRecoveryWorkflow
 
+if TYPE_CHECKING:
+    from sandbox.scenarios import SandboxEnvironment
+
 
 @dataclass
 class RecoveryWorld:
     env: WorkflowEnvironment
-    sandbox: object  # sandbox.scenarios.SandboxEnvironment
+    sandbox: SandboxEnvironment
     task_queue: str
 
     async def start(self, tag: str | None = None, **kw) -> WorkflowHandle:

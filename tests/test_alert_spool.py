@@ -297,7 +297,7 @@ async def test_the_spool_keeps_alert_text_encrypted_and_owner_only(tmp_path, mon
 async def test_an_admin_sees_dead_letters_without_their_text_and_can_requeue_them(dev_env, tmp_path):
     cfg = api_config(alert_spool=str(tmp_path / "alerts.sqlite3"))
     async with api_on(dev_env.client, cfg) as (http, _, _):
-        spool: AlertSpool = http._transport.app.state.alert_spool  # type: ignore[attr-defined]
+        spool: AlertSpool = http._transport.app.state.alert_spool  # type: ignore[attr-defined]  # the ASGI transport's app
         await spool.append([("ALERT-poison", b"patient Jane Roe, not a payload")])
         while spool.backlog:
             await asyncio.sleep(0.02)

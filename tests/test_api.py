@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -121,7 +122,7 @@ async def test_commander_handover_needs_the_current_ic(dev_env):
 
 # role -> expected status for each endpoint, with an incident ID that does not exist (so an
 # authorized caller reaches Temporal and gets 404) and bodies that are valid.
-ENDPOINTS = [
+ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, set[str], int]] = [
     ("GET", "/incidents", None, {"viewer", "responder", "commander", "admin"}, 200),
     ("GET", "/incidents/INC-NOPE", None, {"viewer", "responder", "commander", "admin"}, 404),
     ("GET", "/incidents/INC-NOPE/postmortem", None, {"viewer", "responder", "commander", "admin"}, 404),
@@ -336,6 +337,7 @@ async def test_codeblue_api_command_serves_over_http(dev_env):
 
 async def test_bad_token_env_is_one_line_without_the_secret():
     exe = shutil.which("codeblue")
+    assert exe
     secret = "tok-" + uuid.uuid4().hex
     p = await asyncio.create_subprocess_exec(exe, "api", env={**os.environ, "CODEBLUE_API_TOKENS": f"[{{{secret}"},
                                              stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -351,7 +353,8 @@ def test_tokens_are_kept_hashed(who):
 
     book = TokenBook.from_config(api_config().api, env={})
     token = PEOPLE[who][0]
-    assert book.lookup(token).name == who
+    principal = book.lookup(token)
+    assert principal is not None and principal.name == who
     assert token.encode() not in repr(vars(book)).encode()
     assert book.lookup(token + "x") is None
 

@@ -29,7 +29,9 @@ async def test_schemathesis_finds_no_server_errors(dev_env, tmp_path):
            "CODEBLUE_API_TOKENS": json.dumps([{"name": "root", "token": token, "roles": ["admin"]}]),
            "CODEBLUE_CONFIG": str(cfg)}
     stack = AsyncExitStack()
-    api = await asyncio.create_subprocess_exec(shutil.which("codeblue"), "api", "--port", str(port), env=env,
+    exe = shutil.which("codeblue")
+    assert exe
+    api = await asyncio.create_subprocess_exec(exe, "api", "--port", str(port), env=env,
                                                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                                                stderr=asyncio.subprocess.PIPE)
     # every workflow type: the fuzzer starts playbooks and restores too (their activities are

@@ -60,7 +60,7 @@ async def test_approving_only_the_recommended_rollback_runs_it_now_and_withdraws
         posts = {p.action_id: p for p in world.slack_posts}
         assert sorted(posts) == sorted(a.id for a in rep.actions) and len(world.slack_posts) == len(posts)
         assert posts["rollback"].recommended and posts["rollback"].recommendation == best.recommendation
-        shown = {}
+        shown: dict[str, list[tuple[str, str | None]]] = {}
         for u in world.slack_updates:
             shown.setdefault(u.proposal.action_id, []).append((u.state, u.by))
         assert shown["rollback"] == [("approved", "alice"), ("executed", None)]

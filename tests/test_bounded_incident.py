@@ -8,7 +8,7 @@ import asyncio
 
 from domain.alerts import MAX_BATCH, AlertBatch, AlertNotice
 from domain.config import CodeBlueConfig, LimitsConfig
-from domain.incident import REPORT_MAX_BYTES, ActionState, Decision, Note, Resolution
+from domain.incident import REPORT_MAX_BYTES, ActionState, Decision, IncidentReport, Note, Resolution
 from starters import service
 from tests.fakes import World, configure_worker
 from tests.workflow_helpers import decide_all, entry, events, incident, proposed, skip, start, until, worker_for
@@ -43,8 +43,12 @@ async def test_twenty_thousand_alerts_and_a_thousand_notes_stay_bounded(skipping
                     for i in range(chunk, chunk + 20)
                 ))
             expected = (wave + 1) * NOTES // 5
+
+            def received(r: IncidentReport, expected: int = expected) -> bool:
+                return r.notes.get("received") == expected
+
             # a query replays the run on a busy worker: ask seldom, wait long (no wall-clock timers here)
-            await until(h, lambda r, expected=expected: r.notes.get("received") == expected, f"wave {wave}", timeout=240, poll=0.5)
+            await until(h, received, f"wave {wave}", timeout=240, poll=0.5)
         # 11 more from one responder inside a minute: the eleventh is dropped
         for _ in range(11):
             await h.signal(IncidentResponseWorkflow.add_note, Note(by="chatty", text="again"))

@@ -27,6 +27,7 @@ async def cb(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, s
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(p.communicate(), 60)
+    assert p.returncode is not None  # it exited
     return p.returncode, out.decode(), err.decode()
 
 

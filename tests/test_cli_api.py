@@ -11,11 +11,12 @@ import shutil
 import signal
 import stat
 from pathlib import Path
+from typing import Any
 
 from sandbox.ports import free_port
 from tests.test_cli import cb, one_line_error
 
-TOKENS = [{"name": "you", "token": "tok-you-" + "y" * 24, "roles": ["commander"]},
+TOKENS: list[dict[str, Any]] = [{"name": "you", "token": "tok-you-" + "y" * 24, "roles": ["commander"]},
           {"name": "bob", "token": "tok-bob-" + "b" * 24, "roles": ["responder"]},
           {"name": "carol", "token": "tok-carol-" + "c" * 24, "roles": ["commander"]}]
 
@@ -45,10 +46,13 @@ async def _report(env: dict[str, str], iid: str, pred, what: str, timeout: float
 async def test_game_day_ic_approves_with_the_cli_through_the_api(tmp_path: Path):
     base = {k: v for k, v in os.environ.items() if not k.startswith("CODEBLUE_")}  # no operator key anywhere
     ports = {"--port": free_port(), "--ui-port": free_port(), "--api-port": free_port()}
+    exe = shutil.which("codeblue")
+    assert exe
     dev = await asyncio.create_subprocess_exec(
-        shutil.which("codeblue"), "dev", "--sandbox", "bad-deploy", *[str(x) for kv in ports.items() for x in kv],
+        exe, "dev", "--sandbox", "bad-deploy", *[str(x) for kv in ports.items() for x in kv],
         cwd=tmp_path, env={**base, "CODEBLUE_API_TOKENS": json.dumps(TOKENS)},
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert dev.stderr is not None  # a pipe
     dev_env = tmp_path / ".codeblue" / "dev.env"
     try:
         for _ in range(240):

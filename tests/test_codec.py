@@ -8,7 +8,7 @@ import json
 import uuid
 
 import pytest
-from temporalio.api.common.v1 import Payload
+from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client
 
@@ -66,8 +66,10 @@ def test_keys_from_env_and_file(tmp_path):
     f = tmp_path / "keys"
     f.write_text(f"# current first\nnew:{k_new}\nold:{k_old}\n")
     c = codec_from_env({"CODEBLUE_CODEC_KEY_FILE": str(f)})
+    assert c is not None
     assert c.current_id == "new" and c.key_ids == ["new", "old"]
     c = codec_from_env({"CODEBLUE_CODEC_KEY": k_new, "CODEBLUE_CODEC_OLD_KEYS": f"old:{k_old}"})
+    assert c is not None
     assert c.key_ids[1] == "old"
     with pytest.raises(CodecKeyError, match="32 bytes"):
         codec_from_env({"CODEBLUE_CODEC_KEY": base64.b64encode(b"short").decode()})
@@ -80,7 +82,7 @@ async def _raw_history(client: Client, iid: str) -> bytes:
     out, token = b"", b""
     while True:
         resp = await client.workflow_service.get_workflow_execution_history(
-            GetWorkflowExecutionHistoryRequest(namespace=client.namespace, execution={"workflow_id": iid},
+            GetWorkflowExecutionHistoryRequest(namespace=client.namespace, execution=WorkflowExecution(workflow_id=iid),
                                                next_page_token=token)
         )
         out += resp.history.SerializeToString()

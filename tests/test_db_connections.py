@@ -23,9 +23,10 @@ from workflows.db_connections import DatabaseConnectionPlaybook
 async def _until(h, pred, what: str, query=DatabaseConnectionPlaybook.status, timeout: float = 30) -> IncidentReport:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
+    rep: IncidentReport | None
     while True:
         try:
-            rep: IncidentReport = await h.query(query)
+            rep = await h.query(query)
             if pred(rep):
                 return rep
         except Exception:  # noqa: BLE001 - a child not started yet cannot be queried

@@ -84,7 +84,9 @@ def test_search_attributes_are_registered_once_temporal_is_healthy(compose):
     assert setup["depends_on"]["temporal"]["condition"] == "service_healthy"
     assert setup["restart"] == "no"
     script = "\n".join(setup["command"])
-    names = set(re.search(r"for name in ([^;]+);", script)[1].split())
+    loop = re.search(r"for name in ([^;]+);", script)
+    assert loop
+    names = set(loop[1].split())
     assert names == {k.name for k in sa.ALL}
     assert "--type Keyword" in script and "search-attribute list" in script  # idempotent
 
@@ -117,6 +119,7 @@ def test_codeblue_services_get_codeblues_settings(compose, tmp_path, monkeypatch
         source = mounts[env["CODEBLUE_CONFIG"]]
         cfg = load_config(ROOT / source)
         assert isinstance(cfg, CodeBlueConfig)
+        assert cfg.kubernetes.kubeconfig is not None
         assert mounts[cfg.kubernetes.kubeconfig] == "${CODEBLUE_KUBECONFIG_FILE}"
         deps = svc["depends_on"]
         assert deps["temporal-setup"]["condition"] == "service_completed_successfully"

@@ -133,7 +133,7 @@ def _enforce(cluster: SandboxCluster, roles: list[dict]) -> list[str]:
         raise kmock.KubernetesError(status=403, reason="Forbidden", message=f"cannot {verb} {resource}",
                                     details={"status": 403})
 
-    cluster.emulator._check_forbidden = check  # instance attribute: this cluster only
+    cluster.emulator._check_forbidden = check  # type: ignore[method-assign]  # an instance attribute: this cluster only
     return denied
 
 

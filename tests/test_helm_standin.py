@@ -41,9 +41,11 @@ async def test_history_of_a_seeded_release(cluster, helm):
         (12, "deployed", CHART, "1.4.2"),
     ]
     assert history.current is not None and history.current.revision == 12
-    age = datetime.now(UTC) - parse_helm_time(history.revisions[-1].updated)
+    first, last = parse_helm_time(history.revisions[0].updated), parse_helm_time(history.revisions[-1].updated)
+    assert first is not None and last is not None
+    age = datetime.now(UTC) - last
     assert timedelta(minutes=11) < age < timedelta(minutes=13)
-    assert datetime.now(UTC) - parse_helm_time(history.revisions[0].updated) > timedelta(days=2)
+    assert datetime.now(UTC) - first > timedelta(days=2)
 
 
 async def test_rollback_patches_image_and_is_idempotent(cluster, helm):

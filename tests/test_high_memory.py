@@ -16,6 +16,7 @@ from domain.memory import MemoryInput, MemoryResolution, leak_suspects
 from sandbox.scenarios import GATEWAY, NAMESPACE, sandbox_environment
 from starters import service
 from starters.memory import resolve_memory, start_memory_playbook
+from tests.cluster_fixtures import deployment
 from tests.recovery_fixtures import events
 from worker.main import activities_for
 from worker.temporal import replayer
@@ -74,10 +75,10 @@ async def _run(env, keep_scale: bool):
                 if "Waiting for the IC to resolve" in events(rep):
                     break
                 await asyncio.sleep(0.05)
-            assert sb.cluster.deployment(NAMESPACE, GATEWAY)["spec"]["replicas"] == 10
+            assert deployment(sb.cluster, NAMESPACE, GATEWAY)["spec"]["replicas"] == 10
             await resolve_memory(env.client, h.id, MemoryResolution(by="alice", keep_scale=keep_scale))
             rep = await h.result()
-            replicas = sb.cluster.deployment(NAMESPACE, GATEWAY)["spec"]["replicas"]
+            replicas = deployment(sb.cluster, NAMESPACE, GATEWAY)["spec"]["replicas"]
             history = await h.fetch_history()
     return rep, replicas, history
 

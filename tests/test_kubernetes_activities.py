@@ -30,6 +30,7 @@ from domain.database import RdsWaitRequest
 from domain.recovery import HelmUpgradeRequest, ReleaseReadyRequest
 from sandbox.cluster import SandboxCluster
 from sandbox.ports import free_port
+from tests.cluster_fixtures import deployment
 
 NS = "healthcare-prod"
 GW = "api-gateway"
@@ -153,13 +154,13 @@ async def test_scale_sets_absolute_count_and_pods_follow(
     await sandbox_cluster.reconcile()
     assert len(sandbox_cluster.pods(NS, GW)) == 5
     assert len(_gateway(await k8s_activities.pod_status(NamespaceQuery(namespace=NS)))) == 5
-    generation = sandbox_cluster.deployment(NS, GW)["metadata"]["generation"]
+    generation = deployment(sandbox_cluster, NS, GW)["metadata"]["generation"]
 
     retried = await k8s_activities.scale_deployment(ScaleRequest(namespace=NS, deployment=GW, replicas=5))
     assert (retried.previous_replicas, retried.replicas) == (5, 5)
     await sandbox_cluster.reconcile()
     assert len(sandbox_cluster.pods(NS, GW)) == 5
-    assert sandbox_cluster.deployment(NS, GW)["metadata"]["generation"] == generation
+    assert deployment(sandbox_cluster, NS, GW)["metadata"]["generation"] == generation
 
 
 async def test_rollout_restart_replaces_pods_and_wait_completes(
@@ -182,7 +183,7 @@ async def test_rollout_restart_replaces_pods_and_wait_completes(
     assert len(after) == 3 and not after & before
     pods = sandbox_cluster.pods(NS, GW)
     assert all(p["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] == stamp for p in pods)
-    assert sandbox_cluster.deployment(NS, GW)["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    assert deployment(sandbox_cluster, NS, GW)["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
 
     # A retry writes the same annotation: no new template, no new pods.
     await k8s_activities.rollout_restart(RestartRequest(namespace=NS, deployment=GW, restarted_at=stamp))
@@ -229,7 +230,7 @@ async def test_forbidden_is_not_retryable(sandbox_cluster: SandboxCluster, k8s_a
         await k8s_activities.scale_deployment(ScaleRequest(namespace=NS, deployment=GW, replicas=6))
     assert err.value.type == "Forbidden" and err.value.non_retryable
     assert "forbidden" in err.value.message and "\n" not in err.value.message
-    assert sandbox_cluster.deployment(NS, GW)["spec"]["replicas"] == 3
+    assert deployment(sandbox_cluster, NS, GW)["spec"]["replicas"] == 3
 
 
 async def test_unreachable_api_is_retryable():
@@ -340,7 +341,7 @@ def _slow_logs(acts: KubernetesActivities, readers: list[int], **kw) -> None:
     def read(*a, **k):
         return _SlowBody(real(*a, **k), readers, **kw)
 
-    acts._core.read_namespaced_pod_log = read  # type: ignore[method-assign]
+    acts._core.read_namespaced_pod_log = read
 
 
 async def test_pod_log_body_is_read_off_the_event_loop(sandbox_cluster: SandboxCluster, sandbox_api):
@@ -402,7 +403,7 @@ async def test_wait_rollout_heartbeats_between_slow_polls(sandbox_cluster: Sandb
 def test_wait_budgets_cover_their_own_timeouts():
     rollout = RolloutWaitRequest(namespace=NS, deployment=GW, timeout_seconds=600)
     # the deadline, then one last read of up to the request timeout
-    assert rollout.budget_seconds() >= 600 + KubernetesActivities(None).request_timeout_seconds  # type: ignore[arg-type]
+    assert rollout.budget_seconds() >= 600 + KubernetesActivities(None).request_timeout_seconds
     rollback = HelmRollbackRequest(release="r", namespace=NS, to_revision=1, from_revision=2, timeout_seconds=300)
     upgrade = HelmUpgradeRequest(release="r", namespace=NS, chart="./c", image_tag="v1", from_revision=1,
                                  marker="m", timeout_seconds=300)

@@ -27,7 +27,7 @@ STATUSPAGE_KEY = "SPKEY-abcdef0123456789"
 async def receiver():
     state = {"healthy": True}
     async with Receiver(health=lambda: state["healthy"]) as r:
-        r.state = state  # type: ignore[attr-defined]
+        r.state = state  # type: ignore[attr-defined]  # a test-only attribute: the tests flip its health
         yield r
 
 

@@ -25,6 +25,7 @@ def test_playbook_and_redeploy_errors_are_one_line():
     import subprocess
 
     exe = shutil.which("codeblue")
+    assert exe
     for args, msg in (
         (["playbook", "cache", "--incident", "INC-1", "--pattern", "*"], "pattern must be a key glob"),
         (["redeploy", "--incident", "INC-1", "--tag", "v1,image.repository=evil"], "image tag must be"),

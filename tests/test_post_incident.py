@@ -320,6 +320,7 @@ async def test_verification_fails_on_an_sli_breach_and_passes_once_it_clears(ski
         h = await start_post(skipping_env, pw, tq, cfg=_with_prometheus())
         await skip(skipping_env, 3)  # the readings are 30 s apart on durable timers
         p = await progress_until(h, lambda p: p.verification is not None, "verification")
+        assert p.verification is not None
         assert not p.verification.ok
         problem = " ".join(p.verification.problems)
         assert problem.startswith("SLI analysis failed: 2 readings breached") and "5xx ratio 0.31" in problem, problem
@@ -335,6 +336,7 @@ async def test_verification_fails_on_an_sli_breach_and_passes_once_it_clears(ski
         h = await start_post(skipping_env, pw, tq, report=report, cfg=_with_prometheus())
         await skip(skipping_env, 3)  # the readings are 30 s apart on durable timers
         p = await progress_until(h, lambda p: p.verification is not None, "verification")
+        assert p.verification is not None
         assert p.verification.ok, p.verification.problems
         assert any(c.startswith("SLI analysis passed") for c in p.verification.checks)
         draft = await h.query(PostIncidentWorkflow.postmortem)

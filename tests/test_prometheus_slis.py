@@ -27,6 +27,7 @@ from domain.prometheus import (
     SliQuery,
     SliRangeQuery,
     SliReport,
+    SliSeries,
     SliValue,
     breaches,
     unknowns,
@@ -57,6 +58,16 @@ async def _poll(acts: PrometheusActivities, done, what: str, timeout: float = 30
 
 def _by_name(report: SliReport) -> dict[str, SliValue]:
     return {v.name: v for v in report.values}
+
+
+def _value(sli: SliValue) -> float:
+    assert sli.value is not None, sli
+    return sli.value
+
+
+def _error(sli: SliValue | SliSeries) -> str:
+    assert sli.error is not None, sli
+    return sli.error
 
 
 # -- the real thing ------------------------------------------------------------------------
@@ -95,9 +106,9 @@ async def test_slis_follow_the_bad_deploy_and_its_rollback(bad_deploy):
     bad = await _poll(acts, lambda r: all(v.value is not None for v in r.values), "values while crash-looping")
     assert not sb.cluster.gateway_healthy(NAMESPACE, GATEWAY)
     v = _by_name(bad)
-    assert v["5xx ratio"].value > 0.2 and v["5xx ratio"].ok is False, v["5xx ratio"]
-    assert v["p99 latency"].value > 1.0 and v["p99 latency"].ok is False, v["p99 latency"]
-    assert v["saturation"].value > 0.8 and v["saturation"].ok is False
+    assert _value(v["5xx ratio"]) > 0.2 and v["5xx ratio"].ok is False, v["5xx ratio"]
+    assert _value(v["p99 latency"]) > 1.0 and v["p99 latency"].ok is False, v["p99 latency"]
+    assert _value(v["saturation"]) > 0.8 and v["saturation"].ok is False
     lines = breaches(bad)
     assert lines[0].startswith("5xx ratio 0.") and lines[0].endswith("(limit < 0.05)"), lines
     assert any(line.startswith("p99 latency ") and line.endswith("(limit < 1 s)") for line in lines), lines
@@ -116,7 +127,7 @@ async def test_slis_follow_the_bad_deploy_and_its_rollback(bad_deploy):
     good = await _poll(acts, lambda r: verdict(r) is True, "every SLI OK after the rollback", timeout=30)
     took = time.monotonic() - healthy_at
     v = _by_name(good)
-    assert v["5xx ratio"].value < 0.05 and v["p99 latency"].value < 1.0 and v["saturation"].value < 0.8
+    assert _value(v["5xx ratio"]) < 0.05 and _value(v["p99 latency"]) < 1.0 and _value(v["saturation"]) < 0.8
     assert breaches(good) == [] and unknowns(good) == []
     assert took < 20, f"the SLIs took {took:.1f}s to recover after the gateway did"
 
@@ -129,6 +140,7 @@ async def test_slis_follow_the_bad_deploy_and_its_rollback(bad_deploy):
     assert ratio.error is None and pic.step_seconds == 1
     values = [p for _, p in ratio.points if p is not None]
     assert max(values) > 0.2 and values[-1] < 0.05, ratio.points
+    assert pic.end is not None
     assert pic.dashboards["grafana"].endswith(f"&to={int(datetime.fromisoformat(pic.end).timestamp() * 1000)}")
 
 
@@ -144,8 +156,8 @@ async def test_a_bad_query_is_recorded_on_its_sli_and_the_others_still_read(bad_
     report = await _poll(acts, lambda r: _by_name(r)["capacity"].value is not None, "the good SLI's value")
     v = _by_name(report)
     assert v["broken"].ok is None and v["broken"].value is None
-    assert v["broken"].error.startswith("bad query (bad_data): ") and "parse error" in v["broken"].error
-    assert "\n" not in v["broken"].error
+    assert _error(v["broken"]).startswith("bad query (bad_data): ") and "parse error" in _error(v["broken"])
+    assert "\n" not in _error(v["broken"])
     assert v["nothing"].ok is None and v["nothing"].error == "no data: the query returned an empty result"
     assert v["capacity"].value == 120 and v["capacity"].ok is True
     assert breaches(report) == [] and verdict(report) is None
@@ -153,7 +165,7 @@ async def test_a_bad_query_is_recorded_on_its_sli_and_the_others_still_read(bad_
     pic = await acts.sli_range(SliRangeQuery(incident_id="INC-SLI", start=(datetime.now(UTC) - timedelta(seconds=30)).isoformat(),
                                              end=datetime.now(UTC).isoformat()))
     s = {x.name: x for x in pic.series}
-    assert s["broken"].error.startswith("bad query (bad_data)") and s["capacity"].points
+    assert _error(s["broken"]).startswith("bad query (bad_data)") and s["capacity"].points
 
 
 async def test_without_the_binary_the_sandbox_runs_and_the_url_stays_unset(monkeypatch, capsys):
@@ -178,11 +190,11 @@ async def test_an_unreachable_prometheus_is_recorded_on_every_sli():
         report = await acts.sli_values(SliQuery(incident_id="INC-SLI"))
         assert not report.skipped and len(report.values) == 3
         for v in report.values:
-            assert v.ok is None and v.value is None and v.error.startswith("Prometheus unreachable: ConnectError"), v
-            assert "127.0.0.1" not in v.error  # the URL (which may carry credentials) is not repeated
+            assert v.ok is None and v.value is None and _error(v).startswith("Prometheus unreachable: ConnectError"), v
+            assert "127.0.0.1" not in _error(v)  # the URL (which may carry credentials) is not repeated
         assert report.detail == "3 SLIs read, 3 without a value" and verdict(report) is None
         pic = await acts.sli_range(SliRangeQuery(incident_id="INC-SLI", start="2026-01-01T10:00:00Z", end="2026-01-01T11:00:00Z"))
-        assert all(s.error.startswith("Prometheus unreachable") for s in pic.series)
+        assert all(_error(s).startswith("Prometheus unreachable") for s in pic.series)
 
 
 async def test_no_url_means_skipped():
@@ -229,7 +241,7 @@ async def test_answers_are_parsed_whatever_their_shape():
     v = _by_name(report)
     assert (v["scalar"].value, v["scalar"].ok) == (0.02, True)
     assert (v["pods"].value, v["pods"].ok) == (0.9, False)  # the worst pod
-    assert v["nan"].ok is None and v["nan"].error.startswith("NaN")
+    assert v["nan"].ok is None and _error(v["nan"]).startswith("NaN")
     assert v["inf"].value is None and v["inf"].ok is False and v["inf"].error == "value is +Inf"
     assert v["slow"].error == "query timed out (timeout): query timed out in expression evaluation"
     assert v["exec"].error == "query failed (execution): many-to-many matching not allowed"
@@ -317,8 +329,10 @@ async def test_the_worker_registers_the_sli_activities():
     assert {"sli_values", "sli_range"} <= names
 
 
-def _name(fn) -> str:
-    return activity._Definition.from_callable(fn).name
+def _name(fn) -> str | None:  # None: a dynamic activity
+    defn = activity._Definition.from_callable(fn)
+    assert defn is not None, fn
+    return defn.name
 
 
 def _sandboxless_config() -> CodeBlueConfig:

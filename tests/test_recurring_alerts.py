@@ -98,6 +98,7 @@ async def test_each_run_gets_its_own_playbook_while_an_earlier_runs_is_still_ope
                               in ("executed", "failed"), f"run {n} playbook")
             act = next(a for a in rep.actions if a.id == "memory-playbook")
             assert act.state.value == "executed", act.result
+            assert act.result is not None
             children.append(act.result.split()[1].rstrip(";"))
             await service.resolve(env.client, iid, Resolution(by="alice", summary=f"run {n}", force=True))
             await h.result()

@@ -32,7 +32,7 @@ async def test_flushall_runs_only_with_the_cluster_name_confirmed(skipping_env):
         h = await w.start()
         rep = await until(h, lambda r: bool(r.actions), "proposals")
         stats = next(e.result for e in rep.timeline if e.event == "Redis stats")
-        assert f"keys {ALL}" in stats and "hit ratio 0.0%" in stats
+        assert stats is not None and f"keys {ALL}" in stats and "hit ratio 0.0%" in stats
         await w.decide(h, "flushall", approve=True)
         await until(h, lambda r: "Waiting for FLUSHALL confirmation" in [e.event for e in r.timeline], "confirmation wait")
         with pytest.raises(CodeBlueError, match="cluster name does not match"):
@@ -90,13 +90,13 @@ async def test_mismatched_endpoint_is_refused(skipping_env):
 
         acts = CacheActivities(w.sandbox.config.aws, w.sandbox.config.cache)
         ours = w.sandbox.extras["redis"].address
-        with pytest.raises(ApplicationError) as ei:  # the activity checks too, against the worker's config
+        with pytest.raises(ApplicationError) as ae:  # the activity checks too, against the worker's config
             await acts.redis_flush(FlushRequest(target=RedisTarget(cluster_id=CLUSTER, cluster_endpoint=None,
                                                                    address="127.0.0.1:6379"), confirmation=CLUSTER))
-        assert ei.value.type == "EndpointMismatch"
-        with pytest.raises(ApplicationError) as ei:  # and refuses a full flush without the name
+        assert ae.value.type == "EndpointMismatch"
+        with pytest.raises(ApplicationError) as ae:  # and refuses a full flush without the name
             await acts.redis_flush(FlushRequest(target=RedisTarget(cluster_id=CLUSTER, cluster_endpoint=None, address=ours)))
-        assert ei.value.type == "NotConfirmed"
+        assert ae.value.type == "NotConfirmed"
         assert await w.count("*") == ALL
 
 

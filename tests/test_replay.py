@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
@@ -18,7 +19,8 @@ from worker.temporal import replayer
 from workflows.incident_response import IncidentResponseWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
-SCENARIOS = {
+# name: World(**world), run_scenario(**run)
+SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
     "rollback_resolved": {"world": {}, "run": {"approve": {"rollback"}}},
     "compensated": {"world": {"db_ok": False}, "run": {"approve": {"rollback", "scale", "db-check"}, "force": True}},
     "diagnostics_sla_missed": {"world": {"failing": {"pod_status"}}, "run": {"approve": set(), "sla_miss": True}},

@@ -66,6 +66,7 @@ async def test_two_workers_one_killed_mid_incident_the_other_finishes_it(dev_env
                     except subprocess.TimeoutExpired:
                         p.kill()
         assert report.status == "resolved" and report.verified
+        assert sb.config.kubernetes.kubeconfig is not None  # the sandbox's
         helm = HelmActivities(sb.config.helm.command, {"KUBECONFIG": sb.config.kubernetes.kubeconfig})
         history = await helm.helm_history(HelmQuery(release=RELEASE, namespace=NAMESPACE))
         assert [r.description for r in history.revisions].count("Rollback to 11") == 1, history

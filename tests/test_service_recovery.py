@@ -48,7 +48,7 @@ async def test_known_good_from_history_skips_the_rolled_back_revision_then_is_re
         h = await w.start()  # no tag: the last known-good
         rep = await w.approve(h)
         reasoning = [e.result for e in rep.timeline if e.event == "Known-good reasoning"]
-        assert reasoning[0].startswith("revision 12: chosen")
+        assert (reasoning[0] or "").startswith("revision 12: chosen")
         assert rep.actions[0].params["to_tag"] == STABLE_TAG
         rep = await h.result()
         assert rep.status == "resolved" and rep.verified is True
@@ -58,7 +58,7 @@ async def test_known_good_from_history_skips_the_rolled_back_revision_then_is_re
         h2 = await w.start()
         rep2 = await w.approve(h2)
         kg = next(e for e in rep2.timeline if e.event == "Last known-good tag")
-        assert "verified healthy by CodeBlue" in kg.result and STABLE_TAG in kg.result
+        assert kg.result is not None and "verified healthy by CodeBlue" in kg.result and STABLE_TAG in kg.result
         assert "Known-good reasoning" not in events(rep2)
         await h2.result()
 
@@ -68,7 +68,9 @@ async def test_missing_release_is_a_clear_non_retryable_failure(skipping_env):
         h = await w.start(release="no-such-release")  # an input may not name another release
         with pytest.raises(WorkflowFailureError) as ei:
             await h.result()
-        assert ei.value.cause.type == "StartRefused" and "is not the worker's" in ei.value.cause.message
+        refused = ei.value.cause
+        assert isinstance(refused, ApplicationError)
+        assert refused.type == "StartRefused" and "is not the worker's" in refused.message
         w.sandbox.config.helm.release = "no-such-release"  # the worker's config decides
         h = await w.start()
         with pytest.raises(WorkflowFailureError) as ei:

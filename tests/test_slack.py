@@ -129,7 +129,7 @@ async def test_a_proposal_is_posted_once_and_a_retry_finds_it(slack):
 
     # a retry whose first attempt never reached Slack posts (once)
     other = await attempt(3).run(acts.slack_post_proposal, proposal(aid="scale", kind="scale_up"))
-    assert other.delivered and other.ref.ts != first.ref.ts and len(slack.messages[CHANNEL]) == 2
+    assert other.delivered and other.ref is not None and other.ref.ts != first.ref.ts and len(slack.messages[CHANNEL]) == 2
 
     # updated in place: same message, the outcome, no buttons
     upd = await attempt(1).run(acts.slack_update_proposal, SlackUpdateRequest(
@@ -182,7 +182,9 @@ async def test_the_sandbox_receiver_serves_the_web_api_stand_in():
         assert (await web.auth_test())["ok"]
         cfg = SlackConfig(api_url=rx.slack_api_url, channel=rx.slack_api.channel)
         r = await attempt(1).run(SlackActivities(cfg, BOT).slack_post_proposal, proposal())
-        assert r.delivered and rx.slack_api.message(cfg.channel, r.ref.ts)["metadata"]["event_type"] == "codeblue_proposal"
+        assert r.delivered and r.ref is not None and cfg.channel is not None
+        posted = rx.slack_api.message(cfg.channel, r.ref.ts)
+        assert posted is not None and posted["metadata"]["event_type"] == "codeblue_proposal"
         with pytest.raises(SlackApiError) as e:
             await AsyncWebClient(token="xoxb-other", base_url=rx.slack_api_url).auth_test()
         assert e.value.response["error"] == "invalid_auth"
@@ -196,8 +198,10 @@ async def test_the_sandbox_receiver_serves_the_web_api_stand_in():
 
 def signed(body: str, at: float | None = None, secret: str = SECRET) -> dict[str, str]:
     ts = str(int(time.time() if at is None else at))
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    assert signature is not None  # None only without a timestamp
     return {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)}
+            "X-Slack-Signature": signature}
 
 
 def form(payload: dict) -> str:
@@ -259,12 +263,15 @@ async def incident_with_messages(http: httpx.AsyncClient, world, slack: SlackApi
 
     rep = await until(report, "proposals")
     acts = SlackActivities(slack_cfg(slack), BOT)
-    msgs = {}
+    msgs: dict[str, dict] = {}
     for a in rep["actions"]:
         res = await attempt(1).run(acts.slack_post_proposal, SlackProposalRequest(
             incident_id=iid, action_id=a["id"], kind=a["kind"], reason=a["reason"], severity=rep["severity"],
             commander=rep["commander"], idempotency_key=f"{iid}:{a['id']}:proposal"))
-        msgs[a["id"]] = slack.message(CHANNEL, res.ref.ts)
+        assert res.ref is not None
+        posted = slack.message(CHANNEL, res.ref.ts)
+        assert posted is not None
+        msgs[a["id"]] = posted
     slack.calls.clear()
     return iid, msgs
 

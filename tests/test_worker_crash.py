@@ -67,6 +67,7 @@ async def test_sigkill_mid_rollback_then_a_new_worker_finishes_exactly_once(dev_
         for step in ("Immediate actions complete", "Assessment complete", "Approved rollback", "Executed rollback", "Incident resolved"):
             assert any(e.startswith(step) for e in ev), step
         # exactly one rollback revision in the release history
+        assert sb.config.kubernetes.kubeconfig is not None  # the sandbox's
         helm = HelmActivities(sb.config.helm.command, {"KUBECONFIG": sb.config.kubernetes.kubeconfig})
         history = await helm.helm_history(HelmQuery(release=RELEASE, namespace=NAMESPACE))
         assert [r.description for r in history.revisions].count("Rollback to 11") == 1, history

@@ -4,11 +4,12 @@ the interceptor installed), and they count each event as it happens, not at the 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
+from temporalio.runtime import BufferedMetricUpdate, MetricBuffer, Runtime, TelemetryConfig
 from temporalio.worker import Replayer, Worker
 
 from domain.incident import ActionState, Decision
@@ -37,7 +38,7 @@ async def test_committed_histories_replay_with_the_metrics_interceptor(name):
     await replayer.replay_workflow(history)
 
 
-def _count(updates: list, name: str, **labels: str) -> float:
+def _count(updates: Sequence[BufferedMetricUpdate], name: str, **labels: str) -> float:
     return sum(u.value for u in updates if u.metric.name == name
                and all(u.attributes.get(k) == v for k, v in labels.items()))
 

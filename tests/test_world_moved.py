@@ -18,6 +18,7 @@ from domain.cluster import HelmQuery
 from domain.incident import ActionState, Resolution
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
 from starters import service
+from tests.cluster_fixtures import deployment
 from tests.sandbox_incident import start_p0
 from tests.workflow_helpers import decide_all, events, until
 from worker.main import activities_for
@@ -52,12 +53,12 @@ async def test_moved_release_replicas_and_pods_are_left_alone_and_proposed_again
             # the world moves after the IC read the proposals, before the steps run
             await _hotfix(sb)
             await sb.cluster.reconcile()
-            dep = sb.cluster.deployment(NAMESPACE, GATEWAY)
+            dep = deployment(sb.cluster, NAMESPACE, GATEWAY)
             assert dep["metadata"]["annotations"][REVISION] != seen["restart"]["revision"]
             by_hand = int(dep["spec"]["replicas"]) + 1
             await asyncio.to_thread(_scale_by_hand, sb, by_hand)
             await sb.cluster.reconcile()
-            template_before = dict(sb.cluster.deployment(NAMESPACE, GATEWAY)["spec"]["template"]["metadata"].get("annotations") or {})
+            template_before = dict(deployment(sb.cluster, NAMESPACE, GATEWAY)["spec"]["template"]["metadata"].get("annotations") or {})
 
             await decide_all(dev_env, h, {"rollback", "scale", "restart"}, by="ic")
             rep = await until(h, lambda r: {"rollback-2", "restart-2"} <= {a.id for a in r.actions}, "new proposals", 60)
@@ -66,7 +67,7 @@ async def test_moved_release_replicas_and_pods_are_left_alone_and_proposed_again
             history = await HelmActivities(sb.config.helm.command, {"KUBECONFIG": str(sb.cluster.kubeconfig_path)}).helm_history(
                 HelmQuery(release=RELEASE, namespace=NAMESPACE))
             assert [r.description for r in history.revisions if r.revision > 12] == ["hotfix by hand"]
-            dep = sb.cluster.deployment(NAMESPACE, GATEWAY)
+            dep = deployment(sb.cluster, NAMESPACE, GATEWAY)
             assert dep["spec"]["replicas"] == by_hand
             assert (dep["spec"]["template"]["metadata"].get("annotations") or {}).get(RESTARTED_AT) == template_before.get(RESTARTED_AT)
             for old in ("rollback", "scale", "restart"):

@@ -200,17 +200,19 @@ def _inbound_class(keyring: Keyring) -> type[WorkflowInboundInterceptor]:
                     and isinstance(first, BaseModel) and "requested_by" in type(first).model_fields):
                 proof, problem = self._check(input.headers, START + info.workflow_type, input.args)
                 # the workflow object already holds this very input: mutate it in place
+                # (Any: whichever input model it is, its fields are checked through model_fields)
+                model: Any = first
                 if proof is None:
-                    first.requested_by = UNVERIFIED
-                    if "start_refused" in type(first).model_fields:
-                        first.start_refused = problem
+                    model.requested_by = UNVERIFIED
+                    if "start_refused" in type(model).model_fields:
+                        model.start_refused = problem
                 else:
                     who = proof.principal()
-                    first.requested_by = who.display
-                    if "requested_roles" in type(first).model_fields:
-                        first.requested_roles = list(who.roles) + (["admin"] if who.is_admin else [])
-                    if "start_refused" in type(first).model_fields:
-                        first.start_refused = None
+                    model.requested_by = who.display
+                    if "requested_roles" in type(model).model_fields:
+                        model.requested_roles = list(who.roles) + (["admin"] if who.is_admin else [])
+                    if "start_refused" in type(model).model_fields:
+                        model.start_refused = None
             return await super().execute_workflow(input)
 
         async def handle_signal(self, input: HandleSignalInput) -> None:

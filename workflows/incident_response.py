@@ -1091,9 +1091,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             lines.append("- SLIs breached: " + "; ".join(a.sli_breaches))
         if a is not None and a.dashboards:
             lines.append("- Dashboards: " + " · ".join(f"[{k}]({v})" for k, v in a.dashboards.items()))
-        for a in sorted(self.actions.values(), key=lambda a: (not a.recommended, a.rank or 999)):
-            star = f" — **recommended**: {a.recommendation}" if a.recommended and a.state == ActionState.PROPOSED else ""
-            lines.append(f"- `{a.id}` {a.kind.value}: {a.state.value}{star}")
+        for act in sorted(self.actions.values(), key=lambda act: (not act.recommended, act.rank or 999)):
+            star = f" — **recommended**: {act.recommendation}" if act.recommended and act.state == ActionState.PROPOSED else ""
+            lines.append(f"- `{act.id}` {act.kind.value}: {act.state.value}{star}")
         workflow.set_current_details("\n".join(lines))
 
     def _report(self) -> IncidentReport:

@@ -472,10 +472,12 @@ class PostIncidentWorkflow:
             pending = [at for at, _ in self._deadlines() if at > workflow.now()]
             seen = self.rev
             timeout = (min(pending) - workflow.now()) if pending else None
+
+            def moved(seen: int = seen) -> bool:
+                return self.rev != seen
+
             try:
-                await workflow.wait_condition(
-                    lambda seen=seen: self.rev != seen, timeout=timeout, timeout_summary="next post-incident deadline"
-                )
+                await workflow.wait_condition(moved, timeout=timeout, timeout_summary="next post-incident deadline")
             except TimeoutError:
                 pass
 

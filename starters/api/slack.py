@@ -143,7 +143,7 @@ def slack_router(cfg: CodeBlueConfig, tokens: TokenBook, client: Callable[[], Aw
                                     commander=report.commander, idempotency_key=f"{incident_id}:{act.id}")
 
     async def update_message(incident_id: str, action_id: str, channel: str, ts: str, res: DecisionResult,
-                             by: str, reason: str | None, message: dict | None = None) -> None:
+                             by: str | None, reason: str | None, message: dict | None = None) -> None:
         now = await current(incident_id, action_id)
         prop = await proposal_for(incident_id, action_id, channel, ts, message, now)
         if prop is None:
