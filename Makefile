@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: drill test install clean
+.PHONY: drill test lint install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,14 @@ install: $(BIN)/.installed
 drill: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/codeblue drill
 
-test: $(BIN)/.installed
+# ruff, mypy, import-linter (no cycles, layers) and the private-name check: the first failure stops
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_private_imports.py
+
+test: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 
 clean:

@@ -28,10 +28,9 @@ from bench.figures import Figure, dev_server_pid, pct, rss_mb
 from domain.identity import ENV_KEY, keyring_from_env, new_key
 from domain.incident import Decision, IncidentInput, IncidentReport
 from domain.severity import Severity
+from sandbox.memory_world import World, incident_worker
 from starters import service
 from starters.devserver import dev_server
-from tests.fakes import World
-from tests.workflow_helpers import incident_worker
 from worker.identity import IdentityInterceptor
 from workflows.incident_response import IncidentResponseWorkflow
 

@@ -15,7 +15,7 @@ import sys
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from tests.fakes import World
+from sandbox.memory_world import World
 from worker.identity import client_interceptors
 from worker.temporal import data_converter
 from workflows.incident_response import IncidentResponseWorkflow

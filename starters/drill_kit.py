@@ -126,7 +126,6 @@ def json_stdout(as_json: bool) -> Iterator[Callable[[str], None]]:
     saved = os.dup(1)
     os.dup2(2, 1)
     try:
-
         def emit(text: str) -> None:
             os.write(saved, (text + "\n").encode())
 

@@ -12,10 +12,9 @@ from temporalio.worker import Worker
 
 from domain.config import ApiConfig, ApiToken, CodeBlueConfig, TemporalSettings
 from domain.identity import keyring_from_env
+from sandbox.memory_world import World, incident_worker
 from starters.api.app import ApiSettings, create_app
 from starters.api.auth import sha256_hex
-from tests.fakes import World
-from tests.workflow_helpers import incident_worker
 from worker.identity import IdentityInterceptor
 
 # principal -> (token, roles). alice is the IC of the incidents the tests start.

@@ -19,9 +19,9 @@ from temporalio.worker import Worker
 from domain.cluster import HealthProbeRequest, HealthProbeResult, LogsQuery, LogsReport, RestartRequest, RolloutState
 from domain.database import RdsInstanceInfo, RdsWaitRequest
 from domain.db_connections import DbConnectionsInput
+from sandbox.memory_world import configure_worker
 from tests.db_fakes import DbWorld
 from tests.db_helpers import IC, restore_config
-from tests.fakes import configure_worker
 from tests.workflow_helpers import terminate
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook

@@ -31,7 +31,7 @@ from domain.database import (
     SecretPointRequest,
     SecretRestoreRequest,
 )
-from tests.fakes import World
+from sandbox.memory_world import World
 
 OLD_URL = "postgresql://app:Old-Pw-9f3a@healthcare-prod.abc.us-east-1.rds.amazonaws.com:5432/healthcare"
 

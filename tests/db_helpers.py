@@ -14,8 +14,8 @@ from temporalio.worker import Worker
 from domain.config import CodeBlueConfig, MitigationConfig, RestoreConfig
 from domain.database import DatabaseRestoreInput
 from domain.incident import Decision, IncidentReport
+from sandbox.memory_world import configure_worker
 from starters import db_service, service
-from tests.fakes import configure_worker
 from tests.workflow_helpers import terminate
 from workflows.database_restore import DatabaseRestoreWorkflow
 

@@ -6,10 +6,8 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
 
-from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -24,54 +22,16 @@ from domain.incident import (
     SlaClock,
     TimelineEntry,
 )
-from domain.notify import Delivery
 from domain.postincident import (
-    CalendarInvite,
     PostIncidentInput,
     PostIncidentStatus,
-    SmokeCheckRequest,
-    SmokeCheckResult,
     postmortem_workflow_id,
 )
 from domain.severity import Severity
-from tests.fakes import World, configure_worker
+from sandbox.memory_world import PostWorld, World, configure_worker
 from tests.workflow_helpers import terminate
 from workflows.incident_response import IncidentResponseWorkflow
 from workflows.post_incident import PostIncidentWorkflow
-
-
-@dataclass
-class PostWorld:
-    """The fakes' World plus what the post-incident's own activities saw."""
-
-    world: World = field(default_factory=World)
-    smoke_ok: bool = True
-    smoke_calls: list[SmokeCheckRequest] = field(default_factory=list)
-    invites: list[CalendarInvite] = field(default_factory=list)
-
-    def activities(self, replace: list | None = None) -> list:
-        pw = self
-
-        @activity.defn(name="smoke_check")
-        async def smoke_check(r: SmokeCheckRequest) -> SmokeCheckResult:
-            pw.smoke_calls.append(r)
-            status = r.expected_status if pw.smoke_ok else 500
-            return SmokeCheckResult(name=r.name, ok=pw.smoke_ok, status=status, detail=f"{r.method} -> {status}")
-
-        @activity.defn(name="schedule_postmortem")
-        async def schedule_postmortem(i: CalendarInvite) -> Delivery:
-            pw.invites.append(i)
-            return Delivery(channel="calendar", delivered=True, detail=f"booked {i.start}")
-
-        acts = self.world.activities() + [smoke_check, schedule_postmortem]
-        if replace:  # real activities stand in for the fakes of the same name
-            names = {_name(a) for a in replace}
-            acts = [a for a in acts if _name(a) not in names] + replace
-        return acts
-
-
-def _name(fn) -> str:
-    return getattr(fn, "__temporal_activity_definition").name
 
 
 def config(**pi) -> CodeBlueConfig:

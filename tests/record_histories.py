@@ -17,8 +17,8 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from sandbox.memory_world import World
 from tests.conftest import signing_interceptors  # also sets the tests' operator key
-from tests.fakes import World
 from tests.test_replay import SCENARIOS, run_scenario
 from worker.temporal import data_converter, register_search_attributes
 

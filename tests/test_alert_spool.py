@@ -16,14 +16,13 @@ from temporalio.worker import Worker
 
 from domain.alerts import AlertLedger, AlertNotice
 from domain.config import AlertRule
+from sandbox.memory_world import World, incident_worker
 from sandbox.ports import free_port
 from starters.api.alert_forwarder import AlertForwarder
 from starters.api.alert_spool import AlertSpool, SpoolError, SpoolFull
 from starters.api.alerts import incident_id_for
 from tests.api_fixtures import api_config, api_on, auth
-from tests.fakes import World
 from tests.test_api import wait_report
-from tests.workflow_helpers import incident_worker
 from worker.temporal import data_converter, replayer
 from workflows.incident_response import IncidentResponseWorkflow
 

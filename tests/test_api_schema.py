@@ -12,9 +12,8 @@ from contextlib import AsyncExitStack
 import httpx
 from temporalio.worker import Worker
 
+from sandbox.memory_world import World, incident_worker
 from sandbox.ports import free_port
-from tests.fakes import World
-from tests.workflow_helpers import incident_worker
 from worker.main import WORKFLOWS
 
 

@@ -18,8 +18,8 @@ from domain.cluster import (
 )
 from domain.config import CodeBlueConfig
 from domain.incident import ActionState, BatchDecision, Decision, DecisionBatch
+from sandbox.memory_world import World
 from starters import service
-from tests.fakes import World
 from tests.workflow_helpers import (
     entry,
     events,

@@ -14,6 +14,7 @@ from activities.environment import EnvironmentActivities
 from domain.config import CodeBlueConfig, MitigationConfig, NotificationConfig
 from domain.identity import Principal
 from domain.incident import ActionState, Decision, Resolution
+from sandbox.memory_world import PostWorld, World
 from starters import service
 from tests.db_fakes import DbWorld
 from tests.db_helpers import events as restore_events
@@ -21,8 +22,6 @@ from tests.db_helpers import proposed as restore_proposed
 from tests.db_helpers import restore_input, restore_worker
 from tests.db_helpers import start as start_restore
 from tests.db_helpers import until as restore_until
-from tests.fakes import World
-from tests.postincident_fixtures import PostWorld
 from tests.test_database_restore_real import history_text
 from tests.workflow_helpers import events, incident, proposed, start, terminate, until, worker_for
 from worker.identity import acting_as

@@ -9,8 +9,8 @@ import asyncio
 from domain.alerts import MAX_BATCH, AlertBatch, AlertNotice
 from domain.config import CodeBlueConfig, LimitsConfig
 from domain.incident import REPORT_MAX_BYTES, ActionState, Decision, IncidentReport, Note, Resolution
+from sandbox.memory_world import World, configure_worker
 from starters import service
-from tests.fakes import World, configure_worker
 from tests.workflow_helpers import decide_all, entry, events, incident, proposed, skip, start, until, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 

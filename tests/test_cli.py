@@ -11,8 +11,8 @@ from pathlib import Path
 
 from temporalio.worker import Worker
 
-from tests.fakes import World
-from tests.workflow_helpers import incident_worker, proposed, until
+from sandbox.memory_world import World, incident_worker
+from tests.workflow_helpers import proposed, until
 from workflows.incident_response import IncidentResponseWorkflow
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from domain.incident import CommanderAssignment, Decision, Escalation, Resolution
 from domain.severity import Severity
+from sandbox.memory_world import World
 from starters import service
 from starters.service import CodeBlueError
-from tests.fakes import World
 from tests.workflow_helpers import decide_all, events, incident, proposed, start, terminate, until, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from domain.incident import Resolution
+from sandbox.memory_world import World
 from starters import service
-from tests.fakes import World
 from tests.workflow_helpers import decide_all, events, incident, start, until, worker_for
 
 

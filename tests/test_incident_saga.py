@@ -11,8 +11,8 @@ from temporalio.exceptions import CancelledError
 from domain.config import CodeBlueConfig, MitigationConfig
 from domain.incident import ActionState, Decision, Escalation
 from domain.severity import Severity
+from sandbox.memory_world import World, configure_worker
 from starters import service
-from tests.fakes import World, configure_worker
 from tests.workflow_helpers import decide_all, events, incident, proposed, start, until, worker_for
 
 

@@ -9,8 +9,8 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from domain.config import CodeBlueConfig
 from domain.postincident import CloseActionItem, NewActionItem, PostmortemHeld, postmortem_workflow_id
+from sandbox.memory_world import PostWorld
 from tests.postincident_fixtures import (
-    PostWorld,
     commander_pages,
     config,
     post_input,
@@ -310,7 +310,7 @@ def _with_prometheus(**pi) -> CodeBlueConfig:
 
 
 async def test_verification_fails_on_an_sli_breach_and_passes_once_it_clears(skipping_env):
-    from tests.fakes import BREACHING_SLIS, HEALTHY_SLIS
+    from sandbox.memory_world import BREACHING_SLIS, HEALTHY_SLIS
     from tests.postincident_fixtures import resolved_report
 
     # pods, deployments, logs and the health endpoint are all fine: only the SLIs breach

@@ -8,9 +8,9 @@ import uuid
 from domain.alerts import AlertNotice
 from domain.incident import CommanderAssignment, Decision, Resolution
 from domain.postincident import PostIncidentInput
+from sandbox.memory_world import World, configure_worker
 from starters import service, service_postmortem
 from starters.api.alerts import signal_with_start
-from tests.fakes import World, configure_worker
 from tests.postincident_fixtures import config
 from tests.workflow_helpers import events, proposed, skip, until, worker_for
 from workflows.incident_response import IncidentResponseWorkflow

@@ -12,8 +12,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from domain.incident import Resolution
+from sandbox.memory_world import World
 from starters import service
-from tests.fakes import World
 from tests.workflow_helpers import decide_all, incident, skip, start, worker_for
 from worker.temporal import replayer
 from workflows.incident_response import IncidentResponseWorkflow

@@ -13,9 +13,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.worker import Worker
 
 from domain.config import ConfigError, TemporalSettings
+from sandbox.memory_world import World, incident_worker
 from starters import service
-from tests.fakes import World
-from tests.workflow_helpers import incident, incident_worker, proposed, terminate, until
+from tests.workflow_helpers import incident, proposed, terminate, until
 from worker.temporal import connect
 
 

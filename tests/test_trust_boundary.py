@@ -14,8 +14,8 @@ from domain.config import CodeBlueConfig, Contacts, HealthConfig
 from domain.identity import HEADER, IdentityKeyError, Keyring, Principal, keyring_from_env, parse_key
 from domain.incident import CommanderAssignment, Decision, Escalation, Note, Resolution
 from domain.severity import Severity
+from sandbox.memory_world import World
 from starters import service
-from tests.fakes import World
 from tests.workflow_helpers import events, incident, proposed, skip, start, terminate, until, worker_for
 from worker.identity import IdentityInterceptor, acting_as, proof_payload
 from worker.temporal import data_converter
@@ -158,7 +158,7 @@ async def test_a_rotated_key_still_verifies_and_an_unknown_key_does_not(skipping
 
     from temporalio.worker import Worker
 
-    from tests.workflow_helpers import incident_worker
+    from sandbox.memory_world import incident_worker
 
     tq = f"tq-{uuid.uuid4().hex[:8]}"
     async with Worker(worker_client, task_queue=tq, **incident_worker(world)):
@@ -263,7 +263,7 @@ async def test_activities_refuse_targets_the_workers_config_does_not_name():
 async def test_a_post_incident_input_config_changes_no_smoke_check(skipping_env):
     from domain.config import SmokeCheck
     from domain.postincident import PostIncidentInput, postmortem_workflow_id
-    from tests.fakes import configure_worker
+    from sandbox.memory_world import configure_worker
     from tests.postincident_fixtures import config, post_worker, resolved_report
     from tests.test_post_incident import child_ready, healthy
 

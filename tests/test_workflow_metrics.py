@@ -13,10 +13,9 @@ from temporalio.runtime import BufferedMetricUpdate, MetricBuffer, Runtime, Tele
 from temporalio.worker import Replayer, Worker
 
 from domain.incident import ActionState, Decision
+from sandbox.memory_world import PostWorld, World
 from starters import service
 from tests.conftest import signing_interceptors
-from tests.fakes import World
-from tests.postincident_fixtures import PostWorld
 from tests.test_replay import committed_history
 from tests.workflow_helpers import events, incident, proposed, skip, start, terminate, until
 from worker.main import WORKFLOWS

@@ -15,8 +15,8 @@ from temporalio.worker import Worker
 
 from domain.incident import BatchDecision, DecisionBatch, IncidentInput, IncidentReport
 from domain.severity import Severity
+from sandbox.memory_world import World
 from starters import service
-from tests.fakes import World
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -35,7 +35,7 @@ def incident(severity: str = "P0", commander: str | None = "alice", **kw) -> Inc
 async def worker_for(env: WorkflowEnvironment, world: World) -> AsyncIterator[str]:
     """A worker on a fresh task queue; incidents it leaves running are terminated on exit,
     since a stranded activity task would stop the shared server from skipping time."""
-    from tests.postincident_fixtures import PostWorld
+    from sandbox.memory_world import PostWorld
     from workflows.post_incident import PostIncidentWorkflow
 
     tq = f"tq-{uuid.uuid4().hex[:8]}"
@@ -126,17 +126,6 @@ def entry(rep: IncidentReport, event: str):
 
 async def client_of(env: WorkflowEnvironment) -> Client:
     return env.client
-
-
-def incident_worker(world: World) -> dict:
-    """Worker options for incidents: resolving one starts its post-incident child."""
-    from tests.postincident_fixtures import PostWorld
-    from workflows.post_incident import PostIncidentWorkflow
-
-    return {
-        "workflows": [IncidentResponseWorkflow, PostIncidentWorkflow],
-        "activities": PostWorld(world=world).activities(),
-    }
 
 
 async def decide_all(env: WorkflowEnvironment, h: WorkflowHandle, approve: set[str], by: str = "alice",

@@ -1,7 +1,9 @@
 """In-memory stand-ins for every activity, registered under the real activity names.
 
 Workflow tests use them to script the world (a crash-looping release, a hanging API, a
-failing scale) and to count side effects.
+failing scale) and to count side effects; the benchmarks use them to measure CodeBlue's own
+cost with no I/O behind it. `PostWorld` adds the post-incident's activities;
+`incident_worker(world)` is what a worker for incidents (and their post-incident child) needs.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from domain.cluster import (
 )
 from domain.config import CodeBlueConfig, EnvironmentQuery
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
+from domain.postincident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
 from domain.prometheus import (
     SliQuery,
     SliRangeQuery,
@@ -322,3 +325,48 @@ class World:
             page, status_page, post_message, slack_post_proposal, slack_update_proposal,
             incident_authority, incident_report, sli_values, sli_range,
         ]
+
+
+@dataclass
+class PostWorld:
+    """The fakes' World plus what the post-incident's own activities saw."""
+
+    world: World = field(default_factory=World)
+    smoke_ok: bool = True
+    smoke_calls: list[SmokeCheckRequest] = field(default_factory=list)
+    invites: list[CalendarInvite] = field(default_factory=list)
+
+    def activities(self, replace: list | None = None) -> list:
+        pw = self
+
+        @activity.defn(name="smoke_check")
+        async def smoke_check(r: SmokeCheckRequest) -> SmokeCheckResult:
+            pw.smoke_calls.append(r)
+            status = r.expected_status if pw.smoke_ok else 500
+            return SmokeCheckResult(name=r.name, ok=pw.smoke_ok, status=status, detail=f"{r.method} -> {status}")
+
+        @activity.defn(name="schedule_postmortem")
+        async def schedule_postmortem(i: CalendarInvite) -> Delivery:
+            pw.invites.append(i)
+            return Delivery(channel="calendar", delivered=True, detail=f"booked {i.start}")
+
+        acts = self.world.activities() + [smoke_check, schedule_postmortem]
+        if replace:  # real activities stand in for the fakes of the same name
+            names = {_name(a) for a in replace}
+            acts = [a for a in acts if _name(a) not in names] + replace
+        return acts
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__temporal_activity_definition").name
+
+
+def incident_worker(world: World) -> dict:
+    """Worker options for incidents: resolving one starts its post-incident child."""
+    from workflows.incident_response import IncidentResponseWorkflow
+    from workflows.post_incident import PostIncidentWorkflow
+
+    return {
+        "workflows": [IncidentResponseWorkflow, PostIncidentWorkflow],
+        "activities": PostWorld(world=world).activities(),
+    }
