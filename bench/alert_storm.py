@@ -1,7 +1,7 @@
 """Figure 5: an Alertmanager storm through the HTTP API.
 
 As deployed, each part is a process of its own: the API (`codeblue api --alert-spool`), the
-worker (`bench.storm_worker`), the dev server, and here the load, standing in for
+worker (`bench.fake_worker`), the dev server, and here the load, standing in for
 Alertmanager. Alerts arrive at a fixed rate (open loop), one per request, over keep-alive
 HTTP/1.1 connections; each latency counts from the alert's scheduled arrival to the last
 byte of the answer, so waiting for a free connection counts too (no coordinated omission).
@@ -198,7 +198,7 @@ async def _storm(client: Client, alerts: int, keys: int, rate: float,
 
     with tempfile.TemporaryDirectory(prefix="codeblue-storm-") as tmp:
         api = _Api(client, tq, Path(tmp))
-        worker = subprocess.Popen([sys.executable, "-m", "bench.storm_worker", client.service_client.config.target_host,
+        worker = subprocess.Popen([sys.executable, "-m", "bench.fake_worker", client.service_client.config.target_host,
                                    client.namespace, tq], stdout=subprocess.PIPE, text=True)
         try:
             if worker.stdout is None or worker.stdout.readline().strip() != "ready":

@@ -14,6 +14,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +33,7 @@ from sandbox.memory_world import World, incident_worker
 from starters import service
 from starters.devserver import dev_server
 from worker.identity import IdentityInterceptor
+from worker.temporal import workflow_runner
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -153,14 +155,13 @@ async def open_incidents(client: Client, tq: str, n: int, concurrency: int = 50)
     return ids
 
 
-async def approval_latency_and_capacity(client: Client, open_n: int, capacity_n: int, samples: int,
-                                        cache: int = 2000) -> list[Figure]:
+async def approval_latency(client: Client, open_n: int, samples: int, cache: int = 2000) -> Figure:
     from domain.cluster import HelmRollbackRequest  # noqa: F401 - warm import outside timing
 
     world = StampedWorld()
     tq = f"bench-appr-{uuid.uuid4().hex[:6]}"
-    figs: list[Figure] = []
-    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities(), max_cached_workflows=cache):
+    async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities(),
+                      max_cached_workflows=cache, workflow_runner=workflow_runner()):
         ids = await open_incidents(client, tq, open_n)
         lat = []
         for wid in ids[:samples]:
@@ -172,26 +173,47 @@ async def approval_latency_and_capacity(client: Client, open_n: int, capacity_n:
             while wid not in world.rollback_started:
                 await asyncio.sleep(0.001)
             lat.append((world.rollback_started[wid] - t0) * 1000)
-        p99 = pct(lat, 99)
-        figs.append(Figure(
-            f"approval latency p99 ({open_n} open)", p99, "ms", "<= 250 ms", p99 <= 250,
-            {"p50_ms": pct(lat, 50), "samples": len(lat)},
-        ))
-        # the sampled incidents have moved on; top the open count back up to capacity_n
-        more = await open_incidents(client, tq, max(capacity_n - (len(ids) - samples), 0))
-        total_open = len(ids) - samples + len(more)
+        await _terminate(client, ids)
+    p99 = pct(lat, 99)
+    return Figure(f"approval latency p99 ({open_n} open)", p99, "ms", "<= 250 ms", p99 <= 250,
+                  {"p50_ms": pct(lat, 50), "samples": len(lat)})
+
+
+async def capacity(client: Client, n: int, warm: int = 20) -> Figure:
+    """`n` incidents open at once, each waiting for the IC, on one worker in a process of its
+    own (bench.fake_worker): its RSS, and what each open incident adds to it."""
+    tq = f"bench-cap-{uuid.uuid4().hex[:6]}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fake_worker", client.service_client.config.target_host, client.namespace, tq,
+        stdout=asyncio.subprocess.PIPE)
+    ids: list[str] = []
+    try:
+        assert proc.stdout is not None
+        if (await asyncio.wait_for(proc.stdout.readline(), 60)).strip() != b"ready":
+            raise RuntimeError("the capacity worker did not start")
+        ids += await open_incidents(client, tq, warm)  # imports, caches and pools warmed
+        before = rss_mb(proc.pid)
+        ids += await open_incidents(client, tq, n - warm)
+        rss = rss_mb(proc.pid)
+        per_kib = (rss - before) * 1024 / (n - warm)
         server = dev_server_pid()
-        worker_rss = rss_mb(os.getpid())
-        figs.append(Figure(
-            f"capacity: worker RSS with {total_open} open", worker_rss, "MiB", "<= 1024 MiB", worker_rss <= 1024,
-            {"dev_server_rss_mib": rss_mb(server) if server else None, "open_incidents": total_open},
-        ))
-        for wid in ids + more:
-            try:
-                await client.get_workflow_handle(wid).terminate("bench done")
-            except Exception:  # noqa: BLE001 - already closed
-                pass
-    return figs
+        return Figure(
+            f"capacity: worker RSS with {n} open", rss, "MiB", "<= 400 MiB", rss <= 400,
+            {"per_incident_kib": round(per_kib, 1), "worker_rss_before_mib": round(before, 1),
+             "dev_server_rss_mib": rss_mb(server) if server else None, "open_incidents": n},
+        )
+    finally:
+        await _terminate(client, ids)
+        proc.terminate()
+        await proc.wait()
+
+
+async def _terminate(client: Client, ids: list[str]) -> None:
+    for wid in ids:
+        try:
+            await client.get_workflow_handle(wid).terminate("bench done")
+        except Exception:  # noqa: BLE001 - already closed
+            pass
 
 
 # - ------------------------------------------------------------------ converter cost (no goal)
@@ -251,8 +273,10 @@ async def main(quick: bool, out: Path | None) -> int:
         figures.append(await time_to_diagnostics(client, n_diag))
         print("measuring orchestration overhead...", flush=True)
         figures.append(await orchestration_overhead(client, n_ovh))
-        print("measuring approval latency and capacity...", flush=True)
-        figures.extend(await approval_latency_and_capacity(client, open_n, cap_n, samples))
+        print("measuring approval latency...", flush=True)
+        figures.append(await approval_latency(client, open_n, samples))
+        print("measuring capacity...", flush=True)
+        figures.append(await capacity(client, cap_n))
         figures.append(await converter_cost(200 if quick else 2000))
         print("measuring the alert storm (split cores, then shared)...", flush=True)
         figures.append(await alert_storm(client, 1000 if quick else 10_000, 100))

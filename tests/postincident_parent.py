@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.post_incident import start_post_incident
+from workflows.post_incident_start import start_post_incident
 
 with workflow.unsafe.imports_passed_through():
     from domain.postincident import PostIncidentInput

@@ -30,6 +30,7 @@ from activities.slack import SlackActivities
 from activities.targets import Targets
 from domain.config import AwsConfig, CodeBlueConfig, ConfigError, KubernetesConfig
 from worker.identity import IdentityInterceptor
+from worker.temporal import workflow_runner
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
 from workflows.high_memory import HighMemoryPlaybook
@@ -142,6 +143,7 @@ async def running_worker(
             workflows=WORKFLOWS,
             activities=activities_for(cfg, http),
             interceptors=[] if verifying else [IdentityInterceptor.from_env()],
+            workflow_runner=workflow_runner(),
             **worker_options,
         )
         async with worker:

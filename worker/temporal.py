@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -11,9 +12,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from domain import search_attributes as sa
-from domain.config import TemporalSettings
+from domain.config import ConfigError, TemporalSettings
 from domain.identity import OPERATOR_VIA
 
 
@@ -29,6 +31,28 @@ def data_converter() -> DataConverter:
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
+
+
+SANDBOX_ENV = "CODEBLUE_WORKFLOW_SANDBOX"
+
+
+def workflow_runner(mode: str | None = None) -> SandboxedWorkflowRunner:
+    """The sandbox a worker runs CodeBlue's workflows in.
+
+    `shared` (the default for `codeblue worker`, the drills and the bench): CodeBlue's own
+    `workflows` and `domain` modules are imported once and shared by every run instead of
+    re-imported per run, which is most of a cached incident's memory and of its start-up CPU.
+    The SDK's run-time checks on the modules it proxies still apply, but a non-deterministic
+    call written in CodeBlue's own code is then not refused. `strict`: everything re-imported
+    per run, every call checked — what the test suite and every replay of a committed history
+    run, so such a call fails the tests before it reaches a worker."""
+    mode = (mode or os.environ.get(SANDBOX_ENV) or "shared").strip().lower()
+    if mode == "strict":
+        return SandboxedWorkflowRunner()
+    if mode != "shared":
+        raise ConfigError(f"{SANDBOX_ENV}={mode!r}: expected 'shared' or 'strict'")
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "domain"))
 
 
 def replayer(workflows: list) -> Replayer:

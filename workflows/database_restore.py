@@ -18,12 +18,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import settle
-from workflows.playbook import Playbook
-from workflows.saga import Saga
-from workflows.steps import NON_RETRYABLE
-from workflows.timeline import CODEBLUE, mmss, reason
-
+# Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.cluster import DbCheckRequest, DbCheckResult, RestartRequest, RolloutState, RolloutWaitRequest
@@ -54,6 +49,11 @@ with workflow.unsafe.imports_passed_through():
         Phase,
     )
     from domain.notify import Audience
+    from workflows.approvals import settle
+    from workflows.playbook import Playbook
+    from workflows.saga import Saga
+    from workflows.steps import NON_RETRYABLE
+    from workflows.timeline import CODEBLUE, mmss, reason
 
 DB_NON_RETRYABLE = NON_RETRYABLE + [
     "PreflightFailed", "TargetNotOurs", "RestoreFailed", "InvalidRequest", "Unauthorized", "AwsDenied",

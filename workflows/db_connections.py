@@ -20,10 +20,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlreadyStartedError
 
-from workflows.approvals import settle
-from workflows.playbook import Playbook
-from workflows.timeline import CODEBLUE, reason
-
+# Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from domain.cluster import (
         DbCheckRequest,
@@ -40,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.db_connections import INSTANCE_DOWN_STATES, POOL_EXHAUSTED_PATTERN, DbConnectionsInput
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.notify import Audience
+    from workflows.approvals import settle
+    from workflows.playbook import Playbook
+    from workflows.timeline import CODEBLUE, reason
 
 RESTORE_WORKFLOW = "DatabaseRestoreWorkflow"
 NO_UNDO = "none needed: a restart only replaces pods"

@@ -15,11 +15,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import settle
-from workflows.playbook import Playbook
-from workflows.saga import Saga
-from workflows.timeline import CODEBLUE, reason
-
+# Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from domain.cluster import (
         DeploymentsReport,
@@ -34,6 +30,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.memory import MemoryInput, MemoryResolution, leak_suspects
+    from workflows.approvals import settle
+    from workflows.playbook import Playbook
+    from workflows.saga import Saga
+    from workflows.timeline import CODEBLUE, reason
 
 
 @workflow.defn

@@ -16,16 +16,7 @@ from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, WorkflowAlreadyStartedError
 
-from workflows import metrics
-from workflows.analysis import read_slis
-from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
-from workflows.post_incident import start_own_post_incident, start_post_incident
-from workflows.saga import Saga
-from workflows.steps import NOTIFY_RETRY, Steps
-from workflows.timeline import CODEBLUE, Timeline
-from workflows.timeline import mmss as _mmss
-from workflows.timeline import reason as _reason
-
+# Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.alerts import AlertBatch, AlertLedger, AlertNotice
@@ -82,6 +73,15 @@ with workflow.unsafe.imports_passed_through():
     from domain.recovery import RecoveryInput, recovery_workflow_id
     from domain.severity import Severity
     from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
+    from workflows import metrics
+    from workflows.analysis import read_slis
+    from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
+    from workflows.post_incident_start import start_own_post_incident, start_post_incident
+    from workflows.saga import Saga
+    from workflows.steps import NOTIFY_RETRY, Steps
+    from workflows.timeline import CODEBLUE, Timeline
+    from workflows.timeline import mmss as _mmss
+    from workflows.timeline import reason as _reason
 
 async def _nothing() -> None:
     return None

@@ -13,12 +13,9 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, FailureError
 
-from workflows.analysis import analyse, read_slis
-from workflows.steps import READ_RETRY, Steps
-from workflows.timeline import CODEBLUE, Timeline
-
+# Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from domain.cluster import (
         DeploymentsReport,
@@ -31,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
-    from domain.incident import IncidentInput, IncidentRef, IncidentReport, Phase
+    from domain.incident import IncidentInput, IncidentReport, Phase
     from domain.notify import Audience, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.postincident import (
         ActionItem,
@@ -47,10 +44,12 @@ with workflow.unsafe.imports_passed_through():
         SmokeCheckRequest,
         SmokeCheckResult,
         Verification,
-        postmortem_workflow_id,
     )
     from domain.postmortem import PostmortemExtras, render_postmortem
     from domain.severity import Severity
+    from workflows.analysis import analyse, read_slis
+    from workflows.steps import READ_RETRY, Steps
+    from workflows.timeline import CODEBLUE, Timeline
 
 
 def _parse(iso: str) -> datetime:
@@ -601,52 +600,3 @@ class PostIncidentWorkflow:
                 "verified": r.verified if v is None else v.ok,
             }
         )
-
-
-async def start_post_incident(report: IncidentReport, commander: str | None, ordinal: int = 1,
-                              incident_run_id: str | None = None, by_reference: bool = False) -> str:
-    """From a workflow that just resolved an incident: start its post-incident work as a
-    child that outlives the parent (ABANDON). Returns the child's workflow ID. `by_reference`:
-    the child reads the report from this run instead of getting it in its input."""
-    wid = postmortem_workflow_id(report.incident_id, ordinal)
-    await workflow.start_child_workflow(
-        PostIncidentWorkflow.run,
-        PostIncidentInput(
-            incident_id=report.incident_id,
-            report=report,
-            commander=commander,
-            resolved_at=workflow.now().isoformat(),
-            incident_run_id=incident_run_id,
-        ) if not by_reference else PostIncidentInput(
-            incident_id=report.incident_id,
-            report_ref=IncidentRef(incident_id=report.incident_id, run_id=incident_run_id),
-            commander=commander,
-            resolved_at=workflow.now().isoformat(),
-            incident_run_id=incident_run_id,
-        ),
-        id=wid,
-        parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        static_summary=f"Post-incident: {report.incident_id}",
-    )
-    return wid
-
-
-MAX_POSTMORTEMS = 50
-
-
-async def start_own_post_incident(report: IncidentReport, commander: str | None) -> str | None:
-    """One post-mortem per incident run: an alert key that recurs opens new runs of the same
-    workflow ID, and each gets the next free `<ID>-postmortem[-N]`. A failure is never the
-    incident's: returns None and the caller records it."""
-    run_id = workflow.info().run_id
-    by_reference = workflow.patched("report-by-reference")  # older histories passed the report itself
-    for ordinal in range(1, MAX_POSTMORTEMS + 1):
-        try:
-            return await start_post_incident(report, commander, ordinal, run_id, by_reference)
-        except WorkflowAlreadyStartedError:
-            continue  # an earlier run of this ID has its post-mortem there
-        except FailureError as e:  # any other refusal of the start: recorded, the incident still resolves
-            workflow.logger.warning("post-incident start failed: %s", type(e).__name__)
-            return None
-    return None

@@ -16,11 +16,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approvals import settle
-from workflows.playbook import Playbook
-from workflows.steps import READ_RETRY
-from workflows.timeline import CODEBLUE, reason
-
+# Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from domain.cache import (
         CacheCluster,
@@ -34,6 +30,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.notify import Audience
+    from workflows.approvals import settle
+    from workflows.playbook import Playbook
+    from workflows.steps import READ_RETRY
+    from workflows.timeline import CODEBLUE, reason
 
 NO_UNDO = "none possible: a flush cannot be undone (the cache refills from the source of truth)"
 

@@ -17,13 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.analysis import analyse
-from workflows.approvals import settle
-from workflows.playbook import Playbook
-from workflows.saga import Saga
-from workflows.steps import NON_RETRYABLE, budget
-from workflows.timeline import CODEBLUE, reason
-
+# Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from domain.cluster import (
         HealthProbeRequest,
@@ -55,6 +49,12 @@ with workflow.unsafe.imports_passed_through():
         ReleaseReadyRequest,
         choose_fallback_revision,
     )
+    from workflows.analysis import analyse
+    from workflows.approvals import settle
+    from workflows.playbook import Playbook
+    from workflows.saga import Saga
+    from workflows.steps import NON_RETRYABLE, budget
+    from workflows.timeline import CODEBLUE, reason
 
 ACTION_ID = "redeploy"
 # preflight failures say what is wrong (no release, no chart, no cluster): retrying won't help

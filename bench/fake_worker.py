@@ -1,7 +1,9 @@
-"""The alert storm's worker, in a process of its own as deployed: its workflow tasks never share
-a GIL with the load generator. Activities are the in-memory world of the tests.
+"""A benchmark's worker, in a process of its own as deployed: its workflow tasks never share a
+GIL with the load generator, and its RSS is the worker's alone (the capacity figure).
+Activities are the in-memory world (sandbox.memory_world); the sandbox is the deployed
+worker's (`worker.temporal.workflow_runner`).
 
-`python -m bench.storm_worker ADDRESS NAMESPACE TASK_QUEUE`: prints `ready` once polling,
+`python -m bench.fake_worker ADDRESS NAMESPACE TASK_QUEUE`: prints `ready` once polling,
 stops cleanly on SIGTERM.
 """
 
@@ -17,7 +19,7 @@ from temporalio.worker import Worker
 
 from sandbox.memory_world import World
 from worker.identity import client_interceptors
-from worker.temporal import data_converter
+from worker.temporal import data_converter, workflow_runner
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -27,7 +29,8 @@ async def serve(address: str, namespace: str, task_queue: str) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     client = await Client.connect(address, namespace=namespace, data_converter=data_converter(),
                                   interceptors=client_interceptors())  # verifies the API's proofs
-    async with Worker(client, task_queue=task_queue, workflows=[IncidentResponseWorkflow], activities=World().activities()):
+    async with Worker(client, task_queue=task_queue, workflows=[IncidentResponseWorkflow], activities=World().activities(),
+                      workflow_runner=workflow_runner(), max_cached_workflows=2000):
         print("ready", flush=True)
         await stop.wait()
 
