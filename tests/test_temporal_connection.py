@@ -87,3 +87,18 @@ def test_an_unreadable_cert_is_a_one_line_cli_error(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "TEMPORAL_TLS_CERT" in lines[0] and "missing.crt" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_the_workflow_sandbox_is_shared_by_default_strict_on_request_and_a_typo_is_refused(monkeypatch):
+    from domain.config import ConfigError
+    from worker.temporal import SANDBOX_ENV, workflow_runner
+
+    monkeypatch.delenv(SANDBOX_ENV, raising=False)
+    shared = workflow_runner().restrictions
+    assert {"workflows", "domain"} <= set(shared.passthrough_modules)
+    monkeypatch.setenv(SANDBOX_ENV, "strict")
+    strict = workflow_runner().restrictions
+    assert "workflows" not in strict.passthrough_modules
+    monkeypatch.setenv(SANDBOX_ENV, "sharde")
+    with pytest.raises(ConfigError, match="CODEBLUE_WORKFLOW_SANDBOX='sharde'"):
+        workflow_runner()
