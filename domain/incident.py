@@ -6,7 +6,7 @@ import re
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from domain.identity import StartedBy
 from domain.severity import Severity
@@ -129,11 +129,90 @@ class IncidentAuthority(BaseModel):
     commander: str | None = None
 
 
+class TimelineKind(str, Enum):
+    """What a timeline entry records, for readers that must not parse its words (the
+    post-mortem draft, dashboards, tests). `event` is everything else."""
+
+    OPENED = "opened"
+    SEVERITY = "severity"  # why the severity is what it is
+    ESCALATED = "escalated"
+    SLA = "sla"  # a clock met or missed
+    STEP = "step"  # a runbook step done (diagnostics, assessment, a playbook's reading)
+    PROPOSED = "proposed"
+    DECISION = "decision"  # approved or rejected, by a person
+    EXECUTING = "executing"
+    EXECUTED = "executed"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"  # withdrawn, or not run because the world moved
+    COMPENSATION = "compensation"  # an undo, or the start of undoing
+    NOTIFICATION = "notification"  # pages, messages, status page, Slack
+    ALERT = "alert"
+    NOTE = "note"
+    COMMANDER = "commander"
+    IGNORED = "ignored"  # a command refused or without effect
+    VERIFICATION = "verification"  # health, SLIs, verified or not
+    RESOLVED = "resolved"
+    CONTINUED = "continued"  # continued as new
+    POST_INCIDENT = "post_incident"
+    EVENT = "event"
+
+
+# The first words of the events CodeBlue writes, most specific first: Timeline.log files every
+# entry under one kind here, in the one place the words are made.
+_KIND_PREFIXES: tuple[tuple[str, TimelineKind], ...] = (
+    ("Incident opened", TimelineKind.OPENED), ("Incident reopened", TimelineKind.OPENED),
+    ("Severity reason", TimelineKind.SEVERITY), ("Escalated", TimelineKind.ESCALATED),
+    ("SLA ", TimelineKind.SLA),
+    ("Proposed", TimelineKind.PROPOSED), ("Approved", TimelineKind.DECISION), ("Rejected", TimelineKind.DECISION),
+    ("Confirmed", TimelineKind.DECISION), ("Scale-up kept", TimelineKind.DECISION),
+    ("Executing", TimelineKind.EXECUTING), ("Executed", TimelineKind.EXECUTED),
+    ("Compensat", TimelineKind.COMPENSATION), ("Mitigation failed; compensating", TimelineKind.COMPENSATION),
+    ("Recovery failed; compensating", TimelineKind.COMPENSATION), ("Cutover failed; compensating", TimelineKind.COMPENSATION),
+    ("Incident cancelled; undoing", TimelineKind.COMPENSATION),
+    ("Failed", TimelineKind.FAILED), ("Restore failed", TimelineKind.FAILED),
+    ("Withdrawn", TimelineKind.SUPERSEDED), ("Not run", TimelineKind.SUPERSEDED),
+    ("Alert", TimelineKind.ALERT), ("Note", TimelineKind.NOTE),
+    ("Incident commander", TimelineKind.COMMANDER), ("Commander change", TimelineKind.IGNORED),
+    ("Ignored", TimelineKind.IGNORED), ("Escalation ignored", TimelineKind.IGNORED), ("Resolve ignored", TimelineKind.IGNORED),
+    ("Post-mortem held ignored", TimelineKind.IGNORED),
+    ("Page ", TimelineKind.NOTIFICATION), ("Paged", TimelineKind.NOTIFICATION), ("Status page", TimelineKind.NOTIFICATION),
+    ("Stakeholders", TimelineKind.NOTIFICATION), ("Message", TimelineKind.NOTIFICATION), ("Slack", TimelineKind.NOTIFICATION),
+    ("Post ", TimelineKind.NOTIFICATION), ("Update ", TimelineKind.NOTIFICATION), ("Reminded", TimelineKind.NOTIFICATION),
+    ("Closing communications", TimelineKind.NOTIFICATION),
+    ("Health", TimelineKind.VERIFICATION), ("Verified", TimelineKind.VERIFICATION), ("Not verified", TimelineKind.VERIFICATION),
+    ("Re-checked", TimelineKind.VERIFICATION), ("SLIs", TimelineKind.VERIFICATION), ("Metric analysis", TimelineKind.VERIFICATION),
+    ("Restored database verified", TimelineKind.VERIFICATION),
+    ("Incident resolved", TimelineKind.RESOLVED), ("Continued as new", TimelineKind.CONTINUED),
+    ("Post-incident", TimelineKind.POST_INCIDENT), ("Post-mortem", TimelineKind.POST_INCIDENT),
+    ("Action item", TimelineKind.POST_INCIDENT),
+    ("Immediate actions", TimelineKind.STEP), ("Assessment", TimelineKind.STEP), ("Step ", TimelineKind.STEP),
+    ("Memory", TimelineKind.STEP), ("Redis stats", TimelineKind.STEP), ("Preflight", TimelineKind.STEP),
+)
+
+
+def timeline_kind(event: str) -> TimelineKind:
+    for prefix, kind in _KIND_PREFIXES:
+        if event.startswith(prefix):
+            return kind
+    if event.endswith(" failed"):  # "<activity summary> failed"
+        return TimelineKind.FAILED
+    return TimelineKind.EVENT
+
+
 class TimelineEntry(BaseModel):
     at_seconds: float
     actor: str
     event: str
     result: str | None = None
+    kind: TimelineKind = TimelineKind.EVENT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_from_event(cls, data: Any) -> Any:
+        """An entry made without a kind (or recorded before kinds existed) is filed by its words."""
+        if isinstance(data, dict) and data.get("kind") is None and isinstance(data.get("event"), str):
+            return {**data, "kind": timeline_kind(data["event"])}
+        return data
 
 
 class SlaClock(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from domain.incident import Action, ActionState, IncidentReport, TimelineEntry
+from domain.incident import Action, ActionState, IncidentReport, TimelineEntry, TimelineKind
 from domain.postincident import ActionItem, Verification
 
 ROOT_CAUSE_PROMPTS = [
@@ -128,8 +128,8 @@ def render_postmortem(report: IncidentReport, extras: PostmortemExtras | None = 
 
     out += ["## Severity and why", ""]
     out.append(f"Final severity **{report.severity.value}**.")
-    why = [e for e in tl if e.event == "Severity reason" or e.event.startswith("Escalated")]
-    opened = next((e for e in tl if e.event.startswith("Incident opened")), None)
+    why = [e for e in tl if e.kind in (TimelineKind.SEVERITY, TimelineKind.ESCALATED)]
+    opened = next((e for e in tl if e.kind == TimelineKind.OPENED), None)
     if opened and opened.result:
         out.append(f"- Opened as: {opened.result}")
     for e in why:
@@ -177,7 +177,7 @@ def render_postmortem(report: IncidentReport, extras: PostmortemExtras | None = 
     out.append("")
 
     out += ["## Compensations", ""]
-    comp = [e for e in tl if e.event.startswith("Compensat") or "compensating" in e.event.lower()]
+    comp = [e for e in tl if e.kind == TimelineKind.COMPENSATION]
     undone = [act for act in report.actions if act.state == ActionState.COMPENSATED or (act.result or "").endswith("compensated")]
     if comp or undone:
         for act in undone:

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from domain.alerts import AlertLedger, AlertNotice
 from domain.config import AlertRule
+from domain.incident import TimelineKind
 from sandbox.memory_world import World, incident_worker
 from sandbox.ports import free_port
 from starters.api.alert_forwarder import AlertForwarder
@@ -39,7 +40,7 @@ async def rows_for(notices: list[AlertNotice]) -> list[tuple[str, bytes]]:
 
 
 def alert_events(rep) -> list[str]:
-    return [e.event for e in rep.timeline if e.event.startswith("Alert")]
+    return [e.event for e in rep.timeline if e.kind == TimelineKind.ALERT]
 
 
 # ---------------------------------------------------------------- the file itself
@@ -160,7 +161,7 @@ async def test_alerts_accepted_while_temporal_is_down_arrive_once_it_is_back(dev
             rep = await h.query(IncidentResponseWorkflow.status)
             assert alert_events(rep) == [f"Alert firing: {name}", f"Alert firing: {name}",
                                          f"Alert resolved (recorded; the IC resolves): {name}"]
-            assert [e.result for e in rep.timeline if e.event.startswith("Alert")] == ["first", "second", "first ends"]
+            assert [e.result for e in rep.timeline if e.kind == TimelineKind.ALERT] == ["first", "second", "first ends"]
             assert rep.status == "open"
             history = await h.fetch_history()
             signals = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
@@ -366,7 +367,7 @@ async def test_alerts_taken_while_temporal_was_down_survive_an_api_restart(dev_e
                 except Exception:  # noqa: BLE001 - not delivered yet
                     pass
                 await asyncio.sleep(0.05)
-            assert [e.result for e in rep.timeline if e.event.startswith("Alert")] == ["taken while down"]
+            assert [e.result for e in rep.timeline if e.kind == TimelineKind.ALERT] == ["taken while down"]
             async with httpx.AsyncClient() as c:
                 assert json.loads((await c.get(f"{url}/readyz")).text)["alerts_waiting"] == 0
             await h.terminate("test done")

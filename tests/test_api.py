@@ -268,7 +268,7 @@ async def test_generic_webhook_alerts_dedup_like_alertmanagers_and_may_state_a_s
                          for i in body["incidents"]]
         assert (pharmacy["severity"], pharmacy["service"]) == ("P1", "pharmacy")  # stated, over the default
         assert (lab["severity"], lab["service"]) == ("P2", "lab-results")  # the rule's
-        assert [e["result"] for e in pharmacy["timeline"] if e["event"].startswith("Alert")] == ["orders stuck"]
+        assert [e["result"] for e in pharmacy["timeline"] if e["kind"] == "alert"] == ["orders stuck"]  # the report JSON names the kind
         problem(await http.post("/alerts/webhook", headers=auth("am"), json={"alerts": [{"name": "x", "sev": "P0"}]}), 422)
         problem(await http.post("/alerts/webhook", headers=auth("am"), json={"alerts": [{"name": "x", "severity": "P9"}]}), 422)
         problem(await http.post("/alerts/webhook", headers=auth("bob"), json={"alerts": [{"name": "x"}]}), 403)

@@ -62,3 +62,27 @@ def test_a_withdrawn_proposal_reads_as_codeblues_not_as_an_approval():
     moved = moot.model_copy(update={"decided_by": "alice", "approved_by": "alice", "decided_at_seconds": 60.0,
                                     "result": "release moved"})
     assert decision_line(moved, start).startswith("approved by **alice** at ") and "then withdrawn by CodeBlue" in decision_line(moved, start)
+
+
+def test_timeline_entries_carry_a_kind_and_the_draft_reads_kinds_not_words():
+    from domain.incident import IncidentReport, TimelineEntry, TimelineKind
+
+    rep = resolved_report("INC-44")
+    # a report recorded before kinds existed: each entry is filed by its words when read
+    old = IncidentReport.model_validate_json(rep.model_dump_json(exclude={"timeline": {"__all__": {"kind"}}}))
+    kinds = {e.event: e.kind for e in old.timeline}
+    assert kinds["Approved rollback (helm_rollback)"] == TimelineKind.DECISION
+    assert kinds["Incident resolved"] == TimelineKind.RESOLVED
+    assert kinds["Severity reason"] == TimelineKind.SEVERITY
+    # the draft's "why this severity" and "compensations" come from the kind, whatever the wording
+    rep.timeline.append(TimelineEntry(at_seconds=30, actor="bob", event="Raised to P0", result="patients affected",
+                                      kind=TimelineKind.ESCALATED))
+    rep.timeline.append(TimelineEntry(at_seconds=40, actor="codeblue", event="Undid the rollback",
+                                      kind=TimelineKind.COMPENSATION))
+    md = render_postmortem(rep)
+    def section(title: str) -> str:
+        return md.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+    assert "- Raised to P0: patients affected" in section("Severity and why")
+    assert "Undid the rollback" in section("Compensations")
+    assert "None: no executed step had to be undone." not in section("Compensations")
