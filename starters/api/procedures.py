@@ -116,7 +116,7 @@ async def _authority_problem(c: Client, incident_id: str, p: Principal, approver
     return f"{p.name} is not the IC ({report.commander or 'unassigned'}) of {incident_id}, an approver or an admin"
 
 
-def procedures_router(needs: Callable[[str], Any], client: Callable[[], Awaitable[Client]],
+def procedures_router(needs: Callable[[str], Any], client: Callable[..., Awaitable[Client]],
                       bounded: Callable[..., Awaitable[Any]], task_queue: str,
                       ui_link: Callable[[str], str], approvers: list[str]) -> APIRouter:
     """`needs`, `client` and `bounded` are the app's own dependencies (auth, Temporal, timeouts)."""
