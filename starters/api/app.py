@@ -20,13 +20,12 @@ from temporalio.service import RPCError
 
 from domain.config import CodeBlueConfig, TemporalSettings
 from starters import service as svc
-from starters.api import alert_routes, alerts, codec_routes, incidents, probes
+from starters.api import alert_routes, alerts, codec_routes, incidents, probes, procedures
 from starters.api.alert_forwarder import AlertForwarder
 from starters.api.alert_spool import AlertSpool
 from starters.api.auth import ADMIN, ALERTS, COMMANDER, RESPONDER, VIEWER, TokenBook
-from starters.api.deps import ApiContext, ClientFactory, LazyClient, needs, temporal_client
+from starters.api.deps import ApiContext, ClientFactory, LazyClient
 from starters.api.problems import Problem, problem_response, status_for
-from starters.api.procedures import procedures_router
 from starters.api.ratelimit import RateLimiter
 from starters.api.slack import slack_router
 
@@ -181,10 +180,8 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         # Never a trace to the caller; the class name is enough to find it in the server log.
         return problem_response(500, f"internal error ({type(e).__name__})", "Internal error")
 
-    app.include_router(procedures_router(needs, temporal_client, ctx.bounded, s.temporal.task_queue,
-                                         ctx.ui_link, cfg.mitigation.approvers))
     app.include_router(slack_router(cfg, ctx.tokens, lambda: temporal.get(), ctx.bounded))  # Slack-signed, not bearer tokens
-    for router in (probes.router, incidents.router, alert_routes.router, codec_routes.router):
+    for router in (procedures.router, probes.router, incidents.router, alert_routes.router, codec_routes.router):
         app.include_router(router)
 
     spool: AlertSpool | None = ctx.spool

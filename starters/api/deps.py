@@ -5,9 +5,9 @@ a time bound on every call that waits for a workflow."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Path, Request
 from temporalio.client import Client
@@ -68,7 +68,7 @@ class ApiContext:
     def ui_link(self, workflow_id: str) -> str:
         return svc.ui_link(self.cfg.ui.base_url, self.temporal_settings.namespace, workflow_id)
 
-    async def bounded(self, coro: Coroutine[Any, Any, T], who: Principal | None = None) -> T:
+    async def bounded(self, coro: Awaitable[T], who: Principal | None = None) -> T:
         """Updates wait for a worker; a request never hangs longer than the configured timeout.
         `who`: the token's principal, whose proof the command carries (worker.identity)."""
         limit = self.cfg.api.request_timeout_seconds

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
@@ -25,7 +25,8 @@ from domain.severity import Severity
 from starters import db_service
 from starters import service as svc
 from starters import service_postmortem as pm
-from starters.api.auth import ADMIN, COMMANDER, RESPONDER, Principal
+from starters.api.auth import ADMIN, Principal
+from starters.api.deps import Commander, Context, IdPath, Responder, TemporalClient
 from starters.api.problems import Problem
 from starters.cache import confirm_flush, start_cache_playbook
 from starters.db_connections import start_db_connections
@@ -116,67 +117,61 @@ async def _authority_problem(c: Client, incident_id: str, p: Principal, approver
     return f"{p.name} is not the IC ({report.commander or 'unassigned'}) of {incident_id}, an approver or an admin"
 
 
-def procedures_router(needs: Callable[[str], Any], client: Callable[..., Awaitable[Client]],
-                      bounded: Callable[..., Awaitable[Any]], task_queue: str,
-                      ui_link: Callable[[str], str], approvers: list[str]) -> APIRouter:
-    """`needs`, `client` and `bounded` are the app's own dependencies (auth, Temporal, timeouts)."""
-    r = APIRouter(tags=["procedures"])
-    WidPath = Path(pattern=ID_PATTERN, description="A procedure's workflow ID, e.g. INC-1-cache")
-    IdPath = Path(pattern=ID_PATTERN, description="Incident ID")
+router = APIRouter(tags=["procedures"])
+WidPath = Annotated[str, Path(pattern=ID_PATTERN, description="A procedure's workflow ID, e.g. INC-1-cache")]
+ItemPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,20}$")]
 
-    @r.post("/procedures/{kind}", status_code=201, response_model=ProcedureStarted,
-            responses={403: {"description": "not a commander"}, 409: {"description": "already running"}})
-    async def start(kind: Kind, body: ProcedureBody, p: Principal = Depends(needs(COMMANDER)),
-                    c: Client = Depends(client)):
-        problem = await _authority_problem(c, body.incident_id, p, approvers)
-        if problem:
-            raise Problem(403, problem)
-        if kind == "postmortem":
-            h = await bounded(pm.start(c, body.incident_id, task_queue, body.commander), p)
-            return ProcedureStarted(workflow_id=h.id, ui_url=ui_link(h.id))
-        try:
-            inp, run, wid = _input(kind, body, p.name)
-        except ValueError as e:
-            raise Problem(422, str(e).splitlines()[-1] if str(e) else "invalid procedure") from None
-        h = await bounded(run(c, inp, task_queue), p)
-        return ProcedureStarted(workflow_id=h.id or wid, ui_url=ui_link(h.id or wid))
 
-    @r.post("/procedures/{workflow_id}/confirm-flush")
-    async def confirm(body: FlushBody, workflow_id: str = WidPath, p: Principal = Depends(needs(COMMANDER)),
-                      c: Client = Depends(client)) -> dict[str, str]:
-        msg = await bounded(confirm_flush(c, workflow_id, FlushConfirmation(by=p.name, cluster_name=body.cluster_name)), p)
-        return {"message": msg}
+@router.post("/procedures/{kind}", status_code=201, response_model=ProcedureStarted,
+        responses={403: {"description": "not a commander"}, 409: {"description": "already running"}})
+async def start(kind: Kind, body: ProcedureBody, p: Commander,
+                c: TemporalClient, ctx: Context):
+    problem = await _authority_problem(c, body.incident_id, p, ctx.cfg.mitigation.approvers)
+    if problem:
+        raise Problem(403, problem)
+    if kind == "postmortem":
+        h = await ctx.bounded(pm.start(c, body.incident_id, ctx.temporal_settings.task_queue, body.commander), p)
+        return ProcedureStarted(workflow_id=h.id, ui_url=ctx.ui_link(h.id))
+    try:
+        inp, run, wid = _input(kind, body, p.name)
+    except ValueError as e:
+        raise Problem(422, str(e).splitlines()[-1] if str(e) else "invalid procedure") from None
+    h = await ctx.bounded(run(c, inp, ctx.temporal_settings.task_queue), p)
+    return ProcedureStarted(workflow_id=h.id or wid, ui_url=ctx.ui_link(h.id or wid))
 
-    @r.post("/procedures/{workflow_id}/resolve-memory")
-    async def memory_done(body: MemoryBody, workflow_id: str = WidPath, p: Principal = Depends(needs(COMMANDER)),
-                          c: Client = Depends(client)) -> dict[str, str]:
-        msg = await bounded(resolve_memory(c, workflow_id, MemoryResolution(by=p.name, keep_scale=body.keep_scale)), p)
-        return {"message": msg}
+@router.post("/procedures/{workflow_id}/confirm-flush")
+async def confirm(body: FlushBody, workflow_id: WidPath, p: Commander,
+                  c: TemporalClient, ctx: Context) -> dict[str, str]:
+    msg = await ctx.bounded(confirm_flush(c, workflow_id, FlushConfirmation(by=p.name, cluster_name=body.cluster_name)), p)
+    return {"message": msg}
 
-    @r.post("/incidents/{incident_id}/db-restore/cancel")
-    async def cancel(body: ReasonBody, incident_id: str = IdPath, p: Principal = Depends(needs(COMMANDER)),
-                     c: Client = Depends(client)) -> dict[str, str]:
-        msg = await bounded(db_service.cancel_restore(c, incident_id, CancelRestore(by=p.name, reason=body.reason)), p)
-        return {"message": msg}
+@router.post("/procedures/{workflow_id}/resolve-memory")
+async def memory_done(body: MemoryBody, workflow_id: WidPath, p: Commander,
+                      c: TemporalClient, ctx: Context) -> dict[str, str]:
+    msg = await ctx.bounded(resolve_memory(c, workflow_id, MemoryResolution(by=p.name, keep_scale=body.keep_scale)), p)
+    return {"message": msg}
 
-    @r.post("/incidents/{incident_id}/postmortem/held")
-    async def held(body: HeldBody, incident_id: str = IdPath, p: Principal = Depends(needs(RESPONDER)),
-                   c: Client = Depends(client)) -> dict[str, str]:
-        return {"message": await bounded(pm.held(c, incident_id, PostmortemHeld(by=p.name, notes=body.notes)), p)}
+@router.post("/incidents/{incident_id}/db-restore/cancel")
+async def cancel(body: ReasonBody, incident_id: IdPath, p: Commander,
+                 c: TemporalClient, ctx: Context) -> dict[str, str]:
+    msg = await ctx.bounded(db_service.cancel_restore(c, incident_id, CancelRestore(by=p.name, reason=body.reason)), p)
+    return {"message": msg}
 
-    @r.post("/incidents/{incident_id}/action-items", status_code=201)
-    async def add_item(body: ItemBody, incident_id: str = IdPath, p: Principal = Depends(needs(RESPONDER)),
-                       c: Client = Depends(client)) -> dict[str, Any]:
-        item = await bounded(pm.add_item(c, incident_id, NewActionItem(text=body.text, owner=body.owner, due=body.due,
-                                                                       by=p.name)), p)
-        return item.model_dump(mode="json")
+@router.post("/incidents/{incident_id}/postmortem/held")
+async def held(body: HeldBody, incident_id: IdPath, p: Responder,
+               c: TemporalClient, ctx: Context) -> dict[str, str]:
+    return {"message": await ctx.bounded(pm.held(c, incident_id, PostmortemHeld(by=p.name, notes=body.notes)), p)}
 
-    @r.post("/incidents/{incident_id}/action-items/{item_id}/close")
-    async def close_item(body: CloseBody, incident_id: str = IdPath, item_id: str = Path(pattern=r"^[A-Za-z0-9-]{1,20}$"),
-                         p: Principal = Depends(needs(RESPONDER)), c: Client = Depends(client)) -> dict[str, Any]:
-        item = await bounded(pm.close_item(c, incident_id, CloseActionItem(item_id=item_id, by=p.name, defer=body.defer,
-                                                                           reason=body.reason)), p)
-        return item.model_dump(mode="json")
+@router.post("/incidents/{incident_id}/action-items", status_code=201)
+async def add_item(body: ItemBody, incident_id: IdPath, p: Responder,
+                   c: TemporalClient, ctx: Context) -> dict[str, Any]:
+    item = await ctx.bounded(pm.add_item(c, incident_id, NewActionItem(text=body.text, owner=body.owner, due=body.due,
+                                                                   by=p.name)), p)
+    return item.model_dump(mode="json")
 
-    return r
-
+@router.post("/incidents/{incident_id}/action-items/{item_id}/close")
+async def close_item(body: CloseBody, incident_id: IdPath, item_id: ItemPath,
+                     p: Responder, c: TemporalClient, ctx: Context) -> dict[str, Any]:
+    item = await ctx.bounded(pm.close_item(c, incident_id, CloseActionItem(item_id=item_id, by=p.name, defer=body.defer,
+                                                                       reason=body.reason)), p)
+    return item.model_dump(mode="json")
