@@ -23,7 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
-from domain.database import (
+from domain.database_restore import (
     INCIDENT_TAG,
     LATEST,
     RdsDeleteRequest,

@@ -31,7 +31,7 @@ from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
 from activities.kubernetes import api_error, check_database
 from activities.preconditions import moved
 from activities.targets import Targets
-from domain.database import (
+from domain.database_restore import (
     RestoredDbVerifyRequest,
     RestoredDbVerifyResult,
     SecretBackupRef,

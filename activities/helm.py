@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
 from activities.preconditions import moved
 from domain.cluster import HelmHistory, HelmQuery, HelmRevision, HelmRollbackRequest, HelmRollbackResult
-from domain.recovery import (
+from domain.service_recovery import (
     HelmPreflight,
     HelmPreflightRequest,
     HelmRevisionValues,

@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.kubernetes import api_error, unavailable
-from domain.recovery import KnownGood, KnownGoodQuery, ReleaseReadiness, ReleaseReadyRequest
+from domain.service_recovery import KnownGood, KnownGoodQuery, ReleaseReadiness, ReleaseReadyRequest
 
 T = TypeVar("T")
 INSTANCE_LABEL = "app.kubernetes.io/instance"

@@ -11,9 +11,9 @@ from temporalio.exceptions import ApplicationError
 
 from domain.cluster import DbCheckRequest
 from domain.config import CodeBlueConfig
-from domain.database import RestoredDbVerifyRequest
+from domain.database_restore import RestoredDbVerifyRequest
 from domain.notify import Audience, PageRequest
-from domain.postincident import SmokeCheckRequest
+from domain.post_incident import SmokeCheckRequest
 
 
 def _refuse(what: str) -> ApplicationError:

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from domain.incident import Action, ActionState, IncidentReport, TimelineEntry, TimelineKind
-from domain.postincident import ActionItem, Verification
+from domain.post_incident import ActionItem, Verification
 
 ROOT_CAUSE_PROMPTS = [
     "What changed shortly before the incident (deploys, config, traffic, dependencies)?",

@@ -44,7 +44,7 @@ from domain.cluster import (
 )
 from domain.config import CodeBlueConfig, EnvironmentQuery
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
-from domain.postincident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
+from domain.post_incident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
 from domain.prometheus import (
     SliQuery,
     SliRangeQuery,

@@ -32,11 +32,11 @@ from domain.config import (
 from domain.prometheus import AnalysisConfig, PrometheusConfig
 from sandbox import (
     scenario_bad_deploy,
-    scenario_cache_poisoned,
+    scenario_database_restore,
     scenario_db_connections,
-    scenario_db_outage,
-    scenario_failed_redeploy,
-    scenario_memory_leak,
+    scenario_high_memory,
+    scenario_redis_cache,
+    scenario_service_recovery,
 )
 from sandbox.cluster import SandboxCluster
 from sandbox.receiver import Receiver
@@ -60,11 +60,11 @@ SCENARIOS: dict[str, Scenario] = {
     sc.name: sc
     for sc in (
         scenario_bad_deploy.SCENARIO,
-        scenario_db_outage.SCENARIO,
+        scenario_database_restore.SCENARIO,
         scenario_db_connections.SCENARIO,
-        scenario_failed_redeploy.SCENARIO,
-        scenario_cache_poisoned.SCENARIO,
-        scenario_memory_leak.SCENARIO,
+        scenario_service_recovery.SCENARIO,
+        scenario_redis_cache.SCENARIO,
+        scenario_high_memory.SCENARIO,
     )
 }
 

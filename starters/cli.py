@@ -43,7 +43,7 @@ from starters.cli_common import (
 from starters.cli_db import db_app
 from starters.cli_playbook import playbook_app
 from starters.cli_postmortem import register as register_postmortem
-from starters.cli_recovery import redeploy_cmd
+from starters.cli_redeploy import redeploy_cmd
 from starters.render import print_report
 
 app = typer.Typer(
@@ -498,7 +498,7 @@ app.command("status", hidden=True)(incident_status)
 
 # the procedures' own commands, each in its module
 app.command("api")(api_cmd)  # the HTTP API (cli_api.py)
-app.command("redeploy")(redeploy_cmd)  # complete service recovery (cli_recovery.py)
+app.command("redeploy")(redeploy_cmd)  # complete service recovery (cli_redeploy.py)
 register_postmortem(app)  # `postmortem` and `action-item` (cli_postmortem.py)
 app.add_typer(db_app, name="db")  # database recovery (cli_db.py)
 app.add_typer(playbook_app, name="playbook")  # `playbook cache|confirm-flush` (cli_playbook.py)

@@ -25,15 +25,15 @@ def db_restore(
     config: str | None = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
 ) -> None:
     """Start the restore; then show a live progress line (elapsed, RDS status, what it waits for)."""
-    from domain.database import DatabaseRestoreInput
-    from starters import db_service
+    from domain.database_restore import DatabaseRestoreInput
+    from starters import database_restore
     from starters.render import print_report
     from starters.service import ui_link
 
     make = lambda who: DatabaseRestoreInput(incident_id=incident, source=source, snapshot=snapshot,  # noqa: E731 - one call site
                                             target=target, requested_by=who, commander=commander)
     if cli.api_client() is not None or detach:
-        cli.start_procedure_cmd("db-restore", config, make, db_service.start_restore,
+        cli.start_procedure_cmd("db-restore", config, make, database_restore.start_restore,
                                 lambda wid: f"follow it with: codeblue incident status {wid}", by)
         cli.exit_now(0)
         return
@@ -47,7 +47,7 @@ def db_restore(
     async def go() -> int:
         client = await cli.acting_client("db restore")
         s = TemporalSettings.from_env()
-        h = await db_service.start_restore(client, inp, s.task_queue)
+        h = await database_restore.start_restore(client, inp, s.task_queue)
         cli.out.print(h.id)
         cli.out.print(ui_link(cfg.ui.base_url, s.namespace, h.id), highlight=False)
         rep = await _follow(client, incident, h)
@@ -60,18 +60,18 @@ def db_restore(
 
 async def _follow(client, incident: str, handle):
     """One line on stderr, rewritten in place, until the workflow ends."""
-    from starters import db_service
+    from starters import database_restore
 
     t0 = time.monotonic()
     done = asyncio.ensure_future(handle.result())
     try:
         while not done.done():
-            rep = await db_service.restore_status(client, incident)
+            rep = await database_restore.restore_status(client, incident)
             pending = [a.id for a in rep.actions if a.state.value == "proposed"]
             if pending:
                 what = f"waiting for the IC: codeblue incident approve {handle.id} {pending[0]} --by {rep.commander}"
             else:
-                prog = await db_service.rds_progress(client, incident)
+                prog = await database_restore.rds_progress(client, incident)
                 what = f"RDS status {prog['rds_status'] or '?'}" if prog["attempt"] else (rep.timeline[-1].event if rep.timeline else "")
             elapsed = int(time.monotonic() - t0)
             cli.err.print(f"\r[{elapsed // 60}:{elapsed % 60:02d}] {what}"[:160].ljust(100), end="", highlight=False, soft_wrap=True)
@@ -84,11 +84,11 @@ async def _follow(client, incident: str, handle):
 @db_app.command("status")
 def db_status(incident: str = typer.Option(..., "--incident"), as_json: bool = typer.Option(False, "--json")) -> None:
     """The restore's report: gates, steps, timings, endpoint, verification."""
-    from starters import db_service
+    from starters import database_restore
     from starters.render import print_report
 
     async def go() -> None:
-        rep = await db_service.restore_status(await cli.temporal_client(), incident)
+        rep = await database_restore.restore_status(await cli.temporal_client(), incident)
         if as_json:
             print(rep.model_dump_json(indent=2))
         else:
@@ -101,13 +101,13 @@ def db_status(incident: str = typer.Option(..., "--incident"), as_json: bool = t
 def db_cancel(incident: str = typer.Option(..., "--incident"), by: str | None = typer.Option(None, "--by"),
               reason: str = typer.Option(..., "--reason")) -> None:
     """Stop a restore before its cutover (the IC); a restored instance is kept for forensics."""
-    from domain.database import CancelRestore
-    from starters import db_service
+    from domain.database_restore import CancelRestore
+    from starters import database_restore
 
     cli.command_cmd(
         "db cancel",
         lambda api, _: api.command(f"/incidents/{incident}/db-restore/cancel", {"reason": reason}),
-        lambda c, who: db_service.cancel_restore(c, incident, CancelRestore(by=who, reason=reason)), by)
+        lambda c, who: database_restore.cancel_restore(c, incident, CancelRestore(by=who, reason=reason)), by)
 
 
 @db_app.command("check")

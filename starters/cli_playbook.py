@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from domain.cache import CacheInput, FlushConfirmation, cache_workflow_id
+from domain.redis_cache import CacheInput, FlushConfirmation, cache_workflow_id
 from starters import cli_common as cli
 
 playbook_app = typer.Typer(help="Common-issue playbooks (Redis cache, high memory, database connections).", no_args_is_help=True)
@@ -42,7 +42,7 @@ def cache_cmd(
     config: str | None = ConfigOpt,
 ) -> None:
     """Describe the ElastiCache cluster, PING/INFO its Redis, propose guarded flushes."""
-    from starters.cache import start_cache_playbook
+    from starters.redis_cache import start_cache_playbook
 
     _start_playbook(
         "cache", config,
@@ -63,7 +63,7 @@ def confirm_flush_cmd(
     by: str | None = ByOpt,
 ) -> None:
     """Confirm an approved FLUSHALL by typing the cluster's name."""
-    from starters.cache import confirm_flush
+    from starters.redis_cache import confirm_flush
 
     cli.command_cmd(
         "playbook confirm-flush",
@@ -80,8 +80,8 @@ def memory_cmd(
     config: str | None = ConfigOpt,
 ) -> None:
     """Sample pod memory minutes apart, name leak suspects, propose scale to 10 and restart."""
-    from domain.memory import MemoryInput
-    from starters.memory import start_memory_playbook
+    from domain.high_memory import MemoryInput
+    from starters.high_memory import start_memory_playbook
 
     _start_playbook(
         "memory", config,
@@ -99,8 +99,8 @@ def resolve_memory_cmd(
     keep_scale: bool = typer.Option(False, "--keep-scale", help="Keep the scaled-up replicas."),
 ) -> None:
     """End the memory playbook: scale back to the previous replica count unless --keep-scale."""
-    from domain.memory import MemoryResolution
-    from starters.memory import resolve_memory
+    from domain.high_memory import MemoryResolution
+    from starters.high_memory import resolve_memory
 
     cli.command_cmd(
         "playbook resolve-memory",
@@ -118,7 +118,7 @@ def db_connections_cmd(
     config: str | None = ConfigOpt,
 ) -> None:
     """RDS status, pool evidence in the gateway logs, reachability; propose a restart (or a restore)."""
-    from domain.database import restore_workflow_id
+    from domain.database_restore import restore_workflow_id
     from domain.db_connections import DbConnectionsInput
     from starters.db_connections import start_db_connections
 

@@ -38,7 +38,7 @@ def postmortem(
     commander: str | None = typer.Option(None, "--commander", help="IC for `start` (default: the incident's)."),
 ) -> None:
     """Print the post-mortem draft; `held ID --by NAME` marks it held; `start ID` starts tracking."""
-    from starters import service_postmortem as pm
+    from starters import post_incident as pm
 
     if args[0] in ACTIONS:
         if len(args) != 2:
@@ -50,7 +50,7 @@ def postmortem(
         fail("usage: codeblue postmortem ID | held ID --by NAME | start ID")
 
     if verb == "held":
-        from domain.postincident import PostmortemHeld
+        from domain.post_incident import PostmortemHeld
 
         command_cmd("postmortem held",
                     lambda api, _: api.command(f"/incidents/{incident_id}/postmortem/held", {"notes": notes}),
@@ -88,8 +88,8 @@ def action_item_add(
     by: str | None = typer.Option(None, "--by"),
 ) -> None:
     """Add an action item with an owner and a due date; prints its ID (AI-n)."""
-    from domain.postincident import ActionItem, NewActionItem
-    from starters import service_postmortem as pm
+    from domain.post_incident import ActionItem, NewActionItem
+    from starters import post_incident as pm
 
     try:
         due_date = date.fromisoformat(due)
@@ -119,8 +119,8 @@ def action_item_done(
     reason: str | None = typer.Option(None, "--reason", help="Why it is deferred."),
 ) -> None:
     """Mark an action item done, or (IC) deferred with a reason."""
-    from domain.postincident import ActionItem, CloseActionItem
-    from starters import service_postmortem as pm
+    from domain.post_incident import ActionItem, CloseActionItem
+    from starters import post_incident as pm
 
     async def direct(c, who: str) -> str:
         it = await pm.close_item(c, incident_id, CloseActionItem(item_id=item, by=who, defer=defer, reason=reason))

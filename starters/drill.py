@@ -16,7 +16,14 @@ from pathlib import Path
 from rich.console import Console
 
 from domain.identity import ENV_KEY, keyring_from_env, new_key
-from starters import drill_cache, drill_db, drill_incident, drill_memory, drill_recovery
+from starters import (
+    drill_database_restore,
+    drill_db_connections,
+    drill_high_memory,
+    drill_incident,
+    drill_redis_cache,
+    drill_service_recovery,
+)
 from starters.devserver import dev_server, ui_base
 from starters.drill_kit import DrillContext, Driver, json_stdout
 from starters.render import print_report
@@ -27,17 +34,17 @@ from worker.main import running_worker
 # Every drill driver, by the name a scenario gives (sandbox.scenarios.Scenario.driver).
 DRIVERS: dict[str, Driver] = {
     "incident": drill_incident.drive_incident,
-    "db-restore": drill_db.drive_db_restore,
-    "db-connections": drill_db.drive_db_connections,
-    "failed-redeploy": drill_recovery.drive_failed_redeploy,
-    "cache-poisoned": drill_cache.drive_cache_poisoned,
-    "memory-leak": drill_memory.drive_memory_leak,
+    "db-restore": drill_database_restore.drive_db_restore,
+    "db-connections": drill_db_connections.drive_db_connections,
+    "failed-redeploy": drill_service_recovery.drive_failed_redeploy,
+    "cache-poisoned": drill_redis_cache.drive_cache_poisoned,
+    "memory-leak": drill_high_memory.drive_memory_leak,
 }
 
 
 async def _postmortem(ctx: DrillContext, workflow_id: str) -> dict:
     """The incident's post-mortem draft, written where the engineer can open it."""
-    from starters.service_postmortem import draft
+    from starters.post_incident import draft
 
     try:
         text = await draft(ctx.client, workflow_id)

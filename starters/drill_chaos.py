@@ -878,10 +878,10 @@ def bad_deploy_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[E
 def db_outage_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[Effect]:
     """Restore healthcare-prod-snapshot-latest to healthcare-prod-restored, back up and point
     the database Secret at it, restart api-gateway once; nothing paged or posted."""
-    from domain.database import INCIDENT_TAG
+    from domain.database_restore import INCIDENT_TAG
     from sandbox.aws_rds_seed import rds_client
     from sandbox.effects import created, deployment_changes, secret_key_changes
-    from sandbox.scenario_db_outage import DB_KEY, DB_SECRET
+    from sandbox.scenario_database_restore import DB_KEY, DB_SECRET
     from sandbox.scenarios import GATEWAY, NAMESPACE
 
     iid = report.incident_id

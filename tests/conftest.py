@@ -29,7 +29,7 @@ os.environ.setdefault(ENV_MAX_AGE, "0")
 # them at once and fills the other workers with short files meanwhile: the suite ends about
 # when its longest file does. Measured with --durations; files not listed keep their order.
 SLOW_FIRST = [
-    "test_fault_drill.py", "test_api_schema.py", "test_scale_out.py", "test_recovery_drill.py",
+    "test_fault_drill.py", "test_api_schema.py", "test_scale_out.py", "test_service_recovery_drill.py",
     "test_service_recovery.py", "test_worker_crash.py", "test_cli_api.py", "test_database_restore_crash.py",
     "test_cli.py", "test_bounded_incident.py", "test_slack.py", "test_playbook_drills.py", "test_drill.py",
     "test_alert_spool.py", "test_aws_rds.py", "test_helm_standin.py", "test_db_connections_drill.py",

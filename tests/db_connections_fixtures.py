@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.cluster import HealthProbeRequest, HealthProbeResult, LogsQuery, LogsReport, RestartRequest, RolloutState
-from domain.database import RdsInstanceInfo, RdsWaitRequest
+from domain.database_restore import RdsInstanceInfo, RdsWaitRequest
 from domain.db_connections import DbConnectionsInput
 from sandbox.memory_world import configure_worker
 from tests.db_fakes import DbWorld

@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.cluster import DbCheckRequest, DbCheckResult
-from domain.database import (
+from domain.database_restore import (
     INCIDENT_TAG,
     RdsDeleteRequest,
     RdsInstanceInfo,

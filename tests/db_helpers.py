@@ -12,10 +12,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from domain.config import CodeBlueConfig, MitigationConfig, RestoreConfig
-from domain.database import DatabaseRestoreInput
+from domain.database_restore import DatabaseRestoreInput
 from domain.incident import Decision, IncidentReport
 from sandbox.memory_world import configure_worker
-from starters import db_service, service
+from starters import database_restore, service
 from tests.workflow_helpers import terminate
 from workflows.database_restore import DatabaseRestoreWorkflow
 
@@ -48,7 +48,7 @@ async def restore_worker(env: WorkflowEnvironment, activities: list, handles: li
 
 
 async def start(env: WorkflowEnvironment, inp: DatabaseRestoreInput, tq: str, handles: list) -> WorkflowHandle:
-    h = await db_service.start_restore(env.client, inp, tq)
+    h = await database_restore.start_restore(env.client, inp, tq)
     handles.append(h)
     return h
 

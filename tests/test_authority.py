@@ -117,7 +117,7 @@ async def test_the_public_reads_neither_the_title_nor_the_internal_summary_and_h
 async def test_a_raw_cancel_of_a_restore_is_refused_and_the_ics_own_works(skipping_env):
     from temporalio.client import WorkflowUpdateFailedError
 
-    from domain.database import CancelRestore
+    from domain.database_restore import CancelRestore
     from tests.db_helpers import IC
     from tests.test_trust_boundary import raw_client
 

@@ -9,7 +9,7 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 
 from activities.aws_rds import RdsActivities
-from domain.database import INCIDENT_TAG, RdsPreflightRequest, RdsRestoreRequest, RdsWaitRequest
+from domain.database_restore import INCIDENT_TAG, RdsPreflightRequest, RdsRestoreRequest, RdsWaitRequest
 from sandbox.aws import AwsEmulator
 from sandbox.aws_rds_seed import rds_client, seed_rds
 

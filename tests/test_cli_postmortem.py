@@ -7,10 +7,10 @@ import uuid
 from temporalio.worker import Worker
 
 from domain.incident import Decision, Resolution
-from domain.postincident import postmortem_workflow_id
+from domain.post_incident import postmortem_workflow_id
 from sandbox.memory_world import PostWorld
 from starters import service
-from tests.postincident_fixtures import config, progress_until
+from tests.post_incident_fixtures import config, progress_until
 from tests.test_cli import cb, one_line_error
 from tests.workflow_helpers import incident, proposed, until
 from workflows.incident_response import IncidentResponseWorkflow

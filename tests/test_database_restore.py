@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from domain.database import CancelRestore
+from domain.database_restore import CancelRestore
 from domain.incident import ActionState, Decision
-from starters import db_service, service
+from starters import database_restore, service
 from tests.db_fakes import OLD_URL, DbWorld
 from tests.db_helpers import IC, approve, events, proposed, restore_config, restore_input, restore_worker, start, until
 from tests.workflow_helpers import skip
@@ -67,7 +67,7 @@ async def test_ic_cancels_the_wait_nothing_is_cut_over(skipping_env):
     env, world = skipping_env, DbWorld(restore_minutes=600)
     async with restore_worker(env, world.activities(), world.handles) as tq:
         h = await _restore_to_cutover_gate(env, world, tq, 5)
-        await db_service.cancel_restore(env.client, h.id.removesuffix("-db-restore"), CancelRestore(by=IC, reason="restoring elsewhere"))
+        await database_restore.cancel_restore(env.client, h.id.removesuffix("-db-restore"), CancelRestore(by=IC, reason="restoring elsewhere"))
         rep = await h.result()
     assert rep.status == "cancelled" and "Restore wait cancelled" in events(rep)
     assert world.secret == OLD_URL and world.backup is None

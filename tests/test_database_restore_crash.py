@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from domain.database import INCIDENT_TAG, DatabaseRestoreInput
+from domain.database_restore import INCIDENT_TAG, DatabaseRestoreInput
 from sandbox.aws_rds_seed import rds_client
-from sandbox.scenario_db_outage import DB_KEY, DB_SECRET, LOCAL_DB
+from sandbox.scenario_database_restore import DB_KEY, DB_SECRET, LOCAL_DB
 from sandbox.scenarios import NAMESPACE, sandbox_environment
 from sandbox.worker_process import kill9, spawn_worker, stop
-from starters import db_service
+from starters import database_restore
 from tests.db_helpers import IC, approve, events, proposed, until
 
 
@@ -41,14 +41,14 @@ async def test_worker_killed_during_the_wait_a_new_one_completes(dev_env):
         first = spawn_worker(address, sb.config_path, tq)
         second = None
         try:
-            h = await db_service.start_restore(
+            h = await database_restore.start_restore(
                 dev_env.client, DatabaseRestoreInput(incident_id=iid, requested_by="test", commander=IC), tq)
             await until(h, proposed("restore"), "gate 1", timeout=60)
             await approve(dev_env, h, "restore")
             await _polling(h)
             kill9(first)
             second = spawn_worker(address, sb.config_path, tq)
-            assert (await db_service.rds_progress(dev_env.client, iid))["rds_status"] == "stopped"
+            assert (await database_restore.rds_progress(dev_env.client, iid))["rds_status"] == "stopped"
             rds.start_db_instance(DBInstanceIdentifier="healthcare-prod-restored")
             await until(h, proposed("cutover"), "gate 2 reached by the new worker", timeout=90)
             await approve(dev_env, h, "cutover")

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from domain.database import restore_workflow_id
+from domain.database_restore import restore_workflow_id
 from domain.incident import ActionKind, ActionState, Decision, IncidentReport
 from starters import service
 from starters.db_connections import start_db_connections
@@ -138,14 +138,14 @@ async def test_instance_missing_proposes_the_restore_and_rejection_starts_nothin
 
 
 async def test_a_restore_already_running_for_the_incident_is_not_started_twice(skipping_env):
-    from starters import db_service
+    from starters import database_restore
     from tests.db_helpers import restore_input
 
     env, world = skipping_env, ConnWorld(rds_status="failed")
     async with conn_worker(env, world) as tq:
         h = await _start(env, world, tq)
         iid = h.id.removesuffix("-db-connections")
-        world.handles.append(await db_service.start_restore(env.client, restore_input(incident_id=iid), tq))
+        world.handles.append(await database_restore.start_restore(env.client, restore_input(incident_id=iid), tq))
         await _until(h, proposed("restore"), "the restore proposal")
         await approve(env, h, "restore")
         rep = await h.result()

@@ -8,7 +8,12 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.db_cutover import DbCutoverActivities, backup_name, with_endpoint
-from domain.database import RestoredDbVerifyRequest, SecretBackupRequest, SecretPointRequest, SecretRestoreRequest
+from domain.database_restore import (
+    RestoredDbVerifyRequest,
+    SecretBackupRequest,
+    SecretPointRequest,
+    SecretRestoreRequest,
+)
 from sandbox.cluster import SECRETS
 
 NS, SECRET, KEY = "healthcare-prod", "healthcare-db-secret", "DATABASE_URL"

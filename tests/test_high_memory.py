@@ -11,13 +11,13 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from domain.cluster import MetricsReport, NamespaceQuery, PodMetric
+from domain.high_memory import MemoryInput, MemoryResolution, leak_suspects
 from domain.incident import Decision
-from domain.memory import MemoryInput, MemoryResolution, leak_suspects
 from sandbox.scenarios import GATEWAY, NAMESPACE, sandbox_environment
 from starters import service
-from starters.memory import resolve_memory, start_memory_playbook
+from starters.high_memory import resolve_memory, start_memory_playbook
 from tests.cluster_fixtures import deployment
-from tests.recovery_fixtures import events
+from tests.service_recovery_fixtures import events
 from worker.main import activities_for
 from worker.temporal import replayer
 from workflows.high_memory import HighMemoryPlaybook

@@ -147,7 +147,7 @@ async def test_resolve_is_refused_while_unhealthy_unless_forced(skipping_env):
 
 
 async def test_approved_playbook_starts_as_a_child_with_its_own_gates(skipping_env):
-    from domain.memory import memory_workflow_id
+    from domain.high_memory import memory_workflow_id
 
     world = World(oom=True)  # OOMKilled gateway pods: the runbook's High Memory Usage
     async with worker_for(skipping_env, world) as tq:

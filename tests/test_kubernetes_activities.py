@@ -26,8 +26,8 @@ from domain.cluster import (
     ScaleRequest,
 )
 from domain.config import KubernetesConfig
-from domain.database import RdsWaitRequest
-from domain.recovery import HelmUpgradeRequest, ReleaseReadyRequest
+from domain.database_restore import RdsWaitRequest
+from domain.service_recovery import HelmUpgradeRequest, ReleaseReadyRequest
 from sandbox.cluster import SandboxCluster
 from sandbox.ports import free_port
 from tests.cluster_fixtures import deployment

@@ -8,9 +8,9 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from domain.config import CodeBlueConfig
-from domain.postincident import CloseActionItem, NewActionItem, PostmortemHeld, postmortem_workflow_id
+from domain.post_incident import CloseActionItem, NewActionItem, PostmortemHeld, postmortem_workflow_id
 from sandbox.memory_world import PostWorld
-from tests.postincident_fixtures import (
+from tests.post_incident_fixtures import (
     commander_pages,
     config,
     post_input,
@@ -156,7 +156,7 @@ async def test_closing_comms_reach_the_receiver_in_order(skipping_env):
     """Real notifier, health, smoke and calendar activities over HTTP to the local receiver."""
     from activities.health import HealthActivities
     from activities.notify import NotifierActivities
-    from activities.postincident import PostIncidentActivities
+    from activities.post_incident import PostIncidentActivities
     from domain.config import CodeBlueConfig, HealthConfig, PostIncidentConfig
     from sandbox.receiver import Receiver
 
@@ -263,7 +263,7 @@ async def test_verification_failure_signals_a_still_open_incident(skipping_env):
     async with post_worker(skipping_env, pw) as tq:
         inc = await start(skipping_env, pw.world, incident(), tq)
         await until(inc, proposed, "proposals")  # open, waiting for the IC
-        from tests.postincident_fixtures import resolved_report
+        from tests.post_incident_fixtures import resolved_report
 
         h = await start_post(skipping_env, pw, tq, report=resolved_report(inc.id))
         await skip(skipping_env, 2)
@@ -280,8 +280,8 @@ async def test_started_as_a_child_it_outlives_the_resolving_parent(skipping_env)
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.worker import Worker
 
-    from tests.postincident_fixtures import resolved_report
-    from tests.postincident_parent import ResolvingParent
+    from tests.post_incident_fixtures import resolved_report
+    from tests.post_incident_parent import ResolvingParent
 
     pw = healthy()
     rep = resolved_report()
@@ -311,7 +311,7 @@ def _with_prometheus(**pi) -> CodeBlueConfig:
 
 async def test_verification_fails_on_an_sli_breach_and_passes_once_it_clears(skipping_env):
     from sandbox.memory_world import BREACHING_SLIS, HEALTHY_SLIS
-    from tests.postincident_fixtures import resolved_report
+    from tests.post_incident_fixtures import resolved_report
 
     # pods, deployments, logs and the health endpoint are all fine: only the SLIs breach
     pw = healthy()

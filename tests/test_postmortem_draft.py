@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date
 
 from domain.incident import ActionState
-from domain.postincident import ActionItem, ItemState, Verification
+from domain.post_incident import ActionItem, ItemState, Verification
 from domain.postmortem import PostmortemExtras, render_postmortem
-from tests.postincident_fixtures import resolved_report
+from tests.post_incident_fixtures import resolved_report
 
 
 def test_draft_has_utc_timeline_decisions_slas_and_evidence():

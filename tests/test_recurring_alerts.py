@@ -7,11 +7,11 @@ import uuid
 
 from domain.alerts import AlertNotice
 from domain.incident import CommanderAssignment, Decision, Resolution
-from domain.postincident import PostIncidentInput
+from domain.post_incident import PostIncidentInput
 from sandbox.memory_world import World, configure_worker
-from starters import service, service_postmortem
+from starters import post_incident, service
 from starters.api.alerts import signal_with_start
-from tests.postincident_fixtures import config
+from tests.post_incident_fixtures import config
 from tests.workflow_helpers import events, proposed, skip, until, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 
@@ -47,7 +47,7 @@ async def test_three_incidents_in_a_row_on_one_alert_key_each_get_their_post_mor
         assert all(r.status == "resolved" and "Post-incident started" in events(r) for r in reports)
         for wid in pms:  # each post-mortem is its own, still tracking its run
             assert (await env.client.get_workflow_handle(wid).describe()).status.name == "RUNNING"
-        draft = await service_postmortem.draft(env.client, iid)
+        draft = await post_incident.draft(env.client, iid)
         assert "recovered (3)" in draft  # `codeblue postmortem ID` reads the latest run's
         # the report reached the child by reference: its start input names the run, nothing more
         hist = await env.client.get_workflow_handle(pms[2]).fetch_history()
@@ -79,7 +79,7 @@ async def test_a_post_mortems_reopen_reaches_its_own_run_not_the_next(skipping_e
 
 
 async def test_each_run_gets_its_own_playbook_while_an_earlier_runs_is_still_open(skipping_env):
-    from domain.memory import memory_workflow_id
+    from domain.high_memory import memory_workflow_id
 
     env, world = skipping_env, World(oom=True)  # OOMKilled pods: the High Memory playbook is proposed
     iid = f"ALERT-{uuid.uuid4().hex[:20]}"

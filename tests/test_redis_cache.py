@@ -13,14 +13,14 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.cache import CacheActivities
-from domain.cache import FlushConfirmation, FlushRequest, RedisTarget
+from activities.redis_cache import CacheActivities
 from domain.config import AwsConfig, CacheConfig
+from domain.redis_cache import FlushConfirmation, FlushRequest, RedisTarget
 from sandbox.redis_server import RedisServer
-from sandbox.scenario_cache_poisoned import CLUSTER, PROVIDER_KEYS, SESSION_KEYS
-from starters.cache import confirm_flush
+from sandbox.scenario_redis_cache import CLUSTER, PROVIDER_KEYS, SESSION_KEYS
+from starters.redis_cache import confirm_flush
 from starters.service import CodeBlueError
-from tests.cache_fixtures import cache_world, until
+from tests.redis_cache_fixtures import cache_world, until
 from worker.temporal import replayer
 from workflows.redis_cache import RedisCachePlaybook
 
@@ -101,8 +101,8 @@ async def test_mismatched_endpoint_is_refused(skipping_env):
 
 
 async def test_unknown_cluster_is_a_clear_failure():
-    from domain.cache import CacheClusterQuery
     from domain.config import AwsConfig
+    from domain.redis_cache import CacheClusterQuery
     from sandbox.aws import AwsEmulator
 
     async with AwsEmulator() as aws:

@@ -7,9 +7,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from sandbox.memory_world import BREACHING_SLIS, HEALTHY_SLIS
-from sandbox.scenario_failed_redeploy import HOTFIX_TAG, STABLE_TAG, gateway_tag
+from sandbox.scenario_service_recovery import HOTFIX_TAG, STABLE_TAG, gateway_tag
 from sandbox.scenarios import GATEWAY, NAMESPACE
-from tests.recovery_fixtures import events, recovery_world, scripted_slis
+from tests.service_recovery_fixtures import events, recovery_world, scripted_slis
 from worker.temporal import replayer
 from workflows.service_recovery import ServiceRecoveryWorkflow
 

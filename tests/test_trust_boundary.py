@@ -234,12 +234,12 @@ async def test_activities_refuse_targets_the_workers_config_does_not_name():
     from activities.health import HealthActivities
     from activities.kubernetes import KubernetesActivities
     from activities.notify import NotifierActivities
-    from activities.postincident import PostIncidentActivities
+    from activities.post_incident import PostIncidentActivities
     from activities.targets import Targets
     from domain.cluster import DbCheckRequest, HealthProbeRequest
     from domain.config import NotificationConfig, PostIncidentConfig, SmokeCheck
     from domain.notify import Audience, PageRequest
-    from domain.postincident import SmokeCheckRequest
+    from domain.post_incident import SmokeCheckRequest
 
     cfg = CodeBlueConfig(health=HealthConfig(url="http://worker.example/health"), contacts=Contacts(on_call="+1-555-0100"),
                          postincident=PostIncidentConfig(smoke_checks=[SmokeCheck(name="login", url="http://worker.example/login")]))
@@ -262,9 +262,9 @@ async def test_activities_refuse_targets_the_workers_config_does_not_name():
 
 async def test_a_post_incident_input_config_changes_no_smoke_check(skipping_env):
     from domain.config import SmokeCheck
-    from domain.postincident import PostIncidentInput, postmortem_workflow_id
+    from domain.post_incident import PostIncidentInput, postmortem_workflow_id
     from sandbox.memory_world import configure_worker
-    from tests.postincident_fixtures import config, post_worker, resolved_report
+    from tests.post_incident_fixtures import config, post_worker, resolved_report
     from tests.test_post_incident import child_ready, healthy
 
     pw, rep = healthy(), resolved_report()

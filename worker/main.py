@@ -16,15 +16,15 @@ from temporalio.worker import Worker
 
 from activities.authority import incident_authority, incident_report
 from activities.aws_rds import RdsActivities
-from activities.cache import CacheActivities
 from activities.db_cutover import DbCutoverActivities
 from activities.environment import EnvironmentActivities
 from activities.health import HealthActivities
 from activities.helm import HelmActivities
 from activities.kubernetes import KubernetesActivities
 from activities.notify import NotifierActivities
-from activities.postincident import PostIncidentActivities
+from activities.post_incident import PostIncidentActivities
 from activities.prometheus import PrometheusActivities
+from activities.redis_cache import CacheActivities
 from activities.release_state import ReleaseStateActivities
 from activities.slack import SlackActivities
 from activities.targets import Targets

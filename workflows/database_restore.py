@@ -22,7 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.cluster import DbCheckRequest, DbCheckResult, RestartRequest, RolloutState, RolloutWaitRequest
-    from domain.database import (
+    from domain.database_restore import (
         LATEST,
         CancelRestore,
         DatabaseRestoreInput,

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutState,
         RolloutWaitRequest,
     )
-    from domain.database import DatabaseRestoreInput, RdsInstanceInfo, RdsWaitRequest, restore_workflow_id
+    from domain.database_restore import DatabaseRestoreInput, RdsInstanceInfo, RdsWaitRequest, restore_workflow_id
     from domain.db_connections import INSTANCE_DOWN_STATES, POOL_EXHAUSTED_PATTERN, DbConnectionsInput
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.notify import Audience

@@ -28,8 +28,8 @@ with workflow.unsafe.imports_passed_through():
         ScaleRequest,
         ScaleResult,
     )
+    from domain.high_memory import MemoryInput, MemoryResolution, leak_suspects
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
-    from domain.memory import MemoryInput, MemoryResolution, leak_suspects
     from workflows.approvals import settle
     from workflows.playbook import Playbook
     from workflows.saga import Saga

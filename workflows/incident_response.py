@@ -21,7 +21,6 @@ with workflow.unsafe.imports_passed_through():
     from domain import search_attributes as sa
     from domain.alerts import AlertBatch, AlertLedger, AlertNotice
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose, rank
-    from domain.cache import CacheInput, cache_workflow_id
     from domain.cluster import (
         DbCheckRequest,
         DbCheckResult,
@@ -46,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.config import CodeBlueConfig
     from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
+    from domain.high_memory import MemoryInput, memory_workflow_id
     from domain.identity import UNVERIFIED, person
     from domain.incident import (
         MOVED_TYPES,
@@ -65,12 +65,12 @@ with workflow.unsafe.imports_passed_through():
         SlaClock,
         Undo,
     )
-    from domain.memory import MemoryInput, memory_workflow_id
     from domain.notes import NoteLedger
     from domain.notify import Audience, Delivery, MessageRequest, StatusPageRequest, public_text, public_title
-    from domain.postincident import Reopen
+    from domain.post_incident import Reopen
     from domain.prometheus import breaches
-    from domain.recovery import RecoveryInput, recovery_workflow_id
+    from domain.redis_cache import CacheInput, cache_workflow_id
+    from domain.service_recovery import RecoveryInput, recovery_workflow_id
     from domain.severity import Severity
     from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
     from workflows import metrics

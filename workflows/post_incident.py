@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.identity import UNVERIFIED, person
     from domain.incident import IncidentInput, IncidentReport, Phase
     from domain.notify import Audience, MessageRequest, StatusPageRequest, public_text, public_title
-    from domain.postincident import (
+    from domain.post_incident import (
         ActionItem,
         CalendarInvite,
         CloseActionItem,

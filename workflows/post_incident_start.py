@@ -10,7 +10,7 @@ from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from domain.incident import IncidentRef, IncidentReport
-    from domain.postincident import PostIncidentInput, postmortem_workflow_id
+    from domain.post_incident import PostIncidentInput, postmortem_workflow_id
     from workflows.post_incident import PostIncidentWorkflow
 
 

@@ -18,7 +18,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
-    from domain.cache import (
+    from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
+    from domain.notify import Audience
+    from domain.redis_cache import (
         CacheCluster,
         CacheClusterQuery,
         CacheInput,
@@ -28,8 +30,6 @@ with workflow.unsafe.imports_passed_through():
         RedisStats,
         RedisTarget,
     )
-    from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
-    from domain.notify import Audience
     from workflows.approvals import settle
     from workflows.playbook import Playbook
     from workflows.steps import READ_RETRY

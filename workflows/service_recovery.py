@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         Phase,
     )
     from domain.notify import Audience
-    from domain.recovery import (
+    from domain.service_recovery import (
         HelmPreflight,
         HelmPreflightRequest,
         HelmRevisionValues,

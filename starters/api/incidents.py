@@ -171,9 +171,9 @@ async def get_incident(incident_id: IdPath, _: Viewer, c: TemporalClient, ctx: C
 @router.get("/incidents/{incident_id}/postmortem", tags=["incidents"], response_class=PlainTextResponse,
          responses={200: {"content": {"text/markdown": {}}}})
 async def postmortem(incident_id: IdPath, _: Viewer, c: TemporalClient, ctx: Context):
-    from starters import service_postmortem
+    from starters import post_incident
 
-    md = await ctx.bounded(service_postmortem.draft(c, incident_id))
+    md = await ctx.bounded(post_incident.draft(c, incident_id))
     return PlainTextResponse(md, media_type="text/markdown; charset=utf-8")
 
 @router.post(

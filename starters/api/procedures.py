@@ -14,24 +14,24 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from domain.cache import CacheInput, FlushConfirmation, cache_workflow_id
-from domain.database import CancelRestore, DatabaseRestoreInput, restore_workflow_id
+from domain.database_restore import CancelRestore, DatabaseRestoreInput, restore_workflow_id
 from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
+from domain.high_memory import MemoryInput, MemoryResolution, memory_workflow_id
 from domain.incident import INCIDENT_ID_PATTERN
-from domain.memory import MemoryInput, MemoryResolution, memory_workflow_id
-from domain.postincident import CloseActionItem, NewActionItem, PostmortemHeld
-from domain.recovery import RecoveryInput, recovery_workflow_id
+from domain.post_incident import CloseActionItem, NewActionItem, PostmortemHeld
+from domain.redis_cache import CacheInput, FlushConfirmation, cache_workflow_id
+from domain.service_recovery import RecoveryInput, recovery_workflow_id
 from domain.severity import Severity
-from starters import db_service
+from starters import database_restore
+from starters import post_incident as pm
 from starters import service as svc
-from starters import service_postmortem as pm
 from starters.api.auth import ADMIN, Principal
 from starters.api.deps import Commander, Context, IdPath, Responder, TemporalClient
 from starters.api.problems import Problem
-from starters.cache import confirm_flush, start_cache_playbook
 from starters.db_connections import start_db_connections
-from starters.memory import resolve_memory, start_memory_playbook
-from starters.recovery import start_recovery
+from starters.high_memory import resolve_memory, start_memory_playbook
+from starters.redis_cache import confirm_flush, start_cache_playbook
+from starters.service_recovery import start_recovery
 
 ID_PATTERN = INCIDENT_ID_PATTERN
 Kind = Literal["cache", "memory", "db-connections", "redeploy", "db-restore", "postmortem"]
@@ -101,7 +101,7 @@ def _input(kind: str, b: ProcedureBody, by: str) -> tuple[Any, Callable[[Client,
     if kind == "redeploy":
         return RecoveryInput(**common, target_tag=b.tag), start_recovery, recovery_workflow_id(iid)
     return (DatabaseRestoreInput(**common, snapshot=b.snapshot, target=b.target),
-            db_service.start_restore, restore_workflow_id(iid))
+            database_restore.start_restore, restore_workflow_id(iid))
 
 
 async def _authority_problem(c: Client, incident_id: str, p: Principal, approvers: list[str]) -> str | None:
@@ -154,7 +154,7 @@ async def memory_done(body: MemoryBody, workflow_id: WidPath, p: Commander,
 @router.post("/incidents/{incident_id}/db-restore/cancel")
 async def cancel(body: ReasonBody, incident_id: IdPath, p: Commander,
                  c: TemporalClient, ctx: Context) -> dict[str, str]:
-    msg = await ctx.bounded(db_service.cancel_restore(c, incident_id, CancelRestore(by=p.name, reason=body.reason)), p)
+    msg = await ctx.bounded(database_restore.cancel_restore(c, incident_id, CancelRestore(by=p.name, reason=body.reason)), p)
     return {"message": msg}
 
 @router.post("/incidents/{incident_id}/postmortem/held")

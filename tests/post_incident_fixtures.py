@@ -22,7 +22,7 @@ from domain.incident import (
     SlaClock,
     TimelineEntry,
 )
-from domain.postincident import (
+from domain.post_incident import (
     PostIncidentInput,
     PostIncidentStatus,
     postmortem_workflow_id,

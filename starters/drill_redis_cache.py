@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from domain.cache import CacheInput
 from domain.incident import ActionState, Decision, IncidentReport
+from domain.redis_cache import CacheInput
 from starters import service
-from starters.cache import start_cache_playbook
 from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
+from starters.redis_cache import start_cache_playbook
 
 
 async def _count(port: int, pattern: str) -> int:
@@ -22,7 +22,7 @@ async def _count(port: int, pattern: str) -> int:
 async def drive_cache_poisoned(ctx: DrillContext) -> DrillOutcome:
     """Flush only the poisoned pattern, reject FLUSHALL; passes when the poisoned keys are gone,
     the live sessions remain and Redis answers PING."""
-    from sandbox.scenario_cache_poisoned import POISONED, SESSION_KEYS
+    from sandbox.scenario_redis_cache import POISONED, SESSION_KEYS
     from workflows.redis_cache import RedisCachePlaybook
 
     iid = ctx.new_id()

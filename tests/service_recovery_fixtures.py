@@ -18,9 +18,9 @@ from temporalio.worker import Worker
 
 from domain.incident import Decision, IncidentReport
 from domain.prometheus import SliQuery, SliReport, SliValue, holds
-from domain.recovery import RecoveryInput
+from domain.service_recovery import RecoveryInput
 from starters import service
-from starters.recovery import start_recovery
+from starters.service_recovery import start_recovery
 from worker.main import activities_for
 from workflows.service_recovery import ServiceRecoveryWorkflow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from domain.recovery import RecoveryInput
+from domain.service_recovery import RecoveryInput
 from starters import cli_common as cli
 
 
@@ -19,7 +19,7 @@ def redeploy_cmd(
     config: str | None = typer.Option(None, "--config", "-c", help="YAML config (for the UI link)."),
 ) -> None:
     """Propose `helm upgrade --set image.tag=<last known-good>`; verify; roll back on failure."""
-    from starters.recovery import start_recovery
+    from starters.service_recovery import start_recovery
 
     cli.start_procedure_cmd(
         "redeploy", config,

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from domain.incident import ActionState, Decision, IncidentReport
-from domain.recovery import RecoveryInput
+from domain.service_recovery import RecoveryInput
 from starters import service
 from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
-from starters.recovery import start_recovery
+from starters.service_recovery import start_recovery
 
 
 async def drive_failed_redeploy(ctx: DrillContext) -> DrillOutcome:
     """Redeploy the hotfix; passes only if CodeBlue rolled it back and verified the service,
     and the sandbox agrees (gateway on the pre-upgrade tag, every replica ready)."""
-    from sandbox.scenario_failed_redeploy import HOTFIX_TAG, STABLE_TAG, gateway_tag
+    from sandbox.scenario_service_recovery import HOTFIX_TAG, STABLE_TAG, gateway_tag
     from sandbox.scenarios import GATEWAY, NAMESPACE
     from workflows.service_recovery import ServiceRecoveryWorkflow
 

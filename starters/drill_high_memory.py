@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+from domain.high_memory import MemoryInput, MemoryResolution
 from domain.incident import ActionState, Decision, IncidentReport
-from domain.memory import MemoryInput, MemoryResolution
 from starters import service
 from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
-from starters.memory import resolve_memory, start_memory_playbook
+from starters.high_memory import resolve_memory, start_memory_playbook
 
 
 async def drive_memory_leak(ctx: DrillContext) -> DrillOutcome:
     """Leak while CodeBlue samples; approve scale + restart; resolve; passes when the leak was
     named, the scale ran and was undone on resolution (replicas back), and pods are ready."""
-    from sandbox.scenario_memory_leak import leak
+    from sandbox.scenario_high_memory import leak
     from sandbox.scenarios import GATEWAY, NAMESPACE
     from workflows.high_memory import HighMemoryPlaybook
 

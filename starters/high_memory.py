@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client, WorkflowHandle
 
-from domain.memory import MemoryInput, MemoryResolution, memory_workflow_id
+from domain.high_memory import MemoryInput, MemoryResolution, memory_workflow_id
 from starters.service import execute_update, start_procedure
 from workflows.high_memory import HighMemoryPlaybook
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 
-from domain.recovery import RecoveryInput, recovery_workflow_id
+from domain.service_recovery import RecoveryInput, recovery_workflow_id
 from starters.service import start_procedure
 from workflows.service_recovery import ServiceRecoveryWorkflow
 

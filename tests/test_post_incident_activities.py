@@ -6,9 +6,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.postincident import PostIncidentActivities
+from activities.post_incident import PostIncidentActivities
 from domain.config import PostIncidentConfig
-from domain.postincident import CalendarInvite, SmokeCheckRequest
+from domain.post_incident import CalendarInvite, SmokeCheckRequest
 from sandbox.receiver import Receiver
 
 

@@ -15,7 +15,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from domain import search_attributes as sa
-from domain.database import CancelRestore, DatabaseRestoreInput, restore_workflow_id
+from domain.database_restore import CancelRestore, DatabaseRestoreInput, restore_workflow_id
 from domain.incident import IncidentReport
 from starters.service import CodeBlueError, root_cause, rpc_error
 from workflows.database_restore import DatabaseRestoreWorkflow

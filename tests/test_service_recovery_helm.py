@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.helm import HelmActivities
 from domain.cluster import HelmRevision
-from domain.recovery import (
+from domain.service_recovery import (
     HelmPreflightRequest,
     HelmUpgradeRequest,
     HelmValuesQuery,

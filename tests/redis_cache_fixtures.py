@@ -16,10 +16,10 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.cache import CacheInput
 from domain.incident import Decision, IncidentReport
+from domain.redis_cache import CacheInput
 from starters import service
-from starters.cache import start_cache_playbook
+from starters.redis_cache import start_cache_playbook
 from worker.main import activities_for
 from workflows.redis_cache import RedisCachePlaybook
 

@@ -10,7 +10,7 @@ from activities.http_client import HttpActivities
 from activities.targets import Targets
 from domain.config import PostIncidentConfig
 from domain.notify import Delivery
-from domain.postincident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
+from domain.post_incident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
 
 ALLOWED_METHODS = {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"}
 

@@ -7,7 +7,7 @@ from temporalio import workflow
 from workflows.post_incident_start import start_post_incident
 
 with workflow.unsafe.imports_passed_through():
-    from domain.postincident import PostIncidentInput
+    from domain.post_incident import PostIncidentInput
 
 
 @workflow.defn

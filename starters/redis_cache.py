@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client, WorkflowHandle
 
-from domain.cache import CacheInput, FlushConfirmation, cache_workflow_id
+from domain.redis_cache import CacheInput, FlushConfirmation, cache_workflow_id
 from starters.service import execute_update, start_procedure
 from workflows.redis_cache import RedisCachePlaybook
 

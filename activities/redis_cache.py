@@ -20,7 +20,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
-from domain.cache import (
+from domain.config import AwsConfig, CacheConfig
+from domain.redis_cache import (
     CacheCluster,
     CacheClusterQuery,
     CacheNode,
@@ -29,7 +30,6 @@ from domain.cache import (
     RedisStats,
     RedisTarget,
 )
-from domain.config import AwsConfig, CacheConfig
 
 UNLINK_BATCH = 500
 
