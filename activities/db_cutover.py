@@ -16,7 +16,7 @@ import binascii
 import math
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -28,7 +28,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
-from activities.kubernetes import api_error, check_database
+from activities.kubernetes import api_error, check_database, k8s_call
 from activities.preconditions import moved
 from activities.targets import Targets
 from domain.database_restore import (
@@ -89,14 +89,7 @@ class DbCutoverActivities:
         self.heartbeat_seconds = heartbeat_seconds
 
     async def _call(self, action: str, target: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        kwargs.setdefault("_request_timeout", self.request_timeout_seconds)
-        try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except ApiException as e:
-            raise api_error(e, action, target) from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise ApplicationError(f"cannot {action} {target}: Kubernetes API unreachable ({type(e).__name__})",
-                                   type="KubernetesUnavailable") from None
+        return cast(T, await k8s_call(action, target, fn, *args, timeout=self.request_timeout_seconds, **kwargs))
 
     async def _read(self, ns: str, name: str) -> k8s.V1Secret | None:
         try:

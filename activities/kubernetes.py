@@ -23,7 +23,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 import psycopg.conninfo
@@ -112,6 +112,22 @@ def unavailable(e: BaseException, action: str, target: str) -> ApplicationError:
     return ApplicationError(
         f"cannot {action} {target}: Kubernetes API {kind} ({type(e).__name__})", type="KubernetesUnavailable"
     )
+
+
+async def k8s_call(action: str, target: str, fn: Callable[..., T], *args: Any, timeout: float,
+                   missing: tuple[int, ...] = (), **kwargs: Any) -> T | None:
+    """One Kubernetes client call in a thread, with one error mapping for every activity class:
+    an HTTP status in `missing` means "not there" (None); other API errors become `api_error`;
+    a timeout or a dead connection becomes `unavailable` (retryable, and says which)."""
+    kwargs.setdefault("_request_timeout", timeout)
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except ApiException as e:
+        if e.status in missing:
+            return None
+        raise api_error(e, action, target) from None
+    except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as e:
+        raise unavailable(e, action, target) from None
 
 
 def memory_bytes(quantity: str | int | float | None) -> int | None:
@@ -244,27 +260,12 @@ class KubernetesActivities:
     # ------------------------------------------------------------------ plumbing
 
     async def _call(self, action: str, target: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one client call in a thread; map its failure to an ApplicationError."""
-        kwargs.setdefault("_request_timeout", self.request_timeout_seconds)
-        try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except ApiException as e:
-            raise api_error(e, action, target) from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise unavailable(e, action, target) from None
+        return cast(T, await k8s_call(action, target, fn, *args, timeout=self.request_timeout_seconds, **kwargs))
 
     async def _call_or_none(self, statuses: tuple[int, ...], action: str, target: str,
                             fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         """As `_call`, but the listed HTTP statuses mean "not there" and return None."""
-        kwargs.setdefault("_request_timeout", self.request_timeout_seconds)
-        try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except ApiException as e:
-            if e.status in statuses:
-                return None
-            raise api_error(e, action, target) from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise unavailable(e, action, target) from None
+        return await k8s_call(action, target, fn, *args, timeout=self.request_timeout_seconds, missing=statuses, **kwargs)
 
     async def _require_namespace(self, namespace: str) -> None:
         """An empty listing is also what a missing namespace gives: tell the two apart.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import urllib3.exceptions
 from kubernetes import client as k8s
@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kubernetes import api_error, unavailable
+from activities.kubernetes import api_error, k8s_call, unavailable
 from domain.service_recovery import KnownGood, KnownGoodQuery, ReleaseReadiness, ReleaseReadyRequest
 
 T = TypeVar("T")
@@ -34,12 +34,7 @@ class ReleaseStateActivities:
         self._timeout = request_timeout_seconds
 
     async def _call(self, action: str, target: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        try:
-            return await asyncio.to_thread(fn, *args, _request_timeout=self._timeout, **kw)
-        except ApiException as e:
-            raise api_error(e, action, target) from None
-        except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as e:
-            raise unavailable(e, action, target) from None
+        return cast(T, await k8s_call(action, target, fn, *args, timeout=self._timeout, **kw))
 
     # ---------------------------------------------------------------- readiness
 

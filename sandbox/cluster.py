@@ -696,9 +696,6 @@ class SandboxCluster:
         "*"), optionally only in `namespace` and only for `verbs` (get, list, patch, ...)."""
         self.emulator.forbidden.append((resource, namespace, frozenset(verbs) if verbs is not None else None))
 
-    def allow_all(self) -> None:
-        self.emulator.forbidden.clear()
-
     # ------------------------------------------------------------------ lifecycle
 
     @property

@@ -111,12 +111,6 @@ def replace_image_tag(image: str, tag: str) -> str:
     return f"{repo}:{tag}"
 
 
-def image_tag_of(image: str) -> str | None:
-    repo = image.split("@", 1)[0]
-    colon = repo.rfind(":")
-    return repo[colon + 1 :] if colon > repo.rfind("/") else None
-
-
 def split_chart(chart: str) -> tuple[str, str]:
     m = _CHART_VERSION.match(chart)
     return (m.group("name"), m.group("version")) if m else (chart, "")

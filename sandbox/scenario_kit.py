@@ -57,26 +57,25 @@ class Scenario:
     configure: Callable[[CodeBlueConfig, SandboxEnvironment], CodeBlueConfig] | None = None
 
 
-async def seed_bad_release(env: SandboxEnvironment, *, current_tag: str = BAD_TAG) -> None:
-    """healthcare-prod with release history 10, 11 (good, 3 days ago), 12 (12 minutes ago)."""
+async def seed_gateway_release(env: SandboxEnvironment, current_tag: str, revisions: list[dict[str, Any]]) -> None:
+    """healthcare-prod with the gateway at `current_tag` (BAD_TAG pods crash-loop) and the
+    release history `revisions` (helm_cli.seed_release's shape)."""
     await env.cluster.seed_healthcare_prod(
         namespace=NAMESPACE, gateway=GATEWAY, tag=current_tag, replicas=3, bad_tags={BAD_TAG}
     )
-    now = datetime.now(UTC)
     api = env.cluster.api_client()
     try:
-        await asyncio.to_thread(
-            seed_release,
-            api,
-            NAMESPACE,
-            RELEASE,
-            "healthcare-platform",
-            [
-                {"revision": 10, "image_tag": "v1.4.1", "updated": now - timedelta(days=9), "chart": "healthcare-platform-1.4.1"},
-                {"revision": 11, "image_tag": GOOD_TAG, "updated": now - timedelta(days=3), "chart": "healthcare-platform-1.4.2"},
-                {"revision": 12, "image_tag": current_tag, "updated": now - timedelta(minutes=12), "chart": "healthcare-platform-1.5.0"},
-            ],
-        )
+        await asyncio.to_thread(seed_release, api, NAMESPACE, RELEASE, "healthcare-platform", revisions)
     finally:
         await asyncio.to_thread(api.close)
     await env.cluster.reconcile()
+
+
+async def seed_bad_release(env: SandboxEnvironment, *, current_tag: str = BAD_TAG) -> None:
+    """healthcare-prod with release history 10, 11 (good, 3 days ago), 12 (12 minutes ago)."""
+    now = datetime.now(UTC)
+    await seed_gateway_release(env, current_tag, [
+        {"revision": 10, "image_tag": "v1.4.1", "updated": now - timedelta(days=9), "chart": "healthcare-platform-1.4.1"},
+        {"revision": 11, "image_tag": GOOD_TAG, "updated": now - timedelta(days=3), "chart": "healthcare-platform-1.4.2"},
+        {"revision": 12, "image_tag": current_tag, "updated": now - timedelta(minutes=12), "chart": "healthcare-platform-1.5.0"},
+    ])

@@ -7,7 +7,6 @@ back after 10 minutes), 12 "Rollback to 10" (v1.4.1, deployed). No known-good re
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,8 +15,14 @@ from pathlib import Path
 
 from domain.config import CodeBlueConfig, RecoveryConfig
 from sandbox.cluster_reconciler import image_tag
-from sandbox.helm_cli import seed_release
-from sandbox.scenario_kit import BAD_TAG, GATEWAY, NAMESPACE, RELEASE, SandboxEnvironment, Scenario
+from sandbox.scenario_kit import (
+    BAD_TAG,
+    GATEWAY,
+    NAMESPACE,
+    SandboxEnvironment,
+    Scenario,
+    seed_gateway_release,
+)
 
 STABLE_TAG = "v1.4.1"
 # ready pods, failing health endpoint: what verification (not helm --wait) must catch
@@ -33,28 +38,13 @@ def gateway_tag(env: SandboxEnvironment) -> str | None:
 
 
 async def seed_failed_redeploy(env: SandboxEnvironment) -> None:
-    await env.cluster.seed_healthcare_prod(
-        namespace=NAMESPACE, gateway=GATEWAY, tag=STABLE_TAG, replicas=3, bad_tags={BAD_TAG}
-    )
     now = datetime.now(UTC)
-    api = env.cluster.api_client()
-    try:
-        await asyncio.to_thread(
-            seed_release,
-            api,
-            NAMESPACE,
-            RELEASE,
-            "healthcare-platform",
-            [
-                {"revision": 10, "image_tag": STABLE_TAG, "updated": now - timedelta(days=9), "chart": "healthcare-platform-1.4.1"},
-                {"revision": 11, "image_tag": BAD_TAG, "updated": now - timedelta(hours=2), "chart": "healthcare-platform-1.5.0"},
-                {"revision": 12, "image_tag": STABLE_TAG, "updated": now - timedelta(hours=2) + timedelta(minutes=10),
-                 "chart": "healthcare-platform-1.4.1", "description": "Rollback to 10"},
-            ],
-        )
-    finally:
-        await asyncio.to_thread(api.close)
-    await env.cluster.reconcile()
+    await seed_gateway_release(env, STABLE_TAG, [
+        {"revision": 10, "image_tag": STABLE_TAG, "updated": now - timedelta(days=9), "chart": "healthcare-platform-1.4.1"},
+        {"revision": 11, "image_tag": BAD_TAG, "updated": now - timedelta(hours=2), "chart": "healthcare-platform-1.5.0"},
+        {"revision": 12, "image_tag": STABLE_TAG, "updated": now - timedelta(hours=2) + timedelta(minutes=10),
+         "chart": "healthcare-platform-1.4.1", "description": "Rollback to 10"},
+    ])
 
     def healthy() -> bool:
         return env.cluster.gateway_healthy(NAMESPACE, GATEWAY) and gateway_tag(env) != HOTFIX_TAG

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +15,7 @@ from domain.database_restore import DatabaseRestoreInput
 from domain.incident import Decision, IncidentReport
 from sandbox.memory_world import configure_worker
 from starters import database_restore, service
+from tests import workflow_helpers
 from tests.workflow_helpers import terminate
 from workflows.database_restore import DatabaseRestoreWorkflow
 
@@ -54,15 +54,7 @@ async def start(env: WorkflowEnvironment, inp: DatabaseRestoreInput, tq: str, ha
 
 
 async def until(h: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 30) -> IncidentReport:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        rep: IncidentReport = await h.query(DatabaseRestoreWorkflow.status)
-        if pred(rep):
-            return rep
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}; timeline: {[e.event for e in rep.timeline]}")
-        await asyncio.sleep(0.05)
+    return await workflow_helpers.until(h, pred, what, timeout, query=DatabaseRestoreWorkflow.status)
 
 
 def proposed(action_id: str) -> Callable[[IncidentReport], bool]:

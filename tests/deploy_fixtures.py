@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import inspect
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +130,3 @@ def role_permissions(role: dict[str, Any]) -> dict[Permission, frozenset[str] | 
                     assert key not in out, f"{key} granted twice in {role['metadata']['name']}"
                     out[key] = names
     return out
-
-
-def iter_rules(role: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield from role.get("rules") or []

@@ -3,7 +3,6 @@ worker on the time-skipping server."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ from domain.incident import Decision, IncidentReport
 from domain.redis_cache import CacheInput
 from starters import service
 from starters.redis_cache import start_cache_playbook
+from tests import workflow_helpers
 from worker.main import activities_for
 from workflows.redis_cache import RedisCachePlaybook
 
@@ -66,12 +66,4 @@ async def cache_world(env: WorkflowEnvironment) -> AsyncIterator[CacheWorld]:
 
 
 async def until(h: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 30) -> IncidentReport:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        rep: IncidentReport = await h.query(RedisCachePlaybook.status)
-        if pred(rep):
-            return rep
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}; timeline: {[e.event for e in rep.timeline]}")
-        await asyncio.sleep(0.05)
+    return await workflow_helpers.until(h, pred, what, timeout, query=RedisCachePlaybook.status)

@@ -3,7 +3,6 @@ time-skipping server, for the service recovery tests."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from domain.prometheus import SliQuery, SliReport, SliValue, holds
 from domain.service_recovery import RecoveryInput
 from starters import service
 from starters.service_recovery import start_recovery
+from tests import workflow_helpers
 from worker.main import activities_for
 from workflows.service_recovery import ServiceRecoveryWorkflow
 
@@ -82,15 +82,7 @@ async def recovery_world(env: WorkflowEnvironment, scenario: str = "failed-redep
 
 
 async def until(h: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 60) -> IncidentReport:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        rep: IncidentReport = await h.query(ServiceRecoveryWorkflow.status)
-        if pred(rep):
-            return rep
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}; timeline: {[e.event for e in rep.timeline]}")
-        await asyncio.sleep(0.05)
+    return await workflow_helpers.until(h, pred, what, timeout, query=ServiceRecoveryWorkflow.status)
 
 
 def events(rep: IncidentReport) -> list[str]:

@@ -7,8 +7,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -68,11 +69,20 @@ async def terminate(handle: WorkflowHandle) -> None:
 
 
 async def skip(env: WorkflowEnvironment, minutes: float) -> None:
-    """Skip server time in one-minute steps so each RPC stays short."""
+    """Skip server time in one-minute steps so each RPC stays short. On a busy machine the
+    test server can drop the connection mid-sleep ("h2 protocol error", CANCELLED): the step is
+    asked again, as any client would (at worst a minute more is skipped)."""
     left = minutes
     while left > 0:
         step = min(left, 1.0)
-        await env.sleep(timedelta(minutes=step))
+        for attempt in range(3):
+            try:
+                await env.sleep(timedelta(minutes=step))
+                break
+            except RPCError as e:
+                if e.status not in TRANSIENT or attempt == 2:
+                    raise
+                await asyncio.sleep(0.5)
         left -= step
 
 
@@ -84,16 +94,17 @@ async def start(env: WorkflowEnvironment, world: World, inp: IncidentInput, tq: 
 
 async def until(
     handle: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 20,
-    poll: float = 0.05,
+    poll: float = 0.05, query: Any = None,
 ) -> IncidentReport:
-    """Poll the status query (real time; the server's clock does not move meanwhile). A query
-    that reaches a killed worker's sticky queue fails until the server moves the workflow on:
-    retried, as any client would."""
+    """Poll the status query (real time; the server's clock does not move meanwhile), the
+    incident's unless `query` names a playbook's or a restore's. A query that reaches a killed
+    worker's sticky queue fails until the server moves the workflow on: retried, as any client
+    would."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:
         try:
-            rep: IncidentReport = await handle.query(IncidentResponseWorkflow.status)
+            rep: IncidentReport = await handle.query(query or IncidentResponseWorkflow.status)
         except RPCError as e:
             if e.status not in TRANSIENT or loop.time() > end:
                 raise
@@ -122,10 +133,6 @@ def entry(rep: IncidentReport, event: str):
         if e.event == event:
             return e
     raise AssertionError(f"no timeline event {event!r} in {events(rep)}")
-
-
-async def client_of(env: WorkflowEnvironment) -> Client:
-    return env.client
 
 
 async def decide_all(env: WorkflowEnvironment, h: WorkflowHandle, approve: set[str], by: str = "alice",
