@@ -25,8 +25,10 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_private_imports.py
 
+# the suite on every core, then the few tests marked `alone` (load-sensitive) on an idle machine
 test: lint
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m "not alone"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m alone -n 0
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -37,8 +37,8 @@ SLOW_FIRST = [
 ]
 
 
-# Files that time their RPCs against a heavily loaded time-skipping server (twenty thousand
-# alerts in one incident): last, when the drills on the other worker are done.
+# Files to run after the others when they share a run (the `alone` tests run in a pytest of
+# their own in `make test`).
 LAST = ["test_bounded_incident.py"]
 
 

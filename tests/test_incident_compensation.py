@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from domain.incident import Resolution
 from sandbox.memory_world import World
 from starters import service
@@ -22,6 +24,11 @@ async def test_failed_later_step_compensates_in_reverse(skipping_env):
             "db-connections-playbook": "rejected",
         }
         assert world.effects == ["rollback 12->11", "scale 3->5", "scale 5->3", "rollback 13->12"]
+        # the manager's page follows the compensations (its own activity): wait for it, then exactly one
+        for _ in range(200):
+            if world.pages_to("engineering_manager"):
+                break
+            await asyncio.sleep(0.05)
         assert [p.dedup_key.split(":")[-1] for p in world.pages_to("engineering_manager")] == ["mitigation-failed"]
         await service.resolve(skipping_env.client, h.id, Resolution(by="alice", summary="gave up", force=True))
         await h.result()
