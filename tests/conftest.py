@@ -37,16 +37,9 @@ SLOW_FIRST = [
 ]
 
 
-# Files to run after the others when they share a run (the `alone` tests run in a pytest of
-# their own in `make test`).
-LAST = ["test_bounded_incident.py"]
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
-    last = {name: len(rank) + 1 + i for i, name in enumerate(LAST)}
-    # stable: the order within a file is kept
-    items.sort(key=lambda item: last.get(item.path.name, rank.get(item.path.name, len(rank))))
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
 
 
 def signing_interceptors() -> list:

@@ -29,9 +29,6 @@ from starters.api.problems import Problem, problem_response, status_for
 from starters.api.ratelimit import RateLimiter
 from starters.api.slack import slack_router
 
-# kept importable from here: the CLI and older callers name them so
-RESERVED_SUFFIXES, reserved_id = incidents.RESERVED_SUFFIXES, incidents.reserved_id
-
 
 @dataclass
 class ApiSettings:
