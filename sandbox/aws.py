@@ -63,6 +63,12 @@ class AwsEmulator:
         await self.__aexit__(None, None, None)
         raise RuntimeError("moto_server did not start within 10 s")
 
+    async def reset(self) -> None:
+        """Forget every resource (moto's own reset API): one emulator can serve many tests,
+        each starting from nothing, without paying its ~2 s start each time."""
+        async with httpx.AsyncClient() as http:
+            (await http.post(f"{self.endpoint_url}/moto-api/reset", timeout=10)).raise_for_status()
+
     async def __aexit__(self, *exc: object) -> None:
         if self._proc and self._proc.poll() is None:
             self._proc.terminate()

@@ -426,9 +426,8 @@ def login_cmd(
 @app.command("worker")
 def worker_cmd(config: str | None = ConfigOpt) -> None:
     """Run a worker on $TEMPORAL_TASK_QUEUE until SIGINT/SIGTERM."""
+    cfg = cli_config(config)  # a bad config is refused before the worker's clients are imported
     from worker.main import serve_until_signal
-
-    cfg = cli_config(config)
 
     async def go() -> None:
         client = await temporal_client()

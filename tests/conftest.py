@@ -14,7 +14,7 @@ from worker.identity import IdentityInterceptor
 from worker.temporal import data_converter, register_search_attributes
 
 # Fixture modules shared by several test files (a test asks for a fixture by name, never imports it).
-pytest_plugins = ["tests.cluster_fixtures", "tests.helm_fixtures"]
+pytest_plugins = ["tests.aws_fixtures", "tests.cluster_fixtures", "tests.helm_fixtures"]
 
 # Every client the tests make signs human commands with this operator key (as the payload's
 # `by`, with no "(operator key)" suffix unless a test asks for one), and every worker built

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 
 from activities.aws_rds import RdsActivities
@@ -16,11 +15,10 @@ from sandbox.aws_rds_seed import rds_client, seed_rds
 TARGET = "healthcare-prod-restored"
 
 
-@pytest_asyncio.fixture
-async def aws():
-    async with AwsEmulator() as emulator:
-        seed_rds(emulator)
-        yield emulator
+@pytest.fixture
+def aws(empty_aws: AwsEmulator) -> AwsEmulator:
+    seed_rds(empty_aws)
+    return empty_aws
 
 
 def _targets(rds) -> list[str]:

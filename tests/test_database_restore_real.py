@@ -52,8 +52,9 @@ NEW_URL = f"postgresql://postgres:{PASSWORD}@127.0.0.1:5432/postgres?application
 
 
 @pytest_asyncio.fixture
-async def world():
-    async with AwsEmulator() as aws, SandboxCluster() as cluster:
+async def world(empty_aws: AwsEmulator):
+    aws = empty_aws
+    async with SandboxCluster() as cluster:
         seed_rds(aws)
         await cluster.seed_healthcare_prod(namespace=NS, gateway=GATEWAY, database_url=OLD_URL)
         api = cluster.api_client()

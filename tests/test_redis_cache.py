@@ -100,19 +100,16 @@ async def test_mismatched_endpoint_is_refused(skipping_env):
         assert await w.count("*") == ALL
 
 
-async def test_unknown_cluster_is_a_clear_failure():
+async def test_unknown_cluster_is_a_clear_failure(empty_aws, monkeypatch):
     from domain.config import AwsConfig
     from domain.redis_cache import CacheClusterQuery
-    from sandbox.aws import AwsEmulator
 
-    async with AwsEmulator() as aws:
-        acts = CacheActivities(AwsConfig(endpoint_url=aws.endpoint_url), CacheConfig())
-        import os
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "sandbox")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "sandbox")
-        with pytest.raises(ApplicationError) as ei:
-            await acts.describe_cache_cluster(CacheClusterQuery(cluster_id="nope"))
-        assert ei.value.type == "NotFound" and ei.value.non_retryable
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox")
+    acts = CacheActivities(AwsConfig(endpoint_url=empty_aws.endpoint_url), CacheConfig())
+    with pytest.raises(ApplicationError) as ei:
+        await acts.describe_cache_cluster(CacheClusterQuery(cluster_id="nope"))
+    assert ei.value.type == "NotFound" and ei.value.non_retryable
 
 
 @asynccontextmanager
