@@ -18,7 +18,7 @@ from domain.config import (
     CodeBlueConfig,
 )
 from sandbox.cluster import SandboxCluster
-from sandbox.helm_cli import seed_release
+from sandbox.helm_cli import KubeRest, seed_release
 from sandbox.receiver import Receiver
 
 NAMESPACE = "healthcare-prod"
@@ -63,11 +63,11 @@ async def seed_gateway_release(env: SandboxEnvironment, current_tag: str, revisi
     await env.cluster.seed_healthcare_prod(
         namespace=NAMESPACE, gateway=GATEWAY, tag=current_tag, replicas=3, bad_tags={BAD_TAG}
     )
-    api = env.cluster.api_client()
+    api = KubeRest.from_kubeconfig(str(env.cluster.kubeconfig_path))
     try:
         await asyncio.to_thread(seed_release, api, NAMESPACE, RELEASE, "healthcare-platform", revisions)
     finally:
-        await asyncio.to_thread(api.close)
+        api.close()
     await env.cluster.reconcile()
 
 

@@ -13,10 +13,9 @@ from typing import Any
 
 import kmock
 import pytest
-from kubernetes import config as k8s_config
 
 from activities.helm import HelmActivities
-from sandbox.helm_cli import configmap_name, seed_release
+from sandbox.helm_cli import KubeRest, configmap_name, seed_release
 
 NS = "healthcare-prod"
 RELEASE = "healthcare-platform"
@@ -92,7 +91,7 @@ class Cluster:
         return json.loads(cm["data"]["history"])
 
     async def seed(self, revisions: list[dict[str, Any]], release: str = RELEASE) -> None:
-        api = k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+        api = KubeRest.from_kubeconfig(str(self.kubeconfig))
         try:
             # seed_release blocks; the emulator is served by this very event loop.
             await asyncio.to_thread(seed_release, api, NS, release, CHART, revisions)
