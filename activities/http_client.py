@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
+import lazy_loader
+
+# Lazy: workflows import this module for its typed activity references, and every process
+# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
+# carry httpx. It loads on first use, in the worker's activities.
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy_loader.load("httpx")
 
 
 class HttpActivities:

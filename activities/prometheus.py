@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+import lazy_loader
 from temporalio import activity
 
 from activities.http_client import HttpActivities
@@ -40,6 +40,14 @@ from domain.prometheus import (
     parse_time,
     worst,
 )
+
+# Lazy: workflows import this module for its typed activity references, and every process
+# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
+# carry httpx. It loads on first use, in the worker's activities.
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy_loader.load("httpx")
 
 UNSET = "prometheus.url is not set"
 MAX_ERROR_CHARS = 240

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-import botocore.exceptions
-import redis.asyncio as aioredis
-import redis.exceptions
+import botocore.exceptions  # eager: about 1 MiB, no client code; lazy_loader cannot defer a submodule
+import lazy_loader
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -30,6 +28,17 @@ from domain.redis_cache import (
     RedisStats,
     RedisTarget,
 )
+
+# Lazy: workflows import this module for its typed activity references, and every process
+# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
+# carry boto3's clients and redis. It loads on first use, in the worker's activities.
+if TYPE_CHECKING:
+    import boto3
+    import redis.asyncio
+    import redis.exceptions
+else:
+    boto3 = lazy_loader.load("boto3")
+    redis = lazy_loader.load("redis")  # binds redis.asyncio and redis.exceptions when it loads
 
 UNLINK_BATCH = 500
 
@@ -108,9 +117,9 @@ class CacheActivities:
             )
         return expected
 
-    def _client(self, t: RedisTarget) -> aioredis.Redis:
+    def _client(self, t: RedisTarget) -> redis.asyncio.Redis:
         host, port = _split(self.allowed_address(t))
-        return aioredis.Redis(
+        return redis.asyncio.Redis(
             host=host,
             port=port,
             db=self.cache.db,
@@ -127,7 +136,7 @@ class CacheActivities:
         return ApplicationError(f"Redis at {t.address}: {type(e).__name__}: {str(e).splitlines()[0][:200]}", type="RedisUnavailable")
 
     @staticmethod
-    async def _keys(r: aioredis.Redis) -> tuple[int, dict[str, int]]:
+    async def _keys(r: redis.asyncio.Redis) -> tuple[int, dict[str, int]]:
         ks = await r.info("keyspace")
         per_db = {db: int(v.get("keys", 0)) if isinstance(v, dict) else 0 for db, v in ks.items()}
         return sum(per_db.values()), per_db
@@ -187,7 +196,7 @@ class CacheActivities:
         finally:
             await r.aclose()
 
-    async def _flush_pattern(self, r: aioredis.Redis, pattern: str, hb: Heartbeater) -> FlushResult:
+    async def _flush_pattern(self, r: redis.asyncio.Redis, pattern: str, hb: Heartbeater) -> FlushResult:
         """SCAN MATCH + UNLINK, page by page; the heartbeat carries a cursor before which
         every matching key is unlinked. A retry resumes there only on the same Redis process (run_id),
         db and pattern: another server (restart, failover) hashes keys into other buckets, so
