@@ -20,6 +20,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.aws_rds import RdsActivities
+    from activities.db_cutover import DbCutoverActivities
+    from activities.kubernetes import KubernetesActivities
     from domain import search_attributes as sa
     from domain.cluster import DbCheckRequest, DbCheckResult, RestartRequest, RolloutState, RolloutWaitRequest
     from domain.database_restore import (
@@ -52,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approvals import settle
     from workflows.playbook import Playbook
     from workflows.saga import Saga
-    from workflows.steps import NON_RETRYABLE
+    from workflows.steps import NON_RETRYABLE, Activity, R
     from workflows.timeline import CODEBLUE, mmss, reason
 
 DB_NON_RETRYABLE = NON_RETRYABLE + [
@@ -114,8 +117,7 @@ class DatabaseRestoreWorkflow(Playbook):
         # 1. preflight: read-only
         try:
             pre: RdsPreflightResult = await self._timed("preflight", self._call(
-                "rds_preflight", RdsPreflightRequest(incident_id=inp.incident_id, source=source, snapshot=snapshot, target=target),
-                RdsPreflightResult, "RDS preflight", DB_READ))
+                RdsActivities.rds_preflight, RdsPreflightRequest(incident_id=inp.incident_id, source=source, snapshot=snapshot, target=target), "RDS preflight", DB_READ))
         except ActivityError as e:
             self.status_text = "preflight_failed"
             self.tl.log(CODEBLUE, "Preflight failed; nothing changed", reason(e))
@@ -147,8 +149,7 @@ class DatabaseRestoreWorkflow(Playbook):
         # 3. restore (idempotent: adopts the target of an earlier attempt)
         try:
             res: RdsRestoreResult = await self._timed("restore", self._call(
-                "rds_restore", RdsRestoreRequest(incident_id=inp.incident_id, source=source, snapshot_id=pre.snapshot_id, target=target),
-                RdsRestoreResult, f"restore {pre.snapshot_id} to {target}", DB_WRITE))
+                RdsActivities.rds_restore, RdsRestoreRequest(incident_id=inp.incident_id, source=source, snapshot_id=pre.snapshot_id, target=target), f"restore {pre.snapshot_id} to {target}", DB_WRITE))
         except ActivityError as e:
             self._fail(restore, "restore_failed", reason(e))
         settle(restore, ActionState.EXECUTED,
@@ -168,11 +169,10 @@ class DatabaseRestoreWorkflow(Playbook):
         # 5. verify the restored database
         d, k = self.cfg.database, self.cfg.kubernetes
         ver: RestoredDbVerifyResult = await self._timed("verify", self._call(
-            "db_verify_restored",
+            DbCutoverActivities.db_verify_restored,
             RestoredDbVerifyRequest(namespace=k.namespace, secret_name=d.secret_name, secret_key=d.secret_key,
                                     host=host, port=port, sanity_query=r.sanity_query,
-                                    connect_timeout_seconds=d.connect_timeout_seconds),
-            RestoredDbVerifyResult, f"verify {target}", DB_READ))
+                                    connect_timeout_seconds=d.connect_timeout_seconds), f"verify {target}", DB_READ))
         self.info["verification"] = ver.detail
         self.info["sanity"] = ver.sanity
         self.tl.log(CODEBLUE, "Restored database verified" if ver.ok else "Restored database verification failed", ver.detail)
@@ -243,10 +243,9 @@ class DatabaseRestoreWorkflow(Playbook):
             non_retryable_error_types=DB_NON_RETRYABLE,
         )
         req = RdsWaitRequest(target=target, poll_seconds=r.poll_interval_seconds, window_seconds=r.poll_window_seconds)
-        wait = asyncio.ensure_future(workflow.execute_activity(
-            "rds_wait_available",
+        wait = asyncio.ensure_future(workflow.execute_activity_method(
+            RdsActivities.rds_wait_available,
             req,
-            result_type=RdsInstanceInfo,
             start_to_close_timeout=timedelta(seconds=req.budget_seconds()),
             # the activity heartbeats on a timer, not per poll: a dead worker shows within 15 s
             heartbeat_timeout=timedelta(seconds=15),
@@ -291,9 +290,8 @@ class DatabaseRestoreWorkflow(Playbook):
         self.tl.log(CODEBLUE, "Executing cutover", act.reason)
         try:
             backup: SecretBackupRef = await self._call(
-                "db_secret_backup",
-                SecretBackupRequest(incident_id=inp.incident_id, namespace=k.namespace, secret_name=d.secret_name, secret_key=d.secret_key),
-                SecretBackupRef, f"back up {d.secret_name}", DB_WRITE)
+                DbCutoverActivities.db_secret_backup,
+                SecretBackupRequest(incident_id=inp.incident_id, namespace=k.namespace, secret_name=d.secret_name, secret_key=d.secret_key), f"back up {d.secret_name}", DB_WRITE)
             self.tl.log(CODEBLUE, "Database secret backed up",
                         f"old value kept in secret {backup.backup_name} (from resourceVersion {backup.source_resource_version})")
 
@@ -305,10 +303,9 @@ class DatabaseRestoreWorkflow(Playbook):
 
             saga.register(act, undo, f"put the old {d.secret_key} back from {backup.backup_name}, restart, wait, verify")
             ch: SecretChange = await self._call(
-                "db_secret_point",
+                DbCutoverActivities.db_secret_point,
                 SecretPointRequest(backup=backup, host=host, port=port,
-                                   expected_resource_version=backup.source_resource_version if checked else None),
-                SecretChange, f"patch {d.secret_name}", DB_WRITE)
+                                   expected_resource_version=backup.source_resource_version if checked else None), f"patch {d.secret_name}", DB_WRITE)
             if checked:
                 ours.append(ch.resource_version)
             self.tl.log(CODEBLUE, "Database secret patched", f"{d.secret_key} now names {ch.where}" + ("" if ch.changed else " (already)"))
@@ -333,16 +330,14 @@ class DatabaseRestoreWorkflow(Playbook):
             raise _StepFailed(f"cutover failed and was compensated: {why}") from None
 
     async def _undo_cutover(self, backup: SecretBackupRef, target: str, ours: str | None = None) -> None:
-        ch: SecretChange = await self._call("db_secret_restore", SecretRestoreRequest(backup=backup, expected_resource_version=ours),
-                                            SecretChange, f"compensate: restore {backup.secret_name}", DB_WRITE)
+        ch: SecretChange = await self._call(DbCutoverActivities.db_secret_restore, SecretRestoreRequest(backup=backup, expected_resource_version=ours), f"compensate: restore {backup.secret_name}", DB_WRITE)
         self.tl.log(CODEBLUE, "Compensation: old database secret restored",
                     f"{backup.secret_key} names {ch.where} again" + ("" if ch.changed else " (was unchanged)"))
         await self._restart("compensate: ")
         chk = await self._db_check("compensate: connection check")
         self.tl.log(CODEBLUE, "Compensation: connection check " + ("passed" if chk.ok else "failed"), chk.detail)
         if self.cfg.restore.delete_restored_after:
-            gone = await self._call("rds_delete_restored", RdsDeleteRequest(incident_id=self.inp.incident_id, target=target),
-                                    bool, f"compensate: delete {target}", DB_WRITE)
+            gone = await self._call(RdsActivities.rds_delete_restored, RdsDeleteRequest(incident_id=self.inp.incident_id, target=target), f"compensate: delete {target}", DB_WRITE)
             self.tl.log(CODEBLUE, "Compensation: restored instance deleted" if gone else "Compensation: restored instance already gone", target)
         else:
             self.tl.log(CODEBLUE, "Restored instance kept for forensics", f"{target} (tagged codeblue:incident={self.inp.incident_id})")
@@ -350,21 +345,18 @@ class DatabaseRestoreWorkflow(Playbook):
     async def _restart(self, prefix: str) -> RolloutState:
         k, m = self.cfg.kubernetes, self.cfg.mitigation
         dep = k.gateway_deployment
-        await self._call("rollout_restart", RestartRequest(namespace=k.namespace, deployment=dep, restarted_at=workflow.now().isoformat()),
-                         RolloutState, f"{prefix}kubectl rollout restart {dep}", DB_WRITE)
+        await self._call(KubernetesActivities.rollout_restart, RestartRequest(namespace=k.namespace, deployment=dep, restarted_at=workflow.now().isoformat()), f"{prefix}kubectl rollout restart {dep}", DB_WRITE)
         st: RolloutState = await self.steps.write(
-            "wait_rollout", RolloutWaitRequest(namespace=k.namespace, deployment=dep, timeout_seconds=m.rollout_timeout_seconds),
-            RolloutState, f"{prefix}wait for {dep} rollout", m.rollout_timeout_seconds + 60, heartbeat=True, retry=DB_WRITE)
+            KubernetesActivities.wait_rollout, RolloutWaitRequest(namespace=k.namespace, deployment=dep, timeout_seconds=m.rollout_timeout_seconds), f"{prefix}wait for {dep} rollout", m.rollout_timeout_seconds + 60, heartbeat=True, retry=DB_WRITE)
         self.tl.log(CODEBLUE, f"Compensation: {dep} restarted" if prefix else f"{dep} restarted", f"{st.available}/{st.desired} available")
         return st
 
     async def _db_check(self, summary: str) -> DbCheckResult:
         d, k = self.cfg.database, self.cfg.kubernetes
         res: DbCheckResult = await self._call(
-            "db_check",
+            KubernetesActivities.db_check,
             DbCheckRequest(namespace=k.namespace, deployment=k.gateway_deployment, secret_name=d.secret_name,
-                           secret_key=d.secret_key, command=d.check_command, connect_timeout_seconds=d.connect_timeout_seconds),
-            DbCheckResult, summary, DB_WRITE)
+                           secret_key=d.secret_key, command=d.check_command, connect_timeout_seconds=d.connect_timeout_seconds), summary, DB_WRITE)
         return res
 
     # ------------------------------------------------------------ handlers
@@ -393,8 +385,8 @@ class DatabaseRestoreWorkflow(Playbook):
         return {k.removesuffix("_started") for k in self.timings if k.endswith("_started")}
 
     # ------------------------------------------------------------ helpers
-    async def _call(self, name: str, arg: Any, rtype: type, summary: str, retry: RetryPolicy, timeout: int = 120) -> Any:
-        return await self.steps.write(name, arg, rtype, summary, timeout, retry=retry)
+    async def _call(self, activity: Activity[R], arg: Any, summary: str, retry: RetryPolicy, timeout: int = 120) -> R:
+        return await self.steps.write(activity, arg, summary, timeout, retry=retry)
 
     async def _timed(self, step: str, aw: Awaitable[Any]) -> Any:
         t0 = self.tl.t()

@@ -17,16 +17,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.kubernetes import KubernetesActivities
     from domain.cluster import (
-        DeploymentsReport,
         MetricsReport,
         NamespaceQuery,
-        PodsReport,
         RestartRequest,
-        RolloutState,
         RolloutWaitRequest,
         ScaleRequest,
-        ScaleResult,
     )
     from domain.high_memory import MemoryInput, MemoryResolution, leak_suspects
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
@@ -77,7 +74,7 @@ class HighMemoryPlaybook(Playbook):
                     f"{m.samples} samples {m.sample_interval_seconds}s apart")
         self.phase = Phase.DIAGNOSTICS
         samples = await self._sample(ns, dep)
-        pods = await self.steps.read("pod_status", NamespaceQuery(namespace=ns), PodsReport, "kubectl get pods")
+        pods = await self.steps.read(KubernetesActivities.pod_status, NamespaceQuery(namespace=ns), "kubectl get pods")
         oom = [p.name for p in (pods.pods if pods else []) if p.name.startswith(f"{dep}-")
                and p.last_termination_reason == "OOMKilled"]
         suspects = leak_suspects(samples, m.leak_growth_ratio)
@@ -129,7 +126,7 @@ class HighMemoryPlaybook(Playbook):
             if i:
                 await workflow.sleep(timedelta(seconds=m.sample_interval_seconds), summary=f"memory sample {i + 1}")
             rep: MetricsReport | None = await self.steps.read(
-                "pod_metrics", NamespaceQuery(namespace=ns), MetricsReport, f"kubectl top pods ({i + 1}/{m.samples})")
+                KubernetesActivities.pod_metrics, NamespaceQuery(namespace=ns), f"kubectl top pods ({i + 1}/{m.samples})")
             mine = [p for p in (rep.pods if rep else []) if p.pod.startswith(f"{dep}-")]
             samples.append({p.pod: p.memory_bytes for p in mine})
             ratios = {p.pod: round(p.memory_ratio, 3) for p in mine if p.memory_ratio is not None}
@@ -146,33 +143,28 @@ class HighMemoryPlaybook(Playbook):
         self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
         try:
             if act.kind == ActionKind.SCALE_UP:
-                cur = await self.steps.read("deployment_status", NamespaceQuery(namespace=p["namespace"]),
-                                            DeploymentsReport, "read replicas")
+                cur = await self.steps.read(KubernetesActivities.deployment_status, NamespaceQuery(namespace=p["namespace"]), "read replicas")
                 prev = next((d.desired for d in (cur.deployments if cur else []) if d.name == p["deployment"]), None)
                 if prev is None:
                     raise ApplicationError(f"cannot read the replica count of {p['deployment']}")
 
                 async def undo() -> None:
-                    await self.steps.write("scale_deployment",
-                                           ScaleRequest(namespace=p["namespace"], deployment=p["deployment"], replicas=prev),
-                                           ScaleResult, f"compensate: scale {p['deployment']} to {prev}")
+                    await self.steps.write(KubernetesActivities.scale_deployment,
+                                           ScaleRequest(namespace=p["namespace"], deployment=p["deployment"], replicas=prev), f"compensate: scale {p['deployment']} to {prev}")
 
                 self.saga.register(act, undo, f"scale {p['deployment']} back to {prev} replicas when resolved")
-                res = await self.steps.write("scale_deployment",
+                res = await self.steps.write(KubernetesActivities.scale_deployment,
                                              ScaleRequest(namespace=p["namespace"], deployment=p["deployment"],
-                                                          replicas=int(p["replicas"])),
-                                             ScaleResult, f"scale {p['deployment']} to {p['replicas']}")
+                                                          replicas=int(p["replicas"])), f"scale {p['deployment']} to {p['replicas']}")
                 act.result = f"{res.deployment} scaled {res.previous_replicas} -> {res.replicas}"
             else:
                 act.compensation = "none needed (a restart changes no configuration)"
-                await self.steps.write("rollout_restart",
+                await self.steps.write(KubernetesActivities.rollout_restart,
                                        RestartRequest(namespace=p["namespace"], deployment=p["deployment"],
-                                                      restarted_at=workflow.now().isoformat()),
-                                       RolloutState, f"kubectl rollout restart {p['deployment']}")
-                st = await self.steps.write("wait_rollout",
+                                                      restarted_at=workflow.now().isoformat()), f"kubectl rollout restart {p['deployment']}")
+                st = await self.steps.write(KubernetesActivities.wait_rollout,
                                             RolloutWaitRequest(namespace=p["namespace"], deployment=p["deployment"],
-                                                               timeout_seconds=self.cfg.mitigation.rollout_timeout_seconds),
-                                            RolloutState, f"wait for {p['deployment']} rollout",
+                                                               timeout_seconds=self.cfg.mitigation.rollout_timeout_seconds), f"wait for {p['deployment']} rollout",
                                             self.cfg.mitigation.rollout_timeout_seconds + 60, heartbeat=True)
                 act.result = f"restarted; {st.available}/{st.desired} available"
         except (ActivityError, ApplicationError) as e:

@@ -18,30 +18,26 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.health import HealthActivities
+    from activities.helm import HelmActivities
+    from activities.kubernetes import KubernetesActivities
+    from activities.notify import NotifierActivities
+    from activities.slack import SlackActivities
     from domain import search_attributes as sa
     from domain.alerts import AlertBatch, AlertLedger, AlertNotice
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose, rank
     from domain.cluster import (
         DbCheckRequest,
-        DbCheckResult,
-        DeploymentsReport,
         HealthProbeRequest,
-        HealthProbeResult,
-        HelmHistory,
         HelmQuery,
         HelmRollbackRequest,
         HelmRollbackResult,
         LogsQuery,
-        LogsReport,
-        MetricsReport,
         NamespaceQuery,
-        PodsReport,
         RestartRequest,
-        RolloutState,
         RolloutWaitRequest,
         ScaleRequest,
         ScaleResult,
-        ServicesReport,
     )
     from domain.config import CodeBlueConfig
     from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
@@ -78,7 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
     from workflows.post_incident_start import start_own_post_incident, start_post_incident
     from workflows.saga import Saga
-    from workflows.steps import NOTIFY_RETRY, Steps
+    from workflows.steps import NOTIFY_RETRY, Activity, R, Steps
     from workflows.timeline import CODEBLUE, Timeline
     from workflows.timeline import mmss as _mmss
     from workflows.timeline import reason as _reason
@@ -410,17 +406,16 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         k = self.cfg.kubernetes
         ns = NamespaceQuery(namespace=k.namespace)
         pods, services, logs = await asyncio.gather(
-            self._read("pod_status", ns, PodsReport, "kubectl get pods"),
-            self._read("service_status", ns, ServicesReport, "kubectl get services"),
+            self._read(KubernetesActivities.pod_status, ns, "kubectl get pods"),
+            self._read(KubernetesActivities.service_status, ns, "kubectl get services"),
             self._read(
-                "gateway_logs",
+                KubernetesActivities.gateway_logs,
                 LogsQuery(
                     namespace=k.namespace,
                     deployment=k.gateway_deployment,
                     tail_lines=k.log_tail_lines,
                     patterns=k.error_patterns,
                 ),
-                LogsReport,
                 f"kubectl logs deployment/{k.gateway_deployment}",
             ),
         )
@@ -449,18 +444,16 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         slis_read = (read_slis(self.steps, self.inp.incident_id, "SLIs from Prometheus", since=self.started.isoformat())
                      if workflow.patched("sli-assessment") else _nothing())
         deployments, metrics, helm, health, slis = await asyncio.gather(
-            self._read("deployment_status", ns, DeploymentsReport, "deployments"),
-            self._read("pod_metrics", ns, MetricsReport, "kubectl top pods"),
+            self._read(KubernetesActivities.deployment_status, ns, "deployments"),
+            self._read(KubernetesActivities.pod_metrics, ns, "kubectl top pods"),
             self._read(
-                "helm_history",
+                HelmActivities.helm_history,
                 HelmQuery(release=self.cfg.helm.release, namespace=k.namespace),
-                HelmHistory,
                 "helm history",
             ),
             self._read(
-                "probe_health",
+                HealthActivities.probe_health,
                 HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-                HealthProbeResult,
                 "health endpoint probe",
             ),
             slis_read,
@@ -573,7 +566,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         public = self.public_summary if final else self.inp.public_summary
         if self.severity.is_major:
             sp = await self._notify(
-                "status_page",
+                NotifierActivities.status_page,
                 StatusPageRequest(
                     incident_id=self.inp.incident_id,
                     title=public_title(service),
@@ -592,7 +585,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             + (" Dashboards: " + ", ".join(f"{k}: {v}" for k, v in a.dashboards.items()) if a and a.dashboards else "")
         )
         await self._notify(
-            "post_message",
+            NotifierActivities.post_message,
             MessageRequest(
                 incident_id=self.inp.incident_id,
                 kind="stakeholders",
@@ -604,7 +597,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         if self.severity.is_major:
             kind = "channel_close" if final else "channel_open"
             await self._notify(
-                "post_message",
+                NotifierActivities.post_message,
                 MessageRequest(
                     incident_id=self.inp.incident_id,
                     kind=kind,
@@ -675,12 +668,10 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             if attempt:
                 await workflow.sleep(timedelta(seconds=m.recheck_interval_seconds), summary="re-check the evidence")
             pods, health, logs = await asyncio.gather(
-                self._read("pod_status", ns, PodsReport, "re-check pods"),
-                self._read("probe_health", HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-                           HealthProbeResult, "re-check health endpoint"),
-                self._read("gateway_logs", LogsQuery(namespace=k.namespace, deployment=k.gateway_deployment,
-                                                     tail_lines=k.log_tail_lines, patterns=k.error_patterns),
-                           LogsReport, "re-check gateway logs"),
+                self._read(KubernetesActivities.pod_status, ns, "re-check pods"),
+                self._read(HealthActivities.probe_health, HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds), "re-check health endpoint"),
+                self._read(KubernetesActivities.gateway_logs, LogsQuery(namespace=k.namespace, deployment=k.gateway_deployment,
+                                                     tail_lines=k.log_tail_lines, patterns=k.error_patterns), "re-check gateway logs"),
             )
             problems = []
             if pods is None or pods.not_ready:
@@ -754,7 +745,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 view = list(self._slack_view(act))
                 shown = self.slack.get(act.id)
                 if shown is None:
-                    res = await self._slack_call("slack_post_proposal", self._slack_request(act),
+                    res = await self._slack_call(SlackActivities.slack_post_proposal, self._slack_request(act),
                                                  f"Post {act.id} to Slack")
                     self.slack[act.id] = SlackShown(ref=res.ref if res else None, view=view)
                     if res is not None and res.skipped:
@@ -764,15 +755,15 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 else:
                     assert shown.ref is not None
                     state, by, detail = view
-                    await self._slack_call("slack_update_proposal", SlackUpdateRequest(
+                    await self._slack_call(SlackActivities.slack_update_proposal, SlackUpdateRequest(
                         proposal=self._slack_request(act), ref=shown.ref, state=state, by=by, detail=detail,
                     ), f"Update {act.id} in Slack")
                     shown.view = view
 
-    async def _slack_call(self, name: str, req: Any, summary: str) -> SlackPostResult | None:
+    async def _slack_call(self, activity: Activity[SlackPostResult], req: Any, summary: str) -> SlackPostResult | None:
         try:
             return await workflow.execute_activity(
-                name, req, result_type=SlackPostResult, start_to_close_timeout=timedelta(seconds=30),
+                activity, req, start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=NOTIFY_RETRY, summary=summary,
             )
         except ActivityError as e:
@@ -780,7 +771,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             return None
 
     async def _run_undo(self, u: Undo) -> None:
-        await self._write(u.activity, u.arg, dict, u.summary, u.timeout_seconds, heartbeat=u.heartbeat)
+        await self.steps.undo(u)
 
     async def _execute(self, act: Action, saga: Saga) -> None:
         p = act.params
@@ -797,18 +788,16 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 act.compensation = "none needed (a restart changes no configuration)"
                 expected = p.get("revision") if checked else None
                 await self._write(
-                    "rollout_restart",
+                    KubernetesActivities.rollout_restart,
                     RestartRequest(namespace=ns, deployment=dep, restarted_at=workflow.now().isoformat(),
                                    expected_revision=expected),
-                    RolloutState,
                     f"kubectl rollout restart {dep}",
                 )
                 st = await self._write(
-                    "wait_rollout",
+                    KubernetesActivities.wait_rollout,
                     RolloutWaitRequest(
                         namespace=ns, deployment=dep, timeout_seconds=self.cfg.mitigation.rollout_timeout_seconds
                     ),
-                    RolloutState,
                     f"wait for {dep} rollout",
                     self.cfg.mitigation.rollout_timeout_seconds + 60,
                     heartbeat=True,
@@ -824,7 +813,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             elif act.kind == ActionKind.DB_CHECK:
                 d = self.cfg.database
                 res = await self._write(
-                    "db_check",
+                    KubernetesActivities.db_check,
                     DbCheckRequest(
                         namespace=p["namespace"],
                         deployment=p["deployment"],
@@ -833,7 +822,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                         command=d.check_command,
                         connect_timeout_seconds=d.connect_timeout_seconds,
                     ),
-                    DbCheckResult,
                     "database connection check",
                 )
                 act.result = res.detail
@@ -881,7 +869,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         )
         saga.register(act, undo, f"helm rollback {req.release} {req.from_revision} (back to where it was)")
         res: HelmRollbackResult = await self._write(
-            "helm_rollback", req, HelmRollbackResult, f"helm rollback to {req.to_revision}",
+            HelmActivities.helm_rollback, req, f"helm rollback to {req.to_revision}",
             self.cfg.helm.timeout_seconds + 60, heartbeat=True,
         )
         # the undo only acts while the release is still at the revision this rollback made
@@ -895,7 +883,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         ns, dep, n = p["namespace"], p["deployment"], int(p["replicas"])
         seen = p.get("from_replicas") if checked else None
         if seen is None:
-            current = await self._read("deployment_status", NamespaceQuery(namespace=ns), DeploymentsReport, "read replicas")
+            current = await self._read(KubernetesActivities.deployment_status, NamespaceQuery(namespace=ns), "read replicas")
             seen = next((d.desired for d in (current.deployments if current else []) if d.name == dep), None)
             if seen is None:
                 raise _StepFailed(f"cannot read the current replica count of {dep}")
@@ -909,9 +897,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         )
         saga.register(act, undo, f"scale {dep} back to {seen} replicas")
         res: ScaleResult = await self._write(
-            "scale_deployment",
+            KubernetesActivities.scale_deployment,
             ScaleRequest(namespace=ns, deployment=dep, replicas=n, expected_replicas=seen if checked else None),
-            ScaleResult,
             f"scale {dep} to {n}",
         )
         act.result = f"{dep} scaled {res.previous_replicas} -> {res.replicas}"
@@ -995,12 +982,11 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     async def _try_resolve(self, r: Resolution) -> bool:
         self._set_phase(Phase.RESOLVING)
         self._log(r.by, "Resolve requested", r.summary)
-        pods = await self._read("pod_status", NamespaceQuery(namespace=self.cfg.kubernetes.namespace), PodsReport, "verify pods")
+        pods = await self._read(KubernetesActivities.pod_status, NamespaceQuery(namespace=self.cfg.kubernetes.namespace), "verify pods")
         h = self.cfg.health
         health = await self._read(
-            "probe_health",
+            HealthActivities.probe_health,
             HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-            HealthProbeResult,
             "verify health endpoint",
         )
         problems = []
@@ -1043,16 +1029,16 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         return True
 
     # ------------------------------------------------------------ helpers
-    async def _read(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
-        return await self.steps.read(name, arg, rtype, summary)
+    async def _read(self, activity: Activity[R], arg: Any, summary: str) -> R | None:
+        return await self.steps.read(activity, arg, summary)
 
     async def _write(
-        self, name: str, arg: Any, rtype: type, summary: str, timeout_seconds: int = 120, heartbeat: bool = False
-    ) -> Any:
-        return await self.steps.write(name, arg, rtype, summary, timeout_seconds, heartbeat)
+        self, activity: Activity[R], arg: Any, summary: str, timeout_seconds: int = 120, heartbeat: bool = False
+    ) -> R:
+        return await self.steps.write(activity, arg, summary, timeout_seconds, heartbeat)
 
-    async def _notify(self, name: str, arg: Any, summary: str) -> Delivery | None:
-        return await self.steps.notify(name, arg, summary)
+    async def _notify(self, activity: Activity[Delivery], arg: Any, summary: str) -> Delivery | None:
+        return await self.steps.notify(activity, arg, summary)
 
     async def _page(self, who: Audience, key: str, text: str) -> None:
         await self.steps.page(who, key, text, self.severity.value, self.commander)

@@ -18,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.redis_cache import CacheActivities
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.notify import Audience
     from domain.redis_cache import (
@@ -32,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.approvals import settle
     from workflows.playbook import Playbook
-    from workflows.steps import READ_RETRY
+    from workflows.steps import READ_RETRY, Activity, R
     from workflows.timeline import CODEBLUE, reason
 
 NO_UNDO = "none possible: a flush cannot be undone (the cache refills from the source of truth)"
@@ -93,7 +94,7 @@ class RedisCachePlaybook(Playbook):
     async def _play(self) -> None:
         self.phase = Phase.DIAGNOSTICS
         cluster: CacheCluster = await self._fatal(
-            "describe_cache_cluster", CacheClusterQuery(cluster_id=self.cluster_id), CacheCluster,
+            CacheActivities.describe_cache_cluster, CacheClusterQuery(cluster_id=self.cluster_id),
             "aws elasticache describe-cache-clusters",
         )
         nodes = ", ".join(f"{n.node_id} {n.status}" for n in cluster.nodes) or "no node details"
@@ -106,7 +107,7 @@ class RedisCachePlaybook(Playbook):
         target = RedisTarget(cluster_id=self.cluster_id, cluster_endpoint=cluster.endpoint, address=address)
         if self.cfg.cache.endpoint_override:
             self.tl.log(CODEBLUE, "Redis address", f"{address} (cache.endpoint_override of the worker's config)")
-        before: RedisStats = await self._fatal("redis_stats", target, RedisStats, "redis-cli PING + INFO")
+        before: RedisStats = await self._fatal(CacheActivities.redis_stats, target, "redis-cli PING + INFO")
         self.facts["before"] = before.model_dump() | {"hit_ratio": before.hit_ratio}
         self.tl.log(CODEBLUE, "Redis stats", before.summary())
 
@@ -141,7 +142,7 @@ class RedisCachePlaybook(Playbook):
             )
             self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
             try:
-                res: FlushResult = await self.steps.write("redis_flush", req, FlushResult, f"redis {act.id}", 600, heartbeat=True)
+                res: FlushResult = await self.steps.write(CacheActivities.redis_flush, req, f"redis {act.id}", 600, heartbeat=True)
             except ActivityError as e:
                 settle(act, ActionState.FAILED, reason(e))
                 self.tl.log(CODEBLUE, f"Failed {act.id}", act.result)
@@ -152,7 +153,7 @@ class RedisCachePlaybook(Playbook):
             executed = True
 
         self.phase = Phase.RESOLVING
-        after = await self.steps.read("redis_stats", target, RedisStats, "redis-cli PING + INFO (after)")
+        after = await self.steps.read(CacheActivities.redis_stats, target, "redis-cli PING + INFO (after)")
         if after is not None:
             self.facts["after"] = after.model_dump() | {"hit_ratio": after.hit_ratio}
             self.tl.log(CODEBLUE, "Redis stats after", after.summary())
@@ -192,10 +193,10 @@ class RedisCachePlaybook(Playbook):
             return False
         return self.confirmation == self.cluster_id
 
-    async def _fatal(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
+    async def _fatal(self, activity: Activity[R], arg: Any, summary: str) -> R:
         try:
             return await workflow.execute_activity(
-                name, arg, result_type=rtype, start_to_close_timeout=timedelta(seconds=60),
+                activity, arg, start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(minutes=5), retry_policy=READ_RETRY, summary=summary,
             )
         except ActivityError as e:
