@@ -18,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from activities.kubernetes import KubernetesActivities
+    from domain.action_params import RolloutRestartParams, ScaleUpParams
     from domain.cluster import (
         MetricsReport,
         NamespaceQuery,
@@ -139,32 +140,34 @@ class HighMemoryPlaybook(Playbook):
         return samples
 
     async def _execute(self, act: Action) -> None:
-        p = act.params
         self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
         try:
             if act.kind == ActionKind.SCALE_UP:
-                cur = await self.steps.read(KubernetesActivities.deployment_status, NamespaceQuery(namespace=p["namespace"]), "read replicas")
-                prev = next((d.desired for d in (cur.deployments if cur else []) if d.name == p["deployment"]), None)
+                p = act.params_as(ScaleUpParams)
+                cur = await self.steps.read(KubernetesActivities.deployment_status, NamespaceQuery(namespace=p.namespace), "read replicas")
+                prev = next((d.desired for d in (cur.deployments if cur else []) if d.name == p.deployment), None)
                 if prev is None:
-                    raise ApplicationError(f"cannot read the replica count of {p['deployment']}")
+                    raise ApplicationError(f"cannot read the replica count of {p.deployment}")
 
                 async def undo() -> None:
                     await self.steps.write(KubernetesActivities.scale_deployment,
-                                           ScaleRequest(namespace=p["namespace"], deployment=p["deployment"], replicas=prev), f"compensate: scale {p['deployment']} to {prev}")
+                                           ScaleRequest(namespace=p.namespace, deployment=p.deployment, replicas=prev), f"compensate: scale {p.deployment} to {prev}")
 
-                self.saga.register(act, undo, f"scale {p['deployment']} back to {prev} replicas when resolved")
+                self.saga.register(act, undo, f"scale {p.deployment} back to {prev} replicas when resolved")
                 res = await self.steps.write(KubernetesActivities.scale_deployment,
-                                             ScaleRequest(namespace=p["namespace"], deployment=p["deployment"],
-                                                          replicas=int(p["replicas"])), f"scale {p['deployment']} to {p['replicas']}")
+                                             ScaleRequest(namespace=p.namespace, deployment=p.deployment,
+                                                          replicas=p.replicas), f"scale {p.deployment} to {p.replicas}")
                 act.result = f"{res.deployment} scaled {res.previous_replicas} -> {res.replicas}"
             else:
+                r = act.params_as(RolloutRestartParams)
+                ns = r.namespace or self.cfg.kubernetes.namespace
                 act.compensation = "none needed (a restart changes no configuration)"
                 await self.steps.write(KubernetesActivities.rollout_restart,
-                                       RestartRequest(namespace=p["namespace"], deployment=p["deployment"],
-                                                      restarted_at=workflow.now().isoformat()), f"kubectl rollout restart {p['deployment']}")
+                                       RestartRequest(namespace=ns, deployment=r.deployment,
+                                                      restarted_at=workflow.now().isoformat()), f"kubectl rollout restart {r.deployment}")
                 st = await self.steps.write(KubernetesActivities.wait_rollout,
-                                            RolloutWaitRequest(namespace=p["namespace"], deployment=p["deployment"],
-                                                               timeout_seconds=self.cfg.mitigation.rollout_timeout_seconds), f"wait for {p['deployment']} rollout",
+                                            RolloutWaitRequest(namespace=ns, deployment=r.deployment,
+                                                               timeout_seconds=self.cfg.mitigation.rollout_timeout_seconds), f"wait for {r.deployment} rollout",
                                             self.cfg.mitigation.rollout_timeout_seconds + 60, heartbeat=True)
                 act.result = f"restarted; {st.available}/{st.desired} available"
         except (ActivityError, ApplicationError) as e:

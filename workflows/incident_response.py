@@ -24,6 +24,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifierActivities
     from activities.slack import SlackActivities
     from domain import search_attributes as sa
+    from domain.action_params import (
+        DbCheckParams,
+        HelmRollbackParams,
+        PlaybookParams,
+        RolloutRestartParams,
+        ScaleUpParams,
+    )
     from domain.alerts import AlertBatch, AlertLedger, AlertNotice
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose, rank
     from domain.cluster import (
@@ -774,7 +781,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         await self.steps.undo(u)
 
     async def _execute(self, act: Action, saga: Saga) -> None:
-        p = act.params
         # histories from before preconditions: the steps run unchecked, as they did
         checked = workflow.patched("act-on-approved-world")
         self._log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
@@ -784,9 +790,10 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             elif act.kind == ActionKind.SCALE_UP:
                 await self._scale(act, saga, checked)
             elif act.kind == ActionKind.ROLLOUT_RESTART:
-                ns, dep = p["namespace"], p["deployment"]
+                r = act.params_as(RolloutRestartParams)
+                ns, dep = r.namespace or self.cfg.kubernetes.namespace, r.deployment
                 act.compensation = "none needed (a restart changes no configuration)"
-                expected = p.get("revision") if checked else None
+                expected = r.revision if checked else None
                 await self._write(
                     KubernetesActivities.rollout_restart,
                     RestartRequest(namespace=ns, deployment=dep, restarted_at=workflow.now().isoformat(),
@@ -804,19 +811,21 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 )
                 act.result = f"restarted; {st.available}/{st.desired} available"
             elif act.kind == ActionKind.PLAYBOOK:
+                playbook = act.params_as(PlaybookParams).workflow
                 try:
-                    cid = await self._start_playbook(p["workflow"])
+                    cid = await self._start_playbook(playbook)
                 except FailureError as e:  # the start itself was refused: this step failed, the incident goes on
-                    raise _StepFailed(f"could not start {p['workflow']}: {_reason(e)}") from None
+                    raise _StepFailed(f"could not start {playbook}: {_reason(e)}") from None
                 act.compensation = "none here: the playbook keeps its own compensations"
                 act.result = f"started {cid}; the IC decides its steps there"
             elif act.kind == ActionKind.DB_CHECK:
+                target = act.params_as(DbCheckParams)
                 d = self.cfg.database
                 res = await self._write(
                     KubernetesActivities.db_check,
                     DbCheckRequest(
-                        namespace=p["namespace"],
-                        deployment=p["deployment"],
+                        namespace=target.namespace,
+                        deployment=target.deployment,
                         secret_name=d.secret_name,
                         secret_key=d.secret_key,
                         command=d.check_command,
@@ -846,12 +855,12 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self._log(CODEBLUE, f"Executed {act.id}", act.result)
 
     async def _rollback(self, act: Action, saga: Saga) -> None:
-        p = act.params
+        p = act.params_as(HelmRollbackParams)
         req = HelmRollbackRequest(
-            release=p["release"],
-            namespace=p["namespace"],
-            from_revision=p["from_revision"],
-            to_revision=p["to_revision"],
+            release=p.release,
+            namespace=p.namespace,
+            from_revision=p.from_revision,
+            to_revision=p.to_revision,
             timeout_seconds=self.cfg.helm.timeout_seconds,
         )
         # Registered before it runs: from_revision 0 (unknown, when the rollback itself fails
@@ -879,9 +888,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             act.result += "; found done by an earlier attempt, not repeated"
 
     async def _scale(self, act: Action, saga: Saga, checked: bool) -> None:
-        p = act.params
-        ns, dep, n = p["namespace"], p["deployment"], int(p["replicas"])
-        seen = p.get("from_replicas") if checked else None
+        p = act.params_as(ScaleUpParams)
+        ns, dep, n = p.namespace, p.deployment, p.replicas
+        seen = p.from_replicas if checked else None
         if seen is None:
             current = await self._read(KubernetesActivities.deployment_status, NamespaceQuery(namespace=ns), "read replicas")
             seen = next((d.desired for d in (current.deployments if current else []) if d.name == dep), None)

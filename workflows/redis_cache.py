@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from activities.redis_cache import CacheActivities
+    from domain.action_params import CacheFlushParams
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.notify import Audience
     from domain.redis_cache import (
@@ -136,7 +137,7 @@ class RedisCachePlaybook(Playbook):
                 continue
             req = FlushRequest(
                 target=target,
-                pattern=act.params.get("pattern"),
+                pattern=act.params_as(CacheFlushParams).pattern,
                 confirmation=self.confirmation if act.id == "flushall" else None,
                 use_async=True,
             )
