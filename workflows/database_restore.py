@@ -22,9 +22,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.aws_rds import RdsActivities
     from activities.db_cutover import DbCutoverActivities
-    from activities.kubernetes import KubernetesActivities
     from domain import search_attributes as sa
-    from domain.cluster import DbCheckRequest, DbCheckResult, RestartRequest, RolloutState, RolloutWaitRequest
+    from domain.cluster import DbCheckResult, RolloutState
     from domain.database_restore import (
         LATEST,
         CancelRestore,
@@ -54,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.notify import Audience
     from workflows.approvals import settle
     from workflows.playbook import Playbook
+    from workflows.runbook_steps import StepFailed, db_check, restart_and_wait
     from workflows.saga import Saga
     from workflows.steps import NON_RETRYABLE, Activity, R
     from workflows.timeline import CODEBLUE, mmss, reason
@@ -70,10 +70,6 @@ DB_WRITE = RetryPolicy(
     initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
     maximum_attempts=5, non_retryable_error_types=DB_NON_RETRYABLE,
 )
-
-
-class _StepFailed(Exception):
-    """A step failed; carries the readable reason."""
 
 
 @workflow.defn
@@ -95,8 +91,7 @@ class DatabaseRestoreWorkflow(Playbook):
 
     @workflow.run
     async def run(self, inp: DatabaseRestoreInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp.config)
-        await self._authorize()
+        await self._configure()
         source = inp.source or self.cfg.aws.rds_instance
         snapshot = inp.snapshot or self.cfg.aws.rds_snapshot
         target = inp.target or f"{source}-restored"
@@ -106,7 +101,7 @@ class DatabaseRestoreWorkflow(Playbook):
         self._set_phase(Phase.DIAGNOSTICS)
         try:
             await self._procedure(source, snapshot, target)
-        except _StepFailed as e:
+        except StepFailed as e:
             self.summary = str(e)
         self._set_phase(Phase.RESOLVED if self.status_text == "restored" else self.phase)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -121,12 +116,12 @@ class DatabaseRestoreWorkflow(Playbook):
         except ActivityError as e:
             self.status_text = "preflight_failed"
             self.tl.log(CODEBLUE, "Preflight failed; nothing changed", reason(e))
-            raise _StepFailed(f"preflight failed: {reason(e)}") from None
+            raise StepFailed(f"preflight failed: {reason(e)}") from None
         if pre.target_exists and pre.target_incident != inp.incident_id:
             self.status_text = "preflight_failed"
             msg = f"target {target} already exists and is not this incident's"
             self.tl.log(CODEBLUE, "Preflight failed; nothing changed", msg)
-            raise _StepFailed(f"preflight failed: {msg}")
+            raise StepFailed(f"preflight failed: {msg}")
         self.info.update(snapshot_id=pre.snapshot_id, engine=pre.source.engine, instance_class=pre.source.instance_class,
                          snapshot_created=pre.snapshot_created)
         self.tl.log(CODEBLUE, "Preflight passed",
@@ -181,7 +176,7 @@ class DatabaseRestoreWorkflow(Playbook):
             self.book.closed_reason = "the restored database failed verification; no cutover"
             await self.steps.page(Audience.ENGINEERING_MANAGER, "db-verify-failed",
                                   f"Restored database {target} failed verification: {ver.detail}", inp.severity.value, self.book.commander)
-            raise _StepFailed(f"verification failed: {ver.detail}")
+            raise StepFailed(f"verification failed: {ver.detail}")
 
         # 6. gate 2
         cut = self.book.propose(Action(
@@ -282,7 +277,7 @@ class DatabaseRestoreWorkflow(Playbook):
             self.tl.log(CODEBLUE, "Restore failed", reason(e))
             await self.steps.page(Audience.ENGINEERING_MANAGER, "db-restore-failed", f"Database restore failed: {reason(e)}",
                                   self.inp.severity.value, self.book.commander)
-            raise _StepFailed(f"restore failed: {reason(e)}") from None
+            raise StepFailed(f"restore failed: {reason(e)}") from None
 
     async def _cutover(self, act: Action, host: str, port: int, target: str) -> None:
         inp, d, k = self.inp, self.cfg.database, self.cfg.kubernetes
@@ -312,13 +307,13 @@ class DatabaseRestoreWorkflow(Playbook):
             st = await self._restart("")
             chk = await self._db_check("post-cutover connection check")
             if not chk.ok:
-                raise _StepFailed(f"post-cutover connection check failed: {chk.detail}")
+                raise StepFailed(f"post-cutover connection check failed: {chk.detail}")
             settle(act, ActionState.EXECUTED, f"gateway on {ch.where}; {st.available}/{st.desired} available; {chk.detail}")
             self.tl.log(CODEBLUE, "Executed cutover", act.result)
             self.status_text, self.verified = "restored", True
             self.summary = f"{self.info['source']} restored from {self.info.get('snapshot_id')} to {target}; gateway cut over and verified"
-        except (_StepFailed, ActivityError, asyncio.CancelledError) as e:
-            why = str(e) if isinstance(e, _StepFailed) else ("cancelled" if isinstance(e, asyncio.CancelledError) else reason(e))
+        except (StepFailed, ActivityError, asyncio.CancelledError) as e:
+            why = str(e) if isinstance(e, StepFailed) else ("cancelled" if isinstance(e, asyncio.CancelledError) else reason(e))
             settle(act, ActionState.FAILED, why)
             self.tl.log(CODEBLUE, "Cutover failed; compensating", why)
             await saga.compensate()
@@ -327,7 +322,7 @@ class DatabaseRestoreWorkflow(Playbook):
                                   f"Database cutover failed and was rolled back: {why}", inp.severity.value, self.book.commander)
             if isinstance(e, asyncio.CancelledError):
                 raise
-            raise _StepFailed(f"cutover failed and was compensated: {why}") from None
+            raise StepFailed(f"cutover failed and was compensated: {why}") from None
 
     async def _undo_cutover(self, backup: SecretBackupRef, target: str, ours: str | None = None) -> None:
         ch: SecretChange = await self._call(DbCutoverActivities.db_secret_restore, SecretRestoreRequest(backup=backup, expected_resource_version=ours), f"compensate: restore {backup.secret_name}", DB_WRITE)
@@ -345,19 +340,13 @@ class DatabaseRestoreWorkflow(Playbook):
     async def _restart(self, prefix: str) -> RolloutState:
         k, m = self.cfg.kubernetes, self.cfg.mitigation
         dep = k.gateway_deployment
-        await self._call(KubernetesActivities.rollout_restart, RestartRequest(namespace=k.namespace, deployment=dep, restarted_at=workflow.now().isoformat()), f"{prefix}kubectl rollout restart {dep}", DB_WRITE)
-        st: RolloutState = await self.steps.write(
-            KubernetesActivities.wait_rollout, RolloutWaitRequest(namespace=k.namespace, deployment=dep, timeout_seconds=m.rollout_timeout_seconds), f"{prefix}wait for {dep} rollout", m.rollout_timeout_seconds + 60, heartbeat=True, retry=DB_WRITE)
+        st = await restart_and_wait(self.steps, k.namespace, dep, m.rollout_timeout_seconds, prefix=prefix, retry=DB_WRITE)
         self.tl.log(CODEBLUE, f"Compensation: {dep} restarted" if prefix else f"{dep} restarted", f"{st.available}/{st.desired} available")
         return st
 
     async def _db_check(self, summary: str) -> DbCheckResult:
-        d, k = self.cfg.database, self.cfg.kubernetes
-        res: DbCheckResult = await self._call(
-            KubernetesActivities.db_check,
-            DbCheckRequest(namespace=k.namespace, deployment=k.gateway_deployment, secret_name=d.secret_name,
-                           secret_key=d.secret_key, command=d.check_command, connect_timeout_seconds=d.connect_timeout_seconds), summary, DB_WRITE)
-        return res
+        k = self.cfg.kubernetes
+        return await db_check(self.steps, self.cfg, k.namespace, k.gateway_deployment, summary, retry=DB_WRITE)
 
     # ------------------------------------------------------------ handlers
     @workflow.query
@@ -402,7 +391,7 @@ class DatabaseRestoreWorkflow(Playbook):
         settle(act, ActionState.FAILED, why)
         self.status_text = status
         self.tl.log(CODEBLUE, f"Failed {act.id}", why)
-        raise _StepFailed(f"{act.id} failed: {why}")
+        raise StepFailed(f"{act.id} failed: {why}")
 
     def _effective_endpoint(self, inst: RdsInstanceInfo) -> tuple[str, int]:
         o = self.cfg.restore.endpoint_override
@@ -410,7 +399,7 @@ class DatabaseRestoreWorkflow(Playbook):
             host, _, port = o.rpartition(":")
             return (host or o), int(port or 5432) if port.isdigit() else 5432
         if not inst.endpoint_host:
-            raise _StepFailed(f"{inst.identifier} is available but has no endpoint")
+            raise StepFailed(f"{inst.identifier} is available but has no endpoint")
         return inst.endpoint_host, int(inst.endpoint_port or 5432)
 
     def _set_phase(self, phase: Phase) -> None:

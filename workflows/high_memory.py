@@ -22,14 +22,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.cluster import (
         MetricsReport,
         NamespaceQuery,
-        RestartRequest,
-        RolloutWaitRequest,
         ScaleRequest,
     )
     from domain.high_memory import MemoryInput, MemoryResolution, leak_suspects
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from workflows.approvals import settle
     from workflows.playbook import Playbook
+    from workflows.runbook_steps import restart_and_wait
     from workflows.saga import Saga
     from workflows.timeline import CODEBLUE, reason
 
@@ -67,8 +66,7 @@ class HighMemoryPlaybook(Playbook):
 
     @workflow.run
     async def run(self, inp: MemoryInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp.config)
-        await self._authorize()
+        await self._configure()
         k, m = self.cfg.kubernetes, self.cfg.memory
         ns, dep = k.namespace, inp.deployment or k.gateway_deployment
         self.tl.log(inp.requested_by, f"High memory playbook: {dep} in {ns}",
@@ -162,13 +160,7 @@ class HighMemoryPlaybook(Playbook):
                 r = act.params_as(RolloutRestartParams)
                 ns = r.namespace or self.cfg.kubernetes.namespace
                 act.compensation = "none needed (a restart changes no configuration)"
-                await self.steps.write(KubernetesActivities.rollout_restart,
-                                       RestartRequest(namespace=ns, deployment=r.deployment,
-                                                      restarted_at=workflow.now().isoformat()), f"kubectl rollout restart {r.deployment}")
-                st = await self.steps.write(KubernetesActivities.wait_rollout,
-                                            RolloutWaitRequest(namespace=ns, deployment=r.deployment,
-                                                               timeout_seconds=self.cfg.mitigation.rollout_timeout_seconds), f"wait for {r.deployment} rollout",
-                                            self.cfg.mitigation.rollout_timeout_seconds + 60, heartbeat=True)
+                st = await restart_and_wait(self.steps, ns, r.deployment, self.cfg.mitigation.rollout_timeout_seconds)
                 act.result = f"restarted; {st.available}/{st.desired} available"
         except (ActivityError, ApplicationError) as e:
             settle(act, ActionState.FAILED, reason(e))

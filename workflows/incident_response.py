@@ -18,7 +18,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
-    from activities.health import HealthActivities
     from activities.helm import HelmActivities
     from activities.kubernetes import KubernetesActivities
     from activities.notify import NotifierActivities
@@ -34,15 +33,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.alerts import AlertBatch, AlertLedger, AlertNotice
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose, rank
     from domain.cluster import (
-        DbCheckRequest,
-        HealthProbeRequest,
         HelmQuery,
         HelmRollbackRequest,
-        HelmRollbackResult,
-        LogsQuery,
         NamespaceQuery,
-        RestartRequest,
-        RolloutWaitRequest,
         ScaleRequest,
         ScaleResult,
     )
@@ -80,6 +73,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.analysis import read_slis
     from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
     from workflows.post_incident_start import start_own_post_incident, start_post_incident
+    from workflows.runbook_steps import (
+        StepFailed,
+        db_check,
+        gateway_logs,
+        helm_rollback,
+        helm_rollback_undo,
+        restart_and_wait,
+        verify_health,
+    )
     from workflows.saga import Saga
     from workflows.steps import NOTIFY_RETRY, Activity, R, Steps
     from workflows.timeline import CODEBLUE, Timeline
@@ -88,10 +90,6 @@ with workflow.unsafe.imports_passed_through():
 
 async def _nothing() -> None:
     return None
-
-
-class _StepFailed(Exception):
-    """A mitigation step failed; carries the readable reason."""
 
 
 MAX_PLAYBOOK_RUNS = 50
@@ -415,16 +413,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         pods, services, logs = await asyncio.gather(
             self._read(KubernetesActivities.pod_status, ns, "kubectl get pods"),
             self._read(KubernetesActivities.service_status, ns, "kubectl get services"),
-            self._read(
-                KubernetesActivities.gateway_logs,
-                LogsQuery(
-                    namespace=k.namespace,
-                    deployment=k.gateway_deployment,
-                    tail_lines=k.log_tail_lines,
-                    patterns=k.error_patterns,
-                ),
-                f"kubectl logs deployment/{k.gateway_deployment}",
-            ),
+            gateway_logs(self.steps, k, f"kubectl logs deployment/{k.gateway_deployment}"),
         )
         d = Diagnostics(pods=pods, services=services, logs=logs)
         d.failures = [n for n, v in (("pods", pods), ("services", services), ("logs", logs)) if v is None]
@@ -458,11 +447,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 HelmQuery(release=self.cfg.helm.release, namespace=k.namespace),
                 "helm history",
             ),
-            self._read(
-                HealthActivities.probe_health,
-                HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-                "health endpoint probe",
-            ),
+            verify_health(self.steps, h, "health endpoint probe"),
             slis_read,
         )
         ev = Evidence(deployments=deployments, metrics=metrics, helm=helm, health=health, slis=slis)
@@ -654,7 +639,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 await self._execute(act, saga)
                 if self.runs_now and act.state == ActionState.EXECUTED and act.kind in CHANGES_PRODUCTION:
                     await self._recheck(act)
-        except _StepFailed as e:
+        except StepFailed as e:
             self._log(CODEBLUE, "Mitigation failed; compensating in reverse", str(e))
             await saga.compensate()
             for act in approved:
@@ -676,9 +661,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 await workflow.sleep(timedelta(seconds=m.recheck_interval_seconds), summary="re-check the evidence")
             pods, health, logs = await asyncio.gather(
                 self._read(KubernetesActivities.pod_status, ns, "re-check pods"),
-                self._read(HealthActivities.probe_health, HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds), "re-check health endpoint"),
-                self._read(KubernetesActivities.gateway_logs, LogsQuery(namespace=k.namespace, deployment=k.gateway_deployment,
-                                                     tail_lines=k.log_tail_lines, patterns=k.error_patterns), "re-check gateway logs"),
+                verify_health(self.steps, h, "re-check health endpoint"),
+                gateway_logs(self.steps, k, "re-check gateway logs"),
             )
             problems = []
             if pods is None or pods.not_ready:
@@ -793,50 +777,24 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 r = act.params_as(RolloutRestartParams)
                 ns, dep = r.namespace or self.cfg.kubernetes.namespace, r.deployment
                 act.compensation = "none needed (a restart changes no configuration)"
-                expected = r.revision if checked else None
-                await self._write(
-                    KubernetesActivities.rollout_restart,
-                    RestartRequest(namespace=ns, deployment=dep, restarted_at=workflow.now().isoformat(),
-                                   expected_revision=expected),
-                    f"kubectl rollout restart {dep}",
-                )
-                st = await self._write(
-                    KubernetesActivities.wait_rollout,
-                    RolloutWaitRequest(
-                        namespace=ns, deployment=dep, timeout_seconds=self.cfg.mitigation.rollout_timeout_seconds
-                    ),
-                    f"wait for {dep} rollout",
-                    self.cfg.mitigation.rollout_timeout_seconds + 60,
-                    heartbeat=True,
-                )
+                st = await restart_and_wait(self.steps, ns, dep, self.cfg.mitigation.rollout_timeout_seconds,
+                                            expected_revision=r.revision if checked else None)
                 act.result = f"restarted; {st.available}/{st.desired} available"
             elif act.kind == ActionKind.PLAYBOOK:
                 playbook = act.params_as(PlaybookParams).workflow
                 try:
                     cid = await self._start_playbook(playbook)
                 except FailureError as e:  # the start itself was refused: this step failed, the incident goes on
-                    raise _StepFailed(f"could not start {playbook}: {_reason(e)}") from None
+                    raise StepFailed(f"could not start {playbook}: {_reason(e)}") from None
                 act.compensation = "none here: the playbook keeps its own compensations"
                 act.result = f"started {cid}; the IC decides its steps there"
             elif act.kind == ActionKind.DB_CHECK:
                 target = act.params_as(DbCheckParams)
-                d = self.cfg.database
-                res = await self._write(
-                    KubernetesActivities.db_check,
-                    DbCheckRequest(
-                        namespace=target.namespace,
-                        deployment=target.deployment,
-                        secret_name=d.secret_name,
-                        secret_key=d.secret_key,
-                        command=d.check_command,
-                        connect_timeout_seconds=d.connect_timeout_seconds,
-                    ),
-                    "database connection check",
-                )
+                res = await db_check(self.steps, self.cfg, target.namespace, target.deployment, "database connection check")
                 act.result = res.detail
                 if not res.ok:
-                    raise _StepFailed(f"database connection check failed: {res.detail}")
-        except _StepFailed as e:
+                    raise StepFailed(f"database connection check failed: {res.detail}")
+        except StepFailed as e:
             settle(act, ActionState.FAILED, act.result or str(e))
             self._log(CODEBLUE, f"Failed {act.id}", str(e))
             raise
@@ -850,7 +808,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 return
             settle(act, ActionState.FAILED, _reason(e))
             self._log(CODEBLUE, f"Failed {act.id}", act.result)
-            raise _StepFailed(f"{act.id}: {act.result}") from None
+            raise StepFailed(f"{act.id}: {act.result}") from None
         settle(act, ActionState.EXECUTED)
         self._log(CODEBLUE, f"Executed {act.id}", act.result)
 
@@ -863,24 +821,10 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             to_revision=p.to_revision,
             timeout_seconds=self.cfg.helm.timeout_seconds,
         )
-        # Registered before it runs: from_revision 0 (unknown, when the rollback itself fails
-        # mid-way) makes the activity find our revision in the history.
-        undo = Undo(
-            action_id=act.id,
-            activity="helm_rollback",
-            arg=HelmRollbackRequest(
-                release=req.release, namespace=req.namespace, from_revision=0,
-                to_revision=req.from_revision, timeout_seconds=req.timeout_seconds,
-            ).model_dump(mode="json"),
-            summary=f"compensate: helm rollback to {req.from_revision}",
-            timeout_seconds=self.cfg.helm.timeout_seconds + 60,
-            heartbeat=True,
-        )
+        # registered before it runs: the rollback may fail mid-way
+        undo = helm_rollback_undo(act.id, req)
         saga.register(act, undo, f"helm rollback {req.release} {req.from_revision} (back to where it was)")
-        res: HelmRollbackResult = await self._write(
-            HelmActivities.helm_rollback, req, f"helm rollback to {req.to_revision}",
-            self.cfg.helm.timeout_seconds + 60, heartbeat=True,
-        )
+        res = await helm_rollback(self.steps, req, f"helm rollback to {req.to_revision}")
         # the undo only acts while the release is still at the revision this rollback made
         undo.arg["from_revision"] = res.new_revision
         act.result = f"revision {res.from_revision} -> {res.to_revision} (new revision {res.new_revision})"
@@ -895,7 +839,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             current = await self._read(KubernetesActivities.deployment_status, NamespaceQuery(namespace=ns), "read replicas")
             seen = next((d.desired for d in (current.deployments if current else []) if d.name == dep), None)
             if seen is None:
-                raise _StepFailed(f"cannot read the current replica count of {dep}")
+                raise StepFailed(f"cannot read the current replica count of {dep}")
         undo = Undo(
             action_id=act.id,
             activity="scale_deployment",
@@ -959,7 +903,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             "DatabaseConnectionPlaybook": (DbConnectionsInput, db_connections_workflow_id),
         }
         if name not in builders:
-            raise _StepFailed(f"unknown playbook {name}")
+            raise StepFailed(f"unknown playbook {name}")
         model, child_id = builders[name]
         base = child_id(self.inp.incident_id)
         if not workflow.patched("playbook-per-run"):
@@ -969,7 +913,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                     static_summary=f"{name} for {self.inp.incident_id}",
                 )
             except WorkflowAlreadyStartedError:
-                raise _StepFailed(f"{base} already exists; steer it there") from None
+                raise StepFailed(f"{base} already exists; steer it there") from None
             return base
         # A recurring alert key runs the same incident ID again while an earlier run's playbook
         # may still be open: each run's playbook gets the next free `<base>[-N]`, never reused.
@@ -986,18 +930,14 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             if ordinal > 1:
                 self._log(CODEBLUE, f"{base} is taken", f"by an earlier run of {self.inp.incident_id} or by hand; started {cid}")
             return cid
-        raise _StepFailed(f"{base} .. {base}-{MAX_PLAYBOOK_RUNS} all exist; start one by hand")
+        raise StepFailed(f"{base} .. {base}-{MAX_PLAYBOOK_RUNS} all exist; start one by hand")
 
     async def _try_resolve(self, r: Resolution) -> bool:
         self._set_phase(Phase.RESOLVING)
         self._log(r.by, "Resolve requested", r.summary)
         pods = await self._read(KubernetesActivities.pod_status, NamespaceQuery(namespace=self.cfg.kubernetes.namespace), "verify pods")
         h = self.cfg.health
-        health = await self._read(
-            HealthActivities.probe_health,
-            HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-            "verify health endpoint",
-        )
+        health = await verify_health(self.steps, h, "verify health endpoint")
         problems = []
         if pods is None:
             problems.append("pod status unavailable")

@@ -40,6 +40,12 @@ class Playbook(ApprovalHandlers):
         self.summary: str | None = None
         self.facts: dict[str, Any] = {}
 
+    async def _configure(self) -> None:
+        """A playbook's first steps: the worker's config (kept in history), then the IC's
+        authority, which needs it."""
+        self.cfg = await self.steps.worker_config(self.inp.config)
+        await self._authorize()
+
     async def _authorize(self) -> None:
         """A playbook acts for its incident: it takes that incident's IC (read from the
         incident's own workflow, never from the starter), and only that IC, a configured

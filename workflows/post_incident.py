@@ -18,13 +18,10 @@ from temporalio.exceptions import ApplicationError, FailureError
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from activities import authority
-    from activities.health import HealthActivities
     from activities.kubernetes import KubernetesActivities
     from activities.notify import NotifierActivities
     from activities.post_incident import PostIncidentActivities
     from domain.cluster import (
-        HealthProbeRequest,
-        LogsQuery,
         NamespaceQuery,
     )
     from domain.config import CodeBlueConfig
@@ -48,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.postmortem import PostmortemExtras, render_postmortem
     from domain.severity import Severity
     from workflows.analysis import analyse, read_slis
+    from workflows.runbook_steps import gateway_logs, verify_health
     from workflows.steps import READ_RETRY, Steps
     from workflows.timeline import CODEBLUE, Timeline
 
@@ -262,11 +260,7 @@ class PostIncidentWorkflow:
         pods, deps, logs = await asyncio.gather(
             self.steps.read(KubernetesActivities.pod_status, ns, "verify pods ready"),
             self.steps.read(KubernetesActivities.deployment_status, ns, "verify deployments available"),
-            self.steps.read(
-                KubernetesActivities.gateway_logs,
-                LogsQuery(namespace=k.namespace, deployment=k.gateway_deployment, tail_lines=k.log_tail_lines, patterns=k.error_patterns),
-                "verify log error rate",
-            ),
+            gateway_logs(self.steps, k, "verify log error rate"),
         )
         if pods is None:
             problems.append("pod status unavailable")
@@ -295,11 +289,7 @@ class PostIncidentWorkflow:
         for i in range(pi.health_probes):
             if i:
                 await workflow.sleep(timedelta(seconds=pi.probe_interval_seconds), summary=f"health probe {i + 1}/{pi.health_probes}")
-            r = await self.steps.read(
-                HealthActivities.probe_health,
-                HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-                f"verify health {i + 1}/{pi.health_probes}",
-            )
+            r = await verify_health(self.steps, h, f"verify health {i + 1}/{pi.health_probes}")
             if r is None or not r.ok:
                 detail = "did not run" if r is None else f"{r.successes}/{r.attempts} OK" + (f", {r.error}" if r.error else "")
                 slow_or_failed.append(f"probe {i + 1}: {detail}")

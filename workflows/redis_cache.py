@@ -75,8 +75,7 @@ class RedisCachePlaybook(Playbook):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: CacheInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp.config)
-        await self._authorize()
+        await self._configure()
         self.cluster_id = self.cfg.aws.elasticache_cluster
         self.tl.log(inp.requested_by, f"Redis cache playbook: {self.cluster_id}", inp.pattern and f"pattern {inp.pattern}")
         try:

@@ -19,14 +19,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
-    from activities.health import HealthActivities
     from activities.helm import HelmActivities
-    from activities.kubernetes import KubernetesActivities
     from activities.release_state import ReleaseStateActivities
     from domain.cluster import (
-        HealthProbeRequest,
         HelmRollbackRequest,
-        LogsQuery,
     )
     from domain.incident import (
         Action,
@@ -52,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.analysis import analyse
     from workflows.approvals import settle
     from workflows.playbook import Playbook
+    from workflows.runbook_steps import gateway_logs, helm_rollback, verify_health
     from workflows.saga import Saga
     from workflows.steps import NON_RETRYABLE, Activity, R, budget
     from workflows.timeline import CODEBLUE, reason
@@ -85,8 +82,7 @@ class ServiceRecoveryWorkflow(Playbook):
 
     @workflow.run
     async def run(self, inp: RecoveryInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp.config)
-        await self._authorize()
+        await self._configure()
         release = inp.release or self.cfg.helm.release
         ns = inp.namespace or self.cfg.kubernetes.namespace
         chart = inp.chart or self.cfg.helm.chart
@@ -151,8 +147,8 @@ class ServiceRecoveryWorkflow(Playbook):
         done: list[HelmUpgradeResult] = []
 
         async def undo() -> None:
-            res = await self.steps.write(
-                HelmActivities.helm_rollback,
+            res = await helm_rollback(
+                self.steps,
                 HelmRollbackRequest(
                     release=release,
                     namespace=ns,
@@ -161,8 +157,6 @@ class ServiceRecoveryWorkflow(Playbook):
                     timeout_seconds=self.cfg.helm.timeout_seconds,
                 ),
                 f"compensate: helm rollback {release} {pre.current_revision}",
-                self.cfg.helm.timeout_seconds + 60,
-                heartbeat=True,
             )
             self.facts["rollback_revision"] = res.new_revision
 
@@ -313,20 +307,12 @@ class ServiceRecoveryWorkflow(Playbook):
             self.tl.log(CODEBLUE, "Readiness check failed", reason(e))
         if ready is None or not ready.ready:
             problems.append(f"replicas not ready ({ready.detail if ready else 'unknown'})")
-        health = await self.steps.read(
-            HealthActivities.probe_health,
-            HealthProbeRequest(url=h.url, attempts=rc.health_successes, timeout_seconds=h.timeout_seconds),
-            f"curl -f health x{rc.health_successes}",
-        )
+        health = await verify_health(self.steps, h, f"curl -f health x{rc.health_successes}", attempts=rc.health_successes)
         if health is None or not health.ok:
             problems.append(
                 f"health {health.successes}/{health.attempts} 2xx ({health.error})" if health else "health unknown"
             )
-        logs = await self.steps.read(
-            KubernetesActivities.gateway_logs,
-            LogsQuery(namespace=ns, deployment=k.gateway_deployment, tail_lines=k.log_tail_lines, patterns=k.error_patterns),
-            f"error rate in {k.gateway_deployment} logs",
-        )
+        logs = await gateway_logs(self.steps, k, f"error rate in {k.gateway_deployment} logs", namespace=ns)
         rate = logs.error_rate if logs else None
         if rate is not None and rate > rc.max_error_rate:
             problems.append(f"log error rate {rate:.1%} > {rc.max_error_rate:.1%}")
