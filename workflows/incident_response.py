@@ -21,7 +21,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.helm import HelmActivities
     from activities.kubernetes import KubernetesActivities
     from activities.notify import NotifierActivities
-    from activities.slack import SlackActivities
     from domain import search_attributes as sa
     from domain.action_params import (
         DbCheckParams,
@@ -64,15 +63,15 @@ with workflow.unsafe.imports_passed_through():
     from domain.notes import NoteLedger
     from domain.notify import Audience, Delivery, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.post_incident import Reopen
-    from domain.prometheus import breaches
     from domain.redis_cache import CacheInput, cache_workflow_id
     from domain.service_recovery import RecoveryInput, recovery_workflow_id
     from domain.severity import Severity
-    from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
+    from domain.slack import SlackShown
     from workflows import metrics
     from workflows.analysis import read_slis
     from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
     from workflows.post_incident_start import start_own_post_incident, start_post_incident
+    from workflows.recheck import recheck_health, recheck_slis
     from workflows.runbook_steps import (
         StepFailed,
         db_check,
@@ -83,7 +82,8 @@ with workflow.unsafe.imports_passed_through():
         verify_health,
     )
     from workflows.saga import Saga
-    from workflows.steps import NOTIFY_RETRY, Activity, R, Steps
+    from workflows.slack_sync import SlackSync
+    from workflows.steps import Activity, R, Steps
     from workflows.timeline import CODEBLUE, Timeline
     from workflows.timeline import mmss as _mmss
     from workflows.timeline import reason as _reason
@@ -142,10 +142,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.saga = Saga(self.tl, self._run_undo)  # every executed mitigation, whatever its batch
         self.notes = NoteLedger()
         self.runs_now = False  # set when proposing: patched("approve-runs-now")
-        # Slack: per action, the message ref and the state it shows (None: not posted / failed)
-        self.slack: dict[str, SlackShown] = {}
-        self.slack_loop: asyncio.Task[None] | None = None
-        self.slack_off = False  # skipped (no bot token or channel) or a post was refused
+        self.slack = SlackSync(inp.incident_id, self.book, lambda: self.tl, lambda: self.severity.value,
+                               lambda: self.final_status != "open")
         self.watch: ProposalWatch | None = None  # the waiting proposals' reminder clock
         self.runs = 1
         if inp.carried is not None:
@@ -171,8 +169,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.saga.steps = [(self.book.actions[u.action_id], u) for u in c.saga if u.action_id in self.book.actions]
         self.watch = c.watch
         self.runs_now = c.runs_now
-        self.slack = {k: SlackShown.model_validate(v) for k, v in c.slack.items()}
-        self.slack_off = c.slack_off
+        self.slack.shown = {k: SlackShown.model_validate(v) for k, v in c.slack.items()}
+        self.slack.off = c.slack_off
         self.alerts.restore(c.alerts)
         self.notes.restore(c.notes)
 
@@ -185,8 +183,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     def _continue_as_new(self) -> None:
         if self.watcher and not self.watcher.done():
             self.watcher.cancel()  # its deadlines travel in `watch`
-        if self.slack_loop and not self.slack_loop.done():
-            self.slack_loop.cancel()  # what each message shows travels in `slack`
+        self.slack.stop()  # what each message shows travels in `slack`
         self._log(CODEBLUE, "Continued as new",
                   f"run {self.runs + 1}; history had {workflow.info().get_current_history_length()} events")
         carry = IncidentCarry(
@@ -205,8 +202,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             saga=self.saga.records(),
             watch=self.watch if self.book.pending() else None,
             runs_now=self.runs_now,
-            slack={k: v.model_dump(mode="json") for k, v in self.slack.items()},
-            slack_off=self.slack_off,
+            slack={k: v.model_dump(mode="json") for k, v in self.slack.shown.items()},
+            slack_off=self.slack.off,
             alerts=self.alerts.to_state(),
             notes=self.notes.to_state(),
         )
@@ -245,8 +242,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             w = inp.carried.watch
             if w is not None and self.book.pending():
                 self.watcher = asyncio.ensure_future(self._watch_proposals(w.round_key, w))
-            if self.slack:
-                self._start_slack()
+            if self.slack.shown:
+                self.slack.start()
             return await self._until_resolved()
         self._log(
             inp.requested_by,
@@ -301,8 +298,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 break
         if self.watcher and not self.watcher.done():
             self.watcher.cancel()
-        if self.slack_loop and not self.slack_loop.done():
-            await self.slack_loop  # the messages show the final states before the incident closes
+        await self.slack.finish()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._report()
 
@@ -483,7 +479,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             )
             self.watcher = asyncio.ensure_future(self._watch_proposals())
             if workflow.patched("slack-proposals"):
-                self._start_slack()
+                self.slack.start()
         self._details()
 
     def _undecided(self) -> bool:
@@ -653,29 +649,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     async def _recheck(self, after: Action) -> None:
         """After a mitigation: pods, health and logs again. Healthy: the proposals still
         waiting are moot and withdrawn (no reminder, no page for them); else they stay."""
-        k, h, m = self.cfg.kubernetes, self.cfg.health, self.cfg.mitigation
-        ns = NamespaceQuery(namespace=k.namespace)
-        problems: list[str] = []
-        for attempt in range(m.recheck_attempts):
-            if attempt:
-                await workflow.sleep(timedelta(seconds=m.recheck_interval_seconds), summary="re-check the evidence")
-            pods, health, logs = await asyncio.gather(
-                self._read(KubernetesActivities.pod_status, ns, "re-check pods"),
-                verify_health(self.steps, h, "re-check health endpoint"),
-                gateway_logs(self.steps, k, "re-check gateway logs"),
-            )
-            problems = []
-            if pods is None or pods.not_ready:
-                problems.append("pod status unavailable" if pods is None else f"{len(pods.not_ready)} pods not ready")
-            if health is None or not health.ok:
-                problems.append("health endpoint not OK")
-            if not problems:
-                break
-        if self.cfg.prometheus.url and self.assessment is not None and workflow.patched("sli-recheck"):
-            after_slis = await read_slis(self.steps, self.inp.incident_id, f"SLIs after {after.id}")
-            if after_slis is not None and not after_slis.skipped:
-                self.assessment.record_slis(after_slis, f"after {after.id}")
-                self._log(CODEBLUE, f"SLIs after {after.id}", "; ".join(breaches(after_slis)) or "all within their limits")
+        problems, logs = await recheck_health(self.steps, self.cfg)
+        await recheck_slis(self.steps, self.tl, self.cfg, self.inp.incident_id, self.assessment, after.id)
         errors = logs.error_counts if logs else {}
         pending = self.book.pending()
         if problems:
@@ -690,76 +665,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             act.result = f"superseded: {why}"
         if pending:
             self._log(CODEBLUE, "Withdrawn as superseded", f"{', '.join(pending)}: the evidence no longer calls for them")
-
-    def _start_slack(self) -> None:
-        if self.slack_loop is None or self.slack_loop.done():
-            self.slack_loop = asyncio.ensure_future(self._slack_sync())
-
-    def _slack_request(self, act: Action) -> SlackProposalRequest:
-        return SlackProposalRequest(
-            incident_id=self.inp.incident_id, action_id=act.id, kind=act.kind.value, reason=act.reason,
-            severity=self.severity.value, commander=self.commander, rank=act.rank, recommended=act.recommended,
-            recommendation=act.recommendation, idempotency_key=f"{self.inp.incident_id}:{act.id}:slack",
-        )
-
-    def _slack_view(self, act: Action) -> tuple[str, str | None, str | None]:
-        """What the action's message should show: state, by, detail."""
-        st = act.state
-        if st == ActionState.PROPOSED and act.approvals:
-            return "proposed", act.approvals[-1], f"approved {len(act.approvals)}/{self.book.needed(act)}; needs a second person"
-        if st == ActionState.APPROVED:
-            return st.value, act.approved_by, None
-        if st == ActionState.REJECTED:
-            return st.value, act.decided_by, act.rejection_reason
-        return st.value, None, act.result if st != ActionState.PROPOSED else None
-
-    def _slack_behind(self) -> list[Action]:
-        if self.slack_off:
-            return []
-        out = []
-        for act in self.actions.values():
-            shown = self.slack.get(act.id)
-            if shown is None or (shown.ref is not None and shown.view != list(self._slack_view(act))):
-                out.append(act)
-        return out
-
-    async def _slack_sync(self) -> None:
-        """One message per proposal in the incident channel (Approve / Reject buttons), kept
-        in step with the action's state whoever decided it (CLI, API, Slack). Serialized in
-        this one task; a Slack failure is recorded and never touches the incident."""
-        while True:
-            await workflow.wait_condition(lambda: bool(self._slack_behind()) or self.final_status != "open")
-            behind = self._slack_behind()
-            if not behind:
-                return  # closed, and every message shows its final state
-            for act in behind:
-                view = list(self._slack_view(act))
-                shown = self.slack.get(act.id)
-                if shown is None:
-                    res = await self._slack_call(SlackActivities.slack_post_proposal, self._slack_request(act),
-                                                 f"Post {act.id} to Slack")
-                    self.slack[act.id] = SlackShown(ref=res.ref if res else None, view=view)
-                    if res is not None and res.skipped:
-                        self.slack_off = True
-                        self._log(CODEBLUE, "Slack proposals skipped", res.detail)
-                        return
-                else:
-                    assert shown.ref is not None
-                    state, by, detail = view
-                    await self._slack_call(SlackActivities.slack_update_proposal, SlackUpdateRequest(
-                        proposal=self._slack_request(act), ref=shown.ref, state=state, by=by, detail=detail,
-                    ), f"Update {act.id} in Slack")
-                    shown.view = view
-
-    async def _slack_call(self, activity: Activity[SlackPostResult], req: Any, summary: str) -> SlackPostResult | None:
-        try:
-            return await workflow.execute_activity(
-                activity, req, start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=NOTIFY_RETRY, summary=summary,
-            )
-        except ActivityError as e:
-            self._log(CODEBLUE, f"{summary} failed", _reason(e))
-            return None
 
     async def _run_undo(self, u: Undo) -> None:
         await self.steps.undo(u)
