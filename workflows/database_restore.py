@@ -55,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.playbook import Playbook
     from workflows.runbook_steps import StepFailed, db_check, restart_and_wait
     from workflows.saga import Saga
-    from workflows.steps import NON_RETRYABLE, Activity, R
+    from workflows.steps import NON_RETRYABLE, A, Activity, R
     from workflows.timeline import CODEBLUE, mmss, reason
 
 DB_NON_RETRYABLE = NON_RETRYABLE + [
@@ -374,7 +374,7 @@ class DatabaseRestoreWorkflow(Playbook):
         return {k.removesuffix("_started") for k in self.timings if k.endswith("_started")}
 
     # ------------------------------------------------------------ helpers
-    async def _call(self, activity: Activity[R], arg: Any, summary: str, retry: RetryPolicy, timeout: int = 120) -> R:
+    async def _call(self, activity: Activity[A, R], arg: A, summary: str, retry: RetryPolicy, timeout: int = 120) -> R:
         return await self.steps.write(activity, arg, summary, timeout, retry=retry)
 
     async def _timed(self, step: str, aw: Awaitable[Any]) -> Any:

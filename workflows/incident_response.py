@@ -83,7 +83,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.saga import Saga
     from workflows.slack_sync import SlackSync
-    from workflows.steps import Activity, R, Steps
+    from workflows.steps import A, Activity, R, Steps
     from workflows.timeline import CODEBLUE, Timeline
     from workflows.timeline import mmss as _mmss
     from workflows.timeline import reason as _reason
@@ -883,15 +883,15 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         return True
 
     # ------------------------------------------------------------ helpers
-    async def _read(self, activity: Activity[R], arg: Any, summary: str) -> R | None:
+    async def _read(self, activity: Activity[A, R], arg: A, summary: str) -> R | None:
         return await self.steps.read(activity, arg, summary)
 
     async def _write(
-        self, activity: Activity[R], arg: Any, summary: str, timeout_seconds: int = 120, heartbeat: bool = False
+        self, activity: Activity[A, R], arg: A, summary: str, timeout_seconds: int = 120, heartbeat: bool = False
     ) -> R:
         return await self.steps.write(activity, arg, summary, timeout_seconds, heartbeat)
 
-    async def _notify(self, activity: Activity[Delivery], arg: Any, summary: str) -> Delivery | None:
+    async def _notify(self, activity: Activity[A, Delivery], arg: A, summary: str) -> Delivery | None:
         return await self.steps.notify(activity, arg, summary)
 
     async def _page(self, who: Audience, key: str, text: str) -> None:

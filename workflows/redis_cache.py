@@ -11,7 +11,6 @@ Workflow ID: `<incident>-cache`.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -34,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.approvals import settle
     from workflows.playbook import Playbook
-    from workflows.steps import READ_RETRY, Activity, R
+    from workflows.steps import READ_RETRY, A, Activity, R
     from workflows.timeline import CODEBLUE, reason
 
 NO_UNDO = "none possible: a flush cannot be undone (the cache refills from the source of truth)"
@@ -193,9 +192,9 @@ class RedisCachePlaybook(Playbook):
             return False
         return self.confirmation == self.cluster_id
 
-    async def _fatal(self, activity: Activity[R], arg: Any, summary: str) -> R:
+    async def _fatal(self, activity: Activity[A, R], arg: A, summary: str) -> R:
         try:
-            return await workflow.execute_activity(
+            return await workflow.execute_activity_method(
                 activity, arg, start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(minutes=5), retry_policy=READ_RETRY, summary=summary,
             )

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.playbook import Playbook
     from workflows.runbook_steps import gateway_logs, helm_rollback, verify_health
     from workflows.saga import Saga
-    from workflows.steps import NON_RETRYABLE, Activity, R, budget
+    from workflows.steps import NON_RETRYABLE, A, Activity, R, budget
     from workflows.timeline import CODEBLUE, reason
 
 ACTION_ID = "redeploy"
@@ -346,10 +346,10 @@ class ServiceRecoveryWorkflow(Playbook):
         except ActivityError as e:  # the service is fine; only the record is missing
             self.tl.log(CODEBLUE, "Recording known-good failed", reason(e))
 
-    async def _fatal(self, activity: Activity[R], arg: Any, summary: str) -> R:
+    async def _fatal(self, activity: Activity[A, R], arg: A, summary: str) -> R:
         """A read whose failure ends the recovery before anything changed, with its reason."""
         try:
-            return await workflow.execute_activity(
+            return await workflow.execute_activity_method(
                 activity,
                 arg,
                 start_to_close_timeout=timedelta(seconds=budget(arg, 120)),

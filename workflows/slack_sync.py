@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -20,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.incident import Action, ActionState
     from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
     from workflows.approvals import ApprovalBook
-    from workflows.steps import NOTIFY_RETRY, Activity
+    from workflows.steps import NOTIFY_RETRY, A, Activity
     from workflows.timeline import CODEBLUE, Timeline, reason
 
 
@@ -114,9 +113,9 @@ class SlackSync:
                     ), f"Update {act.id} in Slack")
                     shown.view = view
 
-    async def _call(self, activity: Activity[SlackPostResult], req: Any, summary: str) -> SlackPostResult | None:
+    async def _call(self, activity: Activity[A, SlackPostResult], req: A, summary: str) -> SlackPostResult | None:
         try:
-            return await workflow.execute_activity(
+            return await workflow.execute_activity_method(
                 activity, req, start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=NOTIFY_RETRY, summary=summary,
             )

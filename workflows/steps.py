@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -29,10 +29,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.incident import Undo
     from domain.notify import Audience, Delivery, PageRequest
 
+A = TypeVar("A")
 R = TypeVar("R")
-# An activity as a workflow names it: a method of an activity class (or an activity function).
-# Called unbound here; the worker's registered instance (real or fake) runs it by its name.
-Activity = Callable[..., Awaitable[R]]
+# An activity as a workflow names it: a method of an activity class, unbound
+# (`KubernetesActivities.pod_status`), whose argument and result mypy checks; the worker's
+# registered instance, real or fake, runs it by its name.
+Activity = Callable[[Any, A], Awaitable[R]]
 
 NON_RETRYABLE = ["Forbidden", "NotFound", "BadConfig", "HelmNotFound", "NotificationRejected"]
 READ_RETRY = RetryPolicy(
@@ -58,7 +60,7 @@ NOTIFY_RETRY = RetryPolicy(
 HEARTBEAT_TIMEOUT_SECONDS = 15
 READ_TIMEOUT_SECONDS = 60
 # reads whose activities heartbeat on a timer (activities.heartbeat): a dead worker shows in 15 s
-HEARTBEATING_READS: set[Activity[Any]] = {HealthActivities.probe_health, KubernetesActivities.gateway_logs}
+HEARTBEATING_READS: set[Activity[Any, Any]] = {HealthActivities.probe_health, KubernetesActivities.gateway_logs}
 
 
 def budget(arg: Any, floor: float) -> float:
@@ -88,7 +90,13 @@ class Steps:
             summary="read the worker's environment",
         )
 
-    async def read(self, activity: Activity[R], arg: Any, summary: str) -> R | None:
+    @overload
+    async def read(self, activity: Activity[A, R], arg: A, summary: str) -> R | None: ...
+
+    @overload  # an activity function (activities.authority)
+    async def read(self, activity: Callable[[A], Awaitable[R]], arg: A, summary: str) -> R | None: ...
+
+    async def read(self, activity: Callable[..., Awaitable[R]], arg: Any, summary: str) -> R | None:
         """A read-only activity; its failure is recorded, never fatal to the incident."""
         try:
             return await workflow.execute_activity(
@@ -106,14 +114,14 @@ class Steps:
 
     async def write(
         self,
-        activity: Activity[R],
-        arg: Any,
+        activity: Activity[A, R],
+        arg: A,
         summary: str,
         timeout_seconds: int = 120,
         heartbeat: bool = False,
         retry: RetryPolicy = WRITE_RETRY,
     ) -> R:
-        return await workflow.execute_activity(
+        return await workflow.execute_activity_method(
             activity,
             arg,
             start_to_close_timeout=timedelta(seconds=budget(arg, timeout_seconds)),
@@ -135,9 +143,9 @@ class Steps:
             summary=u.summary,
         )
 
-    async def notify(self, activity: Activity[Delivery], arg: Any, summary: str) -> Delivery | None:
+    async def notify(self, activity: Activity[A, Delivery], arg: A, summary: str) -> Delivery | None:
         try:
-            d = await workflow.execute_activity(
+            d: Delivery = await workflow.execute_activity_method(
                 activity,
                 arg,
                 start_to_close_timeout=timedelta(seconds=30),
