@@ -19,10 +19,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
-import lazy_loader
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
 from activities.kubernetes import api_error, check_database, k8s_call
 from activities.preconditions import moved
@@ -37,18 +37,17 @@ from domain.database_restore import (
     SecretRestoreRequest,
 )
 
-# Lazy: workflows import this module for its typed activity references, and every process
-# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
-# carry these clients (~80 MiB). They load on first use, in the worker's activities.
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; these clients (~80 MiB) load only where an activity uses them.
 if TYPE_CHECKING:
     import kubernetes.client
     import psycopg
     import psycopg.conninfo
     import urllib3.exceptions
 else:
-    psycopg = lazy_loader.load("psycopg")  # binds psycopg.conninfo when it loads
-    urllib3 = lazy_loader.load("urllib3")
-    kubernetes = lazy_loader.load("kubernetes")  # its __init__ binds client, stream, utils
+    psycopg = deferred("psycopg")  # binds psycopg.conninfo when it loads
+    urllib3 = deferred("urllib3")
+    kubernetes = deferred("kubernetes")  # its __init__ binds client, stream, utils
 
 T = TypeVar("T")
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import lazy_loader
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; httpx load only where an activity uses them.
+from activities.deferred import deferred
 
-# Lazy: workflows import this module for its typed activity references, and every process
-# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
-# carry httpx. It loads on first use, in the worker's activities.
 if TYPE_CHECKING:
     import httpx
 else:
-    httpx = lazy_loader.load("httpx")
+    httpx = deferred("httpx")
 
 
 class HttpActivities:

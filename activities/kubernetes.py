@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import lazy_loader
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
 from activities.preconditions import moved
 from activities.targets import Targets
@@ -53,9 +53,8 @@ from domain.cluster import (
     ServiceState,
 )
 
-# Lazy: workflows import this module for its typed activity references, and every process
-# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
-# carry these clients (~80 MiB). They load on first use, in the worker's activities.
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; these clients (~80 MiB) load only where an activity uses them.
 if TYPE_CHECKING:
     import kubernetes.client
     import kubernetes.stream
@@ -64,9 +63,9 @@ if TYPE_CHECKING:
     import psycopg.conninfo
     import urllib3.exceptions
 else:
-    psycopg = lazy_loader.load("psycopg")  # binds psycopg.conninfo when it loads
-    urllib3 = lazy_loader.load("urllib3")
-    kubernetes = lazy_loader.load("kubernetes")  # its __init__ binds client, stream, utils
+    psycopg = deferred("psycopg")  # binds psycopg.conninfo when it loads
+    urllib3 = deferred("urllib3")
+    kubernetes = deferred("kubernetes")  # its __init__ binds client, stream, utils
 
 T = TypeVar("T")
 

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import lazy_loader
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.http_client import HttpActivities
 from activities.targets import Targets
 from domain.config import PostIncidentConfig
 from domain.notify import Delivery
 from domain.post_incident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
 
-# Lazy: workflows import this module for its typed activity references, and every process
-# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
-# carry httpx. It loads on first use, in the worker's activities.
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; httpx load only where an activity uses them.
 if TYPE_CHECKING:
     import httpx
 else:
-    httpx = lazy_loader.load("httpx")
+    httpx = deferred("httpx")
 
 ALLOWED_METHODS = {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"}
 

@@ -22,9 +22,9 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import lazy_loader
 from temporalio import activity
 
+from activities.deferred import deferred
 from activities.http_client import HttpActivities
 from domain.prometheus import (
     MAX_RANGE_POINTS,
@@ -41,13 +41,12 @@ from domain.prometheus import (
     worst,
 )
 
-# Lazy: workflows import this module for its typed activity references, and every process
-# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
-# carry httpx. It loads on first use, in the worker's activities.
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; httpx load only where an activity uses them.
 if TYPE_CHECKING:
     import httpx
 else:
-    httpx = lazy_loader.load("httpx")
+    httpx = deferred("httpx")
 
 UNSET = "prometheus.url is not set"
 MAX_ERROR_CHARS = 240

@@ -12,11 +12,10 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any
 
-import botocore.exceptions  # eager: about 1 MiB, no client code; lazy_loader cannot defer a submodule
-import lazy_loader
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
 from domain.config import AwsConfig, CacheConfig
 from domain.redis_cache import (
@@ -29,16 +28,17 @@ from domain.redis_cache import (
     RedisTarget,
 )
 
-# Lazy: workflows import this module for its typed activity references, and every process
-# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
-# carry boto3's clients and redis. It loads on first use, in the worker's activities.
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; boto3 (and botocore's errors) and redis load only where an activity uses them.
 if TYPE_CHECKING:
     import boto3
+    import botocore.exceptions as boto_errors
     import redis.asyncio
     import redis.exceptions
 else:
-    boto3 = lazy_loader.load("boto3")
-    redis = lazy_loader.load("redis")  # binds redis.asyncio and redis.exceptions when it loads
+    boto3 = deferred("boto3")
+    boto_errors = deferred("botocore.exceptions")
+    redis = deferred("redis")  # binds redis.asyncio and redis.exceptions when it loads
 
 UNLINK_BATCH = 500
 
@@ -71,7 +71,7 @@ class CacheActivities:
 
         try:
             resp = await asyncio.to_thread(call)
-        except botocore.exceptions.ClientError as e:
+        except boto_errors.ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             msg = e.response.get("Error", {}).get("Message", str(e))
             if code in ("CacheClusterNotFound", "CacheClusterNotFoundFault"):
@@ -79,9 +79,9 @@ class CacheActivities:
             if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
                 raise ApplicationError(f"forbidden to describe {q.cluster_id}: {msg}", type="Forbidden", non_retryable=True) from None
             raise ApplicationError(f"describe_cache_clusters {q.cluster_id}: {code} {msg}", type="AwsError") from None
-        except (botocore.exceptions.NoCredentialsError, botocore.exceptions.NoRegionError) as e:
+        except (boto_errors.NoCredentialsError, boto_errors.NoRegionError) as e:
             raise ApplicationError(f"AWS credentials/region missing: {e}", type="BadConfig", non_retryable=True) from None
-        except botocore.exceptions.BotoCoreError as e:
+        except boto_errors.BotoCoreError as e:
             raise ApplicationError(f"ElastiCache unreachable: {e}", type="AwsUnavailable") from None
         raw = (resp.get("CacheClusters") or [{}])[0]
         nodes = [

@@ -14,22 +14,21 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import lazy_loader
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.kubernetes import api_error, k8s_call, unavailable
 from domain.service_recovery import KnownGood, KnownGoodQuery, ReleaseReadiness, ReleaseReadyRequest
 
-# Lazy: workflows import this module for its typed activity references, and every process
-# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
-# carry these clients (~80 MiB). They load on first use, in the worker's activities.
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; these clients (~80 MiB) load only where an activity uses them.
 if TYPE_CHECKING:
     import kubernetes.client
     import urllib3.exceptions
 else:
-    urllib3 = lazy_loader.load("urllib3")
-    kubernetes = lazy_loader.load("kubernetes")  # its __init__ binds client, stream, utils
+    urllib3 = deferred("urllib3")
+    kubernetes = deferred("kubernetes")  # its __init__ binds client, stream, utils
 
 T = TypeVar("T")
 INSTANCE_LABEL = "app.kubernetes.io/instance"

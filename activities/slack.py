@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import lazy_loader
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from domain.config import SlackConfig
 from domain.slack import (
     EVENT_TYPE,
@@ -27,16 +27,15 @@ from domain.slack import (
     proposal_text,
 )
 
-# Lazy: workflows import this module for its typed activity references, and every process
-# that imports workflows (CLI, replayer, the 1,000-incident bench worker) would otherwise
-# carry slack_sdk and aiohttp. It loads on first use, in the worker's activities.
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; slack_sdk and aiohttp load only where an activity uses them.
 if TYPE_CHECKING:
     import aiohttp
     import slack_sdk.errors
     from slack_sdk.web.async_client import AsyncWebClient
 else:
-    aiohttp = lazy_loader.load("aiohttp")
-    slack_sdk = lazy_loader.load("slack_sdk")  # binds slack_sdk.errors; the async client is imported where it is built
+    aiohttp = deferred("aiohttp")
+    slack_sdk = deferred("slack_sdk")  # binds slack_sdk.errors; the async client is imported where it is built
 
 # Slack answers most failures with HTTP 200 and ok=false; these few are worth retrying.
 RETRYABLE_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
