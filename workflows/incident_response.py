@@ -770,25 +770,29 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         while f"{base}-{n}" in self.actions:
             n += 1
         new_id = f"{base}-{n}"
+        # read through the kind's model; the new proposal's params stay a dict with one fact updated
         if act.kind == ActionKind.HELM_ROLLBACK:
+            rb = act.params_as(HelmRollbackParams)
             cur = facts.get("current_revision")
-            if cur == p["to_revision"]:
+            if cur == rb.to_revision:
                 self._log(CODEBLUE, f"Withdrawn {act.id}", f"the release is already at revision {cur}")
                 return
             p["from_revision"] = cur
-            why = (f"release {p['release']} moved to revision {cur} after the decision on {act.id}; "
-                   f"roll it back to revision {p['to_revision']} only if revision {cur} did not fix it")
+            why = (f"release {rb.release} moved to revision {cur} after the decision on {act.id}; "
+                   f"roll it back to revision {rb.to_revision} only if revision {cur} did not fix it")
         elif act.kind == ActionKind.SCALE_UP:
+            sc = act.params_as(ScaleUpParams)
             cur = facts.get("current_replicas")
-            if cur is not None and cur >= int(p["replicas"]):
-                self._log(CODEBLUE, f"Withdrawn {act.id}", f"{p['deployment']} already runs {cur} replicas")
+            if cur is not None and cur >= sc.replicas:
+                self._log(CODEBLUE, f"Withdrawn {act.id}", f"{sc.deployment} already runs {cur} replicas")
                 return
             p["from_replicas"] = cur
-            why = f"{p['deployment']} was scaled to {cur} replicas after the decision on {act.id}; scale to {p['replicas']}"
-        else:
+            why = f"{sc.deployment} was scaled to {cur} replicas after the decision on {act.id}; scale to {sc.replicas}"
+        else:  # a rollout restart: the only other step with a precondition
+            dep = act.params_as(RolloutRestartParams).deployment
             cur = facts.get("current_revision")
             p["revision"] = cur
-            why = f"{p['deployment']} rolled out revision {cur} after the decision on {act.id}; restart its pods again?"
+            why = f"{dep} rolled out revision {cur} after the decision on {act.id}; restart its pods again?"
         self.book.propose(Action(id=new_id, kind=act.kind, reason=why, params=p))
         if self.watcher is None or self.watcher.done():
             self.watcher = asyncio.ensure_future(self._watch_proposals(round_key=new_id))
