@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import botocore.exceptions
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
 from domain.database_restore import (
     INCIDENT_TAG,
@@ -35,6 +35,13 @@ from domain.database_restore import (
     RdsWaitRequest,
 )
 
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; botocore's errors load only where an activity uses them.
+if TYPE_CHECKING:
+    import botocore.exceptions as boto_errors
+else:
+    boto_errors = deferred("botocore.exceptions")
+
 T = TypeVar("T")
 
 # states a restoring instance does not come back from by waiting
@@ -47,11 +54,11 @@ _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "In
 _MIN_POLL_SECONDS = 0.05
 
 
-def _code(e: botocore.exceptions.ClientError) -> str:
+def _code(e: boto_errors.ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
 
 
-def _message(e: botocore.exceptions.ClientError) -> str:
+def _message(e: boto_errors.ClientError) -> str:
     return " ".join(str(e.response.get("Error", {}).get("Message", "")).split())[:240]
 
 
@@ -75,7 +82,7 @@ def instance_info(d: dict[str, Any]) -> RdsInstanceInfo:
     )
 
 
-def aws_error(e: botocore.exceptions.ClientError, action: str) -> ApplicationError:
+def aws_error(e: boto_errors.ClientError, action: str) -> ApplicationError:
     """Map an AWS error to an ApplicationError with a one-line message."""
     code = _code(e)
     if code in _DENIED:
@@ -100,20 +107,20 @@ class RdsActivities:
     async def _call(self, action: str, fn: Callable[..., T], **kwargs: Any) -> T:
         try:
             return await asyncio.to_thread(fn, **kwargs)
-        except botocore.exceptions.ClientError as e:
+        except boto_errors.ClientError as e:
             raise aws_error(e, action) from None
-        except (botocore.exceptions.BotoCoreError, OSError) as e:
+        except (boto_errors.BotoCoreError, OSError) as e:
             raise _unreachable(e, action) from None
 
     async def _instance(self, identifier: str) -> RdsInstanceInfo | None:
         action = f"describe DB instance {identifier}"
         try:
             out = await asyncio.to_thread(self._rds.describe_db_instances, DBInstanceIdentifier=identifier)
-        except botocore.exceptions.ClientError as e:
+        except boto_errors.ClientError as e:
             if _code(e) == "DBInstanceNotFound":
                 return None
             raise aws_error(e, action) from None
-        except (botocore.exceptions.BotoCoreError, OSError) as e:
+        except (boto_errors.BotoCoreError, OSError) as e:
             raise _unreachable(e, action) from None
         d = out["DBInstances"][0]
         info = instance_info(d)
@@ -134,12 +141,12 @@ class RdsActivities:
             return max(ready, key=lambda s: s.get("SnapshotCreateTime") or 0)
         try:
             out = await asyncio.to_thread(self._rds.describe_db_snapshots, DBSnapshotIdentifier=snapshot)
-        except botocore.exceptions.ClientError as e:
+        except boto_errors.ClientError as e:
             if _code(e) == "DBSnapshotNotFound":
                 raise ApplicationError(f"snapshot {snapshot} does not exist", type="PreflightFailed",
                                        non_retryable=True) from None
             raise aws_error(e, f"describe snapshot {snapshot}") from None
-        except (botocore.exceptions.BotoCoreError, OSError) as e:
+        except (boto_errors.BotoCoreError, OSError) as e:
             raise _unreachable(e, f"describe snapshot {snapshot}") from None
         snaps = out.get("DBSnapshots") or []
         if not snaps:
@@ -207,13 +214,13 @@ class RdsActivities:
             kwargs["DBParameterGroupName"] = source.parameter_group
         try:
             out = await asyncio.to_thread(self._rds.restore_db_instance_from_db_snapshot, **kwargs)
-        except botocore.exceptions.ClientError as e:
+        except boto_errors.ClientError as e:
             if _code(e) == "DBInstanceAlreadyExists":  # a concurrent attempt won the race
                 found = await self._instance(req.target)
                 if found is not None:
                     return self._adopt(req, found)
             raise aws_error(e, f"restore {req.snapshot_id} to {req.target}") from None
-        except (botocore.exceptions.BotoCoreError, OSError) as e:
+        except (boto_errors.BotoCoreError, OSError) as e:
             raise _unreachable(e, f"restore {req.snapshot_id} to {req.target}") from None
         info = instance_info(out["DBInstance"])
         info.tags = info.tags or tags

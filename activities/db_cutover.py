@@ -16,17 +16,13 @@ import binascii
 import math
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-import psycopg.conninfo
-import urllib3.exceptions
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
 from activities.kubernetes import api_error, check_database, k8s_call
 from activities.preconditions import moved
@@ -40,6 +36,18 @@ from domain.database_restore import (
     SecretPointRequest,
     SecretRestoreRequest,
 )
+
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; these clients (~80 MiB) load only where an activity uses them.
+if TYPE_CHECKING:
+    import kubernetes.client
+    import psycopg
+    import psycopg.conninfo
+    import urllib3.exceptions
+else:
+    psycopg = deferred("psycopg")  # binds psycopg.conninfo when it loads
+    urllib3 = deferred("urllib3")
+    kubernetes = deferred("kubernetes")  # its __init__ binds client, stream, utils
 
 T = TypeVar("T")
 
@@ -81,9 +89,9 @@ def _b64(text: str) -> str:
 class DbCutoverActivities:
     """Secret and verification activities on one cluster, through the `ApiClient` given."""
 
-    def __init__(self, api_client: k8s.ApiClient, *, request_timeout_seconds: float = 10.0,
+    def __init__(self, api_client: kubernetes.client.ApiClient, *, request_timeout_seconds: float = 10.0,
                  targets: Targets | None = None, heartbeat_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
-        self._core = k8s.CoreV1Api(api_client)
+        self._core = kubernetes.client.CoreV1Api(api_client)
         self.request_timeout_seconds = request_timeout_seconds
         self.targets = targets
         self.heartbeat_seconds = heartbeat_seconds
@@ -91,11 +99,11 @@ class DbCutoverActivities:
     async def _call(self, action: str, target: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return cast(T, await k8s_call(action, target, fn, *args, timeout=self.request_timeout_seconds, **kwargs))
 
-    async def _read(self, ns: str, name: str) -> k8s.V1Secret | None:
+    async def _read(self, ns: str, name: str) -> kubernetes.client.V1Secret | None:
         try:
             return await asyncio.to_thread(self._core.read_namespaced_secret, name, ns,
                                            _request_timeout=self.request_timeout_seconds)
-        except ApiException as e:
+        except kubernetes.client.ApiException as e:
             if e.status == 404:
                 return None
             raise api_error(e, "read", f"secret {ns}/{name}") from None
@@ -103,7 +111,7 @@ class DbCutoverActivities:
             raise ApplicationError(f"cannot read secret {ns}/{name}: Kubernetes API unreachable ({type(e).__name__})",
                                    type="KubernetesUnavailable") from None
 
-    async def _value(self, ns: str, name: str, key: str) -> tuple[k8s.V1Secret, str, str]:
+    async def _value(self, ns: str, name: str, key: str) -> tuple[kubernetes.client.V1Secret, str, str]:
         """The secret, the key's base64 value and its decoded text."""
         secret = await self._read(ns, name)
         if secret is None:
@@ -183,8 +191,8 @@ class DbCutoverActivities:
             return ref.model_copy(update={"source_resource_version": ann.get(SOURCE_VERSION_ANNOTATION), "created": False})
         secret, encoded, _ = await self._value(ns, req.secret_name, req.secret_key)
         rv = secret.metadata.resource_version
-        body = k8s.V1Secret(
-            metadata=k8s.V1ObjectMeta(
+        body = kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(
                 name=name,
                 namespace=ns,
                 labels={"app.kubernetes.io/managed-by": "codeblue", "codeblue/role": "secret-backup"},
@@ -197,7 +205,7 @@ class DbCutoverActivities:
         try:
             await asyncio.to_thread(self._core.create_namespaced_secret, ns, body,
                                     _request_timeout=self.request_timeout_seconds)
-        except ApiException as e:
+        except kubernetes.client.ApiException as e:
             if e.status != 409:  # 409: an earlier attempt created it after all; read it back
                 raise api_error(e, "create", f"secret {ns}/{name}") from None
             return await self.db_secret_backup(req)

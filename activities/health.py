@@ -6,14 +6,22 @@ import asyncio
 import math
 import statistics
 import time
+from typing import TYPE_CHECKING
 
-import httpx
 from temporalio import activity
 
+from activities.deferred import deferred
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
 from activities.http_client import HttpActivities
 from activities.targets import Targets
 from domain.cluster import HEALTH_PROBE_PAUSE_SECONDS, HealthProbeRequest, HealthProbeResult
+
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; httpx load only where an activity uses them.
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = deferred("httpx")
 
 # left of the start-to-close timeout to return the result (at most this share of it)
 RETURN_MARGIN_SECONDS = 2.0

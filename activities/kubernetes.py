@@ -23,18 +23,12 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import psycopg
-import psycopg.conninfo
-import urllib3.exceptions
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-from kubernetes.stream import stream as k8s_stream
-from kubernetes.utils.quantity import parse_quantity
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
 from activities.preconditions import moved
 from activities.targets import Targets
@@ -59,6 +53,20 @@ from domain.cluster import (
     ServiceState,
 )
 
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; these clients (~80 MiB) load only where an activity uses them.
+if TYPE_CHECKING:
+    import kubernetes.client
+    import kubernetes.stream
+    import kubernetes.utils.quantity
+    import psycopg
+    import psycopg.conninfo
+    import urllib3.exceptions
+else:
+    psycopg = deferred("psycopg")  # binds psycopg.conninfo when it loads
+    urllib3 = deferred("urllib3")
+    kubernetes = deferred("kubernetes")  # its __init__ binds client, stream, utils
+
 T = TypeVar("T")
 
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
@@ -72,7 +80,7 @@ def _one_line(text: str, limit: int = 240) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _api_message(e: ApiException) -> str:
+def _api_message(e: kubernetes.client.ApiException) -> str:
     """The `message` of the Kubernetes Status in the error body, if there is one."""
     body = e.body
     if isinstance(body, bytes):
@@ -87,7 +95,7 @@ def _api_message(e: ApiException) -> str:
     return ""
 
 
-def api_error(e: ApiException, action: str, target: str) -> ApplicationError:
+def api_error(e: kubernetes.client.ApiException, action: str, target: str) -> ApplicationError:
     """Map an API error to an ApplicationError with a one-line message."""
     status = int(e.status or 0)
     detail = _api_message(e)
@@ -122,7 +130,7 @@ async def k8s_call(action: str, target: str, fn: Callable[..., T], *args: Any, t
     kwargs.setdefault("_request_timeout", timeout)
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
-    except ApiException as e:
+    except kubernetes.client.ApiException as e:
         if e.status in missing:
             return None
         raise api_error(e, action, target) from None
@@ -135,12 +143,12 @@ def memory_bytes(quantity: str | int | float | None) -> int | None:
     if quantity is None or quantity == "":
         return None
     try:
-        return int(math.ceil(parse_quantity(quantity)))
+        return int(math.ceil(kubernetes.utils.quantity.parse_quantity(quantity)))
     except (ValueError, TypeError, ArithmeticError):
         return None
 
 
-def selector_string(selector: k8s.V1LabelSelector | None) -> str:
+def selector_string(selector: kubernetes.client.V1LabelSelector | None) -> str:
     """A LabelSelector as the `labelSelector` query parameter."""
     if selector is None:
         return ""
@@ -159,16 +167,16 @@ def selector_string(selector: k8s.V1LabelSelector | None) -> str:
     return ",".join(terms)
 
 
-def _replicas(dep: k8s.V1Deployment) -> int:
+def _replicas(dep: kubernetes.client.V1Deployment) -> int:
     replicas = dep.spec.replicas if dep.spec is not None else None
     return 1 if replicas is None else int(replicas)
 
 
-def rollout_state(dep: k8s.V1Deployment) -> RolloutState:
+def rollout_state(dep: kubernetes.client.V1Deployment) -> RolloutState:
     """As `kubectl rollout status` judges it: the controller saw the latest spec, every
     replica runs the new template and is available, and no old replicas are left."""
     desired = _replicas(dep)
-    status = dep.status or k8s.V1DeploymentStatus()
+    status = dep.status or kubernetes.client.V1DeploymentStatus()
     updated = int(status.updated_replicas or 0)
     available = int(status.available_replicas or 0)
     total = int(status.replicas or 0)
@@ -180,9 +188,9 @@ def rollout_state(dep: k8s.V1Deployment) -> RolloutState:
     )
 
 
-def pod_state(pod: k8s.V1Pod) -> PodState:
+def pod_state(pod: kubernetes.client.V1Pod) -> PodState:
     meta = pod.metadata
-    status = pod.status or k8s.V1PodStatus()
+    status = pod.status or kubernetes.client.V1PodStatus()
     statuses = list(status.container_statuses or [])
     ready_cond = next((c for c in status.conditions or [] if c.type == "Ready"), None)
     if ready_cond is not None:
@@ -241,7 +249,7 @@ class KubernetesActivities:
 
     def __init__(
         self,
-        api_client: k8s.ApiClient,
+        api_client: kubernetes.client.ApiClient,
         *,
         request_timeout_seconds: float = 10.0,
         exec_timeout_seconds: float = 120.0,
@@ -250,9 +258,9 @@ class KubernetesActivities:
     ) -> None:
         self.targets = targets
         self._api_client = api_client
-        self._core = k8s.CoreV1Api(api_client)
-        self._apps = k8s.AppsV1Api(api_client)
-        self._custom = k8s.CustomObjectsApi(api_client)
+        self._core = kubernetes.client.CoreV1Api(api_client)
+        self._apps = kubernetes.client.AppsV1Api(api_client)
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
         self.request_timeout_seconds = request_timeout_seconds
         self.exec_timeout_seconds = exec_timeout_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -272,7 +280,7 @@ class KubernetesActivities:
         Without the right to read namespaces (403), assume it exists."""
         await self._call_or_none((403,), "read", f"namespace {namespace}", self._core.read_namespace, namespace)
 
-    async def _read_deployment(self, namespace: str, name: str) -> k8s.V1Deployment:
+    async def _read_deployment(self, namespace: str, name: str) -> kubernetes.client.V1Deployment:
         return await self._call(
             "read", f"deployment {namespace}/{name}", self._apps.read_namespaced_deployment, name, namespace
         )
@@ -322,7 +330,7 @@ class KubernetesActivities:
             await self._require_namespace(ns)
         states = []
         for d in sorted(deps.items, key=lambda d: d.metadata.name):
-            status = d.status or k8s.V1DeploymentStatus()
+            status = d.status or kubernetes.client.V1DeploymentStatus()
             template = d.spec.template if d.spec is not None else None
             containers = (template.spec.containers if template is not None and template.spec is not None else None) or []
             states.append(DeploymentState(
@@ -370,7 +378,7 @@ class KubernetesActivities:
                 hb.update({"pods_read": pods_read})
         return LogsReport(deployment=name, pods_read=pods_read, lines_scanned=lines_scanned, error_counts=counts)
 
-    async def _pod_log(self, ns: str, pod: k8s.V1Pod, deployment: str, tail: int) -> str | None:
+    async def _pod_log(self, ns: str, pod: kubernetes.client.V1Pod, deployment: str, tail: int) -> str | None:
         """The last `tail` lines of the pod's main container; None if it has none to give
         (not started yet, gone meanwhile). Read raw: kubernetes 36 returns `str` responses
         as a bytes repr and parses JSON-looking logs (client issue #2596)."""
@@ -550,9 +558,9 @@ class KubernetesActivities:
 
         def run() -> int | None:
             # `stream()` swaps the ApiClient's request method while it runs: use a private client.
-            with k8s.ApiClient(configuration) as api:
-                ws = k8s_stream(
-                    k8s.CoreV1Api(api).connect_get_namespaced_pod_exec, pod.metadata.name, ns,
+            with kubernetes.client.ApiClient(configuration) as api:
+                ws = kubernetes.stream.stream(
+                    kubernetes.client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod.metadata.name, ns,
                     command=command, container=container, stderr=True, stdin=False, stdout=True, tty=False,
                     _preload_content=False,
                 )
@@ -566,7 +574,7 @@ class KubernetesActivities:
         t0 = time.perf_counter()
         try:
             code = await asyncio.to_thread(run)
-        except ApiException as e:
+        except kubernetes.client.ApiException as e:
             raise api_error(e, "exec in", f"pod {ns}/{pod.metadata.name}") from None
         except Exception as e:  # noqa: BLE001 - websocket errors come in many types
             return DbCheckResult(ok=False, detail=f"`{shown}` in pod {pod.metadata.name} could not run: {type(e).__name__}")

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.http_client import HttpActivities
 from activities.targets import Targets
 from domain.config import NotificationConfig
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
+
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; httpx load only where an activity uses them.
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = deferred("httpx")
 
 # Runbook severities -> PagerDuty Events v2 severities (critical|error|warning|info).
 PD_SEVERITY = {"P0": "critical", "P1": "error", "P2": "warning", "P3": "info"}

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.http_client import HttpActivities
 from activities.targets import Targets
 from domain.config import PostIncidentConfig
 from domain.notify import Delivery
 from domain.post_incident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
+
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; httpx load only where an activity uses them.
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = deferred("httpx")
 
 ALLOWED_METHODS = {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"}
 

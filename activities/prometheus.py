@@ -20,11 +20,11 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from temporalio import activity
 
+from activities.deferred import deferred
 from activities.http_client import HttpActivities
 from domain.prometheus import (
     MAX_RANGE_POINTS,
@@ -40,6 +40,13 @@ from domain.prometheus import (
     parse_time,
     worst,
 )
+
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; httpx load only where an activity uses them.
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = deferred("httpx")
 
 UNSET = "prometheus.url is not set"
 MAX_ERROR_CHARS = 240

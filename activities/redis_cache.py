@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-import botocore.exceptions
-import redis.asyncio as aioredis
-import redis.exceptions
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
 from domain.config import AwsConfig, CacheConfig
 from domain.redis_cache import (
@@ -30,6 +27,18 @@ from domain.redis_cache import (
     RedisStats,
     RedisTarget,
 )
+
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; boto3 (and botocore's errors) and redis load only where an activity uses them.
+if TYPE_CHECKING:
+    import boto3
+    import botocore.exceptions as boto_errors
+    import redis.asyncio
+    import redis.exceptions
+else:
+    boto3 = deferred("boto3")
+    boto_errors = deferred("botocore.exceptions")
+    redis = deferred("redis")  # binds redis.asyncio and redis.exceptions when it loads
 
 UNLINK_BATCH = 500
 
@@ -62,7 +71,7 @@ class CacheActivities:
 
         try:
             resp = await asyncio.to_thread(call)
-        except botocore.exceptions.ClientError as e:
+        except boto_errors.ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             msg = e.response.get("Error", {}).get("Message", str(e))
             if code in ("CacheClusterNotFound", "CacheClusterNotFoundFault"):
@@ -70,9 +79,9 @@ class CacheActivities:
             if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
                 raise ApplicationError(f"forbidden to describe {q.cluster_id}: {msg}", type="Forbidden", non_retryable=True) from None
             raise ApplicationError(f"describe_cache_clusters {q.cluster_id}: {code} {msg}", type="AwsError") from None
-        except (botocore.exceptions.NoCredentialsError, botocore.exceptions.NoRegionError) as e:
+        except (boto_errors.NoCredentialsError, boto_errors.NoRegionError) as e:
             raise ApplicationError(f"AWS credentials/region missing: {e}", type="BadConfig", non_retryable=True) from None
-        except botocore.exceptions.BotoCoreError as e:
+        except boto_errors.BotoCoreError as e:
             raise ApplicationError(f"ElastiCache unreachable: {e}", type="AwsUnavailable") from None
         raw = (resp.get("CacheClusters") or [{}])[0]
         nodes = [
@@ -108,9 +117,9 @@ class CacheActivities:
             )
         return expected
 
-    def _client(self, t: RedisTarget) -> aioredis.Redis:
+    def _client(self, t: RedisTarget) -> redis.asyncio.Redis:
         host, port = _split(self.allowed_address(t))
-        return aioredis.Redis(
+        return redis.asyncio.Redis(
             host=host,
             port=port,
             db=self.cache.db,
@@ -127,7 +136,7 @@ class CacheActivities:
         return ApplicationError(f"Redis at {t.address}: {type(e).__name__}: {str(e).splitlines()[0][:200]}", type="RedisUnavailable")
 
     @staticmethod
-    async def _keys(r: aioredis.Redis) -> tuple[int, dict[str, int]]:
+    async def _keys(r: redis.asyncio.Redis) -> tuple[int, dict[str, int]]:
         ks = await r.info("keyspace")
         per_db = {db: int(v.get("keys", 0)) if isinstance(v, dict) else 0 for db, v in ks.items()}
         return sum(per_db.values()), per_db
@@ -187,7 +196,7 @@ class CacheActivities:
         finally:
             await r.aclose()
 
-    async def _flush_pattern(self, r: aioredis.Redis, pattern: str, hb: Heartbeater) -> FlushResult:
+    async def _flush_pattern(self, r: redis.asyncio.Redis, pattern: str, hb: Heartbeater) -> FlushResult:
         """SCAN MATCH + UNLINK, page by page; the heartbeat carries a cursor before which
         every matching key is unlinked. A retry resumes there only on the same Redis process (run_id),
         db and pattern: another server (restart, failover) hashes keys into other buckets, so

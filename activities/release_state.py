@@ -12,25 +12,32 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import urllib3.exceptions
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from activities.kubernetes import api_error, k8s_call, unavailable
 from domain.service_recovery import KnownGood, KnownGoodQuery, ReleaseReadiness, ReleaseReadyRequest
+
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; these clients (~80 MiB) load only where an activity uses them.
+if TYPE_CHECKING:
+    import kubernetes.client
+    import urllib3.exceptions
+else:
+    urllib3 = deferred("urllib3")
+    kubernetes = deferred("kubernetes")  # its __init__ binds client, stream, utils
 
 T = TypeVar("T")
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 
 class ReleaseStateActivities:
-    def __init__(self, api_client: k8s.ApiClient, *, request_timeout_seconds: float = 10.0) -> None:
-        self._core = k8s.CoreV1Api(api_client)
-        self._apps = k8s.AppsV1Api(api_client)
+    def __init__(self, api_client: kubernetes.client.ApiClient, *, request_timeout_seconds: float = 10.0) -> None:
+        self._core = kubernetes.client.CoreV1Api(api_client)
+        self._apps = kubernetes.client.AppsV1Api(api_client)
         self._timeout = request_timeout_seconds
 
     async def _call(self, action: str, target: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -51,7 +58,7 @@ class ReleaseStateActivities:
             return ReleaseReadiness(ready=False, detail=f"no deployment labelled {INSTANCE_LABEL}={release}")
         parts, ok = [], True
         for d in sorted(items, key=lambda d: d.metadata.name):
-            st = d.status or k8s.V1DeploymentStatus()
+            st = d.status or kubernetes.client.V1DeploymentStatus()
             desired = 1 if d.spec.replicas is None else int(d.spec.replicas)
             ready, updated = int(st.ready_replicas or 0), int(st.updated_replicas or 0)
             current = int(st.observed_generation or 0) >= int(d.metadata.generation or 0)
@@ -83,7 +90,7 @@ class ReleaseStateActivities:
             cm = await asyncio.to_thread(
                 self._core.read_namespaced_config_map, q.configmap, q.namespace, _request_timeout=self._timeout
             )
-        except ApiException as e:
+        except kubernetes.client.ApiException as e:
             if e.status == 404:
                 return KnownGood(found=False, namespace=q.namespace, release=q.release, configmap=q.configmap)
             raise api_error(e, "read", target) from None
@@ -133,7 +140,7 @@ class ReleaseStateActivities:
                     body,
                     _request_timeout=self._timeout,
                 )
-            except ApiException as e:
+            except kubernetes.client.ApiException as e:
                 if e.status != 404:
                     raise
                 create = {
@@ -150,11 +157,11 @@ class ReleaseStateActivities:
                     await asyncio.to_thread(
                         self._core.create_namespaced_config_map, rec.namespace, create, _request_timeout=self._timeout
                     )
-                except ApiException as e2:
+                except kubernetes.client.ApiException as e2:
                     if e2.status != 409:  # created meanwhile: the retry patches it
                         raise
                     raise ApplicationError(f"{target} appeared meanwhile; retrying", type="Conflict") from None
-        except ApiException as e:
+        except kubernetes.client.ApiException as e:
             raise api_error(e, "write", target) from None
         except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as e:
             raise unavailable(e, "write", target) from None

@@ -8,16 +8,13 @@ message an earlier attempt may have posted (message metadata carries the idempot
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from slack_sdk.errors import SlackApiError, SlackRequestError
-from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.deferred import deferred
 from domain.config import SlackConfig
 from domain.slack import (
     EVENT_TYPE,
@@ -30,6 +27,16 @@ from domain.slack import (
     proposal_text,
 )
 
+# Deferred (activities.deferred): workflows import this module for its typed activity
+# references; slack_sdk and aiohttp load only where an activity uses them.
+if TYPE_CHECKING:
+    import aiohttp
+    import slack_sdk.errors
+    from slack_sdk.web.async_client import AsyncWebClient
+else:
+    aiohttp = deferred("aiohttp")
+    slack_sdk = deferred("slack_sdk")  # binds slack_sdk.errors; the async client is imported where it is built
+
 # Slack answers most failures with HTTP 200 and ok=false; these few are worth retrying.
 RETRYABLE_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 HISTORY_LIMIT = 200  # how far back a retried post looks for its earlier message
@@ -39,7 +46,7 @@ def slack_failure(e: Exception, method: str) -> ApplicationError:
     """A Slack failure as Temporal sees it: retryable (rate limit, 5xx, network) or not
     (auth, channel, anything else Slack refused). Only Slack's error code is kept: never a
     token, never the request."""
-    if isinstance(e, SlackApiError):
+    if isinstance(e, slack_sdk.errors.SlackApiError):
         resp = e.response
         status = getattr(resp, "status_code", 0) or 0
         error = resp.get("error") if isinstance(getattr(resp, "data", None), dict) else None
@@ -55,14 +62,11 @@ def slack_failure(e: Exception, method: str) -> ApplicationError:
             return ApplicationError(f"slack {method}: {error}", type="NotificationUnavailable",
                                     next_retry_delay=delay)
         return ApplicationError(f"slack {method}: {error}", type="NotificationRejected", non_retryable=True)
-    if isinstance(e, SlackRequestError):
+    if isinstance(e, slack_sdk.errors.SlackRequestError):
         return ApplicationError(f"slack {method}: request not usable ({type(e).__name__})", type="BadConfig",
                                 non_retryable=True)
     # aiohttp / timeout / OS errors: the text may carry the URL; name the type only
     return ApplicationError(f"slack {method}: request failed ({type(e).__name__})", type="NotificationUnavailable")
-
-
-NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 class SlackActivities:
@@ -71,15 +75,20 @@ class SlackActivities:
         self.token = token or None
         # retry_handlers=[]: a connection error after Slack took the post must not post twice;
         # Temporal's retry looks for the earlier message first
-        self.client = client or AsyncWebClient(token=self.token, base_url=cfg.api_url,
-                                               timeout=cfg.timeout_seconds, retry_handlers=[])
+        if client is None:
+            from slack_sdk.web.async_client import AsyncWebClient  # lazy: see the imports above
+
+            client = AsyncWebClient(token=self.token, base_url=cfg.api_url,
+                                    timeout=cfg.timeout_seconds, retry_handlers=[])
+        self.client = client
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
         """One Web API method through slack_sdk's typed call (chat.postMessage -> chat_postMessage)."""
         fn = getattr(self.client, method.replace(".", "_"))
         try:
             return await fn(**kwargs)
-        except (SlackApiError, SlackRequestError, *NETWORK_ERRORS) as e:
+        # network errors too (aiohttp, timeouts, OS), named here: a module constant would load aiohttp
+        except (TimeoutError, slack_sdk.errors.SlackApiError, slack_sdk.errors.SlackRequestError, aiohttp.ClientError, OSError) as e:
             raise slack_failure(e, method) from None
 
     def _skip(self) -> SlackPostResult | None:

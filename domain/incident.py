@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from domain.action_params import (
+    ActionParams,
+    CacheFlushParams,
+    DbCheckParams,
+    DbCutoverParams,
+    DbRestoreParams,
+    HelmRollbackParams,
+    HelmUpgradeParams,
+    PlaybookParams,
+    RolloutRestartParams,
+    ScaleUpParams,
+)
 from domain.identity import StartedBy
 from domain.severity import Severity
 
@@ -47,6 +59,21 @@ class ActionKind(str, Enum):
     DB_CUTOVER = "db_cutover"
     # start a runbook playbook as a child workflow; its own IC gates decide its steps
     PLAYBOOK = "playbook"
+
+
+# which params model reads each kind's `Action.params` (domain.action_params)
+ACTION_PARAMS: dict[ActionKind, type[ActionParams]] = {
+    ActionKind.HELM_ROLLBACK: HelmRollbackParams,
+    ActionKind.SCALE_UP: ScaleUpParams,
+    ActionKind.ROLLOUT_RESTART: RolloutRestartParams,
+    ActionKind.DB_CHECK: DbCheckParams,
+    ActionKind.HELM_UPGRADE: HelmUpgradeParams,
+    ActionKind.CACHE_FLUSH: CacheFlushParams,
+    ActionKind.DB_RESTORE: DbRestoreParams,
+    ActionKind.DB_CUTOVER: DbCutoverParams,
+    ActionKind.PLAYBOOK: PlaybookParams,
+}
+P = TypeVar("P", bound=ActionParams)
 
 
 class ActionState(str, Enum):
@@ -239,6 +266,13 @@ class Action(BaseModel):
     rank: int = 0
     recommended: bool = False
     recommendation: str | None = None  # the one-line why, on the recommended proposal
+
+    def params_as(self, model: type[P]) -> P:
+        """`params` read through this kind's model; the dict itself stays as history and the
+        report carry it. Another kind's model is a bug, not a missing field: TypeError."""
+        if ACTION_PARAMS[self.kind] is not model:
+            raise TypeError(f"{self.kind.value} params are {ACTION_PARAMS[self.kind].__name__}, not {model.__name__}")
+        return model.model_validate(self.params)
 
 
 class Undo(BaseModel):

@@ -12,6 +12,7 @@ from workflows.steps import Steps
 from workflows.timeline import CODEBLUE, Timeline
 
 with workflow.unsafe.imports_passed_through():
+    from activities.prometheus import PrometheusActivities
     from domain.prometheus import PrometheusConfig, SliQuery, SliReport, breaches, unknowns, verdict
 
 
@@ -25,8 +26,7 @@ class Analysis:
 async def read_slis(steps: Steps, incident_id: str, summary: str, at: str | None = None,
                     since: str | None = None) -> SliReport | None:
     """One reading; a failure is recorded by `steps.read`, never fatal."""
-    rep: SliReport | None = await steps.read("sli_values", SliQuery(incident_id=incident_id, at=at, since=since),
-                                             SliReport, summary)
+    rep: SliReport | None = await steps.read(PrometheusActivities.sli_values, SliQuery(incident_id=incident_id, at=at, since=since), summary)
     return rep
 
 

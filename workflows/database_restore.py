@@ -20,8 +20,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.aws_rds import RdsActivities
+    from activities.db_cutover import DbCutoverActivities
     from domain import search_attributes as sa
-    from domain.cluster import DbCheckRequest, DbCheckResult, RestartRequest, RolloutState, RolloutWaitRequest
+    from domain.cluster import DbCheckResult, RolloutState
     from domain.database_restore import (
         LATEST,
         CancelRestore,
@@ -51,8 +53,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.notify import Audience
     from workflows.approvals import settle
     from workflows.playbook import Playbook
+    from workflows.runbook_steps import StepFailed, db_check, restart_and_wait
     from workflows.saga import Saga
-    from workflows.steps import NON_RETRYABLE
+    from workflows.steps import NON_RETRYABLE, A, Activity, R
     from workflows.timeline import CODEBLUE, mmss, reason
 
 DB_NON_RETRYABLE = NON_RETRYABLE + [
@@ -67,10 +70,6 @@ DB_WRITE = RetryPolicy(
     initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
     maximum_attempts=5, non_retryable_error_types=DB_NON_RETRYABLE,
 )
-
-
-class _StepFailed(Exception):
-    """A step failed; carries the readable reason."""
 
 
 @workflow.defn
@@ -92,8 +91,7 @@ class DatabaseRestoreWorkflow(Playbook):
 
     @workflow.run
     async def run(self, inp: DatabaseRestoreInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp.config)
-        await self._authorize()
+        await self._configure()
         source = inp.source or self.cfg.aws.rds_instance
         snapshot = inp.snapshot or self.cfg.aws.rds_snapshot
         target = inp.target or f"{source}-restored"
@@ -103,7 +101,7 @@ class DatabaseRestoreWorkflow(Playbook):
         self._set_phase(Phase.DIAGNOSTICS)
         try:
             await self._procedure(source, snapshot, target)
-        except _StepFailed as e:
+        except StepFailed as e:
             self.summary = str(e)
         self._set_phase(Phase.RESOLVED if self.status_text == "restored" else self.phase)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -114,17 +112,16 @@ class DatabaseRestoreWorkflow(Playbook):
         # 1. preflight: read-only
         try:
             pre: RdsPreflightResult = await self._timed("preflight", self._call(
-                "rds_preflight", RdsPreflightRequest(incident_id=inp.incident_id, source=source, snapshot=snapshot, target=target),
-                RdsPreflightResult, "RDS preflight", DB_READ))
+                RdsActivities.rds_preflight, RdsPreflightRequest(incident_id=inp.incident_id, source=source, snapshot=snapshot, target=target), "RDS preflight", DB_READ))
         except ActivityError as e:
             self.status_text = "preflight_failed"
             self.tl.log(CODEBLUE, "Preflight failed; nothing changed", reason(e))
-            raise _StepFailed(f"preflight failed: {reason(e)}") from None
+            raise StepFailed(f"preflight failed: {reason(e)}") from None
         if pre.target_exists and pre.target_incident != inp.incident_id:
             self.status_text = "preflight_failed"
             msg = f"target {target} already exists and is not this incident's"
             self.tl.log(CODEBLUE, "Preflight failed; nothing changed", msg)
-            raise _StepFailed(f"preflight failed: {msg}")
+            raise StepFailed(f"preflight failed: {msg}")
         self.info.update(snapshot_id=pre.snapshot_id, engine=pre.source.engine, instance_class=pre.source.instance_class,
                          snapshot_created=pre.snapshot_created)
         self.tl.log(CODEBLUE, "Preflight passed",
@@ -147,8 +144,7 @@ class DatabaseRestoreWorkflow(Playbook):
         # 3. restore (idempotent: adopts the target of an earlier attempt)
         try:
             res: RdsRestoreResult = await self._timed("restore", self._call(
-                "rds_restore", RdsRestoreRequest(incident_id=inp.incident_id, source=source, snapshot_id=pre.snapshot_id, target=target),
-                RdsRestoreResult, f"restore {pre.snapshot_id} to {target}", DB_WRITE))
+                RdsActivities.rds_restore, RdsRestoreRequest(incident_id=inp.incident_id, source=source, snapshot_id=pre.snapshot_id, target=target), f"restore {pre.snapshot_id} to {target}", DB_WRITE))
         except ActivityError as e:
             self._fail(restore, "restore_failed", reason(e))
         settle(restore, ActionState.EXECUTED,
@@ -168,11 +164,10 @@ class DatabaseRestoreWorkflow(Playbook):
         # 5. verify the restored database
         d, k = self.cfg.database, self.cfg.kubernetes
         ver: RestoredDbVerifyResult = await self._timed("verify", self._call(
-            "db_verify_restored",
+            DbCutoverActivities.db_verify_restored,
             RestoredDbVerifyRequest(namespace=k.namespace, secret_name=d.secret_name, secret_key=d.secret_key,
                                     host=host, port=port, sanity_query=r.sanity_query,
-                                    connect_timeout_seconds=d.connect_timeout_seconds),
-            RestoredDbVerifyResult, f"verify {target}", DB_READ))
+                                    connect_timeout_seconds=d.connect_timeout_seconds), f"verify {target}", DB_READ))
         self.info["verification"] = ver.detail
         self.info["sanity"] = ver.sanity
         self.tl.log(CODEBLUE, "Restored database verified" if ver.ok else "Restored database verification failed", ver.detail)
@@ -181,7 +176,7 @@ class DatabaseRestoreWorkflow(Playbook):
             self.book.closed_reason = "the restored database failed verification; no cutover"
             await self.steps.page(Audience.ENGINEERING_MANAGER, "db-verify-failed",
                                   f"Restored database {target} failed verification: {ver.detail}", inp.severity.value, self.book.commander)
-            raise _StepFailed(f"verification failed: {ver.detail}")
+            raise StepFailed(f"verification failed: {ver.detail}")
 
         # 6. gate 2
         cut = self.book.propose(Action(
@@ -243,10 +238,9 @@ class DatabaseRestoreWorkflow(Playbook):
             non_retryable_error_types=DB_NON_RETRYABLE,
         )
         req = RdsWaitRequest(target=target, poll_seconds=r.poll_interval_seconds, window_seconds=r.poll_window_seconds)
-        wait = asyncio.ensure_future(workflow.execute_activity(
-            "rds_wait_available",
+        wait = asyncio.ensure_future(workflow.execute_activity_method(
+            RdsActivities.rds_wait_available,
             req,
-            result_type=RdsInstanceInfo,
             start_to_close_timeout=timedelta(seconds=req.budget_seconds()),
             # the activity heartbeats on a timer, not per poll: a dead worker shows within 15 s
             heartbeat_timeout=timedelta(seconds=15),
@@ -283,7 +277,7 @@ class DatabaseRestoreWorkflow(Playbook):
             self.tl.log(CODEBLUE, "Restore failed", reason(e))
             await self.steps.page(Audience.ENGINEERING_MANAGER, "db-restore-failed", f"Database restore failed: {reason(e)}",
                                   self.inp.severity.value, self.book.commander)
-            raise _StepFailed(f"restore failed: {reason(e)}") from None
+            raise StepFailed(f"restore failed: {reason(e)}") from None
 
     async def _cutover(self, act: Action, host: str, port: int, target: str) -> None:
         inp, d, k = self.inp, self.cfg.database, self.cfg.kubernetes
@@ -291,9 +285,8 @@ class DatabaseRestoreWorkflow(Playbook):
         self.tl.log(CODEBLUE, "Executing cutover", act.reason)
         try:
             backup: SecretBackupRef = await self._call(
-                "db_secret_backup",
-                SecretBackupRequest(incident_id=inp.incident_id, namespace=k.namespace, secret_name=d.secret_name, secret_key=d.secret_key),
-                SecretBackupRef, f"back up {d.secret_name}", DB_WRITE)
+                DbCutoverActivities.db_secret_backup,
+                SecretBackupRequest(incident_id=inp.incident_id, namespace=k.namespace, secret_name=d.secret_name, secret_key=d.secret_key), f"back up {d.secret_name}", DB_WRITE)
             self.tl.log(CODEBLUE, "Database secret backed up",
                         f"old value kept in secret {backup.backup_name} (from resourceVersion {backup.source_resource_version})")
 
@@ -305,23 +298,22 @@ class DatabaseRestoreWorkflow(Playbook):
 
             saga.register(act, undo, f"put the old {d.secret_key} back from {backup.backup_name}, restart, wait, verify")
             ch: SecretChange = await self._call(
-                "db_secret_point",
+                DbCutoverActivities.db_secret_point,
                 SecretPointRequest(backup=backup, host=host, port=port,
-                                   expected_resource_version=backup.source_resource_version if checked else None),
-                SecretChange, f"patch {d.secret_name}", DB_WRITE)
+                                   expected_resource_version=backup.source_resource_version if checked else None), f"patch {d.secret_name}", DB_WRITE)
             if checked:
                 ours.append(ch.resource_version)
             self.tl.log(CODEBLUE, "Database secret patched", f"{d.secret_key} now names {ch.where}" + ("" if ch.changed else " (already)"))
             st = await self._restart("")
             chk = await self._db_check("post-cutover connection check")
             if not chk.ok:
-                raise _StepFailed(f"post-cutover connection check failed: {chk.detail}")
+                raise StepFailed(f"post-cutover connection check failed: {chk.detail}")
             settle(act, ActionState.EXECUTED, f"gateway on {ch.where}; {st.available}/{st.desired} available; {chk.detail}")
             self.tl.log(CODEBLUE, "Executed cutover", act.result)
             self.status_text, self.verified = "restored", True
             self.summary = f"{self.info['source']} restored from {self.info.get('snapshot_id')} to {target}; gateway cut over and verified"
-        except (_StepFailed, ActivityError, asyncio.CancelledError) as e:
-            why = str(e) if isinstance(e, _StepFailed) else ("cancelled" if isinstance(e, asyncio.CancelledError) else reason(e))
+        except (StepFailed, ActivityError, asyncio.CancelledError) as e:
+            why = str(e) if isinstance(e, StepFailed) else ("cancelled" if isinstance(e, asyncio.CancelledError) else reason(e))
             settle(act, ActionState.FAILED, why)
             self.tl.log(CODEBLUE, "Cutover failed; compensating", why)
             await saga.compensate()
@@ -330,19 +322,17 @@ class DatabaseRestoreWorkflow(Playbook):
                                   f"Database cutover failed and was rolled back: {why}", inp.severity.value, self.book.commander)
             if isinstance(e, asyncio.CancelledError):
                 raise
-            raise _StepFailed(f"cutover failed and was compensated: {why}") from None
+            raise StepFailed(f"cutover failed and was compensated: {why}") from None
 
     async def _undo_cutover(self, backup: SecretBackupRef, target: str, ours: str | None = None) -> None:
-        ch: SecretChange = await self._call("db_secret_restore", SecretRestoreRequest(backup=backup, expected_resource_version=ours),
-                                            SecretChange, f"compensate: restore {backup.secret_name}", DB_WRITE)
+        ch: SecretChange = await self._call(DbCutoverActivities.db_secret_restore, SecretRestoreRequest(backup=backup, expected_resource_version=ours), f"compensate: restore {backup.secret_name}", DB_WRITE)
         self.tl.log(CODEBLUE, "Compensation: old database secret restored",
                     f"{backup.secret_key} names {ch.where} again" + ("" if ch.changed else " (was unchanged)"))
         await self._restart("compensate: ")
         chk = await self._db_check("compensate: connection check")
         self.tl.log(CODEBLUE, "Compensation: connection check " + ("passed" if chk.ok else "failed"), chk.detail)
         if self.cfg.restore.delete_restored_after:
-            gone = await self._call("rds_delete_restored", RdsDeleteRequest(incident_id=self.inp.incident_id, target=target),
-                                    bool, f"compensate: delete {target}", DB_WRITE)
+            gone = await self._call(RdsActivities.rds_delete_restored, RdsDeleteRequest(incident_id=self.inp.incident_id, target=target), f"compensate: delete {target}", DB_WRITE)
             self.tl.log(CODEBLUE, "Compensation: restored instance deleted" if gone else "Compensation: restored instance already gone", target)
         else:
             self.tl.log(CODEBLUE, "Restored instance kept for forensics", f"{target} (tagged codeblue:incident={self.inp.incident_id})")
@@ -350,22 +340,13 @@ class DatabaseRestoreWorkflow(Playbook):
     async def _restart(self, prefix: str) -> RolloutState:
         k, m = self.cfg.kubernetes, self.cfg.mitigation
         dep = k.gateway_deployment
-        await self._call("rollout_restart", RestartRequest(namespace=k.namespace, deployment=dep, restarted_at=workflow.now().isoformat()),
-                         RolloutState, f"{prefix}kubectl rollout restart {dep}", DB_WRITE)
-        st: RolloutState = await self.steps.write(
-            "wait_rollout", RolloutWaitRequest(namespace=k.namespace, deployment=dep, timeout_seconds=m.rollout_timeout_seconds),
-            RolloutState, f"{prefix}wait for {dep} rollout", m.rollout_timeout_seconds + 60, heartbeat=True, retry=DB_WRITE)
+        st = await restart_and_wait(self.steps, k.namespace, dep, m.rollout_timeout_seconds, prefix=prefix, retry=DB_WRITE)
         self.tl.log(CODEBLUE, f"Compensation: {dep} restarted" if prefix else f"{dep} restarted", f"{st.available}/{st.desired} available")
         return st
 
     async def _db_check(self, summary: str) -> DbCheckResult:
-        d, k = self.cfg.database, self.cfg.kubernetes
-        res: DbCheckResult = await self._call(
-            "db_check",
-            DbCheckRequest(namespace=k.namespace, deployment=k.gateway_deployment, secret_name=d.secret_name,
-                           secret_key=d.secret_key, command=d.check_command, connect_timeout_seconds=d.connect_timeout_seconds),
-            DbCheckResult, summary, DB_WRITE)
-        return res
+        k = self.cfg.kubernetes
+        return await db_check(self.steps, self.cfg, k.namespace, k.gateway_deployment, summary, retry=DB_WRITE)
 
     # ------------------------------------------------------------ handlers
     @workflow.query
@@ -393,8 +374,8 @@ class DatabaseRestoreWorkflow(Playbook):
         return {k.removesuffix("_started") for k in self.timings if k.endswith("_started")}
 
     # ------------------------------------------------------------ helpers
-    async def _call(self, name: str, arg: Any, rtype: type, summary: str, retry: RetryPolicy, timeout: int = 120) -> Any:
-        return await self.steps.write(name, arg, rtype, summary, timeout, retry=retry)
+    async def _call(self, activity: Activity[A, R], arg: A, summary: str, retry: RetryPolicy, timeout: int = 120) -> R:
+        return await self.steps.write(activity, arg, summary, timeout, retry=retry)
 
     async def _timed(self, step: str, aw: Awaitable[Any]) -> Any:
         t0 = self.tl.t()
@@ -410,7 +391,7 @@ class DatabaseRestoreWorkflow(Playbook):
         settle(act, ActionState.FAILED, why)
         self.status_text = status
         self.tl.log(CODEBLUE, f"Failed {act.id}", why)
-        raise _StepFailed(f"{act.id} failed: {why}")
+        raise StepFailed(f"{act.id} failed: {why}")
 
     def _effective_endpoint(self, inst: RdsInstanceInfo) -> tuple[str, int]:
         o = self.cfg.restore.endpoint_override
@@ -418,7 +399,7 @@ class DatabaseRestoreWorkflow(Playbook):
             host, _, port = o.rpartition(":")
             return (host or o), int(port or 5432) if port.isdigit() else 5432
         if not inst.endpoint_host:
-            raise _StepFailed(f"{inst.identifier} is available but has no endpoint")
+            raise StepFailed(f"{inst.identifier} is available but has no endpoint")
         return inst.endpoint_host, int(inst.endpoint_port or 5432)
 
     def _set_phase(self, phase: Phase) -> None:

@@ -22,16 +22,12 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlr
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.aws_rds import RdsActivities
+    from activities.kubernetes import KubernetesActivities
     from domain.cluster import (
-        DbCheckRequest,
         DbCheckResult,
-        HealthProbeRequest,
-        HealthProbeResult,
         LogsQuery,
         LogsReport,
-        RestartRequest,
-        RolloutState,
-        RolloutWaitRequest,
     )
     from domain.database_restore import DatabaseRestoreInput, RdsInstanceInfo, RdsWaitRequest, restore_workflow_id
     from domain.db_connections import INSTANCE_DOWN_STATES, POOL_EXHAUSTED_PATTERN, DbConnectionsInput
@@ -39,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.notify import Audience
     from workflows.approvals import settle
     from workflows.playbook import Playbook
+    from workflows.runbook_steps import db_check_request, restart_and_wait, verify_health
     from workflows.timeline import CODEBLUE, reason
 
 RESTORE_WORKFLOW = "DatabaseRestoreWorkflow"
@@ -60,8 +57,7 @@ class DatabaseConnectionPlaybook(Playbook):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: DbConnectionsInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp.config)
-        await self._authorize()
+        await self._configure()
         self.tl.log(inp.requested_by, "Database connection playbook",
                     f"instance {self.cfg.aws.rds_instance}, gateway {self.cfg.kubernetes.gateway_deployment}; IC {self.book.commander}")
         self.phase = Phase.DIAGNOSTICS
@@ -82,7 +78,7 @@ class DatabaseConnectionPlaybook(Playbook):
     async def _instance(self) -> RdsInstanceInfo | None:
         name = self.cfg.aws.rds_instance
         inst: RdsInstanceInfo | None = await self.steps.read(
-            "rds_instance_status", RdsWaitRequest(target=name), RdsInstanceInfo, f"aws rds describe-db-instances {name}")
+            RdsActivities.rds_instance_status, RdsWaitRequest(target=name), f"aws rds describe-db-instances {name}")
         if inst is None:
             self.facts["instance"] = {"identifier": name, "status": "unknown"}
             return None
@@ -97,7 +93,7 @@ class DatabaseConnectionPlaybook(Playbook):
         q = LogsQuery(namespace=k.namespace, deployment=k.gateway_deployment, tail_lines=k.log_tail_lines,
                       patterns={"connection": k.error_patterns.get("connection", "connection"),
                                 "pool_exhausted": POOL_EXHAUSTED_PATTERN})
-        logs: LogsReport | None = await self.steps.read("gateway_logs", q, LogsReport,
+        logs: LogsReport | None = await self.steps.read(KubernetesActivities.gateway_logs, q,
                                                         f'kubectl logs {k.gateway_deployment} | grep "connection"{when}')
         if logs is not None:
             self.facts["logs_after" if when else "logs"] = logs.model_dump()
@@ -108,12 +104,10 @@ class DatabaseConnectionPlaybook(Playbook):
         return logs
 
     async def _reachability(self, when: str) -> DbCheckResult | None:
-        d, k = self.cfg.database, self.cfg.kubernetes
-        chk: DbCheckResult | None = await self.steps.read(
-            "db_check",
-            DbCheckRequest(namespace=k.namespace, deployment=k.gateway_deployment, secret_name=d.secret_name,
-                           secret_key=d.secret_key, command=None, connect_timeout_seconds=d.connect_timeout_seconds),
-            DbCheckResult, f"database reachability from CodeBlue{when}")
+        k = self.cfg.kubernetes
+        chk = await self.steps.read(
+            KubernetesActivities.db_check, db_check_request(self.cfg, k.namespace, k.gateway_deployment, run_command=False),
+            f"database reachability from CodeBlue{when}")
         if chk is not None:
             self.facts["reachability_after" if when else "reachability"] = chk.model_dump()
             self.tl.log(CODEBLUE, f"Database {'reachable' if chk.ok else 'NOT reachable'} from CodeBlue{when}", chk.detail)
@@ -136,13 +130,7 @@ class DatabaseConnectionPlaybook(Playbook):
             return
         self.tl.log(CODEBLUE, "Executing restart", act.reason)
         try:
-            await self.steps.write("rollout_restart", RestartRequest(namespace=k.namespace, deployment=k.gateway_deployment,
-                                                                     restarted_at=workflow.now().isoformat()),
-                                   RolloutState, f"kubectl rollout restart {k.gateway_deployment}")
-            st: RolloutState = await self.steps.write(
-                "wait_rollout", RolloutWaitRequest(namespace=k.namespace, deployment=k.gateway_deployment,
-                                                   timeout_seconds=m.rollout_timeout_seconds),
-                RolloutState, f"wait for {k.gateway_deployment} rollout", m.rollout_timeout_seconds + 60, heartbeat=True)
+            st = await restart_and_wait(self.steps, k.namespace, k.gateway_deployment, m.rollout_timeout_seconds)
         except ActivityError as e:
             settle(act, ActionState.FAILED, reason(e))
             self.tl.log(CODEBLUE, "Failed restart", act.result)
@@ -178,9 +166,7 @@ class DatabaseConnectionPlaybook(Playbook):
         elif logs.error_counts.get("connection", 0) > limit:
             problems.append(f"{logs.error_counts['connection']} connection lines in the new pods' logs (at most {limit})")
         h = self.cfg.health
-        health: HealthProbeResult | None = await self.steps.read(
-            "probe_health", HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-            HealthProbeResult, f"GET {h.url}")
+        health = await verify_health(self.steps, h, f"GET {h.url}")
         if health is not None:
             self.facts["health_after"] = health.model_dump()
             self.tl.log(CODEBLUE, "Health check " + ("passed" if health.ok else "failed"),

@@ -17,21 +17,18 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.kubernetes import KubernetesActivities
+    from domain.action_params import RolloutRestartParams, ScaleUpParams
     from domain.cluster import (
-        DeploymentsReport,
         MetricsReport,
         NamespaceQuery,
-        PodsReport,
-        RestartRequest,
-        RolloutState,
-        RolloutWaitRequest,
         ScaleRequest,
-        ScaleResult,
     )
     from domain.high_memory import MemoryInput, MemoryResolution, leak_suspects
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from workflows.approvals import settle
     from workflows.playbook import Playbook
+    from workflows.runbook_steps import restart_and_wait
     from workflows.saga import Saga
     from workflows.timeline import CODEBLUE, reason
 
@@ -69,15 +66,14 @@ class HighMemoryPlaybook(Playbook):
 
     @workflow.run
     async def run(self, inp: MemoryInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp.config)
-        await self._authorize()
+        await self._configure()
         k, m = self.cfg.kubernetes, self.cfg.memory
         ns, dep = k.namespace, inp.deployment or k.gateway_deployment
         self.tl.log(inp.requested_by, f"High memory playbook: {dep} in {ns}",
                     f"{m.samples} samples {m.sample_interval_seconds}s apart")
         self.phase = Phase.DIAGNOSTICS
         samples = await self._sample(ns, dep)
-        pods = await self.steps.read("pod_status", NamespaceQuery(namespace=ns), PodsReport, "kubectl get pods")
+        pods = await self.steps.read(KubernetesActivities.pod_status, NamespaceQuery(namespace=ns), "kubectl get pods")
         oom = [p.name for p in (pods.pods if pods else []) if p.name.startswith(f"{dep}-")
                and p.last_termination_reason == "OOMKilled"]
         suspects = leak_suspects(samples, m.leak_growth_ratio)
@@ -129,7 +125,7 @@ class HighMemoryPlaybook(Playbook):
             if i:
                 await workflow.sleep(timedelta(seconds=m.sample_interval_seconds), summary=f"memory sample {i + 1}")
             rep: MetricsReport | None = await self.steps.read(
-                "pod_metrics", NamespaceQuery(namespace=ns), MetricsReport, f"kubectl top pods ({i + 1}/{m.samples})")
+                KubernetesActivities.pod_metrics, NamespaceQuery(namespace=ns), f"kubectl top pods ({i + 1}/{m.samples})")
             mine = [p for p in (rep.pods if rep else []) if p.pod.startswith(f"{dep}-")]
             samples.append({p.pod: p.memory_bytes for p in mine})
             ratios = {p.pod: round(p.memory_ratio, 3) for p in mine if p.memory_ratio is not None}
@@ -142,38 +138,29 @@ class HighMemoryPlaybook(Playbook):
         return samples
 
     async def _execute(self, act: Action) -> None:
-        p = act.params
         self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
         try:
             if act.kind == ActionKind.SCALE_UP:
-                cur = await self.steps.read("deployment_status", NamespaceQuery(namespace=p["namespace"]),
-                                            DeploymentsReport, "read replicas")
-                prev = next((d.desired for d in (cur.deployments if cur else []) if d.name == p["deployment"]), None)
+                p = act.params_as(ScaleUpParams)
+                cur = await self.steps.read(KubernetesActivities.deployment_status, NamespaceQuery(namespace=p.namespace), "read replicas")
+                prev = next((d.desired for d in (cur.deployments if cur else []) if d.name == p.deployment), None)
                 if prev is None:
-                    raise ApplicationError(f"cannot read the replica count of {p['deployment']}")
+                    raise ApplicationError(f"cannot read the replica count of {p.deployment}")
 
                 async def undo() -> None:
-                    await self.steps.write("scale_deployment",
-                                           ScaleRequest(namespace=p["namespace"], deployment=p["deployment"], replicas=prev),
-                                           ScaleResult, f"compensate: scale {p['deployment']} to {prev}")
+                    await self.steps.write(KubernetesActivities.scale_deployment,
+                                           ScaleRequest(namespace=p.namespace, deployment=p.deployment, replicas=prev), f"compensate: scale {p.deployment} to {prev}")
 
-                self.saga.register(act, undo, f"scale {p['deployment']} back to {prev} replicas when resolved")
-                res = await self.steps.write("scale_deployment",
-                                             ScaleRequest(namespace=p["namespace"], deployment=p["deployment"],
-                                                          replicas=int(p["replicas"])),
-                                             ScaleResult, f"scale {p['deployment']} to {p['replicas']}")
+                self.saga.register(act, undo, f"scale {p.deployment} back to {prev} replicas when resolved")
+                res = await self.steps.write(KubernetesActivities.scale_deployment,
+                                             ScaleRequest(namespace=p.namespace, deployment=p.deployment,
+                                                          replicas=p.replicas), f"scale {p.deployment} to {p.replicas}")
                 act.result = f"{res.deployment} scaled {res.previous_replicas} -> {res.replicas}"
             else:
+                r = act.params_as(RolloutRestartParams)
+                ns = r.namespace or self.cfg.kubernetes.namespace
                 act.compensation = "none needed (a restart changes no configuration)"
-                await self.steps.write("rollout_restart",
-                                       RestartRequest(namespace=p["namespace"], deployment=p["deployment"],
-                                                      restarted_at=workflow.now().isoformat()),
-                                       RolloutState, f"kubectl rollout restart {p['deployment']}")
-                st = await self.steps.write("wait_rollout",
-                                            RolloutWaitRequest(namespace=p["namespace"], deployment=p["deployment"],
-                                                               timeout_seconds=self.cfg.mitigation.rollout_timeout_seconds),
-                                            RolloutState, f"wait for {p['deployment']} rollout",
-                                            self.cfg.mitigation.rollout_timeout_seconds + 60, heartbeat=True)
+                st = await restart_and_wait(self.steps, ns, r.deployment, self.cfg.mitigation.rollout_timeout_seconds)
                 act.result = f"restarted; {st.available}/{st.desired} available"
         except (ActivityError, ApplicationError) as e:
             settle(act, ActionState.FAILED, reason(e))

@@ -18,30 +18,25 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.helm import HelmActivities
+    from activities.kubernetes import KubernetesActivities
+    from activities.notify import NotifierActivities
     from domain import search_attributes as sa
+    from domain.action_params import (
+        DbCheckParams,
+        HelmRollbackParams,
+        PlaybookParams,
+        RolloutRestartParams,
+        ScaleUpParams,
+    )
     from domain.alerts import AlertBatch, AlertLedger, AlertNotice
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose, rank
     from domain.cluster import (
-        DbCheckRequest,
-        DbCheckResult,
-        DeploymentsReport,
-        HealthProbeRequest,
-        HealthProbeResult,
-        HelmHistory,
         HelmQuery,
         HelmRollbackRequest,
-        HelmRollbackResult,
-        LogsQuery,
-        LogsReport,
-        MetricsReport,
         NamespaceQuery,
-        PodsReport,
-        RestartRequest,
-        RolloutState,
-        RolloutWaitRequest,
         ScaleRequest,
         ScaleResult,
-        ServicesReport,
     )
     from domain.config import CodeBlueConfig
     from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
@@ -68,27 +63,33 @@ with workflow.unsafe.imports_passed_through():
     from domain.notes import NoteLedger
     from domain.notify import Audience, Delivery, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.post_incident import Reopen
-    from domain.prometheus import breaches
     from domain.redis_cache import CacheInput, cache_workflow_id
     from domain.service_recovery import RecoveryInput, recovery_workflow_id
     from domain.severity import Severity
-    from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
+    from domain.slack import SlackShown
     from workflows import metrics
     from workflows.analysis import read_slis
     from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
     from workflows.post_incident_start import start_own_post_incident, start_post_incident
+    from workflows.recheck import recheck_health, recheck_slis
+    from workflows.runbook_steps import (
+        StepFailed,
+        db_check,
+        gateway_logs,
+        helm_rollback,
+        helm_rollback_undo,
+        restart_and_wait,
+        verify_health,
+    )
     from workflows.saga import Saga
-    from workflows.steps import NOTIFY_RETRY, Steps
+    from workflows.slack_sync import SlackSync
+    from workflows.steps import A, Activity, R, Steps
     from workflows.timeline import CODEBLUE, Timeline
     from workflows.timeline import mmss as _mmss
     from workflows.timeline import reason as _reason
 
 async def _nothing() -> None:
     return None
-
-
-class _StepFailed(Exception):
-    """A mitigation step failed; carries the readable reason."""
 
 
 MAX_PLAYBOOK_RUNS = 50
@@ -141,10 +142,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.saga = Saga(self.tl, self._run_undo)  # every executed mitigation, whatever its batch
         self.notes = NoteLedger()
         self.runs_now = False  # set when proposing: patched("approve-runs-now")
-        # Slack: per action, the message ref and the state it shows (None: not posted / failed)
-        self.slack: dict[str, SlackShown] = {}
-        self.slack_loop: asyncio.Task[None] | None = None
-        self.slack_off = False  # skipped (no bot token or channel) or a post was refused
+        self.slack = SlackSync(inp.incident_id, self.book, lambda: self.tl, lambda: self.severity.value,
+                               lambda: self.final_status != "open")
         self.watch: ProposalWatch | None = None  # the waiting proposals' reminder clock
         self.runs = 1
         if inp.carried is not None:
@@ -170,8 +169,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.saga.steps = [(self.book.actions[u.action_id], u) for u in c.saga if u.action_id in self.book.actions]
         self.watch = c.watch
         self.runs_now = c.runs_now
-        self.slack = {k: SlackShown.model_validate(v) for k, v in c.slack.items()}
-        self.slack_off = c.slack_off
+        self.slack.shown = {k: SlackShown.model_validate(v) for k, v in c.slack.items()}
+        self.slack.off = c.slack_off
         self.alerts.restore(c.alerts)
         self.notes.restore(c.notes)
 
@@ -184,8 +183,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     def _continue_as_new(self) -> None:
         if self.watcher and not self.watcher.done():
             self.watcher.cancel()  # its deadlines travel in `watch`
-        if self.slack_loop and not self.slack_loop.done():
-            self.slack_loop.cancel()  # what each message shows travels in `slack`
+        self.slack.stop()  # what each message shows travels in `slack`
         self._log(CODEBLUE, "Continued as new",
                   f"run {self.runs + 1}; history had {workflow.info().get_current_history_length()} events")
         carry = IncidentCarry(
@@ -204,8 +202,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             saga=self.saga.records(),
             watch=self.watch if self.book.pending() else None,
             runs_now=self.runs_now,
-            slack={k: v.model_dump(mode="json") for k, v in self.slack.items()},
-            slack_off=self.slack_off,
+            slack={k: v.model_dump(mode="json") for k, v in self.slack.shown.items()},
+            slack_off=self.slack.off,
             alerts=self.alerts.to_state(),
             notes=self.notes.to_state(),
         )
@@ -244,8 +242,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             w = inp.carried.watch
             if w is not None and self.book.pending():
                 self.watcher = asyncio.ensure_future(self._watch_proposals(w.round_key, w))
-            if self.slack:
-                self._start_slack()
+            if self.slack.shown:
+                self.slack.start()
             return await self._until_resolved()
         self._log(
             inp.requested_by,
@@ -300,8 +298,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 break
         if self.watcher and not self.watcher.done():
             self.watcher.cancel()
-        if self.slack_loop and not self.slack_loop.done():
-            await self.slack_loop  # the messages show the final states before the incident closes
+        await self.slack.finish()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._report()
 
@@ -410,19 +407,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         k = self.cfg.kubernetes
         ns = NamespaceQuery(namespace=k.namespace)
         pods, services, logs = await asyncio.gather(
-            self._read("pod_status", ns, PodsReport, "kubectl get pods"),
-            self._read("service_status", ns, ServicesReport, "kubectl get services"),
-            self._read(
-                "gateway_logs",
-                LogsQuery(
-                    namespace=k.namespace,
-                    deployment=k.gateway_deployment,
-                    tail_lines=k.log_tail_lines,
-                    patterns=k.error_patterns,
-                ),
-                LogsReport,
-                f"kubectl logs deployment/{k.gateway_deployment}",
-            ),
+            self._read(KubernetesActivities.pod_status, ns, "kubectl get pods"),
+            self._read(KubernetesActivities.service_status, ns, "kubectl get services"),
+            gateway_logs(self.steps, k, f"kubectl logs deployment/{k.gateway_deployment}"),
         )
         d = Diagnostics(pods=pods, services=services, logs=logs)
         d.failures = [n for n, v in (("pods", pods), ("services", services), ("logs", logs)) if v is None]
@@ -449,20 +436,14 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         slis_read = (read_slis(self.steps, self.inp.incident_id, "SLIs from Prometheus", since=self.started.isoformat())
                      if workflow.patched("sli-assessment") else _nothing())
         deployments, metrics, helm, health, slis = await asyncio.gather(
-            self._read("deployment_status", ns, DeploymentsReport, "deployments"),
-            self._read("pod_metrics", ns, MetricsReport, "kubectl top pods"),
+            self._read(KubernetesActivities.deployment_status, ns, "deployments"),
+            self._read(KubernetesActivities.pod_metrics, ns, "kubectl top pods"),
             self._read(
-                "helm_history",
+                HelmActivities.helm_history,
                 HelmQuery(release=self.cfg.helm.release, namespace=k.namespace),
-                HelmHistory,
                 "helm history",
             ),
-            self._read(
-                "probe_health",
-                HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-                HealthProbeResult,
-                "health endpoint probe",
-            ),
+            verify_health(self.steps, h, "health endpoint probe"),
             slis_read,
         )
         ev = Evidence(deployments=deployments, metrics=metrics, helm=helm, health=health, slis=slis)
@@ -498,7 +479,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             )
             self.watcher = asyncio.ensure_future(self._watch_proposals())
             if workflow.patched("slack-proposals"):
-                self._start_slack()
+                self.slack.start()
         self._details()
 
     def _undecided(self) -> bool:
@@ -573,7 +554,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         public = self.public_summary if final else self.inp.public_summary
         if self.severity.is_major:
             sp = await self._notify(
-                "status_page",
+                NotifierActivities.status_page,
                 StatusPageRequest(
                     incident_id=self.inp.incident_id,
                     title=public_title(service),
@@ -592,7 +573,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             + (" Dashboards: " + ", ".join(f"{k}: {v}" for k, v in a.dashboards.items()) if a and a.dashboards else "")
         )
         await self._notify(
-            "post_message",
+            NotifierActivities.post_message,
             MessageRequest(
                 incident_id=self.inp.incident_id,
                 kind="stakeholders",
@@ -604,7 +585,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         if self.severity.is_major:
             kind = "channel_close" if final else "channel_open"
             await self._notify(
-                "post_message",
+                NotifierActivities.post_message,
                 MessageRequest(
                     incident_id=self.inp.incident_id,
                     kind=kind,
@@ -654,7 +635,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 await self._execute(act, saga)
                 if self.runs_now and act.state == ActionState.EXECUTED and act.kind in CHANGES_PRODUCTION:
                     await self._recheck(act)
-        except _StepFailed as e:
+        except StepFailed as e:
             self._log(CODEBLUE, "Mitigation failed; compensating in reverse", str(e))
             await saga.compensate()
             for act in approved:
@@ -668,32 +649,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     async def _recheck(self, after: Action) -> None:
         """After a mitigation: pods, health and logs again. Healthy: the proposals still
         waiting are moot and withdrawn (no reminder, no page for them); else they stay."""
-        k, h, m = self.cfg.kubernetes, self.cfg.health, self.cfg.mitigation
-        ns = NamespaceQuery(namespace=k.namespace)
-        problems: list[str] = []
-        for attempt in range(m.recheck_attempts):
-            if attempt:
-                await workflow.sleep(timedelta(seconds=m.recheck_interval_seconds), summary="re-check the evidence")
-            pods, health, logs = await asyncio.gather(
-                self._read("pod_status", ns, PodsReport, "re-check pods"),
-                self._read("probe_health", HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-                           HealthProbeResult, "re-check health endpoint"),
-                self._read("gateway_logs", LogsQuery(namespace=k.namespace, deployment=k.gateway_deployment,
-                                                     tail_lines=k.log_tail_lines, patterns=k.error_patterns),
-                           LogsReport, "re-check gateway logs"),
-            )
-            problems = []
-            if pods is None or pods.not_ready:
-                problems.append("pod status unavailable" if pods is None else f"{len(pods.not_ready)} pods not ready")
-            if health is None or not health.ok:
-                problems.append("health endpoint not OK")
-            if not problems:
-                break
-        if self.cfg.prometheus.url and self.assessment is not None and workflow.patched("sli-recheck"):
-            after_slis = await read_slis(self.steps, self.inp.incident_id, f"SLIs after {after.id}")
-            if after_slis is not None and not after_slis.skipped:
-                self.assessment.record_slis(after_slis, f"after {after.id}")
-                self._log(CODEBLUE, f"SLIs after {after.id}", "; ".join(breaches(after_slis)) or "all within their limits")
+        problems, logs = await recheck_health(self.steps, self.cfg)
+        await recheck_slis(self.steps, self.tl, self.cfg, self.inp.incident_id, self.assessment, after.id)
         errors = logs.error_counts if logs else {}
         pending = self.book.pending()
         if problems:
@@ -709,81 +666,10 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         if pending:
             self._log(CODEBLUE, "Withdrawn as superseded", f"{', '.join(pending)}: the evidence no longer calls for them")
 
-    def _start_slack(self) -> None:
-        if self.slack_loop is None or self.slack_loop.done():
-            self.slack_loop = asyncio.ensure_future(self._slack_sync())
-
-    def _slack_request(self, act: Action) -> SlackProposalRequest:
-        return SlackProposalRequest(
-            incident_id=self.inp.incident_id, action_id=act.id, kind=act.kind.value, reason=act.reason,
-            severity=self.severity.value, commander=self.commander, rank=act.rank, recommended=act.recommended,
-            recommendation=act.recommendation, idempotency_key=f"{self.inp.incident_id}:{act.id}:slack",
-        )
-
-    def _slack_view(self, act: Action) -> tuple[str, str | None, str | None]:
-        """What the action's message should show: state, by, detail."""
-        st = act.state
-        if st == ActionState.PROPOSED and act.approvals:
-            return "proposed", act.approvals[-1], f"approved {len(act.approvals)}/{self.book.needed(act)}; needs a second person"
-        if st == ActionState.APPROVED:
-            return st.value, act.approved_by, None
-        if st == ActionState.REJECTED:
-            return st.value, act.decided_by, act.rejection_reason
-        return st.value, None, act.result if st != ActionState.PROPOSED else None
-
-    def _slack_behind(self) -> list[Action]:
-        if self.slack_off:
-            return []
-        out = []
-        for act in self.actions.values():
-            shown = self.slack.get(act.id)
-            if shown is None or (shown.ref is not None and shown.view != list(self._slack_view(act))):
-                out.append(act)
-        return out
-
-    async def _slack_sync(self) -> None:
-        """One message per proposal in the incident channel (Approve / Reject buttons), kept
-        in step with the action's state whoever decided it (CLI, API, Slack). Serialized in
-        this one task; a Slack failure is recorded and never touches the incident."""
-        while True:
-            await workflow.wait_condition(lambda: bool(self._slack_behind()) or self.final_status != "open")
-            behind = self._slack_behind()
-            if not behind:
-                return  # closed, and every message shows its final state
-            for act in behind:
-                view = list(self._slack_view(act))
-                shown = self.slack.get(act.id)
-                if shown is None:
-                    res = await self._slack_call("slack_post_proposal", self._slack_request(act),
-                                                 f"Post {act.id} to Slack")
-                    self.slack[act.id] = SlackShown(ref=res.ref if res else None, view=view)
-                    if res is not None and res.skipped:
-                        self.slack_off = True
-                        self._log(CODEBLUE, "Slack proposals skipped", res.detail)
-                        return
-                else:
-                    assert shown.ref is not None
-                    state, by, detail = view
-                    await self._slack_call("slack_update_proposal", SlackUpdateRequest(
-                        proposal=self._slack_request(act), ref=shown.ref, state=state, by=by, detail=detail,
-                    ), f"Update {act.id} in Slack")
-                    shown.view = view
-
-    async def _slack_call(self, name: str, req: Any, summary: str) -> SlackPostResult | None:
-        try:
-            return await workflow.execute_activity(
-                name, req, result_type=SlackPostResult, start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=NOTIFY_RETRY, summary=summary,
-            )
-        except ActivityError as e:
-            self._log(CODEBLUE, f"{summary} failed", _reason(e))
-            return None
-
     async def _run_undo(self, u: Undo) -> None:
-        await self._write(u.activity, u.arg, dict, u.summary, u.timeout_seconds, heartbeat=u.heartbeat)
+        await self.steps.undo(u)
 
     async def _execute(self, act: Action, saga: Saga) -> None:
-        p = act.params
         # histories from before preconditions: the steps run unchecked, as they did
         checked = workflow.patched("act-on-approved-world")
         self._log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
@@ -793,53 +679,27 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             elif act.kind == ActionKind.SCALE_UP:
                 await self._scale(act, saga, checked)
             elif act.kind == ActionKind.ROLLOUT_RESTART:
-                ns, dep = p["namespace"], p["deployment"]
+                r = act.params_as(RolloutRestartParams)
+                ns, dep = r.namespace or self.cfg.kubernetes.namespace, r.deployment
                 act.compensation = "none needed (a restart changes no configuration)"
-                expected = p.get("revision") if checked else None
-                await self._write(
-                    "rollout_restart",
-                    RestartRequest(namespace=ns, deployment=dep, restarted_at=workflow.now().isoformat(),
-                                   expected_revision=expected),
-                    RolloutState,
-                    f"kubectl rollout restart {dep}",
-                )
-                st = await self._write(
-                    "wait_rollout",
-                    RolloutWaitRequest(
-                        namespace=ns, deployment=dep, timeout_seconds=self.cfg.mitigation.rollout_timeout_seconds
-                    ),
-                    RolloutState,
-                    f"wait for {dep} rollout",
-                    self.cfg.mitigation.rollout_timeout_seconds + 60,
-                    heartbeat=True,
-                )
+                st = await restart_and_wait(self.steps, ns, dep, self.cfg.mitigation.rollout_timeout_seconds,
+                                            expected_revision=r.revision if checked else None)
                 act.result = f"restarted; {st.available}/{st.desired} available"
             elif act.kind == ActionKind.PLAYBOOK:
+                playbook = act.params_as(PlaybookParams).workflow
                 try:
-                    cid = await self._start_playbook(p["workflow"])
+                    cid = await self._start_playbook(playbook)
                 except FailureError as e:  # the start itself was refused: this step failed, the incident goes on
-                    raise _StepFailed(f"could not start {p['workflow']}: {_reason(e)}") from None
+                    raise StepFailed(f"could not start {playbook}: {_reason(e)}") from None
                 act.compensation = "none here: the playbook keeps its own compensations"
                 act.result = f"started {cid}; the IC decides its steps there"
             elif act.kind == ActionKind.DB_CHECK:
-                d = self.cfg.database
-                res = await self._write(
-                    "db_check",
-                    DbCheckRequest(
-                        namespace=p["namespace"],
-                        deployment=p["deployment"],
-                        secret_name=d.secret_name,
-                        secret_key=d.secret_key,
-                        command=d.check_command,
-                        connect_timeout_seconds=d.connect_timeout_seconds,
-                    ),
-                    DbCheckResult,
-                    "database connection check",
-                )
+                target = act.params_as(DbCheckParams)
+                res = await db_check(self.steps, self.cfg, target.namespace, target.deployment, "database connection check")
                 act.result = res.detail
                 if not res.ok:
-                    raise _StepFailed(f"database connection check failed: {res.detail}")
-        except _StepFailed as e:
+                    raise StepFailed(f"database connection check failed: {res.detail}")
+        except StepFailed as e:
             settle(act, ActionState.FAILED, act.result or str(e))
             self._log(CODEBLUE, f"Failed {act.id}", str(e))
             raise
@@ -853,37 +713,23 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 return
             settle(act, ActionState.FAILED, _reason(e))
             self._log(CODEBLUE, f"Failed {act.id}", act.result)
-            raise _StepFailed(f"{act.id}: {act.result}") from None
+            raise StepFailed(f"{act.id}: {act.result}") from None
         settle(act, ActionState.EXECUTED)
         self._log(CODEBLUE, f"Executed {act.id}", act.result)
 
     async def _rollback(self, act: Action, saga: Saga) -> None:
-        p = act.params
+        p = act.params_as(HelmRollbackParams)
         req = HelmRollbackRequest(
-            release=p["release"],
-            namespace=p["namespace"],
-            from_revision=p["from_revision"],
-            to_revision=p["to_revision"],
+            release=p.release,
+            namespace=p.namespace,
+            from_revision=p.from_revision,
+            to_revision=p.to_revision,
             timeout_seconds=self.cfg.helm.timeout_seconds,
         )
-        # Registered before it runs: from_revision 0 (unknown, when the rollback itself fails
-        # mid-way) makes the activity find our revision in the history.
-        undo = Undo(
-            action_id=act.id,
-            activity="helm_rollback",
-            arg=HelmRollbackRequest(
-                release=req.release, namespace=req.namespace, from_revision=0,
-                to_revision=req.from_revision, timeout_seconds=req.timeout_seconds,
-            ).model_dump(mode="json"),
-            summary=f"compensate: helm rollback to {req.from_revision}",
-            timeout_seconds=self.cfg.helm.timeout_seconds + 60,
-            heartbeat=True,
-        )
+        # registered before it runs: the rollback may fail mid-way
+        undo = helm_rollback_undo(act.id, req)
         saga.register(act, undo, f"helm rollback {req.release} {req.from_revision} (back to where it was)")
-        res: HelmRollbackResult = await self._write(
-            "helm_rollback", req, HelmRollbackResult, f"helm rollback to {req.to_revision}",
-            self.cfg.helm.timeout_seconds + 60, heartbeat=True,
-        )
+        res = await helm_rollback(self.steps, req, f"helm rollback to {req.to_revision}")
         # the undo only acts while the release is still at the revision this rollback made
         undo.arg["from_revision"] = res.new_revision
         act.result = f"revision {res.from_revision} -> {res.to_revision} (new revision {res.new_revision})"
@@ -891,14 +737,14 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             act.result += "; found done by an earlier attempt, not repeated"
 
     async def _scale(self, act: Action, saga: Saga, checked: bool) -> None:
-        p = act.params
-        ns, dep, n = p["namespace"], p["deployment"], int(p["replicas"])
-        seen = p.get("from_replicas") if checked else None
+        p = act.params_as(ScaleUpParams)
+        ns, dep, n = p.namespace, p.deployment, p.replicas
+        seen = p.from_replicas if checked else None
         if seen is None:
-            current = await self._read("deployment_status", NamespaceQuery(namespace=ns), DeploymentsReport, "read replicas")
+            current = await self._read(KubernetesActivities.deployment_status, NamespaceQuery(namespace=ns), "read replicas")
             seen = next((d.desired for d in (current.deployments if current else []) if d.name == dep), None)
             if seen is None:
-                raise _StepFailed(f"cannot read the current replica count of {dep}")
+                raise StepFailed(f"cannot read the current replica count of {dep}")
         undo = Undo(
             action_id=act.id,
             activity="scale_deployment",
@@ -909,9 +755,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         )
         saga.register(act, undo, f"scale {dep} back to {seen} replicas")
         res: ScaleResult = await self._write(
-            "scale_deployment",
+            KubernetesActivities.scale_deployment,
             ScaleRequest(namespace=ns, deployment=dep, replicas=n, expected_replicas=seen if checked else None),
-            ScaleResult,
             f"scale {dep} to {n}",
         )
         act.result = f"{dep} scaled {res.previous_replicas} -> {res.replicas}"
@@ -925,25 +770,29 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         while f"{base}-{n}" in self.actions:
             n += 1
         new_id = f"{base}-{n}"
+        # read through the kind's model; the new proposal's params stay a dict with one fact updated
         if act.kind == ActionKind.HELM_ROLLBACK:
+            rb = act.params_as(HelmRollbackParams)
             cur = facts.get("current_revision")
-            if cur == p["to_revision"]:
+            if cur == rb.to_revision:
                 self._log(CODEBLUE, f"Withdrawn {act.id}", f"the release is already at revision {cur}")
                 return
             p["from_revision"] = cur
-            why = (f"release {p['release']} moved to revision {cur} after the decision on {act.id}; "
-                   f"roll it back to revision {p['to_revision']} only if revision {cur} did not fix it")
+            why = (f"release {rb.release} moved to revision {cur} after the decision on {act.id}; "
+                   f"roll it back to revision {rb.to_revision} only if revision {cur} did not fix it")
         elif act.kind == ActionKind.SCALE_UP:
+            sc = act.params_as(ScaleUpParams)
             cur = facts.get("current_replicas")
-            if cur is not None and cur >= int(p["replicas"]):
-                self._log(CODEBLUE, f"Withdrawn {act.id}", f"{p['deployment']} already runs {cur} replicas")
+            if cur is not None and cur >= sc.replicas:
+                self._log(CODEBLUE, f"Withdrawn {act.id}", f"{sc.deployment} already runs {cur} replicas")
                 return
             p["from_replicas"] = cur
-            why = f"{p['deployment']} was scaled to {cur} replicas after the decision on {act.id}; scale to {p['replicas']}"
-        else:
+            why = f"{sc.deployment} was scaled to {cur} replicas after the decision on {act.id}; scale to {sc.replicas}"
+        else:  # a rollout restart: the only other step with a precondition
+            dep = act.params_as(RolloutRestartParams).deployment
             cur = facts.get("current_revision")
             p["revision"] = cur
-            why = f"{p['deployment']} rolled out revision {cur} after the decision on {act.id}; restart its pods again?"
+            why = f"{dep} rolled out revision {cur} after the decision on {act.id}; restart its pods again?"
         self.book.propose(Action(id=new_id, kind=act.kind, reason=why, params=p))
         if self.watcher is None or self.watcher.done():
             self.watcher = asyncio.ensure_future(self._watch_proposals(round_key=new_id))
@@ -963,7 +812,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             "DatabaseConnectionPlaybook": (DbConnectionsInput, db_connections_workflow_id),
         }
         if name not in builders:
-            raise _StepFailed(f"unknown playbook {name}")
+            raise StepFailed(f"unknown playbook {name}")
         model, child_id = builders[name]
         base = child_id(self.inp.incident_id)
         if not workflow.patched("playbook-per-run"):
@@ -973,7 +822,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                     static_summary=f"{name} for {self.inp.incident_id}",
                 )
             except WorkflowAlreadyStartedError:
-                raise _StepFailed(f"{base} already exists; steer it there") from None
+                raise StepFailed(f"{base} already exists; steer it there") from None
             return base
         # A recurring alert key runs the same incident ID again while an earlier run's playbook
         # may still be open: each run's playbook gets the next free `<base>[-N]`, never reused.
@@ -990,19 +839,14 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             if ordinal > 1:
                 self._log(CODEBLUE, f"{base} is taken", f"by an earlier run of {self.inp.incident_id} or by hand; started {cid}")
             return cid
-        raise _StepFailed(f"{base} .. {base}-{MAX_PLAYBOOK_RUNS} all exist; start one by hand")
+        raise StepFailed(f"{base} .. {base}-{MAX_PLAYBOOK_RUNS} all exist; start one by hand")
 
     async def _try_resolve(self, r: Resolution) -> bool:
         self._set_phase(Phase.RESOLVING)
         self._log(r.by, "Resolve requested", r.summary)
-        pods = await self._read("pod_status", NamespaceQuery(namespace=self.cfg.kubernetes.namespace), PodsReport, "verify pods")
+        pods = await self._read(KubernetesActivities.pod_status, NamespaceQuery(namespace=self.cfg.kubernetes.namespace), "verify pods")
         h = self.cfg.health
-        health = await self._read(
-            "probe_health",
-            HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-            HealthProbeResult,
-            "verify health endpoint",
-        )
+        health = await verify_health(self.steps, h, "verify health endpoint")
         problems = []
         if pods is None:
             problems.append("pod status unavailable")
@@ -1043,16 +887,16 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         return True
 
     # ------------------------------------------------------------ helpers
-    async def _read(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
-        return await self.steps.read(name, arg, rtype, summary)
+    async def _read(self, activity: Activity[A, R], arg: A, summary: str) -> R | None:
+        return await self.steps.read(activity, arg, summary)
 
     async def _write(
-        self, name: str, arg: Any, rtype: type, summary: str, timeout_seconds: int = 120, heartbeat: bool = False
-    ) -> Any:
-        return await self.steps.write(name, arg, rtype, summary, timeout_seconds, heartbeat)
+        self, activity: Activity[A, R], arg: A, summary: str, timeout_seconds: int = 120, heartbeat: bool = False
+    ) -> R:
+        return await self.steps.write(activity, arg, summary, timeout_seconds, heartbeat)
 
-    async def _notify(self, name: str, arg: Any, summary: str) -> Delivery | None:
-        return await self.steps.notify(name, arg, summary)
+    async def _notify(self, activity: Activity[A, Delivery], arg: A, summary: str) -> Delivery | None:
+        return await self.steps.notify(activity, arg, summary)
 
     async def _page(self, who: Audience, key: str, text: str) -> None:
         await self.steps.page(who, key, text, self.severity.value, self.commander)

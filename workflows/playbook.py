@@ -12,9 +12,10 @@ from workflows.steps import Steps
 from workflows.timeline import CODEBLUE, Timeline
 
 with workflow.unsafe.imports_passed_through():
+    from activities import authority
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
-    from domain.incident import IncidentAuthority, IncidentRef, IncidentReport, Phase
+    from domain.incident import IncidentRef, IncidentReport, Phase
 
 
 class Playbook(ApprovalHandlers):
@@ -39,6 +40,12 @@ class Playbook(ApprovalHandlers):
         self.summary: str | None = None
         self.facts: dict[str, Any] = {}
 
+    async def _configure(self) -> None:
+        """A playbook's first steps: the worker's config (kept in history), then the IC's
+        authority, which needs it."""
+        self.cfg = await self.steps.worker_config(self.inp.config)
+        await self._authorize()
+
     async def _authorize(self) -> None:
         """A playbook acts for its incident: it takes that incident's IC (read from the
         incident's own workflow, never from the starter), and only that IC, a configured
@@ -57,8 +64,7 @@ class Playbook(ApprovalHandlers):
             return
         starter, roles = person(inp.requested_by), set(inp.requested_roles)
         admin = "admin" in roles
-        auth = await self.steps.read("incident_authority", IncidentRef(incident_id=inp.incident_id),
-                                     IncidentAuthority, "read the incident's IC")
+        auth = await self.steps.read(authority.incident_authority, IncidentRef(incident_id=inp.incident_id), "read the incident's IC")
         if auth is None:
             self._refuse(inp.requested_by, f"cannot read incident {inp.incident_id}'s commander")
         if auth.exists:

@@ -17,14 +17,12 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities import authority
+    from activities.kubernetes import KubernetesActivities
+    from activities.notify import NotifierActivities
+    from activities.post_incident import PostIncidentActivities
     from domain.cluster import (
-        DeploymentsReport,
-        HealthProbeRequest,
-        HealthProbeResult,
-        LogsQuery,
-        LogsReport,
         NamespaceQuery,
-        PodsReport,
     )
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
@@ -42,12 +40,12 @@ with workflow.unsafe.imports_passed_through():
         PostmortemHeld,
         Reopen,
         SmokeCheckRequest,
-        SmokeCheckResult,
         Verification,
     )
     from domain.postmortem import PostmortemExtras, render_postmortem
     from domain.severity import Severity
     from workflows.analysis import analyse, read_slis
+    from workflows.runbook_steps import gateway_logs, verify_health
     from workflows.steps import READ_RETRY, Steps
     from workflows.timeline import CODEBLUE, Timeline
 
@@ -97,7 +95,7 @@ class PostIncidentWorkflow:
         self.cfg = await self.steps.worker_config(inp.config)
         if inp.report is None and inp.report_ref is not None:
             self.report = await workflow.execute_activity(
-                "incident_report", inp.report_ref, result_type=IncidentReport,
+                authority.incident_report, inp.report_ref,
                 start_to_close_timeout=timedelta(seconds=60), retry_policy=READ_RETRY,
                 summary="read the incident's report",
             )
@@ -260,14 +258,9 @@ class PostIncidentWorkflow:
         problems: list[str] = []
         checks: list[str] = []
         pods, deps, logs = await asyncio.gather(
-            self.steps.read("pod_status", ns, PodsReport, "verify pods ready"),
-            self.steps.read("deployment_status", ns, DeploymentsReport, "verify deployments available"),
-            self.steps.read(
-                "gateway_logs",
-                LogsQuery(namespace=k.namespace, deployment=k.gateway_deployment, tail_lines=k.log_tail_lines, patterns=k.error_patterns),
-                LogsReport,
-                "verify log error rate",
-            ),
+            self.steps.read(KubernetesActivities.pod_status, ns, "verify pods ready"),
+            self.steps.read(KubernetesActivities.deployment_status, ns, "verify deployments available"),
+            gateway_logs(self.steps, k, "verify log error rate"),
         )
         if pods is None:
             problems.append("pod status unavailable")
@@ -296,12 +289,7 @@ class PostIncidentWorkflow:
         for i in range(pi.health_probes):
             if i:
                 await workflow.sleep(timedelta(seconds=pi.probe_interval_seconds), summary=f"health probe {i + 1}/{pi.health_probes}")
-            r = await self.steps.read(
-                "probe_health",
-                HealthProbeRequest(url=h.url, attempts=h.attempts, timeout_seconds=h.timeout_seconds),
-                HealthProbeResult,
-                f"verify health {i + 1}/{pi.health_probes}",
-            )
+            r = await verify_health(self.steps, h, f"verify health {i + 1}/{pi.health_probes}")
             if r is None or not r.ok:
                 detail = "did not run" if r is None else f"{r.successes}/{r.attempts} OK" + (f", {r.error}" if r.error else "")
                 slow_or_failed.append(f"probe {i + 1}: {detail}")
@@ -317,9 +305,8 @@ class PostIncidentWorkflow:
 
         for sc in pi.smoke_checks:
             res = await self.steps.read(
-                "smoke_check",
+                PostIncidentActivities.smoke_check,
                 SmokeCheckRequest(name=sc.name, method=sc.method, url=sc.url, expected_status=sc.expected_status),
-                SmokeCheckResult,
                 f"smoke check {sc.name}",
             )
             if res is None or not res.ok:
@@ -393,7 +380,7 @@ class PostIncidentWorkflow:
         major = r.severity.is_major
         if major:
             await self.steps.notify(
-                "status_page",
+                NotifierActivities.status_page,
                 StatusPageRequest(  # public text only: the title and summary stay internal
                     incident_id=iid, title=public_title(r.service), status="resolved",
                     message=public_text("verified", r.service, r.public_summary),
@@ -402,7 +389,7 @@ class PostIncidentWorkflow:
                 "Status page resolved",
             )
         await self.steps.notify(
-            "post_message",
+            NotifierActivities.post_message,
             MessageRequest(
                 incident_id=iid,
                 kind="stakeholders",
@@ -417,7 +404,7 @@ class PostIncidentWorkflow:
         )
         if major:
             await self.steps.notify(
-                "post_message",
+                NotifierActivities.post_message,
                 MessageRequest(
                     incident_id=iid, kind="channel_close", text=f"incident-{iid.lower()}",
                     idempotency_key=f"{iid}:channel_close",
@@ -451,7 +438,7 @@ class PostIncidentWorkflow:
             idempotency_key=f"{self.inp.incident_id}:postmortem-invite",
         )
         self.st.scheduled_slot = f"{start:%Y-%m-%d %H:%M} - {end:%H:%M} UTC"
-        await self.steps.notify("schedule_postmortem", invite, "Schedule post-mortem")
+        await self.steps.notify(PostIncidentActivities.schedule_postmortem, invite, "Schedule post-mortem")
 
     def _done(self) -> bool:
         return bool(self.st.held_by) and all(i.state != ItemState.OPEN for i in self.st.items)
@@ -525,7 +512,7 @@ class PostIncidentWorkflow:
             item.reminders += 1
             item.last_reminded_at = workflow.now().isoformat()
             await self.steps.notify(
-                "post_message",
+                NotifierActivities.post_message,
                 MessageRequest(
                     incident_id=self.inp.incident_id,
                     kind="reminder",

@@ -11,13 +11,14 @@ Workflow ID: `<incident>-cache`.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.redis_cache import CacheActivities
+    from domain.action_params import CacheFlushParams
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
     from domain.notify import Audience
     from domain.redis_cache import (
@@ -32,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.approvals import settle
     from workflows.playbook import Playbook
-    from workflows.steps import READ_RETRY
+    from workflows.steps import READ_RETRY, A, Activity, R
     from workflows.timeline import CODEBLUE, reason
 
 NO_UNDO = "none possible: a flush cannot be undone (the cache refills from the source of truth)"
@@ -73,8 +74,7 @@ class RedisCachePlaybook(Playbook):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: CacheInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp.config)
-        await self._authorize()
+        await self._configure()
         self.cluster_id = self.cfg.aws.elasticache_cluster
         self.tl.log(inp.requested_by, f"Redis cache playbook: {self.cluster_id}", inp.pattern and f"pattern {inp.pattern}")
         try:
@@ -93,7 +93,7 @@ class RedisCachePlaybook(Playbook):
     async def _play(self) -> None:
         self.phase = Phase.DIAGNOSTICS
         cluster: CacheCluster = await self._fatal(
-            "describe_cache_cluster", CacheClusterQuery(cluster_id=self.cluster_id), CacheCluster,
+            CacheActivities.describe_cache_cluster, CacheClusterQuery(cluster_id=self.cluster_id),
             "aws elasticache describe-cache-clusters",
         )
         nodes = ", ".join(f"{n.node_id} {n.status}" for n in cluster.nodes) or "no node details"
@@ -106,7 +106,7 @@ class RedisCachePlaybook(Playbook):
         target = RedisTarget(cluster_id=self.cluster_id, cluster_endpoint=cluster.endpoint, address=address)
         if self.cfg.cache.endpoint_override:
             self.tl.log(CODEBLUE, "Redis address", f"{address} (cache.endpoint_override of the worker's config)")
-        before: RedisStats = await self._fatal("redis_stats", target, RedisStats, "redis-cli PING + INFO")
+        before: RedisStats = await self._fatal(CacheActivities.redis_stats, target, "redis-cli PING + INFO")
         self.facts["before"] = before.model_dump() | {"hit_ratio": before.hit_ratio}
         self.tl.log(CODEBLUE, "Redis stats", before.summary())
 
@@ -135,13 +135,13 @@ class RedisCachePlaybook(Playbook):
                 continue
             req = FlushRequest(
                 target=target,
-                pattern=act.params.get("pattern"),
+                pattern=act.params_as(CacheFlushParams).pattern,
                 confirmation=self.confirmation if act.id == "flushall" else None,
                 use_async=True,
             )
             self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
             try:
-                res: FlushResult = await self.steps.write("redis_flush", req, FlushResult, f"redis {act.id}", 600, heartbeat=True)
+                res: FlushResult = await self.steps.write(CacheActivities.redis_flush, req, f"redis {act.id}", 600, heartbeat=True)
             except ActivityError as e:
                 settle(act, ActionState.FAILED, reason(e))
                 self.tl.log(CODEBLUE, f"Failed {act.id}", act.result)
@@ -152,7 +152,7 @@ class RedisCachePlaybook(Playbook):
             executed = True
 
         self.phase = Phase.RESOLVING
-        after = await self.steps.read("redis_stats", target, RedisStats, "redis-cli PING + INFO (after)")
+        after = await self.steps.read(CacheActivities.redis_stats, target, "redis-cli PING + INFO (after)")
         if after is not None:
             self.facts["after"] = after.model_dump() | {"hit_ratio": after.hit_ratio}
             self.tl.log(CODEBLUE, "Redis stats after", after.summary())
@@ -192,10 +192,10 @@ class RedisCachePlaybook(Playbook):
             return False
         return self.confirmation == self.cluster_id
 
-    async def _fatal(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
+    async def _fatal(self, activity: Activity[A, R], arg: A, summary: str) -> R:
         try:
-            return await workflow.execute_activity(
-                name, arg, result_type=rtype, start_to_close_timeout=timedelta(seconds=60),
+            return await workflow.execute_activity_method(
+                activity, arg, start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(minutes=5), retry_policy=READ_RETRY, summary=summary,
             )
         except ActivityError as e:

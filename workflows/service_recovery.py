@@ -19,13 +19,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.helm import HelmActivities
+    from activities.release_state import ReleaseStateActivities
     from domain.cluster import (
-        HealthProbeRequest,
-        HealthProbeResult,
         HelmRollbackRequest,
-        HelmRollbackResult,
-        LogsQuery,
-        LogsReport,
     )
     from domain.incident import (
         Action,
@@ -38,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.service_recovery import (
         HelmPreflight,
         HelmPreflightRequest,
-        HelmRevisionValues,
         HelmUpgradeRequest,
         HelmUpgradeResult,
         HelmValuesQuery,
@@ -52,8 +48,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.analysis import analyse
     from workflows.approvals import settle
     from workflows.playbook import Playbook
+    from workflows.runbook_steps import gateway_logs, helm_rollback, verify_health
     from workflows.saga import Saga
-    from workflows.steps import NON_RETRYABLE, budget
+    from workflows.steps import NON_RETRYABLE, A, Activity, R, budget
     from workflows.timeline import CODEBLUE, reason
 
 ACTION_ID = "redeploy"
@@ -85,8 +82,7 @@ class ServiceRecoveryWorkflow(Playbook):
 
     @workflow.run
     async def run(self, inp: RecoveryInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp.config)
-        await self._authorize()
+        await self._configure()
         release = inp.release or self.cfg.helm.release
         ns = inp.namespace or self.cfg.kubernetes.namespace
         chart = inp.chart or self.cfg.helm.chart
@@ -109,9 +105,8 @@ class ServiceRecoveryWorkflow(Playbook):
         rc = self.cfg.recovery
         self.phase = Phase.DIAGNOSTICS
         pre = await self._fatal(
-            "helm_preflight",
+            HelmActivities.helm_preflight,
             HelmPreflightRequest(release=release, namespace=ns, chart=chart),
-            HelmPreflight,
             "preflight: helm history, status, chart",
         )
         self.facts.update(from_revision=pre.current_revision, from_tag=pre.current_tag)
@@ -152,8 +147,8 @@ class ServiceRecoveryWorkflow(Playbook):
         done: list[HelmUpgradeResult] = []
 
         async def undo() -> None:
-            res = await self.steps.write(
-                "helm_rollback",
+            res = await helm_rollback(
+                self.steps,
                 HelmRollbackRequest(
                     release=release,
                     namespace=ns,
@@ -161,10 +156,7 @@ class ServiceRecoveryWorkflow(Playbook):
                     to_revision=pre.current_revision,
                     timeout_seconds=self.cfg.helm.timeout_seconds,
                 ),
-                HelmRollbackResult,
                 f"compensate: helm rollback {release} {pre.current_revision}",
-                self.cfg.helm.timeout_seconds + 60,
-                heartbeat=True,
             )
             self.facts["rollback_revision"] = res.new_revision
 
@@ -172,7 +164,7 @@ class ServiceRecoveryWorkflow(Playbook):
         failure: str | None = None
         try:
             res = await self.steps.write(
-                "helm_upgrade",
+                HelmActivities.helm_upgrade,
                 HelmUpgradeRequest(
                     release=release,
                     namespace=ns,
@@ -182,7 +174,6 @@ class ServiceRecoveryWorkflow(Playbook):
                     marker=f"codeblue {self.inp.incident_id}: upgrade to {tag}",
                     timeout_seconds=rc.upgrade_timeout_seconds,
                 ),
-                HelmUpgradeResult,
                 f"helm upgrade {release} --set image.tag={tag} --wait",
                 rc.upgrade_timeout_seconds + 60,
                 heartbeat=True,
@@ -234,9 +225,8 @@ class ServiceRecoveryWorkflow(Playbook):
             return self.inp.target_tag, why
         rc = self.cfg.recovery
         rec = await self._fatal(
-            "read_known_good",
+            ReleaseStateActivities.read_known_good,
             KnownGoodQuery(namespace=ns, release=release, configmap=rc.known_good_configmap),
-            KnownGood,
             f"read last known-good ({rc.known_good_configmap})",
         )
         if rec.found and rec.image_tag:
@@ -264,9 +254,8 @@ class ServiceRecoveryWorkflow(Playbook):
                 non_retryable=True,
             )
         vals = await self._fatal(
-            "helm_revision_values",
+            HelmActivities.helm_revision_values,
             HelmValuesQuery(release=release, namespace=ns, revision=choice.revision),
-            HelmRevisionValues,
             f"helm status --revision {choice.revision}",
         )
         if not vals.image_tag:
@@ -308,9 +297,8 @@ class ServiceRecoveryWorkflow(Playbook):
         ready: ReleaseReadiness | None = None
         try:
             ready = await self.steps.write(
-                "release_ready",
+                ReleaseStateActivities.release_ready,
                 ReleaseReadyRequest(namespace=ns, release=release, timeout_seconds=rc.ready_timeout_seconds),
-                ReleaseReadiness,
                 f"wait for {release} replicas ready",
                 rc.ready_timeout_seconds + 60,
                 heartbeat=True,
@@ -319,22 +307,12 @@ class ServiceRecoveryWorkflow(Playbook):
             self.tl.log(CODEBLUE, "Readiness check failed", reason(e))
         if ready is None or not ready.ready:
             problems.append(f"replicas not ready ({ready.detail if ready else 'unknown'})")
-        health = await self.steps.read(
-            "probe_health",
-            HealthProbeRequest(url=h.url, attempts=rc.health_successes, timeout_seconds=h.timeout_seconds),
-            HealthProbeResult,
-            f"curl -f health x{rc.health_successes}",
-        )
+        health = await verify_health(self.steps, h, f"curl -f health x{rc.health_successes}", attempts=rc.health_successes)
         if health is None or not health.ok:
             problems.append(
                 f"health {health.successes}/{health.attempts} 2xx ({health.error})" if health else "health unknown"
             )
-        logs = await self.steps.read(
-            "gateway_logs",
-            LogsQuery(namespace=ns, deployment=k.gateway_deployment, tail_lines=k.log_tail_lines, patterns=k.error_patterns),
-            LogsReport,
-            f"error rate in {k.gateway_deployment} logs",
-        )
+        logs = await gateway_logs(self.steps, k, f"error rate in {k.gateway_deployment} logs", namespace=ns)
         rate = logs.error_rate if logs else None
         if rate is not None and rate > rc.max_error_rate:
             problems.append(f"log error rate {rate:.1%} > {rc.max_error_rate:.1%}")
@@ -363,18 +341,17 @@ class ServiceRecoveryWorkflow(Playbook):
             incident_id=self.inp.incident_id,
         )
         try:
-            await self.steps.write("record_known_good", rec, KnownGood, "record known-good tag")
+            await self.steps.write(ReleaseStateActivities.record_known_good, rec, "record known-good tag")
             self.tl.log(CODEBLUE, "Recorded known-good", f"{release} {tag} (revision {revision}) in ConfigMap {ns}/{rc.known_good_configmap}")
         except ActivityError as e:  # the service is fine; only the record is missing
             self.tl.log(CODEBLUE, "Recording known-good failed", reason(e))
 
-    async def _fatal(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
+    async def _fatal(self, activity: Activity[A, R], arg: A, summary: str) -> R:
         """A read whose failure ends the recovery before anything changed, with its reason."""
         try:
-            return await workflow.execute_activity(
-                name,
+            return await workflow.execute_activity_method(
+                activity,
                 arg,
-                result_type=rtype,
                 start_to_close_timeout=timedelta(seconds=budget(arg, 120)),
                 retry_policy=PREFLIGHT_RETRY,
                 summary=summary,

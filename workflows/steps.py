@@ -2,13 +2,19 @@
 
 Reads never fail the workflow (a failure is logged and answers None); writes raise so a
 saga can compensate; notifications are logged as delivered, skipped or failed.
+
+Each step takes the activity's method (`KubernetesActivities.pod_status`), not its name: a
+missing activity or a wrong argument shows in mypy, and the result's type comes from the
+method's annotation. The activity type recorded in history is still the method's name, so
+renaming a method renames the type: tests/test_activity_names.py pins them (keep an old name
+with `@activity.defn(name=...)`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -17,8 +23,20 @@ from temporalio.exceptions import ActivityError
 from workflows.timeline import CODEBLUE, Timeline, reason
 
 with workflow.unsafe.imports_passed_through():
+    from activities.environment import EnvironmentActivities
+    from activities.health import HealthActivities
+    from activities.kubernetes import KubernetesActivities
+    from activities.notify import NotifierActivities
     from domain.config import CodeBlueConfig, Contacts, EnvironmentQuery
+    from domain.incident import Undo
     from domain.notify import Audience, Delivery, PageRequest
+
+A = TypeVar("A")
+R = TypeVar("R")
+# An activity as a workflow names it: a method of an activity class, unbound
+# (`KubernetesActivities.pod_status`), whose argument and result mypy checks; the worker's
+# registered instance, real or fake, runs it by its name.
+Activity = Callable[[Any, A], Awaitable[R]]
 
 NON_RETRYABLE = ["Forbidden", "NotFound", "BadConfig", "HelmNotFound", "NotificationRejected"]
 READ_RETRY = RetryPolicy(
@@ -44,7 +62,7 @@ NOTIFY_RETRY = RetryPolicy(
 HEARTBEAT_TIMEOUT_SECONDS = 15
 READ_TIMEOUT_SECONDS = 60
 # reads whose activities heartbeat on a timer (activities.heartbeat): a dead worker shows in 15 s
-HEARTBEATING_READS = {"probe_health", "gateway_logs"}
+HEARTBEATING_READS: set[Activity[Any, Any]] = {HealthActivities.probe_health, KubernetesActivities.gateway_logs}
 
 
 def budget(arg: Any, floor: float) -> float:
@@ -66,24 +84,28 @@ class Steps:
         the field; honoured only when replaying a history that used it."""
         if legacy is not None and not workflow.patched("config-from-worker"):
             return CodeBlueConfig.model_validate(legacy)
-        return await workflow.execute_activity(
-            "worker_config",
+        return await workflow.execute_activity_method(
+            EnvironmentActivities.worker_config,
             EnvironmentQuery(incident_id=self.incident_id),
-            result_type=CodeBlueConfig,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=READ_RETRY,
             summary="read the worker's environment",
         )
 
-    async def read(self, name: str, arg: Any, rtype: type, summary: str) -> Any:
+    @overload
+    async def read(self, activity: Activity[A, R], arg: A, summary: str) -> R | None: ...
+
+    @overload  # an activity function (activities.authority)
+    async def read(self, activity: Callable[[A], Awaitable[R]], arg: A, summary: str) -> R | None: ...
+
+    async def read(self, activity: Callable[..., Awaitable[R]], arg: Any, summary: str) -> R | None:
         """A read-only activity; its failure is recorded, never fatal to the incident."""
         try:
             return await workflow.execute_activity(
-                name,
+                activity,
                 arg,
-                result_type=rtype,
                 start_to_close_timeout=timedelta(seconds=budget(arg, READ_TIMEOUT_SECONDS)),
-                heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_SECONDS) if name in HEARTBEATING_READS else None,
+                heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_SECONDS) if activity in HEARTBEATING_READS else None,
                 schedule_to_close_timeout=timedelta(minutes=20),
                 retry_policy=READ_RETRY,
                 summary=summary,
@@ -94,30 +116,40 @@ class Steps:
 
     async def write(
         self,
-        name: str,
-        arg: Any,
-        rtype: type,
+        activity: Activity[A, R],
+        arg: A,
         summary: str,
         timeout_seconds: int = 120,
         heartbeat: bool = False,
         retry: RetryPolicy = WRITE_RETRY,
-    ) -> Any:
-        return await workflow.execute_activity(
-            name,
+    ) -> R:
+        return await workflow.execute_activity_method(
+            activity,
             arg,
-            result_type=rtype,
             start_to_close_timeout=timedelta(seconds=budget(arg, timeout_seconds)),
             heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_SECONDS) if heartbeat else None,
             retry_policy=retry,
             summary=summary,
         )
 
-    async def notify(self, name: str, arg: Any, summary: str) -> Delivery | None:
+    async def undo(self, u: Undo) -> None:
+        """A compensation kept as data (so it survives continue-as-new) names its activity by
+        the type string in history: the one step called by name."""
+        await workflow.execute_activity(
+            u.activity,
+            u.arg,
+            result_type=dict,
+            start_to_close_timeout=timedelta(seconds=u.timeout_seconds),
+            heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_SECONDS) if u.heartbeat else None,
+            retry_policy=WRITE_RETRY,
+            summary=u.summary,
+        )
+
+    async def notify(self, activity: Activity[A, Delivery], arg: A, summary: str) -> Delivery | None:
         try:
-            d: Delivery = await workflow.execute_activity(
-                name,
+            d: Delivery = await workflow.execute_activity_method(
+                activity,
                 arg,
-                result_type=Delivery,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=NOTIFY_RETRY,
                 summary=summary,
@@ -144,7 +176,7 @@ class Steps:
             Audience.COMMANDER: commander or c.on_call,
         }[who]
         return await self.notify(
-            "page",
+            NotifierActivities.page,
             PageRequest(
                 incident_id=self.incident_id,
                 audience=who,

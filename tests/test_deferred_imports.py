@@ -1,0 +1,46 @@
+"""Importing workflows (the CLI, a replayer, the bench worker) must not load the activities'
+client libraries (about 90 MiB); a Worker or Replayer reading every module's loader for its
+build ID must not load them either (activities.deferred says why that rules out lazy_loader)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from activities.deferred import deferred
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ["kubernetes", "psycopg", "urllib3", "httpx", "slack_sdk", "aiohttp", "redis", "boto3", "botocore"]
+
+SCRIPT = f"""
+import asyncio, sys
+import workflows.incident_response, workflows.high_memory, workflows.db_connections, workflows.redis_cache
+import workflows.service_recovery, workflows.database_restore, workflows.post_incident
+from tests.test_replay import HISTORIES, committed_history
+from worker.temporal import replayer, workflow_runner
+from workflows.incident_response import IncidentResponseWorkflow
+
+async def main():
+    r = replayer([IncidentResponseWorkflow])
+    res = await r.replay_workflow(committed_history(HISTORIES / "rollback_resolved_signed.json"), raise_on_replay_failure=False)
+    assert res.replay_failure is None, res.replay_failure
+
+asyncio.run(main())
+print("LOADED=" + ",".join(n for n in {HEAVY!r} if n in sys.modules))
+"""
+
+
+def test_workflows_and_a_replay_load_no_client_library() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = [line for line in out.stdout.splitlines() if line.startswith("LOADED=")]
+    assert loaded == ["LOADED="], out.stdout[-2000:]
+
+
+def test_a_deferred_module_imports_on_first_use() -> None:
+    json = deferred("json")
+    assert json.dumps([1]) == "[1]"
+    assert "imported" in repr(json)
