@@ -65,6 +65,31 @@ READ_TIMEOUT_SECONDS = 60
 HEARTBEATING_READS: set[Activity[Any, Any]] = {HealthActivities.probe_health, KubernetesActivities.gateway_logs}
 
 
+# One config object for every open incident that read the same config: each incident's own
+# copy was about 24 KiB, and a worker holds a thousand. The deployed worker shares this module
+# between runs (worker.temporal.workflow_runner); under the strict sandbox each run has its own
+# table and nothing is shared. Equal by value, so which object a run gets cannot change what it
+# does: never mutate a config in a workflow (model_copy makes a changed one). A worker reads one
+# config; a few tables' worth of differing ones (a config change mid-rollout) just start over.
+_SHARED_CONFIGS: dict[str, CodeBlueConfig] = {}
+SHARED_CONFIGS_MAX = 8
+
+
+def shared_config(cfg: CodeBlueConfig) -> CodeBlueConfig:
+    key = cfg.model_dump_json()
+    hit = _SHARED_CONFIGS.get(key)
+    if hit is not None:
+        return hit
+    if len(_SHARED_CONFIGS) >= SHARED_CONFIGS_MAX:
+        _SHARED_CONFIGS.clear()  # one call: safe while another workflow thread reads the table
+    _SHARED_CONFIGS[key] = cfg
+    return cfg
+
+
+def shared_config_count() -> int:
+    return len(_SHARED_CONFIGS)
+
+
 def budget(arg: Any, floor: float) -> float:
     """The start-to-close timeout a request needs (its own `budget_seconds()`: attempts x
     timeout, helm's --timeout, a wait's deadline), never below `floor`."""
@@ -83,14 +108,14 @@ class Steps:
         decides where a workflow acts. `legacy`: a config an input carried before inputs lost
         the field; honoured only when replaying a history that used it."""
         if legacy is not None and not workflow.patched("config-from-worker"):
-            return CodeBlueConfig.model_validate(legacy)
-        return await workflow.execute_activity_method(
+            return shared_config(CodeBlueConfig.model_validate(legacy))
+        return shared_config(await workflow.execute_activity_method(
             EnvironmentActivities.worker_config,
             EnvironmentQuery(incident_id=self.incident_id),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=READ_RETRY,
             summary="read the worker's environment",
-        )
+        ))
 
     @overload
     async def read(self, activity: Activity[A, R], arg: A, summary: str) -> R | None: ...
