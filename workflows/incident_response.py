@@ -83,7 +83,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.saga import Saga
     from workflows.slack_sync import SlackSync
-    from workflows.steps import A, Activity, R, Steps
+    from workflows.steps import A, Activity, R, Steps, activity_name
     from workflows.timeline import CODEBLUE, Timeline
     from workflows.timeline import mmss as _mmss
     from workflows.timeline import reason as _reason
@@ -747,7 +747,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 raise StepFailed(f"cannot read the current replica count of {dep}")
         undo = Undo(
             action_id=act.id,
-            activity="scale_deployment",
+            activity=activity_name(KubernetesActivities.scale_deployment),
             # back to the count the step found, only while the deployment is still at ours
             arg=ScaleRequest(namespace=ns, deployment=dep, replicas=seen,
                              expected_replicas=n if checked else None).model_dump(mode="json", exclude_none=True),

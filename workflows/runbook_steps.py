@@ -11,7 +11,7 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.steps import WRITE_RETRY, Steps
+from workflows.steps import WRITE_RETRY, Steps, activity_name
 
 with workflow.unsafe.imports_passed_through():
     from activities.health import HealthActivities
@@ -116,7 +116,7 @@ def helm_rollback_undo(action_id: str, req: HelmRollbackRequest) -> Undo:
     makes the activity find our revision in the history; set it from the result."""
     return Undo(
         action_id=action_id,
-        activity="helm_rollback",
+        activity=activity_name(HelmActivities.helm_rollback),
         arg=HelmRollbackRequest(
             release=req.release, namespace=req.namespace, from_revision=0,
             to_revision=req.from_revision, timeout_seconds=req.timeout_seconds,

@@ -90,6 +90,15 @@ def shared_config_count() -> int:
     return len(_SHARED_CONFIGS)
 
 
+def activity_name(fn: Callable[..., Any]) -> str:
+    """The activity type an activity method runs as (what history records): for a compensation
+    kept as data, so it names its activity through the method too, never a typed string."""
+    defn = getattr(fn, "__temporal_activity_definition", None)  # set by @activity.defn
+    if defn is None:
+        raise TypeError(f"{fn!r} is not an activity")
+    return str(defn.name)
+
+
 def budget(arg: Any, floor: float) -> float:
     """The start-to-close timeout a request needs (its own `budget_seconds()`: attempts x
     timeout, helm's --timeout, a wait's deadline), never below `floor`."""
