@@ -202,6 +202,7 @@ _KIND_PREFIXES: tuple[tuple[str, TimelineKind], ...] = (
     ("Incident commander", TimelineKind.COMMANDER), ("Commander change", TimelineKind.IGNORED),
     ("Ignored", TimelineKind.IGNORED), ("Escalation ignored", TimelineKind.IGNORED), ("Resolve ignored", TimelineKind.IGNORED),
     ("Post-mortem held ignored", TimelineKind.IGNORED),
+    ("Incident start refused", TimelineKind.IGNORED), ("Post-incident start refused", TimelineKind.IGNORED),
     ("Page ", TimelineKind.NOTIFICATION), ("Paged", TimelineKind.NOTIFICATION), ("Status page", TimelineKind.NOTIFICATION),
     ("Stakeholders", TimelineKind.NOTIFICATION), ("Message", TimelineKind.NOTIFICATION), ("Slack", TimelineKind.NOTIFICATION),
     ("Post ", TimelineKind.NOTIFICATION), ("Update ", TimelineKind.NOTIFICATION), ("Reminded", TimelineKind.NOTIFICATION),
