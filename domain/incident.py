@@ -203,6 +203,7 @@ _KIND_PREFIXES: tuple[tuple[str, TimelineKind], ...] = (
     ("Ignored", TimelineKind.IGNORED), ("Escalation ignored", TimelineKind.IGNORED), ("Resolve ignored", TimelineKind.IGNORED),
     ("Post-mortem held ignored", TimelineKind.IGNORED),
     ("Incident start refused", TimelineKind.IGNORED), ("Post-incident start refused", TimelineKind.IGNORED),
+    ("Start refused", TimelineKind.IGNORED),
     ("Page ", TimelineKind.NOTIFICATION), ("Paged", TimelineKind.NOTIFICATION), ("Status page", TimelineKind.NOTIFICATION),
     ("Stakeholders", TimelineKind.NOTIFICATION), ("Message", TimelineKind.NOTIFICATION), ("Slack", TimelineKind.NOTIFICATION),
     ("Post ", TimelineKind.NOTIFICATION), ("Update ", TimelineKind.NOTIFICATION), ("Reminded", TimelineKind.NOTIFICATION),
@@ -215,6 +216,8 @@ _KIND_PREFIXES: tuple[tuple[str, TimelineKind], ...] = (
     ("Action item", TimelineKind.POST_INCIDENT),
     ("Immediate actions", TimelineKind.STEP), ("Assessment", TimelineKind.STEP), ("Step ", TimelineKind.STEP),
     ("Memory", TimelineKind.STEP), ("Redis stats", TimelineKind.STEP), ("Preflight", TimelineKind.STEP),
+    ("RDS instance", TimelineKind.STEP), ("Connection errors in gateway logs", TimelineKind.STEP),
+    ("Database reachable", TimelineKind.STEP), ("Database NOT reachable", TimelineKind.STEP),
 )
 
 
