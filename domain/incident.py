@@ -196,7 +196,7 @@ _KIND_PREFIXES: tuple[tuple[str, TimelineKind], ...] = (
     ("Compensat", TimelineKind.COMPENSATION), ("Mitigation failed; compensating", TimelineKind.COMPENSATION),
     ("Recovery failed; compensating", TimelineKind.COMPENSATION), ("Cutover failed; compensating", TimelineKind.COMPENSATION),
     ("Incident cancelled; undoing", TimelineKind.COMPENSATION),
-    ("Failed", TimelineKind.FAILED), ("Restore failed", TimelineKind.FAILED),
+    ("Failed", TimelineKind.FAILED), ("Restore failed", TimelineKind.FAILED), ("FLUSHALL not run", TimelineKind.FAILED),
     ("Withdrawn", TimelineKind.SUPERSEDED), ("Not run", TimelineKind.SUPERSEDED),
     ("Alert", TimelineKind.ALERT), ("Note", TimelineKind.NOTE),
     ("Incident commander", TimelineKind.COMMANDER), ("Commander change", TimelineKind.IGNORED),
@@ -218,6 +218,7 @@ _KIND_PREFIXES: tuple[tuple[str, TimelineKind], ...] = (
     ("Memory", TimelineKind.STEP), ("Redis stats", TimelineKind.STEP), ("Preflight", TimelineKind.STEP),
     ("RDS instance", TimelineKind.STEP), ("Connection errors in gateway logs", TimelineKind.STEP),
     ("Database reachable", TimelineKind.STEP), ("Database NOT reachable", TimelineKind.STEP),
+    ("ElastiCache cluster", TimelineKind.STEP), ("Redis address", TimelineKind.STEP),
 )
 
 
