@@ -199,7 +199,7 @@ _KIND_PREFIXES: tuple[tuple[str, TimelineKind], ...] = (
     ("Failed", TimelineKind.FAILED), ("Restore failed", TimelineKind.FAILED), ("FLUSHALL not run", TimelineKind.FAILED),
     ("Withdrawn", TimelineKind.SUPERSEDED), ("Not run", TimelineKind.SUPERSEDED),
     ("Alert", TimelineKind.ALERT), ("Note", TimelineKind.NOTE),
-    ("Incident commander", TimelineKind.COMMANDER), ("Commander change", TimelineKind.IGNORED),
+    ("Incident commander", TimelineKind.COMMANDER), ("Authority", TimelineKind.COMMANDER), ("Commander change", TimelineKind.IGNORED),
     ("Ignored", TimelineKind.IGNORED), ("Escalation ignored", TimelineKind.IGNORED), ("Resolve ignored", TimelineKind.IGNORED),
     ("Post-mortem held ignored", TimelineKind.IGNORED),
     ("Incident start refused", TimelineKind.IGNORED), ("Post-incident start refused", TimelineKind.IGNORED),
