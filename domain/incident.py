@@ -211,6 +211,8 @@ _KIND_PREFIXES: tuple[tuple[str, TimelineKind], ...] = (
     ("Health", TimelineKind.VERIFICATION), ("Verified", TimelineKind.VERIFICATION), ("Not verified", TimelineKind.VERIFICATION),
     ("Re-checked", TimelineKind.VERIFICATION), ("SLIs", TimelineKind.VERIFICATION), ("Metric analysis", TimelineKind.VERIFICATION),
     ("Restored database verified", TimelineKind.VERIFICATION),
+    ("Verification ", TimelineKind.VERIFICATION), ("Re-verification", TimelineKind.VERIFICATION),
+    ("Readiness check", TimelineKind.VERIFICATION),
     ("Resolution verified", TimelineKind.VERIFICATION), ("Resolution verification failed", TimelineKind.VERIFICATION),
     ("Incident resolved", TimelineKind.RESOLVED), ("Continued as new", TimelineKind.CONTINUED),
     ("Post-incident", TimelineKind.POST_INCIDENT), ("Post-mortem", TimelineKind.POST_INCIDENT),
