@@ -17,13 +17,14 @@ from domain.cluster import (
     PodState,
 )
 from domain.config import CodeBlueConfig
-from domain.incident import ActionState, BatchDecision, Decision, DecisionBatch
+from domain.incident import ActionState, BatchDecision, Decision, DecisionBatch, TimelineKind
 from sandbox.memory_world import World
 from starters import service
 from tests.workflow_helpers import (
-    entry,
-    events,
+    action,
+    entries,
     incident,
+    kinds,
     proposed,
     skip,
     start,
@@ -42,9 +43,10 @@ async def test_approving_only_the_recommended_rollback_runs_it_now_and_withdraws
         assert best.id == "rollback" and best.rank == 1 and "12 min before the onset" in (best.recommendation or "")
         assert sorted(a.rank for a in rep.actions) == list(range(1, len(rep.actions) + 1))
         await service.decide(env.client, h.id, Decision(action_id="rollback", approve=True, by="alice"))
-        rep = await until(h, lambda r: "Withdrawn as superseded" in events(r), "the rest withdrawn")
+        rep = await until(h, lambda r: bool(entries(r, TimelineKind.SUPERSEDED)), "the rest withdrawn")
         # no timer, no other decision in between: it ran in the task that applied the approval
-        assert entry(rep, "Executing rollback (helm_rollback)").at_seconds == entry(rep, "Approved rollback (helm_rollback)").at_seconds
+        (approved,), (executing,) = entries(rep, TimelineKind.DECISION), entries(rep, TimelineKind.EXECUTING)
+        assert approved.actor == "alice" and executing.at_seconds == approved.at_seconds
         states = {a.id: a.state for a in rep.actions}
         assert states.pop("rollback") == ActionState.EXECUTED
         assert set(states.values()) == {ActionState.SUPERSEDED}
@@ -87,9 +89,10 @@ async def test_two_approvals_in_one_command_run_in_order_and_a_failure_of_the_se
         results = await service.decide_many(env.client, h.id, DecisionBatch(by="alice", decisions=[
             BatchDecision(action_id="rollback", approve=True), BatchDecision(action_id="scale", approve=True)]))
         assert [r.state for r in results] == [ActionState.APPROVED, ActionState.APPROVED]
-        rep = await until(h, lambda r: "Compensated rollback" in events(r), "compensation")
-        ev = events(rep)
-        assert ev.index("Executed rollback") < ev.index("Failed scale") < ev.index("Compensated rollback")
+        rep = await until(h, lambda r: action(r, "rollback").state == ActionState.COMPENSATED, "compensation")
+        steps = (TimelineKind.EXECUTED, TimelineKind.FAILED, TimelineKind.COMPENSATION)
+        assert [k for k in kinds(rep) if k in steps][:3] == list(steps)  # rollback ran, scale failed, then the undo
+        assert action(rep, "scale").state == ActionState.FAILED
         assert world.effects == ["rollback 12->11", "rollback 13->12"]
         await h.terminate()
 

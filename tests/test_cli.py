@@ -11,6 +11,7 @@ from pathlib import Path
 
 from temporalio.worker import Worker
 
+from domain.incident import TimelineKind
 from sandbox.memory_world import World, incident_worker
 from tests.workflow_helpers import proposed, until
 from workflows.incident_response import IncidentResponseWorkflow
@@ -109,12 +110,12 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
         assert code == 0 and "note added" in out, err
         code, _, err = await cb("incident", "note", iid, "", "--by", "bob", env=env)
         assert code == 1 and "text" in one_line_error(err)
-        await until(h, lambda r: any(e.event == "Note" for e in r.timeline), "the note", timeout=30)
+        await until(h, lambda r: any(e.kind == TimelineKind.NOTE for e in r.timeline), "the note", timeout=30)
         code, out, err = await cb("incident", "status", iid, "--json", env=env)
         assert code == 0, err
         report = json.loads(out)
         assert report["incident_id"] == iid and report["status"] == "open"
-        assert [(e["actor"], e["result"]) for e in report["timeline"] if e["event"] == "Note"] == [("bob (operator key)", "pods back at 10:07")]
+        assert [(e["actor"], e["result"]) for e in report["timeline"] if e["kind"] == "note"] == [("bob (operator key)", "pods back at 10:07")]
         assert [a["state"] for a in report["actions"]][0] == "executed"
 
         code, out, err = await cb("incident", "status", iid, env=env)

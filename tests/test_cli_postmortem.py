@@ -6,7 +6,7 @@ import uuid
 
 from temporalio.worker import Worker
 
-from domain.incident import Decision, Resolution
+from domain.incident import Decision, Resolution, TimelineKind
 from domain.post_incident import postmortem_workflow_id
 from sandbox.memory_world import PostWorld
 from starters import service
@@ -59,7 +59,8 @@ async def test_postmortem_and_action_items_from_the_cli(dev_env):
         code, out, err = await cb("action-item", "done", iid, "AI-1", "--by", "carol", env=env)
         assert code == 0 and out.strip() == "AI-1: done", err
         final = await ph.result()
-        assert final.timeline[-1].event == "Post-incident complete"
+        assert (final.timeline[-1].kind, final.timeline[-1].actor) == (TimelineKind.POST_INCIDENT, "codeblue")  # complete
+        assert (await ph.query(PostIncidentWorkflow.progress)).done
 
         code, out, err = await cb("postmortem", iid, env=env)
         assert code == 0, err

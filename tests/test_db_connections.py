@@ -7,14 +7,14 @@ import asyncio
 import pytest
 
 from domain.database_restore import restore_workflow_id
-from domain.incident import ActionKind, ActionState, Decision, IncidentReport
+from domain.incident import ActionKind, ActionState, Decision, IncidentReport, TimelineKind
 from starters import service
 from starters.db_connections import start_db_connections
 from starters.service import CodeBlueError
 from tests.db_connections_fixtures import PATIENT_LINE, ConnWorld, conn_input, conn_worker
 from tests.db_helpers import IC, approve, events, proposed
 from tests.test_database_restore_real import history_text
-from tests.workflow_helpers import skip
+from tests.workflow_helpers import entries, kinds_after, skip
 from worker.temporal import replayer
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
@@ -49,8 +49,9 @@ async def test_approved_restart_is_verified_and_raw_log_lines_stay_out_of_histor
         rep = await _until(h, proposed("restart"), "the restart proposal")
         restart = rep.actions[0]
         assert restart.kind == ActionKind.ROLLOUT_RESTART and "30 connection lines (30 pool exhausted)" in restart.reason
-        ev = " | ".join(events(rep))
-        assert "RDS instance" in ev and "Database reachable from CodeBlue" in ev
+        assert len(entries(rep, TimelineKind.STEP)) == 3  # the instance, the pool's log lines, the reachability
+        facts = rep.assessment["db_connections"]
+        assert facts["instance"]["status"] == "available" and facts["reachability"]["ok"] is True
         assert world.db.base.effects == []  # nothing changes before the IC approves
         await approve(env, h, "restart")
         rep = await h.result()
@@ -79,7 +80,10 @@ async def test_restart_that_does_not_fix_the_pool_is_not_verified_and_pages_the_
         rep = await h.result()
     assert rep.status == "not_verified" and rep.verified is False
     assert "connection lines in the new pods' logs" in (rep.summary or "") and "/health not ok" in (rep.summary or "")
-    assert events(rep).count("Not verified yet; checking again") == 2
+    # three rounds of readings and a health check after the restart: "not verified yet" twice, then the page
+    rnd = [TimelineKind.STEP, TimelineKind.STEP, TimelineKind.VERIFICATION]
+    assert kinds_after(rep, TimelineKind.EXECUTED) == [
+        *rnd, TimelineKind.VERIFICATION, *rnd, TimelineKind.VERIFICATION, *rnd, TimelineKind.NOTIFICATION]
     assert [p.dedup_key.rsplit(":", 1)[-1] for p in world.db.base.pages_to("engineering_manager")] == ["db-connections-unresolved"]
 
 
@@ -91,7 +95,7 @@ async def test_only_the_ic_decides_and_a_rejection_changes_nothing(skipping_env)
         with pytest.raises(CodeBlueError, match="mallory is not the incident commander"):
             await service.decide(env.client, h.id, Decision(action_id="restart", approve=True, by="mallory"))
         await h.signal(DatabaseConnectionPlaybook.approve, Decision(action_id="restart", approve=True, by="mallory"))
-        rep = await _until(h, lambda r: "Ignored approve of restart" in events(r), "the ignored signal")
+        rep = await _until(h, lambda r: bool(entries(r, TimelineKind.IGNORED, actor="mallory")), "the ignored signal")
         assert rep.actions[0].state == ActionState.PROPOSED
         await service.decide(env.client, h.id, Decision(action_id="restart", approve=False, by=IC, reason="pool is fine"))
         rep = await h.result()

@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from domain.incident import CommanderAssignment, Decision, Escalation, Resolution
+from domain.incident import CommanderAssignment, Decision, Escalation, Resolution, TimelineKind
 from domain.severity import Severity
 from sandbox.memory_world import World
 from starters import service
 from starters.service import CodeBlueError
-from tests.workflow_helpers import decide_all, events, incident, proposed, start, terminate, until, worker_for
+from tests.workflow_helpers import decide_all, entries, incident, proposed, start, terminate, until, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -65,7 +65,8 @@ async def test_signal_from_someone_else_is_recorded_as_ignored(skipping_env):
         h = await start(skipping_env, world, incident(), tq)
         await until(h, proposed, "proposals")
         await h.signal(IncidentResponseWorkflow.approve, Decision(action_id="rollback", approve=True, by="mallory"))
-        rep = await until(h, lambda r: "Ignored approve of rollback" in events(r), "ignored signal")
+        rep = await until(h, lambda r: bool(entries(r, TimelineKind.IGNORED, actor="mallory")), "ignored signal")
+        assert len(entries(rep, TimelineKind.IGNORED)) == 1 and not entries(rep, TimelineKind.DECISION)
         assert next(a for a in rep.actions if a.id == "rollback").state.value == "proposed"
         # the IC's signal counts
         await h.signal(IncidentResponseWorkflow.approve, Decision(action_id="rollback", approve=True, by="alice"))
@@ -79,14 +80,16 @@ async def test_waiting_proposals_remind_the_ic_then_page_the_manager_and_never_r
     async with worker_for(skipping_env, world) as tq:
         h = await start(skipping_env, world, incident(), tq)
         rep = await until(h, proposed, "proposals")
-        t0 = next(e.at_seconds for e in rep.timeline if e.event == "Waiting for the IC's decisions")
+        t0 = entries(rep, TimelineKind.PROPOSED)[-1].at_seconds  # the watch starts as the last proposal is filed
         await skipping_env.sleep(timedelta(minutes=5, seconds=5))
-        rep = await until(h, lambda r: "Proposals waiting; reminding the IC" in events(r), "reminder")
+        # the proposal watch's entries: actor "sla", not an SLA clock (those are TimelineKind.SLA)
+        rep = await until(h, lambda r: len(entries(r, TimelineKind.EVENT, actor="sla")) == 1, "reminder")
         assert [p.contact for p in world.pages_to("commander")] == ["alice"]
         assert world.pages_to("engineering_manager") == []
         await skipping_env.sleep(timedelta(minutes=5, seconds=5))
-        rep = await until(h, lambda r: "Proposals still waiting; paging engineering manager" in events(r), "escalation")
-        at = next(e.at_seconds for e in rep.timeline if e.event.startswith("Proposals still waiting"))
+        rep = await until(h, lambda r: len(entries(r, TimelineKind.EVENT, actor="sla")) == 2, "escalation")
+        assert [p.contact for p in world.pages_to("commander")] == ["alice"] and len(world.pages_to("engineering_manager")) == 1
+        at = entries(rep, TimelineKind.EVENT, actor="sla")[1].at_seconds
         assert at - t0 == pytest.approx(600, abs=1)
         await skipping_env.sleep(timedelta(hours=2))
         rep = await h.query(IncidentResponseWorkflow.status)

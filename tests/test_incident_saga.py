@@ -9,11 +9,22 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
 from domain.config import CodeBlueConfig, MitigationConfig
-from domain.incident import ActionState, Decision, Escalation
+from domain.incident import ActionState, Decision, Escalation, TimelineKind
 from domain.severity import Severity
 from sandbox.memory_world import World, configure_worker
 from starters import service
-from tests.workflow_helpers import decide_all, events, incident, proposed, start, until, worker_for
+from tests.workflow_helpers import (
+    action,
+    decide_all,
+    entries,
+    incident,
+    kinds,
+    kinds_after,
+    proposed,
+    start,
+    until,
+    worker_for,
+)
 
 
 async def test_escalation_does_not_run_an_action_still_waiting_for_its_second_approval(skipping_env):
@@ -25,13 +36,15 @@ async def test_escalation_does_not_run_an_action_still_waiting_for_its_second_ap
         await until(h, proposed, "proposals")
         await service.decide(skipping_env.client, h.id, Decision(action_id="rollback", approve=True, by="alice"))
         await service.escalate(skipping_env.client, h.id, Escalation(severity=Severity.P0, by="alice", reason="spreading"))
-        rep = await until(h, lambda r: r.severity == Severity.P0 and "Page on call" in events(r)[-3:], "escalation handled")
+        rep = await until(h, lambda r: r.severity == Severity.P0
+                          and TimelineKind.NOTIFICATION in kinds_after(r, TimelineKind.ESCALATED), "escalation handled")
         assert world.effects == [], world.effects
-        assert "Executing rollback (helm_rollback)" not in events(rep)
+        assert TimelineKind.EXECUTING not in kinds(rep) and TimelineKind.EXECUTED not in kinds(rep)
         assert {a.id: a.state for a in rep.actions}["rollback"] == ActionState.PROPOSED  # approved 1/2
         # the second person's approval decides it, and it runs
         await service.decide(skipping_env.client, h.id, Decision(action_id="rollback", approve=True, by="bob"))
-        await until(h, lambda r: "Executed rollback" in events(r), "rollback")
+        rep = await until(h, lambda r: action(r, "rollback").state == ActionState.EXECUTED, "rollback")
+        assert len(entries(rep, TimelineKind.EXECUTED)) == 1
         assert world.effects == ["rollback 12->11"]
         await h.terminate()
 
@@ -50,7 +63,8 @@ async def test_a_failure_in_a_later_batch_undoes_the_earlier_batch_too(skipping_
         world.moved.clear()
         world.broken.add("scale_deployment")
         await service.decide(skipping_env.client, h.id, Decision(action_id="scale-2", approve=True, by="alice"))
-        rep = await until(h, lambda r: "Compensated rollback" in events(r), "compensation")
+        rep = await until(h, lambda r: action(r, "rollback").state == ActionState.COMPENSATED, "compensation")
+        assert entries(rep, TimelineKind.COMPENSATION)
         assert world.effects == ["rollback 12->11", "rollback 13->12"]
         states = {a.id: a.state for a in rep.actions}
         assert states["rollback"] == ActionState.COMPENSATED and states["scale-2"] == ActionState.FAILED
@@ -62,7 +76,8 @@ async def test_a_cancel_undoes_every_executed_mitigation_newest_first(skipping_e
     async with worker_for(skipping_env, world) as tq:
         h = await start(skipping_env, world, incident(), tq)
         await decide_all(skipping_env, h, {"rollback", "scale"})
-        await until(h, lambda r: "Executed scale" in events(r), "mitigations")
+        rep = await until(h, lambda r: action(r, "scale").state == ActionState.EXECUTED, "mitigations")
+        assert len(entries(rep, TimelineKind.EXECUTED)) == 2 and action(rep, "rollback").state == ActionState.EXECUTED
         assert world.effects == ["rollback 12->11", "scale 3->5"]
         await h.cancel()
         with pytest.raises(WorkflowFailureError) as e:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import uuid
 
 from domain.alerts import AlertNotice
-from domain.incident import CommanderAssignment, Decision, Resolution
+from domain.incident import CommanderAssignment, Decision, Resolution, TimelineKind
 from domain.post_incident import PostIncidentInput
 from sandbox.memory_world import World, configure_worker
 from starters import post_incident, service
 from starters.api.alerts import signal_with_start
 from tests.post_incident_fixtures import config
-from tests.workflow_helpers import events, proposed, skip, until, worker_for
+from tests.workflow_helpers import entries, proposed, skip, until, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -25,8 +25,8 @@ async def _open_and_resolve(env, world: World, iid: str, tq: str, n: int):
     await signal_with_start(env.client, iid, _notice(iid, n), tq, "add_alert", _notice(iid, n))
     h = env.client.get_workflow_handle_for(IncidentResponseWorkflow.run, iid)  # the newest run
     world.handles.append(h)
-    await until(h, lambda r: "Assessment complete" in events(r) and len(r.timeline) > 2 and
-                f"firing again ({n})" in " ".join(e.result or "" for e in r.timeline), f"run {n} assessed")
+    await until(h, lambda r: bool(r.assessment) and len(entries(r, TimelineKind.STEP)) >= 2 and
+                f"firing again ({n})" in [e.result for e in entries(r, TimelineKind.ALERT)], f"run {n} assessed")
     await service.assign_commander(env.client, iid, CommanderAssignment(commander="alice", by="alice"))
     await until(h, lambda r: r.commander == "alice", f"run {n} has an IC")
     res = await service.resolve(env.client, iid, Resolution(by="alice", summary=f"recovered ({n})"))
@@ -44,7 +44,8 @@ async def test_three_incidents_in_a_row_on_one_alert_key_each_get_their_post_mor
         for wid in pms:
             world.handles.append(env.client.get_workflow_handle(wid))
         assert pms == [f"{iid}-postmortem", f"{iid}-postmortem-2", f"{iid}-postmortem-3"]
-        assert all(r.status == "resolved" and "Post-incident started" in events(r) for r in reports)
+        assert all(r.status == "resolved" and [e.actor for e in entries(r, TimelineKind.POST_INCIDENT)] == ["codeblue"]
+                   for r in reports)  # each run's "Post-incident started"
         for wid in pms:  # each post-mortem is its own, still tracking its run
             assert (await env.client.get_workflow_handle(wid).describe()).status.name == "RUNNING"
         draft = await post_incident.draft(env.client, iid)
@@ -75,7 +76,7 @@ async def test_a_post_mortems_reopen_reaches_its_own_run_not_the_next(skipping_e
         rep = await until(reopened, lambda r: bool(r.timeline), "the linked incident the closed run needed")
         assert "failed verification" in " ".join(e.result or "" for e in rep.timeline)
         run2 = await second.query(IncidentResponseWorkflow.status)
-        assert "Post-incident verification failed" not in events(run2)
+        assert run2.status == "open" and not entries(run2, TimelineKind.POST_INCIDENT)  # no reopen note
 
 
 async def test_each_run_gets_its_own_playbook_while_an_earlier_runs_is_still_open(skipping_env):

@@ -15,12 +15,14 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.redis_cache import CacheActivities
 from domain.config import AwsConfig, CacheConfig
+from domain.incident import TimelineKind
 from domain.redis_cache import FlushConfirmation, FlushRequest, RedisTarget
 from sandbox.redis_server import RedisServer
 from sandbox.scenario_redis_cache import CLUSTER, PROVIDER_KEYS, SESSION_KEYS
 from starters.redis_cache import confirm_flush
 from starters.service import CodeBlueError
 from tests.redis_cache_fixtures import cache_world, until
+from tests.workflow_helpers import entries, kinds
 from worker.temporal import replayer
 from workflows.redis_cache import RedisCachePlaybook
 
@@ -31,8 +33,9 @@ async def test_flushall_runs_only_with_the_cluster_name_confirmed(skipping_env):
     async with cache_world(skipping_env) as w:
         h = await w.start()
         rep = await until(h, lambda r: bool(r.actions), "proposals")
-        stats = next(e.result for e in rep.timeline if e.event == "Redis stats")
-        assert stats is not None and f"keys {ALL}" in stats and "hit ratio 0.0%" in stats
+        assert len(entries(rep, TimelineKind.STEP, actor="codeblue")) == 3  # cluster, address, stats
+        before = rep.assessment["before"]
+        assert before["keys"] == ALL and before["hit_ratio"] == 0.0
         await w.decide(h, "flushall", approve=True)
         await until(h, lambda r: "Waiting for FLUSHALL confirmation" in [e.event for e in r.timeline], "confirmation wait")
         with pytest.raises(CodeBlueError, match="cluster name does not match"):
@@ -60,7 +63,8 @@ async def test_flushall_without_confirmation_is_not_run(skipping_env):
         await w.decide(h, "flushall", approve=True)
         await until(h, lambda r: "Waiting for FLUSHALL confirmation" in [e.event for e in r.timeline], "confirmation wait")
         rep = await h.result()  # the server skips the 2 minutes while we wait
-        assert next(e.at_seconds for e in rep.timeline if e.event == "FLUSHALL not run") >= 120
+        (not_run,) = entries(rep, TimelineKind.FAILED)
+        assert not_run.at_seconds >= 120 and TimelineKind.EXECUTING not in kinds(rep)
         assert rep.actions[0].state.value == "failed" and "never confirmed" in rep.actions[0].result
         assert rep.status == "failed"
         assert await w.count("*") == ALL

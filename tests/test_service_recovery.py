@@ -6,10 +6,12 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from domain.incident import TimelineKind
 from sandbox.memory_world import BREACHING_SLIS, HEALTHY_SLIS
 from sandbox.scenario_service_recovery import HOTFIX_TAG, STABLE_TAG, gateway_tag
 from sandbox.scenarios import GATEWAY, NAMESPACE
 from tests.service_recovery_fixtures import events, recovery_world, scripted_slis
+from tests.workflow_helpers import entries, kinds_after
 from worker.temporal import replayer
 from workflows.service_recovery import ServiceRecoveryWorkflow
 
@@ -22,9 +24,10 @@ async def test_failed_verification_rolls_back_to_the_pre_upgrade_revision(skippi
         assert act.params["from_revision"] == 12 and act.params["to_tag"] == HOTFIX_TAG
         assert "revision 12 (v1.4.1) -> v1.5.1" in act.reason
         rep = await h.result()
-        ev = events(rep)
-        assert ev.index("Executed redeploy") < ev.index("Verification failed") < ev.index("Compensated redeploy")
-        assert "Re-verification after rollback passed" in ev
+        # executed, verified (and not good enough: it was undone), undone, verified again (passed: rep.verified)
+        after = kinds_after(rep, TimelineKind.EXECUTED)
+        undo = after.index(TimelineKind.COMPENSATION)
+        assert undo > 0 and set(after[:undo]) == {TimelineKind.VERIFICATION} and TimelineKind.VERIFICATION in after[undo:]
         assert rep.actions[0].state.value == "compensated"
         assert rep.actions[0].compensation == "helm rollback healthcare-platform 12 (the pre-upgrade revision)"
         assert rep.status == "rolled_back" and rep.verified is True
@@ -98,10 +101,10 @@ async def test_upgrade_that_never_gets_ready_is_rolled_back(skipping_env):
         h = await w.start(tag="v1.5.0")  # crash-loops in the sandbox
         await w.approve(h)
         rep = await h.result()
-        ev = events(rep)
-        failed = next(e.result for e in rep.timeline if e.event == "Failed redeploy")
-        assert "timed out waiting for the condition" in failed
-        assert ev.index("Failed redeploy") < ev.index("Compensated redeploy") < ev.index("Re-verification after rollback passed")
+        (failed,) = entries(rep, TimelineKind.FAILED)
+        assert "timed out waiting for the condition" in (failed.result or "")
+        # the redeploy failed, was undone, and the rollback re-verified (passed: rep.verified)
+        assert kinds_after(rep, TimelineKind.EXECUTING)[:4] == [TimelineKind.FAILED, TimelineKind.COMPENSATION, TimelineKind.COMPENSATION, TimelineKind.VERIFICATION]
         assert rep.actions[0].state.value == "failed" and rep.actions[0].result.endswith("; compensated")
         assert rep.status == "rolled_back" and rep.verified is True
         assert gateway_tag(w.sandbox) == STABLE_TAG
@@ -118,8 +121,11 @@ async def test_slis_that_breach_after_the_upgrade_roll_it_back_even_when_health_
         await w.approve(h)
         rep = await h.result()
         ev = events(rep)
-        assert ev.index("Metric analysis failed") < ev.index("Verification failed") < ev.index("Compensated redeploy")
-        failure = next(e.result for e in rep.timeline if e.event == "Verification failed")
+        # executed, then the SLI readings, their analysis and the verification, then the undo
+        after = kinds_after(rep, TimelineKind.EXECUTED)
+        undo = after.index(TimelineKind.COMPENSATION)
+        assert undo >= 2 and set(after[:undo]) == {TimelineKind.VERIFICATION}
+        failure = entries(rep, TimelineKind.VERIFICATION)[undo - 1].result or ""  # the verification's verdict, last before the undo
         assert failure.startswith("SLI analysis failed") and "5xx ratio 0.31" in failure, failure
         assert rep.status == "rolled_back" and "Recorded known-good" not in ev
 
@@ -131,5 +137,6 @@ async def test_slis_that_pass_after_the_upgrade_record_the_known_good_tag(skippi
         rep = await h.result()
         ev = events(rep)
         assert rep.status == "resolved" and "Metric analysis passed" in ev and "Recorded known-good" in ev
-        readings = [e for e in rep.timeline if e.event.startswith("Metric analysis: SLI reading")]
-        assert len(readings) == 3  # `successes` passing readings in a row, on durable timers
+        # `successes` (3) passing readings in a row, on durable timers, then the analysis and the verification
+        assert kinds_after(rep, TimelineKind.EXECUTED)[:5] == [TimelineKind.VERIFICATION] * 5
+        assert len(entries(rep, TimelineKind.VERIFICATION)) == 5

@@ -12,11 +12,11 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 
 from domain.config import CodeBlueConfig, Contacts, HealthConfig
 from domain.identity import HEADER, IdentityKeyError, Keyring, Principal, keyring_from_env, parse_key
-from domain.incident import CommanderAssignment, Decision, Escalation, Note, Resolution
+from domain.incident import ActionState, CommanderAssignment, Decision, Escalation, Note, Resolution, TimelineKind
 from domain.severity import Severity
 from sandbox.memory_world import World
 from starters import service
-from tests.workflow_helpers import events, incident, proposed, skip, start, terminate, until, worker_for
+from tests.workflow_helpers import action, entries, incident, proposed, skip, start, terminate, until, worker_for
 from worker.identity import IdentityInterceptor, acting_as, proof_payload
 from worker.temporal import data_converter
 from workflows.incident_response import IncidentResponseWorkflow
@@ -106,13 +106,15 @@ async def test_raw_decide_update_and_reject_signal_with_the_ics_name_change_noth
         await raw.signal(IncidentResponseWorkflow.escalate, Escalation(severity=Severity.P0, by="alice", reason="x"))
         await raw.signal(IncidentResponseWorkflow.add_note, Note(by="alice", text="fake note"))
         await raw.signal("resolve", Resolution(by="alice", summary="x", force=True))
-        rep = await until(h, lambda r: sum(e.startswith("Ignored ") for e in events(r)) >= 6, "six ignored signals")
-        ignored = [e for e in rep.timeline if e.event.startswith("Ignored ")]
+        rep = await until(h, lambda r: len(entries(r, TimelineKind.IGNORED)) >= 6, "six ignored signals")
+        ignored = entries(rep, TimelineKind.IGNORED)
+        assert len(ignored) == 6
+        # which handler refused is only in the entry's words
         assert {e.event for e in ignored} == {f"Ignored {n}: unauthenticated" for n in
                                              ("reject", "approve", "assign_commander", "escalate", "add_note", "resolve")}
         assert all(e.actor == "(unverified)" and "claimed to be from 'alice'" in (e.result or "") for e in ignored)
         assert all(a.state.value == "proposed" for a in rep.actions)
-        assert rep.commander == "alice" and rep.status == "open" and "Note" not in events(rep)
+        assert rep.commander == "alice" and rep.status == "open" and not entries(rep, TimelineKind.NOTE)
         await terminate(h)
     assert world.effects == []
 
@@ -134,14 +136,16 @@ async def test_a_proof_is_bound_to_its_incident_handler_and_payload_and_used_onc
         await raw.get_workflow_handle(a.id).signal(IncidentResponseWorkflow.add_note, Note(by="alice", text="altered"))
         await raw.get_workflow_handle(a.id).signal(  # another handler
             IncidentResponseWorkflow.approve, Decision(action_id="rollback", approve=True, by="alice"))
-        rb = await until(b, lambda r: any(e.startswith("Ignored add_note") for e in events(r)), "refused on B")
-        assert f"made for {a.id}, not {b.id}" in (next(e.result for e in rb.timeline if e.event.startswith("Ignored")) or "")
-        ra = await until(a, lambda r: sum(e.startswith("Ignored") for e in events(r)) >= 3, "refused on A")
-        why = [e.result or "" for e in ra.timeline if e.event.startswith("Ignored")]
+        rb = await until(b, lambda r: bool(entries(r, TimelineKind.IGNORED)), "refused on B")
+        assert [f"made for {a.id}, not {b.id}" in (e.result or "") for e in entries(rb, TimelineKind.IGNORED)] == [True]
+        assert not entries(rb, TimelineKind.NOTE)
+        ra = await until(a, lambda r: len(entries(r, TimelineKind.IGNORED)) >= 3, "refused on A")
+        why = [e.result or "" for e in entries(ra, TimelineKind.IGNORED)]
+        assert len(why) == 3
         assert any("already used" in w for w in why)
         assert any("payload differs" in w for w in why)
         assert any("made for add_note, not approve" in w for w in why)
-        assert [e.result for e in ra.timeline if e.event == "Note"] == ["seen on A"]
+        assert [e.result for e in entries(ra, TimelineKind.NOTE)] == ["seen on A"]
         assert ra.actions[0].state.value == "proposed"
         for h in (a, b):
             await terminate(h)
@@ -199,7 +203,7 @@ async def test_a_raw_start_is_refused_and_acts_on_nothing(skipping_env):
         with pytest.raises(WorkflowFailureError):
             await h.result()
         rep = await h.query(IncidentResponseWorkflow.status)
-    assert rep.status == "refused" and events(rep) == ["Incident start refused: unauthenticated"]
+    assert rep.status == "refused" and [(e.kind, e.actor) for e in rep.timeline] == [(TimelineKind.IGNORED, "(unverified)")]
     assert world.pages == [] and world.calls["pod_status"] == 0 and world.calls["worker_config"] == 0
 
 
@@ -220,7 +224,8 @@ async def test_config_in_an_input_changes_no_url_contact_command_or_approver(ski
         for a in (await h.query(IncidentResponseWorkflow.status)).actions:
             await service.decide(skipping_env.client, h.id, Decision(action_id=a.id, approve=a.id == "db-check", by="alice",
                                                                      reason=None if a.id == "db-check" else "not now"))
-        await until(h, lambda r: any(e.startswith("Executed db-check") or e.startswith("Failed db-check") for e in events(r)), "db-check ran")
+        await until(h, lambda r: action(r, "db-check").state in (ActionState.EXECUTED, ActionState.FAILED)
+                    and bool(entries(r, TimelineKind.EXECUTED) or entries(r, TimelineKind.FAILED)), "db-check ran")
         await terminate(h)
     assert set(world.probed) == {"http://worker.example/health"}
     assert {p.contact for p in world.pages_to("on_call")} == {"+1-555-0100"}

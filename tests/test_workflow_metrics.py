@@ -12,12 +12,12 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.runtime import BufferedMetricUpdate, MetricBuffer, Runtime, TelemetryConfig
 from temporalio.worker import Replayer, Worker
 
-from domain.incident import ActionState, Decision
+from domain.incident import ActionState, Decision, TimelineKind
 from sandbox.memory_world import PostWorld, World
 from starters import service
 from tests.conftest import signing_interceptors
 from tests.test_replay import committed_history
-from tests.workflow_helpers import events, incident, proposed, skip, start, terminate, until
+from tests.workflow_helpers import clock, entries, incident, proposed, skip, start, terminate, until
 from worker.main import WORKFLOWS
 from worker.temporal import data_converter
 from workflows.incident_response import IncidentResponseWorkflow
@@ -57,7 +57,8 @@ async def test_sla_miss_decisions_and_mitigations_count_as_they_happen(skipping_
         h = await start(skipping_env, world, incident(), tq)
         assert _count(buffer.retrieve_updates(), "codeblue_sla") == 0
         await skip(skipping_env, 5.5)
-        await until(h, lambda r: "SLA missed: diagnostics" in events(r), "diagnostics SLA miss")
+        await until(h, lambda r: clock(r, "diagnostics").met is False and bool(entries(r, TimelineKind.SLA)),
+                    "diagnostics SLA miss")
         seen += buffer.retrieve_updates()
         assert _count(seen, "codeblue_sla", clock="diagnostics", outcome="missed") == 1
         assert _count(seen, "codeblue_mitigations") == 0

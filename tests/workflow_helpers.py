@@ -14,7 +14,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from domain.incident import BatchDecision, DecisionBatch, IncidentInput, IncidentReport
+from domain.incident import (
+    Action,
+    BatchDecision,
+    DecisionBatch,
+    IncidentInput,
+    IncidentReport,
+    SlaClock,
+    TimelineEntry,
+    TimelineKind,
+)
 from domain.severity import Severity
 from sandbox.memory_world import World
 from starters import service
@@ -126,6 +135,36 @@ def proposed(rep: IncidentReport) -> bool:
 
 def events(rep: IncidentReport) -> list[str]:
     return [e.event for e in rep.timeline]
+
+
+def kinds(rep: IncidentReport) -> list[TimelineKind]:
+    """What happened, in order, by kind: what a test asserts instead of the words."""
+    return [e.kind for e in rep.timeline]
+
+
+def entries(rep: IncidentReport, kind: TimelineKind, actor: str | None = None) -> list[TimelineEntry]:
+    """The timeline's entries of one kind (and, if named, by one actor), in order."""
+    return [e for e in rep.timeline if e.kind == kind and (actor is None or e.actor == actor)]
+
+
+def kinds_after(rep: IncidentReport, kind: TimelineKind) -> list[TimelineKind]:
+    """The kinds of what happened after the last entry of `kind` ([] if there is none)."""
+    k = kinds(rep)
+    return k[len(k) - k[::-1].index(kind):] if kind in k else []
+
+
+def clock(rep: IncidentReport, name: str) -> SlaClock:
+    for c in rep.sla:
+        if c.name == name:
+            return c
+    raise AssertionError(f"no SLA clock {name!r} in {[c.name for c in rep.sla]}")
+
+
+def action(rep: IncidentReport, action_id: str) -> Action:
+    for a in rep.actions:
+        if a.id == action_id:
+            return a
+    raise AssertionError(f"no action {action_id!r} in {[a.id for a in rep.actions]}")
 
 
 def entry(rep: IncidentReport, event: str):
