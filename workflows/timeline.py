@@ -7,7 +7,7 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from domain.incident import TimelineEntry, TimelineKind
+    from domain.incident import TimelineEntry, TimelineKind, timeline_kind
 
 CODEBLUE = "codeblue"
 
@@ -23,7 +23,8 @@ class Timeline:
     def log(self, actor: str, event: str, result: str | None = None, at: float | None = None,
             kind: TimelineKind | None = None) -> None:
         when = self.t() if at is None else at
-        self.entries.append(TimelineEntry(at_seconds=when, actor=actor, event=event, result=result, kind=kind))
+        self.entries.append(TimelineEntry(at_seconds=when, actor=actor, event=event, result=result,
+                                          kind=kind or timeline_kind(event)))
         # Events are CodeBlue's own words; results carry free text (titles, summaries, reasons)
         # that may hold patient data, so they stay in the (encryptable) history, not in logs.
         workflow.logger.info("%s (by %s)", event, actor)
