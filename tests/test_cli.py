@@ -11,6 +11,7 @@ from pathlib import Path
 
 from temporalio.worker import Worker
 
+from domain import search_attributes as sa
 from domain.incident import TimelineKind
 from sandbox.memory_world import World, incident_worker
 from tests.workflow_helpers import proposed, until
@@ -96,13 +97,17 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
             assert code == 0, err
 
         await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed", timeout=30)
-        for _ in range(50):  # visibility is eventually consistent
-            code, out, _ = await cb("incident", "list", "--json", env=env)
-            assert code == 0
-            rows = {r["incident_id"]: r for r in json.loads(out)}
-            if iid in rows and rows[iid]["phase"] == "mitigation":
+        # visibility is eventually consistent: wait through the SDK (a `codeblue` process per poll
+        # costs most of a CPU-second), then list as the IC does
+        for _ in range(50):
+            listed = [w async for w in dev_env.client.list_workflows(f"WorkflowId = '{iid}' AND {sa.PHASE.name} = 'mitigation'")]
+            if listed:
                 break
             await asyncio.sleep(0.2)
+        code, out, _ = await cb("incident", "list", "--json", env=env)
+        assert code == 0
+        rows = {r["incident_id"]: r for r in json.loads(out)}
+        assert rows[iid]["phase"] == "mitigation", rows
         assert rows[iid]["severity"] == "P0" and rows[iid]["commander"] == "alice", rows
         code, out, err = await cb("incident", "list", env={**env, "COLUMNS": "80"})
         assert code == 0 and iid in out, out  # the ID to copy is never cut short in 80 columns

@@ -13,6 +13,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from sandbox.ports import free_port
 from tests.test_cli import cb, one_line_error
 
@@ -30,17 +32,30 @@ def _dev_env(path: Path) -> dict[str, str]:
 
 
 async def _report(env: dict[str, str], iid: str, pred, what: str, timeout: float = 60) -> dict:
+    """Wait over HTTP (a `codeblue` process per poll costs most of a CPU-second), then read the
+    report the IC reads, with `codeblue incident status --json`, and check it too."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    while True:
-        code, out, err = await cb("incident", "status", iid, "--json", env=env)
-        if code == 0:
-            rep = json.loads(out)
-            if pred(rep):
-                return rep
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}: {err or out[-500:]}")
-        await asyncio.sleep(0.5)
+    pause = 0.1
+    async with httpx.AsyncClient(base_url=env["CODEBLUE_API_URL"], timeout=10,
+                                 headers={"Authorization": f"Bearer {env['CODEBLUE_TOKEN']}"}) as http:
+        while True:
+            try:
+                r = await http.get(f"/incidents/{iid}")
+                if r.status_code == 200 and pred(r.json()):
+                    break
+                last = r.text[-500:]
+            except httpx.TransportError as e:
+                last = repr(e)
+            if loop.time() > end:
+                raise AssertionError(f"timed out waiting for {what}: {last}")
+            await asyncio.sleep(pause)
+            pause = min(0.5, pause * 1.5)
+    code, out, err = await cb("incident", "status", iid, "--json", env=env)
+    assert code == 0, err
+    rep = json.loads(out)
+    assert pred(rep), f"{what}: the API said so, the CLI's report does not: {out[-500:]}"
+    return rep
 
 
 async def test_game_day_ic_approves_with_the_cli_through_the_api(tmp_path: Path):
@@ -87,7 +102,11 @@ async def test_game_day_ic_approves_with_the_cli_through_the_api(tmp_path: Path)
         rep = await _report(you, iid, lambda r: r["actions"][0]["state"] == "executed", "rollback executed")
         assert all(a["state"] in ("proposed", "superseded") for a in rep["actions"][1:]), rep["actions"]
         assert all(a["decided_by"] is None for a in rep["actions"][1:])
-        for _ in range(40):  # the sandbox recovers once the good revision's pods are ready
+        # the sandbox recovers once the good revision's pods are ready, about when CodeBlue's own
+        # re-check after the rollback is in: the IC resolves from then on (retried, as an IC would)
+        await _report(you, iid, lambda r: any(e["kind"] == "verification" and e["event"].startswith("Re-checked after")
+                                              for e in r["timeline"]), "the re-check after the rollback")
+        for _ in range(40):
             code, out, err = await cb("incident", "resolve", iid, "--summary", "rolled back to 11", env=you)
             if code == 0:
                 break

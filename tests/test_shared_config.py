@@ -22,3 +22,11 @@ def test_the_table_stays_small_when_configs_keep_changing():
     for c in configs:
         assert shared_config(c).mitigation.scale_replicas == c.mitigation.scale_replicas
     assert shared_config_count() <= SHARED_CONFIGS_MAX
+
+
+def test_a_config_in_use_outlives_a_stream_of_others():
+    """Many differing configs (other tests' workers, a rollout) must not evict the one read now."""
+    mine = shared_config(CodeBlueConfig())
+    for n in range(2, 2 + 3 * SHARED_CONFIGS_MAX):
+        shared_config(CodeBlueConfig.model_validate({"mitigation": {"scale_replicas": n}}))
+        assert shared_config(CodeBlueConfig()) is mine

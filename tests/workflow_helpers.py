@@ -103,14 +103,17 @@ async def start(env: WorkflowEnvironment, world: World, inp: IncidentInput, tq: 
 
 async def until(
     handle: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 20,
-    poll: float = 0.05, query: Any = None,
+    poll: float = 0.05, query: Any = None, max_poll: float = 0.4,
 ) -> IncidentReport:
     """Poll the status query (real time; the server's clock does not move meanwhile), the
     incident's unless `query` names a playbook's or a restore's. A query that reaches a killed
     worker's sticky queue fails until the server moves the workflow on: retried, as any client
-    would."""
+    would. The interval starts at `poll` and grows to `max_poll`: what comes at once is seen at
+    once, and a wait of many seconds (a heartbeat timeout) costs a few dozen queries, not
+    hundreds, each a task for the server and the worker."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
+    max_poll = max(poll, max_poll)
     while True:
         try:
             rep: IncidentReport = await handle.query(query or IncidentResponseWorkflow.status)
@@ -124,6 +127,7 @@ async def until(
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}; timeline: {[e.event for e in rep.timeline]}")
         await asyncio.sleep(poll)
+        poll = min(max_poll, poll * 1.5)
 
 
 TRANSIENT = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE)

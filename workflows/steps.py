@@ -70,20 +70,25 @@ HEARTBEATING_READS: set[Activity[Any, Any]] = {HealthActivities.probe_health, Ku
 # between runs (worker.temporal.workflow_runner); under the strict sandbox each run has its own
 # table and nothing is shared. Equal by value, so which object a run gets cannot change what it
 # does: never mutate a config in a workflow (model_copy makes a changed one). A worker reads one
-# config; a few tables' worth of differing ones (a config change mid-rollout) just start over.
+# config; when differing ones pile up (a config change mid-rollout), the least recently read goes.
 _SHARED_CONFIGS: dict[str, CodeBlueConfig] = {}
 SHARED_CONFIGS_MAX = 8
 
 
 def shared_config(cfg: CodeBlueConfig) -> CodeBlueConfig:
+    # Each step below is one dict operation, safe while another workflow thread uses the table:
+    # a race costs at most a miss, which keeps the caller's own (equal) object.
     key = cfg.model_dump_json()
-    hit = _SHARED_CONFIGS.get(key)
-    if hit is not None:
-        return hit
-    if len(_SHARED_CONFIGS) >= SHARED_CONFIGS_MAX:
-        _SHARED_CONFIGS.clear()  # one call: safe while another workflow thread reads the table
-    _SHARED_CONFIGS[key] = cfg
-    return cfg
+    hit = _SHARED_CONFIGS.pop(key, None)
+    if hit is None:
+        hit = cfg
+        while len(_SHARED_CONFIGS) >= SHARED_CONFIGS_MAX:
+            try:
+                _SHARED_CONFIGS.pop(next(iter(_SHARED_CONFIGS)), None)  # the oldest: dicts keep order
+            except (StopIteration, RuntimeError):  # emptied or changed by another thread meanwhile
+                break
+    _SHARED_CONFIGS[key] = hit  # last: the most recently read
+    return hit
 
 
 def shared_config_count() -> int:
