@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from sandbox.memory_world import World, incident_worker
 from sandbox.ports import free_port
 from worker.main import WORKFLOWS
+from worker.temporal import workflow_runner
 
 
 async def test_schemathesis_finds_no_server_errors(dev_env, tmp_path):
@@ -37,8 +38,11 @@ async def test_schemathesis_finds_no_server_errors(dev_env, tmp_path):
                                                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                                                stderr=asyncio.subprocess.PIPE)
     # every workflow type: the fuzzer starts playbooks and restores too (their activities are
-    # mostly absent here, so they wait; their handlers still answer)
-    worker = Worker(dev_env.client, task_queue=tq, workflows=WORKFLOWS, activities=incident_worker(World())["activities"])
+    # mostly absent here, so they wait; their handlers still answer). The deployed worker's
+    # sandbox (workflow modules shared between runs): this test is about the API, and the
+    # strict per-run re-import cost a CPU-second for every few of the fuzzer's incidents.
+    worker = Worker(dev_env.client, task_queue=tq, workflows=WORKFLOWS, activities=incident_worker(World())["activities"],
+                    workflow_runner=workflow_runner())
     try:
         await stack.enter_async_context(worker)
         async with httpx.AsyncClient() as http:
