@@ -62,19 +62,26 @@ async def worker_for(env: WorkflowEnvironment, world: World) -> AsyncIterator[st
                 await terminate(h)
 
 
-async def terminate(handle: WorkflowHandle) -> None:
-    """Terminate once no activity is pending: the time-skipping server never releases the
-    time lock of an activity task whose workflow was terminated under it."""
+async def settled(handle: WorkflowHandle) -> bool:
+    """Until no activity is pending for ~100 ms (the workflow waits on people or timers); False
+    if it closed meanwhile. Before a terminate or a cancel on the time-skipping server: it never
+    releases the time lock of an activity task whose workflow was ended under it, and a cancel
+    that races an activity's completion fails the workflow task (ACTIVITY_UNKNOWN) there."""
     quiet = 0
     for _ in range(200):
         desc = await handle.describe()
         if desc.status != WorkflowExecutionStatus.RUNNING:
-            return
+            return False
         quiet = 0 if desc.raw_description.pending_activities else quiet + 1
-        if quiet >= 4:  # no activity pending for ~100 ms: the workflow is waiting on people or timers
+        if quiet >= 4:
             break
         await asyncio.sleep(0.025)
-    await handle.terminate("test done")
+    return True
+
+
+async def terminate(handle: WorkflowHandle) -> None:
+    if await settled(handle):
+        await handle.terminate("test done")
 
 
 async def skip(env: WorkflowEnvironment, minutes: float) -> None:
