@@ -37,7 +37,21 @@ class Deferred:
         return f"<deferred module {self._name!r}{' (imported)' if self._module is not None else ''}>"
 
 
+# every module some activity defers, in the order first asked for
+DEFERRED: list[str] = []
+
+
 def deferred(name: str) -> Any:
     """The module `name`, imported on first use. Typed `Any`: modules keep their real import
     under `if TYPE_CHECKING:` for mypy."""
+    if name not in DEFERRED:
+        DEFERRED.append(name)
     return Deferred(name)
+
+
+def import_deferred() -> list[str]:
+    """Import now every module the imported activity modules defer: for a process that forks
+    workers (sandbox.chaos_worker), so each child does not import them again. The names."""
+    for name in DEFERRED:
+        importlib.import_module(name)
+    return list(DEFERRED)

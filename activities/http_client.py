@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 # Deferred (activities.deferred): workflows import this module for its typed activity
@@ -9,9 +10,19 @@ from typing import TYPE_CHECKING
 from activities.deferred import deferred
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 else:
     httpx = deferred("httpx")
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default verifying context (certifi's CAs, or $SSL_CERT_FILE / $SSL_CERT_DIR), built
+    once per process: each build reads the CA bundle, and a worker makes several clients, a
+    probe or a smoke check one per activity object, a forked chaos worker its own set."""
+    return httpx.create_ssl_context()
 
 
 class HttpActivities:
@@ -24,7 +35,7 @@ class HttpActivities:
 
     def _new_http(self) -> httpx.AsyncClient:
         # Like curl without -L: a redirect is an answer, not followed (and not 2xx).
-        return httpx.AsyncClient(follow_redirects=False)
+        return httpx.AsyncClient(follow_redirects=False, verify=tls_context())
 
     @property
     def http(self) -> httpx.AsyncClient:

@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deferred import deferred
-from activities.http_client import HttpActivities
+from activities.http_client import HttpActivities, tls_context
 from activities.targets import Targets
 from domain.config import NotificationConfig
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
@@ -55,7 +55,7 @@ class NotifierActivities(HttpActivities):
         self.targets = targets
 
     def _new_http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self.config.timeout_seconds, follow_redirects=False)
+        return httpx.AsyncClient(timeout=self.config.timeout_seconds, follow_redirects=False, verify=tls_context())
 
     # ----------------------------------------------------------------------------------------
 

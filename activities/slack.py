@@ -32,10 +32,12 @@ from domain.slack import (
 if TYPE_CHECKING:
     import aiohttp
     import slack_sdk.errors
+    import slack_sdk.web.async_client as slack_async
     from slack_sdk.web.async_client import AsyncWebClient
 else:
     aiohttp = deferred("aiohttp")
-    slack_sdk = deferred("slack_sdk")  # binds slack_sdk.errors; the async client is imported where it is built
+    slack_sdk = deferred("slack_sdk")  # binds slack_sdk.errors
+    slack_async = deferred("slack_sdk.web.async_client")
 
 # Slack answers most failures with HTTP 200 and ok=false; these few are worth retrying.
 RETRYABLE_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -76,10 +78,8 @@ class SlackActivities:
         # retry_handlers=[]: a connection error after Slack took the post must not post twice;
         # Temporal's retry looks for the earlier message first
         if client is None:
-            from slack_sdk.web.async_client import AsyncWebClient  # lazy: see the imports above
-
-            client = AsyncWebClient(token=self.token, base_url=cfg.api_url,
-                                    timeout=cfg.timeout_seconds, retry_handlers=[])
+            client = slack_async.AsyncWebClient(token=self.token, base_url=cfg.api_url,
+                                                timeout=cfg.timeout_seconds, retry_handlers=[])
         self.client = client
 
     async def _call(self, method: str, **kwargs: Any) -> Any:

@@ -184,6 +184,14 @@ def _warm() -> None:
         _worker.load_default_build_id()  # hashes every loaded module: memoized for the children
     except Exception:  # noqa: BLE001 - a private helper; without it children only start slower
         pass
+    # the client libraries the worker's activities load on first use (activities.deferred), and
+    # the TLS context its HTTP clients share: each child would otherwise load and build its own
+    # (about half of a child's start-up)
+    from activities.deferred import import_deferred
+    from activities.http_client import tls_context
+
+    import_deferred()
+    tls_context()
     try:
         import boto3
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from domain.identity import ENV_KEY, ENV_MAX_AGE, keyring_from_env
 from worker.identity import IdentityInterceptor
@@ -40,6 +42,25 @@ SLOW_FIRST = [
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
+
+
+# A Worker checks at construction that each workflow class loads in its sandbox, by running
+# the class's whole module import once (as every run does). The suite builds a few hundred
+# workers over the same few classes: each class is checked once per process and sandbox. Every
+# run still imports afresh under the strict sandbox, so nothing the check catches goes unseen.
+_PREPARED: set[type] = set()
+_prepare_workflow = SandboxedWorkflowRunner.prepare_workflow
+
+
+def _prepare_once(self: SandboxedWorkflowRunner, defn: Any) -> None:
+    if self.restrictions is not SandboxRestrictions.default:  # another sandbox: checked every time
+        _prepare_workflow(self, defn)
+    elif defn.cls not in _PREPARED:
+        _prepare_workflow(self, defn)
+        _PREPARED.add(defn.cls)
+
+
+SandboxedWorkflowRunner.prepare_workflow = _prepare_once  # type: ignore[method-assign]  # memoized, tests only
 
 
 def signing_interceptors() -> list:

@@ -20,6 +20,7 @@ from activities.db_cutover import DbCutoverActivities
 from activities.environment import EnvironmentActivities
 from activities.health import HealthActivities
 from activities.helm import HelmActivities
+from activities.http_client import tls_context
 from activities.kubernetes import KubernetesActivities
 from activities.notify import NotifierActivities
 from activities.post_incident import PostIncidentActivities
@@ -134,7 +135,8 @@ async def running_worker(
 ) -> AsyncIterator[Worker]:
     """A started worker, shut down cleanly on exit (the SDK can abort at exit otherwise)."""
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=cfg.notifications.timeout_seconds))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=cfg.notifications.timeout_seconds,
+                                                                 verify=tls_context()))
         # a worker verifies every command's proof, whatever client it was given
         verifying = any(isinstance(i, IdentityInterceptor) for i in client.config()["interceptors"])
         worker = Worker(
