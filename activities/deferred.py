@@ -49,9 +49,8 @@ def deferred(name: str) -> Any:
     return Deferred(name)
 
 
-def import_deferred() -> list[str]:
+def import_deferred() -> None:
     """Import now every module the imported activity modules defer: for a process that forks
-    workers (sandbox.chaos_worker), so each child does not import them again. The names."""
+    workers (sandbox.chaos_worker), so each child does not import them again."""
     for name in DEFERRED:
         importlib.import_module(name)
-    return list(DEFERRED)

@@ -22,20 +22,17 @@ import httpx
 from sandbox.ports import free_port
 
 
-def _no_amis_file() -> str:
-    """An empty AMI catalogue for moto: RDS loads moto's EC2 backend (VPCs, subnets), whose
-    import otherwise parses thousands of public AMIs that no drill asks for."""
+def _lean_moto_env() -> dict[str, str]:
+    """moto's own settings for an empty AMI catalogue: RDS loads moto's EC2 backend (VPCs,
+    subnets), which otherwise parses thousands of public AMIs at import and creates them per
+    region (a quarter of moto's start-up); no drill asks for one."""
     path = os.path.join(tempfile.gettempdir(), "codeblue-moto-no-amis.json")
     if not os.path.exists(path):
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".json")
         with os.fdopen(fd, "w") as f:
             f.write("[]")
         os.replace(tmp, path)  # whole or absent, whoever writes it first
-    return path
-
-
-# moto's own settings: no default AMIs loaded or created per region (a quarter of its start-up)
-_LEAN_MOTO = {"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
+    return {"MOTO_AMIS_PATH": path, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
 
 
 class AwsEmulator:
@@ -67,7 +64,7 @@ class AwsEmulator:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, **_LEAN_MOTO, "MOTO_AMIS_PATH": _no_amis_file()},
+            env={**os.environ, **_lean_moto_env()},
         )
         async with httpx.AsyncClient() as http:
             for _ in range(200):

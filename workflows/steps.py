@@ -12,6 +12,7 @@ with `@activity.defn(name=...)`).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar, overload
@@ -71,24 +72,28 @@ HEARTBEATING_READS: set[Activity[Any, Any]] = {HealthActivities.probe_health, Ku
 # table and nothing is shared. Equal by value, so which object a run gets cannot change what it
 # does: never mutate a config in a workflow (model_copy makes a changed one). A worker reads one
 # config; when differing ones pile up (a config change mid-rollout), the least recently read goes.
-_SHARED_CONFIGS: dict[str, CodeBlueConfig] = {}
+_SHARED_CONFIGS: OrderedDict[str, CodeBlueConfig] = OrderedDict()
 SHARED_CONFIGS_MAX = 8
 
 
 def shared_config(cfg: CodeBlueConfig) -> CodeBlueConfig:
-    # Each step below is one dict operation, safe while another workflow thread uses the table:
-    # a race costs at most a miss, which keeps the caller's own (equal) object.
+    # Each OrderedDict call is atomic, so another workflow thread using the table at the same
+    # time costs at most a miss, and a miss keeps the caller's own (equal) object.
     key = cfg.model_dump_json()
-    hit = _SHARED_CONFIGS.pop(key, None)
-    if hit is None:
-        hit = cfg
-        while len(_SHARED_CONFIGS) >= SHARED_CONFIGS_MAX:
-            try:
-                _SHARED_CONFIGS.pop(next(iter(_SHARED_CONFIGS)), None)  # the oldest: dicts keep order
-            except (StopIteration, RuntimeError):  # emptied or changed by another thread meanwhile
-                break
-    _SHARED_CONFIGS[key] = hit  # last: the most recently read
-    return hit
+    hit = _SHARED_CONFIGS.get(key)
+    if hit is not None:
+        try:
+            _SHARED_CONFIGS.move_to_end(key)  # the most recently read
+        except KeyError:  # evicted by another thread just now
+            pass
+        return hit
+    _SHARED_CONFIGS[key] = cfg
+    while len(_SHARED_CONFIGS) > SHARED_CONFIGS_MAX:
+        try:
+            _SHARED_CONFIGS.popitem(last=False)  # the least recently read
+        except KeyError:
+            break
+    return cfg
 
 
 def shared_config_count() -> int:
