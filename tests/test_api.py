@@ -14,6 +14,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from domain.alerts import AlertBatch, AlertNotice
 from domain.config import AlertRule
 from sandbox.ports import free_port
 from starters.api import alerts
@@ -225,20 +226,26 @@ async def test_alert_storm_makes_one_incident_per_key(dev_env):
         world.handles.extend(ids)
         assert len(ids) == 3
         per_id: dict[str, int] = {}
+        signals_per_id: dict[str, int] = {}
         for _ in range(100):  # signals that arrive during a workflow task are buffered until it completes
             for iid in ids:
                 h = dev_env.client.get_workflow_handle(iid)
                 hist = await h.fetch_history()
                 runs = [e for e in hist.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED]
-                signals = [e for e in hist.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-                           and e.workflow_execution_signaled_event_attributes.signal_name == "add_alert"]
+                signals = [e.workflow_execution_signaled_event_attributes for e in hist.events
+                           if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
+                assert {s.signal_name for s in signals} <= {alerts.BATCH_SIGNAL}
+                batches = [(await dev_env.client.data_converter.decode(s.input.payloads, [AlertBatch]))[0] for s in signals]
                 assert len(runs) == 1
-                per_id[iid] = len(signals)
+                per_id[iid] = sum(len(b.notices) for b in batches)
+                signals_per_id[iid] = len(signals)
                 assert (await h.describe()).run_id == hist.run_id  # one run per key
             if sum(per_id.values()) >= 1000:
                 break
             await asyncio.sleep(0.2)
         assert sum(per_id.values()) == 1000 and sorted(per_id.values()) == [333, 333, 334]
+        # a webhook's alerts of one key are one signal: each of the 200 webhooks had all three keys
+        assert signals_per_id == dict.fromkeys(ids, 200), signals_per_id
         if alerts.TIMELINE_RECORDS_ALERTS:
             for iid, n in per_id.items():
                 rep = await wait_report(http, iid, lambda x, n=n: sum(e["kind"] == "alert" for e in x["timeline"]) >= n, "alerts on timeline")
@@ -284,6 +291,18 @@ async def test_alert_rules_and_dedup_key():
     assert alerts.dedup_key(a, cfg, "postgres") == "alertname=Down,service=postgres"
     iid = alerts.incident_id_for("alertname=Down,service=postgres")
     assert iid == alerts.incident_id_for("alertname=Down,service=postgres") and "postgres" not in iid
+
+
+def test_a_keys_alerts_go_in_order_in_few_signals_and_resolved_ones_never_open_an_incident():
+    def n(i: int, status: str = "firing") -> AlertNotice:
+        return AlertNotice(dedup_key="k", alertname=f"A{i}", status=status, severity="P3", service="s", received_by="am")
+
+    got = alerts.delivery_batches([n(0, "resolved"), n(1, "resolved"), *[n(i) for i in range(2, 452)], n(452, "resolved")])
+    assert [[x.alertname for x in b] for b in got] == [
+        ["A0", "A1"], [f"A{i}" for i in range(2, 202)], [f"A{i}" for i in range(202, 402)],
+        [*(f"A{i}" for i in range(402, 452)), "A452"]]
+    assert all(x.status == "resolved" for x in got[0])  # ahead of the first firing alert: alone, never an opener
+    assert alerts.delivery_batches([n(0, "resolved")]) == [[n(0, "resolved")]]
 
 
 async def test_alert_ingestion_is_rate_limited_per_token(dev_env):

@@ -20,10 +20,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.alerts import MAX_BATCH, AlertBatch, AlertNotice
 from starters.api.alert_spool import AlertSpool, SpooledAlert
-from starters.api.alerts import signal_if_open, signal_with_start
+from starters.api.alerts import BATCH_SIGNAL, signal_if_open, signal_with_start
 from starters.api.problems import Problem
 
-BATCH_SIGNAL = "add_alerts"
 log = logging.getLogger("codeblue.api.alerts")
 
 

@@ -1,5 +1,5 @@
 """Alertmanager webhook (v4) -> incidents: rules give severity and service; a stable dedup key
-gives ONE incident per key (workflow ID derived from the key, signal-with-start `add_alert`)."""
+gives ONE incident per key (workflow ID derived from the key, signal-with-start `add_alerts`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.alerts import AlertNotice
+from domain.alerts import MAX_BATCH, AlertBatch, AlertNotice
 from domain.config import ApiConfig
 from domain.identity import Principal
 from domain.incident import IncidentInput
@@ -27,6 +27,8 @@ from worker.identity import acting_as
 from workflows.incident_response import IncidentResponseWorkflow
 
 SIGNAL = "add_alert"
+# A webhook's alerts of one key go as one signal (one workflow task), up to MAX_BATCH each.
+BATCH_SIGNAL = "add_alerts"
 # True once the workflow has the handler: alerts then land on the incident's timeline.
 # Until then signal-with-start still dedups, and the signals wait in the history.
 TIMELINE_RECORDS_ALERTS = hasattr(IncidentResponseWorkflow, SIGNAL)
@@ -196,17 +198,29 @@ async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: st
 
     async def one_key(iid: str, notices: list[AlertNotice]) -> None:
         # In order within a key (firing before resolved on the timeline); keys in parallel.
-        for n in notices:
-            if n.status == "firing":
-                await _signal_with_start(client, iid, n, task_queue)
-                results[iid]["recorded"] += 1
-            elif await _signal_if_open(client, iid, n):
-                results[iid]["recorded"] += 1
+        for batch in delivery_batches(notices):
+            opener = next((n for n in batch if n.status == "firing"), None)
+            if opener is not None:
+                await _signal_with_start(client, iid, opener, task_queue, AlertBatch(notices=batch))
+            elif not await _signal_if_open(client, iid, AlertBatch(notices=batch)):
+                continue
+            results[iid]["recorded"] += len(batch)
 
     await asyncio.gather(*(one_key(iid, ns) for iid, ns in by_incident.items()))
     if recent is not None:
         recent.remember(by_incident)
     return _answer(hook, results, "direct")
+
+
+def delivery_batches(notices: list[AlertNotice]) -> list[list[AlertNotice]]:
+    """A key's alerts as signals, in order: the resolved ones ahead of its first firing alert
+    on their own (recorded only if an incident is open: they never open one), then the rest in
+    batches of at most MAX_BATCH, each opening the incident if none is running."""
+    first = next((i for i, n in enumerate(notices) if n.status == "firing"), len(notices))
+    ahead, rest = notices[:first], notices[first:]
+    out = [ahead[i:i + MAX_BATCH] for i in range(0, len(ahead), MAX_BATCH)]
+    out += [rest[i:i + MAX_BATCH] for i in range(0, len(rest), MAX_BATCH)]
+    return out
 
 
 async def enqueue(spool: AlertSpool, converter: DataConverter, hook: AmWebhook, cfg: ApiConfig,
@@ -276,15 +290,15 @@ async def signal_if_open(client: Client, iid: str, signal: str, arg: Any) -> boo
         raise
 
 
-async def _signal_with_start(client: Client, iid: str, n: AlertNotice, task_queue: str) -> None:
+async def _signal_with_start(client: Client, iid: str, opener: AlertNotice, task_queue: str, batch: AlertBatch) -> None:
     try:
-        await signal_with_start(client, iid, n, task_queue, SIGNAL, n)
+        await signal_with_start(client, iid, opener, task_queue, BATCH_SIGNAL, batch)
     except RPCError as e:
         raise svc.rpc_error(e, iid) from None
 
 
-async def _signal_if_open(client: Client, iid: str, n: AlertNotice) -> bool:
+async def _signal_if_open(client: Client, iid: str, batch: AlertBatch) -> bool:
     try:
-        return await signal_if_open(client, iid, SIGNAL, n)
+        return await signal_if_open(client, iid, BATCH_SIGNAL, batch)
     except RPCError as e:
         raise svc.rpc_error(e, iid) from None
