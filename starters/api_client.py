@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from domain.incident import DecisionResult, IncidentReport, ResolutionResult
-from starters.service import CodeBlueError
+from starters.errors import CodeBlueError
 
 ENV_URL = "CODEBLUE_API_URL"
 ENV_TOKEN = "CODEBLUE_TOKEN"

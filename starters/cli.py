@@ -7,7 +7,7 @@ import json
 import sys
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Column, Table
@@ -46,6 +46,13 @@ from starters.cli_postmortem import register as register_postmortem
 from starters.cli_redeploy import redeploy_cmd
 from starters.render import print_report
 
+if TYPE_CHECKING:
+    from starters import service as svc
+else:  # imported on first use: a command through the API (CODEBLUE_API_URL) never loads the Temporal client
+    from activities.deferred import Deferred
+
+    svc = Deferred("starters.service")
+
 app = typer.Typer(
     help="CodeBlue: the incident-response runbook as durable Temporal workflows.",
     no_args_is_help=True,
@@ -74,8 +81,6 @@ def incident_start(
     config: str | None = ConfigOpt,
 ) -> None:
     """Open an incident: prints its ID and the Temporal UI link."""
-    from starters import service as svc
-
     cfg = cli_config(config)
     obs = Observations(
         complete_outage=outage,
@@ -135,7 +140,6 @@ def incident_watch(
 
     from rich.live import Live
 
-    from starters import service as svc
     from starters.render import watch_view
 
     api = api_client()
@@ -166,8 +170,6 @@ def incident_watch(
 @incident_app.command("status")
 def incident_status(incident_id: str, as_json: bool = typer.Option(False, "--json", help="The report JSON.")) -> None:
     """Phase, SLA clocks, proposals and the timeline of an incident."""
-    from starters import service as svc
-
     api = api_client()
 
     async def go() -> None:
@@ -203,8 +205,6 @@ def incident_approve(
 
 def _recommended(incident_id: str) -> str:
     """The incident's recommended proposal, still waiting for a decision."""
-    from starters import service as svc
-
     api = api_client()
 
     async def read() -> Any:
@@ -221,8 +221,6 @@ def _recommended(incident_id: str) -> str:
 
 def _decide_many(incident_id: str, actions: list[str], by: str | None) -> None:
     from domain.incident import BatchDecision, DecisionBatch
-    from starters import service as svc
-
     def show(results: list[Any]) -> str:
         return "\n".join(f"{r.action_id}: {r.state.value}" for r in results)
 
@@ -245,8 +243,6 @@ def incident_reject(
 
 
 def _decide(incident_id: str, action: str, approve: bool, by: str | None, reason: str | None) -> None:
-    from starters import service as svc
-
     def via_api(api: Any, _: str) -> str:
         return _decision_line(incident_id, api.decide(incident_id, action, approve, reason))
 
@@ -277,8 +273,6 @@ def incident_resolve(
     public_summary: str | None = PublicOpt,
 ) -> None:
     """Resolve: CodeBlue verifies health first and refuses while unhealthy (unless --force)."""
-    from starters import service as svc
-
     api = api_client()
     try:
         r = Resolution(by=by or "api", summary=summary, force=force, public_summary=public_summary)
@@ -301,8 +295,6 @@ def incident_resolve(
 @incident_app.command("assign")
 def incident_assign(incident_id: str, commander: str = typer.Option(..., "--commander"), by: str | None = ByOpt) -> None:
     """Assign (or hand over) the incident commander role."""
-    from starters import service as svc
-
     sent = f"commander assignment sent: {commander}"
 
     def via_api(api: Any, _: str) -> str:
@@ -324,8 +316,6 @@ def incident_escalate(
     reason: str = typer.Option("", "--reason"),
 ) -> None:
     """Raise the severity (e.g. P1 -> P0); pages on-call again."""
-    from starters import service as svc
-
     sent = f"escalation sent: {severity.value}"
 
     def via_api(api: Any, _: str) -> str:
@@ -346,8 +336,6 @@ def incident_note(
     by: str | None = ByOpt,
 ) -> None:
     """Add a note to the incident's timeline."""
-    from starters import service as svc
-
     try:
         note = Note(by=by or "api", text=text)
     except ValueError as e:
@@ -377,8 +365,6 @@ def _short_time(iso: Any) -> str:
 @incident_app.command("list")
 def incident_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Open incidents (from Temporal visibility)."""
-    from starters import service as svc
-
     api = api_client()
 
     async def go() -> None:

@@ -121,7 +121,7 @@ def db_check(config: str | None = typer.Option(None, "--config", "-c", help="YAM
 
         from activities.kubernetes import KubernetesActivities
         from domain.cluster import DbCheckRequest
-        from starters.service import CodeBlueError
+        from starters.errors import CodeBlueError
         from worker.main import kube_api_client
 
         d, k = cfg.database, cfg.kubernetes

@@ -32,11 +32,8 @@ from domain.incident import (
     Resolution,
     ResolutionResult,
 )
+from starters.errors import CodeBlueError
 from workflows.incident_response import IncidentResponseWorkflow
-
-
-class CodeBlueError(Exception):
-    """A user-facing failure: the message is one line, no traceback."""
 
 
 def ui_link(ui_base: str, namespace: str, incident_id: str) -> str:

@@ -46,3 +46,26 @@ def test_a_deferred_module_imports_on_first_use() -> None:
     json = deferred("json")
     assert json.dumps([1]) == "[1]"
     assert "imported" in repr(json)
+
+
+CLI_VIA_API = """
+import os, sys
+sys.argv = ["codeblue", "incident", "status", "INC-1", "--json"]
+exit_now = os._exit
+
+def report_then_exit(code):  # the CLI ends with os._exit: say what it loaded first
+    print("LOADED=" + ",".join(n for n in ("temporalio.client", "workflows.incident_response") if n in sys.modules), flush=True)
+    exit_now(code)
+
+os._exit = report_then_exit
+from starters.cli import main
+main()
+"""
+
+
+def test_a_cli_command_through_the_api_loads_no_temporal_client() -> None:
+    """Half of a `codeblue` run's start-up: an IC on the API (`CODEBLUE_API_URL`) needs none of it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CODEBLUE_API_URL": "http://127.0.0.1:9", "CODEBLUE_TOKEN": "tok-x"}
+    out = subprocess.run([sys.executable, "-c", CLI_VIA_API], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert "cannot reach the CodeBlue API" in out.stderr, out.stderr[-2000:]
+    assert [line for line in out.stdout.splitlines() if line.startswith("LOADED=")] == ["LOADED="], out.stdout[-2000:]
