@@ -177,7 +177,7 @@ def deployment_ready(dep: dict[str, Any]) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# Cluster access: a few REST calls over urllib3, synchronous.
+# Cluster access: a few REST calls, synchronous: http.client for plain HTTP, urllib3 for HTTPS.
 #
 # Not the official kubernetes client, on purpose: importing it costs about half a second of CPU
 # (it loads every API model), paid again on every helm call, and a drill makes dozens of
@@ -197,19 +197,29 @@ class KubeApiError(Exception):
 class KubeRest:
     def __init__(self, server: str, *, token: str | None = None, ca_file: str | None = None,
                  cert_file: str | None = None, key_file: str | None = None, verify: bool = True) -> None:
-        import urllib3
-
         self.server = server.rstrip("/")
         self._headers = {"Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
-        tls: dict[str, Any] = {}
+        self._http: Any = None
+        self._plain: Any = None
         if self.server.startswith("https:"):
-            tls = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE", "ca_certs": ca_file,
+            import urllib3
+
+            tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE", "ca_certs": ca_file,
                    "cert_file": cert_file, "key_file": key_file}
             if not verify:
                 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        self._http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=30), **tls)
+            self._http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=30), **tls)
+        else:
+            # Plain HTTP (a sandbox or test cluster): the standard library's client, a third of
+            # urllib3's import time, which every helm call would pay.
+            from http.client import HTTPConnection
+            from urllib.parse import urlsplit
+
+            u = urlsplit(self.server)
+            self._prefix = u.path
+            self._plain = HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=30)
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> KubeRest:
@@ -249,13 +259,37 @@ class KubeRest:
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body).encode()
-        r = self._http.request(method, self.server + path, body=data, headers=headers)
-        if not 200 <= r.status < 300:
-            raise KubeApiError(r.status, r.reason or "")
-        return json.loads(r.data) if r.data else None
+        if self._plain is not None:
+            status, reason, raw = self._plain_call(method, self._prefix + path, data, headers)
+        else:
+            r = self._http.request(method, self.server + path, body=data, headers=headers)
+            status, reason, raw = r.status, r.reason, r.data
+        if not 200 <= status < 300:
+            raise KubeApiError(status, reason or "")
+        return json.loads(raw) if raw else None
+
+    def _plain_call(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        from http.client import RemoteDisconnected
+
+        for attempt in (1, 2):
+            reused = self._plain.sock is not None
+            try:
+                self._plain.request(method, path, body=data, headers=headers)
+                resp = self._plain.getresponse()
+                return resp.status, resp.reason, resp.read()
+            except (RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # the server closed a kept-alive connection before reading this request: once more
+                # on a new one (as urllib3 does for a dropped pooled connection)
+                self._plain.close()
+                if not reused or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
-        self._http.clear()
+        if self._plain is not None:
+            self._plain.close()
+        else:
+            self._http.clear()
 
 
 def _configmap_path(namespace: str, name: str | None = None) -> str:

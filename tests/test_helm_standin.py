@@ -196,3 +196,42 @@ async def test_unreachable_cluster_is_retryable_with_one_line_error(tmp_path):
     assert "\n" not in ei.value.message
     assert ei.value.message.startswith("helm history failed: Error: Kubernetes cluster unreachable: ")
     assert "Connection refused" in ei.value.message
+
+
+def test_the_standin_reconnects_when_the_cluster_drops_a_kept_alive_connection():
+    """The API server may close an idle kept-alive connection without saying so; the next call
+    goes out again on a new one instead of failing the helm command."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from sandbox.helm_cli import KubeApiError, KubeRest
+
+    class Once(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive unless told otherwise
+
+        def do_GET(self) -> None:
+            if self.path == "/missing":
+                self.send_error(404, "Not Found")
+                return
+            body = json.dumps({"path": self.path}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True  # dropped silently: no "Connection: close" was sent
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Once)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = KubeRest(f"http://127.0.0.1:{server.server_port}")
+        assert api.call("GET", "/a") == {"path": "/a"}
+        assert api.call("GET", "/b") == {"path": "/b"}  # the first connection is gone by now
+        with pytest.raises(KubeApiError) as e:
+            api.call("GET", "/missing")
+        assert e.value.status == 404
+        api.close()
+    finally:
+        server.shutdown()
