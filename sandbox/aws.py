@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from activities.http_client import tls_context
 from sandbox.ports import free_port
 
 
@@ -66,7 +67,7 @@ class AwsEmulator:
             stderr=subprocess.DEVNULL,
             env={**os.environ, **_lean_moto_env()},
         )
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=tls_context()) as http:
             for _ in range(200):
                 if self._proc.poll() is not None:
                     raise RuntimeError(f"moto_server exited with {self._proc.returncode}")
@@ -81,7 +82,7 @@ class AwsEmulator:
     async def reset(self) -> None:
         """Forget every resource (moto's own reset API): one emulator can serve many tests,
         each starting from nothing, without paying its ~2 s start each time."""
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=tls_context()) as http:
             (await http.post(f"{self.endpoint_url}/moto-api/reset", timeout=10)).raise_for_status()
 
     async def __aexit__(self, *exc: object) -> None:

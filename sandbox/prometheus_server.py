@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from activities.http_client import tls_context
 from sandbox.ports import free_port
 
 ENABLE_HINT = ("the sandbox runs without Prometheus (SLIs are recorded as skipped): install Debian's "
@@ -84,7 +85,7 @@ class PrometheusStartError(RuntimeError):
 async def _wait_ready(server: PrometheusServer, timeout: float) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    async with httpx.AsyncClient(timeout=1.0) as http:
+    async with httpx.AsyncClient(timeout=1.0, verify=tls_context()) as http:
         while True:
             if server.proc.poll() is not None:
                 raise PrometheusStartError(f"prometheus exited with {server.proc.returncode}: {server.log_tail()}")
@@ -155,7 +156,7 @@ async def wait_for_data(url: str, query: str, timeout: float = 30.0) -> bool:
     assessment then reads the gateway's real numbers instead of "no data". False on timeout."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    async with httpx.AsyncClient(timeout=2.0) as http:
+    async with httpx.AsyncClient(timeout=2.0, verify=tls_context()) as http:
         while loop.time() < end:
             try:
                 r = await http.get(f"{url}/api/v1/query", params={"query": query})

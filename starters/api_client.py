@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from activities.http_client import tls_context
 from domain.incident import DecisionResult, IncidentReport, ResolutionResult
 from starters.errors import CodeBlueError
 
@@ -80,7 +81,10 @@ class ApiClient:
 
     def __init__(self, creds: ApiCredentials, timeout: float = 70.0) -> None:
         self.creds = creds
-        self._http = httpx.Client(base_url=creds.url, timeout=timeout,
+        # Plain HTTP has no certificate to check: building the verifying context (reading the CA
+        # bundle) would be a sixth of the command's start-up.
+        verify = tls_context() if creds.url.lower().startswith("https:") else False
+        self._http = httpx.Client(base_url=creds.url, timeout=timeout, verify=verify,
                                   headers={"Authorization": f"Bearer {creds.token}"})
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

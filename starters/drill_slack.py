@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
+from activities.http_client import tls_context
 from domain.config import ApiConfig, ApiToken, TemporalSettings
 from domain.incident import ActionState
 from domain.slack import APPROVE, REASON_BLOCK, REASON_INPUT, REJECT, STATUS_BLOCK, outcome_line, proposal_from_metadata
@@ -280,7 +281,7 @@ async def slack_ic(ctx: Any) -> AsyncIterator[SlackIC]:
         url = f"http://127.0.0.1:{port}"
         ctx.say(f"CodeBlue API at {url}; Slack user {SLACK_IC_USER} is {IC} (commander); clicks go to "
                 f"{url}/slack/interactions", highlight=False, soft_wrap=True)
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=30, verify=tls_context()) as http:
             yield SlackIC(ctx, http, secret)
     finally:
         server.should_exit = True
