@@ -56,9 +56,11 @@ def main(argv: list[str]) -> int:
         rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "bench.suite_cpu", *args], env={**os.environ, _OUT: d})
         wall, total = time.monotonic() - start, _cpu()[1] - before
         files: dict[str, dict[str, float]] = defaultdict(lambda: {"own": 0.0, "children": 0.0, "wall": 0.0, "tests": 0})
+        busy: dict[str, float] = {}  # each xdist worker's time in tests: an uneven split is a long tail
         for log in Path(d).glob("*.jsonl"):
             for line in log.read_text().splitlines():
                 t = json.loads(line)
+                busy[log.stem] = busy.get(log.stem, 0.0) + t["wall"]
                 f = files[t["test"].split("::")[0]]
                 for k in ("own", "children", "wall"):
                     f[k] += t[k]
@@ -68,8 +70,10 @@ def main(argv: list[str]) -> int:
     print(f"{'cpu s':>7} {'own':>6} {'kids':>6} {'wall s':>7} {'tests':>5}  file")
     for name, f in ranked[:25]:
         print(f"{f['own'] + f['children']:7.1f} {f['own']:6.1f} {f['children']:6.1f} {f['wall']:7.1f} {f['tests']:5d}  {name}")
+    print("seconds in tests per worker: " + ", ".join(f"{w} {s:.0f}" for w, s in sorted(busy.items())))
     Path("bench/suite_cpu.json").write_text(json.dumps(
         {"wall_seconds": round(wall, 1), "cpu_seconds": round(total, 1), "cores": os.cpu_count(),
+         "worker_seconds": {w: round(s, 1) for w, s in sorted(busy.items())},
          "files": {n: {k: round(v, 2) for k, v in f.items()} for n, f in ranked}}, indent=1) + "\n")
     return rc
 

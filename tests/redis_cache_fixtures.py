@@ -15,6 +15,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.http_client import tls_context
 from domain.incident import Decision, IncidentReport
 from domain.redis_cache import CacheInput
 from starters import service
@@ -58,7 +59,7 @@ class CacheWorld:
 async def cache_world(env: WorkflowEnvironment) -> AsyncIterator[CacheWorld]:
     from sandbox.scenarios import sandbox_environment
 
-    async with sandbox_environment("cache-poisoned") as sb, httpx.AsyncClient(timeout=5) as http:
+    async with sandbox_environment("cache-poisoned") as sb, httpx.AsyncClient(verify=tls_context(), timeout=5) as http:
         tq = f"tq-{uuid.uuid4().hex[:8]}"
         async with Worker(env.client, task_queue=tq, workflows=[RedisCachePlaybook],
                           activities=activities_for(sb.config, http)):

@@ -15,6 +15,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.http_client import tls_context
 from domain.incident import Decision, IncidentReport
 from domain.prometheus import SliQuery, SliReport, SliValue, holds
 from domain.service_recovery import RecoveryInput
@@ -70,7 +71,7 @@ async def recovery_world(env: WorkflowEnvironment, scenario: str = "failed-redep
     from sandbox.scenarios import sandbox_environment
 
     async with sandbox_environment(scenario, prometheus=False if slis else None) as sb, \
-            httpx.AsyncClient(timeout=5) as http:
+            httpx.AsyncClient(verify=tls_context(), timeout=5) as http:
         tq = f"tq-{uuid.uuid4().hex[:8]}"
         if slis is not None:  # the worker's config says Prometheus is there; the scripted activity answers
             sb.config.prometheus.url = sb.config.prometheus.url or "http://prometheus.invalid:9090"

@@ -14,6 +14,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.http_client import tls_context
 from domain.alerts import AlertLedger, AlertNotice
 from domain.config import AlertRule
 from domain.incident import TimelineKind
@@ -339,7 +340,7 @@ async def test_alerts_taken_while_temporal_was_down_survive_an_api_restart(dev_e
             "--port", str(port), env={**os.environ, "TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": tq},
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient() as c:
+        async with httpx.AsyncClient(verify=tls_context()) as c:
             for _ in range(200):
                 try:
                     if (await c.get(f"{url}/healthz")).status_code == 200:
@@ -349,7 +350,7 @@ async def test_alerts_taken_while_temporal_was_down_survive_an_api_restart(dev_e
         raise AssertionError("the API did not start")
 
     first, url = await api("127.0.0.1:1")  # nothing listens there
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as c:
+    async with httpx.AsyncClient(verify=tls_context(), headers={"Authorization": f"Bearer {token}"}) as c:
         r = await c.post(f"{url}/alerts/webhook", json={"alerts": [{"name": name, "summary": "taken while down"}]})
         assert r.status_code == 200 and r.json()["delivery"] == "queued", r.text
     first.send_signal(signal.SIGTERM)
@@ -368,7 +369,7 @@ async def test_alerts_taken_while_temporal_was_down_survive_an_api_restart(dev_e
                     pass
                 await asyncio.sleep(0.05)
             assert [e.result for e in rep.timeline if e.kind == TimelineKind.ALERT] == ["taken while down"]
-            async with httpx.AsyncClient() as c:
+            async with httpx.AsyncClient(verify=tls_context()) as c:
                 assert json.loads((await c.get(f"{url}/readyz")).text)["alerts_waiting"] == 0
             await h.terminate("test done")
     finally:

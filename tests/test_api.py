@@ -14,6 +14,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from activities.http_client import tls_context
 from domain.alerts import AlertBatch, AlertNotice
 from domain.config import AlertRule
 from sandbox.ports import free_port
@@ -337,7 +338,7 @@ async def test_codeblue_api_command_serves_over_http(dev_env):
     p = await asyncio.create_subprocess_exec(exe, "api", "--port", str(port), env=env, stdin=asyncio.subprocess.DEVNULL,
                                              stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        async with httpx.AsyncClient(verify=tls_context(), base_url=f"http://127.0.0.1:{port}") as http:
             for _ in range(100):
                 try:
                     if (await http.get("/healthz")).status_code == 200:

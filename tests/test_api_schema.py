@@ -13,6 +13,7 @@ import httpx
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.http_client import tls_context
 from sandbox.memory_world import World, incident_worker
 from sandbox.ports import free_port
 from worker.main import WORKFLOWS
@@ -45,7 +46,7 @@ async def test_schemathesis_finds_no_server_errors(dev_env, tmp_path):
                     workflow_runner=workflow_runner())
     try:
         await stack.enter_async_context(worker)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=tls_context()) as http:
             for _ in range(100):
                 try:
                     if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from activities.http_client import tls_context
 from sandbox.ports import free_port
 from tests.test_cli import cb, one_line_error
 
@@ -37,7 +38,7 @@ async def _report(env: dict[str, str], iid: str, pred, what: str, timeout: float
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     pause = 0.1
-    async with httpx.AsyncClient(base_url=env["CODEBLUE_API_URL"], timeout=10,
+    async with httpx.AsyncClient(verify=tls_context(), base_url=env["CODEBLUE_API_URL"], timeout=10,
                                  headers={"Authorization": f"Bearer {env['CODEBLUE_TOKEN']}"}) as http:
         while True:
             try:

@@ -10,6 +10,7 @@ import httpx
 from temporalio import activity
 from temporalio.worker import Worker
 
+from activities.http_client import tls_context
 from domain.cluster import MetricsReport, NamespaceQuery, PodMetric
 from domain.high_memory import MemoryInput, MemoryResolution, leak_suspects
 from domain.incident import ActionState, Decision, TimelineKind
@@ -48,7 +49,7 @@ class Leaking:
 
 
 async def _run(env, keep_scale: bool):
-    async with sandbox_environment("memory-leak") as sb, httpx.AsyncClient(timeout=5) as http:
+    async with sandbox_environment("memory-leak") as sb, httpx.AsyncClient(verify=tls_context(), timeout=5) as http:
         sb.config.memory.sample_interval_seconds = 120  # minutes apart, as in production
         metrics = Leaking()
         acts = [a for a in activities_for(sb.config, http) if getattr(a, "__name__", "") != "pod_metrics"]

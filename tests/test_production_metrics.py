@@ -13,6 +13,7 @@ import uuid
 
 import httpx
 
+from activities.http_client import tls_context
 from sandbox.ports import free_port
 from sandbox.scenarios import sandbox_environment
 from tests.sandbox_incident import approve_only, resolve_when_healthy, start_p0
@@ -42,7 +43,7 @@ async def _scrape(url: str, want: str, timeout: float = 30) -> str:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     text = ""
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls_context()) as http:
         while loop.time() < end:
             try:
                 r = await http.get(url)

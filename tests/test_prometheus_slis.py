@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.testing import ActivityEnvironment
 
 from activities.helm import HelmActivities
+from activities.http_client import tls_context
 from activities.prometheus import PrometheusActivities
 from domain.cluster import HelmRollbackRequest
 from domain.config import CodeBlueConfig, ConfigError
@@ -79,7 +80,7 @@ async def bad_deploy():
     applies its scrape targets about 5 s after it starts: pay that once)."""
     if find_prometheus() is None:
         pytest.skip(NO_PROMETHEUS)
-    async with sandbox_environment("bad-deploy") as sb, httpx.AsyncClient() as http:
+    async with sandbox_environment("bad-deploy") as sb, httpx.AsyncClient(verify=tls_context()) as http:
         yield sb, http
 
 
@@ -185,7 +186,7 @@ async def test_without_the_binary_the_sandbox_runs_and_the_url_stays_unset(monke
 
 async def test_an_unreachable_prometheus_is_recorded_on_every_sli():
     cfg = PrometheusConfig(url=f"http://127.0.0.1:{free_port()}", timeout_seconds=2)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls_context()) as http:
         acts = PrometheusActivities(cfg, http)
         report = await acts.sli_values(SliQuery(incident_id="INC-SLI"))
         assert not report.skipped and len(report.values) == 3
@@ -324,7 +325,7 @@ async def test_the_fake_world_answers_healthy_slis_by_default():
 async def test_the_worker_registers_the_sli_activities():
     from worker.main import activities_for
 
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls_context()) as http:
         names = {_name(a) for a in activities_for(_sandboxless_config(), http)}
     assert {"sli_values", "sli_range"} <= names
 

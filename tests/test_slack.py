@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.http_client import tls_context
 from activities.slack import SlackActivities
 from domain.config import CodeBlueConfig, SlackConfig
 from domain.slack import (
@@ -189,7 +190,7 @@ async def test_the_sandbox_receiver_serves_the_web_api_stand_in():
             await AsyncWebClient(token="xoxb-other", base_url=rx.slack_api_url).auth_test()
         assert e.value.response["error"] == "invalid_auth"
         # the webhook channels beside it are unchanged
-        async with httpx.AsyncClient() as h:
+        async with httpx.AsyncClient(verify=tls_context()) as h:
             assert (await h.post(rx.slack_url, json={"text": "hi"})).status_code == 200
         assert len(rx.effects("slack")) == 1 and rx.slack_api.calls_to("chat.postMessage")
 

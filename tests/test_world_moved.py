@@ -14,6 +14,7 @@ import kubernetes
 from temporalio.worker import Worker
 
 from activities.helm import HelmActivities
+from activities.http_client import tls_context
 from domain.cluster import HelmQuery
 from domain.incident import ActionState, Resolution, TimelineKind
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
@@ -41,7 +42,7 @@ async def _hotfix(sb) -> None:
 
 
 async def test_moved_release_replicas_and_pods_are_left_alone_and_proposed_again(dev_env):
-    async with sandbox_environment("bad-deploy") as sb, httpx.AsyncClient(timeout=5) as http:
+    async with sandbox_environment("bad-deploy") as sb, httpx.AsyncClient(verify=tls_context(), timeout=5) as http:
         sb.config.mitigation.scale_replicas = 6
         tq = f"moved-{uuid.uuid4().hex[:6]}"
         async with Worker(dev_env.client, task_queue=tq, workflows=[IncidentResponseWorkflow],
