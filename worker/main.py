@@ -68,8 +68,7 @@ def rds_client(cfg: AwsConfig):
 def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[str, str] | None = None) -> list:
     cfg = cfg.with_env_secrets()
     targets = Targets(cfg)  # a request naming anything else than this config is refused
-    kube = kube_api_client(cfg.kubernetes)  # one per worker: each reads the kubeconfig and holds a pool
-    k8s = KubernetesActivities(kube, targets=targets)
+    k8s = KubernetesActivities(kube_api_client(cfg.kubernetes), targets=targets)
     env = dict(helm_env or {})
     if cfg.kubernetes.kubeconfig and "KUBECONFIG" not in env:
         env["KUBECONFIG"] = cfg.kubernetes.kubeconfig
@@ -77,9 +76,9 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
     notify = NotifierActivities(cfg.notifications, http, targets=targets)
     health = HealthActivities(http, targets=targets)
     rds = RdsActivities(connect=lambda: rds_client(cfg.aws))
-    cutover = DbCutoverActivities(kube, targets=targets)
+    cutover = DbCutoverActivities(kube_api_client(cfg.kubernetes), targets=targets)
     post_incident = PostIncidentActivities(cfg.postincident, http, targets=targets)
-    release_state = ReleaseStateActivities(kube)
+    release_state = ReleaseStateActivities(kube_api_client(cfg.kubernetes))
     cache = CacheActivities(cfg.aws, cfg.cache)
     # the bot token from the worker's environment only; unset: proposal messages are skipped
     slack = SlackActivities(cfg.slack, os.environ.get(cfg.slack.bot_token_env) or None)
