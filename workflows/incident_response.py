@@ -138,6 +138,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.diagnostics: Diagnostics | None = None
         self.escalations: list[Escalation] = []
         self.watcher: asyncio.Task[None] | None = None
+        self.handing_over = False  # continue-as-new is near: background work stops at a step boundary
         self.alerts = AlertLedger()
         self.saga = Saga(self.tl, self._run_undo)  # every executed mitigation, whatever its batch
         self.notes = NoteLedger()
@@ -179,6 +180,28 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         return info.is_continue_as_new_suggested() or (
             info.get_current_history_length() >= self.cfg.limits.continue_as_new_after_events
         )
+
+    async def _hand_over(self) -> bool:
+        """Before continue-as-new, the proposal watcher and the Slack sync stop at a step
+        boundary (a page or a post in flight completes) instead of being cancelled: cancelled,
+        one could go on in the same activation (a reminder timer firing, a cancelled post ending
+        as an activity error) and schedule an activity after ContinueAsNew, and the server
+        refused every completion of that task, so the incident stopped. False: something came
+        in meanwhile; the run goes on, its watcher and sync restarted."""
+        self.handing_over = self.slack.handing_over = True
+        await asyncio.gather(*(t for t in (self.watcher, self.slack.loop) if t is not None and not t.done()),
+                             return_exceptions=True)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self.resolution is None and not self._wants_mitigation():
+            return True
+        self.handing_over = self.slack.handing_over = False
+        if self.watch is not None and self.book.pending():
+            self.watcher = asyncio.ensure_future(self._watch_proposals(self.watch.round_key, self.watch))
+        self.slack.start()
+        return False
+
+    def _watching(self) -> bool:
+        return self._undecided() and not self.handing_over
 
     def _continue_as_new(self) -> None:
         if self.watcher and not self.watcher.done():
@@ -292,6 +315,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             if self.resolution is None:  # the history is full: let handlers finish, then go on anew
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self.resolution is None and not self._wants_mitigation():
+                    if workflow.patched("hand-over-before-continue") and not await self._hand_over():
+                        continue
                     self._continue_as_new()
                 continue
             if await self._try_resolve(self.resolution):
@@ -507,7 +532,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
 
         m = self.cfg.mitigation
         await self.book.wait_with_reminders(
-            self._undecided, m.remind_after_seconds, m.escalate_after_seconds, remind, escalate,
+            self._watching, m.remind_after_seconds, m.escalate_after_seconds, remind, escalate,
             elapsed=self._t() - w.since_seconds, reminded=w.reminded,
         )
 

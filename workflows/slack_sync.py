@@ -45,6 +45,7 @@ class SlackSync:
         self.shown: dict[str, SlackShown] = {}
         self.loop: asyncio.Task[None] | None = None
         self.off = False  # skipped (no bot token or channel) or a post was refused
+        self.handing_over = False  # continue-as-new is near: finish the call in flight, start no other
 
     def start(self) -> None:
         if self.loop is None or self.loop.done():
@@ -90,11 +91,13 @@ class SlackSync:
 
     async def _sync(self) -> None:
         while True:
-            await workflow.wait_condition(lambda: bool(self._behind()) or self.closed())
+            await workflow.wait_condition(lambda: self.handing_over or bool(self._behind()) or self.closed())
             behind = self._behind()
-            if not behind:
-                return  # closed, and every message shows its final state
+            if not behind or self.handing_over:
+                return  # closed, and every message shows its final state; or the next run goes on
             for act in behind:
+                if self.handing_over:
+                    return
                 view = list(self._view(act))
                 shown = self.shown.get(act.id)
                 if shown is None:
