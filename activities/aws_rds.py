@@ -98,27 +98,11 @@ def _unreachable(e: BaseException, action: str) -> ApplicationError:
 
 
 class RdsActivities:
-    """Activities on one AWS account/region through the boto3 RDS client given, or the one
-    `connect` makes on first use (a worker whose incidents never restore a database does not
-    pay for building it: botocore loads the service model and the endpoint rules)."""
+    """Activities on one AWS account/region through the boto3 RDS client given."""
 
-    def __init__(self, rds: Any = None, *, connect: Callable[[], Any] | None = None,
-                 heartbeat_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
-        if (rds is None) == (connect is None):
-            raise TypeError("RdsActivities needs an RDS client or a connect() that makes one")
-        self._client, self._connect = rds, connect
+    def __init__(self, rds: Any, *, heartbeat_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
+        self._rds = rds
         self.heartbeat_seconds = heartbeat_seconds
-
-    @property
-    def _rds(self) -> Any:
-        if self._client is None:
-            assert self._connect is not None
-            try:
-                self._client = self._connect()
-            except (ValueError, boto_errors.BotoCoreError) as e:  # the worker's aws config: no retry mends it
-                raise ApplicationError(f"cannot create the AWS RDS client: {e}", type="AwsConfig",
-                                       non_retryable=True) from None
-        return self._client
 
     async def _call(self, action: str, fn: Callable[..., T], **kwargs: Any) -> T:
         try:

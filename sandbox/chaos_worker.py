@@ -192,11 +192,6 @@ def _warm() -> None:
 
     import_deferred()
     tls_context()
-    # what a child otherwise imports on its way to polling: httpcore (httpx loads it with the
-    # first transport) and the payload codec (data_converter loads it when a key is set)
-    import httpcore  # noqa: F401
-
-    import worker.codec  # noqa: F401
     try:
         import boto3
 

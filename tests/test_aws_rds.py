@@ -125,26 +125,3 @@ async def test_wait_past_its_window_fails_retryably_with_the_status(aws):
     with pytest.raises(ApplicationError) as e:
         await RdsActivities(rds).rds_wait_available(RdsWaitRequest(target=TARGET, poll_seconds=0.05, window_seconds=0.2))
     assert e.value.type == "RestoreInProgress" and not e.value.non_retryable and "still creating" in e.value.message
-
-
-async def test_the_worker_builds_its_rds_client_on_the_first_rds_step_only(aws):
-    made = []
-
-    def connect():
-        made.append(1)
-        return rds_client(aws)
-
-    acts = RdsActivities(connect=connect)
-    assert made == []  # a worker that never restores a database never pays for the client
-    assert (await acts.rds_preflight(pre())).snapshot_id == "healthcare-prod-snapshot-latest"
-    await acts.rds_preflight(pre())
-    assert made == [1]
-
-    def bad():
-        raise ValueError("Invalid endpoint: not-a-url")
-
-    with pytest.raises(ApplicationError) as e:
-        await RdsActivities(connect=bad).rds_preflight(pre())
-    assert e.value.non_retryable and e.value.type == "AwsConfig" and "not-a-url" in str(e.value)
-    with pytest.raises(TypeError):
-        RdsActivities()

@@ -75,7 +75,7 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
     helm = HelmActivities(cfg.helm.command, env)
     notify = NotifierActivities(cfg.notifications, http, targets=targets)
     health = HealthActivities(http, targets=targets)
-    rds = RdsActivities(connect=lambda: rds_client(cfg.aws))
+    rds = RdsActivities(rds_client(cfg.aws))
     cutover = DbCutoverActivities(kube_api_client(cfg.kubernetes), targets=targets)
     post_incident = PostIncidentActivities(cfg.postincident, http, targets=targets)
     release_state = ReleaseStateActivities(kube_api_client(cfg.kubernetes))
