@@ -221,6 +221,7 @@ def _recommended(incident_id: str) -> str:
 
 def _decide_many(incident_id: str, actions: list[str], by: str | None) -> None:
     from domain.incident import BatchDecision, DecisionBatch
+
     def show(results: list[Any]) -> str:
         return "\n".join(f"{r.action_id}: {r.state.value}" for r in results)
 

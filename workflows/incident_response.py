@@ -191,7 +191,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.handing_over = self.slack.handing_over = True
         await asyncio.gather(*(t for t in (self.watcher, self.slack.loop) if t is not None and not t.done()),
                              return_exceptions=True)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(self._handlers_done_or_work)
         if self.resolution is None and not self._wants_mitigation():
             return True
         self.handing_over = self.slack.handing_over = False
@@ -199,6 +199,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             self.watcher = asyncio.ensure_future(self._watch_proposals(self.watch.round_key, self.watch))
         self.slack.start()
         return False
+
+    def _handlers_done_or_work(self) -> bool:
+        return workflow.all_handlers_finished() or self.resolution is not None or self._wants_mitigation()
 
     def _watching(self) -> bool:
         return self._undecided() and not self.handing_over
@@ -313,9 +316,13 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 await self._mitigate()
                 continue
             if self.resolution is None:  # the history is full: let handlers finish, then go on anew
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                hand_over = workflow.patched("hand-over-before-continue")
+                if hand_over:  # an update that waits on this loop (resolve, decide) is served first
+                    await workflow.wait_condition(self._handlers_done_or_work)
+                else:
+                    await workflow.wait_condition(workflow.all_handlers_finished)
                 if self.resolution is None and not self._wants_mitigation():
-                    if workflow.patched("hand-over-before-continue") and not await self._hand_over():
+                    if hand_over and not await self._hand_over():
                         continue
                     self._continue_as_new()
                 continue
