@@ -207,7 +207,7 @@ class KubeRest:
             import urllib3
 
             tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE", "ca_certs": ca_file,
-                   "cert_file": cert_file, "key_file": key_file}
+                                   "cert_file": cert_file, "key_file": key_file}
             if not verify:
                 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             self._http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=30), **tls)
@@ -271,19 +271,21 @@ class KubeRest:
     def _plain_call(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, str, bytes]:
         from http.client import RemoteDisconnected
 
-        for attempt in (1, 2):
-            reused = self._plain.sock is not None
-            try:
-                self._plain.request(method, path, body=data, headers=headers)
-                resp = self._plain.getresponse()
-                return resp.status, resp.reason, resp.read()
-            except (RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # the server closed a kept-alive connection before reading this request: once more
-                # on a new one (as urllib3 does for a dropped pooled connection)
-                self._plain.close()
-                if not reused or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        def once() -> tuple[int, str, bytes]:
+            self._plain.request(method, path, body=data, headers=headers)
+            resp = self._plain.getresponse()
+            return resp.status, resp.reason, resp.read()
+
+        reused = self._plain.sock is not None
+        try:
+            return once()
+        except (RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            # the server closed a kept-alive connection before reading this request: once more on
+            # a new one (as urllib3 does for a dropped pooled connection)
+            self._plain.close()
+            if not reused:
+                raise
+        return once()
 
     def close(self) -> None:
         if self._plain is not None:

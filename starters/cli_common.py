@@ -15,6 +15,7 @@ from rich.console import Console
 
 from domain.config import CodeBlueConfig, ConfigError, TemporalSettings, load_config
 from domain.identity import OPERATOR_VIA
+from starters.errors import CodeBlueError
 
 out = Console()
 err = Console(stderr=True)
@@ -36,8 +37,6 @@ def exit_now(code: int) -> NoReturn:
 
 def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run a command; any expected failure becomes one line on stderr and exit 1."""
-    from starters.errors import CodeBlueError
-
     try:
         return asyncio.run(coro_fn())
     except (CodeBlueError, ConfigError) as e:
@@ -60,8 +59,6 @@ async def temporal_client(via: str | None = OPERATOR_VIA):
         return await connect(via=via)
     except RuntimeError as e:
         s = TemporalSettings.from_env()
-        from starters.errors import CodeBlueError
-
         text = str(e)
         why = "connection refused" if "refused" in text.lower() else text.splitlines()[0][:160]
         raise CodeBlueError(
@@ -81,8 +78,6 @@ def run_sync(fn: Callable[[], Any]) -> Any:
 def api_client():
     """The HTTP API client when one is configured (CODEBLUE_API_URL / `codeblue login`), else None."""
     from starters.api_client import ApiClient, ApiCredentials
-    from starters.errors import CodeBlueError
-
     try:
         creds = ApiCredentials.find()
     except CodeBlueError as e:
@@ -110,8 +105,6 @@ async def acting_client(command: str):
     """A Temporal client for a command that changes state: it needs the operator key, and is
     refused while an API is configured (that path must never be bypassed)."""
     from starters.api_client import ApiCredentials
-    from starters.errors import CodeBlueError
-
     if ApiCredentials.find() is not None:
         raise CodeBlueError(f"`codeblue {command}` has no API endpoint; "
                             "run it where the operator key is set, without CODEBLUE_API_URL / `codeblue login`")

@@ -188,16 +188,16 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         as an activity error) and schedule an activity after ContinueAsNew, and the server
         refused every completion of that task, so the incident stopped. False: something came
         in meanwhile; the run goes on, its watcher and sync restarted."""
-        self.handing_over = self.slack.handing_over = True
-        await asyncio.gather(*(t for t in (self.watcher, self.slack.loop) if t is not None and not t.done()),
-                             return_exceptions=True)
+        self.handing_over = True  # the watcher's predicate sees nothing waiting: it returns
+        watcher = [self.watcher] if self.watcher is not None and not self.watcher.done() else []
+        await asyncio.gather(*watcher, self.slack.hand_over(), return_exceptions=True)
         await workflow.wait_condition(self._handlers_done_or_work)
         if self.resolution is None and not self._wants_mitigation():
             return True
-        self.handing_over = self.slack.handing_over = False
+        self.handing_over = False
         if self.watch is not None and self.book.pending():
             self.watcher = asyncio.ensure_future(self._watch_proposals(self.watch.round_key, self.watch))
-        self.slack.start()
+        self.slack.resume()
         return False
 
     def _handlers_done_or_work(self) -> bool:

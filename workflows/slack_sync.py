@@ -56,6 +56,18 @@ class SlackSync:
         if self.loop and not self.loop.done():
             self.loop.cancel()
 
+    async def hand_over(self) -> None:
+        """Before continue-as-new: the call in flight completes (its ref travels in `shown`),
+        no other starts."""
+        self.handing_over = True
+        if self.loop and not self.loop.done():
+            await self.loop
+
+    def resume(self) -> None:
+        """The run goes on after all (something came in during the hand-over)."""
+        self.handing_over = False
+        self.start()
+
     async def finish(self) -> None:
         """The messages show the final states before the incident closes."""
         if self.loop and not self.loop.done():
