@@ -1,4 +1,4 @@
-# CodeBlue worker/API image: `docker build -t codeblue:0.1.0 .`
+# CodeBlue worker/API image: `docker build -t codeblue:1.0.0 .`
 # Stage 1 builds the virtualenv; stage 2 fetches a pinned helm; the runtime stage runs as
 # an unprivileged user with nothing but the venv, helm and the code.
 
@@ -28,6 +28,10 @@ RUN cd /tmp && echo "$(cut -d' ' -f1 helm.sha256sum)  helm.tar.gz" | sha256sum -
  && install -m 0755 linux-${TARGETARCH}/helm /usr/local/bin/helm
 
 FROM ${PYTHON_IMAGE} AS runtime
+# the worker's build ID in its Worker Deployment (README, "Upgrades"): `--build-arg
+# CODEBLUE_BUILD_ID=1.0.0+$(git rev-parse --short=12 HEAD)`; empty: the package version
+ARG CODEBLUE_BUILD_ID=
+ENV CODEBLUE_BUILD_ID=${CODEBLUE_BUILD_ID}
 LABEL org.opencontainers.image.title="codeblue" \
       org.opencontainers.image.description="Incident-response runbook as durable Temporal workflows"
 RUN groupadd --system --gid 10001 codeblue \

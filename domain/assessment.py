@@ -179,7 +179,7 @@ def _previous_good(older: list[HelmRevision]) -> HelmRevision | None:
     return max(candidates, key=lambda r: r.revision) if candidates else None
 
 
-def propose(a: Assessment, cfg: CodeBlueConfig, db_playbook: bool = True) -> list[Action]:
+def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
     """The runbook's mitigation menu, each with the reason the evidence gives."""
     ns = cfg.kubernetes.namespace
     gw = cfg.kubernetes.gateway_deployment
@@ -242,7 +242,7 @@ def propose(a: Assessment, cfg: CodeBlueConfig, db_playbook: bool = True) -> lis
                 params={"namespace": ns, "deployment": gw},
             )
         )
-    if a.connection_errors > 0 and db_playbook:
+    if a.connection_errors > 0:
         out.append(
             _playbook(
                 "db-connections-playbook",

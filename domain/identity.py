@@ -215,6 +215,3 @@ class StartedBy(BaseModel):
     requested_by: str = "unknown"
     requested_roles: list[str] = []
     start_refused: str | None = None  # why the start's proof did not hold; the workflow then does nothing
-    # Removed: the worker's own config decides where CodeBlue acts. Accepted (and ignored)
-    # only so inputs recorded before its removal still decode and replay.
-    config: Any = Field(default=None, exclude=True)

@@ -123,7 +123,6 @@ class IncidentCarry(BaseModel):
     escalations: list[Escalation] = []
     saga: list[Undo] = []
     watch: ProposalWatch | None = None
-    runs_now: bool = False  # an approved action runs at once (else once every proposal is decided)
     slack: dict[str, dict[str, Any]] = {}  # action ID -> domain.slack.SlackShown
     slack_off: bool = False
     alerts: dict[str, Any] = {}

@@ -44,6 +44,7 @@ from starters.cli_db import db_app
 from starters.cli_playbook import playbook_app
 from starters.cli_postmortem import register as register_postmortem
 from starters.cli_redeploy import redeploy_cmd
+from starters.cli_upgrade import upgrade_app
 from starters.render import print_report
 
 if TYPE_CHECKING:
@@ -419,7 +420,11 @@ def worker_cmd(config: str | None = ConfigOpt) -> None:
     async def go() -> None:
         client = await temporal_client()
         s = TemporalSettings.from_env()
-        err.print(f"worker on {s.address} namespace {s.namespace} task queue {s.task_queue}; Ctrl-C stops")
+        from worker.versioning import deployment_config
+
+        dc = deployment_config()
+        build = f"version {dc.version.deployment_name}.{dc.version.build_id}" if dc else "unversioned"
+        err.print(f"worker on {s.address} namespace {s.namespace} task queue {s.task_queue} ({build}); Ctrl-C stops")
         await serve_until_signal(client, cfg, s.task_queue)
 
     run(go)
@@ -487,4 +492,5 @@ app.command("api")(api_cmd)  # the HTTP API (cli_api.py)
 app.command("redeploy")(redeploy_cmd)  # complete service recovery (cli_redeploy.py)
 register_postmortem(app)  # `postmortem` and `action-item` (cli_postmortem.py)
 app.add_typer(db_app, name="db")  # database recovery (cli_db.py)
+app.add_typer(upgrade_app, name="upgrade")  # `upgrade check` (cli_upgrade.py)
 app.add_typer(playbook_app, name="playbook")  # `playbook cache|confirm-flush` (cli_playbook.py)

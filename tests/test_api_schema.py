@@ -16,8 +16,8 @@ from temporalio.worker import Worker
 from activities.http_client import tls_context
 from sandbox.memory_world import World, incident_worker
 from sandbox.ports import free_port
-from worker.main import WORKFLOWS
 from worker.temporal import workflow_runner
+from workflows.registry import WORKFLOWS
 
 
 async def test_schemathesis_finds_no_server_errors(dev_env, tmp_path):

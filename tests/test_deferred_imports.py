@@ -18,13 +18,13 @@ SCRIPT = f"""
 import asyncio, sys
 import workflows.incident_response, workflows.high_memory, workflows.db_connections, workflows.redis_cache
 import workflows.service_recovery, workflows.database_restore, workflows.post_incident
-from tests.test_replay import HISTORIES, committed_history
+from tests.test_replay import HISTORIES, RELEASE, committed_history
 from worker.temporal import replayer, workflow_runner
 from workflows.incident_response import IncidentResponseWorkflow
 
 async def main():
     r = replayer([IncidentResponseWorkflow])
-    res = await r.replay_workflow(committed_history(HISTORIES / "rollback_resolved_signed.json"), raise_on_replay_failure=False)
+    res = await r.replay_workflow(committed_history(HISTORIES / RELEASE / "IncidentResponseWorkflow-rollback_resolved.json"), raise_on_replay_failure=False)
     assert res.replay_failure is None, res.replay_failure
 
 asyncio.run(main())

@@ -1,8 +1,10 @@
-"""Determinism: fresh histories and the committed ones replay without a non-determinism error."""
+"""Determinism: fresh histories and every kept release's committed ones replay on this code.
+
+`tests/histories/<release>/` holds the runs recorded with that release (`python -m
+tests.record_histories`); the README's upgrade policy says which releases stay here."""
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,10 @@ from sandbox.memory_world import World
 from starters import service
 from tests.workflow_helpers import decide_all, incident, skip, start, worker_for
 from worker.temporal import replayer
-from workflows.incident_response import IncidentResponseWorkflow
+from workflows.registry import WORKFLOWS
 
 HISTORIES = Path(__file__).parent / "histories"
+RELEASE = "1.0"  # the folder this code's histories are recorded into
 # name: World(**world), run_scenario(**run)
 SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
     "rollback_resolved": {"world": {}, "run": {"approve": {"rollback"}}},
@@ -41,17 +44,18 @@ async def run_scenario(env, world: World, approve: set[str], force: bool = False
 
 
 def committed_history(path: Path) -> WorkflowHistory:
-    """A committed history under its real workflow ID (the incident ID in its input): start
-    proofs are bound to it, so a replay under another ID would refuse the start."""
+    """A committed history under its real workflow ID (start proofs are bound to it, so a
+    replay under another ID would refuse the start)."""
     raw = json.loads(path.read_text())
-    started = next(e["workflowExecutionStartedEventAttributes"] for e in raw["events"]
-                   if "workflowExecutionStartedEventAttributes" in e)
-    inp = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
-    return WorkflowHistory.from_json(inp["incident_id"], raw)
+    return WorkflowHistory.from_json(raw.pop("workflowId"), raw)
+
+
+def committed() -> list[Path]:
+    return sorted(HISTORIES.glob("*/*.json"))
 
 
 def _replayer() -> Replayer:
-    return replayer([IncidentResponseWorkflow])
+    return replayer(WORKFLOWS)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -62,15 +66,14 @@ async def test_fresh_history_replays(skipping_env, name):
     assert result.replay_failure is None, result.replay_failure
 
 
-@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", committed(), ids=lambda p: f"{p.parent.name}/{p.stem}")
 async def test_committed_history_replays(path: Path):
     history = committed_history(path)
     result = await _replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
 
-def test_histories_are_committed():
-    stems = {p.stem for p in HISTORIES.glob("*.json")}
-    assert stems >= set(SCENARIOS)  # recorded before commands were signed
-    assert stems >= {f"{s}_signed" for s in SCENARIOS}  # with proofs, the verified-commands marker
-    assert stems >= {f"{s}_per_run" for s in SCENARIOS}  # and one post-mortem per incident run
+def test_every_workflow_type_has_histories_of_this_release():
+    recorded = {p.stem.split("-")[0] for p in (HISTORIES / RELEASE).glob("*.json")}
+    assert {w.__name__ for w in WORKFLOWS} <= recorded
+    assert {f"IncidentResponseWorkflow-{s}" for s in SCENARIOS} <= {p.stem for p in (HISTORIES / RELEASE).glob("*.json")}

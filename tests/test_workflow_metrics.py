@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -16,22 +15,18 @@ from domain.incident import ActionState, Decision, TimelineKind
 from sandbox.memory_world import PostWorld, World
 from starters import service
 from tests.conftest import signing_interceptors
-from tests.test_replay import committed_history
+from tests.test_replay import HISTORIES, RELEASE, committed_history
 from tests.workflow_helpers import clock, entries, incident, proposed, skip, start, terminate, until
-from worker.main import WORKFLOWS
 from worker.temporal import data_converter
 from workflows.incident_response import IncidentResponseWorkflow
 from workflows.metrics import MetricsInterceptor
 from workflows.post_incident import PostIncidentWorkflow
+from workflows.registry import WORKFLOWS
 
-HISTORIES = Path(__file__).parent / "histories"
 
-
-@pytest.mark.parametrize("name", ["rollback_resolved", "compensated", "diagnostics_sla_missed",
-                                  "rollback_resolved_signed", "compensated_signed", "diagnostics_sla_missed_signed",
-                                  "rollback_resolved_per_run", "compensated_per_run", "diagnostics_sla_missed_per_run"])
-async def test_committed_histories_replay_with_the_metrics_interceptor(name):
-    history = committed_history(HISTORIES / f"{name}.json")
+@pytest.mark.parametrize("path", sorted((HISTORIES / RELEASE).glob("IncidentResponseWorkflow-*.json")), ids=lambda p: p.stem)
+async def test_committed_histories_replay_with_the_metrics_interceptor(path):
+    history = committed_history(path)
     replayer = Replayer(workflows=WORKFLOWS, interceptors=[MetricsInterceptor(), *signing_interceptors()],
                         data_converter=data_converter())
     await replayer.replay_workflow(history)

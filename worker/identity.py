@@ -14,8 +14,7 @@ used by every worker built from that client):
   A verified command's `by` (a start's `requested_by`) is replaced by the proof's actor, so
   no typed name ever counts.
 
-Histories recorded before this existed replay unchanged (`workflow.patched`); children and
-continued runs are trusted (only a workflow on a worker can start them).
+Children and continued runs are trusted (only a workflow on a worker can start them).
 """
 
 from __future__ import annotations
@@ -60,7 +59,6 @@ HUMAN_HANDLERS = frozenset({
     "cancel_restore", "resolve_memory", "confirm_flush",
     "postmortem_held", "add_action_item", "complete_action_item",
 })
-PATCH = "verified-commands"
 START = "start:"
 
 _acting: ContextVar[Principal | None] = ContextVar("codeblue_acting", default=None)
@@ -168,14 +166,8 @@ def _inbound_class(keyring: Keyring) -> type[WorkflowInboundInterceptor]:
     class _Inbound(WorkflowInboundInterceptor):
         def __init__(self, next: WorkflowInboundInterceptor) -> None:
             super().__init__(next)
-            self._enforcing: bool | None = None
             # MACs already applied in this run: a proof counts once (a few hundred bytes per command)
             self._used: dict[str, float] = {}
-
-        def _enforce(self) -> bool:
-            if self._enforcing is None:
-                self._enforcing = workflow.patched(PATCH)
-            return self._enforcing
 
         def _check(self, headers: Mapping[str, Payload], handler: str, args: Sequence[Any],
                    fresh: bool = False) -> tuple[Proof | None, str | None]:
@@ -196,7 +188,7 @@ def _inbound_class(keyring: Keyring) -> type[WorkflowInboundInterceptor]:
         async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
             info = workflow.info()
             first = input.args[0] if input.args else None
-            if (self._enforce() and info.parent is None and info.continued_run_id is None
+            if (info.parent is None and info.continued_run_id is None
                     and isinstance(first, BaseModel) and "requested_by" in type(first).model_fields):
                 proof, problem = self._check(input.headers, START + info.workflow_type, input.args)
                 # the workflow object already holds this very input: mutate it in place
@@ -216,7 +208,7 @@ def _inbound_class(keyring: Keyring) -> type[WorkflowInboundInterceptor]:
             return await super().execute_workflow(input)
 
         async def handle_signal(self, input: HandleSignalInput) -> None:
-            if input.signal in HUMAN_HANDLERS and self._enforce():
+            if input.signal in HUMAN_HANDLERS:
                 proof, problem = self._check(input.headers, input.signal, input.args)
                 if proof is None:
                     _refused(input.signal, input.args, problem or "refused")
@@ -240,7 +232,7 @@ def _inbound_class(keyring: Keyring) -> type[WorkflowInboundInterceptor]:
                 if proof is not None:
                     self._spend(proof)
                     input.args = _with_actor(input.args, "by", proof.principal())
-                elif self._enforce():
+                else:
                     raise ApplicationError("refused: no proof of identity", type="Unauthenticated", non_retryable=True)
             return await super().handle_update_handler(input)
 

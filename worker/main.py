@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -32,15 +33,9 @@ from activities.targets import Targets
 from domain.config import AwsConfig, CodeBlueConfig, ConfigError, KubernetesConfig
 from worker.identity import IdentityInterceptor
 from worker.temporal import workflow_runner
-from workflows.database_restore import DatabaseRestoreWorkflow
-from workflows.db_connections import DatabaseConnectionPlaybook
-from workflows.high_memory import HighMemoryPlaybook
-from workflows.incident_response import IncidentResponseWorkflow
-from workflows.post_incident import PostIncidentWorkflow
-from workflows.redis_cache import RedisCachePlaybook
-from workflows.service_recovery import ServiceRecoveryWorkflow
-
-WORKFLOWS = [IncidentResponseWorkflow, ServiceRecoveryWorkflow, PostIncidentWorkflow, DatabaseRestoreWorkflow, RedisCachePlaybook, HighMemoryPlaybook, DatabaseConnectionPlaybook]
+from worker.versioning import adopt_if_first, deployment_config
+from workflows.registry import WORKFLOWS
+from workflows.versioned import VERSIONED
 
 
 def kube_api_client(cfg: KubernetesConfig) -> k8s_client.ApiClient:
@@ -139,13 +134,15 @@ async def running_worker(
                                                                  verify=tls_context()))
         # a worker verifies every command's proof, whatever client it was given
         verifying = any(isinstance(i, IdentityInterceptor) for i in client.config()["interceptors"])
+        versioned = deployment_config()
         worker = Worker(
             client,
             task_queue=task_queue,
-            workflows=WORKFLOWS,
+            workflows=VERSIONED if versioned else WORKFLOWS,
             activities=activities_for(cfg, http),
             interceptors=[] if verifying else [IdentityInterceptor.from_env()],
             workflow_runner=workflow_runner(),
+            deployment_config=versioned,
             **worker_options,
         )
         async with worker:
@@ -161,4 +158,9 @@ async def serve_until_signal(client: Client, cfg: CodeBlueConfig, task_queue: st
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with running_worker(client, cfg, task_queue):
+        dc = deployment_config()
+        if dc is not None:
+            state = await adopt_if_first(client, dc)
+            logging.getLogger("codeblue.worker").warning(
+                "version %s.%s: %s", dc.version.deployment_name, dc.version.build_id, state)
         await stop.wait()

@@ -290,7 +290,6 @@ class DatabaseRestoreWorkflow(Playbook):
             self.tl.log(CODEBLUE, "Database secret backed up",
                         f"old value kept in secret {backup.backup_name} (from resourceVersion {backup.source_resource_version})")
 
-            checked = workflow.patched("act-on-approved-world")
             ours: list[str | None] = []  # the version our patch left, once it is known
 
             async def undo() -> None:
@@ -300,9 +299,8 @@ class DatabaseRestoreWorkflow(Playbook):
             ch: SecretChange = await self._call(
                 DbCutoverActivities.db_secret_point,
                 SecretPointRequest(backup=backup, host=host, port=port,
-                                   expected_resource_version=backup.source_resource_version if checked else None), f"patch {d.secret_name}", DB_WRITE)
-            if checked:
-                ours.append(ch.resource_version)
+                                   expected_resource_version=backup.source_resource_version), f"patch {d.secret_name}", DB_WRITE)
+            ours.append(ch.resource_version)
             self.tl.log(CODEBLUE, "Database secret patched", f"{d.secret_key} now names {ch.where}" + ("" if ch.changed else " (already)"))
             st = await self._restart("")
             chk = await self._db_check("post-cutover connection check")

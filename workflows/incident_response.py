@@ -70,7 +70,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import metrics
     from workflows.analysis import read_slis
     from workflows.approvals import ApprovalBook, ApprovalHandlers, settle
-    from workflows.post_incident_start import start_own_post_incident, start_post_incident
+    from workflows.post_incident_start import start_own_post_incident
     from workflows.recheck import recheck_health, recheck_slis
     from workflows.runbook_steps import (
         StepFailed,
@@ -87,10 +87,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.timeline import CODEBLUE, Timeline
     from workflows.timeline import mmss as _mmss
     from workflows.timeline import reason as _reason
-
-async def _nothing() -> None:
-    return None
-
 
 MAX_PLAYBOOK_RUNS = 50
 # the steps after which the evidence is read again (a check or a playbook start changes nothing)
@@ -142,7 +138,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.alerts = AlertLedger()
         self.saga = Saga(self.tl, self._run_undo)  # every executed mitigation, whatever its batch
         self.notes = NoteLedger()
-        self.runs_now = False  # set when proposing: patched("approve-runs-now")
         self.slack = SlackSync(inp.incident_id, self.book, lambda: self.tl, lambda: self.severity.value,
                                lambda: self.final_status != "open")
         self.watch: ProposalWatch | None = None  # the waiting proposals' reminder clock
@@ -169,7 +164,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.escalations = list(c.escalations)
         self.saga.steps = [(self.book.actions[u.action_id], u) for u in c.saga if u.action_id in self.book.actions]
         self.watch = c.watch
-        self.runs_now = c.runs_now
         self.slack.shown = {k: SlackShown.model_validate(v) for k, v in c.slack.items()}
         self.slack.off = c.slack_off
         self.alerts.restore(c.alerts)
@@ -227,7 +221,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             escalations=list(self.escalations),
             saga=self.saga.records(),
             watch=self.watch if self.book.pending() else None,
-            runs_now=self.runs_now,
             slack={k: v.model_dump(mode="json") for k, v in self.slack.shown.items()},
             slack_off=self.slack.off,
             alerts=self.alerts.to_state(),
@@ -254,13 +247,13 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             return await self._respond(inp)
         except asyncio.CancelledError:
             # a cancelled incident leaves production as it found it: every undo runs to its end
-            if self.saga.steps and workflow.patched("cancel-compensates"):
+            if self.saga.steps:
                 self._log(CODEBLUE, "Incident cancelled; undoing every executed mitigation, newest first")
                 await self.saga.compensate()
             raise
 
     async def _respond(self, inp: IncidentInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp.config)
+        self.cfg = await self.steps.worker_config()
         self.notes.listed_max = self.cfg.limits.notes_listed_max
         self.notes.per_minute = self.cfg.limits.notes_per_actor_per_minute
         if inp.carried is not None:  # a continued run: the incident is mid-mitigation
@@ -306,23 +299,18 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         return await self._until_resolved()
 
     async def _until_resolved(self) -> IncidentReport:
-        # histories from before continue-as-new never ask for it
-        bounded = workflow.patched("continue-as-new")
         while True:
             await workflow.wait_condition(
-                lambda: self.resolution is not None or self._wants_mitigation() or (bounded and self._history_full())
+                lambda: self.resolution is not None or self._wants_mitigation() or self._history_full()
             )
             if self.resolution is None and self._wants_mitigation():
                 await self._mitigate()
                 continue
             if self.resolution is None:  # the history is full: let handlers finish, then go on anew
-                hand_over = workflow.patched("hand-over-before-continue")
-                if hand_over:  # an update that waits on this loop (resolve, decide) is served first
-                    await workflow.wait_condition(self._handlers_done_or_work)
-                else:
-                    await workflow.wait_condition(workflow.all_handlers_finished)
+                # an update that waits on this loop (resolve, decide) is served first
+                await workflow.wait_condition(self._handlers_done_or_work)
                 if self.resolution is None and not self._wants_mitigation():
-                    if hand_over and not await self._hand_over():
+                    if not await self._hand_over():
                         continue
                     self._continue_as_new()
                 continue
@@ -362,9 +350,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     def add_note(self, n: Note) -> None:
         """What a responder saw or did, on the timeline beside CodeBlue's own steps; past the
         cap counted, beyond an actor's rate dropped (and counted), so the report stays bounded."""
-        if not workflow.patched("bounded-notes"):
-            self._log(n.by, "Note", n.text)
-            return
         verdict = self.notes.admit(person(n.by), self._t())
         if verdict == "list":
             self._log(n.by, "Note", n.text)
@@ -391,7 +376,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                           f"{self.alerts.listed} listed; see the report's alert counts")
             return
         what = "firing" if a.status == "firing" else "resolved (recorded; the IC resolves)"
-        summary = a.summary[:ALERT_SUMMARY_LISTED] if workflow.patched("bounded-alerts") else a.summary
+        summary = a.summary[:ALERT_SUMMARY_LISTED]
         self._log(a.received_by, f"Alert {what}: {a.alertname}", summary or None)
 
     @workflow.signal
@@ -464,9 +449,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         k = self.cfg.kubernetes
         ns = NamespaceQuery(namespace=k.namespace)
         h = self.cfg.health
-        # histories from before SLIs: no Prometheus read in the assessment
-        slis_read = (read_slis(self.steps, self.inp.incident_id, "SLIs from Prometheus", since=self.started.isoformat())
-                     if workflow.patched("sli-assessment") else _nothing())
         deployments, metrics, helm, health, slis = await asyncio.gather(
             self._read(KubernetesActivities.deployment_status, ns, "deployments"),
             self._read(KubernetesActivities.pod_metrics, ns, "kubectl top pods"),
@@ -476,7 +458,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 "helm history",
             ),
             verify_health(self.steps, h, "health endpoint probe"),
-            slis_read,
+            read_slis(self.steps, self.inp.incident_id, "SLIs from Prometheus", since=self.started.isoformat()),
         )
         ev = Evidence(deployments=deployments, metrics=metrics, helm=helm, health=health, slis=slis)
         a = assess(diag, ev, self.cfg, self.started)
@@ -487,14 +469,8 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     def _propose(self) -> None:
         if self.actions or self.assessment is None:
             return
-        # histories recorded before the connection playbook existed replay without it
-        db_playbook = workflow.patched("db-connections-proposal")
-        acts = propose(self.assessment, self.cfg, db_playbook=db_playbook)
-        ranked = workflow.patched("ranked-proposals")
-        if ranked:
-            rank(self.assessment, acts)  # sets rank/recommended; the proposal order stays
-        # older histories: approved actions waited until every proposal was decided
-        self.runs_now = workflow.patched("approve-runs-now")
+        acts = propose(self.assessment, self.cfg)
+        rank(self.assessment, acts)  # sets rank/recommended; the proposal order stays
         for act in acts:
             self.book.propose(act)
         if not self.actions:
@@ -506,12 +482,11 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 "Waiting for the IC's decisions",
                 f"IC {self.commander or 'unassigned'}: approve or reject "
                 + ", ".join(self.actions)
-                + ("; an approved action runs at once" if self.runs_now else "; approved actions run once every proposal is decided")
+                + "; an approved action runs at once"
                 + (f"; recommended: {best.id} ({best.recommendation})" if best else ""),
             )
             self.watcher = asyncio.ensure_future(self._watch_proposals())
-            if workflow.patched("slack-proposals"):
-                self.slack.start()
+            self.slack.start()
         self._details()
 
     def _undecided(self) -> bool:
@@ -637,12 +612,10 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     def _wants_mitigation(self) -> bool:
         if self.escalations:
             return True
-        if self.runs_now:
-            return bool(self.book.approved())
-        return bool(self.book.approved()) and self.book.all_decided()
+        return bool(self.book.approved())
 
     async def _mitigate(self) -> None:
-        """Run approved actions once every proposal is decided, in the incident's one saga:
+        """Run approved actions in the order the IC approved them, in the incident's one saga:
         a failure undoes every executed mitigation, newest first."""
         while self.escalations:
             e = self.escalations.pop(0)
@@ -651,21 +624,15 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                 await self._communicate(final=False)
             if self.severity.is_major:
                 self._propose()
-        # an escalation is no decision: a batch still waiting on the IC does not run early
-        if not self.runs_now and workflow.patched("escalation-waits-for-decisions") and not self.book.all_decided():
-            self._details()
-            return
         approved = self.book.approved()
         if not approved:
             return
-        if self.runs_now:  # in the order the IC approved them
-            approved.sort(key=lambda a: a.decided_at_seconds or 0.0)
-        # one saga per incident (older histories: one per batch)
-        saga = self.saga if workflow.patched("incident-saga") else Saga(self.tl, self._run_undo)
+        approved.sort(key=lambda a: a.decided_at_seconds or 0.0)
+        saga = self.saga
         try:
             for act in approved:
                 await self._execute(act, saga)
-                if self.runs_now and act.state == ActionState.EXECUTED and act.kind in CHANGES_PRODUCTION:
+                if act.state == ActionState.EXECUTED and act.kind in CHANGES_PRODUCTION:
                     await self._recheck(act)
         except StepFailed as e:
             self._log(CODEBLUE, "Mitigation failed; compensating in reverse", str(e))
@@ -702,20 +669,18 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         await self.steps.undo(u)
 
     async def _execute(self, act: Action, saga: Saga) -> None:
-        # histories from before preconditions: the steps run unchecked, as they did
-        checked = workflow.patched("act-on-approved-world")
         self._log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
         try:
             if act.kind == ActionKind.HELM_ROLLBACK:
                 await self._rollback(act, saga)
             elif act.kind == ActionKind.SCALE_UP:
-                await self._scale(act, saga, checked)
+                await self._scale(act, saga)
             elif act.kind == ActionKind.ROLLOUT_RESTART:
                 r = act.params_as(RolloutRestartParams)
                 ns, dep = r.namespace or self.cfg.kubernetes.namespace, r.deployment
                 act.compensation = "none needed (a restart changes no configuration)"
                 st = await restart_and_wait(self.steps, ns, dep, self.cfg.mitigation.rollout_timeout_seconds,
-                                            expected_revision=r.revision if checked else None)
+                                            expected_revision=r.revision)
                 act.result = f"restarted; {st.available}/{st.desired} available"
             elif act.kind == ActionKind.PLAYBOOK:
                 playbook = act.params_as(PlaybookParams).workflow
@@ -737,7 +702,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             raise
         except ActivityError as e:
             moved = _moved(e)
-            if moved is not None and checked:
+            if moved is not None:
                 saga.forget(act)  # refused before it changed anything
                 settle(act, ActionState.SUPERSEDED, _reason(e))
                 self._log(CODEBLUE, f"Not run {act.id}: the world moved since the decision", _reason(e))
@@ -768,10 +733,10 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         if res.already_done:
             act.result += "; found done by an earlier attempt, not repeated"
 
-    async def _scale(self, act: Action, saga: Saga, checked: bool) -> None:
+    async def _scale(self, act: Action, saga: Saga) -> None:
         p = act.params_as(ScaleUpParams)
         ns, dep, n = p.namespace, p.deployment, p.replicas
-        seen = p.from_replicas if checked else None
+        seen = p.from_replicas
         if seen is None:
             current = await self._read(KubernetesActivities.deployment_status, NamespaceQuery(namespace=ns), "read replicas")
             seen = next((d.desired for d in (current.deployments if current else []) if d.name == dep), None)
@@ -782,13 +747,13 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             activity=activity_name(KubernetesActivities.scale_deployment),
             # back to the count the step found, only while the deployment is still at ours
             arg=ScaleRequest(namespace=ns, deployment=dep, replicas=seen,
-                             expected_replicas=n if checked else None).model_dump(mode="json", exclude_none=True),
+                             expected_replicas=n).model_dump(mode="json", exclude_none=True),
             summary=f"compensate: scale {dep} to {seen}",
         )
         saga.register(act, undo, f"scale {dep} back to {seen} replicas")
         res: ScaleResult = await self._write(
             KubernetesActivities.scale_deployment,
-            ScaleRequest(namespace=ns, deployment=dep, replicas=n, expected_replicas=seen if checked else None),
+            ScaleRequest(namespace=ns, deployment=dep, replicas=n, expected_replicas=seen),
             f"scale {dep} to {n}",
         )
         act.result = f"{dep} scaled {res.previous_replicas} -> {res.replicas}"
@@ -847,15 +812,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             raise StepFailed(f"unknown playbook {name}")
         model, child_id = builders[name]
         base = child_id(self.inp.incident_id)
-        if not workflow.patched("playbook-per-run"):
-            try:
-                await workflow.start_child_workflow(
-                    name, model(**common), id=base, parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                    static_summary=f"{name} for {self.inp.incident_id}",
-                )
-            except WorkflowAlreadyStartedError:
-                raise StepFailed(f"{base} already exists; steer it there") from None
-            return base
         # A recurring alert key runs the same incident ID again while an earlier run's playbook
         # may still be open: each run's playbook gets the next free `<base>[-N]`, never reused.
         for ordinal in range(1, MAX_PLAYBOOK_RUNS + 1):
@@ -902,17 +858,13 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         await self._communicate(final=True)
         self._set_phase(Phase.RESOLVED)
         self._log(r.by, "Incident resolved" if verified else "Incident closed unverified (forced)", r.summary)
-        if workflow.patched("post-incident-child"):  # histories recorded before it still replay
-            if workflow.patched("postmortem-per-run"):  # a recurring alert key: one post-mortem per run
-                wid = await start_own_post_incident(self._report(), self.commander)
-            else:
-                wid = await start_post_incident(self._report(), self.commander)
-            if wid:
-                self.postmortem_id = wid
-                self._log(CODEBLUE, "Post-incident started", f"{wid}: verification, closing comms, post-mortem within 24 h")
-            else:
-                self._log(CODEBLUE, "Post-incident could not start",
-                          f"start it by hand: codeblue postmortem start {self.inp.incident_id}")
+        wid = await start_own_post_incident(self._report(), self.commander)  # one post-mortem per run
+        if wid:
+            self.postmortem_id = wid
+            self._log(CODEBLUE, "Post-incident started", f"{wid}: verification, closing comms, post-mortem within 24 h")
+        else:
+            self._log(CODEBLUE, "Post-incident could not start",
+                      f"start it by hand: codeblue postmortem start {self.inp.incident_id}")
         self.resolution_outcome = ResolutionResult(
             resolved=True, verified=verified, message=self.final_status
         )

@@ -43,7 +43,7 @@ class Playbook(ApprovalHandlers):
     async def _configure(self) -> None:
         """A playbook's first steps: the worker's config (kept in history), then the IC's
         authority, which needs it."""
-        self.cfg = await self.steps.worker_config(self.inp.config)
+        self.cfg = await self.steps.worker_config()
         await self._authorize()
 
     async def _authorize(self) -> None:
@@ -54,8 +54,6 @@ class Playbook(ApprovalHandlers):
         inp = self.inp
         if inp.start_refused:
             self._refuse(UNVERIFIED, f"unauthenticated: {inp.start_refused}")
-        if not workflow.patched("playbook-authority"):
-            return
         for what, given, allowed in self._pinned():
             if given is not None and given != allowed:
                 self._refuse(inp.requested_by, f"{what} {given!r} is not the worker's ({allowed!r}): "

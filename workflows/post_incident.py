@@ -92,7 +92,7 @@ class PostIncidentWorkflow:
             self.tl.log(UNVERIFIED, "Post-incident start refused: unauthenticated", inp.start_refused)
             self.finished = True
             raise ApplicationError(f"start refused: {inp.start_refused}", type="StartRefused", non_retryable=True)
-        self.cfg = await self.steps.worker_config(inp.config)
+        self.cfg = await self.steps.worker_config()
         if inp.report is None and inp.report_ref is not None:
             self.report = await workflow.execute_activity(
                 authority.incident_report, inp.report_ref,
@@ -314,20 +314,20 @@ class PostIncidentWorkflow:
             else:
                 checks.append(f"smoke check {sc.name}: {res.detail}")
 
-        if workflow.patched("sli-analysis"):  # the SLIs decide too, and the draft gets before/after
-            an = await analyse(self.steps, self.tl, self.inp.incident_id, self.cfg.prometheus, "Metric analysis")
-            if an.ok is False:
-                problems.append(f"SLI analysis failed: {an.detail}")
-            elif an.ok:
-                checks.append(f"SLI analysis passed: {an.detail}")
-            if an.readings:
-                self.st.slis_after = {v.name: v.value for v in an.readings[-1].values}
-            if self.cfg.prometheus.url and self.report.started_at:
-                onset = datetime.fromisoformat(self.report.started_at.replace("Z", "+00:00"))
-                before = await read_slis(self.steps, self.inp.incident_id, "SLIs before the onset",
-                                         at=(onset - timedelta(minutes=10)).isoformat())
-                if before is not None and not before.skipped:
-                    self.st.slis_before = {v.name: v.value for v in before.values}
+        # the SLIs decide too, and the draft gets before/after
+        an = await analyse(self.steps, self.tl, self.inp.incident_id, self.cfg.prometheus, "Metric analysis")
+        if an.ok is False:
+            problems.append(f"SLI analysis failed: {an.detail}")
+        elif an.ok:
+            checks.append(f"SLI analysis passed: {an.detail}")
+        if an.readings:
+            self.st.slis_after = {v.name: v.value for v in an.readings[-1].values}
+        if self.cfg.prometheus.url and self.report.started_at:
+            onset = datetime.fromisoformat(self.report.started_at.replace("Z", "+00:00"))
+            before = await read_slis(self.steps, self.inp.incident_id, "SLIs before the onset",
+                                     at=(onset - timedelta(minutes=10)).isoformat())
+            if before is not None and not before.skipped:
+                self.st.slis_before = {v.name: v.value for v in before.values}
         v = Verification(ok=not problems, problems=problems, checks=checks)
         self.tl.log(
             CODEBLUE,

@@ -51,10 +51,9 @@ async def start_own_post_incident(report: IncidentReport, commander: str | None)
     workflow ID, and each gets the next free `<ID>-postmortem[-N]`. A failure is never the
     incident's: returns None and the caller records it."""
     run_id = workflow.info().run_id
-    by_reference = workflow.patched("report-by-reference")  # older histories passed the report itself
     for ordinal in range(1, MAX_POSTMORTEMS + 1):
         try:
-            return await start_post_incident(report, commander, ordinal, run_id, by_reference)
+            return await start_post_incident(report, commander, ordinal, run_id, by_reference=True)
         except WorkflowAlreadyStartedError:
             continue  # an earlier run of this ID has its post-mortem there
         except FailureError as e:  # any other refusal of the start: recorded, the incident still resolves

@@ -55,7 +55,7 @@ async def recheck_health(steps: Steps, cfg: CodeBlueConfig) -> tuple[list[str], 
 async def recheck_slis(steps: Steps, tl: Timeline, cfg: CodeBlueConfig, incident_id: str,
                        assessment: Assessment | None, after: str) -> None:
     """The SLIs once more, recorded in the assessment (what the report shows) and the timeline."""
-    if cfg.prometheus.url and assessment is not None and workflow.patched("sli-recheck"):
+    if cfg.prometheus.url and assessment is not None:
         after_slis = await read_slis(steps, incident_id, f"SLIs after {after}")
         if after_slis is not None and not after_slis.skipped:
             assessment.record_slis(after_slis, f"after {after}")

@@ -1,9 +1,8 @@
 """The runbook steps several playbooks take, each written once.
 
-A step here issues exactly the activity calls its callers issued before it existed (same
-activity, input, summary, timeouts and retry policy), so histories recorded before keep
-replaying; a change to one of these changes every playbook's commands: put it behind
-`workflow.patched`.
+A change to one of these changes the commands of every workflow that takes it: the pinned
+ones need nothing (README, "Upgrades"); the post-incident workflow, if it takes the step,
+needs a patch registered in `workflows.patches`.
 """
 
 from __future__ import annotations

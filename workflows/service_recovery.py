@@ -316,7 +316,7 @@ class ServiceRecoveryWorkflow(Playbook):
         rate = logs.error_rate if logs else None
         if rate is not None and rate > rc.max_error_rate:
             problems.append(f"log error rate {rate:.1%} > {rc.max_error_rate:.1%}")
-        if settle and workflow.patched("sli-analysis"):  # after the upgrade: the SLIs decide too
+        if settle:  # after the upgrade: the SLIs decide too
             an = await analyse(self.steps, self.tl, self.inp.incident_id, self.cfg.prometheus, "Metric analysis")
             self.tl.log(CODEBLUE, "Metric analysis " + {True: "passed", False: "failed", None: "not decisive"}[an.ok], an.detail)
             if an.ok is False:

@@ -1,8 +1,7 @@
 """The incident's proposals mirrored in its Slack channel, one message each.
 
 Kept apart from the incident workflow: Slack is a view of the approval book, never a source
-of truth, and a Slack failure is recorded and never touches the incident. The activity calls
-are the ones the incident workflow issued when this lived there (histories replay).
+of truth, and a Slack failure is recorded and never touches the incident.
 """
 
 from __future__ import annotations

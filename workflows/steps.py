@@ -122,12 +122,9 @@ class Steps:
         self.incident_id = incident_id
         self.contacts = contacts
 
-    async def worker_config(self, legacy: Any = None) -> CodeBlueConfig:
+    async def worker_config(self) -> CodeBlueConfig:
         """The worker's config, read once and kept in history: the worker, not the starter,
-        decides where a workflow acts. `legacy`: a config an input carried before inputs lost
-        the field; honoured only when replaying a history that used it."""
-        if legacy is not None and not workflow.patched("config-from-worker"):
-            return shared_config(CodeBlueConfig.model_validate(legacy))
+        decides where a workflow acts."""
         return shared_config(await workflow.execute_activity_method(
             EnvironmentActivities.worker_config,
             EnvironmentQuery(incident_id=self.incident_id),

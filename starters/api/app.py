@@ -19,6 +19,7 @@ from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateRPCTimeout
 from temporalio.service import RPCError
 
 from domain.config import CodeBlueConfig, TemporalSettings
+from domain.release import package_version
 from starters import service as svc
 from starters.api import alert_routes, alerts, codec_routes, incidents, probes, procedures
 from starters.api.alert_forwarder import AlertForwarder
@@ -110,7 +111,7 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     app = FastAPI(
         lifespan=lifespan,
         title="CodeBlue",
-        version="0.1.0",
+        version=package_version(),
         description="Incident response for the healthcare platform: start and steer incidents, "
         "ingest Alertmanager alerts, decode encrypted history for the Temporal UI. "
         "Every endpoint but /healthz and /readyz needs `Authorization: Bearer <token>`.",

@@ -1,0 +1,17 @@
+"""Every workflow type a CodeBlue worker registers, importable without any client library
+(the replay test, `codeblue upgrade check` and the worker share it)."""
+
+from __future__ import annotations
+
+from workflows.database_restore import DatabaseRestoreWorkflow
+from workflows.db_connections import DatabaseConnectionPlaybook
+from workflows.high_memory import HighMemoryPlaybook
+from workflows.incident_response import IncidentResponseWorkflow
+from workflows.post_incident import PostIncidentWorkflow
+from workflows.redis_cache import RedisCachePlaybook
+from workflows.service_recovery import ServiceRecoveryWorkflow
+
+WORKFLOWS: list[type] = [
+    IncidentResponseWorkflow, ServiceRecoveryWorkflow, PostIncidentWorkflow, DatabaseRestoreWorkflow,
+    RedisCachePlaybook, HighMemoryPlaybook, DatabaseConnectionPlaybook,
+]
