@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.incident import IncidentAuthority, IncidentRef, IncidentReport
+from domain.post_incident import Reopen, ReopenRequest
 
 INCIDENT_WORKFLOW = "IncidentResponseWorkflow"
 
@@ -42,3 +43,19 @@ async def incident_report(ref: IncidentRef) -> IncidentReport:
             raise ApplicationError(f"incident {ref.incident_id} (run {ref.run_id}) not found", type="NotFound",
                                    non_retryable=True) from None
         raise ApplicationError(f"cannot read incident {ref.incident_id}: {e.message}") from None
+
+
+@activity.defn
+async def reopen_incident(r: ReopenRequest) -> None:
+    """Tell an incident run that its post-resolution verification failed: a signal sent through
+    the worker's own client, so it carries a proof like any command (the test server drops
+    headers on a workflow's external signals). A closed run fails non-retryably."""
+    handle = activity.client().get_workflow_handle(r.incident_id, run_id=r.run_id)
+    try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            raise ApplicationError(f"incident {r.incident_id} is closed", type="IncidentClosed", non_retryable=True)
+        await handle.signal("reopen", Reopen(reason=r.reason))
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise ApplicationError(f"incident {r.incident_id} not found", type="IncidentClosed", non_retryable=True) from None
+        raise ApplicationError(f"cannot signal incident {r.incident_id}: {e.message}") from None

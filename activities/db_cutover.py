@@ -179,6 +179,8 @@ class DbCutoverActivities:
         """Copy the key's current value into a backup Secret. A backup this incident already
         took is kept as is (it holds the value from before any change); one that is not this
         incident's fails non-retryably."""
+        if self.targets is not None:
+            self.targets.secret(req.namespace, req.secret_name, req.secret_key)
         ns = req.namespace
         name = backup_name(req.secret_name, req.incident_id)
         ref = SecretBackupRef(namespace=ns, secret_name=req.secret_name, secret_key=req.secret_key, backup_name=name)
@@ -234,6 +236,9 @@ class DbCutoverActivities:
     @activity.defn
     async def db_secret_point(self, req: SecretPointRequest) -> SecretChange:
         """Set the key to the backed-up URL at the new host:port (a retry sets the same value)."""
+        if self.targets is not None:
+            self.targets.secret(req.backup.namespace, req.backup.secret_name, req.backup.secret_key)
+            self.targets.restored_endpoint(req.host, req.port)
         _, old = await self._backup(req.backup)
         try:
             new = with_endpoint(old, req.host, req.port)
@@ -245,5 +250,7 @@ class DbCutoverActivities:
     @activity.defn
     async def db_secret_restore(self, req: SecretRestoreRequest) -> SecretChange:
         """Put the key back to exactly the backed-up bytes (idempotent)."""
+        if self.targets is not None:
+            self.targets.secret(req.backup.namespace, req.backup.secret_name, req.backup.secret_key)
         encoded, old = await self._backup(req.backup)
         return await self._set(req.backup, encoded, old, req.expected_resource_version)

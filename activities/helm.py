@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
 from activities.preconditions import moved
+from activities.targets import Targets
 from domain.cluster import HelmHistory, HelmQuery, HelmRevision, HelmRollbackRequest, HelmRollbackResult
 from domain.service_recovery import (
     HelmPreflight,
@@ -56,7 +57,9 @@ class HelmActivities:
         read_timeout_seconds: float = 60.0,
         heartbeat_seconds: float = DEFAULT_INTERVAL_SECONDS,
         retry_grace_seconds: float = 5.0,
+        targets: Targets | None = None,
     ) -> None:
+        self.targets = targets
         if not command:
             raise ValueError("helm command must not be empty")
         self.command = list(command)
@@ -196,6 +199,8 @@ class HelmActivities:
 
     @activity.defn
     async def helm_rollback(self, req: HelmRollbackRequest) -> HelmRollbackResult:
+        if self.targets is not None:
+            self.targets.release(req.namespace, req.release)
         marker = f"Rollback to {req.to_revision}"
         before = await self._settled_for_attempt(req, marker, "helm rollback")
         current = before.current
@@ -317,6 +322,8 @@ class HelmActivities:
     async def helm_upgrade(self, req: HelmUpgradeRequest) -> HelmUpgradeResult:
         """`helm upgrade RELEASE CHART -n NS --set image.tag=TAG --wait --timeout ...`; a retry
         that finds its own upgrade (by the marker description) done does not repeat it."""
+        if self.targets is not None:
+            self.targets.release(req.namespace, req.release, req.chart)
         before = await self._settled_for_attempt(req, req.marker, "helm upgrade")
         newest = before.revisions[-1] if before.revisions else None
         if newest is not None and newest.revision > req.from_revision and newest.description == req.marker:

@@ -436,6 +436,8 @@ class KubernetesActivities:
     async def scale_deployment(self, req: ScaleRequest) -> ScaleResult:
         """Set an absolute replica count (a retry sets the same count again)."""
         ns, name = req.namespace, req.deployment
+        if self.targets is not None:
+            self.targets.deployment(ns, name)
         if req.replicas < 0:
             raise ApplicationError(f"cannot scale deployment {ns}/{name} to {req.replicas} replicas",
                                    type="InvalidRequest", non_retryable=True)
@@ -460,6 +462,8 @@ class KubernetesActivities:
         """`kubectl rollout restart`, with the timestamp fixed by the workflow: a retry writes
         the same annotation, which changes nothing the second time."""
         ns, name = req.namespace, req.deployment
+        if self.targets is not None:
+            self.targets.deployment(ns, name)
         if req.expected_revision is not None:
             dep = await self._read_deployment(ns, name)
             template = dep.spec.template if dep.spec is not None else None

@@ -25,6 +25,32 @@ def _refuse(what: str) -> ApplicationError:
 class Targets:
     cfg: CodeBlueConfig
 
+    def deployment(self, namespace: str, name: str) -> None:
+        """The one deployment CodeBlue scales, restarts and waits on."""
+        k = self.cfg.kubernetes
+        if (namespace, name) != (k.namespace, k.gateway_deployment):
+            raise _refuse(f"deployment {namespace}/{name}")
+
+    def release(self, namespace: str, release: str, chart: str | None = None) -> None:
+        """The one helm release (and chart) CodeBlue rolls back and upgrades."""
+        if (namespace, release) != (self.cfg.kubernetes.namespace, self.cfg.helm.release):
+            raise _refuse(f"release {namespace}/{release}")
+        if chart is not None and chart != self.cfg.helm.chart:
+            raise _refuse(f"chart {chart}")
+
+    def secret(self, namespace: str, name: str, key: str | None = None) -> None:
+        """The database Secret (and its key) the cutover backs up, points and restores."""
+        d = self.cfg.database
+        if (namespace, name) != (self.cfg.kubernetes.namespace, d.secret_name) or key not in (None, d.secret_key):
+            raise _refuse(f"secret {namespace}/{name}")
+
+    def restored_endpoint(self, host: str, port: int) -> None:
+        """Where a cutover may point the database secret: the configured endpoint when one is
+        set (else the restored instance's, which the workflow read from RDS)."""
+        override = self.cfg.restore.endpoint_override
+        if override and f"{host}:{port}" != override:
+            raise _refuse(f"endpoint {host}:{port}")
+
     def health_url(self, url: str) -> None:
         if url != self.cfg.health.url:
             raise _refuse(f"health URL {url}")

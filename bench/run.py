@@ -274,7 +274,7 @@ async def main(quick: bool, out: Path | None) -> int:
     figures: list[Figure] = []
     # every command is signed and verified, as deployed (the storm's API process inherits the key)
     os.environ.setdefault(ENV_KEY, new_key())
-    async with dev_server(interceptors=[IdentityInterceptor(keyring_from_env(), via="", roles=["commander"])]) as env:
+    async with dev_server(interceptors=[IdentityInterceptor(keyring_from_env(), via="", roles=["commander", "admin"])]) as env:
         client = env.client
         print("measuring time to diagnostics...", flush=True)
         figures.append(await time_to_diagnostics(client, n_diag))

@@ -7,32 +7,44 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from domain.bounds import Name
+from domain.identity import Proof
+
 # A batch is one signal: this keeps it far below Temporal's payload size limit
 # (2,000-character summaries included).
 MAX_BATCH = 200
 
 
+# Incidents the alert path opens are `ALERT-<keyed hash of the dedup key>`: no other start may
+# take the prefix (the API, the CLI and the incident workflow itself refuse it).
+ALERT_PREFIX = "ALERT-"
+
+
 class AlertNotice(BaseModel):
     """One Alertmanager alert, reduced to what the incident timeline needs."""
 
-    source: str = "alertmanager"
-    dedup_key: str
+    source: Name = "alertmanager"
+    dedup_key: Name
     alertname: str = Field(max_length=200)
-    status: str  # firing | resolved (a resolved alert is recorded; the IC resolves)
-    severity: str
-    service: str
+    status: Name  # firing | resolved (a resolved alert is recorded; the IC resolves)
+    severity: Name
+    service: Name
     summary: str = Field(default="", max_length=2000)
-    fingerprint: str = ""
-    starts_at: str = ""
-    received_by: str = "alertmanager"
+    fingerprint: Name = ""
+    starts_at: Name = ""
+    received_by: Name = "alertmanager"
+    # the API's proof for an alert delivered alone (worker.identity: in the payload, because
+    # a signal-with-start's signal carries no header on every server)
+    proof: Proof | None = None
     # Set when the API accepted it; identifies an alert without a fingerprint on redelivery.
-    ingest_id: str = ""
+    ingest_id: Name = ""
 
 
 class AlertBatch(BaseModel):
     """Alerts of one dedup key, in the order the API accepted them."""
 
     notices: list[AlertNotice] = Field(min_length=1, max_length=MAX_BATCH)
+    proof: Proof | None = None  # the API's proof for the batch (see AlertNotice.proof)
 
 
 class AlertLedger:

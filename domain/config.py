@@ -250,6 +250,10 @@ class ApiConfig(_Section):
     # Alert ingestion: requests per token per second (token bucket) and burst.
     alerts_per_second: float = Field(default=20.0, gt=0)
     alerts_burst: int = Field(default=100, ge=1)
+    # failed authentications per client address: a burst, then this many a minute (429 after);
+    # a valid token is never held back
+    auth_failures_burst: int = Field(default=20, ge=1)
+    auth_failures_per_minute: float = Field(default=10.0, gt=0)
     alert_rules: list[AlertRule] = [
         AlertRule(match={"severity": "critical"}, severity="P1"),
         AlertRule(match={"severity": "warning"}, severity="P2"),
@@ -346,6 +350,11 @@ def _without_userinfo(url: str | None) -> str | None:
 
 class EnvironmentQuery(BaseModel):
     incident_id: str
+    # a person's start: the worker checks no earlier run of this workflow ID used its proof
+    workflow_id: str | None = None
+    run_id: str | None = None
+    start_proof: str | None = None  # the proof's MAC
+    start_issued_at: float | None = None
 
 
 class ConfigError(Exception):

@@ -10,6 +10,7 @@ import math
 
 from pydantic import BaseModel, Field
 
+from domain.bounds import Name
 from domain.cluster import WAIT_MARGIN_SECONDS
 from domain.identity import StartedBy
 from domain.incident import IncidentId
@@ -160,5 +161,5 @@ class SecretRestoreRequest(BaseModel):
 
 
 class CancelRestore(BaseModel):
-    by: str
+    by: Name
     reason: str = Field(min_length=1, max_length=500)

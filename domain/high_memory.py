@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from domain.bounds import Name
 from domain.identity import StartedBy
 from domain.incident import IncidentId
 from domain.severity import Severity
@@ -23,7 +24,7 @@ def memory_workflow_id(incident_id: str) -> str:
 class MemoryResolution(BaseModel):
     """The IC ends the playbook; the scale-up is undone unless `keep_scale`."""
 
-    by: str
+    by: Name
     keep_scale: bool = False
 
 

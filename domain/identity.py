@@ -26,6 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from domain.bounds import Digest, Name
+
 ENV_KEY = "CODEBLUE_OPERATOR_KEY"
 ENV_OLD_KEYS = "CODEBLUE_OPERATOR_OLD_KEYS"
 ENV_KEY_FILE = "CODEBLUE_OPERATOR_KEY_FILE"
@@ -61,15 +63,18 @@ class Principal(BaseModel):
 class Proof(BaseModel):
     """What travels in the `codeblue-proof` header of a start, signal or update."""
 
-    kid: str
-    workflow_id: str
-    handler: str
-    digest: str  # sha256 of the canonical payload
-    actor: str
-    roles: list[str] = []
-    via: str = ""
+    kid: Digest
+    workflow_id: Name
+    handler: Name
+    digest: Digest  # sha256 of the canonical payload
+    actor: Name
+    roles: list[Name] = Field(default=[], max_length=20)
+    via: Name = ""
     issued_at: float  # seconds since the epoch, by the signer's clock
-    mac: str
+    # the run it is for: a command's, the first run of the target's chain (continue-as-new
+    # keeps it); a continued run's or a child's, the run that made it; a start's, none
+    run: Name = ""
+    mac: Digest
 
     def principal(self) -> Principal:
         return Principal(name=self.actor, roles=list(self.roles), via=self.via)
@@ -87,11 +92,16 @@ def person(by: str | None) -> str:
 # canonical form while at their default, so every proof signed before they existed (in running
 # incidents and in committed histories, re-verified on replay) still holds. A field added to a
 # signed payload (a workflow input, Decision, Note, Resolution, ...) must be listed here.
-ADDED_AFTER_SIGNING = frozenset({"carried", "report_ref"})
+ADDED_AFTER_SIGNING = frozenset({"carried", "report_ref", "start_proof", "start_issued_at"})
+
+
+# A proof carried in the payload it proves (alert deliveries) is never part of what it signs.
+IN_PAYLOAD = "proof"
 
 
 def _signed_form(m: BaseModel) -> dict[str, Any]:
     d = m.model_dump(mode="json")
+    d.pop(IN_PAYLOAD, None)
     for name in ADDED_AFTER_SIGNING & set(type(m).model_fields):
         field = type(m).model_fields[name]
         if getattr(m, name) == field.get_default(call_default_factory=True):
@@ -112,7 +122,7 @@ def canonical(args: Sequence[Any]) -> bytes:
 
 def _message(p: Mapping[str, Any]) -> bytes:
     fields = [p["kid"], p["workflow_id"], p["handler"], p["digest"], p["actor"],
-              ",".join(sorted(p["roles"])), p["via"], repr(float(p["issued_at"]))]
+              ",".join(sorted(p["roles"])), p["via"], repr(float(p["issued_at"])), p.get("run", "")]
     return "\n".join(fields).encode()
 
 
@@ -128,22 +138,25 @@ class Keyring:
     def can_sign(self) -> bool:
         return bool(self.keys)
 
-    def sign(self, workflow_id: str, handler: str, args: Sequence[Any], who: Principal, now: float) -> Proof:
+    def sign(self, workflow_id: str, handler: str, args: Sequence[Any], who: Principal, now: float,
+             run: str = "") -> Proof:
         if not self.keys:
             raise IdentityKeyError(f"no operator key: set {ENV_KEY}")
         kid, key = self.keys[0]
         fields: dict[str, Any] = {
             "kid": kid, "workflow_id": workflow_id, "handler": handler,
             "digest": hashlib.sha256(canonical(args)).hexdigest(),
-            "actor": who.name, "roles": sorted(who.roles), "via": who.via, "issued_at": float(now),
+            "actor": who.name, "roles": sorted(who.roles), "via": who.via, "issued_at": float(now), "run": run,
         }
         mac = hmac.new(key, _message(fields), hashlib.sha256).hexdigest()
         return Proof(mac=mac, **fields)
 
     def problem(self, proof: Proof, workflow_id: str, handler: str, args: Sequence[Any],
-                now: float | None = None, max_age: float | None = MAX_AGE_SECONDS) -> str | None:
-        """Why the proof does not hold for this command, or None when it does. `now` None (or
-        `max_age` None): no freshness check (a signal may wait in history while workers are down)."""
+                now: float | None = None, max_age: float | None = MAX_AGE_SECONDS,
+                runs: Sequence[str] = ("",)) -> str | None:
+        """Why the proof does not hold for this command, or None when it does. `runs`: the run
+        IDs it may be bound to. `now` None (or `max_age` None): no freshness check (a signal
+        may wait in history while workers are down)."""
         key = self._by_id.get(proof.kid)
         if key is None:
             return "the proof's key is unknown to this worker (rotated out, or made elsewhere)"
@@ -154,6 +167,8 @@ class Keyring:
             return f"the proof was made for {proof.workflow_id}, not {workflow_id}"
         if proof.handler != handler:
             return f"the proof was made for {proof.handler}, not {handler}"
+        if proof.run not in runs:
+            return f"the proof was made for run {proof.run or '(none)'} of {workflow_id}, not this one"
         if not hmac.compare_digest(proof.digest, hashlib.sha256(canonical(args)).hexdigest()):
             return "the payload differs from the one that was signed"
         if now is not None and max_age is not None:
@@ -215,3 +230,6 @@ class StartedBy(BaseModel):
     requested_by: str = "unknown"
     requested_roles: list[str] = []
     start_refused: str | None = None  # why the start's proof did not hold; the workflow then does nothing
+    # the verified start proof (its MAC), which the workflow checks no earlier run of its ID used
+    start_proof: str | None = None
+    start_issued_at: float | None = None

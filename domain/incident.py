@@ -20,6 +20,7 @@ from domain.action_params import (
     RolloutRestartParams,
     ScaleUpParams,
 )
+from domain.bounds import Name, Text
 from domain.identity import StartedBy
 from domain.severity import Severity
 
@@ -127,6 +128,7 @@ class IncidentCarry(BaseModel):
     slack_off: bool = False
     alerts: dict[str, Any] = {}
     notes: dict[str, Any] = {}
+    unverified: int = 0  # commands refused for want of a proof so far
 
 
 class IncidentInput(StartedBy):
@@ -292,23 +294,23 @@ class Undo(BaseModel):
 class Decision(BaseModel):
     """An IC's approve/reject of one proposed action (signals `approve`/`reject`, update `decide`)."""
 
-    action_id: str
+    action_id: Name
     approve: bool
-    by: str
-    reason: str | None = None
+    by: Name
+    reason: str | None = Field(default=None, max_length=4000)
 
 
 class BatchDecision(BaseModel):
-    action_id: str
+    action_id: Name
     approve: bool
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=4000)
 
 
 class DecisionBatch(BaseModel):
     """Several decisions by one person in one update (`decide_many`): applied together, so
     approved actions run in the order given and no re-check withdraws one in between."""
 
-    by: str
+    by: Name
     decisions: list[BatchDecision] = Field(min_length=1, max_length=50)
 
     def as_decisions(self) -> list[Decision]:
@@ -322,25 +324,25 @@ class DecisionResult(BaseModel):
 
 
 class CommanderAssignment(BaseModel):
-    commander: str
-    by: str
+    commander: Name
+    by: Name
 
 
 class Escalation(BaseModel):
     severity: Severity
-    by: str
-    reason: str = ""
+    by: Name
+    reason: Text = ""
 
 
 class Note(BaseModel):
     """A responder's note on the timeline (free text: it stays in the encrypted history, never in logs)."""
 
-    by: str
+    by: Name
     text: str = Field(min_length=1, max_length=4000)
 
 
 class Resolution(BaseModel):
-    by: str
+    by: Name
     summary: str = Field(min_length=1, max_length=2000)
     # Close even when health verification fails (recorded as such).
     force: bool = False
@@ -378,6 +380,8 @@ class IncidentReport(BaseModel):
     alerts: dict[str, int] = {}
     # Responders' notes: received, listed, unlisted (past the cap), rate_limited. {} if none.
     notes: dict[str, int] = {}
+    # commands refused for want of a valid proof (the first ten are on the timeline)
+    unverified_commands: int = 0
 
 
 IncidentCarry.model_rebuild()

@@ -10,6 +10,7 @@ from enum import Enum
 
 from pydantic import BaseModel, Field, field_validator
 
+from domain.bounds import Name, Text
 from domain.identity import StartedBy
 from domain.incident import IncidentRef, IncidentReport, TimelineEntry
 
@@ -48,7 +49,7 @@ class NewActionItem(BaseModel):
     text: str = Field(min_length=1, max_length=500)
     owner: str = Field(min_length=1, max_length=100)
     due: date
-    by: str = Field(min_length=1)
+    by: Name = Field(min_length=1)
 
     @field_validator("text", "owner")
     @classmethod
@@ -61,17 +62,17 @@ class NewActionItem(BaseModel):
 class CloseActionItem(BaseModel):
     """Update `complete_action_item`: done, or (IC only, with a reason) deferred."""
 
-    item_id: str
-    by: str
+    item_id: Name
+    by: Name
     defer: bool = False
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=4000)
 
 
 class PostmortemHeld(BaseModel):
     """Signal or update `postmortem_held`."""
 
-    by: str = Field(min_length=1)
-    notes: str = ""
+    by: Name = Field(min_length=1)
+    notes: Text = ""
 
 
 class SmokeCheckRequest(BaseModel):
@@ -123,6 +124,7 @@ class PostIncidentState(BaseModel):
     next_item: int = 1
     timeline: list[TimelineEntry] = []
     runs: int = 1
+    unverified: int = 0  # commands refused for want of a proof so far
     slis_before: dict[str, float | None] = {}  # SLI values before the onset, for the draft
     slis_after: dict[str, float | None] = {}  # ... and at verification
 
@@ -154,5 +156,13 @@ class PostIncidentStatus(BaseModel):
 class Reopen(BaseModel):
     """Signal `reopen` to a still-open incident whose resolution failed verification."""
 
-    by: str = "codeblue"
-    reason: str
+    by: Name = "codeblue"
+    reason: str = Field(max_length=2000)
+
+
+class ReopenRequest(BaseModel):
+    """What the post-incident workflow asks its `reopen_incident` activity to send."""
+
+    incident_id: str
+    run_id: str | None = None
+    reason: str = Field(max_length=2000)

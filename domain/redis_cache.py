@@ -6,6 +6,7 @@ import re
 
 from pydantic import BaseModel, field_validator
 
+from domain.bounds import Name
 from domain.identity import StartedBy
 from domain.incident import IncidentId
 from domain.severity import Severity
@@ -109,5 +110,5 @@ class FlushResult(BaseModel):
 class FlushConfirmation(BaseModel):
     """The IC types the cluster's name to allow a full flush (update `confirm_flush`)."""
 
-    by: str
-    cluster_name: str
+    by: Name
+    cluster_name: Name

@@ -15,7 +15,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.authority import incident_authority, incident_report
+from activities.authority import incident_authority, incident_report, reopen_incident
 from domain.cluster import (
     DbCheckRequest,
     DbCheckResult,
@@ -323,7 +323,7 @@ class World:
             worker_config, pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
             probe_health, helm_rollback, scale_deployment, rollout_restart, wait_rollout, db_check,
             page, status_page, post_message, slack_post_proposal, slack_update_proposal,
-            incident_authority, incident_report, sli_values, sli_range,
+            incident_authority, incident_report, reopen_incident, sli_values, sli_range,
         ]
 
 

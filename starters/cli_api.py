@@ -29,11 +29,12 @@ def api_cmd(
         cfg.api.alert_spool = alert_spool
     try:
         codec_from_env()  # a bad key fails here, in one line, not on the first request
+        if not keyring_from_env().can_sign:  # the workers would refuse every alert and command: lose none
+            fail(f"no operator key: set ${ENV_KEY} (or $CODEBLUE_OPERATOR_KEY_FILE) as on the workers; "
+                 "without it every alert and command this API accepted would be refused")
         tokens = TokenBook.from_config(cfg.api)
         settings = ApiSettings(config=cfg, temporal=TemporalSettings.from_env(), tokens=tokens)
         app = create_app(lambda: temporal_client(via=None), settings)
-        if not keyring_from_env().can_sign:
-            err.print(f"warning: no operator key (${ENV_KEY}); workers refuse every command this API sends")
     except (ConfigError, CodecKeyError, SpoolError, IdentityKeyError) as e:
         fail(str(e))
         return

@@ -88,9 +88,10 @@ async def _drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Con
     say(f"[bold]CodeBlue drill[/] '{sc.name}': {sc.description}")
     task_queue = f"codeblue-drill-{uuid.uuid4().hex[:6]}"
     # The drill plays named people (the IC, on-call): its client signs their commands with an
-    # operator key of its own (worker.identity), made for this run unless one is set.
+    # operator key of its own (worker.identity), made for this run unless one is set; as an
+    # admin, since a playbook drill starts its procedure with no incident opened first.
     os.environ.setdefault(ENV_KEY, new_key())
-    signer = IdentityInterceptor(keyring_from_env(), via="", roles=["commander"])
+    signer = IdentityInterceptor(keyring_from_env(), via="", roles=["commander", "admin"])
     async with sandbox_environment(name) as sb, dev_server(interceptors=[signer]) as env:
         ui = ui_base(env, None)
         prom = sb.config.prometheus

@@ -972,7 +972,7 @@ def _ic_signer() -> Any:
     from worker.identity import IdentityInterceptor
 
     os.environ.setdefault(ENV_KEY, new_key())
-    return IdentityInterceptor(keyring_from_env(), via="", roles=["commander"])
+    return IdentityInterceptor(keyring_from_env(), via="", roles=["commander", "admin"])
 
 
 def _sandbox(scenario: str, sb: Any) -> Any:

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import search_attributes as sa
+from domain.alerts import ALERT_PREFIX
 from domain.incident import (
     CommanderAssignment,
     Decision,
@@ -41,6 +42,8 @@ def ui_link(ui_base: str, namespace: str, incident_id: str) -> str:
 
 
 async def start_incident(client: Client, inp: IncidentInput, task_queue: str) -> WorkflowHandle:
+    if inp.incident_id.startswith(ALERT_PREFIX):
+        raise CodeBlueError(f"incident IDs starting {ALERT_PREFIX} are the alert path's: use another --id")
     try:
         return await client.start_workflow(
             IncidentResponseWorkflow.run,
@@ -48,13 +51,14 @@ async def start_incident(client: Client, inp: IncidentInput, task_queue: str) ->
             id=inp.incident_id,
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # a refused start fails: its ID is free again for the real one (README, "Trust model")
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             static_summary=f"{inp.severity.value}: {inp.title}",
             search_attributes=initial_search_attributes(inp),
         )
     except WorkflowAlreadyStartedError:
         raise CodeBlueError(
-            f"incident {inp.incident_id} already exists (open or closed); use another --id"
+            f"incident {inp.incident_id} already exists (open, or closed without failing); use another --id"
         ) from None
     except RPCError as e:
         raise rpc_error(e, inp.incident_id) from None

@@ -76,7 +76,7 @@ async def record_drill(folder: Path, name: str) -> None:
     sc = scenario(name)
     err = Console(stderr=True)
     task_queue = f"codeblue-record-{uuid.uuid4().hex[:6]}"
-    signer = IdentityInterceptor(keyring_from_env(), via="", roles=["commander"])
+    signer = IdentityInterceptor(keyring_from_env(), via="", roles=["commander", "admin"])
     async with sandbox_environment(name) as sb, dev_server(interceptors=[signer]) as env:
         async with running_worker(env.client, sb.config, task_queue):
             ctx = DrillContext(client=env.client, sandbox=sb, task_queue=task_queue, ui=ui_base(env, None),

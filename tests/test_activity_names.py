@@ -15,7 +15,7 @@ import activities
 from sandbox.memory_world import World
 
 PINNED = {
-    "incident_authority", "incident_report", "worker_config",
+    "incident_authority", "incident_report", "reopen_incident", "worker_config",
     "pod_status", "service_status", "deployment_status", "gateway_logs", "pod_metrics",
     "scale_deployment", "rollout_restart", "wait_rollout", "db_check",
     "helm_history", "helm_rollback", "helm_revision_values", "helm_preflight", "helm_upgrade",

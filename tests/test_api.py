@@ -139,10 +139,11 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, set[str], int]] = [
     ("POST", "/alerts/webhook", {"alerts": [{"name": "MatrixGeneric", "status": "resolved"}]}, {"alerts", "admin"}, 200),
     ("GET", "/alerts/dead-letters", None, {"admin"}, 404),  # 404: this API has no spool
     ("POST", "/alerts/dead-letters/requeue", None, {"admin"}, 404),
-    ("POST", "/codec/encode", {"payloads": []}, {"responder", "commander", "admin"}, 200),
+    ("POST", "/codec/encode?workflow_id=INC-1", {"payloads": []}, {"admin"}, 200),
     ("POST", "/codec/decode", {"payloads": []}, {"viewer", "responder", "commander", "admin"}, 200),
     ("GET", "/whoami", None, {"viewer", "responder", "commander", "admin", "alerts"}, 200),
-    ("POST", "/procedures/postmortem", {"incident_id": "INC-NOPE"}, {"commander", "admin"}, 404),
+    # no such incident: only an admin may start a procedure for it (and then finds none to follow)
+    ("POST", "/procedures/postmortem", {"incident_id": "INC-NOPE"}, {"admin"}, 404),
     ("POST", "/procedures/INC-NOPE-cache/confirm-flush", {"cluster_name": "x"}, {"commander", "admin"}, 404),
     ("POST", "/procedures/INC-NOPE-memory/resolve-memory", {}, {"commander", "admin"}, 404),
     ("POST", "/incidents/INC-NOPE/db-restore/cancel", {"reason": "x"}, {"commander", "admin"}, 404),
@@ -160,7 +161,7 @@ def resolved_only_hook() -> dict:
 
 
 async def test_authorization_matrix(dev_env):
-    async with api_on(dev_env.client) as (http, world, _):
+    async with api_on(dev_env.client, api_config(auth_failures_burst=1000)) as (http, world, _):
         for method, path, body, allowed, ok in ENDPOINTS:
             for who, role in ROLE_OF.items():
                 payload = resolved_only_hook() if path == "/alerts/alertmanager" else body
@@ -405,3 +406,12 @@ async def test_a_resent_alert_is_dropped_in_the_api_before_it_becomes_a_signal(d
         hist = await dev_env.client.get_workflow_handle(iid).fetch_history()
         signals = [e for e in hist.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
         assert len(signals) == 2  # the opening alert and the resolution, not the three re-sends
+
+
+async def test_repeated_bad_tokens_are_throttled_and_a_valid_token_is_not(dev_env):
+    async with api_on(dev_env.client, api_config(auth_failures_burst=5, auth_failures_per_minute=1)) as (http, _, _):
+        answers = [(await http.get("/whoami", headers={"Authorization": f"Bearer wrong-{i}"})) for i in range(8)]
+        assert [r.status_code for r in answers] == [401] * 5 + [429] * 3
+        assert int(answers[-1].headers["retry-after"]) >= 1
+        assert (await http.get("/whoami", headers=auth("vic"))).status_code == 200  # same address, valid token
+        assert (await http.get("/whoami")).status_code == 401  # no token at all is no guess: never 429

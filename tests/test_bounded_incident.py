@@ -13,7 +13,9 @@ from domain.config import CodeBlueConfig, LimitsConfig
 from domain.incident import REPORT_MAX_BYTES, ActionState, Decision, IncidentReport, Note, Resolution
 from sandbox.memory_world import World, configure_worker
 from starters import service
+from starters.api.alerts import alert_sender
 from tests.workflow_helpers import decide_all, entry, events, incident, proposed, skip, start, until, worker_for
+from worker.identity import acting_as
 from workflows.incident_response import IncidentResponseWorkflow
 
 ALERTS, NOTES, ACTORS = 20_000, 1_000, 100
@@ -41,7 +43,8 @@ async def test_twenty_thousand_alerts_and_a_thousand_notes_stay_bounded(skipping
                 batch = [AlertNotice(dedup_key=h.id, alertname="GatewayErrors", status="firing", severity="P0",
                                      service="api-gateway", fingerprint=f"fp-{n}", summary=summary)
                          for n in range(first, first + MAX_BATCH)]
-                await h.signal(IncidentResponseWorkflow.add_alerts, AlertBatch(notices=batch))
+                with acting_as(alert_sender("alertmanager")):  # as the API delivers them
+                    await h.signal(IncidentResponseWorkflow.add_alerts, AlertBatch(notices=batch))
             for chunk in range(wave * NOTES // 5, (wave + 1) * NOTES // 5, 20):  # 20 responders typing at once
                 await asyncio.gather(*(
                     h.signal(IncidentResponseWorkflow.add_note, Note(by=f"resp-{i % ACTORS}", text=text))

@@ -13,7 +13,7 @@ from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client
 
 from tests.api_fixtures import api_on, auth
-from worker.codec import CodecKeyError, EncryptionCodec, codec_from_env, new_key, parse_key
+from worker.codec import REFUSED, CodecKeyError, EncryptionCodec, codec_from_env, new_key, parse_key
 from worker.temporal import data_converter, replayer
 from workflows.incident_response import IncidentResponseWorkflow
 
@@ -50,11 +50,19 @@ async def test_ciphertext_is_bound_to_its_workflow(monkeypatch):
     in_a = codec.with_context(WorkflowSerializationContext(namespace="default", workflow_id="INC-A"))
     in_b = codec.with_context(WorkflowSerializationContext(namespace="default", workflow_id="INC-B"))
     assert (await in_a.decode([enc]))[0] == p
-    with pytest.raises(CodecKeyError, match="belongs to workflow 'INC-A', not 'INC-B'"):
-        await in_b.decode([enc])
+    # in a workflow a refused payload decodes to a marker no converter reads: only its own
+    # signal or update fails, never the workflow task (with the others in it)
+    [refused] = await in_b.decode([enc])
+    assert refused.metadata["encoding"] == REFUSED and b"belongs to workflow 'INC-A', not 'INC-B'" in refused.data
     relabelled = Payload(metadata={**enc.metadata, "encryption-workflow-id": b"INC-B"}, data=enc.data)
-    with pytest.raises(CodecKeyError, match="does not decrypt"):  # the binding is authenticated
-        await in_b.decode([relabelled])
+    [refused] = await in_b.decode([relabelled])
+    assert b"does not decrypt" in refused.data  # the binding is authenticated
+    [unbound] = await codec.encode([p])  # made with no workflow named
+    assert b"bound to no workflow" in (await in_b.decode([unbound]))[0].data
+    [plain] = await in_b.decode([p])
+    assert plain.metadata["encoding"] == REFUSED and b"unencrypted payload refused" in plain.data
+    with pytest.raises(CodecKeyError, match="unknown key ID"):  # outside a workflow (a client reading): raised
+        await EncryptionCodec([parse_key(new_key())]).decode([enc])
     assert (await codec.lenient().decode([enc]))[0] == p  # the UI's codec server has no workflow context
     monkeypatch.setenv("CODEBLUE_CODEC_ALLOW_PLAINTEXT", "1")
     assert (await in_b.decode([p]))[0] == p  # migration window for histories from before encryption
@@ -141,7 +149,9 @@ async def test_raw_history_holds_no_plaintext_and_the_codec_server_decodes_it(de
         # ... and encode round-trips
         plain = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
                                "data": base64.b64encode(json.dumps(SECRET).encode()).decode()}]}
-        enc = (await http.post("/codec/encode", headers=auth("bob"), json=plain)).json()
+        assert (await http.post(f"/codec/encode?workflow_id={iid}", headers=auth("bob"), json=plain)).status_code == 403
+        enc = (await http.post(f"/codec/encode?workflow_id={iid}", headers=auth("root"), json=plain)).json()
+        assert base64.b64decode(enc["payloads"][0]["metadata"]["encryption-workflow-id"]).decode() == iid
         assert SECRET not in json.dumps(enc)
         dec = (await http.post("/codec/decode", headers=auth("vic"), json=enc)).json()
         assert dec == plain
@@ -156,5 +166,5 @@ async def test_raw_history_holds_no_plaintext_and_the_codec_server_decodes_it(de
     monkeypatch.setenv("CODEBLUE_CODEC_OLD_KEYS", old_key)
     await replayer([IncidentResponseWorkflow]).replay_workflow(hist)
     monkeypatch.delenv("CODEBLUE_CODEC_OLD_KEYS")
-    with pytest.raises(RuntimeError, match="CodecKeyError"):  # the replayer wraps the codec's refusal
+    with pytest.raises(RuntimeError, match="ValueError"):  # the start input no longer decodes (payload refused)
         await replayer([IncidentResponseWorkflow]).replay_workflow(hist)

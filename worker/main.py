@@ -15,7 +15,7 @@ from kubernetes import config as k8s_config
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.authority import incident_authority, incident_report
+from activities.authority import incident_authority, incident_report, reopen_incident
 from activities.aws_rds import RdsActivities
 from activities.db_cutover import DbCutoverActivities
 from activities.environment import EnvironmentActivities
@@ -67,7 +67,7 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
     env = dict(helm_env or {})
     if cfg.kubernetes.kubeconfig and "KUBECONFIG" not in env:
         env["KUBECONFIG"] = cfg.kubernetes.kubeconfig
-    helm = HelmActivities(cfg.helm.command, env)
+    helm = HelmActivities(cfg.helm.command, env, targets=targets)
     notify = NotifierActivities(cfg.notifications, http, targets=targets)
     health = HealthActivities(http, targets=targets)
     rds = RdsActivities(rds_client(cfg.aws))
@@ -82,6 +82,7 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
         EnvironmentActivities(cfg).worker_config,
         incident_authority,
         incident_report,
+        reopen_incident,
         k8s.pod_status,
         k8s.service_status,
         k8s.gateway_logs,

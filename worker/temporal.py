@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, EncodingPayloadConverter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -17,6 +19,30 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from domain import search_attributes as sa
 from domain.config import ConfigError, TemporalSettings
 from domain.identity import OPERATOR_VIA
+from worker.codec import REFUSED
+
+
+class _Refused(EncodingPayloadConverter):
+    """Reads a payload the codec refused (worker.codec.REFUSED) as the error it is."""
+
+    @property
+    def encoding(self) -> str:
+        return REFUSED.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        raise ValueError(f"payload refused: {payload.data.decode(errors='replace')[:300]}")
+
+
+class RefusingPayloadConverter(PydanticPayloadConverter):
+    """Pydantic JSON, and a clear error for a payload the codec refused: the SDK then drops
+    that one signal (rejects that one update) and the workflow task goes on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._set_converters(*self.converters.values(), _Refused())
 
 
 def data_converter() -> DataConverter:
@@ -28,6 +54,7 @@ def data_converter() -> DataConverter:
         return pydantic_data_converter
     return dataclasses.replace(
         pydantic_data_converter,
+        payload_converter_class=RefusingPayloadConverter,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

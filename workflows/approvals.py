@@ -7,17 +7,18 @@ signals `approve`/`reject` (fire-and-forget; a refused one is logged as ignored)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from workflows import metrics
 from workflows.timeline import Timeline
 
 with workflow.unsafe.imports_passed_through():
-    from domain.identity import UNVERIFIED, person
+    from domain.identity import person
     from domain.incident import Action, ActionState, Decision, DecisionBatch, DecisionResult
 
 
@@ -183,8 +184,12 @@ class ApprovalHandlers:
 
     def refused_command(self, handler: str, typed_by: str | None, problem: str) -> None:
         """A signal without a valid proof of identity (worker.identity): recorded, nothing changes."""
-        claimed = f"; it claimed to be from {typed_by!r}" if typed_by else ""
-        self.book.timeline.log(UNVERIFIED, f"Ignored {handler}: unauthenticated", f"{problem}{claimed}")
+        self.book.timeline.refused(handler, typed_by, problem)
+
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """Any other signal name: worker.identity refuses it before this runs (the SDK would
+        otherwise keep it buffered in memory for a handler that never comes)."""
 
     @workflow.signal
     def approve(self, d: Decision) -> None:

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutRestartParams,
         ScaleUpParams,
     )
-    from domain.alerts import AlertBatch, AlertLedger, AlertNotice
+    from domain.alerts import ALERT_PREFIX, AlertBatch, AlertLedger, AlertNotice
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose, rank
     from domain.cluster import (
         HelmQuery,
@@ -112,6 +112,13 @@ def _moved(e: ActivityError) -> dict[str, Any] | None:
 class IncidentResponseWorkflow(ApprovalHandlers):
     @workflow.init
     def __init__(self, inp: IncidentInput) -> None:
+        # a continued run's state is restored here, before any update in its first task is
+        # validated; if its start is then refused, run() starts over from nothing
+        self._fresh(inp)
+        if inp.carried is not None:
+            self._restore(inp.carried)
+
+    def _fresh(self, inp: IncidentInput) -> None:
         self.inp = inp
         self.cfg = CodeBlueConfig()  # the worker's, once run() has read it
         self.severity: Severity = inp.severity
@@ -142,8 +149,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
                                lambda: self.final_status != "open")
         self.watch: ProposalWatch | None = None  # the waiting proposals' reminder clock
         self.runs = 1
-        if inp.carried is not None:
-            self._restore(inp.carried)
 
     def _restore(self, c: IncidentCarry) -> None:
         """Pick up where the previous run stopped: same clocks, timeline, proposals and saga."""
@@ -151,6 +156,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         self.started = datetime.fromisoformat(c.started_at)
         self.tl = Timeline(self.started)
         self.tl.entries = list(c.timeline)
+        self.tl.unverified = c.unverified
         self.book.timeline = self.tl
         self.steps.timeline = self.tl
         self.saga.timeline = self.tl
@@ -225,6 +231,7 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             slack_off=self.slack.off,
             alerts=self.alerts.to_state(),
             notes=self.notes.to_state(),
+            unverified=self.tl.unverified,
         )
         workflow.continue_as_new(self.inp.model_copy(update={"carried": carry}))
 
@@ -239,7 +246,12 @@ class IncidentResponseWorkflow(ApprovalHandlers):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: IncidentInput) -> IncidentReport:
+        self.cfg = await self.steps.worker_config(inp)
+        if inp.start_proof and inp.incident_id.startswith(ALERT_PREFIX) and "alerts" not in inp.requested_roles:
+            inp.start_refused = f"incident IDs starting {ALERT_PREFIX} are the alert path's"
         if inp.start_refused:  # worker.identity found no valid proof: page nobody, touch nothing
+            if inp.carried is not None:  # a carry no earlier run proved it made: none of it counts
+                self._fresh(inp.model_copy(update={"carried": None}))
             self._log(UNVERIFIED, "Incident start refused: unauthenticated", inp.start_refused)
             self.final_status = "refused"
             raise ApplicationError(f"start refused: {inp.start_refused}", type="StartRefused", non_retryable=True)
@@ -253,7 +265,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             raise
 
     async def _respond(self, inp: IncidentInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config()
         self.notes.listed_max = self.cfg.limits.notes_listed_max
         self.notes.per_minute = self.cfg.limits.notes_per_actor_per_minute
         if inp.carried is not None:  # a continued run: the incident is mid-mitigation
@@ -338,6 +349,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
 
     @workflow.signal
     def escalate(self, e: Escalation) -> None:
+        self._escalate(e)
+
+    def _escalate(self, e: Escalation) -> None:
         if e.severity.rank >= self.severity.rank:
             self._log(e.by, "Escalation ignored", f"{e.severity.value} is not above {self.severity.value}")
             return
@@ -370,6 +384,9 @@ class IncidentResponseWorkflow(ApprovalHandlers):
         """An alert for this incident's dedup key (signal-with-start from the API); never resolves."""
         if not self.alerts.is_new(a):
             return  # a re-sent alert: already on the timeline
+        sev = next((s for s in Severity if s.value == a.severity), None)
+        if a.status == "firing" and sev is not None and sev.rank < self.severity.rank:  # a worse alert joined
+            self._escalate(Escalation(severity=sev, by=a.received_by, reason=f"alert {a.alertname[:200]} is {sev.value}"))
         if not self.alerts.to_list():
             if self.alerts.unlisted == 1:
                 self._log(CODEBLUE, "Alert flood: further alerts are counted, not listed",
@@ -944,5 +961,6 @@ class IncidentResponseWorkflow(ApprovalHandlers):
             assessment=self.assessment.model_dump() if self.assessment else {},
             alerts=self.alerts.counts() if self.alerts.received else {},
             notes=self.notes.counts() if self.notes.received else {},
+            unverified_commands=self.tl.unverified,
         )
 

@@ -43,7 +43,7 @@ class Playbook(ApprovalHandlers):
     async def _configure(self) -> None:
         """A playbook's first steps: the worker's config (kept in history), then the IC's
         authority, which needs it."""
-        self.cfg = await self.steps.worker_config()
+        self.cfg = await self.steps.worker_config(self.inp)
         await self._authorize()
 
     async def _authorize(self) -> None:
@@ -73,11 +73,12 @@ class Playbook(ApprovalHandlers):
                 return
             self._refuse(inp.requested_by, f"{starter} is not the IC ({auth.commander or 'unassigned'}) of "
                          f"{inp.incident_id}, a configured approver or an admin")
-        # no CodeBlue incident of that ID: a commander or admin runs it, as its IC
-        if admin or "commander" in roles:
+        # no CodeBlue incident of that ID: only an admin runs one (anyone else would make
+        # themselves the IC of an incident nobody opened)
+        if admin:
             self.book.commander = getattr(inp, "commander", None) or (starter if self.requester_is_ic else None)
             return
-        self._refuse(inp.requested_by, f"no incident {inp.incident_id} exists and {starter} is not a commander or admin")
+        self._refuse(inp.requested_by, f"no incident {inp.incident_id} exists and {starter} is not an admin")
 
     def _pinned(self) -> list[tuple[str, Any, Any]]:
         """(what, the input's value, the worker's config): an input may name a target only to
@@ -110,6 +111,7 @@ class Playbook(ApprovalHandlers):
             summary=self.summary,
             verified=self.verified,
             assessment=self._assessment(),
+            unverified_commands=self.tl.unverified,
         )
 
     def _subject(self) -> tuple[str, str]:

@@ -9,10 +9,11 @@ post-mortem is marked held and every action item is done or deferred by the IC.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import RawValue, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
@@ -38,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         PostIncidentState,
         PostIncidentStatus,
         PostmortemHeld,
-        Reopen,
+        ReopenRequest,
         SmokeCheckRequest,
         Verification,
     )
@@ -81,6 +82,7 @@ class PostIncidentWorkflow:
         self.resolved = _parse(self.st.resolved_at)
         self.tl = Timeline(self.resolved)
         self.tl.entries = list(self.st.timeline)
+        self.tl.unverified = self.st.unverified
         self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
         self.rev = 0  # bumped by every handler that may change what the loop waits for
         self.finished = False
@@ -88,11 +90,11 @@ class PostIncidentWorkflow:
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: PostIncidentInput) -> IncidentReport:
+        self.cfg = await self.steps.worker_config(inp)
         if inp.start_refused:  # worker.identity found no valid proof: notify nobody
             self.tl.log(UNVERIFIED, "Post-incident start refused: unauthenticated", inp.start_refused)
             self.finished = True
             raise ApplicationError(f"start refused: {inp.start_refused}", type="StartRefused", non_retryable=True)
-        self.cfg = await self.steps.worker_config()
         if inp.report is None and inp.report_ref is not None:
             self.report = await workflow.execute_activity(
                 authority.incident_report, inp.report_ref,
@@ -151,8 +153,11 @@ class PostIncidentWorkflow:
 
     def refused_command(self, handler: str, typed_by: str | None, problem: str) -> None:
         """A signal without a valid proof of identity (worker.identity): recorded, nothing changes."""
-        claimed = f"; it claimed to be from {typed_by!r}" if typed_by else ""
-        self.tl.log(UNVERIFIED, f"Ignored {handler}: unauthenticated", f"{problem}{claimed}")
+        self.tl.refused(handler, typed_by, problem)
+
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """Any other signal name: worker.identity refuses it before this runs."""
 
     # ------------------------------------------------------- post-mortem held
     @workflow.signal(name="postmortem_held")
@@ -346,8 +351,9 @@ class PostIncidentWorkflow:
         )
         try:
             # the run this post-mortem belongs to, never a later run of a recurring alert key
-            await workflow.get_external_workflow_handle(iid, run_id=self.inp.incident_run_id).signal(
-                "reopen", Reopen(reason=why))
+            await workflow.execute_activity(
+                authority.reopen_incident, ReopenRequest(incident_id=iid, run_id=self.inp.incident_run_id, reason=why[:2000]),
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=READ_RETRY, summary=f"reopen {iid}")
             self.st.reopened = f"signalled incident {iid} to reopen"
         except FailureError:
             new_id = f"{iid[:55]}-reopened"
@@ -528,6 +534,7 @@ class PostIncidentWorkflow:
         self.st.runs += 1
         self.tl.log(CODEBLUE, "Continued as new", f"run {self.st.runs}; history had {workflow.info().get_current_history_length()} events")
         self.st.timeline = list(self.tl.entries)
+        self.st.unverified = self.tl.unverified
         workflow.continue_as_new(
             PostIncidentInput(
                 incident_id=self.inp.incident_id,
@@ -585,5 +592,6 @@ class PostIncidentWorkflow:
                 "phase": Phase.RESOLVED,
                 "timeline": list(r.timeline) + post,
                 "verified": r.verified if v is None else v.ok,
+                "unverified_commands": r.unverified_commands + self.tl.unverified,
             }
         )

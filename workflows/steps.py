@@ -17,18 +17,22 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.timeline import CODEBLUE, Timeline, reason
 
 with workflow.unsafe.imports_passed_through():
     from activities.environment import EnvironmentActivities
     from activities.health import HealthActivities
+    from activities.helm import HelmActivities
     from activities.kubernetes import KubernetesActivities
     from activities.notify import NotifierActivities
+    from domain.cluster import HelmRollbackRequest, ScaleRequest
     from domain.config import CodeBlueConfig, Contacts, EnvironmentQuery
+    from domain.identity import UNVERIFIED, StartedBy
     from domain.incident import Undo
     from domain.notify import Audience, Delivery, PageRequest
 
@@ -116,22 +120,45 @@ def budget(arg: Any, floor: float) -> float:
     return max(floor, need()) if callable(need) else floor
 
 
+# The only activities a compensation kept as data may name, each with the request it takes.
+COMPENSATIONS: dict[str, type[BaseModel]] = {
+    activity_name(HelmActivities.helm_rollback): HelmRollbackRequest,
+    activity_name(KubernetesActivities.scale_deployment): ScaleRequest,
+}
+
+
 class Steps:
     def __init__(self, timeline: Timeline, incident_id: str, contacts: Callable[[], Contacts]) -> None:
         self.timeline = timeline
         self.incident_id = incident_id
         self.contacts = contacts
 
-    async def worker_config(self) -> CodeBlueConfig:
+    async def worker_config(self, start: StartedBy) -> CodeBlueConfig:
         """The worker's config, read once and kept in history: the worker, not the starter,
-        decides where a workflow acts."""
-        return shared_config(await workflow.execute_activity_method(
-            EnvironmentActivities.worker_config,
-            EnvironmentQuery(incident_id=self.incident_id),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=READ_RETRY,
-            summary="read the worker's environment",
-        ))
+        decides where a workflow acts. A person's start is checked there too: a proof an
+        earlier run of this workflow ID used marks it refused (`start.start_refused`). A start
+        already refused reads nothing (its run ends without acting)."""
+        if start.start_refused:
+            return shared_config(CodeBlueConfig())
+        info = workflow.info()
+        first = info.parent is None and info.continued_run_id is None
+        query = EnvironmentQuery(incident_id=self.incident_id)
+        if first and start.start_proof:
+            query = EnvironmentQuery(incident_id=self.incident_id, workflow_id=info.workflow_id, run_id=info.run_id,
+                                     start_proof=start.start_proof, start_issued_at=start.start_issued_at)
+        try:
+            return shared_config(await workflow.execute_activity_method(
+                EnvironmentActivities.worker_config,
+                query,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=READ_RETRY,
+                summary="read the worker's environment",
+            ))
+        except ActivityError as e:
+            if not (isinstance(e.cause, ApplicationError) and e.cause.type == "StartRefused"):
+                raise
+            start.requested_by, start.start_refused = UNVERIFIED, e.cause.message
+            return shared_config(CodeBlueConfig())
 
     @overload
     async def read(self, activity: Activity[A, R], arg: A, summary: str) -> R | None: ...
@@ -175,10 +202,15 @@ class Steps:
 
     async def undo(self, u: Undo) -> None:
         """A compensation kept as data (so it survives continue-as-new) names its activity by
-        the type string in history: the one step called by name."""
+        the type string in history: the one step called by name, so only the names in
+        COMPENSATIONS run, with their own request model; anything else is refused."""
+        model = COMPENSATIONS.get(u.activity)
+        if model is None:
+            raise ApplicationError(f"refused compensation {u.activity!r}: not one of CodeBlue's", type="UnknownCompensation",
+                                   non_retryable=True)
         await workflow.execute_activity(
             u.activity,
-            u.arg,
+            model.model_validate(u.arg),
             result_type=dict,
             start_to_close_timeout=timedelta(seconds=u.timeout_seconds),
             heartbeat_timeout=timedelta(seconds=HEARTBEAT_TIMEOUT_SECONDS) if u.heartbeat else None,

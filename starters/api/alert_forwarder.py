@@ -20,8 +20,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.alerts import MAX_BATCH, AlertBatch, AlertNotice
 from starters.api.alert_spool import AlertSpool, SpooledAlert
-from starters.api.alerts import BATCH_SIGNAL, signal_if_open, signal_with_start
+from starters.api.alerts import BATCH_SIGNAL, joinable_id, sender_of, signal_if_open, signal_with_start
 from starters.api.problems import Problem
+from worker.identity import acting_as
 
 log = logging.getLogger("codeblue.api.alerts")
 
@@ -40,7 +41,7 @@ class AlertForwarder:
         # (one workflow task) per round; after a quiet spell the first alert goes at once.
         self.round_seconds = round_seconds
         self.first_backoff, self.max_backoff = first_backoff, max_backoff
-        self._running: OrderedDict[str, None] = OrderedDict()  # incidents known to be open
+        self._running: OrderedDict[str, str] = OrderedDict()  # key incident ID -> the open incident it joins
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -157,22 +158,26 @@ class AlertForwarder:
         batch = AlertBatch(notices=notices)
         opener = next((n for n in notices if n.status == "firing"), None)
         try:
-            if iid in self._running:
+            target = self._running.get(iid)
+            if target is not None:
                 # A plain signal costs less than signal-with-start; a closed incident
                 # answers NOT_FOUND and the batch takes the long way below.
                 try:
-                    await client.get_workflow_handle(iid).signal(BATCH_SIGNAL, batch)
+                    with acting_as(sender_of(batch)):
+                        await client.get_workflow_handle(target).signal(BATCH_SIGNAL, batch)
                     self._running.move_to_end(iid)
                     return
                 except RPCError as e:
                     if e.status != RPCStatusCode.NOT_FOUND:
                         raise
                     del self._running[iid]
+            # the key's incident, or an alternate when a foreign workflow holds its ID
+            target = await joinable_id(client, notices[0].dedup_key, self.task_queue)
             if opener:
-                await signal_with_start(client, iid, opener, self.task_queue, BATCH_SIGNAL, batch)
-            elif not await signal_if_open(client, iid, BATCH_SIGNAL, batch):
+                await signal_with_start(client, target, opener, self.task_queue, BATCH_SIGNAL, batch)
+            elif not await signal_if_open(client, target, BATCH_SIGNAL, batch):
                 return
-            self._running[iid] = None
+            self._running[iid] = target
             if len(self._running) > 10_000:
                 self._running.popitem(last=False)
         except RPCError as e:

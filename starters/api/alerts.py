@@ -4,7 +4,11 @@ gives ONE incident per key (workflow ID derived from the key, signal-with-start 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import hmac
+import logging
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -16,15 +20,19 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.alerts import MAX_BATCH, AlertBatch, AlertNotice
+from domain.alerts import ALERT_PREFIX, MAX_BATCH, AlertBatch, AlertNotice
 from domain.config import ApiConfig
-from domain.identity import Principal
+from domain.identity import ENV_KEY, IdentityKeyError, Principal, keyring_from_env
 from domain.incident import IncidentInput
 from domain.severity import Severity
 from starters import service as svc
 from starters.api.alert_spool import AlertSpool
 from worker.identity import acting_as
 from workflows.incident_response import IncidentResponseWorkflow
+
+log = logging.getLogger(__name__)
+ENV_ALERT_ID_KEY = "CODEBLUE_ALERT_ID_KEY"
+INCIDENT_TYPE = "IncidentResponseWorkflow"
 
 SIGNAL = "add_alert"
 # A webhook's alerts of one key go as one signal (one workflow task), up to MAX_BATCH each.
@@ -112,9 +120,50 @@ def dedup_key(a: AmAlert, cfg: ApiConfig, service: str) -> str:
     return ",".join(parts)
 
 
-def incident_id_for(key: str) -> str:
-    """Stable and opaque: label values (which may be sensitive) stay out of the workflow ID."""
-    return "ALERT-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+@functools.cache
+def _alert_id_secret() -> bytes:
+    """`CODEBLUE_ALERT_ID_KEY`, else derived from the operator key: without it nobody can tell
+    which workflow ID a key's alerts will open, so nobody can park a workflow there first."""
+    given = os.environ.get(ENV_ALERT_ID_KEY, "").strip()
+    if given:
+        return given.encode()
+    ring = keyring_from_env()
+    if not ring.can_sign:
+        raise IdentityKeyError(f"no operator key ({ENV_KEY}) and no {ENV_ALERT_ID_KEY}: alert incident IDs need a secret")
+    return hmac.new(ring.keys[0][1], b"codeblue alert incident IDs", hashlib.sha256).digest()
+
+
+def incident_id_for(key: str, ordinal: int = 1) -> str:
+    """Stable for a key and opaque: label values (which may be sensitive) stay out of the
+    workflow ID, and without the server's secret the ID cannot be predicted. `ordinal` > 1:
+    the alternates used when the ID is held by a workflow that is not a CodeBlue incident."""
+    base = ALERT_PREFIX + hmac.new(_alert_id_secret(), key.encode(), hashlib.sha256).hexdigest()[:24]
+    return base if ordinal == 1 else f"{base}-{ordinal}"
+
+
+ALTERNATES = 5
+
+
+async def joinable_id(client: Client, key: str, task_queue: str) -> str:
+    """The key's incident ID that alerts may join: free, closed, or a CodeBlue incident on
+    this task queue. One held by anything else (another type, another task queue, where no
+    CodeBlue worker would ever run it) is passed over, so the alert still reaches an incident."""
+    for ordinal in range(1, ALTERNATES + 1):
+        iid = incident_id_for(key, ordinal)
+        try:
+            desc = await client.get_workflow_handle(iid).describe()
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                return iid
+            raise
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return iid
+        if (desc.workflow_type == INCIDENT_TYPE
+                and desc.raw_description.execution_config.task_queue.name == task_queue):
+            return iid
+        log.warning("alert incident ID %s is held by a foreign workflow (%s on %s): using the next",
+                    iid, desc.workflow_type, desc.raw_description.execution_config.task_queue.name)
+    raise svc.CodeBlueError(f"{ALTERNATES} incident IDs for one alert key are held by foreign workflows")
 
 
 def notice(a: AmAlert, key: str, sev: Severity, service: str, principal: str) -> AlertNotice:
@@ -198,11 +247,16 @@ async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: st
 
     async def one_key(iid: str, notices: list[AlertNotice]) -> None:
         # In order within a key (firing before resolved on the timeline); keys in parallel.
+        try:
+            target = await joinable_id(client, notices[0].dedup_key, task_queue)
+        except RPCError as e:
+            raise svc.rpc_error(e, iid) from None
+        results[iid]["incident_id"] = target
         for batch in delivery_batches(notices):
             opener = next((n for n in batch if n.status == "firing"), None)
             if opener is not None:
-                await _signal_with_start(client, iid, opener, task_queue, AlertBatch(notices=batch))
-            elif not await _signal_if_open(client, iid, AlertBatch(notices=batch)):
+                await _signal_with_start(client, target, opener, task_queue, AlertBatch(notices=batch))
+            elif not await _signal_if_open(client, target, AlertBatch(notices=batch)):
                 continue
             results[iid]["recorded"] += len(batch)
 
@@ -259,8 +313,18 @@ async def signal_with_start(client: Client, iid: str, opener: AlertNotice, task_
     """Joins the key's running incident, or opens it with `opener`; raises RPCError as is."""
     inp = incident_input(iid, opener)
     # the alert's token (received_by) opened it: the start's proof says so (worker.identity)
-    with acting_as(Principal(name=inp.requested_by, roles=["alerts"])):
+    with acting_as(alert_sender(inp.requested_by)):
         await _start(client, inp, iid, task_queue, signal, arg)
+
+
+def alert_sender(received_by: str) -> Principal:
+    """Who signs alert deliveries: the token the alerts came in with, in the alerts role."""
+    return Principal(name=received_by or "alerts", roles=["alerts"])
+
+
+def sender_of(arg: Any) -> Principal:
+    notices = arg.notices if isinstance(arg, AlertBatch) else [arg]
+    return alert_sender(getattr(notices[0], "received_by", "") if notices else "")
 
 
 async def _start(client: Client, inp: IncidentInput, iid: str, task_queue: str, signal: str, arg: Any) -> None:
@@ -282,7 +346,8 @@ async def signal_if_open(client: Client, iid: str, signal: str, arg: Any) -> boo
     try:
         if (await h.describe()).status != WorkflowExecutionStatus.RUNNING:
             return False
-        await h.signal(signal, arg)
+        with acting_as(sender_of(arg)):
+            await h.signal(signal, arg)
         return True
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:

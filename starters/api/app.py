@@ -97,7 +97,9 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     forwarder = _alert_forwarder(cfg, temporal, s.temporal.task_queue, s.temporal.metrics_bind)
     ctx = ApiContext(cfg=cfg, temporal_settings=s.temporal, tokens=s.tokens or TokenBook.from_config(cfg.api),
                      temporal=temporal, limiter=limiter, forwarder=forwarder,
-                     recent_alerts=alerts.RecentAlerts(cfg.api.alert_repeat_window_seconds))
+                     recent_alerts=alerts.RecentAlerts(cfg.api.alert_repeat_window_seconds),
+                     auth_failures=RateLimiter(cfg.api.auth_failures_per_minute / 60, cfg.api.auth_failures_burst,
+                                               max_keys=10_000))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -130,10 +132,10 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
     @app.exception_handler(Problem)
     async def _problem(_: Request, p: Problem):
         headers = {"WWW-Authenticate": "Bearer"} if p.status == 401 else None
-        if p.status == 429:
-            headers = {"Retry-After": str(limiter.retry_after())}
-        elif p.retry_after is not None:
+        if p.retry_after is not None:
             headers = {"Retry-After": str(p.retry_after)}
+        elif p.status == 429:
+            headers = {"Retry-After": str(limiter.retry_after())}
         return problem_response(p.status, p.detail, p.title, headers)
 
     @app.exception_handler(RequestValidationError)

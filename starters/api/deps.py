@@ -60,6 +60,7 @@ class ApiContext:
     limiter: RateLimiter
     forwarder: AlertForwarder | None
     recent_alerts: alerts.RecentAlerts
+    auth_failures: RateLimiter  # per client address: failed authentications
 
     @property
     def spool(self) -> AlertSpool | None:
@@ -98,6 +99,10 @@ async def principal(request: Request, ctx: Context) -> Principal:
         raise Problem(401, "missing bearer token")
     p = ctx.tokens.lookup(token.strip())
     if p is None:
+        client = request.client.host if request.client else "?"
+        if not ctx.auth_failures.allow(client):  # a valid token is never held back by this
+            raise Problem(429, "too many failed authentications from this address; retry later",
+                          retry_after=ctx.auth_failures.retry_after())
         raise Problem(401, "invalid token")
     return p
 

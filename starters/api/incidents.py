@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from domain import search_attributes as sa
+from domain.alerts import ALERT_PREFIX
 from domain.incident import (
     INCIDENT_ID_PATTERN,
     BatchDecision,
@@ -131,6 +132,8 @@ async def start_incident(body: StartIncident, p: Responder, c: TemporalClient, c
     if body.incident_id and reserved_id(body.incident_id):
         raise Problem(422, f"incident IDs may not end in {', '.join(RESERVED_SUFFIXES)} (or those with -N): "
                       "those name an incident's own procedures")
+    if body.incident_id and body.incident_id.startswith(ALERT_PREFIX):
+        raise Problem(422, f"incident IDs starting {ALERT_PREFIX} are the alert path's: choose another ID")
     iid = body.incident_id or f"INC-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
     inp = IncidentInput(
         incident_id=iid, title=body.title, severity=sev, service=body.service, commander=body.commander,

@@ -110,7 +110,8 @@ async def _authority_problem(c: Client, incident_id: str, p: Principal, approver
         report = await svc.status(c, incident_id)
     except svc.CodeBlueError as e:
         if str(e).startswith("unknown incident"):
-            return None  # no CodeBlue incident: a commander may start it and becomes its IC
+            # no CodeBlue incident: only an admin may start one (and names its IC)
+            return None if p.has(ADMIN) else f"no incident {incident_id} exists: only an admin may start a procedure for it"
         raise
     if p.name == report.commander or p.name in approvers or p.has(ADMIN):
         return None
