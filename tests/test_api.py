@@ -190,6 +190,8 @@ async def test_bad_requests_get_problem_bodies(dev_env):
 
         problem(await http.post("/incidents", headers=h, content=chunked()), 413)
         problem(await http.post("/incidents", headers=h, json={"title": "x", "incident_id": "bad id!"}), 422)
+        assert "alert path" in problem(await http.post("/incidents", headers=h, json={
+            "title": "x", "severity": "P3", "incident_id": "ALERT-0123456789abcdef"}), 422)["detail"]
         problem(await http.get("/incidents/bad%20id!", headers=auth("vic")), 422)
         problem(await http.get("/nowhere", headers=auth("vic")), 404)
 

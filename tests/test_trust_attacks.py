@@ -353,3 +353,53 @@ def test_the_api_will_not_start_without_the_operator_key():
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 1
     assert "no operator key" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+async def test_a_note_replayed_after_a_continue_as_new_is_not_applied_again(dev_env):
+    from domain.config import LimitsConfig
+
+    world = World()
+    world.config = world.config.model_copy(update={"limits": LimitsConfig(continue_as_new_after_events=100)})
+    async with incident_worker(dev_env.client, world) as tq:
+        h = await service.start_incident(dev_env.client, incident(), tq)
+        world.handles.append(h)
+        await until(h, proposed, "proposals")
+        await service.add_note(dev_env.client, h.id, Note(by="alice", text="bed 4 back online"))
+        rep = await until(h, lambda r: len(entries(r, TimelineKind.NOTE)) == 1, "the note")
+        note_header = None
+        async for ev in h.fetch_history_events():
+            if ev.HasField("workflow_execution_signaled_event_attributes"):
+                note_header = ev.workflow_execution_signaled_event_attributes.header.fields[HEADER]
+        first_run = (await h.describe()).run_id
+        for i in range(60):  # signed alerts until the history is long enough to continue as new
+            n = AlertNotice(dedup_key="k", alertname="Noise", status="firing", severity="P2", service="api-gateway",
+                            fingerprint=f"fp-{i}")
+            with acting_as(alert_sender("alertmanager")):
+                await h.signal(IncidentResponseWorkflow.add_alerts, AlertBatch(notices=[n]))
+        await until(h, lambda r: bool([e for e in r.timeline if e.event == "Continued as new"]), "a continued run")
+        assert (await h.describe()).run_id != first_run
+        raw = await Client.connect(dev_env.client.service_client.config.target_host, namespace=dev_env.client.namespace,
+                                   data_converter=data_converter(), interceptors=[_HeaderClient(note_header)])
+        await raw.get_workflow_handle(h.id).signal(IncidentResponseWorkflow.add_note, Note(by="alice", text="bed 4 back online"))
+        rep = await until(h, lambda r: r.unverified_commands == 1, "the replayed note refused")
+        assert len(entries(rep, TimelineKind.NOTE)) == 1
+        assert "already used" in (entries(rep, TimelineKind.IGNORED)[-1].result or "")
+
+
+def test_a_compensation_kept_as_data_names_only_a_fixed_activity():
+    import ast
+    from pathlib import Path
+
+    from workflows.steps import COMPENSATIONS
+
+    assert set(COMPENSATIONS) == {"helm_rollback", "scale_deployment"}
+    # every Undo a workflow builds names its activity through one of those methods
+    root = Path(__file__).resolve().parent.parent / "workflows"
+    named = set()
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Undo":
+                kw = {k.arg: k.value for k in node.keywords}
+                assert "activity" in kw, path
+                named.add(ast.unparse(kw["activity"]))
+    assert named == {"activity_name(HelmActivities.helm_rollback)", "activity_name(KubernetesActivities.scale_deployment)"}
