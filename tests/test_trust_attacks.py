@@ -396,7 +396,7 @@ def test_a_compensation_kept_as_data_names_only_a_fixed_activity():
     # every Undo a workflow builds names its activity through one of those methods
     root = Path(__file__).resolve().parent.parent / "workflows"
     named = set()
-    for path in root.glob("*.py"):
+    for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Undo":
                 kw = {k.arg: k.value for k in node.keywords}

@@ -40,7 +40,7 @@ def test_every_patch_is_in_the_table_and_only_where_runs_move_between_builds():
             if getattr(w, "__temporal_workflow_definition").versioning_behavior == VersioningBehavior.AUTO_UPGRADE}
     assert auto == {"post_incident"}
     found: dict[str, str] = {}
-    for path in WORKFLOWS_DIR.glob("*.py"):
+    for path in WORKFLOWS_DIR.rglob("*.py"):
         for pid in PATCH_CALL.findall(path.read_text()):
             found[pid] = path.stem
     assert set(found) <= set(PATCHES), f"patches missing from workflows.patches: {set(found) - set(PATCHES)}"
