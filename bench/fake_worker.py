@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 
 from sandbox.memory_world import World
 from worker.identity import client_interceptors
-from worker.temporal import data_converter, workflow_runner
+from worker.temporal import data_converter, quiet_core_logs, workflow_runner
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -36,5 +36,6 @@ async def serve(address: str, namespace: str, task_queue: str) -> None:
 
 
 if __name__ == "__main__":
+    quiet_core_logs()
     asyncio.run(serve(*sys.argv[1:4]))
     os._exit(0)  # the SDK can abort at interpreter exit after a worker ran

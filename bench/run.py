@@ -34,7 +34,7 @@ from sandbox.memory_world import World, incident_worker
 from starters import service
 from starters.devserver import dev_server
 from worker.identity import IdentityInterceptor
-from worker.temporal import workflow_runner
+from worker.temporal import quiet_core_logs, workflow_runner
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -307,5 +307,6 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     ap.add_argument("--json", type=Path, default=Path("bench/results.json"))
     a = ap.parse_args()
+    quiet_core_logs()
     code = asyncio.run(main(a.quick, a.json))
     os._exit(code)  # the SDK can abort at interpreter exit after a worker ran

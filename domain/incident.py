@@ -185,56 +185,6 @@ class TimelineKind(str, Enum):
     EVENT = "event"
 
 
-# The first words of the events CodeBlue writes, most specific first: Timeline.log files every
-# entry under one kind here, in the one place the words are made.
-_KIND_PREFIXES: tuple[tuple[str, TimelineKind], ...] = (
-    ("Incident opened", TimelineKind.OPENED), ("Incident reopened", TimelineKind.OPENED),
-    ("Severity reason", TimelineKind.SEVERITY), ("Escalated", TimelineKind.ESCALATED),
-    ("SLA ", TimelineKind.SLA),
-    ("Proposed", TimelineKind.PROPOSED), ("Approved", TimelineKind.DECISION), ("Rejected", TimelineKind.DECISION),
-    ("Confirmed", TimelineKind.DECISION), ("Scale-up kept", TimelineKind.DECISION),
-    ("Executing", TimelineKind.EXECUTING), ("Executed", TimelineKind.EXECUTED),
-    ("Compensat", TimelineKind.COMPENSATION), ("Mitigation failed; compensating", TimelineKind.COMPENSATION),
-    ("Recovery failed; compensating", TimelineKind.COMPENSATION), ("Cutover failed; compensating", TimelineKind.COMPENSATION),
-    ("Incident cancelled; undoing", TimelineKind.COMPENSATION),
-    ("Failed", TimelineKind.FAILED), ("Restore failed", TimelineKind.FAILED), ("FLUSHALL not run", TimelineKind.FAILED),
-    ("Withdrawn", TimelineKind.SUPERSEDED), ("Not run", TimelineKind.SUPERSEDED),
-    ("Alert", TimelineKind.ALERT), ("Note", TimelineKind.NOTE),
-    ("Incident commander", TimelineKind.COMMANDER), ("Authority", TimelineKind.COMMANDER), ("Commander change", TimelineKind.IGNORED),
-    ("Ignored", TimelineKind.IGNORED), ("Escalation ignored", TimelineKind.IGNORED), ("Resolve ignored", TimelineKind.IGNORED),
-    ("Post-mortem held ignored", TimelineKind.IGNORED),
-    ("Incident start refused", TimelineKind.IGNORED), ("Post-incident start refused", TimelineKind.IGNORED),
-    ("Start refused", TimelineKind.IGNORED),
-    ("Page ", TimelineKind.NOTIFICATION), ("Paged", TimelineKind.NOTIFICATION), ("Status page", TimelineKind.NOTIFICATION),
-    ("Stakeholders", TimelineKind.NOTIFICATION), ("Message", TimelineKind.NOTIFICATION), ("Slack", TimelineKind.NOTIFICATION),
-    ("Post ", TimelineKind.NOTIFICATION), ("Update ", TimelineKind.NOTIFICATION), ("Reminded", TimelineKind.NOTIFICATION),
-    ("Closing communications", TimelineKind.NOTIFICATION),
-    ("Health", TimelineKind.VERIFICATION), ("Verified", TimelineKind.VERIFICATION), ("Not verified", TimelineKind.VERIFICATION),
-    ("Re-checked", TimelineKind.VERIFICATION), ("SLIs", TimelineKind.VERIFICATION), ("Metric analysis", TimelineKind.VERIFICATION),
-    ("Restored database verified", TimelineKind.VERIFICATION),
-    ("Verification ", TimelineKind.VERIFICATION), ("Re-verification", TimelineKind.VERIFICATION),
-    ("Readiness check", TimelineKind.VERIFICATION),
-    ("Resolution verified", TimelineKind.VERIFICATION), ("Resolution verification failed", TimelineKind.VERIFICATION),
-    ("Incident resolved", TimelineKind.RESOLVED), ("Continued as new", TimelineKind.CONTINUED),
-    ("Post-incident", TimelineKind.POST_INCIDENT), ("Post-mortem", TimelineKind.POST_INCIDENT),
-    ("Action item", TimelineKind.POST_INCIDENT),
-    ("Immediate actions", TimelineKind.STEP), ("Assessment", TimelineKind.STEP), ("Step ", TimelineKind.STEP),
-    ("Memory", TimelineKind.STEP), ("Redis stats", TimelineKind.STEP), ("Preflight", TimelineKind.STEP),
-    ("RDS instance", TimelineKind.STEP), ("Connection errors in gateway logs", TimelineKind.STEP),
-    ("Database reachable", TimelineKind.STEP), ("Database NOT reachable", TimelineKind.STEP),
-    ("ElastiCache cluster", TimelineKind.STEP), ("Redis address", TimelineKind.STEP),
-)
-
-
-def timeline_kind(event: str) -> TimelineKind:
-    for prefix, kind in _KIND_PREFIXES:
-        if event.startswith(prefix):
-            return kind
-    if event.endswith(" failed"):  # "<activity summary> failed"
-        return TimelineKind.FAILED
-    return TimelineKind.EVENT
-
-
 class TimelineEntry(BaseModel):
     at_seconds: float
     actor: str
@@ -243,7 +193,8 @@ class TimelineEntry(BaseModel):
     # An entry made without a kind (or recorded before kinds existed) is filed by its words. A
     # default factory, not a model validator: it runs only when the kind is missing, where a
     # validator cost every decoded entry a Python call (a report holds hundreds of them).
-    kind: TimelineKind = Field(default_factory=lambda data: timeline_kind(data["event"]))
+    # what the entry records, named where it is written (workflows.timeline.Timeline.log)
+    kind: TimelineKind = TimelineKind.EVENT
 
 
 class SlaClock(BaseModel):

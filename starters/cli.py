@@ -424,7 +424,8 @@ def worker_cmd(config: str | None = ConfigOpt) -> None:
 
         dc = deployment_config()
         build = f"version {dc.version.deployment_name}.{dc.version.build_id}" if dc else "unversioned"
-        err.print(f"worker on {s.address} namespace {s.namespace} task queue {s.task_queue} ({build}); Ctrl-C stops")
+        err.print(f"worker on {s.address} namespace {s.namespace} task queue {s.task_queue} ({build}); Ctrl-C stops",
+                  soft_wrap=True, highlight=False)
         await serve_until_signal(client, cfg, s.task_queue)
 
     run(go)

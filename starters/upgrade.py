@@ -113,15 +113,6 @@ async def _release_since(client: Client, deployment: str | None, release: str) -
     return min(times) if times else None
 
 
-def quiet_core() -> None:
-    """The replays below fail on purpose when a run does not fit: the SDK core would print
-    a WARN line per failed activation on stdout, in the middle of `--json`."""
-    from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
-
-    Runtime.set_default(Runtime(telemetry=TelemetryConfig(
-        logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")))), error_if_already_set=False)
-
-
 async def check(client: Client, deployment: str | None, new_build: str | None = None) -> UpgradeCheck:
     result = UpgradeCheck(build=new_build or build_id(), runs=await open_runs(client))
     moving = [r for r in result.runs if r.behavior in MOVES or (r.behavior == "pinned" and r.build == result.build)]

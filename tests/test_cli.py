@@ -8,6 +8,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import cast
 
 from temporalio.worker import Worker
 
@@ -29,8 +30,7 @@ async def cb(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, s
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(p.communicate(), 60)
-    assert p.returncode is not None  # it exited
-    return p.returncode, out.decode(), err.decode()
+    return cast(int, p.returncode), out.decode(), err.decode()  # communicate() returned: it exited
 
 
 def one_line_error(err: str) -> str:

@@ -68,12 +68,11 @@ def test_timeline_entries_carry_a_kind_and_the_draft_reads_kinds_not_words():
     from domain.incident import IncidentReport, TimelineEntry, TimelineKind
 
     rep = resolved_report("INC-44")
-    # a report recorded before kinds existed: each entry is filed by its words when read
-    old = IncidentReport.model_validate_json(rep.model_dump_json(exclude={"timeline": {"__all__": {"kind"}}}))
-    kinds = {e.event: e.kind for e in old.timeline}
-    assert kinds["Approved rollback (helm_rollback)"] == TimelineKind.DECISION
-    assert kinds["Incident resolved"] == TimelineKind.RESOLVED
-    assert kinds["Severity reason"] == TimelineKind.SEVERITY
+    # the kind travels with the entry; nothing files an entry by its words
+    again = IncidentReport.model_validate_json(rep.model_dump_json())
+    assert [e.kind for e in again.timeline] == [e.kind for e in rep.timeline]
+    unfiled = IncidentReport.model_validate_json(rep.model_dump_json(exclude={"timeline": {"__all__": {"kind"}}}))
+    assert {e.kind for e in unfiled.timeline} == {TimelineKind.EVENT}
     # the draft's "why this severity" and "compensations" come from the kind, whatever the wording
     rep.timeline.append(TimelineEntry(at_seconds=30, actor="bob", event="Raised to P0", result="patients affected",
                                       kind=TimelineKind.ESCALATED))

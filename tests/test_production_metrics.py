@@ -99,8 +99,10 @@ async def test_worker_serves_sdk_and_codeblue_metrics_after_an_incident(dev_env,
     assert any('decision="approved"' in ln for ln in waits) and any('decision="rejected"' in ln for ln in waits), waits
 
     # structured logs: every log line is JSON; the incident's lines carry its ID
-    lines = [ln for ln in log_path.read_text().splitlines() if ln.strip().startswith("{")]
-    records = [json.loads(ln) for ln in lines]
+    # (but the CLI's one start line, which says where the worker runs, to a person)
+    lines = [ln for ln in log_path.read_text().splitlines() if ln.strip()]
+    assert [ln for ln in lines if not ln.startswith("{")] == [ln for ln in lines if ln.startswith("worker on ")]
+    records = [json.loads(ln) for ln in lines if not ln.startswith("worker on ")]
     mine = [r for r in records if r.get("incident_id") == iid]
     assert any("Approved rollback" in r["message"] for r in mine), records[:5]
     assert {r.get("workflow_type") for r in mine} == {"IncidentResponseWorkflow"}

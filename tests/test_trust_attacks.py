@@ -169,10 +169,14 @@ async def test_a_command_proof_from_one_run_is_refused_in_the_next(dev_env):
         await until(h1, proposed, "run 1 proposals")
         await service.assign_commander(dev_env.client, inp.incident_id, CommanderAssignment(commander="alice", by="alice"))
         await until(h1, lambda r: r.commander == "alice", "run 1 has alice as IC")
-        signal_header = None
+        decision = Decision(action_id="scale", approve=False, by="alice", reason="not now")
+        await service.decide(dev_env.client, inp.incident_id, decision)
+        signal_header = update_header = None
         async for ev in h1.fetch_history_events():
             if ev.HasField("workflow_execution_signaled_event_attributes"):
                 signal_header = ev.workflow_execution_signaled_event_attributes.header.fields[HEADER]
+            if ev.HasField("workflow_execution_update_accepted_event_attributes"):
+                update_header = ev.workflow_execution_update_accepted_event_attributes.accepted_request.input.header.fields[HEADER]
         await h1.terminate("closed")
         h2 = await service.start_incident(dev_env.client, inp.model_copy(update={"commander": "bob"}), tq)
         world.handles.append(h2)
@@ -186,10 +190,17 @@ async def test_a_command_proof_from_one_run_is_refused_in_the_next(dev_env):
         rep = await until(h2, lambda r: bool(entries(r, TimelineKind.IGNORED)), "the replay ignored")
         assert rep.commander == "bob"
         assert "was made for run" in (entries(rep, TimelineKind.IGNORED)[0].result or "")
+        # ... and run 1's signed decision: rejected before anything is written
+        raw = await Client.connect(dev_env.client.service_client.config.target_host, namespace=dev_env.client.namespace,
+                                   data_converter=data_converter(), interceptors=[_HeaderClient(update_header)])
+        with pytest.raises(WorkflowUpdateFailedError) as e:
+            await raw.get_workflow_handle(inp.incident_id).execute_update(IncidentResponseWorkflow.decide, decision)
+        assert "was made for run" in str(e.value.cause)
+        assert (await h2.query(IncidentResponseWorkflow.status)).actions[1].state == ActionState.PROPOSED
 
 
 class _HeaderClient(tclient.Interceptor):
-    """A client interceptor that puts one copied proof on every start and signal."""
+    """A client interceptor that puts one copied proof on every start, signal and update."""
 
     def __init__(self, header: Payload | None) -> None:
         self.header = header
@@ -207,6 +218,11 @@ class _HeaderClient(tclient.Interceptor):
                 if header is not None:
                     input.headers = {**input.headers, HEADER: header}
                 await super().signal_workflow(input)
+
+            async def start_workflow_update(self, input: tclient.StartWorkflowUpdateInput) -> Any:
+                if header is not None:
+                    input.headers = {**input.headers, HEADER: header}
+                return await super().start_workflow_update(input)
 
         return _Out(next)
 
@@ -376,7 +392,10 @@ async def test_a_note_replayed_after_a_continue_as_new_is_not_applied_again(dev_
                             fingerprint=f"fp-{i}")
             with acting_as(alert_sender("alertmanager")):
                 await h.signal(IncidentResponseWorkflow.add_alerts, AlertBatch(notices=[n]))
-        await until(h, lambda r: bool([e for e in r.timeline if e.event == "Continued as new"]), "a continued run")
+        for _ in range(200):  # until the continued run is the current one
+            if (await h.describe()).run_id != first_run:
+                break
+            await asyncio.sleep(0.05)
         assert (await h.describe()).run_id != first_run
         raw = await Client.connect(dev_env.client.service_client.config.target_host, namespace=dev_env.client.namespace,
                                    data_converter=data_converter(), interceptors=[_HeaderClient(note_header)])

@@ -45,6 +45,16 @@ class RefusingPayloadConverter(PydanticPayloadConverter):
         self._set_converters(*self.converters.values(), _Refused())
 
 
+def quiet_core_logs() -> None:
+    """The SDK core logs to stdout at WARN: expected failures (a replay that must not fit, a
+    task completed after its workflow closed under a benchmark's load) would fill the output.
+    Errors still print. Call before the first client or worker of the process."""
+    from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(
+        logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")))), error_if_already_set=False)
+
+
 def data_converter() -> DataConverter:
     """Pydantic JSON; encrypted (worker.codec) when a codec key is configured in the env."""
     from worker.codec import codec_from_env

@@ -13,6 +13,7 @@ from workflows.timeline import CODEBLUE, Timeline
 
 with workflow.unsafe.imports_passed_through():
     from activities.prometheus import PrometheusActivities
+    from domain.incident import TimelineKind
     from domain.prometheus import PrometheusConfig, SliQuery, SliReport, breaches, unknowns, verdict
 
 
@@ -56,7 +57,7 @@ async def analyse(steps: Steps, tl: Timeline, incident_id: str, cfg: PrometheusC
         else:
             in_a_row = 0
             last = "; ".join(unknowns(rep)) or rep.detail
-        tl.log(CODEBLUE, f"{what}: SLI reading {i + 1}/{a.count}", last)
+        tl.log(CODEBLUE, f"{what}: SLI reading {i + 1}/{a.count}", last, kind=TimelineKind.VERIFICATION)
         if in_a_row >= a.successes:
             return Analysis(True, f"{in_a_row} passing readings in a row", readings)
         if failed > a.failure_limit:

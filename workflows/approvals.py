@@ -19,7 +19,7 @@ from workflows.timeline import Timeline
 
 with workflow.unsafe.imports_passed_through():
     from domain.identity import person
-    from domain.incident import Action, ActionState, Decision, DecisionBatch, DecisionResult
+    from domain.incident import Action, ActionState, Decision, DecisionBatch, DecisionResult, TimelineKind
 
 
 def settle(act: Action, state: ActionState, result: str | None = None) -> None:
@@ -60,7 +60,7 @@ class ApprovalBook:
     def propose(self, act: Action, actor: str = "codeblue") -> Action:
         self.actions[act.id] = act
         self.proposed_at.setdefault(act.id, self.timeline.t())
-        self.timeline.log(actor, f"Proposed {act.id} ({act.kind.value})", act.reason)
+        self.timeline.log(actor, f"Proposed {act.id} ({act.kind.value})", act.reason, kind=TimelineKind.PROPOSED)
         return act
 
     def pending(self) -> list[str]:
@@ -113,18 +113,18 @@ class ApprovalBook:
             act.approvals.append(d.by)
             n = f"{len(act.approvals)}/{self.needed(act)}"
             self.timeline.log(d.by, f"Approved {act.id} ({act.kind.value}) {n}",
-                              f"two-person rule: waiting for a second authorized person. {d.reason or ''}".strip())
+                              f"two-person rule: waiting for a second authorized person. {d.reason or ''}".strip(), kind=TimelineKind.DECISION)
             return DecisionResult(action_id=act.id, state=act.state, message=f"{act.id} approved {n}; needs a second person")
         act.decided_by = d.by
         act.decided_at_seconds = self.timeline.t()
         if d.approve:
             act.state = ActionState.APPROVED
             act.approved_by = d.by if not act.approvals else ", ".join([*act.approvals, d.by])
-            self.timeline.log(d.by, f"Approved {act.id} ({act.kind.value})", d.reason)
+            self.timeline.log(d.by, f"Approved {act.id} ({act.kind.value})", d.reason, kind=TimelineKind.DECISION)
         else:
             act.state = ActionState.REJECTED
             act.rejection_reason = d.reason
-            self.timeline.log(d.by, f"Rejected {act.id} ({act.kind.value})", d.reason)
+            self.timeline.log(d.by, f"Rejected {act.id} ({act.kind.value})", d.reason, kind=TimelineKind.DECISION)
         metrics.approval_decided(act, act.decided_at_seconds - self.proposed_at.get(act.id, act.decided_at_seconds))
         return DecisionResult(action_id=act.id, state=act.state, message=f"{act.id} {act.state.value}")
 
@@ -133,7 +133,7 @@ class ApprovalBook:
         p = self.problem(d)
         if p:
             verb = "approve" if d.approve else "reject"
-            self.timeline.log(d.by, f"Ignored {verb} of {d.action_id}", p)
+            self.timeline.log(d.by, f"Ignored {verb} of {d.action_id}", p, kind=TimelineKind.IGNORED)
             return False
         self.apply(d)
         return True

@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         ActionState,
         IncidentReport,
         Phase,
+        TimelineKind,
     )
     from domain.notify import Audience
     from workflows.approvals import settle
@@ -97,7 +98,7 @@ class DatabaseRestoreWorkflow(Playbook):
         target = inp.target or f"{source}-restored"
         self.info.update(source=source, snapshot=snapshot, target=target)
         self.tl.log(inp.requested_by, "Database restore requested",
-                    f"{source} from snapshot {snapshot} to {target}; IC {self.book.commander or 'unassigned'}")
+                    f"{source} from snapshot {snapshot} to {target}; IC {self.book.commander or 'unassigned'}", kind=TimelineKind.EVENT)
         self._set_phase(Phase.DIAGNOSTICS)
         try:
             await self._procedure(source, snapshot, target)
@@ -115,19 +116,19 @@ class DatabaseRestoreWorkflow(Playbook):
                 RdsActivities.rds_preflight, RdsPreflightRequest(incident_id=inp.incident_id, source=source, snapshot=snapshot, target=target), "RDS preflight", DB_READ))
         except ActivityError as e:
             self.status_text = "preflight_failed"
-            self.tl.log(CODEBLUE, "Preflight failed; nothing changed", reason(e))
+            self.tl.log(CODEBLUE, "Preflight failed; nothing changed", reason(e), kind=TimelineKind.STEP)
             raise StepFailed(f"preflight failed: {reason(e)}") from None
         if pre.target_exists and pre.target_incident != inp.incident_id:
             self.status_text = "preflight_failed"
             msg = f"target {target} already exists and is not this incident's"
-            self.tl.log(CODEBLUE, "Preflight failed; nothing changed", msg)
+            self.tl.log(CODEBLUE, "Preflight failed; nothing changed", msg, kind=TimelineKind.STEP)
             raise StepFailed(f"preflight failed: {msg}")
         self.info.update(snapshot_id=pre.snapshot_id, engine=pre.source.engine, instance_class=pre.source.instance_class,
                          snapshot_created=pre.snapshot_created)
         self.tl.log(CODEBLUE, "Preflight passed",
                     f"source {source} ({pre.source.engine}, {pre.source.status}); snapshot {pre.snapshot_id} "
                     f"{pre.snapshot_status}" + (f" (resolved from '{LATEST}')" if snapshot == LATEST else "")
-                    + (f"; {target} exists from an earlier attempt and will be adopted" if pre.target_exists else ""))
+                    + (f"; {target} exists from an earlier attempt and will be adopted" if pre.target_exists else ""), kind=TimelineKind.STEP)
 
         # 2. gate 1
         restore = self.book.propose(Action(
@@ -150,7 +151,7 @@ class DatabaseRestoreWorkflow(Playbook):
         settle(restore, ActionState.EXECUTED,
                (f"{target} adopted from an earlier attempt" if res.adopted else f"{target} created") + f" ({res.instance.status})")
         restore.compensation = "none: the restored instance is kept, tagged, for forensics" if not r.delete_restored_after else None
-        self.tl.log(CODEBLUE, "Executed restore", restore.result)
+        self.tl.log(CODEBLUE, "Executed restore", restore.result, kind=TimelineKind.EXECUTED)
 
         # 4. wait until available, past the limit page the EM and keep waiting until the IC cancels
         inst = await self._timed("wait", self._wait_available(target))
@@ -159,7 +160,7 @@ class DatabaseRestoreWorkflow(Playbook):
         host, port = self._effective_endpoint(inst)
         self.info.update(endpoint=inst.endpoint, connect_to=f"{host}:{port}")
         self.tl.log(CODEBLUE, f"{target} available", f"endpoint {inst.endpoint}"
-                    + (f" (reached as {host}:{port}: endpoint override)" if r.endpoint_override else ""))
+                    + (f" (reached as {host}:{port}: endpoint override)" if r.endpoint_override else ""), kind=TimelineKind.STEP)
 
         # 5. verify the restored database
         d, k = self.cfg.database, self.cfg.kubernetes
@@ -170,7 +171,8 @@ class DatabaseRestoreWorkflow(Playbook):
                                     connect_timeout_seconds=d.connect_timeout_seconds), f"verify {target}", DB_READ))
         self.info["verification"] = ver.detail
         self.info["sanity"] = ver.sanity
-        self.tl.log(CODEBLUE, "Restored database verified" if ver.ok else "Restored database verification failed", ver.detail)
+        self.tl.log(CODEBLUE, "Restored database verified" if ver.ok else "Restored database verification failed", ver.detail,
+                    kind=TimelineKind.VERIFICATION)
         if not ver.ok:
             self.status_text = "verification_failed"
             self.book.closed_reason = "the restored database failed verification; no cutover"
@@ -195,18 +197,18 @@ class DatabaseRestoreWorkflow(Playbook):
 
     # ------------------------------------------------------------ steps
     async def _gate(self, act: Action) -> bool:
-        self.tl.log(CODEBLUE, f"Waiting for the IC: {act.id}", f"IC {self.book.commander or 'unassigned'}: approve or reject {act.id}")
+        self.tl.log(CODEBLUE, f"Waiting for the IC: {act.id}", f"IC {self.book.commander or 'unassigned'}: approve or reject {act.id}", kind=TimelineKind.EVENT)
         self._details()
         t0 = self.tl.t()
         m = self.cfg.mitigation
 
         async def remind(pending: list[str]) -> None:
-            self.tl.log("sla", "Decision waiting; reminding the IC", ", ".join(pending))
+            self.tl.log("sla", "Decision waiting; reminding the IC", ", ".join(pending), kind=TimelineKind.EVENT)
             await self.steps.page(Audience.COMMANDER, f"reminder-{act.id}", f"Decision needed on {act.id}",
                                   self.inp.severity.value, self.book.commander)
 
         async def escalate(pending: list[str]) -> None:
-            self.tl.log("sla", "Decision still waiting; paging engineering manager", ", ".join(pending))
+            self.tl.log("sla", "Decision still waiting; paging engineering manager", ", ".join(pending), kind=TimelineKind.EVENT)
             await self.steps.page(Audience.ENGINEERING_MANAGER, f"decision-{act.id}", f"IC decision pending on {act.id}",
                                   self.inp.severity.value, self.book.commander)
 
@@ -226,7 +228,8 @@ class DatabaseRestoreWorkflow(Playbook):
             self.status_text = "rejected"
             self.summary = f"{act.id} rejected by {act.decided_by}: {act.rejection_reason}"
             self.tl.log(CODEBLUE, "Stopped: the IC rejected " + act.id,
-                        "nothing changed" if act.id == "restore" else "the restored instance is kept; the secret is unchanged")
+                        "nothing changed" if act.id == "restore" else "the restored instance is kept; the secret is unchanged",
+                        kind=TimelineKind.DECISION)
             return False
         return True
 
@@ -253,7 +256,7 @@ class DatabaseRestoreWorkflow(Playbook):
                                           timeout=timedelta(seconds=limit), timeout_summary=f"restore limit {mmss(limit)}")
         except TimeoutError:
             self.tl.log("sla", "Restore past its limit; paging engineering manager",
-                        f"{target} not available after {mmss(limit)}; still waiting until the IC cancels", at=round(limit, 3))
+                        f"{target} not available after {mmss(limit)}; still waiting until the IC cancels", at=round(limit, 3), kind=TimelineKind.EVENT)
             self.info["limit_exceeded"] = True
             self._details()
             await self.steps.page(Audience.ENGINEERING_MANAGER, "db-restore-limit",
@@ -268,13 +271,13 @@ class DatabaseRestoreWorkflow(Playbook):
             assert self.cancel is not None
             self.status_text = "cancelled"
             self.summary = f"cancelled by {self.cancel.by} while waiting: {self.cancel.reason}"
-            self.tl.log(self.cancel.by, "Restore wait cancelled", f"{self.cancel.reason}; {target} is kept, tagged, for forensics")
+            self.tl.log(self.cancel.by, "Restore wait cancelled", f"{self.cancel.reason}; {target} is kept, tagged, for forensics", kind=TimelineKind.EVENT)
             return None
         try:
             return wait.result()
         except ActivityError as e:
             self.status_text = "restore_failed"
-            self.tl.log(CODEBLUE, "Restore failed", reason(e))
+            self.tl.log(CODEBLUE, "Restore failed", reason(e), kind=TimelineKind.FAILED)
             await self.steps.page(Audience.ENGINEERING_MANAGER, "db-restore-failed", f"Database restore failed: {reason(e)}",
                                   self.inp.severity.value, self.book.commander)
             raise StepFailed(f"restore failed: {reason(e)}") from None
@@ -282,13 +285,13 @@ class DatabaseRestoreWorkflow(Playbook):
     async def _cutover(self, act: Action, host: str, port: int, target: str) -> None:
         inp, d, k = self.inp, self.cfg.database, self.cfg.kubernetes
         saga = Saga(self.tl)
-        self.tl.log(CODEBLUE, "Executing cutover", act.reason)
+        self.tl.log(CODEBLUE, "Executing cutover", act.reason, kind=TimelineKind.EXECUTING)
         try:
             backup: SecretBackupRef = await self._call(
                 DbCutoverActivities.db_secret_backup,
                 SecretBackupRequest(incident_id=inp.incident_id, namespace=k.namespace, secret_name=d.secret_name, secret_key=d.secret_key), f"back up {d.secret_name}", DB_WRITE)
             self.tl.log(CODEBLUE, "Database secret backed up",
-                        f"old value kept in secret {backup.backup_name} (from resourceVersion {backup.source_resource_version})")
+                        f"old value kept in secret {backup.backup_name} (from resourceVersion {backup.source_resource_version})", kind=TimelineKind.EVENT)
 
             ours: list[str | None] = []  # the version our patch left, once it is known
 
@@ -301,19 +304,19 @@ class DatabaseRestoreWorkflow(Playbook):
                 SecretPointRequest(backup=backup, host=host, port=port,
                                    expected_resource_version=backup.source_resource_version), f"patch {d.secret_name}", DB_WRITE)
             ours.append(ch.resource_version)
-            self.tl.log(CODEBLUE, "Database secret patched", f"{d.secret_key} now names {ch.where}" + ("" if ch.changed else " (already)"))
+            self.tl.log(CODEBLUE, "Database secret patched", f"{d.secret_key} now names {ch.where}" + ("" if ch.changed else " (already)"), kind=TimelineKind.EVENT)
             st = await self._restart("")
             chk = await self._db_check("post-cutover connection check")
             if not chk.ok:
                 raise StepFailed(f"post-cutover connection check failed: {chk.detail}")
             settle(act, ActionState.EXECUTED, f"gateway on {ch.where}; {st.available}/{st.desired} available; {chk.detail}")
-            self.tl.log(CODEBLUE, "Executed cutover", act.result)
+            self.tl.log(CODEBLUE, "Executed cutover", act.result, kind=TimelineKind.EXECUTED)
             self.status_text, self.verified = "restored", True
             self.summary = f"{self.info['source']} restored from {self.info.get('snapshot_id')} to {target}; gateway cut over and verified"
         except (StepFailed, ActivityError, asyncio.CancelledError) as e:
             why = str(e) if isinstance(e, StepFailed) else ("cancelled" if isinstance(e, asyncio.CancelledError) else reason(e))
             settle(act, ActionState.FAILED, why)
-            self.tl.log(CODEBLUE, "Cutover failed; compensating", why)
+            self.tl.log(CODEBLUE, "Cutover failed; compensating", why, kind=TimelineKind.COMPENSATION)
             await saga.compensate()
             self.status_text, self.verified = "cutover_compensated", False
             await self.steps.page(Audience.ENGINEERING_MANAGER, "db-cutover-failed",
@@ -325,21 +328,24 @@ class DatabaseRestoreWorkflow(Playbook):
     async def _undo_cutover(self, backup: SecretBackupRef, target: str, ours: str | None = None) -> None:
         ch: SecretChange = await self._call(DbCutoverActivities.db_secret_restore, SecretRestoreRequest(backup=backup, expected_resource_version=ours), f"compensate: restore {backup.secret_name}", DB_WRITE)
         self.tl.log(CODEBLUE, "Compensation: old database secret restored",
-                    f"{backup.secret_key} names {ch.where} again" + ("" if ch.changed else " (was unchanged)"))
+                    f"{backup.secret_key} names {ch.where} again" + ("" if ch.changed else " (was unchanged)"), kind=TimelineKind.COMPENSATION)
         await self._restart("compensate: ")
         chk = await self._db_check("compensate: connection check")
-        self.tl.log(CODEBLUE, "Compensation: connection check " + ("passed" if chk.ok else "failed"), chk.detail)
+        self.tl.log(CODEBLUE, "Compensation: connection check " + ("passed" if chk.ok else "failed"), chk.detail,
+                    kind=TimelineKind.COMPENSATION)
         if self.cfg.restore.delete_restored_after:
             gone = await self._call(RdsActivities.rds_delete_restored, RdsDeleteRequest(incident_id=self.inp.incident_id, target=target), f"compensate: delete {target}", DB_WRITE)
-            self.tl.log(CODEBLUE, "Compensation: restored instance deleted" if gone else "Compensation: restored instance already gone", target)
+            self.tl.log(CODEBLUE, "Compensation: restored instance deleted" if gone else "Compensation: restored instance already gone", target,
+                        kind=TimelineKind.COMPENSATION)
         else:
-            self.tl.log(CODEBLUE, "Restored instance kept for forensics", f"{target} (tagged codeblue:incident={self.inp.incident_id})")
+            self.tl.log(CODEBLUE, "Restored instance kept for forensics", f"{target} (tagged codeblue:incident={self.inp.incident_id})", kind=TimelineKind.EVENT)
 
     async def _restart(self, prefix: str) -> RolloutState:
         k, m = self.cfg.kubernetes, self.cfg.mitigation
         dep = k.gateway_deployment
         st = await restart_and_wait(self.steps, k.namespace, dep, m.rollout_timeout_seconds, prefix=prefix, retry=DB_WRITE)
-        self.tl.log(CODEBLUE, f"Compensation: {dep} restarted" if prefix else f"{dep} restarted", f"{st.available}/{st.desired} available")
+        self.tl.log(CODEBLUE, f"Compensation: {dep} restarted" if prefix else f"{dep} restarted", f"{st.available}/{st.desired} available",
+                    kind=TimelineKind.COMPENSATION if prefix else TimelineKind.STEP)
         return st
 
     async def _db_check(self, summary: str) -> DbCheckResult:
@@ -357,7 +363,7 @@ class DatabaseRestoreWorkflow(Playbook):
     @workflow.update
     def cancel_restore(self, c: CancelRestore) -> str:
         self.cancel = c
-        self.tl.log(c.by, "Cancel requested", c.reason)
+        self.tl.log(c.by, "Cancel requested", c.reason, kind=TimelineKind.EVENT)
         return "cancelling"
 
     @cancel_restore.validator
@@ -383,12 +389,12 @@ class DatabaseRestoreWorkflow(Playbook):
         finally:
             took = round(self.tl.t() - t0, 3)
             self.timings[step] = took
-            self.tl.log(CODEBLUE, f"Step {step} took {mmss(took)}", f"{took:g} s")
+            self.tl.log(CODEBLUE, f"Step {step} took {mmss(took)}", f"{took:g} s", kind=TimelineKind.STEP)
 
     def _fail(self, act: Action, status: str, why: str) -> None:
         settle(act, ActionState.FAILED, why)
         self.status_text = status
-        self.tl.log(CODEBLUE, f"Failed {act.id}", why)
+        self.tl.log(CODEBLUE, f"Failed {act.id}", why, kind=TimelineKind.FAILED)
         raise StepFailed(f"{act.id} failed: {why}")
 
     def _effective_endpoint(self, inst: RdsInstanceInfo) -> tuple[str, int]:

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.database_restore import DatabaseRestoreInput, RdsInstanceInfo, RdsWaitRequest, restore_workflow_id
     from domain.db_connections import INSTANCE_DOWN_STATES, POOL_EXHAUSTED_PATTERN, DbConnectionsInput
-    from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
+    from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase, TimelineKind
     from domain.notify import Audience
     from workflows.approvals import settle
     from workflows.playbook import Playbook
@@ -59,7 +59,7 @@ class DatabaseConnectionPlaybook(Playbook):
     async def run(self, inp: DbConnectionsInput) -> IncidentReport:
         await self._configure()
         self.tl.log(inp.requested_by, "Database connection playbook",
-                    f"instance {self.cfg.aws.rds_instance}, gateway {self.cfg.kubernetes.gateway_deployment}; IC {self.book.commander}")
+                    f"instance {self.cfg.aws.rds_instance}, gateway {self.cfg.kubernetes.gateway_deployment}; IC {self.book.commander}", kind=TimelineKind.EVENT)
         self.phase = Phase.DIAGNOSTICS
         inst = await self._instance()
         before = await self._pool_evidence("")
@@ -85,7 +85,7 @@ class DatabaseConnectionPlaybook(Playbook):
         pending = ", ".join(f"{k}={v}" for k, v in inst.pending_modifications.items()) or "none"
         self.facts["instance"] = {"identifier": name, "status": inst.status, "pending_modifications": inst.pending_modifications,
                                   "endpoint": inst.endpoint}
-        self.tl.log(CODEBLUE, "RDS instance", f"{name}: {inst.status}; pending modifications: {pending}; endpoint {inst.endpoint}")
+        self.tl.log(CODEBLUE, "RDS instance", f"{name}: {inst.status}; pending modifications: {pending}; endpoint {inst.endpoint}", kind=TimelineKind.STEP)
         return inst
 
     async def _pool_evidence(self, when: str) -> LogsReport | None:
@@ -100,7 +100,7 @@ class DatabaseConnectionPlaybook(Playbook):
             self.tl.log(CODEBLUE, f"Connection errors in gateway logs{when}",
                         f"{logs.error_counts.get('connection', 0)} lines mention connections, "
                         f"{logs.error_counts.get('pool_exhausted', 0)} pool exhausted "
-                        f"({logs.lines_scanned} lines of {logs.pods_read} pods)")
+                        f"({logs.lines_scanned} lines of {logs.pods_read} pods)", kind=TimelineKind.STEP)
         return logs
 
     async def _reachability(self, when: str) -> DbCheckResult | None:
@@ -110,7 +110,7 @@ class DatabaseConnectionPlaybook(Playbook):
             f"database reachability from CodeBlue{when}")
         if chk is not None:
             self.facts["reachability_after" if when else "reachability"] = chk.model_dump()
-            self.tl.log(CODEBLUE, f"Database {'reachable' if chk.ok else 'NOT reachable'} from CodeBlue{when}", chk.detail)
+            self.tl.log(CODEBLUE, f"Database {'reachable' if chk.ok else 'NOT reachable'} from CodeBlue{when}", chk.detail, kind=TimelineKind.STEP)
         return chk
 
     # ---------------------------------------------------------------- the instance serves: restart
@@ -128,30 +128,30 @@ class DatabaseConnectionPlaybook(Playbook):
         ))
         if not await self._await_decision(act):
             return
-        self.tl.log(CODEBLUE, "Executing restart", act.reason)
+        self.tl.log(CODEBLUE, "Executing restart", act.reason, kind=TimelineKind.EXECUTING)
         try:
             st = await restart_and_wait(self.steps, k.namespace, k.gateway_deployment, m.rollout_timeout_seconds)
         except ActivityError as e:
             settle(act, ActionState.FAILED, reason(e))
-            self.tl.log(CODEBLUE, "Failed restart", act.result)
+            self.tl.log(CODEBLUE, "Failed restart", act.result, kind=TimelineKind.FAILED)
             await self._not_fixed(f"restart failed: {act.result}")
             return
         settle(act, ActionState.EXECUTED, f"{st.available}/{st.desired} available")
-        self.tl.log(CODEBLUE, "Executed restart", act.result)
+        self.tl.log(CODEBLUE, "Executed restart", act.result, kind=TimelineKind.EXECUTED)
         self.phase = Phase.RESOLVING
         for attempt in range(1, VERIFY_ATTEMPTS + 1):
             problems = await self._verify()
             if not problems:
                 break
             if attempt < VERIFY_ATTEMPTS:
-                self.tl.log(CODEBLUE, "Not verified yet; checking again", "; ".join(problems))
+                self.tl.log(CODEBLUE, "Not verified yet; checking again", "; ".join(problems), kind=TimelineKind.VERIFICATION)
                 await workflow.sleep(VERIFY_PAUSE, summary="settle before verifying again")
         if problems:
             await self._not_fixed("not verified after the restart: " + "; ".join(problems))
             return
         self.status_text, self.verified = "resolved", True
         self.summary = f"{k.gateway_deployment} restarted; database reachable, connection errors gone, /health ok"
-        self.tl.log(CODEBLUE, "Verified", self.summary)
+        self.tl.log(CODEBLUE, "Verified", self.summary, kind=TimelineKind.VERIFICATION)
 
     async def _verify(self) -> list[str]:
         """What is still wrong after the restart; empty when verified."""
@@ -170,7 +170,7 @@ class DatabaseConnectionPlaybook(Playbook):
         if health is not None:
             self.facts["health_after"] = health.model_dump()
             self.tl.log(CODEBLUE, "Health check " + ("passed" if health.ok else "failed"),
-                        f"{health.successes}/{health.attempts} ok, last status {health.last_status}")
+                        f"{health.successes}/{health.attempts} ok, last status {health.last_status}", kind=TimelineKind.VERIFICATION)
         if not (health and health.ok):
             problems.append("/health not ok")
         return problems
@@ -206,34 +206,34 @@ class DatabaseConnectionPlaybook(Playbook):
         except WorkflowAlreadyStartedError:
             settle(act, ActionState.EXECUTED, f"{wid} was already running; follow it there")
             self.status_text, self.summary = "restore_running", act.result
-            self.tl.log(CODEBLUE, "Restore already running", act.result)
+            self.tl.log(CODEBLUE, "Restore already running", act.result, kind=TimelineKind.EVENT)
             return
-        self.tl.log(CODEBLUE, f"Started {RESTORE_WORKFLOW}", f"{wid}: decide its gates there (restore, cutover)")
+        self.tl.log(CODEBLUE, f"Started {RESTORE_WORKFLOW}", f"{wid}: decide its gates there (restore, cutover)", kind=TimelineKind.EVENT)
         act.result = f"started {wid}"
         try:
             rep: IncidentReport = await child
         except ChildWorkflowError as e:
             settle(act, ActionState.FAILED, f"{wid} failed: {reason(e)}")
-            self.tl.log(CODEBLUE, "Restore workflow failed", act.result)
+            self.tl.log(CODEBLUE, "Restore workflow failed", act.result, kind=TimelineKind.FAILED)
             await self._not_fixed(act.result)
             return
         settle(act, ActionState.EXECUTED, f"{wid} ended {rep.status}, verified={rep.verified}")
         self.facts["restore"] = {"workflow_id": wid, "status": rep.status, "verified": rep.verified, "summary": rep.summary}
-        self.tl.log(CODEBLUE, "Restore workflow ended", act.result)
+        self.tl.log(CODEBLUE, "Restore workflow ended", act.result, kind=TimelineKind.EVENT)
         self.status_text, self.verified, self.summary = rep.status, rep.verified, rep.summary
 
     # ---------------------------------------------------------------- the IC's decision
     async def _await_decision(self, act: Action) -> bool:
         """Wait for the IC (reminders, then the EM); True when approved."""
-        self.tl.log(CODEBLUE, f"Waiting for the IC: {act.id}", f"IC {self.book.commander}: approve or reject {act.id}")
+        self.tl.log(CODEBLUE, f"Waiting for the IC: {act.id}", f"IC {self.book.commander}: approve or reject {act.id}", kind=TimelineKind.EVENT)
 
         async def remind(pending: list[str]) -> None:
-            self.tl.log("sla", "Decision waiting; reminding the IC", ", ".join(pending))
+            self.tl.log("sla", "Decision waiting; reminding the IC", ", ".join(pending), kind=TimelineKind.EVENT)
             await self.steps.page(Audience.COMMANDER, f"db-connections-{act.id}", f"Decision needed on {act.id}",
                                   self.inp.severity.value, self.book.commander)
 
         async def escalate(pending: list[str]) -> None:
-            self.tl.log("sla", "Decision still waiting; paging engineering manager", ", ".join(pending))
+            self.tl.log("sla", "Decision still waiting; paging engineering manager", ", ".join(pending), kind=TimelineKind.EVENT)
             await self.steps.page(Audience.ENGINEERING_MANAGER, f"db-connections-{act.id}-waiting",
                                   f"IC decision pending on {act.id}", self.inp.severity.value, self.book.commander)
 
@@ -244,7 +244,7 @@ class DatabaseConnectionPlaybook(Playbook):
         if act.state == ActionState.REJECTED:
             self.status_text = "rejected"
             self.summary = f"{act.id} rejected by {act.decided_by}: {act.rejection_reason}"
-            self.tl.log(CODEBLUE, f"Stopped: the IC rejected {act.id}", "nothing changed")
+            self.tl.log(CODEBLUE, f"Stopped: the IC rejected {act.id}", "nothing changed", kind=TimelineKind.EVENT)
             return False
         return True
 

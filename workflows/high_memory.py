@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ScaleRequest,
     )
     from domain.high_memory import MemoryInput, MemoryResolution, leak_suspects
-    from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
+    from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase, TimelineKind
     from workflows.approvals import settle
     from workflows.playbook import Playbook
     from workflows.runbook_steps import restart_and_wait
@@ -49,7 +49,7 @@ class HighMemoryPlaybook(Playbook):
     @workflow.update
     def resolve_memory(self, r: MemoryResolution) -> str:
         self.resolution = r
-        self.tl.log(r.by, "Resolve requested", "keep the scale-up" if r.keep_scale else "scale back")
+        self.tl.log(r.by, "Resolve requested", "keep the scale-up" if r.keep_scale else "scale back", kind=TimelineKind.EVENT)
         return "resolving"
 
     @resolve_memory.validator
@@ -70,7 +70,7 @@ class HighMemoryPlaybook(Playbook):
         k, m = self.cfg.kubernetes, self.cfg.memory
         ns, dep = k.namespace, inp.deployment or k.gateway_deployment
         self.tl.log(inp.requested_by, f"High memory playbook: {dep} in {ns}",
-                    f"{m.samples} samples {m.sample_interval_seconds}s apart")
+                    f"{m.samples} samples {m.sample_interval_seconds}s apart", kind=TimelineKind.EVENT)
         self.phase = Phase.DIAGNOSTICS
         samples = await self._sample(ns, dep)
         pods = await self.steps.read(KubernetesActivities.pod_status, NamespaceQuery(namespace=ns), "kubectl get pods")
@@ -81,7 +81,7 @@ class HighMemoryPlaybook(Playbook):
         self.facts.update(oom_killed=oom, leak_suspects=suspects, high=high)
         self.tl.log(CODEBLUE, "Memory assessment",
                     f"above {m.high_ratio:.0%} of limit: {high or 'none'}; OOMKilled: {oom or 'none'}; "
-                    f"leak suspects: {', '.join(f'{p} +{g:.0%}' for p, g in suspects.items()) or 'none'}")
+                    f"leak suspects: {', '.join(f'{p} +{g:.0%}' for p, g in suspects.items()) or 'none'}", kind=TimelineKind.STEP)
 
         self.phase = Phase.MITIGATION
         target = min(m.scale_replicas, m.max_replicas)
@@ -98,17 +98,17 @@ class HighMemoryPlaybook(Playbook):
                 params={"namespace": ns, "deployment": dep},
             ))
         if not self.book.actions:
-            self.tl.log(CODEBLUE, "No action proposed", "memory is within limits and steady")
+            self.tl.log(CODEBLUE, "No action proposed", "memory is within limits and steady", kind=TimelineKind.EVENT)
         else:
             await workflow.wait_condition(lambda: self.book.all_decided() or self.resolution is not None)
             for act in self.book.approved():
                 await self._execute(act)
-        self.tl.log(CODEBLUE, "Waiting for the IC to resolve", "update resolve_memory (keep_scale to keep the replicas)")
+        self.tl.log(CODEBLUE, "Waiting for the IC to resolve", "update resolve_memory (keep_scale to keep the replicas)", kind=TimelineKind.EVENT)
         await workflow.wait_condition(lambda: self.resolution is not None)
         assert self.resolution is not None
         self.phase = Phase.RESOLVING
         if self.resolution.keep_scale:
-            self.tl.log(self.resolution.by, "Scale-up kept", "no scale back")
+            self.tl.log(self.resolution.by, "Scale-up kept", "no scale back", kind=TimelineKind.DECISION)
         else:
             await self.saga.compensate()
         self.book.closed_reason = "the playbook has ended"
@@ -133,12 +133,12 @@ class HighMemoryPlaybook(Playbook):
             self.tl.log(CODEBLUE, f"Memory sample {i + 1}",
                         ", ".join(f"{p.pod} {p.memory_bytes // 2**20}Mi"
                                   + (f" ({ratios[p.pod]:.0%})" if p.pod in ratios else "") for p in mine)
-                        or ("metrics unavailable" if rep is None or not rep.served else "no pods"))
+                        or ("metrics unavailable" if rep is None or not rep.served else "no pods"), kind=TimelineKind.STEP)
         self.facts["samples"] = samples
         return samples
 
     async def _execute(self, act: Action) -> None:
-        self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
+        self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason, kind=TimelineKind.EXECUTING)
         try:
             if act.kind == ActionKind.SCALE_UP:
                 p = act.params_as(ScaleUpParams)
@@ -164,10 +164,10 @@ class HighMemoryPlaybook(Playbook):
                 act.result = f"restarted; {st.available}/{st.desired} available"
         except (ActivityError, ApplicationError) as e:
             settle(act, ActionState.FAILED, reason(e))
-            self.tl.log(CODEBLUE, f"Failed {act.id}", act.result)
+            self.tl.log(CODEBLUE, f"Failed {act.id}", act.result, kind=TimelineKind.FAILED)
             return
         settle(act, ActionState.EXECUTED)
-        self.tl.log(CODEBLUE, f"Executed {act.id}", act.result)
+        self.tl.log(CODEBLUE, f"Executed {act.id}", act.result, kind=TimelineKind.EXECUTED)
 
     def _subject(self) -> tuple[str, str]:
         dep = self.inp.deployment or self.cfg.kubernetes.gateway_deployment

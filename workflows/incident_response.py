@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         Resolution,
         ResolutionResult,
         SlaClock,
+        TimelineKind,
     )
     from domain.notify import Audience
     from domain.post_incident import Reopen
@@ -89,7 +90,7 @@ class IncidentResponseWorkflow(Mitigation):
             self.watcher.cancel()  # its deadlines travel in `watch`
         self.slack.stop()  # what each message shows travels in `slack`
         self._log(CODEBLUE, "Continued as new",
-                  f"run {self.runs + 1}; history had {workflow.info().get_current_history_length()} events")
+                  f"run {self.runs + 1}; history had {workflow.info().get_current_history_length()} events", kind=TimelineKind.CONTINUED)
         workflow.continue_as_new(self.inp.model_copy(update={"carried": self._carry()}))
 
     # ---------------------------------------------------------------- run
@@ -101,7 +102,7 @@ class IncidentResponseWorkflow(Mitigation):
         if inp.start_refused:  # worker.identity found no valid proof: page nobody, touch nothing
             if inp.carried is not None:  # a carry no earlier run proved it made: none of it counts
                 self._fresh(inp.model_copy(update={"carried": None}))
-            self._log(UNVERIFIED, "Incident start refused: unauthenticated", inp.start_refused)
+            self._log(UNVERIFIED, "Incident start refused: unauthenticated", inp.start_refused, kind=TimelineKind.IGNORED)
             self.final_status = "refused"
             raise ApplicationError(f"start refused: {inp.start_refused}", type="StartRefused", non_retryable=True)
         try:
@@ -109,7 +110,7 @@ class IncidentResponseWorkflow(Mitigation):
         except asyncio.CancelledError:
             # a cancelled incident leaves production as it found it: every undo runs to its end
             if self.saga.steps:
-                self._log(CODEBLUE, "Incident cancelled; undoing every executed mitigation, newest first")
+                self._log(CODEBLUE, "Incident cancelled; undoing every executed mitigation, newest first", kind=TimelineKind.COMPENSATION)
                 await self.saga.compensate()
             raise
 
@@ -127,10 +128,10 @@ class IncidentResponseWorkflow(Mitigation):
         self._log(
             inp.requested_by,
             "Incident opened",
-            f"{inp.title} ({self.severity.value}, service {inp.service}, IC {self.commander or 'unassigned'})",
+            f"{inp.title} ({self.severity.value}, service {inp.service}, IC {self.commander or 'unassigned'})", kind=TimelineKind.OPENED,
         )
         for reason in inp.severity_reasons:
-            self._log(CODEBLUE, "Severity reason", reason)
+            self._log(CODEBLUE, "Severity reason", reason, kind=TimelineKind.SEVERITY)
         self._upsert()
         if self.severity.is_major:
             c = self.cfg.sla
@@ -190,10 +191,10 @@ class IncidentResponseWorkflow(Mitigation):
     @workflow.signal
     def assign_commander(self, a: CommanderAssignment) -> None:
         if self.commander and person(a.by) not in (person(self.commander), *self.cfg.mitigation.approvers):
-            self._log(a.by, "Commander change ignored", f"only {self.commander} or an approver may hand over")
+            self._log(a.by, "Commander change ignored", f"only {self.commander} or an approver may hand over", kind=TimelineKind.IGNORED)
             return
         self.book.commander = a.commander
-        self._log(a.by, "Incident commander assigned", a.commander)
+        self._log(a.by, "Incident commander assigned", a.commander, kind=TimelineKind.COMMANDER)
         self._upsert()
 
     @workflow.signal
@@ -202,10 +203,10 @@ class IncidentResponseWorkflow(Mitigation):
 
     def _escalate(self, e: Escalation) -> None:
         if e.severity.rank >= self.severity.rank:
-            self._log(e.by, "Escalation ignored", f"{e.severity.value} is not above {self.severity.value}")
+            self._log(e.by, "Escalation ignored", f"{e.severity.value} is not above {self.severity.value}", kind=TimelineKind.IGNORED)
             return
         old, self.severity = self.severity, e.severity
-        self._log(e.by, f"Escalated {old.value} -> {e.severity.value}", e.reason or None)
+        self._log(e.by, f"Escalated {old.value} -> {e.severity.value}", e.reason or None, kind=TimelineKind.ESCALATED)
         self._upsert()
         self.escalations.append(e)
 
@@ -215,18 +216,18 @@ class IncidentResponseWorkflow(Mitigation):
         cap counted, beyond an actor's rate dropped (and counted), so the report stays bounded."""
         verdict = self.notes.admit(person(n.by), self._t())
         if verdict == "list":
-            self._log(n.by, "Note", n.text)
+            self._log(n.by, "Note", n.text, kind=TimelineKind.NOTE)
         elif verdict == "rate_limited" and self.notes.first_warning(person(n.by)):
             self._log(CODEBLUE, "Notes rate-limited", f"{person(n.by)}: more than {self.notes.per_minute} a minute are dropped "
-                      "(counted in the report's notes)")
+                      "(counted in the report's notes)", kind=TimelineKind.NOTE)
         elif verdict == "unlisted" and self.notes.unlisted == 1:
             self._log(CODEBLUE, "Note flood: further notes are counted, not listed",
-                      f"{self.notes.listed} listed; see the report's note counts")
+                      f"{self.notes.listed} listed; see the report's note counts", kind=TimelineKind.NOTE)
 
     @workflow.signal
     def reopen(self, r: Reopen) -> None:
         """Post-incident verification failed while this incident is still open: say so."""
-        self._log(r.by, "Post-incident verification failed", r.reason)
+        self._log(r.by, "Post-incident verification failed", r.reason, kind=TimelineKind.POST_INCIDENT)
 
     @workflow.signal
     def add_alert(self, a: AlertNotice) -> None:
@@ -239,11 +240,11 @@ class IncidentResponseWorkflow(Mitigation):
         if not self.alerts.to_list():
             if self.alerts.unlisted == 1:
                 self._log(CODEBLUE, "Alert flood: further alerts are counted, not listed",
-                          f"{self.alerts.listed} listed; see the report's alert counts")
+                          f"{self.alerts.listed} listed; see the report's alert counts", kind=TimelineKind.ALERT)
             return
         what = "firing" if a.status == "firing" else "resolved (recorded; the IC resolves)"
         summary = a.summary[:ALERT_SUMMARY_LISTED]
-        self._log(a.received_by, f"Alert {what}: {a.alertname}", summary or None)
+        self._log(a.received_by, f"Alert {what}: {a.alertname}", summary or None, kind=TimelineKind.ALERT)
 
     @workflow.signal
     def add_alerts(self, batch: AlertBatch) -> None:
@@ -258,7 +259,7 @@ class IncidentResponseWorkflow(Mitigation):
     def resolve_signal(self, r: Resolution) -> None:
         problem = self._resolution_problem(r)
         if problem:
-            self._log(r.by, "Resolve ignored", problem)
+            self._log(r.by, "Resolve ignored", problem, kind=TimelineKind.IGNORED)
             return
         self.resolution = r
 
@@ -287,7 +288,7 @@ class IncidentResponseWorkflow(Mitigation):
 
     async def _try_resolve(self, r: Resolution) -> bool:
         self._set_phase(Phase.RESOLVING)
-        self._log(r.by, "Resolve requested", r.summary)
+        self._log(r.by, "Resolve requested", r.summary, kind=TimelineKind.EVENT)
         pods = await self._read(KubernetesActivities.pod_status, NamespaceQuery(namespace=self.cfg.kubernetes.namespace), "verify pods")
         h = self.cfg.health
         health = await verify_health(self.steps, h, "verify health endpoint")
@@ -299,7 +300,8 @@ class IncidentResponseWorkflow(Mitigation):
         if health is None or not health.ok:
             problems.append("health endpoint not OK" + (f" ({health.successes}/{health.attempts})" if health else ""))
         verified = not problems
-        self._log(CODEBLUE, "Health verification " + ("passed" if verified else "failed"), "; ".join(problems) or "pods ready, health endpoint OK")
+        self._log(CODEBLUE, "Health verification " + ("passed" if verified else "failed"), "; ".join(problems) or "pods ready, health endpoint OK",
+                  kind=TimelineKind.VERIFICATION)
         if not verified and not r.force:
             self.resolution_outcome = ResolutionResult(
                 resolved=False, verified=False, message="not resolved: " + "; ".join(problems)
@@ -313,14 +315,15 @@ class IncidentResponseWorkflow(Mitigation):
         self.final_status = "resolved" if verified else "resolved_unverified"
         await self._communicate(final=True)
         self._set_phase(Phase.RESOLVED)
-        self._log(r.by, "Incident resolved" if verified else "Incident closed unverified (forced)", r.summary)
+        self._log(r.by, "Incident resolved" if verified else "Incident closed unverified (forced)", r.summary,
+                  kind=TimelineKind.RESOLVED)
         wid = await start_own_post_incident(self._report(), self.commander)  # one post-mortem per run
         if wid:
             self.postmortem_id = wid
-            self._log(CODEBLUE, "Post-incident started", f"{wid}: verification, closing comms, post-mortem within 24 h")
+            self._log(CODEBLUE, "Post-incident started", f"{wid}: verification, closing comms, post-mortem within 24 h", kind=TimelineKind.POST_INCIDENT)
         else:
             self._log(CODEBLUE, "Post-incident could not start",
-                      f"start it by hand: codeblue postmortem start {self.inp.incident_id}")
+                      f"start it by hand: codeblue postmortem start {self.inp.incident_id}", kind=TimelineKind.POST_INCIDENT)
         self.resolution_outcome = ResolutionResult(
             resolved=True, verified=verified, message=self.final_status
         )

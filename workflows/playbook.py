@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import authority
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
-    from domain.incident import IncidentRef, IncidentReport, Phase
+    from domain.incident import IncidentRef, IncidentReport, Phase, TimelineKind
 
 
 class Playbook(ApprovalHandlers):
@@ -69,7 +69,7 @@ class Playbook(ApprovalHandlers):
             self.book.commander = auth.commander
             if starter == person(auth.commander) or starter in self.cfg.mitigation.approvers or admin:
                 self.tl.log(CODEBLUE, "Authority", f"IC {auth.commander or 'unassigned'} (incident {inp.incident_id}); "
-                            f"started by {inp.requested_by}")
+                            f"started by {inp.requested_by}", kind=TimelineKind.COMMANDER)
                 return
             self._refuse(inp.requested_by, f"{starter} is not the IC ({auth.commander or 'unassigned'}) of "
                          f"{inp.incident_id}, a configured approver or an admin")
@@ -88,7 +88,7 @@ class Playbook(ApprovalHandlers):
     def _refuse(self, actor: str, why: str) -> NoReturn:
         """Recorded, then the run fails (non-retryable): its ID is free again for the IC
         (starters use ALLOW_DUPLICATE_FAILED_ONLY), and the UI shows it as failed."""
-        self.tl.log(actor, "Start refused", why)
+        self.tl.log(actor, "Start refused", why, kind=TimelineKind.IGNORED)
         self.book.closed_reason = f"this run was refused: {why}"
         self.status_text = "refused"
         self.summary = f"refused: {why}"

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
-    from domain.incident import IncidentInput, IncidentReport, Phase
+    from domain.incident import IncidentInput, IncidentReport, Phase, TimelineKind
     from domain.notify import Audience, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.post_incident import (
         ActionItem,
@@ -92,7 +92,7 @@ class PostIncidentWorkflow:
     async def run(self, inp: PostIncidentInput) -> IncidentReport:
         self.cfg = await self.steps.worker_config(inp)
         if inp.start_refused:  # worker.identity found no valid proof: notify nobody
-            self.tl.log(UNVERIFIED, "Post-incident start refused: unauthenticated", inp.start_refused)
+            self.tl.log(UNVERIFIED, "Post-incident start refused: unauthenticated", inp.start_refused, kind=TimelineKind.IGNORED)
             self.finished = True
             raise ApplicationError(f"start refused: {inp.start_refused}", type="StartRefused", non_retryable=True)
         if inp.report is None and inp.report_ref is not None:
@@ -107,7 +107,7 @@ class PostIncidentWorkflow:
             self.tl.log(
                 CODEBLUE,
                 "Post-incident started",
-                f"IC {self.commander or 'unassigned'}; post-mortem due by {self._at_hours(pi.postmortem_within_hours)}",
+                f"IC {self.commander or 'unassigned'}; post-mortem due by {self._at_hours(pi.postmortem_within_hours)}", kind=TimelineKind.POST_INCIDENT,
             )
         self._details()
         if self.st.verification is None:
@@ -118,13 +118,13 @@ class PostIncidentWorkflow:
             if self.st.verification.ok:
                 await self._communicate()
             else:
-                self.tl.log(CODEBLUE, "Closing communications held back", "resolution failed verification")
+                self.tl.log(CODEBLUE, "Closing communications held back", "resolution failed verification", kind=TimelineKind.NOTIFICATION)
             self.st.comms_done = True
         if self.st.scheduled_slot is None:
             await self._schedule()
         await self._track()
         self.finished = True
-        self.tl.log(CODEBLUE, "Post-incident complete", f"post-mortem held by {self.st.held_by}; action items closed")
+        self.tl.log(CODEBLUE, "Post-incident complete", f"post-mortem held by {self.st.held_by}; action items closed", kind=TimelineKind.POST_INCIDENT)
         self._details()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._report()
@@ -164,7 +164,7 @@ class PostIncidentWorkflow:
     def postmortem_held_signal(self, h: PostmortemHeld) -> None:
         problem = self._held_problem(h)
         if problem:
-            self.tl.log(h.by, "Post-mortem held ignored", problem)
+            self.tl.log(h.by, "Post-mortem held ignored", problem, kind=TimelineKind.IGNORED)
             return
         self._mark_held(h)
 
@@ -190,7 +190,7 @@ class PostIncidentWorkflow:
         self.st.held_by = h.by
         self.st.held_at = workflow.now().isoformat()
         self.st.held_notes = h.notes
-        self.tl.log(h.by, "Post-mortem held", h.notes or None)
+        self.tl.log(h.by, "Post-mortem held", h.notes or None, kind=TimelineKind.POST_INCIDENT)
         self._changed()
 
     # ------------------------------------------------------- action items
@@ -206,7 +206,7 @@ class PostIncidentWorkflow:
         )
         self.st.next_item += 1
         self.st.items.append(item)
-        self.tl.log(n.by, f"Action item {item.id} added", f"{n.owner}, due {n.due.isoformat()}: {n.text}")
+        self.tl.log(n.by, f"Action item {item.id} added", f"{n.owner}, due {n.due.isoformat()}: {n.text}", kind=TimelineKind.POST_INCIDENT)
         self._changed()
         return item
 
@@ -224,9 +224,9 @@ class PostIncidentWorkflow:
         item.closed_at = workflow.now().isoformat()
         if c.defer:
             item.deferral_reason = c.reason
-            self.tl.log(c.by, f"Action item {item.id} deferred", c.reason)
+            self.tl.log(c.by, f"Action item {item.id} deferred", c.reason, kind=TimelineKind.POST_INCIDENT)
         else:
-            self.tl.log(c.by, f"Action item {item.id} done", item.text)
+            self.tl.log(c.by, f"Action item {item.id} done", item.text, kind=TimelineKind.POST_INCIDENT)
         self._changed()
         return item
 
@@ -338,6 +338,7 @@ class PostIncidentWorkflow:
             CODEBLUE,
             "Resolution verified" if v.ok else "Resolution verification failed",
             "; ".join(checks) if v.ok else "; ".join(problems),
+            kind=TimelineKind.VERIFICATION,
         )
         return v
 
@@ -377,7 +378,7 @@ class PostIncidentWorkflow:
                 self.st.reopened = f"{iid} had closed; opened linked incident {new_id}"
             except FailureError as e:
                 self.st.reopened = f"{iid} had closed; a new linked incident is needed ({new_id} could not start: {e})"
-        self.tl.log(CODEBLUE, "Incident reopened", self.st.reopened)
+        self.tl.log(CODEBLUE, "Incident reopened", self.st.reopened, kind=TimelineKind.OPENED)
 
     # ------------------------------------------------------- 2. communication
     async def _communicate(self) -> None:
@@ -499,7 +500,7 @@ class PostIncidentWorkflow:
                 f"{self.inp.incident_id}: post-mortem not held {hours} h after resolution; due by {due}",
                 self.report.severity.value, self.commander,
             )
-            self.tl.log(CODEBLUE, f"Reminded IC: post-mortem not held at {hours} h", self.commander)
+            self.tl.log(CODEBLUE, f"Reminded IC: post-mortem not held at {hours} h", self.commander, kind=TimelineKind.NOTIFICATION)
 
         return fire
 
@@ -511,7 +512,7 @@ class PostIncidentWorkflow:
             f"{self.inp.incident_id}: post-mortem not held within {h} h of resolution (IC {self.commander})",
             self.report.severity.value, self.commander,
         )
-        self.tl.log(CODEBLUE, f"Post-mortem not held within {h} h", "paged engineering manager")
+        self.tl.log(CODEBLUE, f"Post-mortem not held within {h} h", "paged engineering manager", kind=TimelineKind.POST_INCIDENT)
 
     def _overdue(self, item: ActionItem):
         async def fire() -> None:
@@ -532,7 +533,7 @@ class PostIncidentWorkflow:
 
     def _continue_as_new(self) -> None:
         self.st.runs += 1
-        self.tl.log(CODEBLUE, "Continued as new", f"run {self.st.runs}; history had {workflow.info().get_current_history_length()} events")
+        self.tl.log(CODEBLUE, "Continued as new", f"run {self.st.runs}; history had {workflow.info().get_current_history_length()} events", kind=TimelineKind.CONTINUED)
         self.st.timeline = list(self.tl.entries)
         self.st.unverified = self.tl.unverified
         workflow.continue_as_new(

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.assessment import Assessment
     from domain.cluster import LogsReport, NamespaceQuery
     from domain.config import CodeBlueConfig
+    from domain.incident import TimelineKind
     from domain.prometheus import breaches
     from workflows.analysis import read_slis
     from workflows.runbook_steps import gateway_logs, verify_health
@@ -59,4 +60,4 @@ async def recheck_slis(steps: Steps, tl: Timeline, cfg: CodeBlueConfig, incident
         after_slis = await read_slis(steps, incident_id, f"SLIs after {after}")
         if after_slis is not None and not after_slis.skipped:
             assessment.record_slis(after_slis, f"after {after}")
-            tl.log(CODEBLUE, f"SLIs after {after}", "; ".join(breaches(after_slis)) or "all within their limits")
+            tl.log(CODEBLUE, f"SLIs after {after}", "; ".join(breaches(after_slis)) or "all within their limits", kind=TimelineKind.VERIFICATION)

@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.redis_cache import CacheActivities
     from domain.action_params import CacheFlushParams
-    from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase
+    from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase, TimelineKind
     from domain.notify import Audience
     from domain.redis_cache import (
         CacheCluster,
@@ -56,7 +56,7 @@ class RedisCachePlaybook(Playbook):
     @workflow.update
     def confirm_flush(self, c: FlushConfirmation) -> str:
         self.confirmed_by, self.confirmation = c.by, c.cluster_name
-        self.tl.log(c.by, "Confirmed FLUSHALL", f"cluster name {c.cluster_name}")
+        self.tl.log(c.by, "Confirmed FLUSHALL", f"cluster name {c.cluster_name}", kind=TimelineKind.DECISION)
         return f"FLUSHALL of {c.cluster_name} confirmed"
 
     @confirm_flush.validator
@@ -76,13 +76,13 @@ class RedisCachePlaybook(Playbook):
     async def run(self, inp: CacheInput) -> IncidentReport:
         await self._configure()
         self.cluster_id = self.cfg.aws.elasticache_cluster
-        self.tl.log(inp.requested_by, f"Redis cache playbook: {self.cluster_id}", inp.pattern and f"pattern {inp.pattern}")
+        self.tl.log(inp.requested_by, f"Redis cache playbook: {self.cluster_id}", inp.pattern and f"pattern {inp.pattern}", kind=TimelineKind.EVENT)
         try:
             await self._play()
         except ApplicationError as e:
             self.status_text = "failed"
             self.summary = e.message
-            self.tl.log(CODEBLUE, "Cache playbook stopped", e.message)
+            self.tl.log(CODEBLUE, "Cache playbook stopped", e.message, kind=TimelineKind.EVENT)
             self.book.closed_reason = "the playbook has ended"
             raise
         self.book.closed_reason = "the playbook has ended"
@@ -98,17 +98,17 @@ class RedisCachePlaybook(Playbook):
         )
         nodes = ", ".join(f"{n.node_id} {n.status}" for n in cluster.nodes) or "no node details"
         self.tl.log(CODEBLUE, "ElastiCache cluster", f"{cluster.status}, {cluster.engine} {cluster.engine_version or ''}, "
-                    f"nodes: {nodes}, endpoint {cluster.endpoint or 'not reported'}")
+                    f"nodes: {nodes}, endpoint {cluster.endpoint or 'not reported'}", kind=TimelineKind.STEP)
         address = self.inp.redis_address or self.cfg.cache.endpoint_override or cluster.endpoint
         if not address:
             raise ApplicationError(f"no Redis address for {self.cluster_id}: the cluster reports no endpoint",
                                    type="EndpointMismatch", non_retryable=True)
         target = RedisTarget(cluster_id=self.cluster_id, cluster_endpoint=cluster.endpoint, address=address)
         if self.cfg.cache.endpoint_override:
-            self.tl.log(CODEBLUE, "Redis address", f"{address} (cache.endpoint_override of the worker's config)")
+            self.tl.log(CODEBLUE, "Redis address", f"{address} (cache.endpoint_override of the worker's config)", kind=TimelineKind.STEP)
         before: RedisStats = await self._fatal(CacheActivities.redis_stats, target, "redis-cli PING + INFO")
         self.facts["before"] = before.model_dump() | {"hit_ratio": before.hit_ratio}
-        self.tl.log(CODEBLUE, "Redis stats", before.summary())
+        self.tl.log(CODEBLUE, "Redis stats", before.summary(), kind=TimelineKind.STEP)
 
         self.phase = Phase.MITIGATION
         if self.inp.pattern:
@@ -123,7 +123,7 @@ class RedisCachePlaybook(Playbook):
                     f"{before.evicted_keys}); also needs `confirm_flush` with the cluster name"),
             params={"cluster": self.cluster_id, "async": True},
         ))
-        self.tl.log(CODEBLUE, "Waiting for the IC's decisions", f"IC {self.book.commander}: " + ", ".join(self.book.actions))
+        self.tl.log(CODEBLUE, "Waiting for the IC's decisions", f"IC {self.book.commander}: " + ", ".join(self.book.actions), kind=TimelineKind.EVENT)
         await self._await_decisions()
 
         executed = False
@@ -131,7 +131,7 @@ class RedisCachePlaybook(Playbook):
             act.compensation = NO_UNDO
             if act.id == "flushall" and not await self._await_confirmation():
                 settle(act, ActionState.FAILED, "not run: the cluster name was never confirmed")
-                self.tl.log(CODEBLUE, "FLUSHALL not run", act.result)
+                self.tl.log(CODEBLUE, "FLUSHALL not run", act.result, kind=TimelineKind.FAILED)
                 continue
             req = FlushRequest(
                 target=target,
@@ -139,23 +139,23 @@ class RedisCachePlaybook(Playbook):
                 confirmation=self.confirmation if act.id == "flushall" else None,
                 use_async=True,
             )
-            self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
+            self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason, kind=TimelineKind.EXECUTING)
             try:
                 res: FlushResult = await self.steps.write(CacheActivities.redis_flush, req, f"redis {act.id}", 600, heartbeat=True)
             except ActivityError as e:
                 settle(act, ActionState.FAILED, reason(e))
-                self.tl.log(CODEBLUE, f"Failed {act.id}", act.result)
+                self.tl.log(CODEBLUE, f"Failed {act.id}", act.result, kind=TimelineKind.FAILED)
                 continue
             settle(act, ActionState.EXECUTED, f"{res.detail} (keys before {res.keys_before}, after {res.keys_after})")
             self.facts[act.id] = res.model_dump()
-            self.tl.log(CODEBLUE, f"Executed {act.id}", act.result)
+            self.tl.log(CODEBLUE, f"Executed {act.id}", act.result, kind=TimelineKind.EXECUTED)
             executed = True
 
         self.phase = Phase.RESOLVING
         after = await self.steps.read(CacheActivities.redis_stats, target, "redis-cli PING + INFO (after)")
         if after is not None:
             self.facts["after"] = after.model_dump() | {"hit_ratio": after.hit_ratio}
-            self.tl.log(CODEBLUE, "Redis stats after", after.summary())
+            self.tl.log(CODEBLUE, "Redis stats after", after.summary(), kind=TimelineKind.STEP)
         self.verified = bool(after and after.ping)
         failed = [a.id for a in self.book.actions.values() if a.state == ActionState.FAILED]
         self.status_text = "failed" if failed else ("resolved" if executed else "no_action")
@@ -164,12 +164,12 @@ class RedisCachePlaybook(Playbook):
 
     async def _await_decisions(self) -> None:
         async def remind(pending: list[str]) -> None:
-            self.tl.log("sla", "Decision waiting; reminding the IC", ", ".join(pending))
+            self.tl.log("sla", "Decision waiting; reminding the IC", ", ".join(pending), kind=TimelineKind.EVENT)
             await self.steps.page(Audience.COMMANDER, "cache-reminder", f"Decision needed on {', '.join(pending)}",
                                   self.inp.severity.value, self.book.commander)
 
         async def escalate(pending: list[str]) -> None:
-            self.tl.log("sla", "Decision still waiting; paging engineering manager", ", ".join(pending))
+            self.tl.log("sla", "Decision still waiting; paging engineering manager", ", ".join(pending), kind=TimelineKind.EVENT)
             await self.steps.page(Audience.ENGINEERING_MANAGER, "cache-waiting", f"IC decision pending on {', '.join(pending)}",
                                   self.inp.severity.value, self.book.commander)
 
@@ -181,7 +181,7 @@ class RedisCachePlaybook(Playbook):
     async def _await_confirmation(self) -> bool:
         if self.confirmation is None:
             self.tl.log(CODEBLUE, "Waiting for FLUSHALL confirmation",
-                        f"IC: confirm_flush with the cluster name {self.cluster_id!r}")
+                        f"IC: confirm_flush with the cluster name {self.cluster_id!r}", kind=TimelineKind.EVENT)
         try:
             await workflow.wait_condition(
                 lambda: self.confirmation is not None,

@@ -16,7 +16,7 @@ from workflows.approvals import settle
 from workflows.timeline import CODEBLUE, Timeline, reason
 
 with workflow.unsafe.imports_passed_through():
-    from domain.incident import Action, ActionState, Undo
+    from domain.incident import Action, ActionState, TimelineKind, Undo
 
 UndoFn = Callable[[], Awaitable[None]]
 
@@ -66,11 +66,11 @@ class Saga:
                     act.result = f"{act.result}; compensated"
                 else:
                     settle(act, ActionState.COMPENSATED)
-                self.timeline.log(CODEBLUE, f"Compensated {act.id}", act.compensation)
+                self.timeline.log(CODEBLUE, f"Compensated {act.id}", act.compensation, kind=TimelineKind.COMPENSATION)
             except asyncio.CancelledError:
-                self.timeline.log(CODEBLUE, f"Compensation of {act.id} failed", "cancelled")
+                self.timeline.log(CODEBLUE, f"Compensation of {act.id} failed", "cancelled", kind=TimelineKind.COMPENSATION)
             except Exception as e:  # noqa: BLE001 - recorded, the next undo still runs
-                self.timeline.log(CODEBLUE, f"Compensation of {act.id} failed", reason(e))
+                self.timeline.log(CODEBLUE, f"Compensation of {act.id} failed", reason(e), kind=TimelineKind.COMPENSATION)
         self.steps.clear()
         if cancelled:
             raise asyncio.CancelledError

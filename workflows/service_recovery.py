@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ActionState,
         IncidentReport,
         Phase,
+        TimelineKind,
     )
     from domain.notify import Audience
     from domain.service_recovery import (
@@ -87,13 +88,13 @@ class ServiceRecoveryWorkflow(Playbook):
         ns = inp.namespace or self.cfg.kubernetes.namespace
         chart = inp.chart or self.cfg.helm.chart
         self.facts.update(release=release, namespace=ns, chart=chart)
-        self.tl.log(inp.requested_by, f"Service recovery requested: {release} in {ns}", f"chart {chart}")
+        self.tl.log(inp.requested_by, f"Service recovery requested: {release} in {ns}", f"chart {chart}", kind=TimelineKind.EVENT)
         try:
             await self._recover(release, ns, chart)
         except ApplicationError as e:  # preflight or tag resolution: nothing was changed
             self.status_text = "failed"
             self.summary = e.message
-            self.tl.log(CODEBLUE, "Service recovery stopped before any change", e.message)
+            self.tl.log(CODEBLUE, "Service recovery stopped before any change", e.message, kind=TimelineKind.EVENT)
             self.book.closed_reason = "the recovery has ended"
             raise
         self.book.closed_reason = "the recovery has ended"
@@ -114,7 +115,7 @@ class ServiceRecoveryWorkflow(Playbook):
             CODEBLUE,
             "Preflight passed",
             f"revision {pre.current_revision} ({pre.current_status}, tag {pre.current_tag or 'unknown'}); "
-            f"{len(pre.revisions)} revisions; {pre.chart_detail}",
+            f"{len(pre.revisions)} revisions; {pre.chart_detail}", kind=TimelineKind.STEP,
         )
         tag, why = await self._target_tag(pre, release, ns)
         self.facts.update(to_tag=tag)
@@ -135,7 +136,7 @@ class ServiceRecoveryWorkflow(Playbook):
                 },
             )
         )
-        self.tl.log(CODEBLUE, "Waiting for the IC's decision", f"IC {self.book.commander}: approve or reject {ACTION_ID}")
+        self.tl.log(CODEBLUE, "Waiting for the IC's decision", f"IC {self.book.commander}: approve or reject {ACTION_ID}", kind=TimelineKind.EVENT)
         await self._await_decision()
         if act.state == ActionState.REJECTED:
             self.status_text = "rejected"
@@ -143,7 +144,7 @@ class ServiceRecoveryWorkflow(Playbook):
             return
 
         saga = Saga(self.tl)
-        self.tl.log(CODEBLUE, f"Executing {ACTION_ID} ({act.kind.value})", act.reason)
+        self.tl.log(CODEBLUE, f"Executing {ACTION_ID} ({act.kind.value})", act.reason, kind=TimelineKind.EXECUTING)
         done: list[HelmUpgradeResult] = []
 
         async def undo() -> None:
@@ -183,11 +184,11 @@ class ServiceRecoveryWorkflow(Playbook):
             settle(act, ActionState.EXECUTED, f"revision {pre.current_revision} -> {res.new_revision} (tag {tag})" + (
                 "; found done by an earlier attempt" if res.already_done else ""
             ))
-            self.tl.log(CODEBLUE, f"Executed {ACTION_ID}", act.result)
+            self.tl.log(CODEBLUE, f"Executed {ACTION_ID}", act.result, kind=TimelineKind.EXECUTED)
         except ActivityError as e:
             failure = f"helm upgrade failed: {reason(e)}"
             settle(act, ActionState.FAILED, failure)
-            self.tl.log(CODEBLUE, f"Failed {ACTION_ID}", failure)
+            self.tl.log(CODEBLUE, f"Failed {ACTION_ID}", failure, kind=TimelineKind.FAILED)
 
         if failure is None:
             self.phase = Phase.RESOLVING
@@ -200,7 +201,7 @@ class ServiceRecoveryWorkflow(Playbook):
                 return
             failure = f"verification failed: {detail}"
 
-        self.tl.log(CODEBLUE, "Recovery failed; compensating", failure)
+        self.tl.log(CODEBLUE, "Recovery failed; compensating", failure, kind=TimelineKind.COMPENSATION)
         await saga.compensate()
         ok, detail = await self._verify(release, ns, "Re-verification after rollback", settle=False)
         self.verified = ok
@@ -221,7 +222,7 @@ class ServiceRecoveryWorkflow(Playbook):
     async def _target_tag(self, pre: HelmPreflight, release: str, ns: str) -> tuple[str, str]:
         if self.inp.target_tag:
             why = f"tag {self.inp.target_tag} requested by {self.inp.requested_by}"
-            self.tl.log(CODEBLUE, "Target tag", why)
+            self.tl.log(CODEBLUE, "Target tag", why, kind=TimelineKind.EVENT)
             return self.inp.target_tag, why
         rc = self.cfg.recovery
         rec = await self._fatal(
@@ -234,18 +235,18 @@ class ServiceRecoveryWorkflow(Playbook):
                 f"last known-good {rec.image_tag}: verified healthy by CodeBlue at {rec.verified_at} "
                 f"(revision {rec.revision}, incident {rec.incident_id}; ConfigMap {rc.known_good_configmap})"
             )
-            self.tl.log(CODEBLUE, "Last known-good tag", why)
+            self.tl.log(CODEBLUE, "Last known-good tag", why, kind=TimelineKind.EVENT)
             return rec.image_tag, why
         self.tl.log(
             CODEBLUE,
             "No known-good record",
-            f"ConfigMap {ns}/{rc.known_good_configmap} has no entry for {release}; falling back to helm history",
+            f"ConfigMap {ns}/{rc.known_good_configmap} has no entry for {release}; falling back to helm history", kind=TimelineKind.EVENT,
         )
         choice = choose_fallback_revision(
             pre.revisions, workflow.now(), timedelta(minutes=rc.known_good_window_minutes)
         )
         for line in choice.reasons:
-            self.tl.log(CODEBLUE, "Known-good reasoning", line)
+            self.tl.log(CODEBLUE, "Known-good reasoning", line, kind=TimelineKind.EVENT)
         if choice.revision is None:
             raise ApplicationError(
                 f"no last known-good tag: no CodeBlue record and no revision of {release} qualifies; "
@@ -265,19 +266,19 @@ class ServiceRecoveryWorkflow(Playbook):
                 non_retryable=True,
             )
         why = f"last known-good {vals.image_tag}: revision {choice.revision} (newest not rolled back)"
-        self.tl.log(CODEBLUE, "Last known-good tag", why)
+        self.tl.log(CODEBLUE, "Last known-good tag", why, kind=TimelineKind.EVENT)
         return vals.image_tag, why
 
     async def _await_decision(self) -> None:
         async def remind(pending: list[str]) -> None:
-            self.tl.log("sla", "Decision waiting; reminding the IC", ", ".join(pending))
+            self.tl.log("sla", "Decision waiting; reminding the IC", ", ".join(pending), kind=TimelineKind.EVENT)
             await self.steps.page(
                 Audience.COMMANDER, "redeploy-reminder", f"Decision needed on {', '.join(pending)}",
                 self.inp.severity.value, self.book.commander,
             )
 
         async def escalate(pending: list[str]) -> None:
-            self.tl.log("sla", "Decision still waiting; paging engineering manager", ", ".join(pending))
+            self.tl.log("sla", "Decision still waiting; paging engineering manager", ", ".join(pending), kind=TimelineKind.EVENT)
             await self.steps.page(
                 Audience.ENGINEERING_MANAGER, "redeploy-waiting", f"IC decision pending on {', '.join(pending)}",
                 self.inp.severity.value, self.book.commander,
@@ -304,7 +305,7 @@ class ServiceRecoveryWorkflow(Playbook):
                 heartbeat=True,
             )
         except ActivityError as e:
-            self.tl.log(CODEBLUE, "Readiness check failed", reason(e))
+            self.tl.log(CODEBLUE, "Readiness check failed", reason(e), kind=TimelineKind.VERIFICATION)
         if ready is None or not ready.ready:
             problems.append(f"replicas not ready ({ready.detail if ready else 'unknown'})")
         health = await verify_health(self.steps, h, f"curl -f health x{rc.health_successes}", attempts=rc.health_successes)
@@ -318,7 +319,8 @@ class ServiceRecoveryWorkflow(Playbook):
             problems.append(f"log error rate {rate:.1%} > {rc.max_error_rate:.1%}")
         if settle:  # after the upgrade: the SLIs decide too
             an = await analyse(self.steps, self.tl, self.inp.incident_id, self.cfg.prometheus, "Metric analysis")
-            self.tl.log(CODEBLUE, "Metric analysis " + {True: "passed", False: "failed", None: "not decisive"}[an.ok], an.detail)
+            self.tl.log(CODEBLUE, "Metric analysis " + {True: "passed", False: "failed", None: "not decisive"}[an.ok], an.detail,
+                        kind=TimelineKind.VERIFICATION)
             if an.ok is False:
                 problems.append(f"SLI analysis failed: {an.detail}")
         ok = not problems
@@ -326,7 +328,7 @@ class ServiceRecoveryWorkflow(Playbook):
         detail = "; ".join(problems) or (
             f"{ready.detail if ready else ''}; health {rc.health_successes}x 2xx; {rate_text}"
         )
-        self.tl.log(CODEBLUE, f"{what} {'passed' if ok else 'failed'}", detail)
+        self.tl.log(CODEBLUE, f"{what} {'passed' if ok else 'failed'}", detail, kind=TimelineKind.VERIFICATION)
         return ok, detail
 
     async def _record(self, release: str, ns: str, tag: str, revision: int) -> None:
@@ -342,9 +344,9 @@ class ServiceRecoveryWorkflow(Playbook):
         )
         try:
             await self.steps.write(ReleaseStateActivities.record_known_good, rec, "record known-good tag")
-            self.tl.log(CODEBLUE, "Recorded known-good", f"{release} {tag} (revision {revision}) in ConfigMap {ns}/{rc.known_good_configmap}")
+            self.tl.log(CODEBLUE, "Recorded known-good", f"{release} {tag} (revision {revision}) in ConfigMap {ns}/{rc.known_good_configmap}", kind=TimelineKind.EVENT)
         except ActivityError as e:  # the service is fine; only the record is missing
-            self.tl.log(CODEBLUE, "Recording known-good failed", reason(e))
+            self.tl.log(CODEBLUE, "Recording known-good failed", reason(e), kind=TimelineKind.FAILED)
 
     async def _fatal(self, activity: Activity[A, R], arg: A, summary: str) -> R:
         """A read whose failure ends the recovery before anything changed, with its reason."""

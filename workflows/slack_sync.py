@@ -15,7 +15,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.slack import SlackActivities
-    from domain.incident import Action, ActionState
+    from domain.incident import Action, ActionState, TimelineKind
     from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
     from workflows.approvals import ApprovalBook
     from workflows.steps import NOTIFY_RETRY, A, Activity
@@ -117,7 +117,7 @@ class SlackSync:
                     self.shown[act.id] = SlackShown(ref=res.ref if res else None, view=view)
                     if res is not None and res.skipped:
                         self.off = True
-                        self.timeline().log(CODEBLUE, "Slack proposals skipped", res.detail)
+                        self.timeline().log(CODEBLUE, "Slack proposals skipped", res.detail, kind=TimelineKind.NOTIFICATION)
                         return
                 else:
                     assert shown.ref is not None
@@ -134,5 +134,5 @@ class SlackSync:
                 retry_policy=NOTIFY_RETRY, summary=summary,
             )
         except ActivityError as e:
-            self.timeline().log(CODEBLUE, f"{summary} failed", reason(e))
+            self.timeline().log(CODEBLUE, f"{summary} failed", reason(e), kind=TimelineKind.FAILED)
             return None

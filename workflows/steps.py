@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.cluster import HelmRollbackRequest, ScaleRequest
     from domain.config import CodeBlueConfig, Contacts, EnvironmentQuery
     from domain.identity import UNVERIFIED, StartedBy
-    from domain.incident import Undo
+    from domain.incident import TimelineKind, Undo
     from domain.notify import Audience, Delivery, PageRequest
 
 A = TypeVar("A")
@@ -179,7 +179,7 @@ class Steps:
                 summary=summary,
             )
         except ActivityError as e:
-            self.timeline.log(CODEBLUE, f"{summary} failed", reason(e))
+            self.timeline.log(CODEBLUE, f"{summary} failed", reason(e), kind=TimelineKind.FAILED)
             return None
 
     async def write(
@@ -228,12 +228,12 @@ class Steps:
                 summary=summary,
             )
         except ActivityError as e:
-            self.timeline.log(CODEBLUE, f"{summary} failed", reason(e))
+            self.timeline.log(CODEBLUE, f"{summary} failed", reason(e), kind=TimelineKind.FAILED)
             return None
         if d.skipped:
-            self.timeline.log(CODEBLUE, f"{summary} skipped", d.detail)
+            self.timeline.log(CODEBLUE, f"{summary} skipped", d.detail, kind=TimelineKind.NOTIFICATION)
         else:
-            self.timeline.log(CODEBLUE, summary, d.detail or "delivered")
+            self.timeline.log(CODEBLUE, summary, d.detail or "delivered", kind=TimelineKind.NOTIFICATION)
         return d
 
     async def page(

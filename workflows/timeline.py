@@ -8,7 +8,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain.identity import UNVERIFIED
-    from domain.incident import TimelineEntry, TimelineKind, timeline_kind
+    from domain.incident import TimelineEntry, TimelineKind
 
 CODEBLUE = "codeblue"
 
@@ -26,11 +26,11 @@ class Timeline:
     def t(self) -> float:
         return round((workflow.now() - self.started).total_seconds(), 3)
 
-    def log(self, actor: str, event: str, result: str | None = None, at: float | None = None,
-            kind: TimelineKind | None = None) -> None:
+    def log(self, actor: str, event: str, result: str | None = None, at: float | None = None, *,
+            kind: TimelineKind) -> None:
+        """`kind`: what the entry records, named where it is written (readers never parse `event`)."""
         when = self.t() if at is None else at
-        self.entries.append(TimelineEntry(at_seconds=when, actor=actor, event=event, result=result,
-                                          kind=kind or timeline_kind(event)))
+        self.entries.append(TimelineEntry(at_seconds=when, actor=actor, event=event, result=result, kind=kind))
         # Events are CodeBlue's own words; results carry free text (titles, summaries, reasons)
         # that may hold patient data, so they stay in the (encryptable) history, not in logs.
         workflow.logger.info("%s (by %s)", event, actor)

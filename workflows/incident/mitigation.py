@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         Action,
         ActionKind,
         ActionState,
+        TimelineKind,
         Undo,
     )
     from domain.notify import Audience
@@ -101,7 +102,7 @@ class Mitigation(Phases):
                 if act.state == ActionState.EXECUTED and act.kind in CHANGES_PRODUCTION:
                     await self._recheck(act)
         except StepFailed as e:
-            self._log(CODEBLUE, "Mitigation failed; compensating in reverse", str(e))
+            self._log(CODEBLUE, "Mitigation failed; compensating in reverse", str(e), kind=TimelineKind.COMPENSATION)
             await saga.compensate()
             for act in approved:
                 if act.state == ActionState.APPROVED:
@@ -120,19 +121,19 @@ class Mitigation(Phases):
         pending = self.book.pending()
         if problems:
             self._log(CODEBLUE, f"Re-checked after {after.id}: still unhealthy",
-                      "; ".join(problems) + (f"; still waiting: {', '.join(pending)}" if pending else ""))
+                      "; ".join(problems) + (f"; still waiting: {', '.join(pending)}" if pending else ""), kind=TimelineKind.VERIFICATION)
             return
         why = f"after {after.id}: pods ready, health endpoint OK, log errors {errors}"
-        self._log(CODEBLUE, f"Re-checked after {after.id}: healthy", why)
+        self._log(CODEBLUE, f"Re-checked after {after.id}: healthy", why, kind=TimelineKind.VERIFICATION)
         for aid in pending:
             act = self.actions[aid]
             act.state = ActionState.SUPERSEDED
             act.result = f"superseded: {why}"
         if pending:
-            self._log(CODEBLUE, "Withdrawn as superseded", f"{', '.join(pending)}: the evidence no longer calls for them")
+            self._log(CODEBLUE, "Withdrawn as superseded", f"{', '.join(pending)}: the evidence no longer calls for them", kind=TimelineKind.SUPERSEDED)
 
     async def _execute(self, act: Action, saga: Saga) -> None:
-        self._log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason)
+        self._log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason, kind=TimelineKind.EXECUTING)
         try:
             if act.kind == ActionKind.HELM_ROLLBACK:
                 await self._rollback(act, saga)
@@ -161,21 +162,21 @@ class Mitigation(Phases):
                     raise StepFailed(f"database connection check failed: {res.detail}")
         except StepFailed as e:
             settle(act, ActionState.FAILED, act.result or str(e))
-            self._log(CODEBLUE, f"Failed {act.id}", str(e))
+            self._log(CODEBLUE, f"Failed {act.id}", str(e), kind=TimelineKind.FAILED)
             raise
         except ActivityError as e:
             moved = _moved(e)
             if moved is not None:
                 saga.forget(act)  # refused before it changed anything
                 settle(act, ActionState.SUPERSEDED, _reason(e))
-                self._log(CODEBLUE, f"Not run {act.id}: the world moved since the decision", _reason(e))
+                self._log(CODEBLUE, f"Not run {act.id}: the world moved since the decision", _reason(e), kind=TimelineKind.SUPERSEDED)
                 self._repropose(act, moved)
                 return
             settle(act, ActionState.FAILED, _reason(e))
-            self._log(CODEBLUE, f"Failed {act.id}", act.result)
+            self._log(CODEBLUE, f"Failed {act.id}", act.result, kind=TimelineKind.FAILED)
             raise StepFailed(f"{act.id}: {act.result}") from None
         settle(act, ActionState.EXECUTED)
-        self._log(CODEBLUE, f"Executed {act.id}", act.result)
+        self._log(CODEBLUE, f"Executed {act.id}", act.result, kind=TimelineKind.EXECUTED)
 
     async def _rollback(self, act: Action, saga: Saga) -> None:
         p = act.params_as(HelmRollbackParams)
@@ -235,7 +236,7 @@ class Mitigation(Phases):
             rb = act.params_as(HelmRollbackParams)
             cur = facts.get("current_revision")
             if cur == rb.to_revision:
-                self._log(CODEBLUE, f"Withdrawn {act.id}", f"the release is already at revision {cur}")
+                self._log(CODEBLUE, f"Withdrawn {act.id}", f"the release is already at revision {cur}", kind=TimelineKind.SUPERSEDED)
                 return
             p["from_revision"] = cur
             why = (f"release {rb.release} moved to revision {cur} after the decision on {act.id}; "
@@ -244,7 +245,7 @@ class Mitigation(Phases):
             sc = act.params_as(ScaleUpParams)
             cur = facts.get("current_replicas")
             if cur is not None and cur >= sc.replicas:
-                self._log(CODEBLUE, f"Withdrawn {act.id}", f"{sc.deployment} already runs {cur} replicas")
+                self._log(CODEBLUE, f"Withdrawn {act.id}", f"{sc.deployment} already runs {cur} replicas", kind=TimelineKind.SUPERSEDED)
                 return
             p["from_replicas"] = cur
             why = f"{sc.deployment} was scaled to {cur} replicas after the decision on {act.id}; scale to {sc.replicas}"
@@ -288,6 +289,7 @@ class Mitigation(Phases):
             except WorkflowAlreadyStartedError:
                 continue  # an earlier run's (or one started by hand): take the next
             if ordinal > 1:
-                self._log(CODEBLUE, f"{base} is taken", f"by an earlier run of {self.inp.incident_id} or by hand; started {cid}")
+                self._log(CODEBLUE, f"{base} is taken", f"by an earlier run of {self.inp.incident_id} or by hand; started {cid}",
+                          kind=TimelineKind.STEP)
             return cid
         raise StepFailed(f"{base} .. {base}-{MAX_PLAYBOOK_RUNS} all exist; start one by hand")

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.incident import (
         Phase,
         ProposalWatch,
+        TimelineKind,
     )
     from domain.notify import Audience, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.severity import Severity
@@ -58,7 +59,7 @@ class Phases(IncidentState):
             CODEBLUE,
             "Immediate actions complete",
             f"pods {total} ({not_ready} not ready), services {len(services.services) if services else '?'}, "
-            f"log errors {errs}" + (f"; failed: {', '.join(d.failures)}" if d.failures else ""),
+            f"log errors {errs}" + (f"; failed: {', '.join(d.failures)}" if d.failures else ""), kind=TimelineKind.STEP,
         )
         return d
 
@@ -83,7 +84,7 @@ class Phases(IncidentState):
         ev = Evidence(deployments=deployments, metrics=metrics, helm=helm, health=health, slis=slis)
         a = assess(diag, ev, self.cfg, self.started)
         self.assessment = a
-        self._log(CODEBLUE, "Assessment complete", " | ".join(a.summary_lines()))
+        self._log(CODEBLUE, "Assessment complete", " | ".join(a.summary_lines()), kind=TimelineKind.STEP)
         return a
 
     def _propose(self) -> None:
@@ -94,7 +95,7 @@ class Phases(IncidentState):
         for act in acts:
             self.book.propose(act)
         if not self.actions:
-            self._log(CODEBLUE, "No mitigation proposed", "the evidence points at no runbook action")
+            self._log(CODEBLUE, "No mitigation proposed", "the evidence points at no runbook action", kind=TimelineKind.EVENT)
         else:
             best = next((a for a in acts if a.recommended), None)
             self._log(
@@ -103,7 +104,7 @@ class Phases(IncidentState):
                 f"IC {self.commander or 'unassigned'}: approve or reject "
                 + ", ".join(self.actions)
                 + "; an approved action runs at once"
-                + (f"; recommended: {best.id} ({best.recommendation})" if best else ""),
+                + (f"; recommended: {best.id} ({best.recommendation})" if best else ""), kind=TimelineKind.EVENT,
             )
             self.watcher = asyncio.ensure_future(self._watch_proposals())
             self.slack.start()
@@ -125,11 +126,11 @@ class Phases(IncidentState):
 
         async def remind(pending: list[str]) -> None:
             w.reminded = True
-            self._log("sla", "Proposals waiting; reminding the IC", ", ".join(pending))
+            self._log("sla", "Proposals waiting; reminding the IC", ", ".join(pending), kind=TimelineKind.EVENT)
             await self._page(Audience.COMMANDER, f"reminder{suffix}", f"Decision needed on {', '.join(pending)}: {self.inp.title}")
 
         async def escalate(pending: list[str]) -> None:
-            self._log("sla", "Proposals still waiting; paging engineering manager", ", ".join(pending))
+            self._log("sla", "Proposals still waiting; paging engineering manager", ", ".join(pending), kind=TimelineKind.EVENT)
             await self._page(
                 Audience.ENGINEERING_MANAGER, f"decisions-waiting{suffix}",
                 f"IC decision pending on {', '.join(pending)}: {self.inp.title}",
@@ -158,7 +159,7 @@ class Phases(IncidentState):
             clock.met = True
             clock.done_seconds = self._t()
             metrics.sla_recorded(clock, self.severity)
-            self._log("sla", f"SLA met: {name}", f"at {_mmss(clock.done_seconds)} (due {_mmss(clock.due_seconds)})")
+            self._log("sla", f"SLA met: {name}", f"at {_mmss(clock.done_seconds)} (due {_mmss(clock.due_seconds)})", kind=TimelineKind.SLA)
         except TimeoutError:
             clock.met = False
             metrics.sla_recorded(clock, self.severity)  # counted at the due instant, not at close
@@ -167,7 +168,7 @@ class Phases(IncidentState):
                 "sla",
                 f"SLA missed: {name}",
                 f"not complete at {_mmss(clock.due_seconds)}; paging engineering manager",
-                at=clock.due_seconds,
+                at=clock.due_seconds, kind=TimelineKind.SLA,
             )
             self._details()
             await self._page(
@@ -230,4 +231,4 @@ class Phases(IncidentState):
             clock.met = self._t() <= clock.due_seconds + 1
             clock.done_seconds = self._t()
             metrics.sla_recorded(clock, self.severity)
-            self._log("sla", f"SLA {'met' if clock.met else 'missed'}: communication", f"at {_mmss(clock.done_seconds)}")
+            self._log("sla", f"SLA {'met' if clock.met else 'missed'}: communication", f"at {_mmss(clock.done_seconds)}", kind=TimelineKind.SLA)

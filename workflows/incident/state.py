@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         Resolution,
         ResolutionResult,
         SlaClock,
+        TimelineKind,
         Undo,
     )
     from domain.notes import NoteLedger
@@ -154,8 +155,9 @@ class IncidentState(ApprovalHandlers):
     def _t(self) -> float:
         return self.tl.t()
 
-    def _log(self, actor: str, event: str, result: str | None = None, at: float | None = None) -> None:
-        self.tl.log(actor, event, result, at)
+    def _log(self, actor: str, event: str, result: str | None = None, at: float | None = None, *,
+             kind: TimelineKind) -> None:
+        self.tl.log(actor, event, result, at, kind=kind)
 
     def _set_phase(self, phase: Phase) -> None:
         self.phase = phase
