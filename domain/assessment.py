@@ -23,6 +23,7 @@ from domain.cluster import (
 from domain.config import CodeBlueConfig
 from domain.helm_time import parse_helm_time
 from domain.incident import Action, ActionKind
+from domain.procedures import CACHE, DB_CONNECTIONS, MEMORY, REDEPLOY, Procedure
 from domain.prometheus import SliReport, breaches
 
 MEMORY_PRESSURE_RATIO = 0.85
@@ -205,8 +206,7 @@ def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
     elif deploy and a.previous_revision is None and not a.healthy:
         out.append(
             _playbook(
-                "redeploy",
-                "ServiceRecoveryWorkflow",
+                REDEPLOY,
                 f"revision {deploy.revision} was deployed {deploy.minutes_before_incident:.0f} min before the incident "
                 "and no earlier revision is healthy to roll back to; redeploy the last known-good tag",
             )
@@ -245,8 +245,7 @@ def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
     if a.connection_errors > 0:
         out.append(
             _playbook(
-                "db-connections-playbook",
-                "DatabaseConnectionPlaybook",
+                DB_CONNECTIONS,
                 f"{a.connection_errors} connection errors in {gw} logs; check RDS, the pool and reachability, "
                 "restart or restore (runbook: Database Connection Issues)",
             )
@@ -254,24 +253,24 @@ def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
     if a.resource_pressure:
         out.append(
             _playbook(
-                "memory-playbook",
-                "HighMemoryPlaybook",
+                MEMORY,
                 "; ".join(a.resource_pressure) + "; sample memory for leaks, then scale or restart (runbook: High Memory Usage)",
             )
         )
     if a.cache_errors > 0:
         out.append(
             _playbook(
-                "cache-playbook",
-                "RedisCachePlaybook",
+                CACHE,
                 f"{a.cache_errors} Redis errors in {gw} logs; check the cache cluster (runbook: Redis Cache Issues)",
             )
         )
     return out
 
 
-def _playbook(action_id: str, workflow: str, reason: str) -> Action:
-    return Action(id=action_id, kind=ActionKind.PLAYBOOK, reason=reason, params={"workflow": workflow})
+def _playbook(p: Procedure, reason: str) -> Action:
+    """The incident's proposal that starts procedure `p` as a child (domain.procedures)."""
+    assert p.proposal is not None, p.key
+    return Action(id=p.proposal, kind=ActionKind.PLAYBOOK, reason=reason, params={"workflow": p.workflow})
 
 
 def rank(a: Assessment, actions: list[Action]) -> list[Action]:
@@ -290,14 +289,14 @@ def rank(a: Assessment, actions: list[Action]) -> list[Action]:
                 f"revision {deploy.revision} deployed {deploy.minutes_before_incident:.0f} min before the onset; "
                 f"{symptoms}{slo}")
         workflow_name = act.params.get("workflow") if act.kind == ActionKind.PLAYBOOK else None
-        if workflow_name == "ServiceRecoveryWorkflow" and deploy:
+        if workflow_name == REDEPLOY.workflow and deploy:
             return 85, (f"revision {deploy.revision} deployed {deploy.minutes_before_incident:.0f} min before the onset "
                         "and no earlier revision is healthy: redeploy the known-good tag")
-        if workflow_name == "HighMemoryPlaybook" and a.resource_pressure:
+        if workflow_name == MEMORY.workflow and a.resource_pressure:
             return 75, f"memory pressure: {a.resource_pressure[0]}"
-        if workflow_name == "RedisCachePlaybook" and a.cache_errors:
+        if workflow_name == CACHE.workflow and a.cache_errors:
             return 72, f"{a.cache_errors} Redis errors in the gateway's logs"
-        if workflow_name == "DatabaseConnectionPlaybook" and a.connection_errors:
+        if workflow_name == DB_CONNECTIONS.workflow and a.connection_errors:
             if deploy:
                 return 40, f"{a.connection_errors} connection errors, but a deploy came first"
             return 70, f"{a.connection_errors} connection errors and no deploy before the onset: the database side"

@@ -64,10 +64,12 @@ async def incident_worker(client: Client, world: World) -> AsyncIterator[str]:
                     pass
 
 
-async def raw_client(client: Client, converter: Any = None) -> Client:
-    """Temporal's own client: CodeBlue's converter (unless given) and no operator key."""
+async def raw_client(client: Client, converter: Any = None, replaying: Payload | None = None) -> Client:
+    """Temporal's own client: CodeBlue's converter (unless given) and no operator key;
+    `replaying`: a proof copied from a history, put on every start, signal and update it sends."""
     return await Client.connect(client.service_client.config.target_host, namespace=client.namespace,
-                                data_converter=converter or data_converter())
+                                data_converter=converter or data_converter(),
+                                interceptors=[_HeaderClient(replaying)] if replaying is not None else [])
 
 
 async def refused(h: WorkflowHandle) -> str:
@@ -132,8 +134,7 @@ async def test_a_start_proof_copied_from_a_closed_incident_opens_nothing(dev_env
         async for ev in h.fetch_history_events():
             first = ev.workflow_execution_started_event_attributes.input
             break
-        raw = await Client.connect(dev_env.client.service_client.config.target_host, namespace=dev_env.client.namespace,
-                                   data_converter=data_converter(), interceptors=[_HeaderClient(header)])
+        raw = await raw_client(dev_env.client, replaying=header)
         again = await raw.start_workflow("IncidentResponseWorkflow", _raw_arg(first), id=inp, task_queue=tq,
                                          id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
         why = await refused(again)
@@ -182,17 +183,14 @@ async def test_a_command_proof_from_one_run_is_refused_in_the_next(dev_env):
         world.handles.append(h2)
         await until(h2, proposed, "run 2 proposals")
         # the attacker replays run 1's signed hand-over into run 2
-        replayer = _HeaderClient(signal_header)
-        raw = await Client.connect(dev_env.client.service_client.config.target_host, namespace=dev_env.client.namespace,
-                                   data_converter=data_converter(), interceptors=[replayer])
+        raw = await raw_client(dev_env.client, replaying=signal_header)
         await raw.get_workflow_handle(inp.incident_id).signal(IncidentResponseWorkflow.assign_commander,
                                                                CommanderAssignment(commander="alice", by="alice"))
         rep = await until(h2, lambda r: bool(entries(r, TimelineKind.IGNORED)), "the replay ignored")
         assert rep.commander == "bob"
         assert "was made for run" in (entries(rep, TimelineKind.IGNORED)[0].result or "")
         # ... and run 1's signed decision: rejected before anything is written
-        raw = await Client.connect(dev_env.client.service_client.config.target_host, namespace=dev_env.client.namespace,
-                                   data_converter=data_converter(), interceptors=[_HeaderClient(update_header)])
+        raw = await raw_client(dev_env.client, replaying=update_header)
         with pytest.raises(WorkflowUpdateFailedError) as e:
             await raw.get_workflow_handle(inp.incident_id).execute_update(IncidentResponseWorkflow.decide, decision)
         assert "was made for run" in str(e.value.cause)
@@ -397,8 +395,7 @@ async def test_a_note_replayed_after_a_continue_as_new_is_not_applied_again(dev_
                 break
             await asyncio.sleep(0.05)
         assert (await h.describe()).run_id != first_run
-        raw = await Client.connect(dev_env.client.service_client.config.target_host, namespace=dev_env.client.namespace,
-                                   data_converter=data_converter(), interceptors=[_HeaderClient(note_header)])
+        raw = await raw_client(dev_env.client, replaying=note_header)
         await raw.get_workflow_handle(h.id).signal(IncidentResponseWorkflow.add_note, Note(by="alice", text="bed 4 back online"))
         rep = await until(h, lambda r: r.unverified_commands == 1, "the replayed note refused")
         assert len(entries(rep, TimelineKind.NOTE)) == 1

@@ -55,12 +55,12 @@ def test_a_versioned_worker_declares_a_behaviour_for_every_workflow_type():
         assert getattr(w, "__temporal_workflow_definition").versioning_behavior != VersioningBehavior.UNSPECIFIED, w
 
 
-async def _check(client: Client, deployment: str, build: str):
+async def _check(client: Client, deployment: str, build: str, *flags: str):
     env = {"TEMPORAL_ADDRESS": client.service_client.config.target_host, "CODEBLUE_DEPLOYMENT_NAME": deployment}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        return await asyncio.to_thread(codeblue, "upgrade", "check", "--build-id", build, "--json")
+        return await asyncio.to_thread(codeblue, "upgrade", "check", "--build-id", build, *(flags or ("--json",)))
     finally:
         for k, v in saved.items():
             if v is None:
@@ -102,6 +102,8 @@ async def test_pinned_incidents_keep_their_build_and_a_run_that_does_not_replay_
             mine = [r for r in res["open_runs"] if r["workflow_id"] == inp.incident_id]
             assert mine and mine[0]["behavior"] == "pinned" and mine[0]["build_id"] == old
             assert res["keep_builds"] == {old: 1} and res["can_roll_out"] is True
+            said = (await _check(client, deployment, "1.0.0+new", "--build-id", "1.0.0+new")).stdout  # as a person reads it
+            assert f"keep build {old}'s workers: 1 pinned runs open on it" in said and "can roll out 1.0.0+new: yes" in said
 
             # a run that would move to the new build, recorded by other code: the new build must not take it
             other_tq = f"tq-{uuid.uuid4().hex[:6]}"

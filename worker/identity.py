@@ -58,14 +58,12 @@ from domain.identity import (
     StartedBy,
     keyring_from_env,
 )
+from domain.procedures import HUMAN_HANDLERS as PROCEDURES_HUMAN_HANDLERS
 
 # Handlers a person sends: each needs a proof from the API or an operator-key holder, bound
 # to the run (the first run of the target's continue-as-new chain) and counted once.
-HUMAN_HANDLERS = frozenset({
-    "approve", "reject", "decide", "decide_many", "resolve", "assign_commander", "escalate", "add_note",
-    "cancel_restore", "resolve_memory", "confirm_flush",
-    "postmortem_held", "add_action_item", "complete_action_item",
-})
+# Each procedure names its own (domain.procedures).
+HUMAN_HANDLERS = PROCEDURES_HUMAN_HANDLERS
 # Alert delivery: signed by the API for the alerts principal. Under signal-with-start the run
 # does not exist yet, so their proof may name none; they decide nothing, and an alert the
 # incident already holds is not listed again.

@@ -28,6 +28,7 @@ from domain.incident import (
     Resolution,
     ResolutionResult,
 )
+from domain.procedures import DERIVED_SUFFIXES
 from domain.severity import Observations, Severity, classify
 from starters import service as svc
 from starters.api.deps import Commander, Context, IdPath, Responder, TemporalClient, Viewer
@@ -36,7 +37,7 @@ from worker.identity import acting_as
 
 ID_PATTERN = INCIDENT_ID_PATTERN
 # workflow IDs CodeBlue derives from an incident's: nobody may start an incident under one
-RESERVED_SUFFIXES = ("-postmortem", "-db-restore", "-redeploy", "-cache", "-memory", "-db-connections", "-reopened")
+RESERVED_SUFFIXES = DERIVED_SUFFIXES
 
 
 def reserved_id(incident_id: str) -> bool:

@@ -27,8 +27,6 @@ with workflow.unsafe.imports_passed_through():
         ScaleRequest,
         ScaleResult,
     )
-    from domain.db_connections import DbConnectionsInput, db_connections_workflow_id
-    from domain.high_memory import MemoryInput, memory_workflow_id
     from domain.incident import (
         MOVED_TYPES,
         Action,
@@ -38,8 +36,7 @@ with workflow.unsafe.imports_passed_through():
         Undo,
     )
     from domain.notify import Audience
-    from domain.redis_cache import CacheInput, cache_workflow_id
-    from domain.service_recovery import RecoveryInput, recovery_workflow_id
+    from domain.procedures import BY_WORKFLOW
     from workflows.approvals import settle
     from workflows.incident.phases import Phases
     from workflows.recheck import recheck_health, recheck_slis
@@ -266,16 +263,11 @@ class Mitigation(Phases):
             "commander": self.commander,
             "severity": self.severity,
         }
-        builders = {
-            "ServiceRecoveryWorkflow": (RecoveryInput, recovery_workflow_id),
-            "HighMemoryPlaybook": (MemoryInput, memory_workflow_id),
-            "RedisCachePlaybook": (CacheInput, cache_workflow_id),
-            "DatabaseConnectionPlaybook": (DbConnectionsInput, db_connections_workflow_id),
-        }
-        if name not in builders:
+        procedure = BY_WORKFLOW.get(name)
+        if procedure is None or procedure.proposal is None:  # only what an incident proposes
             raise StepFailed(f"unknown playbook {name}")
-        model, child_id = builders[name]
-        base = child_id(self.inp.incident_id)
+        model = procedure.input
+        base = procedure.workflow_id(self.inp.incident_id)
         # A recurring alert key runs the same incident ID again while an earlier run's playbook
         # may still be open: each run's playbook gets the next free `<base>[-N]`, never reused.
         for ordinal in range(1, MAX_PLAYBOOK_RUNS + 1):
