@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
 from workflows.high_memory import HighMemoryPlaybook
@@ -11,7 +13,7 @@ from workflows.post_incident import PostIncidentWorkflow
 from workflows.redis_cache import RedisCachePlaybook
 from workflows.service_recovery import ServiceRecoveryWorkflow
 
-WORKFLOWS: list[type] = [
+WORKFLOWS: list[type[Any]] = [
     IncidentResponseWorkflow, ServiceRecoveryWorkflow, PostIncidentWorkflow, DatabaseRestoreWorkflow,
     RedisCachePlaybook, HighMemoryPlaybook, DatabaseConnectionPlaybook,
 ]

@@ -142,12 +142,28 @@ def incident_id_for(key: str, ordinal: int = 1) -> str:
 
 
 ALTERNATES = 5
+# a key's checked incident ID is trusted this long (a storm costs one describe per key a minute)
+JOINABLE_SECONDS = 60.0
+_joinable: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
 
 async def joinable_id(client: Client, key: str, task_queue: str) -> str:
     """The key's incident ID that alerts may join: free, closed, or a CodeBlue incident on
     this task queue. One held by anything else (another type, another task queue, where no
     CodeBlue worker would ever run it) is passed over, so the alert still reaches an incident."""
+    now = time.monotonic()
+    known = _joinable.get((key, task_queue))
+    if known is not None and now - known[1] < JOINABLE_SECONDS:
+        return known[0]
+    iid = await _check_joinable(client, key, task_queue)
+    _joinable[(key, task_queue)] = (iid, now)
+    _joinable.move_to_end((key, task_queue))
+    while len(_joinable) > 10_000:
+        _joinable.popitem(last=False)
+    return iid
+
+
+async def _check_joinable(client: Client, key: str, task_queue: str) -> str:
     for ordinal in range(1, ALTERNATES + 1):
         iid = incident_id_for(key, ordinal)
         try:
