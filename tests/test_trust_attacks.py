@@ -373,7 +373,8 @@ async def test_a_note_replayed_after_a_continue_as_new_is_not_applied_again(dev_
     from domain.config import LimitsConfig
 
     world = World()
-    world.config = world.config.model_copy(update={"limits": LimitsConfig(continue_as_new_after_events=100)})
+    # room for the note in the first run, then continued runs
+    world.config = world.config.model_copy(update={"limits": LimitsConfig(continue_as_new_after_events=150)})
     async with incident_worker(dev_env.client, world) as tq:
         h = await service.start_incident(dev_env.client, incident(), tq)
         world.handles.append(h)
@@ -385,7 +386,7 @@ async def test_a_note_replayed_after_a_continue_as_new_is_not_applied_again(dev_
             if ev.HasField("workflow_execution_signaled_event_attributes"):
                 note_header = ev.workflow_execution_signaled_event_attributes.header.fields[HEADER]
         first_run = (await h.describe()).run_id
-        for i in range(60):  # signed alerts until the history is long enough to continue as new
+        for i in range(150):  # signed alerts until the history is long enough to continue as new
             n = AlertNotice(dedup_key="k", alertname="Noise", status="firing", severity="P2", service="api-gateway",
                             fingerprint=f"fp-{i}")
             with acting_as(alert_sender("alertmanager")):
