@@ -19,6 +19,7 @@ from activities.http_client import HttpActivities, tls_context
 from activities.targets import Targets
 from domain.config import NotificationConfig
 from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
+from domain.slack import mrkdwn_escape
 
 # Deferred (activities.deferred): workflows import this module for its typed activity
 # references; httpx load only where an activity uses them.
@@ -136,36 +137,38 @@ class NotifierActivities(HttpActivities):
         cfg = self.config
         if not cfg.pagerduty_url:
             return _skipped("pagerduty", "pagerduty")
-        routing_key = os.environ.get(cfg.pagerduty_routing_key_env)
+        key_env = cfg.pagerduty_routing_keys_env.get(req.audience.value, cfg.pagerduty_routing_key_env)
+        routing_key = os.environ.get(key_env)
         if not routing_key:
             raise ApplicationError(
-                f"pagerduty: routing key variable {cfg.pagerduty_routing_key_env} is not set",
+                f"pagerduty: routing key variable {key_env} is not set",
                 type="NotificationMisconfigured",
                 non_retryable=True,
             )
-        severity = req.severity.lower() if req.severity.lower() in PD_SEVERITIES else PD_SEVERITY.get(req.severity.upper(), "error")
-        body = {
-            "routing_key": routing_key,
-            "event_action": "trigger",
-            "dedup_key": req.dedup_key,
-            "payload": {
+        body: dict[str, Any] = {"routing_key": routing_key, "event_action": req.action, "dedup_key": req.dedup_key}
+        if req.action == "trigger":  # resolve takes the dedup key alone (Events API v2)
+            severity = req.severity.lower() if req.severity.lower() in PD_SEVERITIES else PD_SEVERITY.get(req.severity.upper(), "error")
+            body["payload"] = {
                 "summary": req.summary[:1024],
                 "severity": severity,
-                "source": "codeblue",
+                "source": req.service or "codeblue",
+                **({"component": req.service} if req.service else {}),
+                "group": "codeblue",
+                "class": req.audience.value,
                 "custom_details": {
                     "incident_id": req.incident_id,
                     "audience": req.audience.value,
                     "contact": req.contact,
                 },
-            },
-        }
-        resp = await self._send("pagerduty", "POST", cfg.pagerduty_url, req.dedup_key, json=body)
+            }
+        key = req.dedup_key if req.action == "trigger" else f"{req.dedup_key}:{req.action}"
+        resp = await self._send("pagerduty", "POST", cfg.pagerduty_url, key, json=body)
         data = self._json(resp)
         dedup = data.get("dedup_key") if isinstance(data, dict) else None
         return Delivery(
             channel="pagerduty",
             delivered=True,
-            detail=f"paged {req.audience.value} ({req.contact})",
+            detail=f"paged {req.audience.value} ({req.contact})" if req.action == "trigger" else f"resolved the {req.audience.value} page",
             external_id=dedup or req.dedup_key,
         )
 
@@ -222,7 +225,7 @@ class NotifierActivities(HttpActivities):
         if req.kind == "stakeholders":
             if not cfg.slack_webhook_url:
                 return _skipped("slack", "slack")
-            await self._send("slack", "POST", cfg.slack_webhook_url, req.idempotency_key, json={"text": req.text})
+            await self._send("slack", "POST", cfg.slack_webhook_url, req.idempotency_key, json={"text": mrkdwn_escape(req.text)})  # Slack reads <, > and & as control sequences
             return Delivery(channel="slack", delivered=True, detail="stakeholders notified")
         if not cfg.webhook_url:
             return _skipped("webhook", "webhook")

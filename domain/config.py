@@ -91,6 +91,9 @@ class NotificationConfig(_Section):
     statuspage_api_key_env: str = "CODEBLUE_STATUSPAGE_API_KEY"
     pagerduty_url: str | None = None  # PagerDuty Events v2-style enqueue URL
     pagerduty_routing_key_env: str = "CODEBLUE_PAGERDUTY_ROUTING_KEY"
+    # a routing key per audience (on_call, engineering_manager, devops_lead, security, commander):
+    # the variable that holds it; an audience not named here uses pagerduty_routing_key_env
+    pagerduty_routing_keys_env: dict[str, str] = {}
     webhook_url: str | None = None  # generic JSON webhook (incident channel, audit)
     timeout_seconds: float = 10.0
 

@@ -129,6 +129,7 @@ class IncidentCarry(BaseModel):
     alerts: dict[str, Any] = {}
     notes: dict[str, Any] = {}
     unverified: int = 0  # commands refused for want of a proof so far
+    paged: dict[str, str] = {}  # the pages raised (dedup key -> audience), resolved at the end
 
 
 class IncidentInput(StartedBy):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -40,6 +41,9 @@ class PageRequest(BaseModel):
     summary: str
     # PagerDuty-style dedup key; the same key never pages twice.
     dedup_key: str
+    # Events API v2: trigger a page, or resolve the one this dedup key triggered
+    action: Literal["trigger", "resolve"] = "trigger"
+    service: str = ""  # the incident's service: the event's source and component
 
 
 class StatusPageRequest(BaseModel):

@@ -105,14 +105,15 @@ def outcome_line(state: str, by: str | None = None, detail: str | None = None) -
 
 def proposal_text(req: SlackProposalRequest, state: str = "proposed", by: str | None = None,
                   detail: str | None = None) -> str:
-    """The message's fallback text (notifications, screen readers): plain, one line."""
+    """The message's fallback text (notifications, screen readers): plain, one line, with
+    Slack's control characters escaped ("5xx ratio 0.35 (limit < 0.05)" shows as written)."""
     head = f"[{req.severity}] {req.incident_id}: {req.action_id} ({req.kind})"
     if state == "proposed":
         rec = f" Recommended: {req.recommendation}." if req.recommended and req.recommendation else (
             " Recommended." if req.recommended else "")
         tail = f" {detail}." if detail else ""
-        return _clip(f"{head} proposed: {req.reason}.{rec}{tail}", TEXT_MAX)
-    return _clip(f"{head}: {outcome_line(state, by, detail)}", TEXT_MAX)
+        return mrkdwn_escape(_clip(f"{head} proposed: {req.reason}.{rec}{tail}", TEXT_MAX))
+    return mrkdwn_escape(_clip(f"{head}: {outcome_line(state, by, detail)}", TEXT_MAX))
 
 
 def proposal_blocks(req: SlackProposalRequest, state: str = "proposed", by: str | None = None,

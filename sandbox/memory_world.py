@@ -91,6 +91,7 @@ class World:
     oom: bool = False  # gateway pods were OOMKilled (memory pressure)
     calls: Counter = field(default_factory=Counter)
     pages: list[PageRequest] = field(default_factory=list)
+    resolved_pages: list[PageRequest] = field(default_factory=list)  # Events API v2 `resolve`s
     messages: list[MessageRequest] = field(default_factory=list)
     status_updates: list[StatusPageRequest] = field(default_factory=list)
     effects: list[str] = field(default_factory=list)
@@ -248,7 +249,7 @@ class World:
         @activity.defn(name="page")
         async def page(r: PageRequest) -> Delivery:
             w._enter("page")
-            w.pages.append(r)
+            (w.resolved_pages if r.action == "resolve" else w.pages).append(r)
             return Delivery(channel="pagerduty", delivered=True)
 
         @activity.defn(name="status_page")

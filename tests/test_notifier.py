@@ -72,6 +72,8 @@ async def test_page_posts_events_v2_and_dedups_retries(receiver, notifier):
             "summary": "P1: API gateway 5xx",
             "severity": "error",
             "source": "codeblue",
+            "group": "codeblue",
+            "class": "on_call",
             "custom_details": {"incident_id": "INC-1", "audience": "on_call", "contact": "+1-555-0123"},
         },
     }
@@ -81,6 +83,24 @@ async def test_page_posts_events_v2_and_dedups_retries(receiver, notifier):
     assert again.delivered
     assert len(receiver.effects("pagerduty")) == 1
     assert len(receiver.duplicates) == 1 and receiver.duplicates[0].idempotency_key == "INC-1:on_call:open"
+
+
+async def test_resolve_closes_the_page_and_each_audience_may_have_its_own_routing_key(receiver, secrets, monkeypatch):
+    monkeypatch.setenv("CODEBLUE_PAGERDUTY_EM_KEY", "em-routing-key-0123456789")
+    cfg = receiver.notification_config().model_copy(update={"pagerduty_routing_keys_env": {"engineering_manager": "CODEBLUE_PAGERDUTY_EM_KEY"}})
+    n = NotifierActivities(cfg)
+    trigger = page_request().model_copy(update={"service": "patient-portal"})
+    await n.page(trigger)
+    await n.page(trigger.model_copy(update={"action": "resolve", "summary": "resolved"}))
+    em = trigger.model_copy(update={"audience": Audience.ENGINEERING_MANAGER, "dedup_key": "INC-1:engineering_manager:sla"})
+    await n.page(em)
+    first, resolve, to_em = receiver.effects("pagerduty")
+    assert first.json["payload"]["source"] == first.json["payload"]["component"] == "patient-portal"
+    # Events API v2: a resolve names the routing key, the action and the dedup key, nothing else
+    assert resolve.json == {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": "INC-1:on_call:open"}
+    assert resolve.idempotency_key == "INC-1:on_call:open:resolve"
+    assert to_em.json["routing_key"] == "em-routing-key-0123456789"
+    await n.aclose()
 
 
 async def test_page_without_routing_key_is_a_config_error(receiver, monkeypatch):
@@ -160,11 +180,13 @@ async def test_status_page_without_api_key_sends_no_authorization(receiver, monk
 
 async def test_stakeholders_go_to_slack_and_channel_events_to_webhook(receiver, notifier):
     d = await notifier.post_message(
-        MessageRequest(incident_id="INC-1", kind="stakeholders", text="[P1] API down", idempotency_key="INC-1:stakeholders:initial")
+        MessageRequest(incident_id="INC-1", kind="stakeholders", text="[P1] API down: 5xx ratio 0.35 (limit < 0.05) & rising",
+                       idempotency_key="INC-1:stakeholders:initial")
     )
     assert d.channel == "slack" and d.delivered
     (slack,) = receiver.effects("slack")
-    assert slack.json == {"text": "[P1] API down"}
+    # Slack's formatting rule: &, < and > escaped, or Slack reads them as control sequences
+    assert slack.json == {"text": "[P1] API down: 5xx ratio 0.35 (limit &lt; 0.05) &amp; rising"}
     assert slack.idempotency_key == "INC-1:stakeholders:initial"
 
     for kind in ("channel_open", "reminder", "channel_close"):

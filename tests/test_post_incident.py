@@ -47,6 +47,9 @@ async def test_reminds_ic_at_12h_and_20h_and_pages_manager_at_24h_when_not_held(
         h = await start_post(skipping_env, pw, tq)
         await child_ready(skipping_env, h)
         assert len(pw.invites) == 1
+        # the invitation is public text: the incident's ID and service, never its (internal) title
+        invite = pw.invites[0]
+        assert "crash-looping" not in invite.summary + invite.description and "(api-gateway)" in invite.summary
         await skip_hours(skipping_env, 11.5)
         assert commander_pages(pw.world) == []
         await skip_hours(skipping_env, 1)

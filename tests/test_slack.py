@@ -102,6 +102,9 @@ def test_blocks_show_buttons_only_while_proposed_and_the_outcome_after():
 
     assert proposal_text(p).startswith("[P0] INC-1: rollback (helm_rollback) proposed: release 12")
     assert proposal_text(p, "rejected", "alice", "too risky").endswith("Rejected by alice: too risky")
+    # the fallback text follows Slack's escaping rule: no raw control characters
+    odd = proposal_text(p.model_copy(update={"reason": "5xx ratio 0.35 (limit < 0.05) & <!channel>"}))
+    assert "limit &lt; 0.05) &amp; &lt;!channel&gt;" in odd and "<" not in odd and ">" not in odd
     assert "Recommended" not in proposal_blocks(proposal())[0]["text"]["text"]
     assert proposal_from_metadata(proposal_metadata(p)) == p
     assert proposal_from_metadata({"event_type": "other", "event_payload": {}}) is None

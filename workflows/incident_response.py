@@ -314,6 +314,7 @@ class IncidentResponseWorkflow(Mitigation):
         self.public_summary = r.public_summary
         self.final_status = "resolved" if verified else "resolved_unverified"
         await self._communicate(final=True)
+        await self.steps.resolve_pages(self.severity.value, self.commander)
         self._set_phase(Phase.RESOLVED)
         self._log(r.by, "Incident resolved" if verified else "Incident closed unverified (forced)", r.summary,
                   kind=TimelineKind.RESOLVED)

@@ -437,7 +437,8 @@ class PostIncidentWorkflow:
         r = self.report
         invite = CalendarInvite(
             incident_id=self.inp.incident_id,
-            summary=f"Post-mortem: {self.inp.incident_id} {r.title}"[:200],
+            # public text only: the title is internal and may name a patient
+            summary=f"Post-mortem: {self.inp.incident_id} ({r.service})"[:200],
             description=f"{r.severity.value} incident on {r.service}. Draft: codeblue postmortem {self.inp.incident_id}",
             start=start.isoformat(),
             end=end.isoformat(),

@@ -132,6 +132,8 @@ class Steps:
         self.timeline = timeline
         self.incident_id = incident_id
         self.contacts = contacts
+        self.service = ""  # the incident's, on its pages (their source and component)
+        self.paged: dict[str, str] = {}  # dedup key -> audience: the pages to resolve at the end
 
     async def worker_config(self, start: StartedBy) -> CodeBlueConfig:
         """The worker's config, read once and kept in history: the worker, not the starter,
@@ -236,27 +238,40 @@ class Steps:
             self.timeline.log(CODEBLUE, summary, d.detail or "delivered", kind=TimelineKind.NOTIFICATION)
         return d
 
-    async def page(
-        self, who: Audience, key: str, text: str, severity: str, commander: str | None = None
-    ) -> Delivery | None:
-        """Pages once per (incident, audience, key): the dedup key makes retries harmless."""
+    def _contact(self, who: Audience, commander: str | None) -> str:
         c = self.contacts()
-        contact = {
+        return {
             Audience.ON_CALL: c.on_call,
             Audience.ENGINEERING_MANAGER: c.engineering_manager,
             Audience.DEVOPS_LEAD: c.devops_lead,
             Audience.SECURITY: c.security,
             Audience.COMMANDER: commander or c.on_call,
         }[who]
-        return await self.notify(
+
+    async def page(
+        self, who: Audience, key: str, text: str, severity: str, commander: str | None = None
+    ) -> Delivery | None:
+        """Pages once per (incident, audience, key): the dedup key makes retries harmless."""
+        dedup = f"{self.incident_id}:{who.value}:{key}"
+        d = await self.notify(
             NotifierActivities.page,
-            PageRequest(
-                incident_id=self.incident_id,
-                audience=who,
-                contact=contact,
-                severity=severity,
-                summary=text,
-                dedup_key=f"{self.incident_id}:{who.value}:{key}",
-            ),
+            PageRequest(incident_id=self.incident_id, audience=who, contact=self._contact(who, commander),
+                        severity=severity, summary=text, dedup_key=dedup, service=self.service),
             f"Page {who.value.replace('_', ' ')}",
         )
+        if d is not None and d.delivered:
+            self.paged[dedup] = who.value
+        return d
+
+    async def resolve_pages(self, severity: str, commander: str | None) -> None:
+        """The incident is over: every page it raised is resolved, so none keeps escalating."""
+        for dedup, audience in list(self.paged.items()):
+            who = Audience(audience)
+            await self.notify(
+                NotifierActivities.page,
+                PageRequest(incident_id=self.incident_id, audience=who, contact=self._contact(who, commander),
+                            severity=severity, summary="resolved", dedup_key=dedup, action="resolve",
+                            service=self.service),
+                f"Resolve the {who.value.replace('_', ' ')} page",
+            )
+            del self.paged[dedup]

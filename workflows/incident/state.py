@@ -55,6 +55,7 @@ class IncidentState(ApprovalHandlers):
         self.book = ApprovalBook(self.tl, lambda: self.cfg.mitigation.approvers, lambda: self.cfg.mitigation.two_person)
         self.book.commander = inp.commander
         self.steps = Steps(self.tl, inp.incident_id, lambda: self.cfg.contacts)
+        self.steps.service = inp.service
         self.sla: dict[str, SlaClock] = {}
         self.assessment: Assessment | None = None
         self.status_page_opened = False
@@ -84,6 +85,7 @@ class IncidentState(ApprovalHandlers):
         self.tl = Timeline(self.started)
         self.tl.entries = list(c.timeline)
         self.tl.unverified = c.unverified
+        self.steps.paged = dict(c.paged)
         self.book.timeline = self.tl
         self.steps.timeline = self.tl
         self.saga.timeline = self.tl
@@ -124,6 +126,7 @@ class IncidentState(ApprovalHandlers):
             alerts=self.alerts.to_state(),
             notes=self.notes.to_state(),
             unverified=self.tl.unverified,
+            paged=dict(self.steps.paged),
         )
 
     @property
