@@ -845,7 +845,7 @@ def _notification_effects(sb: Any, expected_keys: list[tuple[str, str]], steps: 
 
 def bad_deploy_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[Effect]:
     """Rollback of release healthcare-platform 12 -> 11, approved by the IC; scale and restart
-    rejected. One incident: one page, one status page incident (opened, resolved), three
+    rejected. One incident: one page (and its resolve), one status page incident (opened, resolved), three
     stakeholder messages, the incident channel opened and closed."""
     from sandbox.effects import deployment_changes, helm_revisions
     from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE
@@ -864,6 +864,7 @@ def bad_deploy_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[E
         Effect("status page incidents", 1, len(sb.receiver.incidents)),
         *_notification_effects(sb, [
             ("pagerduty", f"{iid}:on_call:open"),
+            ("pagerduty", f"{iid}:on_call:open:resolve"),  # the page resolved with the incident
             ("statuspage", f"statuspage:{iid}:investigating"),
             ("statuspage", f"statuspage:{iid}:resolved"),
             ("slack", f"{iid}:stakeholders:initial"),
