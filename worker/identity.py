@@ -14,7 +14,12 @@ used by every worker built from that client):
   A verified command's `by` (a start's `requested_by`) is replaced by the proof's actor, so
   no typed name ever counts.
 
-Children and continued runs are trusted (only a workflow on a worker can start them).
+A command's proof is bound to its run (the first run of the target's continue-as-new chain) and
+counts once across the chain; an alert delivery carries its proof in its payload. The worker
+signs what its workflows send: a child's start, a continue-as-new (over the carried state and
+the proofs spent) and `reopen`. Anything else is refused: cron and retry runs, a continued run
+or child without its worker's proof, a handler CodeBlue does not have. THREAT-MODEL.md lists
+every path with its check and tests.
 """
 
 from __future__ import annotations
