@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from temporalio.api.enums.v1 import VersioningBehavior as WireBehavior
 from temporalio.api.workflowservice.v1 import DescribeWorkerDeploymentRequest
@@ -108,7 +108,7 @@ async def _release_since(client: Client, deployment: str | None, release: str) -
             DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment))
     except RPCError:
         return None
-    times = [v.create_time.ToDatetime() for v in resp.worker_deployment_info.version_summaries
+    times = [v.create_time.ToDatetime(tzinfo=UTC) for v in resp.worker_deployment_info.version_summaries
              if v.deployment_version.build_id.split("+")[0].startswith(release)]
     return min(times) if times else None
 

@@ -72,6 +72,14 @@ async def raw_client(client: Client, converter: Any = None, replaying: Payload |
                                 interceptors=[_HeaderClient(replaying)] if replaying is not None else [])
 
 
+async def waiting_for_the_ic(client: Client, world: World, tq: str) -> WorkflowHandle:
+    """A signed P0 on `tq`, once its proposals wait for the IC."""
+    h = await service.start_incident(client, incident(), tq)
+    world.handles.append(h)
+    await until(h, proposed, "proposals")
+    return h
+
+
 async def refused(h: WorkflowHandle) -> str:
     with pytest.raises(WorkflowFailureError) as e:
         await h.result()
@@ -122,9 +130,7 @@ async def test_cron_runs_are_refused_every_time_and_a_planted_carry_never_loads(
 async def test_a_start_proof_copied_from_a_closed_incident_opens_nothing(dev_env):
     world = World()
     async with incident_worker(dev_env.client, world) as tq:
-        h = await service.start_incident(dev_env.client, incident(), tq)
-        world.handles.append(h)
-        await until(h, proposed, "proposals")
+        h = await waiting_for_the_ic(dev_env.client, world, tq)
         await h.terminate("closed")
         pages = len(world.pages)
         # the attacker copies the start's input and proof out of the history and starts it again
@@ -228,9 +234,7 @@ class _HeaderClient(tclient.Interceptor):
 async def test_oversized_and_unsigned_commands_are_bounded_and_the_incident_still_answers(dev_env):
     world = World()
     async with incident_worker(dev_env.client, world) as tq:
-        h = await service.start_incident(dev_env.client, incident(), tq)
-        world.handles.append(h)
-        await until(h, proposed, "proposals")
+        h = await waiting_for_the_ic(dev_env.client, world, tq)
         raw = (await raw_client(dev_env.client)).get_workflow_handle(h.id)
         for _ in range(3):  # over the limit: fails to decode, dropped
             await raw.signal(IncidentResponseWorkflow.reopen, Reopen.model_construct(by="alice", reason="r" * 1_500_000))
@@ -376,9 +380,7 @@ async def test_a_note_replayed_after_a_continue_as_new_is_not_applied_again(dev_
     # room for the note in the first run, then continued runs
     world.config = world.config.model_copy(update={"limits": LimitsConfig(continue_as_new_after_events=150)})
     async with incident_worker(dev_env.client, world) as tq:
-        h = await service.start_incident(dev_env.client, incident(), tq)
-        world.handles.append(h)
-        await until(h, proposed, "proposals")
+        h = await waiting_for_the_ic(dev_env.client, world, tq)
         await service.add_note(dev_env.client, h.id, Note(by="alice", text="bed 4 back online"))
         rep = await until(h, lambda r: len(entries(r, TimelineKind.NOTE)) == 1, "the note")
         note_header = None
