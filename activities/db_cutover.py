@@ -22,9 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.database_check import check_database
 from activities.deferred import deferred
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater
-from activities.kubernetes import api_error, check_database, k8s_call
+from activities.kubernetes_calls import api_error, k8s_call
 from activities.preconditions import moved
 from activities.targets import Targets
 from domain.database_restore import (

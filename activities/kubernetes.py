@@ -4,7 +4,7 @@ restart and watch a rollout; check the database the gateway uses.
 Every activity takes one model from `domain.cluster` and returns one. The official client
 is synchronous, so each API call runs in a worker thread (`asyncio.to_thread`).
 
-Errors (`ApplicationError.type`):
+Errors (`ApplicationError.type`; `activities.kubernetes_calls` maps the API's):
   Forbidden       403, non-retryable: RBAC will not change by retrying.
   NotFound        404 of the namespace/deployment/secret asked for, non-retryable.
   Unauthorized    401, non-retryable.
@@ -18,9 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
-import math
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -28,8 +25,20 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.database_check import check_database
 from activities.deferred import deferred
 from activities.heartbeat import DEFAULT_INTERVAL_SECONDS, Heartbeater, resume_details
+from activities.kubernetes_calls import (
+    api_error,
+    desired_replicas,
+    k8s_call,
+    memory_bytes,
+    pod_exec,
+    pod_state,
+    read_text,
+    rollout_state,
+    selector_string,
+)
 from activities.preconditions import moved
 from activities.targets import Targets
 from domain.cluster import (
@@ -43,7 +52,6 @@ from domain.cluster import (
     NamespaceQuery,
     PodMetric,
     PodsReport,
-    PodState,
     RestartRequest,
     RolloutState,
     RolloutWaitRequest,
@@ -57,15 +65,8 @@ from domain.cluster import (
 # references; these clients (~80 MiB) load only where an activity uses them.
 if TYPE_CHECKING:
     import kubernetes.client
-    import kubernetes.stream
-    import kubernetes.utils.quantity
-    import psycopg
-    import psycopg.conninfo
-    import urllib3.exceptions
 else:
-    psycopg = deferred("psycopg")  # binds psycopg.conninfo when it loads
-    urllib3 = deferred("urllib3")
-    kubernetes = deferred("kubernetes")  # its __init__ binds client, stream, utils
+    kubernetes = deferred("kubernetes")  # its __init__ binds client
 
 T = TypeVar("T")
 
@@ -73,175 +74,6 @@ RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 MAX_LOG_TAIL_LINES = 10_000
 _MIN_POLL_SECONDS = 0.05
-
-
-def _one_line(text: str, limit: int = 240) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _api_message(e: kubernetes.client.ApiException) -> str:
-    """The `message` of the Kubernetes Status in the error body, if there is one."""
-    body = e.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    if isinstance(body, str) and body:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return ""
-        if isinstance(data, dict) and isinstance(data.get("message"), str):
-            return _one_line(data["message"])
-    return ""
-
-
-def api_error(e: kubernetes.client.ApiException, action: str, target: str) -> ApplicationError:
-    """Map an API error to an ApplicationError with a one-line message."""
-    status = int(e.status or 0)
-    detail = _api_message(e)
-    if status == 404:
-        return ApplicationError(f"{target} not found", type="NotFound", non_retryable=True)
-    if status == 403:
-        msg = f"forbidden to {action} {target}" + (f": {detail}" if detail else "")
-        return ApplicationError(_one_line(msg, 400), type="Forbidden", non_retryable=True)
-    if status == 401:
-        return ApplicationError(f"unauthorized to {action} {target}: check the worker's credentials",
-                                type="Unauthorized", non_retryable=True)
-    if status in (400, 422):
-        msg = f"cannot {action} {target}: HTTP {status}" + (f": {detail}" if detail else "")
-        return ApplicationError(_one_line(msg, 400), type="InvalidRequest", non_retryable=True)
-    reason = detail or (e.reason or "")
-    msg = f"cannot {action} {target}: HTTP {status}" + (f" {reason}" if reason else "")
-    return ApplicationError(_one_line(msg, 400), type="KubernetesApiError")
-
-
-def unavailable(e: BaseException, action: str, target: str) -> ApplicationError:
-    kind = "timed out" if isinstance(e, (TimeoutError, urllib3.exceptions.TimeoutError)) else "unreachable"
-    return ApplicationError(
-        f"cannot {action} {target}: Kubernetes API {kind} ({type(e).__name__})", type="KubernetesUnavailable"
-    )
-
-
-async def k8s_call(action: str, target: str, fn: Callable[..., T], *args: Any, timeout: float,
-                   missing: tuple[int, ...] = (), **kwargs: Any) -> T | None:
-    """One Kubernetes client call in a thread, with one error mapping for every activity class:
-    an HTTP status in `missing` means "not there" (None); other API errors become `api_error`;
-    a timeout or a dead connection becomes `unavailable` (retryable, and says which)."""
-    kwargs.setdefault("_request_timeout", timeout)
-    try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    except kubernetes.client.ApiException as e:
-        if e.status in missing:
-            return None
-        raise api_error(e, action, target) from None
-    except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as e:
-        raise unavailable(e, action, target) from None
-
-
-def memory_bytes(quantity: str | int | float | None) -> int | None:
-    """`'512Mi'` -> 536870912; `'1G'`, `'300000Ki'`, plain bytes; None/garbage -> None."""
-    if quantity is None or quantity == "":
-        return None
-    try:
-        return int(math.ceil(kubernetes.utils.quantity.parse_quantity(quantity)))
-    except (ValueError, TypeError, ArithmeticError):
-        return None
-
-
-def selector_string(selector: kubernetes.client.V1LabelSelector | None) -> str:
-    """A LabelSelector as the `labelSelector` query parameter."""
-    if selector is None:
-        return ""
-    terms = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
-    for expr in selector.match_expressions or []:
-        values = ",".join(expr.values or [])
-        op = expr.operator
-        if op == "In":
-            terms.append(f"{expr.key} in ({values})")
-        elif op == "NotIn":
-            terms.append(f"{expr.key} notin ({values})")
-        elif op == "Exists":
-            terms.append(expr.key)
-        elif op == "DoesNotExist":
-            terms.append(f"!{expr.key}")
-    return ",".join(terms)
-
-
-def _replicas(dep: kubernetes.client.V1Deployment) -> int:
-    replicas = dep.spec.replicas if dep.spec is not None else None
-    return 1 if replicas is None else int(replicas)
-
-
-def rollout_state(dep: kubernetes.client.V1Deployment) -> RolloutState:
-    """As `kubectl rollout status` judges it: the controller saw the latest spec, every
-    replica runs the new template and is available, and no old replicas are left."""
-    desired = _replicas(dep)
-    status = dep.status or kubernetes.client.V1DeploymentStatus()
-    updated = int(status.updated_replicas or 0)
-    available = int(status.available_replicas or 0)
-    total = int(status.replicas or 0)
-    generation = int(dep.metadata.generation or 0)
-    observed = int(status.observed_generation or 0)
-    complete = observed >= generation and updated == desired and available == desired and total == desired
-    return RolloutState(
-        deployment=dep.metadata.name, complete=complete, desired=desired, updated=updated, available=available
-    )
-
-
-def pod_state(pod: kubernetes.client.V1Pod) -> PodState:
-    meta = pod.metadata
-    status = pod.status or kubernetes.client.V1PodStatus()
-    statuses = list(status.container_statuses or [])
-    ready_cond = next((c for c in status.conditions or [] if c.type == "Ready"), None)
-    if ready_cond is not None:
-        ready = ready_cond.status == "True"
-    else:
-        ready = bool(statuses) and all(s.ready for s in statuses)
-    waiting = next((s.state.waiting.reason for s in statuses if s.state and s.state.waiting and s.state.waiting.reason), None)
-    last_term = next(
-        (s.last_state.terminated.reason for s in statuses
-         if s.last_state and s.last_state.terminated and s.last_state.terminated.reason),
-        None,
-    ) or next((s.state.terminated.reason for s in statuses if s.state and s.state.terminated and s.state.terminated.reason), None)
-    containers = (pod.spec.containers if pod.spec is not None else None) or []
-    labels = meta.labels or {}
-    owner = labels.get("app") or labels.get("app.kubernetes.io/name")
-    if owner is None:
-        for ref in meta.owner_references or []:
-            if ref.kind == "ReplicaSet" and labels.get("pod-template-hash"):
-                owner = ref.name.removesuffix("-" + labels["pod-template-hash"])
-            elif ref.kind in ("Deployment", "StatefulSet", "DaemonSet"):
-                owner = ref.name
-    phase = status.phase or "Unknown"
-    if meta.deletion_timestamp is not None:
-        phase = "Terminating"
-    return PodState(
-        name=meta.name,
-        phase=phase,
-        ready=ready,
-        restarts=sum(int(s.restart_count or 0) for s in statuses),
-        waiting_reason=waiting,
-        last_termination_reason=last_term,
-        image=containers[0].image if containers else None,
-        owner=owner,
-    )
-
-
-def _read_text(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
-    """Call `fn` unpreloaded and read and decode its body here, in the caller's (worker)
-    thread: reading the body is the slow, blocking part of a pod log."""
-    resp = fn(*args, _preload_content=False, **kwargs)
-    try:
-        return resp.data.decode("utf-8", errors="replace")
-    finally:
-        resp.release_conn()
-
-
-def _redact(text: str, secrets: list[str]) -> str:
-    for s in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(s, "***")
-    text = re.sub(r"(\w+://)[^/@\s]*@", r"\1***@", text)  # user:password@ in any URL
-    return re.sub(r"(?i)(password\s*=\s*)\S+", r"\1***", text)
 
 
 class KubernetesActivities:
@@ -335,7 +167,7 @@ class KubernetesActivities:
             containers = (template.spec.containers if template is not None and template.spec is not None else None) or []
             states.append(DeploymentState(
                 name=d.metadata.name,
-                desired=_replicas(d),
+                desired=desired_replicas(d),
                 ready=int(status.ready_replicas or 0),
                 available=int(status.available_replicas or 0),
                 updated=int(status.updated_replicas or 0),
@@ -390,7 +222,7 @@ class KubernetesActivities:
             # the body is read in the thread too: read on the loop, it stalls every other
             # activity's heartbeats (and its errors are mapped like the call's)
             text = await self._call_or_none(
-                (400, 404), "read", target, _read_text, self._core.read_namespaced_pod_log, pod_name, ns,
+                (400, 404), "read", target, read_text, self._core.read_namespaced_pod_log, pod_name, ns,
                 container=container, tail_lines=tail, previous=previous,
             )
             if text is not None:
@@ -558,26 +390,11 @@ class KubernetesActivities:
         container = next((c.name for c in containers if c.name == name), containers[0].name if containers else None)
         command = list(req.command)
         timeout = self.exec_timeout_seconds
-        configuration = self._api_client.configuration
-
-        def run() -> int | None:
-            # `stream()` swaps the ApiClient's request method while it runs: use a private client.
-            with kubernetes.client.ApiClient(configuration) as api:
-                ws = kubernetes.stream.stream(
-                    kubernetes.client.CoreV1Api(api).connect_get_namespaced_pod_exec, pod.metadata.name, ns,
-                    command=command, container=container, stderr=True, stdin=False, stdout=True, tty=False,
-                    _preload_content=False,
-                )
-                try:
-                    ws.run_forever(timeout=timeout)
-                    return ws.returncode if not ws.is_open() else None
-                finally:
-                    ws.close()
-
         shown = " ".join(command)
         t0 = time.perf_counter()
         try:
-            code = await asyncio.to_thread(run)
+            code = await asyncio.to_thread(pod_exec, self._api_client.configuration, ns, pod.metadata.name, container,
+                                           command, timeout)
         except kubernetes.client.ApiException as e:
             raise api_error(e, "exec in", f"pod {ns}/{pod.metadata.name}") from None
         except Exception as e:  # noqa: BLE001 - websocket errors come in many types
@@ -589,33 +406,3 @@ class KubernetesActivities:
             ok=code == 0, latency_ms=latency if code == 0 else None,
             detail=f"`{shown}` in pod {pod.metadata.name} exited with code {code}",
         )
-
-
-async def check_database(url: str, connect_timeout_seconds: float, *, source: str = "the database URL") -> DbCheckResult:
-    """Connect with `url`, run `SELECT 1`; the result names host:port/db, never credentials."""
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.Error:
-        return DbCheckResult(ok=False, detail=f"{source} is not a valid PostgreSQL connection string")
-    password = str(params.get("password") or "")
-    user = str(params.get("user") or "")
-    where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or user or 'postgres'}"
-    # libpq counts connect_timeout in whole seconds and treats anything below 2 as 2.
-    timeout = max(2, math.ceil(connect_timeout_seconds))
-    t0 = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout + 2.0):
-            conn = await psycopg.AsyncConnection.connect(url, connect_timeout=timeout, autocommit=True)
-            async with conn:
-                cur = await conn.execute("SELECT 1")
-                row = await cur.fetchone()
-        if not row or row[0] != 1:
-            return DbCheckResult(ok=False, detail=f"connected to {where} but SELECT 1 returned {row!r}")
-    except TimeoutError:
-        return DbCheckResult(ok=False, detail=f"cannot connect to {where}: timed out after {timeout}s")
-    except (psycopg.Error, OSError) as e:
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        reason = _one_line(_redact(first, [url, password, f"{user}:{password}" if password else ""]))
-        return DbCheckResult(ok=False, detail=f"cannot connect to {where}: {reason}")
-    latency = round((time.perf_counter() - t0) * 1000.0, 2)
-    return DbCheckResult(ok=True, latency_ms=latency, detail=f"connected to {where}; SELECT 1 ok")

@@ -18,7 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deferred import deferred
-from activities.kubernetes import api_error, k8s_call, unavailable
+from activities.kubernetes_calls import api_error, k8s_call, unavailable
 from domain.service_recovery import KnownGood, KnownGoodQuery, ReleaseReadiness, ReleaseReadyRequest
 
 # Deferred (activities.deferred): workflows import this module for its typed activity
