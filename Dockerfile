@@ -1,5 +1,6 @@
 # CodeBlue worker/API image: `docker build -t codeblue:1.0.0 .`
-# Stage 1 builds the virtualenv; stage 2 fetches a pinned helm; the runtime stage runs as
+# Stage 1 builds the virtualenv (the product only: no drill world, sandbox/, and none of its
+# [drill] dependencies); stage 2 fetches a pinned helm; the runtime stage runs as
 # an unprivileged user with nothing but the venv, helm and the code.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
@@ -14,7 +15,6 @@ COPY activities activities
 COPY workflows workflows
 COPY worker worker
 COPY starters starters
-COPY sandbox sandbox
 RUN /opt/codeblue/bin/pip install --upgrade pip \
  && /opt/codeblue/bin/pip install '.[tracing]'
 

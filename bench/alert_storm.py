@@ -30,9 +30,9 @@ import yaml
 from temporalio.client import Client
 
 from bench.figures import Figure, pct
-from sandbox.ports import free_port
 from starters.api.alerts import incident_id_for
 from starters.api.auth import sha256_hex
+from starters.ports import free_port
 from workflows.incident_response import IncidentResponseWorkflow
 
 TOKEN = "bench-alerts-" + "x" * 24

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from activities.http_client import tls_context
-from sandbox.ports import free_port
+from starters.ports import free_port
 
 
 def _lean_moto_env() -> dict[str, str]:

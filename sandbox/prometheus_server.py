@@ -27,7 +27,7 @@ import httpx
 import yaml
 
 from activities.http_client import tls_context
-from sandbox.ports import free_port
+from starters.ports import free_port
 
 ENABLE_HINT = ("the sandbox runs without Prometheus (SLIs are recorded as skipped): install Debian's "
                "prometheus package (apt-get install prometheus) to have a real one scrape the gateway")

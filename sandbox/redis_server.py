@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import tempfile
 
-from sandbox.ports import free_port
+from starters.ports import free_port
 
 
 class RedisServer:

@@ -14,8 +14,8 @@ import os
 from domain.config import CodeBlueConfig
 from sandbox.aws import AwsEmulator
 from sandbox.aws_rds_seed import rds_client, seed_rds
-from sandbox.ports import free_port
 from sandbox.scenario_kit import GATEWAY, NAMESPACE, SandboxEnvironment, Scenario
+from starters.ports import free_port
 
 LOCAL_DB = "127.0.0.1:5432"
 DB_SECRET, DB_KEY = "healthcare-db-secret", "DATABASE_URL"

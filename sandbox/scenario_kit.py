@@ -45,7 +45,7 @@ class Scenario:
     description: str
     title: str
     severity: str
-    # which drill driver in starters.drill plays it (the IC's moves)
+    # which drill driver in sandbox.drills.runner plays it (the IC's moves)
     driver: str = "incident"
     # actions the drill's IC approves in the incident driver; everything else is rejected
     approve: tuple[str, ...] = ()

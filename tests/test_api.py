@@ -17,10 +17,10 @@ from temporalio.client import Client
 from activities.http_client import tls_context
 from domain.alerts import AlertBatch, AlertNotice
 from domain.config import AlertRule
-from sandbox.ports import free_port
 from starters.api import alerts
 from starters.api.app import ApiSettings, create_app
 from starters.api.ratelimit import RateLimiter
+from starters.ports import free_port
 from tests.api_fixtures import PEOPLE, api_config, api_on, auth
 
 

@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from activities.http_client import tls_context
 from sandbox.memory_world import World, incident_worker
-from sandbox.ports import free_port
+from starters.ports import free_port
 from worker.temporal import workflow_runner
 from workflows.registry import WORKFLOWS
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from activities.http_client import tls_context
-from sandbox.ports import free_port
+from starters.ports import free_port
 from tests.test_cli import cb, one_line_error
 
 TOKENS: list[dict[str, Any]] = [{"name": "you", "token": "tok-you-" + "y" * 24, "roles": ["commander"]},

@@ -18,9 +18,9 @@ from typing import cast
 import pytest
 import yaml
 
-from sandbox.ports import free_port
 from starters.api.alert_spool import AlertSpool, SpooledAlert
 from starters.api.metrics import SpoolMetrics
+from starters.ports import free_port
 from worker.connection import APPROVAL_WAIT_BUCKETS
 
 ROOT = Path(__file__).resolve().parent.parent

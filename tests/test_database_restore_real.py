@@ -18,7 +18,7 @@ from sandbox.aws import AwsEmulator
 from sandbox.aws_rds_seed import rds_client, seed_rds
 from sandbox.cluster import SandboxCluster
 from sandbox.memory_world import World
-from sandbox.ports import free_port
+from starters.ports import free_port
 from tests.db_helpers import approve, events, proposed, restore_config, restore_input, restore_worker, start, until
 
 NS, GATEWAY, SECRET, KEY = "healthcare-prod", "api-gateway", "healthcare-db-secret", "DATABASE_URL"

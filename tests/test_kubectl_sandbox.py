@@ -320,7 +320,7 @@ async def test_apply_patch_and_delete(kubectl, cluster, tmp_path):
 async def test_codeblue_dev_sandbox_hands_kubectl_its_kubeconfig(tmp_path: Path):
     """`codeblue dev --sandbox bad-deploy` prints KUBECONFIG and writes it to .codeblue/dev.env;
     with it, kubectl in the second terminal sees the drill's crash-looping gateway."""
-    from sandbox.ports import free_port
+    from starters.ports import free_port
 
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CODEBLUE_", "KUBE"))}
     ports = ["--port", str(free_port()), "--ui-port", str(free_port()), "--api-port", str(free_port())]

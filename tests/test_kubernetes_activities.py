@@ -29,7 +29,7 @@ from domain.config import KubernetesConfig
 from domain.database_restore import RdsWaitRequest
 from domain.service_recovery import HelmUpgradeRequest, ReleaseReadyRequest
 from sandbox.cluster import SandboxCluster
-from sandbox.ports import free_port
+from starters.ports import free_port
 from tests.cluster_fixtures import deployment
 
 NS = "healthcare-prod"

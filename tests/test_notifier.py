@@ -16,8 +16,8 @@ from activities.notify import NotifierActivities
 from domain.cluster import HealthProbeRequest
 from domain.config import NotificationConfig
 from domain.notify import Audience, MessageRequest, PageRequest, StatusPageRequest
-from sandbox.ports import free_port
 from sandbox.receiver import Receiver
+from starters.ports import free_port
 
 ROUTING_KEY = "R0UTINGKEY-0123456789abcdef"
 STATUSPAGE_KEY = "SPKEY-abcdef0123456789"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import typing
 
 from domain.procedures import BY_WORKFLOW, DECISIONS, HUMAN_HANDLERS, PROCEDURES
+from sandbox.drills.runner import DRIVERS
 from sandbox.scenarios import SCENARIOS
 from starters.api.incidents import reserved_id
 from starters.api.procedures import Kind
 from starters.cli_playbook import playbook_app
-from starters.drill import DRIVERS
 from workflows.registry import WORKFLOWS
 from workflows.versioned import VERSIONED
 

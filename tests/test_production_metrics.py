@@ -14,8 +14,8 @@ import uuid
 import httpx
 
 from activities.http_client import tls_context
-from sandbox.ports import free_port
 from sandbox.scenarios import sandbox_environment
+from starters.ports import free_port
 from tests.sandbox_incident import approve_only, resolve_when_healthy, start_p0
 from tests.workflow_helpers import until
 

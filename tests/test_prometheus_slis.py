@@ -36,9 +36,9 @@ from domain.prometheus import (
 )
 from sandbox.gateway_metrics import GatewayMetrics
 from sandbox.memory_world import World
-from sandbox.ports import free_port
 from sandbox.prometheus_server import find_prometheus
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
+from starters.ports import free_port
 
 NO_PROMETHEUS = "no prometheus binary: install Debian's prometheus package (scripts/ensure-services.sh does)"
 needs_prometheus = pytest.mark.skipif(find_prometheus() is None, reason=NO_PROMETHEUS)

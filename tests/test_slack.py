@@ -39,10 +39,10 @@ from domain.slack import (
     proposal_metadata,
     proposal_text,
 )
-from sandbox.ports import free_port
 from sandbox.receiver import Receiver
 from sandbox.slack_api import SlackApi
 from starters.api.app import ApiSettings, create_app
+from starters.ports import free_port
 from tests.api_fixtures import api_config, api_on, auth
 
 BOT = "xoxb-test-" + "t" * 20

@@ -9,6 +9,7 @@ or that cannot be decoded goes to the spool's dead letters, never blocking the k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -111,10 +112,11 @@ class AlertForwarder:
                 continue
             backoff = self.first_backoff
             if self.spool.backlog == 0:
-                try:
-                    await asyncio.wait_for(wake.wait(), timeout=5)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancel that
+                # lands as `wake` is set, and this loop would outlive the API's shutdown
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        await wake.wait()
 
     async def _deliver(self, client: Client, iid: str, rows: list[SpooledAlert]) -> tuple[list[int], bool]:
         """Chunks in order; stops at the first chunk that must wait, so order within a key holds."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from domain.database_restore import DatabaseRestoreInput
 from domain.incident import Decision, IncidentReport
+from sandbox.drills.kit import IC, DrillContext, DrillOutcome, Watcher
 from starters import database_restore, service
-from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
 
 RESTORE_TIMEOUT = 180.0
 

@@ -10,15 +10,15 @@ from typing import Any
 
 from domain.incident import ActionState, IncidentInput, IncidentReport, Resolution
 from domain.severity import Severity
+from sandbox.drills.kit import IC, DrillContext, DrillOutcome, TemporalIC, Watcher
 from starters import service
-from starters.drill_kit import IC, DrillContext, DrillOutcome, TemporalIC, Watcher
 
 
 @asynccontextmanager
 async def commander(ctx: DrillContext) -> AsyncIterator[Any]:
-    """The IC's hands: Temporal updates, or clicks in the incident channel (starters.drill_slack)."""
+    """The IC's hands: Temporal updates, or clicks in the incident channel (sandbox.drills.slack_ic)."""
     if ctx.via == "slack":
-        from starters.drill_slack import slack_ic
+        from sandbox.drills.slack_ic import slack_ic
 
         async with slack_ic(ctx) as ic:
             yield ic

@@ -6,8 +6,8 @@ import asyncio
 
 from domain.high_memory import MemoryInput, MemoryResolution
 from domain.incident import ActionState, Decision, IncidentReport
+from sandbox.drills.kit import IC, DrillContext, DrillOutcome, Watcher
 from starters import service
-from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
 from starters.high_memory import resolve_memory, start_memory_playbook
 
 

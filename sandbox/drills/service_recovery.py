@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from domain.incident import ActionState, Decision, IncidentReport
 from domain.service_recovery import RecoveryInput
+from sandbox.drills.kit import IC, DrillContext, DrillOutcome, Watcher
 from starters import service
-from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
 from starters.service_recovery import start_recovery
 
 

@@ -4,8 +4,8 @@ the playbook proposes, then check the sandbox."""
 from __future__ import annotations
 
 from domain.incident import Decision, IncidentReport
+from sandbox.drills.kit import IC, DrillContext, DrillOutcome, Watcher
 from starters import service
-from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
 
 
 async def drive_db_connections(ctx: DrillContext) -> DrillOutcome:

@@ -6,8 +6,8 @@ import redis.asyncio as aioredis
 
 from domain.incident import ActionState, Decision, IncidentReport
 from domain.redis_cache import CacheInput
+from sandbox.drills.kit import IC, DrillContext, DrillOutcome, Watcher
 from starters import service
-from starters.drill_kit import IC, DrillContext, DrillOutcome, Watcher
 from starters.redis_cache import start_cache_playbook
 
 

@@ -1,6 +1,6 @@
 """What every drill driver shares: the drill's IC, its context and outcome, the watcher that
 prints a workflow's timeline, and the IC's hands over Temporal. Driver modules
-(starters/drill_*.py) import this; the registry (starters/drill.py) imports them.
+(sandbox/drills/*.py) import this; the registry (sandbox/drills/runner.py) imports them.
 """
 
 from __future__ import annotations

@@ -249,7 +249,7 @@ async def slack_ic(ctx: Any) -> AsyncIterator[SlackIC]:
         raise CodeBlueError(f"drill --via slack: ${cfg.slack.signing_secret_env} is unset")
     if not cfg.slack.channel:
         raise CodeBlueError("drill --via slack: the sandbox has no slack.channel")
-    from starters.drill_kit import IC
+    from sandbox.drills.kit import IC
 
     # the IC as a commander in the API's token book (the token itself is never used: Slack's
     # signature and slack.users say who clicked), and the sandbox Slack user mapped to the IC

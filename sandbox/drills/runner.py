@@ -1,7 +1,7 @@
 """`codeblue drill`: a scenario's world on the sandbox, a worker, and the IC's moves.
 
 Each scenario (sandbox.scenarios) names a driver; DRIVERS below maps the name to its module's
-driver function, which returns a `DrillOutcome` (parts in starters/drill_kit.py).
+driver function, which returns a `DrillOutcome` (parts in sandbox/drills/kit.py).
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from pathlib import Path
 from rich.console import Console
 
 from domain.identity import ENV_KEY, keyring_from_env, new_key
-from starters import (
-    drill_database_restore,
-    drill_db_connections,
-    drill_high_memory,
-    drill_incident,
-    drill_redis_cache,
-    drill_service_recovery,
+from sandbox.drills import (
+    database_restore,
+    db_connections,
+    high_memory,
+    incident,
+    redis_cache,
+    service_recovery,
 )
+from sandbox.drills.kit import DrillContext, Driver, json_stdout
 from starters.devserver import dev_server, ui_base
-from starters.drill_kit import DrillContext, Driver, json_stdout
 from starters.render import print_report
 from starters.service import CodeBlueError
 from worker.identity import IdentityInterceptor
@@ -33,12 +33,12 @@ from worker.main import running_worker
 
 # Every drill driver, by the name a scenario gives (sandbox.scenarios.Scenario.driver).
 DRIVERS: dict[str, Driver] = {
-    "incident": drill_incident.drive_incident,
-    "db-restore": drill_database_restore.drive_db_restore,
-    "db-connections": drill_db_connections.drive_db_connections,
-    "failed-redeploy": drill_service_recovery.drive_failed_redeploy,
-    "cache-poisoned": drill_redis_cache.drive_cache_poisoned,
-    "memory-leak": drill_high_memory.drive_memory_leak,
+    "incident": incident.drive_incident,
+    "db-restore": database_restore.drive_db_restore,
+    "db-connections": db_connections.drive_db_connections,
+    "failed-redeploy": service_recovery.drive_failed_redeploy,
+    "cache-poisoned": redis_cache.drive_cache_poisoned,
+    "memory-leak": high_memory.drive_memory_leak,
 }
 
 
