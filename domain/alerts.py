@@ -38,6 +38,10 @@ class AlertNotice(BaseModel):
     proof: Proof | None = None
     # Set when the API accepted it; identifies an alert without a fingerprint on redelivery.
     ingest_id: Name = ""
+    # Alertmanager's group (a digest of its groupKey) and how many of its alerts it left out
+    # (`truncatedAlerts`, its max_alerts): set on one notice per incident per delivery
+    group: Name = ""
+    group_truncated: int = Field(default=0, ge=0, le=10**9)
 
 
 class AlertBatch(BaseModel):
@@ -60,6 +64,18 @@ class AlertLedger:
         self.repeats = 0
         self.listed = 0
         self.unlisted = 0
+        self.truncated: OrderedDict[str, int] = OrderedDict()  # per Alertmanager group: its latest count
+
+    def note_truncated(self, n: AlertNotice, groups_max: int = 200) -> bool:
+        """True when a group's count of alerts Alertmanager left out is new or changed
+        (it re-sends the group with the same count every group interval)."""
+        if not n.group_truncated or self.truncated.get(n.group) == n.group_truncated:
+            return False
+        self.truncated[n.group] = n.group_truncated
+        self.truncated.move_to_end(n.group)
+        while len(self.truncated) > groups_max:
+            self.truncated.popitem(last=False)
+        return True
 
     def is_new(self, n: AlertNotice) -> bool:
         self.received += 1
@@ -87,12 +103,18 @@ class AlertLedger:
         """For continue-as-new: the counts and the newest `keep` alert identities (an older
         alert re-sent after that is listed again: harmless, and bounded)."""
         idents = list(self.status.items())[-keep:]
-        return {**self.counts(), "status": idents}
+        return {**self.counts(), "status": idents, **({"groups_truncated": list(self.truncated.items())} if self.truncated else {})}
 
     def restore(self, st: dict[str, Any]) -> None:
         for k in ("received", "listed", "unlisted", "repeats"):
             setattr(self, k, int(st.get(k, 0)))
         self.status = OrderedDict((str(i), str(v)) for i, v in st.get("status") or [])
+        self.truncated = OrderedDict((str(g), int(c)) for g, c in st.get("groups_truncated") or [])
 
     def counts(self) -> dict[str, int]:
-        return {"received": self.received, "listed": self.listed, "unlisted": self.unlisted, "repeats": self.repeats}
+        """The report's `alerts`; `truncated` (alerts Alertmanager left out of their groups, at
+        their groups' latest counts) only when it left some out."""
+        out = {"received": self.received, "listed": self.listed, "unlisted": self.unlisted, "repeats": self.repeats}
+        if self.truncated:
+            out["truncated"] = sum(self.truncated.values())
+        return out

@@ -247,12 +247,18 @@ class ApiConfig(_Section):
     # Env var with extra tokens as JSON [{"name", "token", "roles"}] (hashed when loaded).
     tokens_env: str = "CODEBLUE_API_TOKENS"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # The alert routes' own limit: Alertmanager sends a whole group in one request (about 1 KiB
+    # an alert with its default max_alerts 0) and never retries a 4xx, so a group refused for
+    # its size would be lost for good. 32 MiB: some 30,000 alerts.
+    max_alert_body_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024, le=512 * 1024 * 1024)
     # How long a request waits for a workflow (an update needs a worker): then 504.
     request_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     ui_origin: str = "http://localhost:8233"
-    # Alert ingestion: requests per token per second (token bucket) and burst.
-    alerts_per_second: float = Field(default=20.0, gt=0)
-    alerts_burst: int = Field(default=100, ge=1)
+    # Alert ingestion without a spool: requests per token per second (token bucket) and burst;
+    # past it a request waits its turn (up to 10 s), then 503 with Retry-After, which
+    # Alertmanager retries (with a spool, the spool absorbs a storm instead).
+    alerts_per_second: float = Field(default=50.0, gt=0)
+    alerts_burst: int = Field(default=200, ge=1)
     # failed authentications per client address: a burst, then this many a minute (429 after);
     # a valid token is never held back
     auth_failures_burst: int = Field(default=20, ge=1)

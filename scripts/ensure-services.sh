@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts (installing when absent) the local PostgreSQL and Redis the tests talk to, and
-# installs the tools some tests run: promtool and prometheus (Debian's prometheus package) and kubectl.
+# installs the tools some tests run: promtool and prometheus (Debian's prometheus package),
+# Alertmanager (prometheus-alertmanager) and kubectl.
 set -euo pipefail
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -19,6 +20,18 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   else
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     apt_install --no-install-recommends prometheus || { rm -f /usr/sbin/policy-rc.d; exit 1; }
+    rm -f /usr/sbin/policy-rc.d
+  fi
+fi
+
+# A real Alertmanager sends its own webhooks to the API (tests/test_alertmanager_delivery.py);
+# its package would start a daemon too, kept from running the same way.
+if ! command -v prometheus-alertmanager >/dev/null && ! command -v alertmanager >/dev/null; then
+  if [ -e /usr/sbin/policy-rc.d ]; then
+    apt_install --no-install-recommends prometheus-alertmanager
+  else
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt_install --no-install-recommends prometheus-alertmanager || { rm -f /usr/sbin/policy-rc.d; exit 1; }
     rm -f /usr/sbin/policy-rc.d
   fi
 fi

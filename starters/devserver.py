@@ -216,7 +216,7 @@ def write_dev_env(values: dict[str, str]) -> Path:
 
 
 @asynccontextmanager
-async def _serve_api(cfg: CodeBlueConfig, temporal_address: str, task_queue: str, port: int) -> AsyncIterator[str]:
+async def serve_api(cfg: CodeBlueConfig, temporal_address: str, task_queue: str, port: int) -> AsyncIterator[str]:
     """The HTTP API in this process, signing only for its tokens' principals."""
     import uvicorn
 
@@ -263,7 +263,7 @@ async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int
         wcfg = sb.config if sb else cfg
         await stack.enter_async_context(running_worker(env.client, wcfg, task_queue))
         api_cfg = wcfg.model_copy(update={"api": cfg.api, "ui": wcfg.ui.model_copy(update={"base_url": f"http://127.0.0.1:{ui_port}"})})
-        api_url = await stack.enter_async_context(_serve_api(api_cfg, address, task_queue, api_port))
+        api_url = await stack.enter_async_context(serve_api(api_cfg, address, task_queue, api_port))
         values = {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": task_queue,
                   "CODEBLUE_API_URL": api_url, "CODEBLUE_TOKEN": token}
         if sb is not None:

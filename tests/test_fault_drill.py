@@ -4,7 +4,7 @@ mid-incident, with every side effect on the sandbox exactly once (`sandbox.drill
 `codeblue drill --chaos` runs the same).
 
 bad-deploy's two phases run at once in this process (each on its own sandbox and dev server);
-`codeblue drill db-outage --chaos --json` runs alone, after the parallel suite."""
+`codeblue drill db-outage --chaos --json` runs after them, on the same pytest worker."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ async def _cli_drill() -> tuple[int, bytes, bytes, int]:
 
 @pytest_asyncio.fixture(scope="module")
 async def cli_db_outage():
-    """`codeblue drill db-outage --chaos --json`, on an idle machine (its test is `alone`)."""
+    """`codeblue drill db-outage --chaos --json`."""
     yield await _cli_drill()
 
 
@@ -111,7 +111,6 @@ def test_bad_deploy_survives_dev_server_sigkill_and_restart(bad_deploy):
     assert r.effects_ok, why
 
 
-@pytest.mark.alone
 async def test_cli_fault_drill_on_the_database_restore(cli_db_outage):
     """The restore with its worker SIGKILLed at every boundary, and with the dev server
     restarted at both of the IC's gates; the counts on stderr, the JSON on stdout."""

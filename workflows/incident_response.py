@@ -232,6 +232,10 @@ class IncidentResponseWorkflow(Mitigation):
     @workflow.signal
     def add_alert(self, a: AlertNotice) -> None:
         """An alert for this incident's dedup key (signal-with-start from the API); never resolves."""
+        if self.alerts.note_truncated(a):
+            self._log(a.received_by, f"Alertmanager left {a.group_truncated} alerts of a group out (its max_alerts)",
+                      "they are not on this timeline; the report counts them under alerts.truncated",
+                      kind=TimelineKind.ALERT)
         if not self.alerts.is_new(a):
             return  # a re-sent alert: already on the timeline
         sev = next((s for s in Severity if s.value == a.severity), None)

@@ -3,6 +3,7 @@ spool is configured), and the spool's dead letters for admins."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -14,13 +15,24 @@ from starters.api.deps import Admin, AlertSender, ApiContext, Context
 from starters.api.problems import Problem
 
 router = APIRouter(tags=["alerts"])
+# How long a delivery past its token's rate may wait for its turn before it is answered 503
+ALERT_PACING_SECONDS = 10.0
 
 
 async def _take(ctx: ApiContext, hook: alerts.AmWebhook, p: Principal) -> dict[str, Any]:
-    if not ctx.limiter.allow(p.name):
-        raise Problem(429, f"alert rate limit for {p.name} exceeded")
+    """A well-formed delivery is never refused with a 4xx for load: Alertmanager drops a group
+    it got a 4xx for, and retries a 5xx only within its group interval. With a spool, the
+    spool absorbs a storm (503 only when it is full); without one, a burst past the token's
+    rate is paced (each request waits its turn, up to ALERT_PACING_SECONDS) and only then
+    answered 503 with Retry-After."""
     cfg, forwarder = ctx.cfg, ctx.forwarder
     if forwarder is None:
+        wait = ctx.limiter.reserve(p.name, ALERT_PACING_SECONDS)
+        if wait is None:
+            raise Problem(503, f"alert rate for {p.name} over api.alerts_per_second; retry later",
+                          retry_after=ctx.limiter.retry_after())
+        if wait:
+            await asyncio.sleep(wait)
         return await ctx.bounded(alerts.ingest(await ctx.temporal.get(), hook, cfg.api, ctx.temporal_settings.task_queue,
                                                p.name, ctx.recent_alerts))
     forwarder.start()
@@ -32,12 +44,15 @@ async def _take(ctx: ApiContext, hook: alerts.AmWebhook, p: Principal) -> dict[s
         raise Problem(503, str(e), retry_after=30) from None
 
 
-@router.post("/alerts/alertmanager", responses={429: {"description": "rate limited"}})
+_OVERLOAD: dict[int | str, dict[str, Any]] = {503: {"description": "overloaded (rate without a spool, or the spool full): retry after Retry-After"}}
+
+
+@router.post("/alerts/alertmanager", responses=_OVERLOAD)
 async def alertmanager(hook: alerts.AmWebhook, p: AlertSender, ctx: Context) -> dict[str, Any]:
     return await _take(ctx, hook, p)
 
 
-@router.post("/alerts/webhook", responses={429: {"description": "rate limited"}})
+@router.post("/alerts/webhook", responses=_OVERLOAD)
 async def generic_webhook(hook: alerts.GenericWebhook, p: AlertSender, ctx: Context) -> dict[str, Any]:
     """Any tool that can POST JSON: `{"alerts": [{"name", "status", "severity", "service", ...}]}`."""
     return await _take(ctx, hook.as_alertmanager(ctx.cfg.api), p)

@@ -63,12 +63,15 @@ class AmWebhook(BaseModel):
     status: str = Field(pattern=r"^(firing|resolved)$")
     receiver: str = ""
     groupKey: str = ""
-    alerts: list[AmAlert] = Field(min_length=1, max_length=1000)
+    # no count limit of its own: the route's body limit (api.max_alert_body_bytes) bounds it, and
+    # Alertmanager sends a group whole (thousands of alerts with its default max_alerts 0)
+    alerts: list[AmAlert] = Field(min_length=1)
     groupLabels: dict[str, str] = {}
     commonLabels: dict[str, str] = {}
     commonAnnotations: dict[str, str] = {}
     externalURL: str = ""
-    truncatedAlerts: int = 0
+    # alerts of the group Alertmanager left out (its receiver's max_alerts): recorded on the incident
+    truncatedAlerts: int = Field(default=0, ge=0)
 
 
 class GenericAlert(BaseModel):
@@ -86,7 +89,7 @@ class GenericAlert(BaseModel):
 
 class GenericWebhook(BaseModel):
     model_config = {"extra": "forbid"}
-    alerts: list[GenericAlert] = Field(min_length=1, max_length=1000)
+    alerts: list[GenericAlert] = Field(min_length=1)  # bounded by api.max_alert_body_bytes
 
     def as_alertmanager(self, cfg: ApiConfig) -> AmWebhook:
         """The same routing, dedup and delivery as Alertmanager's alerts."""
@@ -247,12 +250,16 @@ def _sort(hook: AmWebhook, cfg: ApiConfig, principal: str, recent: RecentAlerts 
             r["repeats"] += 1
             continue
         by_incident.setdefault(iid, []).append(n)
+    if hook.truncatedAlerts:  # each incident the group reaches hears what Alertmanager left out
+        group = hashlib.sha256(hook.groupKey.encode()).hexdigest()[:16]  # label values stay out of history
+        for notices in by_incident.values():
+            notices[0] = notices[0].model_copy(update={"group": group, "group_truncated": hook.truncatedAlerts})
     return results, by_incident
 
 
 def _answer(hook: AmWebhook, results: dict[str, dict[str, Any]], delivery: str) -> dict[str, Any]:
     return {"incidents": list(results.values()), "alerts": len(hook.alerts), "timeline": TIMELINE_RECORDS_ALERTS,
-            "delivery": delivery}
+            "delivery": delivery, **({"truncated_alerts": hook.truncatedAlerts} if hook.truncatedAlerts else {})}
 
 
 async def ingest(client: Client, hook: AmWebhook, cfg: ApiConfig, task_queue: str, principal: str,

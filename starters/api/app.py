@@ -39,18 +39,21 @@ class ApiSettings:
 
 
 class _BodyLimit:
-    """ASGI middleware: 413 before reading more than `limit` bytes of a request body (the body
-    is read here, at most `limit` bytes, and replayed to the app)."""
+    """ASGI middleware: 413 before reading more than the limit of a request body (the body is
+    read here, at most that many bytes, and replayed to the app). The alert routes have their
+    own, larger limit (`api.max_alert_body_bytes`): an Alertmanager group comes whole."""
 
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, alert_limit: int | None = None) -> None:
+        self.app, self.default_limit = app, limit
+        self.alert_limit = alert_limit or limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_large = problem_response(413, f"request body over {self.limit} bytes")
+        limit = self.alert_limit if scope.get("path", "").startswith("/alerts/") else self.default_limit
+        too_large = problem_response(413, f"request body over {limit} bytes")
         for k, v in scope.get("headers", []):
-            if k == b"content-length" and v.isdigit() and int(v) > self.limit:
+            if k == b"content-length" and v.isdigit() and int(v) > limit:
                 return await too_large(scope, receive, send)
         chunks, seen = [], 0
         while True:
@@ -59,7 +62,7 @@ class _BodyLimit:
                 return  # client went away
             chunks.append(msg.get("body", b""))
             seen += len(chunks[-1])
-            if seen > self.limit:
+            if seen > limit:
                 return await too_large(scope, receive, send)
             if not msg.get("more_body"):
                 break
@@ -126,7 +129,7 @@ def create_app(client_factory: ClientFactory, settings: ApiSettings | None = Non
         allow_headers=["Authorization", "Content-Type", "X-Namespace"],
         allow_credentials=True,
     )
-    app.add_middleware(_BodyLimit, limit=cfg.api.max_body_bytes)
+    app.add_middleware(_BodyLimit, limit=cfg.api.max_body_bytes, alert_limit=cfg.api.max_alert_body_bytes)
 
     # ------------------------------------------------------------------ errors
     @app.exception_handler(Problem)

@@ -27,6 +27,21 @@ class RateLimiter:
             self._buckets.popitem(last=False)
         return ok
 
+    def reserve(self, key: str, max_wait: float, cost: float = 1.0) -> float | None:
+        """Spends one token now, borrowing against the bucket's refill: the seconds to wait
+        before acting (0 with tokens in hand), or None when that wait would pass `max_wait`
+        (nothing is spent then). Paces a burst instead of refusing it."""
+        now = self.clock()
+        tokens, last = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        wait = max(0.0, (cost - tokens) / self.rate)
+        if wait <= max_wait:
+            tokens -= cost
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return wait if wait <= max_wait else None
+
     def retry_after(self) -> int:
         return max(1, int(1 / self.rate + 0.999))
 
