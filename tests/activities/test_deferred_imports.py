@@ -7,18 +7,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from activities.deferred import deferred
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["kubernetes", "psycopg", "urllib3", "httpx", "slack_sdk", "aiohttp", "redis", "boto3", "botocore"]
 
 SCRIPT = f"""
 import asyncio, sys
 import workflows.incident_response, workflows.high_memory, workflows.db_connections, workflows.redis_cache
 import workflows.service_recovery, workflows.database_restore, workflows.post_incident
-from tests.test_replay import HISTORIES, RELEASE, committed_history
+from tests.support.paths import HISTORIES
+from tests.support.histories import RELEASE, committed_history
 from worker.temporal import replayer, workflow_runner
 from workflows.incident_response import IncidentResponseWorkflow
 

@@ -30,7 +30,7 @@ from domain.database_restore import RdsWaitRequest
 from domain.service_recovery import HelmUpgradeRequest, ReleaseReadyRequest
 from sandbox.cluster import SandboxCluster
 from starters.ports import free_port
-from tests.cluster_fixtures import deployment
+from tests.support.cluster import deployment
 
 NS = "healthcare-prod"
 GW = "api-gateway"

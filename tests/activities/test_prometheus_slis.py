@@ -39,6 +39,7 @@ from sandbox.memory_world import World
 from sandbox.prometheus_server import find_prometheus
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
 from starters.ports import free_port
+from tests.support.polling import until
 
 NO_PROMETHEUS = "no prometheus binary: install Debian's prometheus package (scripts/ensure-services.sh does)"
 needs_prometheus = pytest.mark.skipif(find_prometheus() is None, reason=NO_PROMETHEUS)
@@ -46,15 +47,10 @@ needs_prometheus = pytest.mark.skipif(find_prometheus() is None, reason=NO_PROME
 SVC = 'service="api-gateway"'
 
 
-async def _poll(acts: PrometheusActivities, done, what: str, timeout: float = 30.0) -> SliReport:
-    end = time.monotonic() + timeout
-    while True:
-        report = await acts.sli_values(SliQuery(incident_id="INC-SLI"))
-        if done(report):
-            return report
-        if time.monotonic() > end:
-            pytest.fail(f"{what}: not within {timeout:g}s; last report {report.model_dump()}")
-        await asyncio.sleep(0.5)
+def _reads(acts: PrometheusActivities):
+    """The probe `until` polls: the SLIs as the incident reads them (every 0.5 s: Prometheus'
+    scrapes are a second apart)."""
+    return lambda: acts.sli_values(SliQuery(incident_id="INC-SLI"))
 
 
 def _by_name(report: SliReport) -> dict[str, SliValue]:
@@ -104,7 +100,8 @@ async def test_slis_follow_the_bad_deploy_and_its_rollback(bad_deploy):
     first = await ActivityEnvironment().run(acts.sli_values, SliQuery(incident_id="INC-SLI"))
     assert not first.skipped and first.dashboards["grafana"].startswith(
         "https://grafana.example.org/d/gw?var-service=api-gateway&var-incident=INC-SLI&from=")
-    bad = await _poll(acts, lambda r: all(v.value is not None for v in r.values), "values while crash-looping")
+    bad = await until(_reads(acts), lambda r: all(v.value is not None for v in r.values), "values while crash-looping",
+                      timeout=30, poll=0.5)
     assert not sb.cluster.gateway_healthy(NAMESPACE, GATEWAY)
     v = _by_name(bad)
     assert _value(v["5xx ratio"]) > 0.2 and v["5xx ratio"].ok is False, v["5xx ratio"]
@@ -119,13 +116,10 @@ async def test_slis_follow_the_bad_deploy_and_its_rollback(bad_deploy):
     helm = HelmActivities(sb.config.helm.command, {"KUBECONFIG": str(sb.cluster.kubeconfig_path)})
     await helm.helm_rollback(HelmRollbackRequest(release=RELEASE, namespace=NAMESPACE, from_revision=12,
                                                  to_revision=11, timeout_seconds=60))
-    for _ in range(100):
-        if sb.cluster.gateway_healthy(NAMESPACE, GATEWAY):
-            break
-        await asyncio.sleep(0.1)
+    await until(lambda: sb.cluster.gateway_healthy(NAMESPACE, GATEWAY), what="the gateway healthy", timeout=10)
     assert sb.cluster.gateway_healthy(NAMESPACE, GATEWAY)
     healthy_at = time.monotonic()
-    good = await _poll(acts, lambda r: verdict(r) is True, "every SLI OK after the rollback", timeout=30)
+    good = await until(_reads(acts), lambda r: verdict(r) is True, "every SLI OK after the rollback", timeout=30, poll=0.5)
     took = time.monotonic() - healthy_at
     v = _by_name(good)
     assert _value(v["5xx ratio"]) < 0.05 and _value(v["p99 latency"]) < 1.0 and _value(v["saturation"]) < 0.8
@@ -154,7 +148,8 @@ async def test_a_bad_query_is_recorded_on_its_sli_and_the_others_still_read(bad_
         Sli(name="capacity", query=f"sum(http_requests_max_in_flight{{{SVC}}})", threshold=10, comparison=">="),
     ])
     acts = PrometheusActivities(cfg, http)
-    report = await _poll(acts, lambda r: _by_name(r)["capacity"].value is not None, "the good SLI's value")
+    report = await until(_reads(acts), lambda r: _by_name(r)["capacity"].value is not None, "the good SLI's value",
+                         timeout=30, poll=0.5)
     v = _by_name(report)
     assert v["broken"].ok is None and v["broken"].value is None
     assert _error(v["broken"]).startswith("bad query (bad_data): ") and "parse error" in _error(v["broken"])

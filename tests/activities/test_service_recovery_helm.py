@@ -16,7 +16,7 @@ from domain.service_recovery import (
     HelmValuesQuery,
     choose_fallback_revision,
 )
-from tests.helm_fixtures import HELM, NS, RELEASE, REPO, ROOT
+from tests.support.helm import HELM, NS, RELEASE, REPO, ROOT
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -10,9 +10,7 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import urllib.request
-from pathlib import Path
 from typing import cast
 
 import pytest
@@ -21,9 +19,10 @@ import yaml
 from starters.api.alert_spool import AlertSpool, SpooledAlert
 from starters.api.metrics import SpoolMetrics
 from starters.ports import free_port
+from tests.support.paths import ROOT
+from tests.support.polling import until
 from worker.connection import APPROVAL_WAIT_BUCKETS
 
-ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "codeblue-rules.yaml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "codeblue-rules.test.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "codeblue-dashboard.json"
@@ -184,17 +183,16 @@ async def test_the_api_serves_the_spool_gauges_the_rules_name(tmp_path):
     runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
     spool = AlertSpool(tmp_path / "alerts.sqlite3", max_alerts=50, metrics=SpoolMetrics(runtime.metric_meter))
 
+    def exported() -> str:
+        return urllib.request.urlopen(f"http://{bind}/metrics", timeout=5).read().decode()
+
+    def shows(want: dict[str, int], text: str) -> bool:
+        values = {ln.split("{")[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+                  if ln.startswith("codeblue_alert")}
+        return all(values.get(k) == v for k, v in want.items())
+
     async def scrape(want: dict[str, int]) -> None:
-        deadline = time.monotonic() + 15
-        text = ""
-        while time.monotonic() < deadline:
-            text = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://{bind}/metrics", timeout=5).read().decode())
-            values = {ln.split("{")[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
-                      if ln.startswith("codeblue_alert")}
-            if all(values.get(k) == v for k, v in want.items()):
-                return
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"wanted {want}:\n{text}")
+        await until(lambda: asyncio.to_thread(exported), lambda text: shows(want, text), f"the metrics {want}", timeout=15)
 
     try:
         await spool.append([("ALERT-a", b"one"), ("ALERT-a", b"two"), ("ALERT-b", b"three")])

@@ -11,7 +11,7 @@ import yaml
 
 from domain import search_attributes as sa
 from domain.config import CodeBlueConfig, TemporalSettings, load_config
-from tests.deploy_fixtures import ROOT
+from tests.support.deploy import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"

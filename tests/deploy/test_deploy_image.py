@@ -11,7 +11,7 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
-from tests.deploy_fixtures import ROOT
+from tests.support.deploy import ROOT
 
 DRILL_ONLY = {"kmock", "moto", "prometheus-client"}
 

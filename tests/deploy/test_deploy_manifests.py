@@ -13,7 +13,7 @@ import yaml
 
 from domain.config import CodeBlueConfig
 from sandbox.cluster import SandboxCluster
-from tests.deploy_fixtures import MANIFESTS, manifests, one
+from tests.support.deploy import MANIFESTS, manifests, one
 
 # the oldest and newest Kubernetes minor versions the manifests are checked against
 VERSIONS = ["1.30.0", "1.37.0"]

@@ -20,7 +20,7 @@ from domain.cluster import (
 )
 from domain.config import CodeBlueConfig
 from sandbox.cluster import SandboxCluster
-from tests.deploy_fixtures import derived_permissions, manifests, one, role_permissions
+from tests.support.deploy import derived_permissions, manifests, one, role_permissions
 
 NS = "healthcare-prod"
 # Optional features, each with its own Role file: what only that feature's code calls.

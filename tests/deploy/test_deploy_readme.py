@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from tests.deploy_fixtures import MANIFESTS, ROOT
+from tests.support.deploy import MANIFESTS, ROOT
 
 
 def _section() -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,7 @@ from domain.action_params import (
     ScaleUpParams,
 )
 from domain.incident import ACTION_PARAMS, Action, ActionKind
-
-HISTORIES = Path(__file__).parent / "histories"
+from tests.support.paths import HISTORIES
 
 
 def _payload_values(node: Any) -> Iterator[Any]:

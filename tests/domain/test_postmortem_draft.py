@@ -7,7 +7,7 @@ from datetime import UTC, date
 from domain.incident import ActionState
 from domain.post_incident import ActionItem, ItemState, Verification
 from domain.postmortem import PostmortemExtras, render_postmortem
-from tests.post_incident_fixtures import resolved_report
+from tests.support.post_incident import resolved_report
 
 
 def test_draft_has_utc_timeline_decisions_slas_and_evidence():

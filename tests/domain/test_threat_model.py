@@ -7,10 +7,10 @@ import ast
 import re
 from pathlib import Path
 
+from tests.support.paths import ROOT
 from worker.identity import SIGNED_HANDLERS
 from workflows.registry import WORKFLOWS
 
-ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "THREAT-MODEL.md").read_text()
 
 

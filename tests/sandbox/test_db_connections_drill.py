@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 
 from sandbox.cluster import SandboxCluster
 from sandbox.scenarios import GATEWAY, NAMESPACE
-from tests.cli_helpers import codeblue
+from tests.support.cli import codeblue
 
 
 async def test_exhausted_pool_fails_readiness_until_a_rollout_restart():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli_helpers import codeblue
+from tests.support.cli import codeblue
 
 
 def test_drill_mitigates_by_rollback_and_reports_json():

@@ -15,7 +15,8 @@ from activities.helm import HelmActivities
 from domain.cluster import HelmQuery, HelmRollbackRequest
 from domain.helm_time import parse_helm_time
 from sandbox.helm_cli import replace_image_tag
-from tests.helm_fixtures import CHART, HELM, NS, RELEASE, REPO, ROOT
+from tests.support.helm import CHART, HELM, NS, RELEASE, REPO, ROOT
+from tests.support.polling import until
 
 
 def scenario_revisions() -> list[dict[str, Any]]:
@@ -124,12 +125,9 @@ async def test_rollback_waits_for_the_rollout(cluster, helm):
     task = asyncio.create_task(helm.helm_rollback(req))
 
     # Play the Deployment controller: once the new spec is there, report it rolled out.
-    for _ in range(200):
-        if cluster.image("api-gateway").endswith(":v1.4.1") and cluster.deployment("api-gateway")["metadata"]["generation"] == 2:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the rollback never patched the deployment")
+    await until(lambda: cluster.image("api-gateway").endswith(":v1.4.1")
+                and cluster.deployment("api-gateway")["metadata"]["generation"] == 2,
+                what="the rollback to patch the deployment", timeout=10)
     await asyncio.sleep(0.6)
     assert not task.done(), "returned before the deployment was ready"
     assert cluster.stored_history()[-1]["status"] == "pending-rollback"

@@ -21,6 +21,7 @@ import pytest_asyncio
 import yaml
 
 from sandbox.cluster import SandboxCluster
+from tests.support.polling import until
 
 KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl")
 NS = "healthcare-prod"
@@ -86,17 +87,6 @@ def table(text: str) -> tuple[list[str], list[list[str]]]:
     return [c.strip() for c in split[0]], [[c.strip() for c in row] for row in split[1:]]
 
 
-async def until_ok(check, what: str, timeout: float = 20) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        if await check():
-            return
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 # ---------------------------------------------------------------------------- discovery
 
 
@@ -157,7 +147,7 @@ async def test_get_services_deployments_secrets_and_all_three_at_once(kubectl, c
     svc = {r[0]: r for r in rows}
     assert svc[GW][1] == "ClusterIP" and svc[GW][2].startswith("10.43.") and svc[GW][4] == "80/TCP"
 
-    await until_ok(lambda: _ready(kubectl, "3/3"), "api-gateway 3/3")
+    await until(lambda: _ready(kubectl, "3/3"), what="api-gateway 3/3", poll=0.2)  # a kubectl process per look
     header, rows = table(await kubectl.out("get", "deployments", "-n", NS))
     assert header == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     deps = {r[0]: r for r in rows}
@@ -189,7 +179,7 @@ async def test_get_events_shows_the_controllers_and_the_kubelet(bad_kubectl, bad
     assert {("ScalingReplicaSet", "deployment"), ("SuccessfulCreate", "replicaset"), ("Scheduled", "pod"),
             ("Started", "pod")} <= reasons
     assert any(r[3] == f"deployment/{GW}" and "Scaled up replica set api-gateway-" in r[4] for r in rows)
-    await until_ok(backoff, "a BackOff event")
+    await until(backoff, what="a BackOff event", poll=0.2)
 
     only = await bad_kubectl.out("get", "events", "-n", NS, "--field-selector", "involvedObject.kind=Deployment")
     assert {r[3].split("/")[0] for r in table(only)[1]} == {"deployment"}
@@ -248,7 +238,7 @@ async def test_scale_is_visible_afterwards(kubectl, cluster):
     out = await kubectl.out("scale", f"deployment/{GW}", "-n", NS, "--replicas=5")
     assert f"deployment.apps/{GW} scaled" in out
     assert cluster.deployment(NS, GW)["spec"]["replicas"] == 5
-    await until_ok(lambda: _ready(kubectl, "5/5"), "api-gateway 5/5")
+    await until(lambda: _ready(kubectl, "5/5"), what="api-gateway 5/5", poll=0.2)
     assert len(cluster.pods(NS, GW)) == 5
     events = await kubectl.out("get", "events", "-n", NS, "--field-selector", f"involvedObject.name={GW}")
     assert "from 3 to 5" in events
@@ -330,10 +320,9 @@ async def test_codeblue_dev_sandbox_hands_kubectl_its_kubeconfig(tmp_path: Path)
         stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
     dev_env = tmp_path / ".codeblue" / "dev.env"
     try:
-        for _ in range(240):
-            if "Ctrl-C stops everything" in (tmp_path / "dev.log").read_text() or dev.returncode is not None:
-                break
-            await asyncio.sleep(0.25)
+        await until(lambda: (tmp_path / "dev.log").read_text(),
+                    lambda text: "Ctrl-C stops everything" in text or dev.returncode is not None,
+                    "`codeblue dev` ready (or gone)", timeout=60, poll=0.25)
         printed = (tmp_path / "dev.log").read_text()
         assert dev_env.exists(), printed[-2000:]
         exported = dict(line.removeprefix("export ").split("=", 1) for line in dev_env.read_text().splitlines())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.cli_helpers import codeblue
+from tests.support.cli import codeblue
 
 
 def test_memory_leak_drill_scales_and_scales_back():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli_helpers import codeblue
+from tests.support.cli import codeblue
 
 
 def test_cache_poisoned_drill_flushes_only_the_pattern():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli_helpers import codeblue
+from tests.support.cli import codeblue
 
 
 def test_failed_redeploy_drill_rolls_back_and_verifies():

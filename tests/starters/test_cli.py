@@ -4,40 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import uuid
 from pathlib import Path
-from typing import cast
 
 from temporalio.worker import Worker
 
 from domain import search_attributes as sa
 from domain.incident import TimelineKind
 from sandbox.memory_world import World, incident_worker
-from tests.workflow_helpers import proposed, until
+from tests.support.cli import cb, one_line_error
+from tests.support.polling import until
+from tests.support.workflows import proposed
 from workflows.incident_response import IncidentResponseWorkflow
-
-
-async def cb(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    exe = shutil.which("codeblue")
-    assert exe
-    p = await asyncio.create_subprocess_exec(
-        exe, *args,
-        env={**os.environ, **(env or {})},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(p.communicate(), 60)
-    return cast(int, p.returncode), out.decode(), err.decode()  # communicate() returned: it exited
-
-
-def one_line_error(err: str) -> str:
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 async def test_unreachable_server_is_one_line():
@@ -99,11 +77,10 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
         await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed", timeout=30)
         # visibility is eventually consistent: wait through the SDK (a `codeblue` process per poll
         # costs most of a CPU-second), then list as the IC does
-        for _ in range(50):
-            listed = [w async for w in dev_env.client.list_workflows(f"WorkflowId = '{iid}' AND {sa.PHASE.name} = 'mitigation'")]
-            if listed:
-                break
-            await asyncio.sleep(0.2)
+        async def listed() -> list:
+            return [w async for w in dev_env.client.list_workflows(f"WorkflowId = '{iid}' AND {sa.PHASE.name} = 'mitigation'")]
+
+        await until(listed, what="the incident listed in mitigation", timeout=10)
         code, out, _ = await cb("incident", "list", "--json", env=env)
         assert code == 0
         rows = {r["incident_id"]: r for r in json.loads(out)}

@@ -17,7 +17,8 @@ import httpx
 
 from activities.http_client import tls_context
 from starters.ports import free_port
-from tests.test_cli import cb, one_line_error
+from tests.support.cli import cb, one_line_error
+from tests.support.polling import until
 
 TOKENS: list[dict[str, Any]] = [{"name": "you", "token": "tok-you-" + "y" * 24, "roles": ["commander"]},
           {"name": "bob", "token": "tok-bob-" + "b" * 24, "roles": ["responder"]},
@@ -35,23 +36,14 @@ def _dev_env(path: Path) -> dict[str, str]:
 async def _report(env: dict[str, str], iid: str, pred, what: str, timeout: float = 60) -> dict:
     """Wait over HTTP (a `codeblue` process per poll costs most of a CPU-second), then read the
     report the IC reads, with `codeblue incident status --json`, and check it too."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    pause = 0.1
     async with httpx.AsyncClient(verify=tls_context(), base_url=env["CODEBLUE_API_URL"], timeout=10,
                                  headers={"Authorization": f"Bearer {env['CODEBLUE_TOKEN']}"}) as http:
-        while True:
-            try:
-                r = await http.get(f"/incidents/{iid}")
-                if r.status_code == 200 and pred(r.json()):
-                    break
-                last = r.text[-500:]
-            except httpx.TransportError as e:
-                last = repr(e)
-            if loop.time() > end:
-                raise AssertionError(f"timed out waiting for {what}: {last}")
-            await asyncio.sleep(pause)
-            pause = min(0.5, pause * 1.5)
+        async def report() -> dict | str:  # the report, or what the API said instead
+            r = await http.get(f"/incidents/{iid}")
+            return r.json() if r.status_code == 200 else r.text[-500:]
+
+        await until(report, lambda rep: isinstance(rep, dict) and pred(rep), what, timeout=timeout, poll=0.1,
+                    max_poll=0.5, retry=(httpx.TransportError,))
     code, out, err = await cb("incident", "status", iid, "--json", env=env)
     assert code == 0, err
     rep = json.loads(out)
@@ -71,10 +63,8 @@ async def test_game_day_ic_approves_with_the_cli_through_the_api(tmp_path: Path)
     assert dev.stderr is not None  # a pipe
     dev_env = tmp_path / ".codeblue" / "dev.env"
     try:
-        for _ in range(240):
-            if dev_env.exists() or dev.returncode is not None:
-                break
-            await asyncio.sleep(0.25)
+        await until(lambda: dev_env.exists() or dev.returncode is not None, what="dev.env written (or `codeblue dev` gone)",
+                    timeout=60, poll=0.25)
         assert dev_env.exists(), (await dev.stderr.read()).decode()[-2000:]
         assert stat.S_IMODE(dev_env.stat().st_mode) == 0o600
         values = _dev_env(dev_env)
@@ -107,11 +97,8 @@ async def test_game_day_ic_approves_with_the_cli_through_the_api(tmp_path: Path)
         # re-check after the rollback is in: the IC resolves from then on (retried, as an IC would)
         await _report(you, iid, lambda r: any(e["kind"] == "verification" and e["event"].startswith("Re-checked after")
                                               for e in r["timeline"]), "the re-check after the rollback")
-        for _ in range(40):
-            code, out, err = await cb("incident", "resolve", iid, "--summary", "rolled back to 11", env=you)
-            if code == 0:
-                break
-            await asyncio.sleep(0.5)
+        code, out, err = await until(lambda: cb("incident", "resolve", iid, "--summary", "rolled back to 11", env=you),
+                                     lambda res: res[0] == 0, "the resolve accepted", timeout=60, poll=0.5)
         assert code == 0 and "resolved" in out, err
         rep = await _report(you, iid, lambda r: r["status"] != "open", "resolved")
         assert rep["status"] == "resolved" and rep["actions"][0]["approved_by"] == "you"

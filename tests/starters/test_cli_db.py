@@ -9,7 +9,7 @@ import yaml
 
 from domain.config import CodeBlueConfig, KubernetesConfig
 from sandbox.cluster import SandboxCluster
-from tests.cli_helpers import codeblue
+from tests.support.cli import codeblue
 
 
 async def test_db_check_reports_ok_and_failure_in_one_line(tmp_path):

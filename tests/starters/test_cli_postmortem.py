@@ -10,9 +10,10 @@ from domain.incident import Decision, Resolution, TimelineKind
 from domain.post_incident import postmortem_workflow_id
 from sandbox.memory_world import PostWorld
 from starters import service
-from tests.post_incident_fixtures import config, progress_until
-from tests.test_cli import cb, one_line_error
-from tests.workflow_helpers import incident, proposed, until
+from tests.support.cli import cb, one_line_error
+from tests.support.polling import until
+from tests.support.post_incident import config
+from tests.support.workflows import incident, proposed
 from workflows.incident_response import IncidentResponseWorkflow
 from workflows.post_incident import PostIncidentWorkflow
 
@@ -55,7 +56,7 @@ async def test_postmortem_and_action_items_from_the_cli(dev_env):
         assert code == 0 and "held by alice" in out, err
 
         ph = dev_env.client.get_workflow_handle_for(PostIncidentWorkflow.run, postmortem_workflow_id(iid))
-        await progress_until(ph, lambda p: p.scheduled_slot is not None, "verified and scheduled", timeout=30)
+        await until(ph, lambda p: p.scheduled_slot is not None, "verified and scheduled", timeout=30, query=PostIncidentWorkflow.progress)
         code, out, err = await cb("action-item", "done", iid, "AI-1", "--by", "carol", env=env)
         assert code == 0 and out.strip() == "AI-1: done", err
         final = await ph.result()

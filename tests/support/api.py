@@ -15,6 +15,7 @@ from domain.identity import keyring_from_env
 from sandbox.memory_world import World, incident_worker
 from starters.api.app import ApiSettings, create_app
 from starters.api.auth import sha256_hex
+from tests.support.polling import until
 from worker.identity import IdentityInterceptor
 
 # principal -> (token, roles). alice is the IC of the incidents the tests start.
@@ -30,6 +31,16 @@ PEOPLE: dict[str, tuple[str, list[str]]] = {
 
 def auth(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {PEOPLE[name][0]}"}
+
+
+async def wait_report(http: httpx.AsyncClient, iid: str, pred, what: str, timeout: float = 30) -> dict:
+    """The incident's report as a viewer reads it over HTTP, once `pred` holds of it."""
+    async def report() -> dict:
+        r = await http.get(f"/incidents/{iid}", headers=auth("vic"))
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    return await until(report, pred, what, timeout=timeout)
 
 
 def api_config(**api) -> CodeBlueConfig:

@@ -20,9 +20,9 @@ from domain.cluster import HealthProbeRequest, HealthProbeResult, LogsQuery, Log
 from domain.database_restore import RdsInstanceInfo, RdsWaitRequest
 from domain.db_connections import DbConnectionsInput
 from sandbox.memory_world import configure_worker
-from tests.db_fakes import DbWorld
-from tests.db_helpers import IC, restore_config
-from tests.workflow_helpers import terminate
+from tests.support.db_fakes import DbWorld
+from tests.support.restore import IC, restore_config
+from tests.support.workflows import terminate
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
 

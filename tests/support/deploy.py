@@ -5,13 +5,13 @@ from __future__ import annotations
 import ast
 import inspect
 import re
-from pathlib import Path
 from typing import Any
 
 import kubernetes.client
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 ACTIVITIES = ROOT / "activities"
 

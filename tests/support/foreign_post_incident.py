@@ -1,5 +1,5 @@
 """A post-incident run recorded by other code: its commands are not the ones this code issues
-(tests/test_upgrade_policy.py). A module of its own: the workflow sandbox re-imports it."""
+(tests/workflows/test_upgrade_policy.py). A module of its own: the workflow sandbox re-imports it."""
 
 from __future__ import annotations
 

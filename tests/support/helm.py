@@ -16,13 +16,13 @@ import pytest
 
 from activities.helm import HelmActivities
 from sandbox.helm_cli import KubeRest, configmap_name, seed_release
+from tests.support.paths import ROOT
 
 NS = "healthcare-prod"
 RELEASE = "healthcare-platform"
 CHART = "healthcare-platform-1.4.2"
 REPO = "registry.example.com:5000/healthcare/api-gateway"
 HELM = [sys.executable, "-m", "sandbox.helm_cli"]
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = "apps/v1/deployments"
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -25,12 +24,12 @@ from domain.incident import (
 )
 from domain.post_incident import (
     PostIncidentInput,
-    PostIncidentStatus,
     postmortem_workflow_id,
 )
 from domain.severity import Severity
 from sandbox.memory_world import PostWorld, World, configure_worker
-from tests.workflow_helpers import terminate
+from tests.support.polling import until
+from tests.support.workflows import skip, terminate
 from workflows.incident_response import IncidentResponseWorkflow
 from workflows.post_incident import PostIncidentWorkflow
 
@@ -132,20 +131,6 @@ async def start_post(
     return h
 
 
-async def progress_until(
-    h: WorkflowHandle, pred: Callable[[PostIncidentStatus], bool], what: str, timeout: float = 20
-) -> PostIncidentStatus:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        p: PostIncidentStatus = await h.query(PostIncidentWorkflow.progress)
-        if pred(p):
-            return p
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}: {p}")
-        await asyncio.sleep(0.05)
-
-
 async def skip_hours(env: WorkflowEnvironment, hours: float) -> None:
     """Skip server time an hour at a time (the timers in between fire on the way)."""
     left = hours
@@ -157,3 +142,15 @@ async def skip_hours(env: WorkflowEnvironment, hours: float) -> None:
 
 def commander_pages(world: World) -> list[str]:
     return [p.dedup_key.split(":")[-1] for p in world.pages_to("commander")]
+
+
+def healthy() -> PostWorld:
+    pw = PostWorld()
+    pw.world.healthy = True
+    return pw
+
+
+async def child_ready(env, h):
+    """Past verification (two probes a minute apart) and scheduling."""
+    await skip(env, 2)
+    return await until(h, lambda p: p.scheduled_slot is not None, "post-mortem scheduled", query=PostIncidentWorkflow.progress)

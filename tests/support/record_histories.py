@@ -1,15 +1,15 @@
-"""Records a release's histories: `python -m tests.record_histories` (README, "Upgrades").
+"""Records a release's histories: `python -m tests.support.record_histories` (README, "Upgrades").
 
 Writes `tests/histories/<release>/`, one file per recorded run, `<WorkflowType>-<scenario>.json`
 (the history's events and its workflow ID): every workflow type CodeBlue registers, from
 
-- the incident scenarios of `tests.test_replay.SCENARIOS` on the time-skipping server (a
+- the incident scenarios of `tests.support.histories.SCENARIOS` on the time-skipping server (a
   rollback, a failed batch compensated, a missed SLA), and
 - every drill scenario (`sandbox.scenarios`) on the embedded dev server with the sandbox world:
   the incident, its playbook child, the restore, the redeploy and the post-incident runs.
 
 Run it once per release, with the code of that release; the suite replays every release's
-folder that the upgrade policy still keeps (`tests/test_replay.py`).
+folder that the upgrade policy still keeps (`tests/workflows/test_replay.py`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.identity import ENV_KEY, keyring_from_env
 from sandbox.memory_world import World
-from tests.conftest import signing_interceptors  # also sets the tests' operator key
-from tests.test_replay import HISTORIES, RELEASE, SCENARIOS, run_scenario
+from tests.support.histories import RELEASE, SCENARIOS, run_scenario
+from tests.support.identity import signing_interceptors, use_test_keys
+from tests.support.paths import HISTORIES
 from worker.identity import IdentityInterceptor
 from worker.temporal import data_converter, register_search_attributes
 from workflows.registry import WORKFLOWS
+
+use_test_keys()  # the suite's operator key: the suite replays these histories with it
 
 
 def write(folder: Path, workflow_type: str, scenario: str, workflow_id: str, history: dict) -> None:
@@ -105,6 +108,6 @@ async def main(only: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    assert os.environ.get(ENV_KEY)  # the tests' key (tests.conftest): the suite replays with it
+    assert os.environ.get(ENV_KEY)  # the tests' key (use_test_keys): the suite replays with it
     asyncio.run(main(sys.argv[1:]))
     os._exit(0)  # the SDK can abort at interpreter exit after a worker ran (sdk-python #300)

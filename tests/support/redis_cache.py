@@ -4,7 +4,7 @@ worker on the time-skipping server."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,11 +16,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.http_client import tls_context
-from domain.incident import Decision, IncidentReport
+from domain.incident import Decision
 from domain.redis_cache import CacheInput
 from starters import service
 from starters.redis_cache import start_cache_playbook
-from tests import workflow_helpers
 from worker.main import activities_for
 from workflows.redis_cache import RedisCachePlaybook
 
@@ -65,6 +64,3 @@ async def cache_world(env: WorkflowEnvironment) -> AsyncIterator[CacheWorld]:
                           activities=activities_for(sb.config, http)):
             yield CacheWorld(env, sb, tq)
 
-
-async def until(h: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 30) -> IncidentReport:
-    return await workflow_helpers.until(h, pred, what, timeout, query=RedisCachePlaybook.status)

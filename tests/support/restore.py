@@ -15,8 +15,7 @@ from domain.database_restore import DatabaseRestoreInput
 from domain.incident import Decision, IncidentReport
 from sandbox.memory_world import configure_worker
 from starters import database_restore, service
-from tests import workflow_helpers
-from tests.workflow_helpers import terminate
+from tests.support.workflows import terminate
 from workflows.database_restore import DatabaseRestoreWorkflow
 
 IC = "alice"
@@ -52,9 +51,6 @@ async def start(env: WorkflowEnvironment, inp: DatabaseRestoreInput, tq: str, ha
     handles.append(h)
     return h
 
-
-async def until(h: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 30) -> IncidentReport:
-    return await workflow_helpers.until(h, pred, what, timeout, query=DatabaseRestoreWorkflow.status)
 
 
 def proposed(action_id: str) -> Callable[[IncidentReport], bool]:

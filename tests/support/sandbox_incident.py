@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from temporalio.client import Client, WorkflowHandle
@@ -10,7 +9,7 @@ from temporalio.client import Client, WorkflowHandle
 from domain.incident import Decision, IncidentInput, Resolution
 from domain.severity import Severity
 from starters import service
-from tests.workflow_helpers import until
+from tests.support.polling import until
 
 
 async def start_p0(client: Client, tq: str, prefix: str) -> tuple[str, WorkflowHandle]:
@@ -31,10 +30,8 @@ async def approve_only(client: Client, h: WorkflowHandle, action: str = "rollbac
         await service.decide(client, h.id, Decision(action_id=a.id, approve=ok, by="ic", reason=None if ok else "no"))
 
 
-async def resolve_when_healthy(client: Client, iid: str, attempts: int = 30) -> None:
-    """The sandbox needs a moment to roll pods; resolve refuses until health verifies."""
-    for _ in range(attempts):
-        if (await service.resolve(client, iid, Resolution(by="ic", summary="rolled back"))).resolved:
-            return
-        await asyncio.sleep(1)
-    raise AssertionError(f"{iid} never verified healthy")
+async def resolve_when_healthy(client: Client, iid: str, timeout: float = 45) -> None:
+    """The sandbox needs a moment to roll pods; resolve refuses until health verifies: asked
+    again a second apart (each ask runs a health check), about 30 times."""
+    await until(lambda: service.resolve(client, iid, Resolution(by="ic", summary="rolled back")), lambda res: res.resolved,
+                f"{iid} verified healthy", timeout=timeout, poll=1)

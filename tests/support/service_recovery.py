@@ -21,7 +21,7 @@ from domain.prometheus import SliQuery, SliReport, SliValue, holds
 from domain.service_recovery import RecoveryInput
 from starters import service
 from starters.service_recovery import start_recovery
-from tests import workflow_helpers
+from tests.support.polling import until
 from worker.main import activities_for
 from workflows.service_recovery import ServiceRecoveryWorkflow
 
@@ -42,7 +42,7 @@ class RecoveryWorld:
         return await start_recovery(self.env.client, inp, self.task_queue)
 
     async def approve(self, h: WorkflowHandle) -> IncidentReport:
-        rep = await until(h, lambda r: bool(r.actions), "the redeploy proposal")
+        rep = await until(h, lambda r: bool(r.actions), "the redeploy proposal", timeout=60, query=ServiceRecoveryWorkflow.status)
         await service.execute_update(self.env.client, h.id, ServiceRecoveryWorkflow.decide,
                               Decision(action_id="redeploy", approve=True, by="alice"), "decision")
         return rep
@@ -81,9 +81,6 @@ async def recovery_world(env: WorkflowEnvironment, scenario: str = "failed-redep
         async with Worker(env.client, task_queue=tq, workflows=[ServiceRecoveryWorkflow], activities=acts):
             yield RecoveryWorld(env, sb, tq)
 
-
-async def until(h: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 60) -> IncidentReport:
-    return await workflow_helpers.until(h, pred, what, timeout, query=ServiceRecoveryWorkflow.status)
 
 
 def events(rep: IncidentReport) -> list[str]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -27,6 +26,7 @@ from domain.incident import (
 from domain.severity import Severity
 from sandbox.memory_world import World
 from starters import service
+from tests.support.polling import TRANSIENT, until
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -68,15 +68,18 @@ async def settled(handle: WorkflowHandle) -> bool:
     releases the time lock of an activity task whose workflow was ended under it, and a cancel
     that races an activity's completion fails the workflow task (ACTIVITY_UNKNOWN) there."""
     quiet = 0
-    for _ in range(200):
+
+    async def running() -> bool:
+        nonlocal quiet
         desc = await handle.describe()
-        if desc.status != WorkflowExecutionStatus.RUNNING:
-            return False
         quiet = 0 if desc.raw_description.pending_activities else quiet + 1
-        if quiet >= 4:
-            break
-        await asyncio.sleep(0.025)
-    return True
+        return desc.status == WorkflowExecutionStatus.RUNNING
+
+    try:  # four quiet looks in a row, 25 ms apart
+        return await until(running, lambda run: not run or quiet >= 4, "no pending activity", timeout=6, poll=0.025,
+                           max_poll=0.025)
+    except AssertionError:  # never quiet for long: ended anyway, as before
+        return True
 
 
 async def terminate(handle: WorkflowHandle) -> None:
@@ -106,38 +109,6 @@ async def start(env: WorkflowEnvironment, world: World, inp: IncidentInput, tq: 
     h = await service.start_incident(env.client, inp, tq)
     world.handles.append(h)
     return h
-
-
-async def until(
-    handle: WorkflowHandle, pred: Callable[[IncidentReport], bool], what: str, timeout: float = 20,
-    poll: float = 0.05, query: Any = None, max_poll: float = 0.4,
-) -> IncidentReport:
-    """Poll the status query (real time; the server's clock does not move meanwhile), the
-    incident's unless `query` names a playbook's or a restore's. A query that reaches a killed
-    worker's sticky queue fails until the server moves the workflow on: retried, as any client
-    would. The interval starts at `poll` and grows to `max_poll`: what comes at once is seen at
-    once, and a wait of many seconds (a heartbeat timeout) costs a few dozen queries, not
-    hundreds, each a task for the server and the worker."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    max_poll = max(poll, max_poll)
-    while True:
-        try:
-            rep: IncidentReport = await handle.query(query or IncidentResponseWorkflow.status)
-        except RPCError as e:
-            if e.status not in TRANSIENT or loop.time() > end:
-                raise
-            await asyncio.sleep(0.2)
-            continue
-        if pred(rep):
-            return rep
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}; timeline: {[e.event for e in rep.timeline]}")
-        await asyncio.sleep(poll)
-        poll = min(max_poll, poll * 1.5)
-
-
-TRANSIENT = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE)
 
 
 def proposed(rep: IncidentReport) -> bool:

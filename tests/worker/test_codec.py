@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import uuid
@@ -12,7 +11,8 @@ from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client
 
-from tests.api_fixtures import api_on, auth
+from tests.support.api import api_on, auth
+from tests.support.polling import until
 from worker.codec import REFUSED, CodecKeyError, EncryptionCodec, codec_from_env, new_key, parse_key
 from worker.temporal import data_converter, replayer
 from workflows.incident_response import IncidentResponseWorkflow
@@ -112,11 +112,10 @@ async def test_raw_history_holds_no_plaintext_and_the_codec_server_decodes_it(de
         assert r.status_code == 201, r.text
         world.handles.append(iid)
         h = client.get_workflow_handle(iid)
-        for _ in range(300):
-            rep = (await http.get(f"/incidents/{iid}", headers=auth("vic"))).json()
-            if rep["actions"]:
-                break
-            await asyncio.sleep(0.1)
+        async def report() -> dict:
+            return (await http.get(f"/incidents/{iid}", headers=auth("vic"))).json()
+
+        rep = await until(report, lambda r: bool(r["actions"]), "proposals", timeout=30)
         ids = [a["id"] for a in rep["actions"]]
         r = await http.post(f"/incidents/{iid}/notes", headers=auth("bob"), json={"text": f"bed 4 monitor blank, {SECRET}"})
         assert r.status_code == 202, r.text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from domain.database_restore import INCIDENT_TAG, DatabaseRestoreInput
@@ -11,20 +10,15 @@ from sandbox.scenario_database_restore import DB_KEY, DB_SECRET, LOCAL_DB
 from sandbox.scenarios import NAMESPACE, sandbox_environment
 from sandbox.worker_process import kill9, spawn_worker, stop
 from starters import database_restore
-from tests.db_helpers import IC, approve, events, proposed, until
+from tests.support.polling import until
+from tests.support.restore import IC, approve, events, proposed
+from workflows.database_restore import DatabaseRestoreWorkflow
 
 
-async def _polling(handle, timeout: float = 60) -> None:
-    """Until the wait activity has heartbeated a non-available status."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        desc = await handle.describe()
-        if any(pa.activity_type.name == "rds_wait_available" and pa.heartbeat_details.payloads
-               for pa in desc.raw_description.pending_activities):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("rds_wait_available never heartbeated")
+def _waiting(desc) -> bool:
+    """The wait activity has heartbeated a non-available status."""
+    return any(pa.activity_type.name == "rds_wait_available" and pa.heartbeat_details.payloads
+               for pa in desc.raw_description.pending_activities)
 
 
 async def test_worker_killed_during_the_wait_a_new_one_completes(dev_env):
@@ -43,14 +37,14 @@ async def test_worker_killed_during_the_wait_a_new_one_completes(dev_env):
         try:
             h = await database_restore.start_restore(
                 dev_env.client, DatabaseRestoreInput(incident_id=iid, requested_by="test", commander=IC), tq)
-            await until(h, proposed("restore"), "gate 1", timeout=60)
+            await until(h, proposed("restore"), "gate 1", timeout=60, query=DatabaseRestoreWorkflow.status)
             await approve(dev_env, h, "restore")
-            await _polling(h)
+            await until(h.describe, _waiting, "rds_wait_available to heartbeat", timeout=60, poll=0.1, max_poll=0.1)
             kill9(first)
             second = spawn_worker(address, sb.config_path, tq)
             assert (await database_restore.rds_progress(dev_env.client, iid))["rds_status"] == "stopped"
             rds.start_db_instance(DBInstanceIdentifier="healthcare-prod-restored")
-            await until(h, proposed("cutover"), "gate 2 reached by the new worker", timeout=90)
+            await until(h, proposed("cutover"), "gate 2 reached by the new worker", timeout=90, query=DatabaseRestoreWorkflow.status)
             await approve(dev_env, h, "cutover")
             report = await h.result()
         finally:

@@ -3,7 +3,6 @@ Prometheus metrics and CodeBlue's own after an incident runs through it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -16,8 +15,8 @@ import httpx
 from activities.http_client import tls_context
 from sandbox.scenarios import sandbox_environment
 from starters.ports import free_port
-from tests.sandbox_incident import approve_only, resolve_when_healthy, start_p0
-from tests.workflow_helpers import until
+from tests.support.polling import until
+from tests.support.sandbox_incident import approve_only, resolve_when_healthy, start_p0
 
 
 def _spawn(env, cfg_path: str, tq: str, metrics: str, log) -> subprocess.Popen:
@@ -40,20 +39,12 @@ def _spawn(env, cfg_path: str, tq: str, metrics: str, log) -> subprocess.Popen:
 
 async def _scrape(url: str, want: str, timeout: float = 30) -> str:
     """The exposition text once it contains `want` (metrics are exported periodically)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    text = ""
     async with httpx.AsyncClient(verify=tls_context()) as http:
-        while loop.time() < end:
-            try:
-                r = await http.get(url)
-                text = r.text
-                if want in text:
-                    return text
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.5)
-    raise AssertionError(f"{want!r} never appeared at {url}:\n{text[-3000:]}")
+        async def exposition() -> str:
+            return (await http.get(url)).text
+
+        return await until(exposition, lambda text: want in text, f"{want!r} at {url}", timeout=timeout, poll=0.5,
+                           retry=(httpx.TransportError,))
 
 
 def _samples(text: str, name: str) -> list[str]:

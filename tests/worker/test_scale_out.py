@@ -3,7 +3,6 @@ mid-incident and the other finishes the incident, with the rollback applied once
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -13,8 +12,8 @@ import uuid
 from activities.helm import HelmActivities
 from domain.cluster import HelmQuery
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
-from tests.sandbox_incident import approve_only, resolve_when_healthy, start_p0
-from tests.workflow_helpers import until
+from tests.support.polling import until
+from tests.support.sandbox_incident import approve_only, resolve_when_healthy, start_p0
 
 
 def _worker(env, cfg_path: str, tq: str) -> subprocess.Popen:
@@ -28,17 +27,12 @@ def _worker(env, cfg_path: str, tq: str) -> subprocess.Popen:
     )
 
 
-async def _running_on(handle, activity: str, timeout: float = 60) -> int:
-    """PID of the worker that started `activity` (identity is `pid@host` by default)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        desc = await handle.describe()
-        for pa in desc.raw_description.pending_activities:
-            if pa.activity_type.name == activity and pa.state == 2 and pa.last_worker_identity:
-                return int(pa.last_worker_identity.split("@", 1)[0])
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{activity} never started")
+def _runner(desc, activity: str) -> int | None:
+    """PID of the worker that started `activity` (identity is `pid@host` by default), if one has."""
+    for pa in desc.raw_description.pending_activities:
+        if pa.activity_type.name == activity and pa.state == 2 and pa.last_worker_identity:
+            return int(pa.last_worker_identity.split("@", 1)[0])
+    return None
 
 
 async def test_two_workers_one_killed_mid_incident_the_other_finishes_it(dev_env):
@@ -48,7 +42,10 @@ async def test_two_workers_one_killed_mid_incident_the_other_finishes_it(dev_env
         try:
             iid, h = await start_p0(dev_env.client, tq, "SCALE")
             await approve_only(dev_env.client, h)
-            pid = await _running_on(h, "helm_rollback")
+            # a steady 50 ms: the kill must land while the rollback runs
+            desc = await until(h.describe, lambda d: _runner(d, "helm_rollback") is not None, "helm_rollback started",
+                               timeout=60, poll=0.05, max_poll=0.05)
+            pid = _runner(desc, "helm_rollback")
             victim = next(w for w in workers if w.pid == pid)
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)

@@ -15,7 +15,8 @@ from temporalio.worker import Worker
 from domain.config import ConfigError, TemporalSettings
 from sandbox.memory_world import World, incident_worker
 from starters import service
-from tests.workflow_helpers import incident, proposed, terminate, until
+from tests.support.polling import until
+from tests.support.workflows import incident, proposed, terminate
 from worker.temporal import connect
 
 

@@ -4,7 +4,6 @@ history. None changes production, loses an alert or puts a name on a line nobody
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -39,7 +38,9 @@ from sandbox.memory_world import PostWorld, World
 from starters import service
 from starters.api.alerts import alert_sender, incident_id_for, signal_with_start
 from starters.service import CodeBlueError
-from tests.workflow_helpers import entries, incident, proposed, until
+from tests.support.paths import ROOT
+from tests.support.polling import until
+from tests.support.workflows import entries, incident, proposed
 from worker.identity import acting_as
 from worker.temporal import data_converter
 from workflows.incident_response import IncidentResponseWorkflow
@@ -112,12 +113,11 @@ async def test_cron_runs_are_refused_every_time_and_a_planted_carry_never_loads(
         h = await raw.start_workflow("IncidentResponseWorkflow", inp, id=inp.incident_id, task_queue=tq,
                                      cron_schedule="@every 1s")
         world.handles.append(dev_env.client.get_workflow_handle(inp.incident_id))
-        runs: list[str] = []
-        for _ in range(200):  # until the schedule ran twice (run 2 is a "continued" run)
-            runs = [wf.run_id async for wf in dev_env.client.list_workflows(f'WorkflowId = "{inp.incident_id}"')]
-            if len(runs) >= 3:
-                break
-            await asyncio.sleep(0.05)
+        async def listed() -> list[str]:
+            return [wf.run_id async for wf in dev_env.client.list_workflows(f'WorkflowId = "{inp.incident_id}"')]
+
+        # until the schedule ran twice (run 2 is a "continued" run)
+        runs = await until(listed, lambda r: len(r) >= 3, "three runs of the schedule", timeout=20)
         assert len(runs) >= 3, runs
         for run_id in runs[1:]:  # every finished run: refused, nothing touched
             rep = await dev_env.client.get_workflow_handle(inp.incident_id, run_id=run_id).query(IncidentResponseWorkflow.status)
@@ -393,10 +393,7 @@ async def test_a_note_replayed_after_a_continue_as_new_is_not_applied_again(dev_
                             fingerprint=f"fp-{i}")
             with acting_as(alert_sender("alertmanager")):
                 await h.signal(IncidentResponseWorkflow.add_alerts, AlertBatch(notices=[n]))
-        for _ in range(200):  # until the continued run is the current one
-            if (await h.describe()).run_id != first_run:
-                break
-            await asyncio.sleep(0.05)
+        await until(h.describe, lambda d: d.run_id != first_run, "the continued run current", timeout=20)
         assert (await h.describe()).run_id != first_run
         raw = await raw_client(dev_env.client, replaying=note_header)
         await raw.get_workflow_handle(h.id).signal(IncidentResponseWorkflow.add_note, Note(by="alice", text="bed 4 back online"))
@@ -407,13 +404,12 @@ async def test_a_note_replayed_after_a_continue_as_new_is_not_applied_again(dev_
 
 def test_a_compensation_kept_as_data_names_only_a_fixed_activity():
     import ast
-    from pathlib import Path
 
     from workflows.steps import COMPENSATIONS
 
     assert set(COMPENSATIONS) == {"helm_rollback", "scale_deployment"}
     # every Undo a workflow builds names its activity through one of those methods
-    root = Path(__file__).resolve().parent.parent / "workflows"
+    root = ROOT / "workflows"
     named = set()
     for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -3,12 +3,11 @@ config and no replayed proof changes what CodeBlue does (worker.identity, Starte
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 from temporalio import client as tclient
-from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
 from domain.config import CodeBlueConfig, Contacts, HealthConfig
 from domain.identity import HEADER, IdentityKeyError, Keyring, Principal, keyring_from_env, parse_key
@@ -16,9 +15,10 @@ from domain.incident import ActionState, CommanderAssignment, Decision, Escalati
 from domain.severity import Severity
 from sandbox.memory_world import World
 from starters import service
-from tests.workflow_helpers import action, entries, incident, proposed, skip, start, terminate, until, worker_for
+from tests.support.identity import raw_client
+from tests.support.polling import until
+from tests.support.workflows import action, entries, incident, proposed, skip, start, terminate, worker_for
 from worker.identity import IdentityInterceptor, acting_as, proof_payload
-from worker.temporal import data_converter
 from workflows.incident_response import IncidentResponseWorkflow
 
 
@@ -48,12 +48,6 @@ class _Recorder(tclient.Interceptor):
         return _Out(next)
 
 
-async def raw_client(env, *interceptors) -> Client:
-    """Temporal's own client with CodeBlue's converter and no operator key."""
-    return await Client.connect(env.client.service_client.config.target_host, namespace=env.client.namespace,
-                                data_converter=data_converter(), interceptors=list(interceptors))
-
-
 async def _start_with_config(env, workflow: str, inp: Any, wid: str, tq: str, config: dict) -> Any:
     """A properly signed start whose payload also carries `config`, as an insider with a valid
     proof and raw Temporal access would send it (the proof covers the model, which excludes it)."""
@@ -76,17 +70,16 @@ async def _proof_of(env, h, signal: str, arg) -> Any:
     """The header a legitimate signal carried, read back from the incident's history."""
     await h.signal(signal, arg)
     # a signal that arrives during a workflow task reaches the history when that task completes
-    for _ in range(100):
+    async def proof() -> Any:
         last = None
         async for ev in h.fetch_history_events():
             attrs = ev.workflow_execution_signaled_event_attributes
             if ev.HasField("workflow_execution_signaled_event_attributes") and attrs.signal_name == signal \
                     and HEADER in attrs.header.fields:
                 last = attrs.header.fields[HEADER]
-        if last is not None:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no {signal} signal with a proof in {h.id}'s history")
+        return last
+
+    return await until(proof, lambda p: p is not None, f"a {signal} signal with a proof in {h.id}'s history", timeout=10)
 
 
 async def test_raw_decide_update_and_reject_signal_with_the_ics_name_change_nothing(skipping_env):
@@ -287,8 +280,7 @@ async def test_a_post_incident_input_config_changes_no_smoke_check(skipping_env)
     from domain.config import SmokeCheck
     from domain.post_incident import PostIncidentInput, postmortem_workflow_id
     from sandbox.memory_world import configure_worker
-    from tests.post_incident_fixtures import config, post_worker, resolved_report
-    from tests.test_post_incident import child_ready, healthy
+    from tests.support.post_incident import child_ready, config, healthy, post_worker, resolved_report
 
     pw, rep = healthy(), resolved_report()
     configure_worker(rep.incident_id, config(smoke_checks=[SmokeCheck(name="login", url="http://worker.example/login")]))
@@ -305,10 +297,10 @@ async def test_a_post_incident_input_config_changes_no_smoke_check(skipping_env)
 
 
 async def test_a_restore_input_config_changes_no_endpoint_or_query(skipping_env):
-    from tests.db_fakes import DbWorld
-    from tests.db_helpers import proposed as restore_proposed
-    from tests.db_helpers import restore_config, restore_input, restore_worker
-    from tests.db_helpers import until as restore_until
+    from tests.support.db_fakes import DbWorld
+    from tests.support.restore import proposed as restore_proposed
+    from tests.support.restore import restore_config, restore_input, restore_worker
+    from workflows.database_restore import DatabaseRestoreWorkflow
 
     env, db = skipping_env, DbWorld()
     async with restore_worker(env, db.activities(), db.handles) as tq:
@@ -317,11 +309,11 @@ async def test_a_restore_input_config_changes_no_endpoint_or_query(skipping_env)
             "restore": {"endpoint_override": "attacker.example:5432", "sanity_query": "SELECT pg_read_file('/etc/passwd')"},
             "aws": {"rds_instance": "someone-elses-db"}})
         db.handles.append(h)
-        rep = await restore_until(h, restore_proposed("restore"), "gate 1")
+        rep = await until(h, restore_proposed("restore"), "gate 1", timeout=30, query=DatabaseRestoreWorkflow.status)
         assert "someone-elses-db" not in rep.actions[0].reason
         await service.decide(env.client, h.id, Decision(action_id="restore", approve=True, by="alice"))
         await skip(env, 26)  # the scripted restore takes 25 minutes of the server's clock
-        rep = await restore_until(h, restore_proposed("cutover"), "gate 2")
+        rep = await until(h, restore_proposed("cutover"), "gate 2", timeout=30, query=DatabaseRestoreWorkflow.status)
         await terminate(h)
     assert db.verify_requests and all(r.sanity_query != "SELECT pg_read_file('/etc/passwd')" and r.host != "attacker.example"
                                       for r in db.verify_requests)

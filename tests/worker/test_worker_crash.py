@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections import Counter
@@ -14,33 +13,20 @@ from domain.cluster import HelmQuery
 from sandbox.helm_cli import configmap_name
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
 from sandbox.worker_process import kill9, spawn_worker, stop
-from tests.sandbox_incident import approve_only, resolve_when_healthy, start_p0
-from tests.workflow_helpers import events, until
+from tests.support.polling import until
+from tests.support.sandbox_incident import approve_only, resolve_when_healthy, start_p0
+from tests.support.workflows import events
 
 
-async def _rollback_in_progress(sb, timeout: float = 60) -> None:
-    """Wait until helm has written the pending rollback revision: the change is under way."""
-    cms = kmock.resource("", "v1", "configmaps")
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        cm = sb.cluster.reconciler.get(cms, NAMESPACE, configmap_name(RELEASE))
-        if cm is not None and json.loads(cm.raw["data"]["history"])[-1]["status"] == "pending-rollback":
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("helm rollback never started")
+def _rollback_in_progress(sb) -> bool:
+    """helm has written the pending rollback revision: the change is under way."""
+    cm = sb.cluster.reconciler.get(kmock.resource("", "v1", "configmaps"), NAMESPACE, configmap_name(RELEASE))
+    return cm is not None and json.loads(cm.raw["data"]["history"])[-1]["status"] == "pending-rollback"
 
 
-async def _activity_started(handle, name: str, timeout: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        desc = await handle.describe()
-        for pa in desc.raw_description.pending_activities:
-            if pa.activity_type.name == name and pa.state == 2:  # PENDING_ACTIVITY_STATE_STARTED
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"activity {name} never started")
+def _started(desc, name: str) -> bool:
+    return any(pa.activity_type.name == name and pa.state == 2  # PENDING_ACTIVITY_STATE_STARTED
+               for pa in desc.raw_description.pending_activities)
 
 
 async def test_sigkill_mid_rollback_then_a_new_worker_finishes_exactly_once(dev_env):
@@ -52,8 +38,11 @@ async def test_sigkill_mid_rollback_then_a_new_worker_finishes_exactly_once(dev_
         try:
             iid, h = await start_p0(dev_env.client, tq, "CRASH")
             await approve_only(dev_env.client, h)
-            await _activity_started(h, "helm_rollback")
-            await _rollback_in_progress(sb)
+            # steady, short intervals: the kill must land while the rollback is under way
+            await until(h.describe, lambda d: _started(d, "helm_rollback"), "activity helm_rollback started", timeout=60,
+                        poll=0.05, max_poll=0.05)
+            await until(lambda: _rollback_in_progress(sb), what="helm's rollback to start", timeout=60, poll=0.02,
+                        max_poll=0.02)
             kill9(first)
             second = spawn_worker(address, sb.config_path, tq)
             await until(h, lambda r: r.actions[0].state.value == "executed", "rollback executed by the new worker", timeout=90)

@@ -20,17 +20,8 @@ from domain.config import CodeBlueConfig
 from domain.incident import ActionState, BatchDecision, Decision, DecisionBatch, TimelineKind
 from sandbox.memory_world import World
 from starters import service
-from tests.workflow_helpers import (
-    action,
-    entries,
-    incident,
-    kinds,
-    proposed,
-    skip,
-    start,
-    until,
-    worker_for,
-)
+from tests.support.polling import until
+from tests.support.workflows import action, entries, incident, kinds, proposed, skip, start, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 
 

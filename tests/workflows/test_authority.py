@@ -16,13 +16,13 @@ from domain.identity import Principal
 from domain.incident import ActionState, Decision, Resolution, TimelineKind
 from sandbox.memory_world import PostWorld, World
 from starters import service
-from tests.db_fakes import DbWorld
-from tests.db_helpers import proposed as restore_proposed
-from tests.db_helpers import restore_input, restore_worker
-from tests.db_helpers import start as start_restore
-from tests.db_helpers import until as restore_until
-from tests.test_database_restore_real import history_text
-from tests.workflow_helpers import action, entries, incident, proposed, start, terminate, until, worker_for
+from tests.support.db_fakes import DbWorld
+from tests.support.histories import history_text
+from tests.support.polling import until
+from tests.support.restore import proposed as restore_proposed
+from tests.support.restore import restore_input, restore_worker
+from tests.support.restore import start as start_restore
+from tests.support.workflows import action, entries, incident, proposed, start, terminate, worker_for
 from worker.identity import acting_as
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.incident_response import IncidentResponseWorkflow
@@ -43,7 +43,7 @@ async def test_a_restore_takes_the_incidents_ic_and_refuses_anyone_else(skipping
         assert "mallory is not the IC (alice)" in (rep.summary or "")
         with acting_as(Principal(name="root", roles=["admin"])):  # an admin may start it; the IC stays alice
             h = await start_restore(env, restore_input(incident_id=inc.id, commander="root"), rtq, db.handles)
-        rep = await restore_until(h, restore_proposed("restore"), "gate 1")
+        rep = await until(h, restore_proposed("restore"), "gate 1", timeout=30, query=DatabaseRestoreWorkflow.status)
         assert rep.commander == "alice" and len(entries(rep, TimelineKind.COMMANDER, actor="codeblue")) == 1  # "Authority"
         with acting_as(Principal(name="root", roles=["admin"])):
             try:
@@ -119,13 +119,13 @@ async def test_a_raw_cancel_of_a_restore_is_refused_and_the_ics_own_works(skippi
     from temporalio.client import WorkflowUpdateFailedError
 
     from domain.database_restore import CancelRestore
-    from tests.db_helpers import IC
-    from tests.test_trust_boundary import raw_client
+    from tests.support.identity import raw_client
+    from tests.support.restore import IC
 
     env, db = skipping_env, DbWorld(restore_minutes=30)
     async with restore_worker(env, db.activities(), db.handles) as tq:
         h = await start_restore(env, restore_input(), tq, db.handles)
-        await restore_until(h, restore_proposed("restore"), "gate 1")
+        await until(h, restore_proposed("restore"), "gate 1", timeout=30, query=DatabaseRestoreWorkflow.status)
         raw = (await raw_client(env)).get_workflow_handle(h.id)
         with pytest.raises(WorkflowUpdateFailedError) as e:
             await raw.execute_update("cancel_restore", CancelRestore(by=IC, reason="raw"))

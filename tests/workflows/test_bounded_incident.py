@@ -14,7 +14,8 @@ from domain.incident import REPORT_MAX_BYTES, ActionState, Decision, IncidentRep
 from sandbox.memory_world import World, configure_worker
 from starters import service
 from starters.api.alerts import alert_sender
-from tests.workflow_helpers import decide_all, entry, events, incident, proposed, skip, start, until, worker_for
+from tests.support.polling import until
+from tests.support.workflows import decide_all, entry, events, incident, proposed, skip, start, worker_for
 from worker.identity import acting_as
 from workflows.incident_response import IncidentResponseWorkflow
 

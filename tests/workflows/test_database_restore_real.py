@@ -3,9 +3,6 @@ Kubernetes API (Secret, Deployment, pods) and the local PostgreSQL as the restor
 
 from __future__ import annotations
 
-import base64
-import json
-
 import pytest_asyncio
 from temporalio import activity
 
@@ -19,31 +16,13 @@ from sandbox.aws_rds_seed import rds_client, seed_rds
 from sandbox.cluster import SandboxCluster
 from sandbox.memory_world import World
 from starters.ports import free_port
-from tests.db_helpers import approve, events, proposed, restore_config, restore_input, restore_worker, start, until
+from tests.support.histories import history_text
+from tests.support.polling import until
+from tests.support.restore import approve, events, proposed, restore_config, restore_input, restore_worker, start
+from workflows.database_restore import DatabaseRestoreWorkflow
 
 NS, GATEWAY, SECRET, KEY = "healthcare-prod", "api-gateway", "healthcare-db-secret", "DATABASE_URL"
 PASSWORD = "S3cret-Old-Pw-7731"
-
-
-def history_text(node) -> str:
-    """The history JSON with every payload's base64 `data` decoded alongside it."""
-    parts: list[str] = []
-
-    def walk(x):
-        if isinstance(x, dict):
-            for k, v in x.items():
-                if k == "data" and isinstance(v, str):
-                    try:
-                        parts.append(base64.b64decode(v).decode("utf-8", errors="replace"))
-                    except ValueError:
-                        pass
-                walk(v)
-        elif isinstance(x, list):
-            for v in x:
-                walk(v)
-
-    walk(node)
-    return json.dumps(node) + "\n".join(parts)
 
 
 # the failed source: nothing listens there any more
@@ -100,9 +79,9 @@ def _cfg():
 
 
 async def _run_to_the_end(env, h):
-    await until(h, proposed("restore"), "gate 1")
+    await until(h, proposed("restore"), "gate 1", timeout=30, query=DatabaseRestoreWorkflow.status)
     await approve(env, h, "restore")
-    rep = await until(h, proposed("cutover"), "gate 2")
+    rep = await until(h, proposed("cutover"), "gate 2", timeout=30, query=DatabaseRestoreWorkflow.status)
     await approve(env, h, "cutover")
     return rep, await h.result()
 

@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from domain.database_restore import restore_workflow_id
-from domain.incident import ActionKind, ActionState, Decision, IncidentReport, TimelineKind
+from domain.incident import ActionKind, ActionState, Decision, TimelineKind
 from starters import service
 from starters.db_connections import start_db_connections
 from starters.service import CodeBlueError
-from tests.db_connections_fixtures import PATIENT_LINE, ConnWorld, conn_input, conn_worker
-from tests.db_helpers import IC, approve, events, proposed
-from tests.test_database_restore_real import history_text
-from tests.workflow_helpers import entries, kinds_after, skip
+from tests.support.db_connections import PATIENT_LINE, ConnWorld, conn_input, conn_worker
+from tests.support.histories import history_text
+from tests.support.polling import until
+from tests.support.restore import IC, approve, events, proposed
+from tests.support.workflows import entries, kinds_after, skip
 from worker.temporal import replayer
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
 
-
-async def _until(h, pred, what: str, query=DatabaseConnectionPlaybook.status, timeout: float = 30) -> IncidentReport:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    rep: IncidentReport | None
-    while True:
-        try:
-            rep = await h.query(query)
-            if pred(rep):
-                return rep
-        except Exception:  # noqa: BLE001 - a child not started yet cannot be queried
-            rep = None
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}; timeline: {rep and events(rep)}")
-        await asyncio.sleep(0.05)
+PLAYBOOK = DatabaseConnectionPlaybook.status  # what `until` asks, unless a wait names the restore child's
 
 
 async def _start(env, world: ConnWorld, tq: str, **kw):
@@ -46,7 +31,7 @@ async def test_approved_restart_is_verified_and_raw_log_lines_stay_out_of_histor
     env, world = skipping_env, ConnWorld()
     async with conn_worker(env, world) as tq:
         h = await _start(env, world, tq)
-        rep = await _until(h, proposed("restart"), "the restart proposal")
+        rep = await until(h, proposed("restart"), "the restart proposal", timeout=30, query=PLAYBOOK)
         restart = rep.actions[0]
         assert restart.kind == ActionKind.ROLLOUT_RESTART and "30 connection lines (30 pool exhausted)" in restart.reason
         assert len(entries(rep, TimelineKind.STEP)) == 3  # the instance, the pool's log lines, the reachability
@@ -75,7 +60,7 @@ async def test_restart_that_does_not_fix_the_pool_is_not_verified_and_pages_the_
     env, world = skipping_env, ConnWorld(restart_fixes=False)
     async with conn_worker(env, world) as tq:
         h = await _start(env, world, tq)
-        await _until(h, proposed("restart"), "the restart proposal")
+        await until(h, proposed("restart"), "the restart proposal", timeout=30, query=PLAYBOOK)
         await approve(env, h, "restart")
         rep = await h.result()
     assert rep.status == "not_verified" and rep.verified is False
@@ -91,11 +76,11 @@ async def test_only_the_ic_decides_and_a_rejection_changes_nothing(skipping_env)
     env, world = skipping_env, ConnWorld()
     async with conn_worker(env, world) as tq:
         h = await _start(env, world, tq)
-        await _until(h, proposed("restart"), "the restart proposal")
+        await until(h, proposed("restart"), "the restart proposal", timeout=30, query=PLAYBOOK)
         with pytest.raises(CodeBlueError, match="mallory is not the incident commander"):
             await service.decide(env.client, h.id, Decision(action_id="restart", approve=True, by="mallory"))
         await h.signal(DatabaseConnectionPlaybook.approve, Decision(action_id="restart", approve=True, by="mallory"))
-        rep = await _until(h, lambda r: bool(entries(r, TimelineKind.IGNORED, actor="mallory")), "the ignored signal")
+        rep = await until(h, lambda r: bool(entries(r, TimelineKind.IGNORED, actor="mallory")), "the ignored signal", timeout=30, query=PLAYBOOK)
         assert rep.actions[0].state == ActionState.PROPOSED
         await service.decide(env.client, h.id, Decision(action_id="restart", approve=False, by=IC, reason="pool is fine"))
         rep = await h.result()
@@ -108,7 +93,7 @@ async def test_instance_down_proposes_the_restore_child_and_runs_it_on_approval(
     world.db.restore_minutes = 1
     async with conn_worker(env, world) as tq:
         h = await _start(env, world, tq)
-        rep = await _until(h, proposed("restore"), "the restore proposal")
+        rep = await until(h, proposed("restore"), "the restore proposal", timeout=30, query=PLAYBOOK)
         assert [a.id for a in rep.actions] == ["restore"]  # no restart: it cannot help
         act = rep.actions[0]
         wid = restore_workflow_id(h.id.removesuffix("-db-connections"))
@@ -117,10 +102,12 @@ async def test_instance_down_proposes_the_restore_child_and_runs_it_on_approval(
         await approve(env, h, "restore")
         child = env.client.get_workflow_handle(wid)
         world.handles.append(child)
-        await _until(child, proposed("restore"), "the child's restore gate", DatabaseRestoreWorkflow.status)
+        await until(child, proposed("restore"), "the child's restore gate", query=DatabaseRestoreWorkflow.status, timeout=30,
+                    retry=(Exception,))  # a child not started yet cannot be queried
         await approve(env, child, "restore")
         await skip(env, 2)
-        await _until(child, proposed("cutover"), "the child's cutover gate", DatabaseRestoreWorkflow.status)
+        await until(child, proposed("cutover"), "the child's cutover gate", query=DatabaseRestoreWorkflow.status, timeout=30,
+                    retry=(Exception,))  # a child not started yet cannot be queried
         await approve(env, child, "cutover")
         rep = await h.result()
     assert rep.status == "restored" and rep.verified is True
@@ -134,7 +121,7 @@ async def test_instance_missing_proposes_the_restore_and_rejection_starts_nothin
     env, world = skipping_env, ConnWorld(rds_status=None)
     async with conn_worker(env, world) as tq:
         h = await _start(env, world, tq)
-        rep = await _until(h, proposed("restore"), "the restore proposal")
+        rep = await until(h, proposed("restore"), "the restore proposal", timeout=30, query=PLAYBOOK)
         assert "could not be described" in rep.actions[0].reason
         await service.decide(env.client, h.id, Decision(action_id="restore", approve=False, by=IC, reason="restoring by hand"))
         rep = await h.result()
@@ -143,14 +130,14 @@ async def test_instance_missing_proposes_the_restore_and_rejection_starts_nothin
 
 async def test_a_restore_already_running_for_the_incident_is_not_started_twice(skipping_env):
     from starters import database_restore
-    from tests.db_helpers import restore_input
+    from tests.support.restore import restore_input
 
     env, world = skipping_env, ConnWorld(rds_status="failed")
     async with conn_worker(env, world) as tq:
         h = await _start(env, world, tq)
         iid = h.id.removesuffix("-db-connections")
         world.handles.append(await database_restore.start_restore(env.client, restore_input(incident_id=iid), tq))
-        await _until(h, proposed("restore"), "the restore proposal")
+        await until(h, proposed("restore"), "the restore proposal", timeout=30, query=PLAYBOOK)
         await approve(env, h, "restore")
         rep = await h.result()
     assert rep.status == "restore_running" and "already running" in (rep.actions[0].result or "")

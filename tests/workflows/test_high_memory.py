@@ -3,7 +3,6 @@ scale-up undone on resolution unless kept. Kubernetes through the sandbox emulat
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx
@@ -17,9 +16,10 @@ from domain.incident import ActionState, Decision, TimelineKind
 from sandbox.scenarios import GATEWAY, NAMESPACE, sandbox_environment
 from starters import service
 from starters.high_memory import resolve_memory, start_memory_playbook
-from tests.cluster_fixtures import deployment
-from tests.service_recovery_fixtures import events
-from tests.workflow_helpers import entries, kinds, kinds_after
+from tests.support.cluster import deployment
+from tests.support.polling import until
+from tests.support.service_recovery import events
+from tests.support.workflows import entries, kinds, kinds_after
 from worker.main import activities_for
 from worker.temporal import replayer
 from workflows.high_memory import HighMemoryPlaybook
@@ -58,13 +58,16 @@ async def _run(env, keep_scale: bool):
             inp = MemoryInput(incident_id=f"INC-{uuid.uuid4().hex[:8]}", requested_by="oncall", commander="alice",
                               config=sb.config)
             h = await start_memory_playbook(env.client, inp, tq)
-            # the samples are minutes apart: skip server time a minute at a time
-            for _ in range(400):
+            async def sampled():
+                """The playbook's status; before its proposals, a minute more of server time (the
+                samples are minutes apart: server time is skipped a minute at a time)."""
                 rep = await h.query(HighMemoryPlaybook.status)
-                if rep.actions:
-                    break
-                await env.sleep(60)
-                await asyncio.sleep(0.02)
+                if not rep.actions:
+                    await env.sleep(60)
+                return rep
+
+            rep = await until(sampled, lambda r: bool(r.actions), "the proposals after the samples", timeout=60,
+                              poll=0.02, max_poll=0.02)
             assert rep.actions, events(rep)
             steps = entries(rep, TimelineKind.STEP, actor="codeblue")  # the three samples, then the assessment
             assert [round(e.at_seconds / 60) for e in steps] == [0, 2, 4, 4]
@@ -72,11 +75,8 @@ async def _run(env, keep_scale: bool):
             for a in rep.actions:
                 await service.execute_update(env.client, h.id, HighMemoryPlaybook.decide,
                                       Decision(action_id=a.id, approve=True, by="alice"), "decision")
-            for _ in range(200):
-                rep = await h.query(HighMemoryPlaybook.status)
-                if rep.actions and all(a.state == ActionState.EXECUTED for a in rep.actions):
-                    break
-                await asyncio.sleep(0.05)
+            await until(h, lambda r: bool(r.actions) and all(a.state == ActionState.EXECUTED for a in r.actions),
+                        "every action executed", timeout=10, query=HighMemoryPlaybook.status)
             assert deployment(sb.cluster, NAMESPACE, GATEWAY)["spec"]["replicas"] == 10
             await resolve_memory(env.client, h.id, MemoryResolution(by="alice", keep_scale=keep_scale))
             rep = await h.result()

@@ -11,7 +11,8 @@ from domain.severity import Severity
 from sandbox.memory_world import World
 from starters import service
 from starters.service import CodeBlueError
-from tests.workflow_helpers import decide_all, entries, incident, proposed, start, terminate, until, worker_for
+from tests.support.polling import until
+from tests.support.workflows import decide_all, entries, incident, proposed, start, terminate, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 
 

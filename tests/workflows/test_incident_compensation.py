@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from domain.incident import ActionState, Resolution, TimelineKind
 from sandbox.memory_world import World
 from starters import service
-from tests.workflow_helpers import action, decide_all, incident, kinds, start, until, worker_for
+from tests.support.polling import until
+from tests.support.workflows import action, decide_all, incident, kinds, start, worker_for
 
 
 async def test_failed_later_step_compensates_in_reverse(skipping_env):
@@ -30,10 +29,7 @@ async def test_failed_later_step_compensates_in_reverse(skipping_env):
         }
         assert world.effects == ["rollback 12->11", "scale 3->5", "scale 5->3", "rollback 13->12"]
         # the manager's page follows the compensations (its own activity): wait for it, then exactly one
-        for _ in range(200):
-            if world.pages_to("engineering_manager"):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: world.pages_to("engineering_manager"), what="the manager's page", timeout=10)
         assert [p.dedup_key.split(":")[-1] for p in world.pages_to("engineering_manager")] == ["mitigation-failed"]
         await service.resolve(skipping_env.client, h.id, Resolution(by="alice", summary="gave up", force=True))
         await h.result()

@@ -13,7 +13,8 @@ from domain.incident import ActionState, Decision, Escalation, TimelineKind
 from domain.severity import Severity
 from sandbox.memory_world import World, configure_worker
 from starters import service
-from tests.workflow_helpers import (
+from tests.support.polling import until
+from tests.support.workflows import (
     action,
     decide_all,
     entries,
@@ -23,7 +24,6 @@ from tests.workflow_helpers import (
     proposed,
     settled,
     start,
-    until,
     worker_for,
 )
 

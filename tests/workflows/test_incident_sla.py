@@ -5,7 +5,8 @@ from __future__ import annotations
 from domain.incident import Decision, Resolution, TimelineKind
 from sandbox.memory_world import World
 from starters import service
-from tests.workflow_helpers import clock, entries, incident, proposed, skip, start, until, worker_for
+from tests.support.polling import until
+from tests.support.workflows import clock, entries, incident, proposed, skip, start, worker_for
 
 
 async def _close(env, handle, world: World) -> None:

@@ -11,30 +11,20 @@ from domain.config import CodeBlueConfig
 from domain.incident import TimelineKind
 from domain.post_incident import CloseActionItem, NewActionItem, PostmortemHeld, postmortem_workflow_id
 from sandbox.memory_world import PostWorld
-from tests.post_incident_fixtures import (
+from tests.support.polling import until
+from tests.support.post_incident import (
+    child_ready,
     commander_pages,
     config,
+    healthy,
     post_input,
     post_worker,
-    progress_until,
     skip_hours,
     start_post,
 )
-from tests.workflow_helpers import entries, kinds, kinds_after, skip
+from tests.support.workflows import entries, kinds, kinds_after, skip
 from worker.temporal import replayer
 from workflows.post_incident import PostIncidentWorkflow
-
-
-def healthy() -> PostWorld:
-    pw = PostWorld()
-    pw.world.healthy = True
-    return pw
-
-
-async def child_ready(env, h):
-    """Past verification (two probes a minute apart) and scheduling."""
-    await skip(env, 2)
-    return await progress_until(h, lambda p: p.scheduled_slot is not None, "post-mortem scheduled")
 
 
 async def _server_date(h):
@@ -87,7 +77,7 @@ async def test_no_reminders_once_held_and_completes_when_items_are_done(skipping
         await h.signal(PostIncidentWorkflow.postmortem_held_signal, PostmortemHeld(by="alice", notes="root cause: config"))
         await skip_hours(skipping_env, 25)
         assert commander_pages(pw.world) == [] and pw.world.pages_to("engineering_manager") == []
-        p = await progress_until(h, lambda p: p.held_by == "alice", "held")
+        p = await until(h, lambda p: p.held_by == "alice", "held", query=PostIncidentWorkflow.progress)
         assert not p.done  # items still open
         await h.execute_update(PostIncidentWorkflow.complete_action_item, CloseActionItem(item_id="AI-1", by="carol"))
         # only the IC may defer, and only with a reason
@@ -125,13 +115,13 @@ async def test_overdue_action_item_reminds_its_owner_daily(skipping_env):
         def reminded(n: int):  # counted when the reminder is due, sent once its activity completes
             return lambda p: p.items[0].reminders == n and len([m for m in pw.world.messages if m.kind == "reminder"]) == n
 
-        await progress_until(h, reminded(1), "first overdue reminder")
+        await until(h, reminded(1), "first overdue reminder", query=PostIncidentWorkflow.progress)
         reminders = [m for m in pw.world.messages if m.kind == "reminder"]
         assert len(reminders) == 1 and reminders[0].text.startswith("@erin: action item AI-1")
         await skip_hours(skipping_env, 23)
         assert len([m for m in pw.world.messages if m.kind == "reminder"]) == 1
         await skip_hours(skipping_env, 1.5)
-        await progress_until(h, reminded(2), "the next day's reminder")
+        await until(h, reminded(2), "the next day's reminder", query=PostIncidentWorkflow.progress)
         await h.execute_update(PostIncidentWorkflow.complete_action_item, CloseActionItem(item_id="ai-1", by="erin"))
         await h.execute_update(PostIncidentWorkflow.postmortem_held, PostmortemHeld(by="alice"))
         await h.result()
@@ -143,7 +133,7 @@ async def test_verification_failure_pages_ic_and_opens_a_linked_incident(skippin
         h = await start_post(skipping_env, pw, tq, cfg=config(smoke_checks=[{"name": "login", "url": "http://x/login"}]))
         pw.smoke_ok = False
         await skip(skipping_env, 2)
-        p = await progress_until(h, lambda p: p.reopened is not None, "reopen")
+        p = await until(h, lambda p: p.reopened is not None, "reopen", query=PostIncidentWorkflow.progress)
         assert p.verification is not None and not p.verification.ok
         problems = " ".join(p.verification.problems)
         assert "pods not ready" in problems and "health endpoint" in problems and "smoke check login failed" in problems
@@ -211,7 +201,7 @@ async def test_closing_comms_reach_the_receiver_in_order(skipping_env):
 async def test_draft_from_a_real_incident_run_has_timeline_approvers_and_slas(skipping_env):
     from domain.incident import Resolution
     from starters import service
-    from tests.workflow_helpers import decide_all, incident, start, worker_for
+    from tests.support.workflows import decide_all, incident, start, worker_for
 
     pw = PostWorld()
     world = pw.world
@@ -252,7 +242,7 @@ async def test_continues_as_new_and_keeps_items_reminders_and_clock(skipping_env
                 PostIncidentWorkflow.add_action_item, NewActionItem(text=f"item {i}", owner="carol", due=due, by="alice")
             )
         await skip_hours(skipping_env, 12.5)
-        p = await progress_until(h, lambda p: len(p.items) == 6, "items carried over")
+        p = await until(h, lambda p: len(p.items) == 6, "items carried over", query=PostIncidentWorkflow.progress)
         assert [i.id for i in p.items] == [f"AI-{n}" for n in range(1, 7)]
         assert (await h.describe()).run_id != first.result_run_id
         await skip_hours(skipping_env, 8)
@@ -269,17 +259,17 @@ async def test_continues_as_new_and_keeps_items_reminders_and_clock(skipping_env
 
 
 async def test_verification_failure_signals_a_still_open_incident(skipping_env):
-    from tests.workflow_helpers import incident, proposed, start, until
+    from tests.support.workflows import incident, proposed, start
 
     pw = PostWorld()
     async with post_worker(skipping_env, pw) as tq:
         inc = await start(skipping_env, pw.world, incident(), tq)
         await until(inc, proposed, "proposals")  # open, waiting for the IC
-        from tests.post_incident_fixtures import resolved_report
+        from tests.support.post_incident import resolved_report
 
         h = await start_post(skipping_env, pw, tq, report=resolved_report(inc.id))
         await skip(skipping_env, 2)
-        p = await progress_until(h, lambda p: p.reopened is not None, "reopen")
+        p = await until(h, lambda p: p.reopened is not None, "reopen", query=PostIncidentWorkflow.progress)
         assert p.reopened == f"signalled incident {inc.id} to reopen"
         assert commander_pages(pw.world) == ["verification-failed"]
         # the open incident records why on its own timeline
@@ -292,8 +282,8 @@ async def test_started_as_a_child_it_outlives_the_resolving_parent(skipping_env)
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.worker import Worker
 
-    from tests.post_incident_fixtures import resolved_report
-    from tests.post_incident_parent import ResolvingParent
+    from tests.support.post_incident import resolved_report
+    from tests.support.post_incident_parent import ResolvingParent
 
     pw = healthy()
     rep = resolved_report()
@@ -323,7 +313,7 @@ def _with_prometheus(**pi) -> CodeBlueConfig:
 
 async def test_verification_fails_on_an_sli_breach_and_passes_once_it_clears(skipping_env):
     from sandbox.memory_world import BREACHING_SLIS, HEALTHY_SLIS
-    from tests.post_incident_fixtures import resolved_report
+    from tests.support.post_incident import resolved_report
 
     # pods, deployments, logs and the health endpoint are all fine: only the SLIs breach
     pw = healthy()
@@ -331,7 +321,7 @@ async def test_verification_fails_on_an_sli_breach_and_passes_once_it_clears(ski
     async with post_worker(skipping_env, pw) as tq:
         h = await start_post(skipping_env, pw, tq, cfg=_with_prometheus())
         await skip(skipping_env, 3)  # the readings are 30 s apart on durable timers
-        p = await progress_until(h, lambda p: p.verification is not None, "verification")
+        p = await until(h, lambda p: p.verification is not None, "verification", query=PostIncidentWorkflow.progress)
         assert p.verification is not None
         assert not p.verification.ok
         problem = " ".join(p.verification.problems)
@@ -347,7 +337,7 @@ async def test_verification_fails_on_an_sli_breach_and_passes_once_it_clears(ski
     async with post_worker(skipping_env, pw) as tq:
         h = await start_post(skipping_env, pw, tq, report=report, cfg=_with_prometheus())
         await skip(skipping_env, 3)  # the readings are 30 s apart on durable timers
-        p = await progress_until(h, lambda p: p.verification is not None, "verification")
+        p = await until(h, lambda p: p.verification is not None, "verification", query=PostIncidentWorkflow.progress)
         assert p.verification is not None
         assert p.verification.ok, p.verification.problems
         assert any(c.startswith("SLI analysis passed") for c in p.verification.checks)

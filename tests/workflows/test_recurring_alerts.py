@@ -11,8 +11,9 @@ from domain.post_incident import PostIncidentInput
 from sandbox.memory_world import World, configure_worker
 from starters import post_incident, service
 from starters.api.alerts import signal_with_start
-from tests.post_incident_fixtures import config
-from tests.workflow_helpers import entries, proposed, skip, until, worker_for
+from tests.support.polling import until
+from tests.support.post_incident import config
+from tests.support.workflows import entries, proposed, skip, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
 
 

@@ -21,8 +21,9 @@ from sandbox.redis_server import RedisServer
 from sandbox.scenario_redis_cache import CLUSTER, PROVIDER_KEYS, SESSION_KEYS
 from starters.redis_cache import confirm_flush
 from starters.service import CodeBlueError
-from tests.redis_cache_fixtures import cache_world, until
-from tests.workflow_helpers import entries, kinds
+from tests.support.polling import until
+from tests.support.redis_cache import cache_world
+from tests.support.workflows import entries, kinds
 from worker.temporal import replayer
 from workflows.redis_cache import RedisCachePlaybook
 
@@ -32,12 +33,12 @@ ALL = PROVIDER_KEYS + SESSION_KEYS
 async def test_flushall_runs_only_with_the_cluster_name_confirmed(skipping_env):
     async with cache_world(skipping_env) as w:
         h = await w.start()
-        rep = await until(h, lambda r: bool(r.actions), "proposals")
+        rep = await until(h, lambda r: bool(r.actions), "proposals", timeout=30, query=RedisCachePlaybook.status)
         assert len(entries(rep, TimelineKind.STEP, actor="codeblue")) == 3  # cluster, address, stats
         before = rep.assessment["before"]
         assert before["keys"] == ALL and before["hit_ratio"] == 0.0
         await w.decide(h, "flushall", approve=True)
-        await until(h, lambda r: "Waiting for FLUSHALL confirmation" in [e.event for e in r.timeline], "confirmation wait")
+        await until(h, lambda r: "Waiting for FLUSHALL confirmation" in [e.event for e in r.timeline], "confirmation wait", timeout=30, query=RedisCachePlaybook.status)
         with pytest.raises(CodeBlueError, match="cluster name does not match"):
             await confirm_flush(skipping_env.client, h.id, FlushConfirmation(by="alice", cluster_name="healthcare-prod"))
         with pytest.raises(CodeBlueError, match="not the incident commander"):
@@ -59,9 +60,9 @@ async def test_flushall_without_confirmation_is_not_run(skipping_env):
     async with cache_world(skipping_env) as w:
         w.sandbox.config.mitigation.escalate_after_seconds = 120  # how long a confirmation may take
         h = await w.start()
-        await until(h, lambda r: bool(r.actions), "proposals")
+        await until(h, lambda r: bool(r.actions), "proposals", timeout=30, query=RedisCachePlaybook.status)
         await w.decide(h, "flushall", approve=True)
-        await until(h, lambda r: "Waiting for FLUSHALL confirmation" in [e.event for e in r.timeline], "confirmation wait")
+        await until(h, lambda r: "Waiting for FLUSHALL confirmation" in [e.event for e in r.timeline], "confirmation wait", timeout=30, query=RedisCachePlaybook.status)
         rep = await h.result()  # the server skips the 2 minutes while we wait
         (not_run,) = entries(rep, TimelineKind.FAILED)
         assert not_run.at_seconds >= 120 and TimelineKind.EXECUTING not in kinds(rep)
@@ -73,7 +74,7 @@ async def test_flushall_without_confirmation_is_not_run(skipping_env):
 async def test_pattern_flush_leaves_other_keys(skipping_env):
     async with cache_world(skipping_env) as w:
         h = await w.start(pattern="provider:*")
-        rep = await until(h, lambda r: len(r.actions) == 2, "proposals")
+        rep = await until(h, lambda r: len(r.actions) == 2, "proposals", timeout=30, query=RedisCachePlaybook.status)
         await w.decide(h, "flush-pattern", approve=True)
         await w.decide(h, "flushall", approve=False)
         rep = await h.result()

@@ -10,8 +10,8 @@ from domain.incident import TimelineKind
 from sandbox.memory_world import BREACHING_SLIS, HEALTHY_SLIS
 from sandbox.scenario_service_recovery import HOTFIX_TAG, STABLE_TAG, gateway_tag
 from sandbox.scenarios import GATEWAY, NAMESPACE
-from tests.service_recovery_fixtures import events, recovery_world, scripted_slis
-from tests.workflow_helpers import entries, kinds_after
+from tests.support.service_recovery import events, recovery_world, scripted_slis
+from tests.support.workflows import entries, kinds_after
 from worker.temporal import replayer
 from workflows.service_recovery import ServiceRecoveryWorkflow
 

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import uuid
-from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
@@ -18,11 +17,13 @@ from domain.incident import IncidentInput
 from domain.post_incident import PostIncidentInput
 from sandbox.memory_world import World, incident_worker
 from starters import service
-from tests.cli_helpers import codeblue
-from tests.conftest import signing_interceptors
-from tests.foreign_post_incident import ForeignPostIncident
-from tests.post_incident_fixtures import resolved_report
-from tests.workflow_helpers import incident, until
+from tests.support.cli import codeblue
+from tests.support.foreign_post_incident import ForeignPostIncident
+from tests.support.identity import signing_interceptors
+from tests.support.paths import ROOT
+from tests.support.polling import until
+from tests.support.post_incident import resolved_report
+from tests.support.workflows import incident
 from worker.versioning import adopt_if_first
 from workflows.patches import PATCHES
 from workflows.registry import WORKFLOWS
@@ -30,7 +31,7 @@ from workflows.versioned import VERSIONED
 from workflows.versioned import IncidentResponseWorkflow as PinnedIncident
 from workflows.versioned import PostIncidentWorkflow as MovingPostIncident
 
-WORKFLOWS_DIR = Path(__file__).resolve().parent.parent / "workflows"
+WORKFLOWS_DIR = ROOT / "workflows"
 PATCH_CALL = re.compile(r"\b(?:patched|deprecate_patch)\(\s*[\"']([^\"']+)[\"']")
 
 
@@ -113,10 +114,8 @@ async def test_pinned_incidents_keep_their_build_and_a_run_that_does_not_replay_
                 moved = await client.start_workflow(
                     "PostIncidentWorkflow", PostIncidentInput(incident_id=rep.incident_id, report=rep, requested_by="alice"),
                     id=f"{rep.incident_id}-postmortem", task_queue=other_tq)
-                for _ in range(100):
-                    if len((await moved.fetch_history()).events) >= 5:
-                        break
-                    await asyncio.sleep(0.05)
+                await until(moved.fetch_history, lambda hist: len(hist.events) >= 5, "the foreign run's first task",
+                            timeout=10)
                 blocked = await _check(client, deployment, "1.0.0+new")
                 await moved.terminate("test done")
             assert blocked.returncode == 1

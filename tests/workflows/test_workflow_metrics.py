@@ -14,9 +14,11 @@ from temporalio.worker import Replayer, Worker
 from domain.incident import ActionState, Decision, TimelineKind
 from sandbox.memory_world import PostWorld, World
 from starters import service
-from tests.conftest import signing_interceptors
-from tests.test_replay import HISTORIES, RELEASE, committed_history
-from tests.workflow_helpers import clock, entries, incident, proposed, skip, start, terminate, until
+from tests.support.histories import RELEASE, committed_history
+from tests.support.identity import signing_interceptors
+from tests.support.paths import HISTORIES
+from tests.support.polling import until
+from tests.support.workflows import clock, entries, incident, proposed, skip, start, terminate
 from worker.temporal import data_converter
 from workflows.incident_response import IncidentResponseWorkflow
 from workflows.metrics import MetricsInterceptor

@@ -19,9 +19,10 @@ from domain.cluster import HelmQuery
 from domain.incident import ActionState, Resolution, TimelineKind
 from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE, sandbox_environment
 from starters import service
-from tests.cluster_fixtures import deployment
-from tests.sandbox_incident import start_p0
-from tests.workflow_helpers import decide_all, events, until
+from tests.support.cluster import deployment
+from tests.support.polling import until
+from tests.support.sandbox_incident import start_p0
+from tests.support.workflows import decide_all, events
 from worker.main import activities_for
 from workflows.incident_response import IncidentResponseWorkflow
 

@@ -4,6 +4,7 @@ order and once, and Temporal being down or a bad alert blocks nothing."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -23,8 +24,8 @@ from starters.api.alert_forwarder import AlertForwarder
 from starters.api.alert_spool import AlertSpool, SpoolError, SpoolFull
 from starters.api.alerts import incident_id_for
 from starters.ports import free_port
-from tests.api_fixtures import api_config, api_on, auth
-from tests.test_api import wait_report
+from tests.support.api import api_config, api_on, auth, wait_report
+from tests.support.polling import until
 from worker.temporal import data_converter, replayer
 from workflows.incident_response import IncidentResponseWorkflow
 
@@ -151,13 +152,11 @@ async def test_alerts_accepted_while_temporal_is_down_arrive_once_it_is_back(dev
             fwd.start()
             await spool.append(await rows_for([notice(name, fingerprint="a", summary="first"),
                                                notice(name, fingerprint="b", summary="second")]))
-            while temporal.calls < 3:  # it tried, and keeps trying
-                await asyncio.sleep(0.02)
+            await until(lambda: temporal.calls >= 3, what="three tries", timeout=60)  # it tried, and keeps trying
             assert spool.backlog == 2
             await spool.append(await rows_for([notice(name, "resolved", fingerprint="a", summary="first ends")]))
             temporal.up = True
-            while spool.backlog:
-                await asyncio.sleep(0.02)
+            await until(lambda: not spool.backlog, what="the spool drained", timeout=60)
             h = dev_env.client.get_workflow_handle(iid)
             rep = await h.query(IncidentResponseWorkflow.status)
             assert alert_events(rep) == [f"Alert firing: {name}", f"Alert firing: {name}",
@@ -214,8 +213,9 @@ async def test_the_api_answers_once_spooled_and_one_incident_per_key(dev_env, tm
         world.handles.extend(ids)
         assert len(ids) == 3
         for iid in ids:
-            while (await http.get(f"/incidents/{iid}", headers=auth("vic"))).status_code == 404:
-                await asyncio.sleep(0.05)  # the answer came before delivery: that is the point
+            # the answer came before delivery: that is the point
+            await until(functools.partial(http.get, f"/incidents/{iid}", headers=auth("vic")), lambda r: r.status_code != 404,
+                        "the incident delivered", timeout=60)
             rep = await wait_report(http, iid, lambda x: sum(e["event"].startswith("Alert firing") for e in x["timeline"]) >= 200,
                                     "alerts on the timeline")
             assert sum(e["event"].startswith("Alert firing") for e in rep["timeline"]) == 200
@@ -300,8 +300,7 @@ async def test_an_admin_sees_dead_letters_without_their_text_and_can_requeue_the
     async with api_on(dev_env.client, cfg) as (http, _, _):
         spool: AlertSpool = http._transport.app.state.alert_spool  # type: ignore[attr-defined]  # the ASGI transport's app
         await spool.append([("ALERT-poison", b"patient Jane Roe, not a payload")])
-        while spool.backlog:
-            await asyncio.sleep(0.02)
+        await until(lambda: not spool.backlog, what="the spool drained", timeout=60)
         r = await http.get("/alerts/dead-letters", headers=auth("root"))
         assert r.status_code == 200 and r.json()["count"] == 1, r.text
         assert r.json()["dead_letters"][0]["incident_id"] == "ALERT-poison" and "decode" in r.json()["dead_letters"][0]["error"]
@@ -309,8 +308,8 @@ async def test_an_admin_sees_dead_letters_without_their_text_and_can_requeue_the
         assert (await http.get("/alerts/dead-letters", headers=auth("am"))).status_code == 403
         r = await http.post("/alerts/dead-letters/requeue", headers=auth("root"))
         assert r.status_code == 200 and r.json()["requeued"] == 1
-        while (await spool.dead_letter_count()) == 0:  # still undecodable: refused again, not lost
-            await asyncio.sleep(0.02)
+        # still undecodable: refused again, not lost
+        await until(spool.dead_letter_count, what="the requeued alert dead-lettered again", timeout=60)
         assert spool.backlog == 0
 
 
@@ -341,13 +340,9 @@ async def test_alerts_taken_while_temporal_was_down_survive_an_api_restart(dev_e
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(verify=tls_context()) as c:
-            for _ in range(200):
-                try:
-                    if (await c.get(f"{url}/healthz")).status_code == 200:
-                        return p, url
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
-        raise AssertionError("the API did not start")
+            await until(lambda: c.get(f"{url}/healthz"), lambda r: r.status_code == 200, "the API started", timeout=10,
+                        retry=(httpx.TransportError,))
+        return p, url
 
     first, url = await api("127.0.0.1:1")  # nothing listens there
     async with httpx.AsyncClient(verify=tls_context(), headers={"Authorization": f"Bearer {token}"}) as c:
@@ -360,14 +355,8 @@ async def test_alerts_taken_while_temporal_was_down_survive_an_api_restart(dev_e
     h = handle(dev_env, name)
     try:
         async with Worker(dev_env.client, task_queue=tq, **incident_worker(World())):
-            for _ in range(300):
-                try:
-                    rep = await h.query(IncidentResponseWorkflow.status)
-                    if alert_events(rep):
-                        break
-                except Exception:  # noqa: BLE001 - not delivered yet
-                    pass
-                await asyncio.sleep(0.05)
+            rep = await until(h, lambda r: bool(alert_events(r)), "the alert taken while down", timeout=20,
+                              retry=(Exception,))  # not delivered yet: no incident to ask
             assert [e.result for e in rep.timeline if e.kind == TimelineKind.ALERT] == ["taken while down"]
             async with httpx.AsyncClient(verify=tls_context()) as c:
                 assert json.loads((await c.get(f"{url}/readyz")).text)["alerts_waiting"] == 0

@@ -21,7 +21,8 @@ from starters.api import alerts
 from starters.api.app import ApiSettings, create_app
 from starters.api.ratelimit import RateLimiter
 from starters.ports import free_port
-from tests.api_fixtures import PEOPLE, api_config, api_on, auth
+from tests.support.api import PEOPLE, api_config, api_on, auth, wait_report
+from tests.support.polling import until
 
 
 def problem(r: httpx.Response, status: int) -> dict:
@@ -30,19 +31,6 @@ def problem(r: httpx.Response, status: int) -> dict:
     body = r.json()
     assert body["status"] == status and body["detail"] and "Traceback" not in r.text
     return body
-
-
-async def wait_report(http: httpx.AsyncClient, iid: str, pred, what: str, timeout: float = 30) -> dict:
-    end = asyncio.get_running_loop().time() + timeout
-    while True:
-        r = await http.get(f"/incidents/{iid}", headers=auth("vic"))
-        assert r.status_code == 200, r.text
-        rep = r.json()
-        if pred(rep):
-            return rep
-        if asyncio.get_running_loop().time() > end:
-            raise AssertionError(f"timed out waiting for {what}: {[e['event'] for e in rep['timeline']]}")
-        await asyncio.sleep(0.1)
 
 
 async def test_p0_started_approved_and_resolved_over_http(dev_env):
@@ -86,14 +74,14 @@ async def test_p0_started_approved_and_resolved_over_http(dev_env):
         rep = await wait_report(http, iid, lambda x: x["actions"][0]["state"] == "executed", "rollback executed")
         assert rep["actions"][0]["approved_by"] == "alice"
 
-        for _ in range(50):  # visibility is eventually consistent
+        async def listed() -> list[dict]:
             r = await http.get("/incidents", params={"severity": "P0", "phase": "mitigation"}, headers=auth("vic"))
             assert r.status_code == 200
-            if iid in {row["incident_id"] for row in r.json()}:
-                break
-            await asyncio.sleep(0.2)
-        else:
-            raise AssertionError(r.json())
+            return r.json()
+
+        # visibility is eventually consistent
+        await until(listed, lambda rows: iid in {row["incident_id"] for row in rows}, "the incident listed in mitigation",
+                    timeout=10)
         r = await http.get("/incidents", params={"severity": "P3"}, headers=auth("vic"))
         assert iid not in {row["incident_id"] for row in r.json()}
         problem(await http.get("/incidents", params={"severity": "P9"}, headers=auth("vic")), 422)
@@ -231,7 +219,8 @@ async def test_alert_storm_makes_one_incident_per_key(dev_env):
         assert len(ids) == 3
         per_id: dict[str, int] = {}
         signals_per_id: dict[str, int] = {}
-        for _ in range(100):  # signals that arrive during a workflow task are buffered until it completes
+
+        async def delivered() -> int:
             for iid in ids:
                 h = dev_env.client.get_workflow_handle(iid)
                 hist = await h.fetch_history()
@@ -244,9 +233,11 @@ async def test_alert_storm_makes_one_incident_per_key(dev_env):
                 per_id[iid] = sum(len(b.notices) for b in batches)
                 signals_per_id[iid] = len(signals)
                 assert (await h.describe()).run_id == hist.run_id  # one run per key
-            if sum(per_id.values()) >= 1000:
-                break
-            await asyncio.sleep(0.2)
+            return sum(per_id.values())
+
+        # signals that arrive during a workflow task are buffered until it completes; three
+        # histories read per look: a look every 0.2 s at most
+        await until(delivered, lambda n: n >= 1000, "1000 alerts in the histories", timeout=40, poll=0.2)
         assert sum(per_id.values()) == 1000 and sorted(per_id.values()) == [333, 333, 334]
         # a webhook's alerts of one key are one signal: each of the 200 webhooks had all three keys
         assert signals_per_id == dict.fromkeys(ids, 200), signals_per_id
@@ -342,12 +333,8 @@ async def test_codeblue_api_command_serves_over_http(dev_env):
                                              stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         async with httpx.AsyncClient(verify=tls_context(), base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(100):
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+            await until(lambda: http.get("/healthz"), lambda r: r.status_code == 200, "the API's /healthz", timeout=10,
+                        retry=(httpx.TransportError,))
             assert (await http.get("/readyz")).status_code == 200
             assert (await http.get("/incidents", headers={"Authorization": f"Bearer {token}"})).status_code == 200
             problem(await http.post("/incidents", headers={"Authorization": f"Bearer {token}"}, json={"title": "x", "severity": "P1"}), 403)

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from activities.http_client import tls_context
 from sandbox.memory_world import World, incident_worker
 from starters.ports import free_port
+from tests.support.polling import until
 from worker.temporal import workflow_runner
 from workflows.registry import WORKFLOWS
 
@@ -47,12 +48,8 @@ async def test_schemathesis_finds_no_server_errors(dev_env, tmp_path):
     try:
         await stack.enter_async_context(worker)
         async with httpx.AsyncClient(verify=tls_context()) as http:
-            for _ in range(100):
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+            await until(lambda: http.get(f"http://127.0.0.1:{port}/healthz"), lambda r: r.status_code == 200,
+                        "the API's /healthz", timeout=10, retry=(httpx.TransportError,))
         p = await asyncio.create_subprocess_exec(
             st, "run", f"http://127.0.0.1:{port}/openapi.json", "--checks", "not_a_server_error",
             "-H", f"Authorization: Bearer {token}", "--max-examples", "20", "--seed", "7", "--phases", "examples,coverage,fuzzing",

@@ -4,11 +4,12 @@ signatures, and real incident workflows on the dev server (fake world) that hold
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 import json
 import time
 import uuid
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -43,7 +44,9 @@ from sandbox.receiver import Receiver
 from sandbox.slack_api import SlackApi
 from starters.api.app import ApiSettings, create_app
 from starters.ports import free_port
-from tests.api_fixtures import api_config, api_on, auth
+from tests.support.api import api_config, api_on, auth
+from tests.support.paths import ROOT
+from tests.support.polling import until
 
 BOT = "xoxb-test-" + "t" * 20
 SECRET = "test-signing-secret-" + "s" * 12
@@ -244,15 +247,6 @@ async def action(http: httpx.AsyncClient, iid: str, aid: str) -> dict:
     return next(a for a in r.json()["actions"] if a["id"] == aid)
 
 
-async def until(pred, what: str, timeout: float = 15):
-    end = asyncio.get_running_loop().time() + timeout
-    while not (res := await pred()):
-        if asyncio.get_running_loop().time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-    return res
-
-
 async def incident_with_messages(http: httpx.AsyncClient, world, slack: SlackApi) -> tuple[str, dict[str, dict]]:
     """A P0 whose IC is alice, and each proposal's message posted by the real activity."""
     iid = f"INC-SLK-{uuid.uuid4().hex[:6]}"
@@ -265,7 +259,7 @@ async def incident_with_messages(http: httpx.AsyncClient, world, slack: SlackApi
         rep = (await http.get(f"/incidents/{iid}", headers=auth("vic"))).json()
         return rep if len(rep.get("actions") or []) >= 2 else None
 
-    rep = await until(report, "proposals")
+    rep = await until(report, what="proposals", timeout=15)
     acts = SlackActivities(slack_cfg(slack), BOT)
     msgs: dict[str, dict] = {}
     for a in rep["actions"]:
@@ -312,12 +306,12 @@ async def test_an_ic_approves_from_slack_and_everyone_else_is_refused(dev_env, s
                           ("UBOB", "bob lacks the commander role")]:
             r = await interact(http, block_actions(user, APPROVE, iid, aid, msg))
             assert r.status_code == 200, r.text
-            e = await until(lambda u=user: _ephemeral_for(slack, u), f"ephemeral to {user}")
+            e = await until(functools.partial(_ephemeral_for, slack, user), what=f"ephemeral to {user}", timeout=15)
             assert why in e["text"] and e["channel"] == CHANNEL, e
         # a commander who is not this incident's IC: the workflow's validator refuses, in its words
         r = await interact(http, block_actions("UCAROL", APPROVE, iid, aid, msg))
         assert r.status_code == 200
-        e = await until(lambda: _ephemeral_for(slack, "UCAROL"), "ephemeral to carol")
+        e = await until(lambda: _ephemeral_for(slack, "UCAROL"), what="ephemeral to carol", timeout=15)
         assert "carol is not the incident commander (alice)" in e["text"], e
         assert (await action(http, iid, aid))["state"] == "proposed"
         assert slack.calls_to("chat.update") == [] and slack.views == []
@@ -326,9 +320,9 @@ async def test_an_ic_approves_from_slack_and_everyone_else_is_refused(dev_env, s
         # the IC: decided through the workflow, as alice, and the message shows it without buttons
         r = await interact(http, approve)
         assert r.status_code == 200 and r.content == b"", r.text
-        a = await until(lambda: _decided(http, iid, aid), "the approval")
+        a = await until(lambda: _decided(http, iid, aid), what="the approval", timeout=15)
         assert a["state"] in ("approved", "executed") and (a["approved_by"], a["decided_by"]) == ("alice", "alice")
-        await until(lambda: _async(bool(slack.calls_to("chat.update"))), "chat.update")
+        await until(lambda: bool(slack.calls_to("chat.update")), what="chat.update", timeout=15)
         (upd,) = slack.calls_to("chat.update")
         assert (upd.args["channel"], upd.args["ts"]) == (CHANNEL, msg["ts"])
         now = slack.message(CHANNEL, msg["ts"])
@@ -343,7 +337,7 @@ async def test_an_ic_approves_from_slack_and_everyone_else_is_refused(dev_env, s
         # a second click on a stale message: the validator's answer, privately
         slack.ephemerals.clear()
         r = await interact(http, block_actions("UALICE", APPROVE, iid, aid, msg))
-        e = await until(lambda: _ephemeral_for(slack, "UALICE"), "ephemeral to alice")
+        e = await until(lambda: _ephemeral_for(slack, "UALICE"), what="ephemeral to alice", timeout=15)
         assert "already decided" in e["text"], e
 
 
@@ -362,7 +356,7 @@ async def test_reject_asks_for_a_reason_in_a_modal(dev_env, slack, slack_env):
 
         r = await interact(http, block_actions("UALICE", REJECT, iid, aid, msg))
         assert r.status_code == 200, r.text
-        opened = await until(lambda: _async(slack.views[-1] if slack.views else None), "views.open")
+        opened = await until(lambda: _last_view(slack), what="views.open", timeout=15)
         view = opened["view"]
         assert view["callback_id"] == REJECT_MODAL and view["private_metadata"] == f"{iid}|{aid}|{CHANNEL}|{msg['ts']}"
         (field,) = [b for b in view["blocks"] if b["type"] == "input"]
@@ -386,7 +380,7 @@ async def test_reject_asks_for_a_reason_in_a_modal(dev_env, slack, slack_env):
         assert r.status_code == 200 and r.content == b"", r.text
         a = await action(http, iid, aid)
         assert (a["state"], a["decided_by"], a["rejection_reason"]) == ("rejected", "alice", "the rollback is enough")
-        await until(lambda: _async(bool(slack.calls_to("chat.update"))), "chat.update")
+        await until(lambda: bool(slack.calls_to("chat.update")), what="chat.update", timeout=15)
         now = slack.message(CHANNEL, msg["ts"])
         assert [b["type"] for b in now["blocks"]] == ["section", "context"]
         assert now["blocks"][1]["elements"][0]["text"] == "Rejected by alice: the rollback is enough"
@@ -402,14 +396,14 @@ async def test_a_late_click_on_a_withdrawn_proposal_redraws_what_codeblue_did(de
                             json={"action_id": "rollback", "approve": True})
         assert r.status_code == 200, r.text
         late = next(a for a in msgs if a != "rollback")
-        await until(lambda: _async_state(http, iid, late, "superseded"), f"{late} superseded")
+        await until(lambda: _async_state(http, iid, late, "superseded"), what=f"{late} superseded", timeout=15)
 
         r = await interact(http, block_actions("UALICE", REJECT, iid, late, msgs[late]))
         assert r.status_code == 200, r.text
-        view = (await until(lambda: _async(slack.views[-1] if slack.views else None), "views.open"))["view"]
+        view = (await until(lambda: _last_view(slack), what="views.open", timeout=15))["view"]
         r = await interact(http, view_submission("UALICE", view, "no longer needed"))
         assert r.status_code == 200 and r.content == b"", r.text
-        await until(lambda: _async(bool(slack.calls_to("chat.update"))), "chat.update")
+        await until(lambda: bool(slack.calls_to("chat.update")), what="chat.update", timeout=15)
         line = slack.message(CHANNEL, msgs[late]["ts"])["blocks"][1]["elements"][0]["text"]
         assert line.startswith("Not run (superseded): ") and "alice" not in line, line
         assert (await action(http, iid, late))["state"] == "superseded"
@@ -433,11 +427,12 @@ async def test_without_a_signing_secret_interactions_are_unavailable(monkeypatch
         assert "/slack/interactions" not in (await http.get("/openapi.json")).json()["paths"]
 
 
-async def _async(value):
-    return value
+def _last_view(slack: SlackApi) -> Any:
+    """The modal opened last, if any."""
+    return slack.views[-1] if slack.views else None
 
 
-async def _ephemeral_for(slack: SlackApi, user: str):
+def _ephemeral_for(slack: SlackApi, user: str):
     return next((e for e in reversed(slack.ephemerals) if e["user"] == user), None)
 
 
@@ -452,9 +447,8 @@ def test_drill_via_slack_decides_by_signed_interactions():
     """`codeblue drill --via slack`: the IC approves the recommended rollback and rejects the rest
     by clicking in the sandbox's incident channel; the clicks reach the API's real
     /slack/interactions, signed v0 with the signing secret, and the stand-in records the updates."""
-    from pathlib import Path
 
-    from tests.cli_helpers import codeblue
+    from tests.support.cli import codeblue
 
     r = codeblue("drill", "--via", "slack", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -483,11 +477,11 @@ def test_drill_via_slack_decides_by_signed_interactions():
     assert all(a["state"] in ("executed", "rejected", "superseded") for a in rep["actions"])
     assert ("drill-ic", "Approved rollback (helm_rollback)") in {(t["actor"], t["event"]) for t in rep["timeline"]}
     assert "DRILL PASSED" in r.stderr and "via slack:" in r.stderr
-    assert "drill --via slack" in (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "drill --via slack" in (ROOT / "README.md").read_text()
 
 
 def test_drill_via_slack_only_for_the_incident_drivers_scenarios():
-    from tests.cli_helpers import codeblue
+    from tests.support.cli import codeblue
 
     r = codeblue("drill", "db-outage", "--via", "slack", timeout=60)
     assert r.returncode == 1 and "--via slack plays the incident commander of bad-deploy" in r.stderr, r.stderr
