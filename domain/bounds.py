@@ -1,4 +1,4 @@
-"""Length limits for what a command may carry (tests/test_input_bounds.py holds every signal
+"""Length limits for what a command may carry (tests/workflows/test_input_bounds.py holds every signal
 and update field to one): an oversized command fails to decode and never reaches state."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 workflow type, input, workflow ID, the proposal that starts it from an incident, the commands
 a person sends it, and its drill scenario. The worker's registration, the identity
 interceptor's handler table, the incident's playbook starts and the assessment's proposals,
-the API's reserved IDs and the drill registry are read from here (tests/test_procedures.py
+the API's reserved IDs and the drill registry are read from here (tests/domain/test_procedures.py
 holds each of them to it): adding a procedure is its own modules and one entry below."""
 
 from __future__ import annotations

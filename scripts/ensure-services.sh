@@ -11,8 +11,8 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# promtool checks and unit-tests deploy/prometheus/codeblue-rules.yaml (tests/test_codeblue_rules.py);
-# the prometheus server scrapes the sandbox gateway for the SLI tests (tests/test_prometheus_slis.py).
+# promtool checks and unit-tests deploy/prometheus/codeblue-rules.yaml (tests/deploy/test_codeblue_rules.py);
+# the prometheus server scrapes the sandbox gateway for the SLI tests (tests/activities/test_prometheus_slis.py).
 # The package would start a Prometheus daemon: policy-rc.d keeps its init script from running.
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   if [ -e /usr/sbin/policy-rc.d ]; then
@@ -24,7 +24,7 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   fi
 fi
 
-# A real Alertmanager sends its own webhooks to the API (tests/test_alertmanager_delivery.py);
+# A real Alertmanager sends its own webhooks to the API (tests/starters/api/test_alertmanager_delivery.py);
 # its package would start a daemon too, kept from running the same way.
 if ! command -v prometheus-alertmanager >/dev/null && ! command -v alertmanager >/dev/null; then
   if [ -e /usr/sbin/policy-rc.d ]; then
@@ -36,10 +36,10 @@ if ! command -v prometheus-alertmanager >/dev/null && ! command -v alertmanager 
   fi
 fi
 
-# kubectl against the sandbox API (tests/test_kubectl_sandbox.py). Debian bookworm ships it as
+# kubectl against the sandbox API (tests/sandbox/test_kubectl_sandbox.py). Debian bookworm ships it as
 # kubernetes-client (1.20); without any package for it that test skips, saying so.
 if ! command -v kubectl >/dev/null; then
-  apt_install kubernetes-client || echo "ensure-services: no kubectl package found; tests/test_kubectl_sandbox.py will skip" >&2
+  apt_install kubernetes-client || echo "ensure-services: no kubectl package found; tests/sandbox/test_kubectl_sandbox.py will skip" >&2
 fi
 
 if ! listening 6379; then

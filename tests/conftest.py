@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from typing import Any
 
@@ -11,25 +10,21 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from domain.identity import ENV_KEY, ENV_MAX_AGE, keyring_from_env
-from worker.identity import IdentityInterceptor
+from tests.support.identity import signing_interceptors, use_test_keys
 from worker.temporal import data_converter, register_search_attributes
 
 # Fixture modules shared by several test files (a test asks for a fixture by name, never imports it).
-pytest_plugins = ["tests.aws_fixtures", "tests.cluster_fixtures", "tests.helm_fixtures"]
+pytest_plugins = ["tests.support.aws", "tests.support.cluster", "tests.support.helm"]
 
-# Every client the tests make signs human commands with this operator key (as the payload's
-# `by`, with no "(operator key)" suffix unless a test asks for one), and every worker built
-# from such a client verifies them.
-os.environ.setdefault(ENV_KEY, "test-operator-key-0123456789abcdef")
-# A time-skipping server runs the workflow clock hours ahead of the wall clock the signer
-# reads: the freshness check of update proofs is off here (tests/test_identity.py covers it).
-os.environ.setdefault(ENV_MAX_AGE, "0")
+# The operator key every client the tests make signs with, and proof freshness unchecked
+# (tests.support.identity says why).
+use_test_keys()
 
 
 # The longest files go first, so pytest-xdist (--dist loadfile, in collection order) starts
 # them at once and fills the other workers with short files meanwhile: the suite ends about
-# when its longest file does. Measured with --durations; files not listed keep their order.
+# when its longest file does. Measured with --durations; files not listed keep their order. By
+# file name: a name is unique across the folders of tests/.
 SLOW_FIRST = [
     "test_fault_drill.py", "test_api_schema.py", "test_scale_out.py", "test_service_recovery_drill.py",
     "test_service_recovery.py", "test_worker_crash.py", "test_cli_api.py", "test_database_restore_crash.py",
@@ -61,12 +56,6 @@ def _prepare_once(self: SandboxedWorkflowRunner, defn: Any) -> None:
 
 
 SandboxedWorkflowRunner.prepare_workflow = _prepare_once  # type: ignore[method-assign]  # memoized, tests only
-
-
-def signing_interceptors() -> list:
-    """The tests' client signs typed names as a commander and admin, as the CLI's operator-key
-    holder may (an admin: the playbook tests start procedures for incidents nobody opened)."""
-    return [IdentityInterceptor(keyring_from_env(), via="", roles=["commander", "admin"])]
 
 
 def _bin(name: str) -> str:

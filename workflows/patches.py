@@ -9,7 +9,7 @@ goes through three releases, as Temporal's `patching/` sample does:
    `since` (`deprecated` = that release);
 3. the call removed, and its entry here, once no open run started before `deprecated`.
 
-`tests/test_upgrade_policy.py` holds the code to this table. Release 1.0 is the baseline:
+`tests/workflows/test_upgrade_policy.py` holds the code to this table. Release 1.0 is the baseline:
 no patch.
 """
 

@@ -6,7 +6,7 @@ saga can compensate; notifications are logged as delivered, skipped or failed.
 Each step takes the activity's method (`KubernetesActivities.pod_status`), not its name: a
 missing activity or a wrong argument shows in mypy, and the result's type comes from the
 method's annotation. The activity type recorded in history is still the method's name, so
-renaming a method renames the type: tests/test_activity_names.py pins them (keep an old name
+renaming a method renames the type: tests/activities/test_activity_names.py pins them (keep an old name
 with `@activity.defn(name=...)`).
 """
 
