@@ -7,6 +7,7 @@ results, errors or logs.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,14 @@ from activities.deferred import deferred
 from activities.http_client import HttpActivities, tls_context
 from activities.targets import Targets
 from domain.config import NotificationConfig
-from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
+from domain.notify import (
+    ChangeEventRequest,
+    Delivery,
+    MessageRequest,
+    PageRequest,
+    StatusPageRequest,
+    component_status,
+)
 from domain.slack import mrkdwn_escape
 
 # Deferred (activities.deferred): workflows import this module for its typed activity
@@ -31,8 +39,58 @@ else:
 # Runbook severities -> PagerDuty Events v2 severities (critical|error|warning|info).
 PD_SEVERITY = {"P0": "critical", "P1": "error", "P2": "warning", "P3": "info"}
 PD_SEVERITIES = {"critical", "error", "warning", "info"}
-RETRYABLE_4XX = {408, 429}
+# 420: Statuspage's own "enhance your calm" rate-limit answer, besides 429
+RETRYABLE_4XX = {408, 420, 429}
 MAX_DETAIL_CHARS = 200
+# PagerDuty asks a rate-limited sender to back off for minutes, not seconds: a 429 waits at
+# least this long, doubling per attempt, up to PD_BACKOFF_MAX (the page activity's retry
+# policy, workflows.steps.PAGE_RETRY, gives it that long)
+PD_BACKOFF_FIRST = timedelta(seconds=60)
+PD_BACKOFF_MAX = timedelta(minutes=4)
+
+
+def _pd_backoff(resp_delay: timedelta | None) -> timedelta:
+    attempt = activity.info().attempt if activity.in_activity() else 1
+    floor = min(PD_BACKOFF_FIRST * 2 ** (attempt - 1), PD_BACKOFF_MAX)
+    return max(floor, resp_delay or timedelta(0))
+
+
+class Pacer:
+    """Spaces calls at least `interval` seconds apart within this worker process (Statuspage
+    allows one request a second per token; a worker's activities share the token)."""
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last = -1e9
+
+    async def turn(self, interval: float) -> None:
+        if self._loop is not asyncio.get_running_loop():  # a lock serves one event loop
+            self._loop, self._lock = asyncio.get_running_loop(), asyncio.Lock()
+        assert self._lock is not None
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            wait = self._last + interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last = loop.time()
+
+
+STATUSPAGE_PACER = Pacer()
+
+
+def _ours(incident: dict[str, Any], incident_id: str) -> bool:
+    meta = incident.get("metadata")
+    codeblue = meta.get("codeblue") if isinstance(meta, dict) else None
+    return isinstance(codeblue, dict) and codeblue.get("incident_id") == incident_id
+
+
+def change_url(cfg: NotificationConfig) -> str | None:
+    """Where change events go: configured, else beside the Events API's enqueue URL."""
+    if cfg.pagerduty_change_url:
+        return cfg.pagerduty_change_url
+    url = (cfg.pagerduty_url or "").rstrip("/")
+    return url[: -len("/v2/enqueue")] + "/v2/change/enqueue" if url.endswith("/v2/enqueue") else None
 
 
 def _skipped(channel: str, name: str) -> Delivery:
@@ -114,10 +172,13 @@ class NotifierActivities(HttpActivities):
         snippet = " ".join(resp.text.split())[:MAX_DETAIL_CHARS]
         message = self._redact(f"{channel}: HTTP {resp.status_code}" + (f": {snippet}" if snippet else ""))
         if resp.status_code >= 500 or resp.status_code in RETRYABLE_4XX:
+            delay = _retry_after(resp)
+            if channel == "pagerduty" and resp.status_code == 429:
+                delay = _pd_backoff(delay)
             raise ApplicationError(
                 message,
                 type="NotificationUnavailable",
-                next_retry_delay=_retry_after(resp),
+                next_retry_delay=delay,
             )
         raise ApplicationError(message, type="NotificationRejected", non_retryable=True)
 
@@ -146,7 +207,7 @@ class NotifierActivities(HttpActivities):
                 non_retryable=True,
             )
         body: dict[str, Any] = {"routing_key": routing_key, "event_action": req.action, "dedup_key": req.dedup_key}
-        if req.action == "trigger":  # resolve takes the dedup key alone (Events API v2)
+        if req.action == "trigger":  # acknowledge and resolve take the dedup key alone (Events API v2)
             severity = req.severity.lower() if req.severity.lower() in PD_SEVERITIES else PD_SEVERITY.get(req.severity.upper(), "error")
             body["payload"] = {
                 "summary": req.summary[:1024],
@@ -161,6 +222,8 @@ class NotifierActivities(HttpActivities):
                     "contact": req.contact,
                 },
             }
+            if req.links:
+                body["links"] = [link.model_dump() for link in req.links]
         key = req.dedup_key if req.action == "trigger" else f"{req.dedup_key}:{req.action}"
         resp = await self._send("pagerduty", "POST", cfg.pagerduty_url, key, json=body)
         data = self._json(resp)
@@ -168,12 +231,42 @@ class NotifierActivities(HttpActivities):
         return Delivery(
             channel="pagerduty",
             delivered=True,
-            detail=f"paged {req.audience.value} ({req.contact})" if req.action == "trigger" else f"resolved the {req.audience.value} page",
+            detail={"trigger": f"paged {req.audience.value} ({req.contact})",
+                    "acknowledge": f"acknowledged the {req.audience.value} page",
+                    "resolve": f"resolved the {req.audience.value} page"}[req.action],
             external_id=dedup or req.dedup_key,
         )
 
     @activity.defn
+    async def change_event(self, req: ChangeEventRequest) -> Delivery:
+        """A change CodeBlue made, on the service's PagerDuty timeline (`/v2/change/enqueue`)."""
+        cfg = self.config
+        url = change_url(cfg)
+        if not url:
+            return _skipped("pagerduty", "pagerduty change events")
+        routing_key = os.environ.get(cfg.pagerduty_routing_keys_env.get("on_call", cfg.pagerduty_routing_key_env))
+        if not routing_key:
+            raise ApplicationError("pagerduty: routing key variable for change events is not set",
+                                   type="NotificationMisconfigured", non_retryable=True)
+        body: dict[str, Any] = {
+            "routing_key": routing_key,
+            "payload": {
+                "summary": req.summary[:1024],
+                "timestamp": req.timestamp,
+                "source": req.service or "codeblue",
+                "custom_details": {"incident_id": req.incident_id, "change": req.kind, **req.details},
+            },
+        }
+        if req.links:
+            body["links"] = [link.model_dump() for link in req.links]
+        await self._send("pagerduty", "POST", url, f"{req.incident_id}:change:{req.kind}:{req.timestamp}", json=body)
+        return Delivery(channel="pagerduty", delivered=True, detail=f"change event: {req.kind}")
+
+    @activity.defn
     async def status_page(self, req: StatusPageRequest) -> Delivery:
+        """Statuspage as its API intends: the incident is found again by its `metadata` (never
+        by its public name, which says nothing internal), the affected services' components
+        take the incident's status, and the token's one request a second is kept."""
         cfg = self.config
         if not cfg.statuspage_url:
             return _skipped("statuspage", "statuspage")
@@ -183,21 +276,26 @@ class NotifierActivities(HttpActivities):
         api_key = os.environ.get(cfg.statuspage_api_key_env)
         if api_key:
             headers["Authorization"] = f"OAuth {api_key}"
-        tag = f"[{req.incident_id}]"
-        incident = {
-            "name": f"{tag} {req.title}",
+        incident: dict[str, Any] = {
+            "name": req.title,
             "status": req.status,
             "body": req.message,
             "impact_override": req.impact,
+            "metadata": {"codeblue": {"incident_id": req.incident_id}},
         }
+        components = {cfg.statuspage_components[s]: component_status(req.severity, req.status)
+                      for s in req.services if s in cfg.statuspage_components}
+        if components:
+            incident["components"] = components
+            incident["component_ids"] = sorted(components)
 
-        found = await self._send("statuspage", "GET", base, key, params={"q": req.incident_id}, headers=headers)
+        await self._statuspage_turn()
+        found = await self._send("statuspage", "GET", base, key, params={"limit": "100"}, headers=headers)
         listing = self._json(found)
         if isinstance(listing, dict):  # tolerate {"incidents": [...]} as well as a bare list
             listing = listing.get("incidents")
-        existing = [
-            i for i in (listing or []) if isinstance(i, dict) and tag in str(i.get("name", "")) and i.get("id")
-        ]
+        existing = [i for i in (listing or []) if isinstance(i, dict) and i.get("id") and _ours(i, req.incident_id)]
+        await self._statuspage_turn()
         if existing:
             incident_id = str(existing[0]["id"])
             await self._send(
@@ -206,7 +304,7 @@ class NotifierActivities(HttpActivities):
             return Delivery(
                 channel="statuspage",
                 delivered=True,
-                detail=f"updated incident {incident_id}: {req.status}",
+                detail=f"updated incident {incident_id}: {req.status}" + (f", {len(components)} components" if components else ""),
                 external_id=incident_id,
             )
         created = await self._send("statuspage", "POST", base, key, json={"incident": incident}, headers=headers)
@@ -215,9 +313,13 @@ class NotifierActivities(HttpActivities):
         return Delivery(
             channel="statuspage",
             delivered=True,
-            detail=f"created incident {new_id or '(id unknown)'}: {req.status}",
+            detail=f"created incident {new_id or '(id unknown)'}: {req.status}" + (f", {len(components)} components" if components else ""),
             external_id=new_id,
         )
+
+    async def _statuspage_turn(self) -> None:
+        """Waits until this worker's previous Statuspage request is `statuspage_min_interval_seconds` old."""
+        await STATUSPAGE_PACER.turn(self.config.statuspage_min_interval_seconds)
 
     @activity.defn
     async def post_message(self, req: MessageRequest) -> Delivery:

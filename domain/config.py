@@ -89,7 +89,15 @@ class NotificationConfig(_Section):
     statuspage_url: str | None = None  # Statuspage-style REST base, e.g. https://api.statuspage.io/v1
     statuspage_page_id: str = "healthcare-platform"
     statuspage_api_key_env: str = "CODEBLUE_STATUSPAGE_API_KEY"
+    # service -> its Statuspage component ID: an incident's affected services show as
+    # major_outage (P0), partial_outage (P1) or degraded_performance, operational when resolved
+    statuspage_components: dict[str, str] = {}
+    # Statuspage allows a token one request a second: its calls from this worker are spaced so
+    statuspage_min_interval_seconds: float = Field(default=1.0, ge=0, le=60)
     pagerduty_url: str | None = None  # PagerDuty Events v2-style enqueue URL
+    # Events API v2 change events (rollbacks, upgrades, restores, cutovers); unset: derived from
+    # pagerduty_url (…/v2/enqueue -> …/v2/change/enqueue), none without it
+    pagerduty_change_url: str | None = None
     pagerduty_routing_key_env: str = "CODEBLUE_PAGERDUTY_ROUTING_KEY"
     # a routing key per audience (on_call, engineering_manager, devops_lead, security, commander):
     # the variable that holds it; an audience not named here uses pagerduty_routing_key_env

@@ -121,6 +121,7 @@ class IncidentCarry(BaseModel):
     proposed_at: dict[str, float] = {}
     assessment: dict[str, Any] | None = None
     status_page_opened: bool = False
+    status_page_status: str = ""  # the status page's latest status (investigating ... resolved)
     escalations: list[Escalation] = []
     saga: list[Undo] = []
     watch: ProposalWatch | None = None

@@ -43,7 +43,7 @@ from domain.cluster import (
     ServiceState,
 )
 from domain.config import CodeBlueConfig, EnvironmentQuery
-from domain.notify import Delivery, MessageRequest, PageRequest, StatusPageRequest
+from domain.notify import ChangeEventRequest, Delivery, MessageRequest, PageRequest, StatusPageRequest
 from domain.post_incident import CalendarInvite, SmokeCheckRequest, SmokeCheckResult
 from domain.prometheus import (
     SliQuery,
@@ -94,6 +94,8 @@ class World:
     resolved_pages: list[PageRequest] = field(default_factory=list)  # Events API v2 `resolve`s
     messages: list[MessageRequest] = field(default_factory=list)
     status_updates: list[StatusPageRequest] = field(default_factory=list)
+    acknowledged_pages: list[PageRequest] = field(default_factory=list)
+    changes: list[ChangeEventRequest] = field(default_factory=list)  # PagerDuty change events
     effects: list[str] = field(default_factory=list)
     handles: list = field(default_factory=list)  # incidents started in this world
     probed: list[str] = field(default_factory=list)  # health URLs probed
@@ -249,7 +251,13 @@ class World:
         @activity.defn(name="page")
         async def page(r: PageRequest) -> Delivery:
             w._enter("page")
-            (w.resolved_pages if r.action == "resolve" else w.pages).append(r)
+            {"resolve": w.resolved_pages, "acknowledge": w.acknowledged_pages}.get(r.action, w.pages).append(r)
+            return Delivery(channel="pagerduty", delivered=True)
+
+        @activity.defn(name="change_event")
+        async def change_event(r: ChangeEventRequest) -> Delivery:
+            w._enter("change_event")
+            w.changes.append(r)
             return Delivery(channel="pagerduty", delivered=True)
 
         @activity.defn(name="status_page")
@@ -323,7 +331,7 @@ class World:
         return [
             worker_config, pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
             probe_health, helm_rollback, scale_deployment, rollout_restart, wait_rollout, db_check,
-            page, status_page, post_message, slack_post_proposal, slack_update_proposal,
+            page, change_event, status_page, post_message, slack_post_proposal, slack_update_proposal,
             incident_authority, incident_report, reopen_incident, sli_values, sli_range,
         ]
 

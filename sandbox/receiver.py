@@ -97,7 +97,9 @@ class Receiver:
         self.calls: list[Call] = []
         self.duplicates: list[Call] = []
         self.incidents: dict[str, dict[str, Any]] = {}  # Statuspage incidents by id
+        self.components: dict[str, str] = {}  # Statuspage component statuses by id
         self.pages: dict[str, dict[str, Any]] = {}  # PagerDuty events by dedup_key (latest)
+        self.changes: list[dict[str, Any]] = []  # PagerDuty change events, in order
         self._responses: dict[tuple[str, str], _Stored] = {}
         self._failures: dict[str, list[int]] = {}
         self._ids = itertools.count(1)
@@ -185,6 +187,9 @@ class Receiver:
             "statuspage_url": self.statuspage_url,
             "pagerduty_url": self.pagerduty_url,
             "webhook_url": self.webhook_url,
+            # the stand-in has no rate limit: drills need not wait a second per Statuspage call
+            "statuspage_min_interval_seconds": 0.0,
+            "statuspage_components": {"api-gateway": SANDBOX_COMPONENT},
         }
         values.update(overrides)
         return NotificationConfig(**values)
@@ -208,7 +213,9 @@ class Receiver:
         self.calls.clear()
         self.duplicates.clear()
         self.incidents.clear()
+        self.components.clear()
         self.pages.clear()
+        self.changes.clear()
         self._responses.clear()
         self._failures.clear()
         self.slack_api.reset()
@@ -301,6 +308,8 @@ class Receiver:
         if channel == "webhook" and method == "POST":
             return 200, {"ok": True}
         if channel == "pagerduty" and method == "POST":
+            if request.path.endswith("/v2/change/enqueue"):
+                return self._pagerduty_change(body)
             return self._pagerduty(body)
         if channel == "statuspage":
             return self._statuspage(method, request.path, dict(request.query), body)
@@ -324,7 +333,24 @@ class Receiver:
         self.pages[dedup_key] = body
         return 202, {"status": "success", "message": "Event processed", "dedup_key": dedup_key}
 
+    def _pagerduty_change(self, body: Any) -> tuple[int, Any]:
+        """Events API v2 change events: a routing key and a payload summary (1,024 characters
+        at most); `links` and `custom_details` optional."""
+        payload = body.get("payload") if isinstance(body, dict) else None
+        errors = []
+        if not isinstance(body, dict) or not body.get("routing_key"):
+            errors.append("'routing_key' is missing or blank")
+        if not isinstance(payload, dict) or not payload.get("summary") or len(str(payload.get("summary"))) > 1024:
+            errors.append("'payload.summary' is missing or too long")
+        if errors:
+            return 400, {"status": "invalid event", "message": "Event object is invalid", "errors": errors}
+        self.changes.append(body)
+        return 202, {"status": "success", "message": "Change event processed"}
+
     def _statuspage(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        """Statuspage's incidents API as its OpenAPI describes it (api.statuspage.io/v1): the
+        incident statuses and component statuses are its enums, `metadata` is kept and listed,
+        `components` sets the page's components (kept in `self.components`)."""
         # /statuspage/v1/pages/{page_id}/incidents[/{id}]
         parts = [p for p in path.split("/") if p]
         if len(parts) < 5 or parts[2] != "pages" or parts[4] != "incidents":
@@ -332,12 +358,17 @@ class Receiver:
         page_id = parts[3]
         incident_id = parts[5] if len(parts) > 5 else None
         fields = (body or {}).get("incident") if isinstance(body, dict) else None
+        if isinstance(fields, dict):
+            problem = _statuspage_problem(fields)
+            if problem:
+                return 422, {"error": problem}
         if incident_id is None and method == "GET":
             q = query.get("q", "").lower()
             found = [
                 i for i in self.incidents.values() if i["page_id"] == page_id and (not q or q in i["name"].lower())
             ]
-            return 200, found
+            found.sort(key=lambda i: i.get("created_at", ""), reverse=True)  # newest first, as Statuspage lists them
+            return 200, found[: int(query.get("limit", "100"))]
         if incident_id is None and method == "POST":
             if not isinstance(fields, dict) or not fields.get("name"):
                 return 422, {"error": "incident.name is required"}
@@ -349,11 +380,14 @@ class Receiver:
                 "name": fields["name"],
                 "status": fields.get("status", "investigating"),
                 "impact_override": fields.get("impact_override"),
+                "metadata": fields.get("metadata") or {},
+                "components": [],
                 "created_at": now,
                 "updated_at": now,
-                "incident_updates": [{"status": fields.get("status", "investigating"), "body": fields.get("body", ""), "created_at": now}],
+                "incident_updates": [],
             }
             self.incidents[new_id] = created
+            self._statuspage_update(created, fields, now)
             return 201, created
         if incident_id is not None:
             incident = self.incidents.get(incident_id)
@@ -365,16 +399,46 @@ class Receiver:
                 if not isinstance(fields, dict):
                     return 422, {"error": "incident is required"}
                 now = _now()
-                for k in ("name", "status", "impact_override"):
+                for k in ("name", "status", "impact_override", "metadata"):
                     if k in fields:
                         incident[k] = fields[k]
                 incident["updated_at"] = now
-                if "status" in fields or "body" in fields:
-                    incident["incident_updates"].append(
-                        {"status": incident["status"], "body": fields.get("body", ""), "created_at": now}
-                    )
+                self._statuspage_update(incident, fields, now)
                 return 200, incident
         return 405, {"error": "method not allowed"}
+
+    def _statuspage_update(self, incident: dict[str, Any], fields: dict[str, Any], now: str) -> None:
+        changed = fields.get("components") or {}
+        for cid, status in changed.items():
+            self.components[cid] = status
+        incident["components"] = [{"id": c, "status": self.components[c]}
+                                  for c in sorted({*(c["id"] for c in incident["components"]), *changed})]
+        if "status" in fields or "body" in fields or changed:
+            incident["incident_updates"].append({
+                "status": incident["status"], "body": fields.get("body", ""), "created_at": now,
+                "affected_components": [{"code": c, "new_status": s} for c, s in changed.items()]})
+
+
+SANDBOX_COMPONENT = "cmp-api-gateway"  # the sandbox page's component for the gateway
+INCIDENT_STATUSES = {"investigating", "identified", "monitoring", "resolved", "scheduled", "in_progress",
+                     "verifying", "completed"}
+COMPONENT_STATUSES = {"operational", "under_maintenance", "degraded_performance", "partial_outage", "major_outage"}
+
+
+def _statuspage_problem(fields: dict[str, Any]) -> str | None:
+    """What Statuspage would refuse (422) in an incident's fields, per its OpenAPI enums."""
+    if "status" in fields and fields["status"] not in INCIDENT_STATUSES:
+        return f"incident.status {fields['status']!r} is not one of Statuspage's"
+    comps = fields.get("components", {})
+    if not isinstance(comps, dict) or any(v not in COMPONENT_STATUSES for v in comps.values()):
+        return "incident.components must map component IDs to Statuspage component statuses"
+    ids = fields.get("component_ids", [])
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return "incident.component_ids must be a list of component IDs"
+    meta = fields.get("metadata", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, dict) for v in meta.values()):
+        return "incident.metadata must be an object of objects"
+    return None
 
 
 async def _serve(host: str, port: int) -> None:

@@ -104,6 +104,7 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
         cache.redis_stats,
         cache.redis_flush,
         notify.page,
+        notify.change_event,
         notify.status_page,
         notify.post_message,
         slack.slack_post_proposal,

@@ -152,6 +152,8 @@ class DatabaseRestoreWorkflow(Playbook):
                (f"{target} adopted from an earlier attempt" if res.adopted else f"{target} created") + f" ({res.instance.status})")
         restore.compensation = "none: the restored instance is kept, tagged, for forensics" if not r.delete_restored_after else None
         self.tl.log(CODEBLUE, "Executed restore", restore.result, kind=TimelineKind.EXECUTED)
+        await self.steps.change_event("restore", f"CodeBlue restored {source} from {pre.snapshot_id} to {target} ({inp.incident_id})",
+                                      {"source": source, "snapshot": pre.snapshot_id, "target": target})
 
         # 4. wait until available, past the limit page the EM and keep waiting until the IC cancels
         inst = await self._timed("wait", self._wait_available(target))
@@ -311,6 +313,8 @@ class DatabaseRestoreWorkflow(Playbook):
                 raise StepFailed(f"post-cutover connection check failed: {chk.detail}")
             settle(act, ActionState.EXECUTED, f"gateway on {ch.where}; {st.available}/{st.desired} available; {chk.detail}")
             self.tl.log(CODEBLUE, "Executed cutover", act.result, kind=TimelineKind.EXECUTED)
+            await self.steps.change_event("cutover", f"CodeBlue pointed the gateway at the restored database {target} "
+                                          f"({self.inp.incident_id})", {"target": target})
             self.status_text, self.verified = "restored", True
             self.summary = f"{self.info['source']} restored from {self.info.get('snapshot_id')} to {target}; gateway cut over and verified"
         except (StepFailed, ActivityError, asyncio.CancelledError) as e:

@@ -112,6 +112,7 @@ class IncidentResponseWorkflow(Mitigation):
             if self.saga.steps:
                 self._log(CODEBLUE, "Incident cancelled; undoing every executed mitigation, newest first", kind=TimelineKind.COMPENSATION)
                 await self.saga.compensate()
+            await self.steps.resolve_pages(self.severity.value, self.commander)  # none keeps escalating
             raise
 
     async def _respond(self, inp: IncidentInput) -> IncidentReport:
@@ -189,13 +190,15 @@ class IncidentResponseWorkflow(Mitigation):
         return self._report()
 
     @workflow.signal
-    def assign_commander(self, a: CommanderAssignment) -> None:
+    async def assign_commander(self, a: CommanderAssignment) -> None:
         if self.commander and person(a.by) not in (person(self.commander), *self.cfg.mitigation.approvers):
             self._log(a.by, "Commander change ignored", f"only {self.commander} or an approver may hand over", kind=TimelineKind.IGNORED)
             return
         self.book.commander = a.commander
         self._log(a.by, "Incident commander assigned", a.commander, kind=TimelineKind.COMMANDER)
         self._upsert()
+        # the IC took the incident: the pages asking someone to take it stop escalating
+        await self.steps.acknowledge_pages(self.severity.value, self.commander)
 
     @workflow.signal
     def escalate(self, e: Escalation) -> None:

@@ -160,6 +160,9 @@ class ServiceRecoveryWorkflow(Playbook):
                 f"compensate: helm rollback {release} {pre.current_revision}",
             )
             self.facts["rollback_revision"] = res.new_revision
+            await self.steps.change_event(
+                "rollback", f"CodeBlue rolled {release} back to revision {pre.current_revision} ({self.inp.incident_id})",
+                {"release": release, "namespace": ns, "to_revision": str(pre.current_revision)})
 
         saga.register(act, undo, f"helm rollback {release} {pre.current_revision} (the pre-upgrade revision)")
         failure: str | None = None
@@ -185,6 +188,10 @@ class ServiceRecoveryWorkflow(Playbook):
                 "; found done by an earlier attempt" if res.already_done else ""
             ))
             self.tl.log(CODEBLUE, f"Executed {ACTION_ID}", act.result, kind=TimelineKind.EXECUTED)
+            await self.steps.change_event(
+                "upgrade", f"CodeBlue upgraded {release} to image tag {tag} ({self.inp.incident_id})",
+                {"release": release, "namespace": ns, "from_revision": str(pre.current_revision),
+                 "to_revision": str(res.new_revision), "image_tag": tag})
         except ActivityError as e:
             failure = f"helm upgrade failed: {reason(e)}"
             settle(act, ActionState.FAILED, failure)

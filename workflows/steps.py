@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.config import CodeBlueConfig, Contacts, EnvironmentQuery
     from domain.identity import UNVERIFIED, StartedBy
     from domain.incident import TimelineKind, Undo
-    from domain.notify import Audience, Delivery, PageRequest
+    from domain.notify import Audience, ChangeEventRequest, Delivery, Link, PageRequest
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -60,6 +60,14 @@ WRITE_RETRY = RetryPolicy(
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=20),
+    maximum_attempts=5,
+    non_retryable_error_types=NON_RETRYABLE,
+)
+# PagerDuty's events: a 429 backs off for minutes (activities.notify.PD_BACKOFF_*): about
+# 1 + 2 + 4 + 4 minutes before the step is recorded failed and the incident goes on
+PAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=4),
     maximum_attempts=5,
     non_retryable_error_types=NON_RETRYABLE,
 )
@@ -134,6 +142,8 @@ class Steps:
         self.contacts = contacts
         self.service = ""  # the incident's, on its pages (their source and component)
         self.paged: dict[str, str] = {}  # dedup key -> audience: the pages to resolve at the end
+        self.acknowledged: set[str] = set()  # pages acknowledged (a repeat would change nothing)
+        self.ui_base = ""  # the Temporal UI (the worker's config): each page links to its workflow there
 
     async def worker_config(self, start: StartedBy) -> CodeBlueConfig:
         """The worker's config, read once and kept in history: the worker, not the starter,
@@ -142,6 +152,11 @@ class Steps:
         already refused reads nothing (its run ends without acting)."""
         if start.start_refused:
             return shared_config(CodeBlueConfig())
+        cfg = await self._worker_config(start)
+        self.ui_base = cfg.ui.base_url.rstrip("/")
+        return cfg
+
+    async def _worker_config(self, start: StartedBy) -> CodeBlueConfig:
         info = workflow.info()
         first = info.parent is None and info.continued_run_id is None
         query = EnvironmentQuery(incident_id=self.incident_id)
@@ -220,13 +235,14 @@ class Steps:
             summary=u.summary,
         )
 
-    async def notify(self, activity: Activity[A, Delivery], arg: A, summary: str) -> Delivery | None:
+    async def notify(self, activity: Activity[A, Delivery], arg: A, summary: str,
+                     retry: RetryPolicy = NOTIFY_RETRY) -> Delivery | None:
         try:
             d: Delivery = await workflow.execute_activity_method(
                 activity,
                 arg,
                 start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=NOTIFY_RETRY,
+                retry_policy=retry,
                 summary=summary,
             )
         except ActivityError as e:
@@ -248,6 +264,14 @@ class Steps:
             Audience.COMMANDER: commander or c.on_call,
         }[who]
 
+    def links(self) -> list[Link]:
+        """This workflow in the Temporal UI, where its timeline, report and proposals are."""
+        if not self.ui_base:
+            return []
+        info = workflow.info()
+        return [Link(href=f"{self.ui_base}/namespaces/{info.namespace}/workflows/{info.workflow_id}",
+                     text=f"{self.incident_id} in the Temporal UI")]
+
     async def page(
         self, who: Audience, key: str, text: str, severity: str, commander: str | None = None
     ) -> Delivery | None:
@@ -256,12 +280,40 @@ class Steps:
         d = await self.notify(
             NotifierActivities.page,
             PageRequest(incident_id=self.incident_id, audience=who, contact=self._contact(who, commander),
-                        severity=severity, summary=text, dedup_key=dedup, service=self.service),
+                        severity=severity, summary=text, dedup_key=dedup, service=self.service, links=self.links()),
             f"Page {who.value.replace('_', ' ')}",
+            retry=PAGE_RETRY,
         )
         if d is not None and d.delivered:
             self.paged[dedup] = who.value
         return d
+
+    async def acknowledge_pages(self, severity: str, commander: str | None) -> None:
+        """The IC took the incident: the pages that asked someone to take it stop escalating
+        (the others, to the manager or security, stay open until the incident ends)."""
+        for dedup, audience in list(self.paged.items()):
+            who = Audience(audience)
+            if who not in (Audience.ON_CALL, Audience.COMMANDER) or dedup in self.acknowledged:
+                continue
+            self.acknowledged.add(dedup)
+            await self.notify(
+                NotifierActivities.page,
+                PageRequest(incident_id=self.incident_id, audience=who, contact=self._contact(who, commander),
+                            severity=severity, summary="acknowledged", dedup_key=dedup, action="acknowledge",
+                            service=self.service),
+                f"Acknowledge the {who.value.replace('_', ' ')} page",
+                retry=PAGE_RETRY,
+            )
+
+    async def change_event(self, kind: str, summary: str, details: dict[str, str] | None = None) -> None:
+        """A change CodeBlue made to production, on the service's PagerDuty timeline."""
+        await self.notify(
+            NotifierActivities.change_event,
+            ChangeEventRequest(incident_id=self.incident_id, service=self.service, kind=kind, summary=summary[:1024],
+                               timestamp=workflow.now().isoformat(), details=details or {}, links=self.links()),
+            f"Change event: {kind}",
+            retry=PAGE_RETRY,
+        )
 
     async def resolve_pages(self, severity: str, commander: str | None) -> None:
         """The incident is over: every page it raised is resolved, so none keeps escalating."""
@@ -273,5 +325,6 @@ class Steps:
                             severity=severity, summary="resolved", dedup_key=dedup, action="resolve",
                             service=self.service),
                 f"Resolve the {who.value.replace('_', ' ')} page",
+                retry=PAGE_RETRY,
             )
             del self.paged[dedup]

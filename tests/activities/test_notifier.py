@@ -138,7 +138,7 @@ async def test_status_page_created_once_then_updated(receiver, notifier):
     assert first.external_id != other.external_id
     assert len(receiver.incidents) == 2
     incident = receiver.incidents[first.external_id]
-    assert incident["name"] == "[INC-7] API degraded"
+    assert incident["name"] == "API degraded"  # public text only; found again by its metadata
     assert incident["status"] == "resolved" and incident["impact_override"] == "critical"
     assert [u["body"] for u in incident["incident_updates"]] == ["Looking", "Fixed"]
 
@@ -148,13 +148,14 @@ async def test_status_page_created_once_then_updated(receiver, notifier):
         ("PATCH", "statuspage:INC-7:resolved"),
     ]
     assert applied[0].json["incident"] == {
-        "name": "[INC-7] API degraded",
+        "name": "API degraded",
         "status": "investigating",
         "body": "Looking",
         "impact_override": "major",
+        "metadata": {"codeblue": {"incident_id": "INC-7"}},
     }
     lookups = [c for c in receiver.calls_to("statuspage") if c.method == "GET"]
-    assert len(lookups) == 2 and all(c.query == {"q": "INC-7"} for c in lookups)
+    assert len(lookups) == 2 and all(c.query == {"limit": "100"} for c in lookups)
     assert all(c.headers.get("Authorization") == f"OAuth {STATUSPAGE_KEY}" for c in receiver.calls_to("statuspage"))
 
 

@@ -25,7 +25,7 @@ async def test_failed_verification_rolls_back_to_the_pre_upgrade_revision(skippi
         assert "revision 12 (v1.4.1) -> v1.5.1" in act.reason
         rep = await h.result()
         # executed, verified (and not good enough: it was undone), undone, verified again (passed: rep.verified)
-        after = kinds_after(rep, TimelineKind.EXECUTED)
+        after = steps_after(rep, TimelineKind.EXECUTED)
         undo = after.index(TimelineKind.COMPENSATION)
         assert undo > 0 and set(after[:undo]) == {TimelineKind.VERIFICATION} and TimelineKind.VERIFICATION in after[undo:]
         assert rep.actions[0].state.value == "compensated"
@@ -104,10 +104,16 @@ async def test_upgrade_that_never_gets_ready_is_rolled_back(skipping_env):
         (failed,) = entries(rep, TimelineKind.FAILED)
         assert "timed out waiting for the condition" in (failed.result or "")
         # the redeploy failed, was undone, and the rollback re-verified (passed: rep.verified)
-        assert kinds_after(rep, TimelineKind.EXECUTING)[:4] == [TimelineKind.FAILED, TimelineKind.COMPENSATION, TimelineKind.COMPENSATION, TimelineKind.VERIFICATION]
+        assert steps_after(rep, TimelineKind.EXECUTING)[:4] == [TimelineKind.FAILED, TimelineKind.COMPENSATION, TimelineKind.COMPENSATION, TimelineKind.VERIFICATION]
         assert rep.actions[0].state.value == "failed" and rep.actions[0].result.endswith("; compensated")
         assert rep.status == "rolled_back" and rep.verified is True
         assert gateway_tag(w.sandbox) == STABLE_TAG
+
+
+def steps_after(rep, kind: TimelineKind) -> list[TimelineKind]:
+    """The timeline's kinds after `kind`, without notifications (the change events PagerDuty
+    is sent for an upgrade or a rollback: tests/workflows/test_incident_notifications.py)."""
+    return [k for k in kinds_after(rep, kind) if k != TimelineKind.NOTIFICATION]
 
 
 def _following_the_gateway(sb) -> dict[str, float]:
@@ -122,7 +128,7 @@ async def test_slis_that_breach_after_the_upgrade_roll_it_back_even_when_health_
         rep = await h.result()
         ev = events(rep)
         # executed, then the SLI readings, their analysis and the verification, then the undo
-        after = kinds_after(rep, TimelineKind.EXECUTED)
+        after = steps_after(rep, TimelineKind.EXECUTED)
         undo = after.index(TimelineKind.COMPENSATION)
         assert undo >= 2 and set(after[:undo]) == {TimelineKind.VERIFICATION}
         failure = entries(rep, TimelineKind.VERIFICATION)[undo - 1].result or ""  # the verification's verdict, last before the undo
@@ -138,5 +144,5 @@ async def test_slis_that_pass_after_the_upgrade_record_the_known_good_tag(skippi
         ev = events(rep)
         assert rep.status == "resolved" and "Metric analysis passed" in ev and "Recorded known-good" in ev
         # `successes` (3) passing readings in a row, on durable timers, then the analysis and the verification
-        assert kinds_after(rep, TimelineKind.EXECUTED)[:5] == [TimelineKind.VERIFICATION] * 5
+        assert steps_after(rep, TimelineKind.EXECUTED)[:5] == [TimelineKind.VERIFICATION] * 5
         assert len(entries(rep, TimelineKind.VERIFICATION)) == 5

@@ -95,7 +95,9 @@ class Mitigation(Phases):
         saga = self.saga
         try:
             for act in approved:
-                await self._execute(act, saga)
+                await self._execute(act, saga)  # at once: the status page waits for the fix, not the other way
+                if act.state == ActionState.EXECUTED and self.severity.is_major and self.status_page_status == "investigating":
+                    await self._status_page("identified", self.inp.public_summary)
                 if act.state == ActionState.EXECUTED and act.kind in CHANGES_PRODUCTION:
                     await self._recheck(act)
         except StepFailed as e:
@@ -122,6 +124,8 @@ class Mitigation(Phases):
             return
         why = f"after {after.id}: pods ready, health endpoint OK, log errors {errors}"
         self._log(CODEBLUE, f"Re-checked after {after.id}: healthy", why, kind=TimelineKind.VERIFICATION)
+        if self.severity.is_major and self.status_page_status in ("investigating", "identified"):
+            await self._status_page("monitoring", self.inp.public_summary)
         for aid in pending:
             act = self.actions[aid]
             act.state = ActionState.SUPERSEDED
@@ -193,6 +197,10 @@ class Mitigation(Phases):
         act.result = f"revision {res.from_revision} -> {res.to_revision} (new revision {res.new_revision})"
         if res.already_done:
             act.result += "; found done by an earlier attempt, not repeated"
+        await self.steps.change_event(
+            "rollback", f"CodeBlue rolled back {req.release} to revision {res.to_revision} ({self.inp.incident_id})",
+            {"release": req.release, "namespace": req.namespace, "from_revision": str(res.from_revision),
+             "to_revision": str(res.to_revision), "approved_by": act.decided_by or ""})
 
     async def _scale(self, act: Action, saga: Saga) -> None:
         p = act.params_as(ScaleUpParams)

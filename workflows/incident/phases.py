@@ -177,6 +177,27 @@ class Phases(IncidentState):
                 f"SLA missed ({name}, {_mmss(clock.due_seconds)}): {self.inp.title}",
             )
 
+    async def _status_page(self, status: str, public: str | None = None) -> None:
+        """The public incident and its service's component: investigating (opened), identified
+        (a mitigation approved), monitoring (a mitigation verified), resolved."""
+        service = self.inp.service
+        sp = await self._notify(
+            NotifierActivities.status_page,
+            StatusPageRequest(
+                incident_id=self.inp.incident_id,
+                title=public_title(service),
+                status=status,
+                message=public_text(status, service, public),
+                impact="critical" if self.severity == Severity.P0 else "major",
+                services=[service],
+                severity=self.severity.value,
+            ),
+            "Update status page" if status in ("investigating", "resolved") else f"Status page: {status}",
+        )
+        if sp and sp.delivered:
+            self.status_page_opened = True
+            self.status_page_status = status
+
     async def _communicate(self, final: bool) -> None:
         """Public text only: the title and the IC's internal summary may hold patient data."""
         service = self.inp.service
@@ -184,18 +205,7 @@ class Phases(IncidentState):
         known = " | ".join(a.summary_lines()) if a else "assessment still running"
         public = self.public_summary if final else self.inp.public_summary
         if self.severity.is_major:
-            sp = await self._notify(
-                NotifierActivities.status_page,
-                StatusPageRequest(
-                    incident_id=self.inp.incident_id,
-                    title=public_title(service),
-                    status="resolved" if final else "investigating",
-                    message=public_text("resolved" if final else "investigating", service, public),
-                    impact="critical" if self.severity == Severity.P0 else "major",
-                ),
-                "Update status page",
-            )
-            self.status_page_opened = self.status_page_opened or bool(sp and sp.delivered)
+            await self._status_page("resolved" if final else "investigating", public)
         text = (
             f"[{self.severity.value}] {public_title(service)} resolved: {public_text('resolved', service, public)}"
             if final

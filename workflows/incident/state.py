@@ -59,6 +59,7 @@ class IncidentState(ApprovalHandlers):
         self.sla: dict[str, SlaClock] = {}
         self.assessment: Assessment | None = None
         self.status_page_opened = False
+        self.status_page_status = ""  # what the status page says now (investigating, identified, monitoring)
         self.resolution: Resolution | None = None
         self.resolution_outcome: ResolutionResult | None = None
         self.final_status = "open"
@@ -96,6 +97,7 @@ class IncidentState(ApprovalHandlers):
         self.book.proposed_at = dict(c.proposed_at)
         self.assessment = Assessment.model_validate(c.assessment) if c.assessment else None
         self.status_page_opened = c.status_page_opened
+        self.status_page_status = c.status_page_status
         self.escalations = list(c.escalations)
         self.saga.steps = [(self.book.actions[u.action_id], u) for u in c.saga if u.action_id in self.book.actions]
         self.watch = c.watch
@@ -118,6 +120,7 @@ class IncidentState(ApprovalHandlers):
             proposed_at=dict(self.book.proposed_at),
             assessment=self.assessment.model_dump(mode="json") if self.assessment else None,
             status_page_opened=self.status_page_opened,
+            status_page_status=self.status_page_status,
             escalations=list(self.escalations),
             saga=self.saga.records(),
             watch=self.watch if self.book.pending() else None,
