@@ -7,6 +7,12 @@ request only names SLIs and times. Nothing here fails an incident: a bad query (
 as a one-line `error` with `ok=None`; no url: the report is `skipped`. No retries inside: a
 workflow judging a mitigation samples again at its next interval.
 
+Connection settings come from the same config: a bearer token from the environment variable
+`prometheus.bearer_token_env` names, extra `headers` (a Mimir/Cortex tenant), a CA bundle and a
+client certificate for mTLS (`prometheus_client`, which the worker builds at start). A setting
+that cannot be used (an unreadable file, a token that cannot be sent) is one ConfigError line;
+the token and the headers' values never reach a result, an error or a log line.
+
 Why httpx and not prometheus-api-client: that client is synchronous (requests), so every query
 would block the worker's event loop or need a thread of its own; it brings requests and
 dateparser (pandas, numpy, matplotlib were required before 0.7 and are extras since), and
@@ -19,13 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from temporalio import activity
 
 from activities.deferred import deferred
-from activities.http_client import HttpActivities
+from activities.http_client import HttpActivities, tls_context
+from domain.config import ConfigError
 from domain.prometheus import (
     MAX_RANGE_POINTS,
     PrometheusConfig,
@@ -44,12 +55,17 @@ from domain.prometheus import (
 # Deferred (activities.deferred): workflows import this module for its typed activity
 # references; httpx load only where an activity uses them.
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 else:
     httpx = deferred("httpx")
 
 UNSET = "prometheus.url is not set"
 MAX_ERROR_CHARS = 240
+REDACTED = "<redacted>"
+# a bearer token is sent as is: printable ASCII without spaces (RFC 6750's b64token and more)
+_TOKEN_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F))
 
 
 class QueryFailed(Exception):
@@ -61,6 +77,19 @@ def _line(text: str) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
+def _reason(e: BaseException) -> str:
+    """The exception's text, else its first cause's that has one: an mTLS server refusing a
+    client without a certificate shows as a bare ReadError over "Connection reset by peer"."""
+    seen: set[int] = set()
+    x: BaseException | None = e
+    while x is not None and id(x) not in seen:
+        if str(x):
+            return str(x)
+        seen.add(id(x))
+        x = x.__cause__ or x.__context__
+    return ""
+
+
 def _float(raw: Any) -> float:
     """Prometheus sends sample values as strings: "0.31", "NaN", "+Inf"."""
     try:
@@ -69,10 +98,111 @@ def _float(raw: Any) -> float:
         raise QueryFailed(f"not a number: {raw!r}") from None
 
 
+# -- connection ------------------------------------------------------------------------------
+
+
+def connection_headers(cfg: PrometheusConfig, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`cfg.headers` and, when the variable `cfg.bearer_token_env` names is set and non-empty,
+    `Authorization: Bearer <token>`. A token that cannot be sent is a ConfigError naming the
+    variable, never showing the token."""
+    headers = dict(cfg.headers)
+    name = cfg.bearer_token_env
+    token = ((os.environ if env is None else env).get(name) or "").strip() if name else ""
+    if not token:
+        return headers
+    if not set(token) <= _TOKEN_CHARS:
+        raise ConfigError(f"{name}: the Prometheus bearer token has spaces, control or non-ASCII characters")
+    if cfg.url and "@" in urlsplit(cfg.url).netloc:
+        raise ConfigError(f"prometheus: a bearer token ({name}) and user:pass@ in the url are both set: use one")
+    headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def _readable(path: str, what: str, key: str) -> None:
+    try:
+        with Path(path).open("rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise ConfigError(f"prometheus.{key}: cannot read the {what} {path}: {e.strerror or e}") from None
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_password() -> bytes:
+    # OpenSSL would otherwise prompt on the worker's terminal for an encrypted key
+    raise _EncryptedKey
+
+
+def connection_tls(cfg: PrometheusConfig) -> ssl.SSLContext:
+    """The shared verifying context (`tls_context()`) unless the config names a CA bundle or a
+    client certificate: then a context of its own, with the files read now. A missing,
+    unreadable or unusable file is a ConfigError naming the setting and the path."""
+    if not (cfg.ca_file or cfg.cert_file):
+        return tls_context()
+    import ssl
+
+    if cfg.ca_file:
+        _readable(cfg.ca_file, "CA bundle", "ca_file")
+        try:
+            ctx = ssl.create_default_context(cafile=cfg.ca_file)
+        except ssl.SSLError as e:
+            raise ConfigError(f"prometheus.ca_file: {cfg.ca_file} holds no PEM certificate ({e.reason or e})") from None
+        except OSError as e:
+            raise ConfigError(f"prometheus.ca_file: cannot read the CA bundle {cfg.ca_file}: {e.strerror or e}") from None
+    else:
+        ctx = httpx.create_ssl_context()  # httpx's default roots, as tls_context(), plus the certificate
+    if cfg.cert_file and cfg.key_file:
+        _readable(cfg.cert_file, "client certificate", "cert_file")
+        _readable(cfg.key_file, "client key", "key_file")
+        try:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file, password=_no_password)
+        except _EncryptedKey:
+            raise ConfigError(f"prometheus.key_file: {cfg.key_file} is encrypted: give an unencrypted PEM key") from None
+        except (ssl.SSLError, OSError) as e:
+            raise ConfigError(f"prometheus.cert_file, key_file: {cfg.cert_file} and {cfg.key_file} are not a PEM "
+                              f"certificate and its key ({getattr(e, 'reason', None) or e})") from None
+    return ctx
+
+
+def prometheus_client(cfg: PrometheusConfig, env: Mapping[str, str] | None = None) -> httpx.AsyncClient:
+    """A client for `cfg`'s server: its CA bundle and client certificate, its headers and bearer
+    token. The files and the token are read now (the worker builds it at start): a setting that
+    cannot be used raises ConfigError in one line."""
+    # Like curl without -L: a redirect is an answer, not followed (and not 2xx).
+    return httpx.AsyncClient(follow_redirects=False, verify=connection_tls(cfg), headers=connection_headers(cfg, env))
+
+
 class PrometheusActivities(HttpActivities):
+    """Uses the client it is given (the worker's `prometheus_client`) or builds one from `cfg`
+    on first use; a setting that cannot be used is then recorded on every SLI, like an
+    unreachable server."""
+
     def __init__(self, cfg: PrometheusConfig, http: httpx.AsyncClient | None = None) -> None:
         super().__init__(http)
         self.cfg = cfg
+
+    def _new_http(self) -> httpx.AsyncClient:
+        return prometheus_client(self.cfg)
+
+    def _redact(self, text: str) -> str:
+        """`text` without the credentials the client sends: the Authorization value (and its
+        credentials part) and every configured header's value."""
+        if self._http is None:
+            return text
+        secrets: set[str] = set()
+        for name in ("authorization", "proxy-authorization", *self.cfg.headers):
+            value = self._http.headers.get(name)
+            if value:
+                secrets.add(value)
+                secrets.add(value.partition(" ")[2])
+        for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def _failed(self, e: Exception) -> str:
+        return _line(self._redact(str(e)))
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -82,18 +212,25 @@ class PrometheusActivities(HttpActivities):
         # Prometheus' own evaluation limit too, so a slow query is cancelled there, not left running
         params = {**params, "timeout": f"{timeout:g}s"}
         try:
+            http = self.http
+        except ConfigError as e:
+            raise QueryFailed(str(e)) from None
+        try:
             async with asyncio.timeout(timeout + 1):
-                resp = await self.http.get(f"{self.cfg.url}{path}", params=params, timeout=timeout)
+                resp = await http.get(f"{self.cfg.url}{path}", params=params, timeout=timeout)
         except (httpx.TimeoutException, TimeoutError):
             raise QueryFailed(f"timed out after {timeout:g}s") from None
         except (httpx.HTTPError, httpx.InvalidURL) as e:
             # the exception's text, never the URL (it may carry credentials)
-            raise QueryFailed(f"Prometheus unreachable: {type(e).__name__}: {e}".rstrip(": ")) from None
+            raise QueryFailed(f"Prometheus unreachable: {type(e).__name__}: {_reason(e)}".rstrip(": ")) from None
         try:
             body = resp.json()
         except ValueError:
             body = None
         if not isinstance(body, dict):
+            if resp.status_code in (401, 403):  # a proxy's or Mimir's answer ("no org id"), not the API's
+                raise QueryFailed(f"HTTP {resp.status_code}: refused: check prometheus.bearer_token_env's "
+                                  f"variable and prometheus.headers ({_line(self._redact(resp.text))[:80]})")
             raise QueryFailed(f"HTTP {resp.status_code}: not a Prometheus API answer")
         if body.get("status") != "success":
             kind = body.get("errorType") or f"HTTP {resp.status_code}"
@@ -118,7 +255,7 @@ class PrometheusActivities(HttpActivities):
             else:
                 raise QueryFailed(f"the query gives a {kind}, not an instant value")
         except QueryFailed as e:
-            return out.model_copy(update={"error": _line(str(e))})
+            return out.model_copy(update={"error": self._failed(e)})
         except (KeyError, IndexError, TypeError, AttributeError):
             return out.model_copy(update={"error": "not a Prometheus API answer"})
         numbers = [v for v in samples if not math.isnan(v)]
@@ -169,7 +306,7 @@ class PrometheusActivities(HttpActivities):
                 for ts, raw in series["values"]:
                     by_ts.setdefault(float(ts), []).append(_float(raw))
         except QueryFailed as e:
-            return out.model_copy(update={"error": _line(str(e))})
+            return out.model_copy(update={"error": self._failed(e)})
         except (KeyError, IndexError, TypeError, AttributeError, ValueError):
             return out.model_copy(update={"error": "not a Prometheus API answer"})
         if not by_ts:

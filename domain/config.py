@@ -338,8 +338,10 @@ class CodeBlueConfig(_Section):
         return self.model_copy(update={
             "notifications": self.notifications.model_copy(update={f: None for f in SECRET_URL_FIELDS}),
             "postincident": self.postincident.model_copy(update={"calendar_webhook_url": None}),
-            # set or not is what a workflow needs; credentials in it (user:pass@) stay here
-            "prometheus": self.prometheus.model_copy(update={"url": _without_userinfo(self.prometheus.url)}),
+            # set or not is what a workflow needs; credentials in it (user:pass@) and the extra
+            # headers (an Authorization, a tenant) stay here
+            "prometheus": self.prometheus.model_copy(update={"url": _without_userinfo(self.prometheus.url),
+                                                             "headers": {}}),
         })
 
 

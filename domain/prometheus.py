@@ -6,6 +6,11 @@ the requests a workflow sends (SLI names and times, never a query or a URL), the
       slis:
         - {name: 5xx ratio, query: 'sum(rate(...))', threshold: 0.05, comparison: "<"}
       dashboards: {grafana: "https://grafana/d/gw?var-service={service}&from={from}&to={to}"}
+      bearer_token_env: CODEBLUE_PROMETHEUS_TOKEN  # the variable's NAME; set: Authorization: Bearer
+      headers: {X-Scope-OrgID: tenant-1}           # e.g. Mimir/Cortex tenancy
+      ca_file: /etc/prometheus-tls/ca.pem          # verifies the server (instead of the default roots)
+      cert_file: /etc/prometheus-tls/client.pem    # mTLS: a client certificate and its key, both or neither
+      key_file: /etc/prometheus-tls/client-key.pem
 
 `comparison` is the OK condition: `value <comparison> threshold` (an error ratio `<` 0.05).
 """
@@ -13,6 +18,7 @@ the requests a workflow sends (SLI names and times, never a query or a URL), the
 from __future__ import annotations
 
 import math
+import re
 import string
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
@@ -28,6 +34,12 @@ Comparison = Literal["<", "<=", ">", ">="]
 DASHBOARD_PLACEHOLDERS = frozenset({"incident_id", "service", "from", "to"})
 # a range picture has at most this many points per SLI (the step grows to fit): history-sized
 MAX_RANGE_POINTS = 600
+# the environment variable that holds Prometheus' bearer token, unless the config names another
+PROMETHEUS_TOKEN_ENV = "CODEBLUE_PROMETHEUS_TOKEN"
+# an HTTP header name is a token (RFC 9110 5.1); a value one line of printable ASCII (tab allowed)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _Section(BaseModel):
@@ -80,6 +92,9 @@ class AnalysisConfig(_Section):
 
 
 class PrometheusConfig(_Section):
+    # a refused value (a header's, a mistaken token) is never echoed in a validation error
+    model_config = {"extra": "forbid", "hide_input_in_errors": True}
+
     # Prometheus' base URL (the HTTP API is at {url}/api/v1/...); $CODEBLUE_PROMETHEUS_URL wins.
     # Unset: every SLI read is recorded as skipped.
     url: str | None = None
@@ -93,6 +108,19 @@ class PrometheusConfig(_Section):
     dashboard_window_minutes: int = Field(default=60, ge=1)
     slis: list[Sli] = Field(default_factory=_gateway_slis)
     analysis: AnalysisConfig = AnalysisConfig()
+    # -- connection (managed Prometheus, Thanos, Mimir); read when the worker builds its client --
+    # The NAME of the environment variable holding a bearer token, never the token: set and
+    # non-empty in the worker's environment, every request carries `Authorization: Bearer <it>`.
+    # null: no bearer token (then `headers` may carry an Authorization of their own).
+    bearer_token_env: str | None = PROMETHEUS_TOKEN_ENV
+    # extra request headers, e.g. {X-Scope-OrgID: tenant-1} (Mimir, Cortex, Thanos tenancy);
+    # they stay in the worker (for_history drops them)
+    headers: dict[str, str] = {}
+    # a PEM CA bundle verifying the server, instead of the default roots (certifi's, or
+    # $SSL_CERT_FILE); a client certificate and its key (PEM) for mTLS, both or neither
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -103,6 +131,42 @@ class PrometheusConfig(_Section):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return v
+
+    @field_validator("bearer_token_env", "ca_file", "cert_file", "key_file")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return v.strip() or None if v is not None else None
+
+    @field_validator("bearer_token_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.fullmatch(v):
+            # a pasted token lands here: say so without repeating it
+            raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the token itself")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_ok(cls, v: dict[str, str]) -> dict[str, str]:
+        seen: set[str] = set()
+        for name, value in v.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~)")
+            if name.lower() in seen:
+                raise ValueError(f"header {name!r} is given twice")
+            seen.add(name.lower())
+            if not _HEADER_VALUE.fullmatch(value):
+                raise ValueError(f"header {name!r}: its value must be one line of printable ASCII")
+        return {name: value.strip() for name, value in v.items()}
+
+    @model_validator(mode="after")
+    def _connection_ok(self) -> PrometheusConfig:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together: both (a client certificate for mTLS) or neither")
+        if self.bearer_token_env and any(n.lower() == "authorization" for n in self.headers):
+            raise ValueError(f"headers.Authorization and bearer_token_env ({self.bearer_token_env}) are both set: "
+                             "use one (bearer_token_env: null to send your own Authorization header)")
+        return self
 
     @field_validator("slis")
     @classmethod

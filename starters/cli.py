@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -435,18 +436,20 @@ def worker_cmd(config: str | None = ConfigOpt) -> None:
 
 @app.command("dev")
 def dev_cmd(
-    sandbox: str | None = typer.Option(None, "--sandbox", help="Act on a drill sandbox scenario (e.g. bad-deploy; needs the drill world)."),
+    sandbox: str | None = typer.Option(None, "--sandbox", help="Act on a drill sandbox scenario (e.g. bad-deploy; needs the drill world); with --config, your config on the sandbox's endpoints."),
     port: int = typer.Option(7233, "--port"),
     ui_port: int = typer.Option(8233, "--ui-port"),
     api_port: int = typer.Option(8000, "--api-port", min=1, max=65535, help="The CodeBlue HTTP API."),
     config: str | None = ConfigOpt,
 ) -> None:
     """Embedded Temporal dev server (Web UI on), a worker and the HTTP API; writes
-    .codeblue/dev.env for a second terminal. Ctrl-C stops all."""
+    .codeblue/dev.env for a second terminal. With --sandbox and --config: your config with the
+    sandbox's endpoints (it prints the keys replaced). Ctrl-C stops all."""
     from starters.devserver import dev
 
     cfg = cli_config(config)
-    code = run(lambda: dev(cfg, sandbox, port, ui_port, err, api_port))
+    source = config or os.environ.get("CODEBLUE_CONFIG") or None  # as load_config reads it
+    code = run(lambda: dev(cfg, sandbox, port, ui_port, err, api_port, config_source=source))
     exit_now(code or 0)
 
 

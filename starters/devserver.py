@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain import search_attributes as sa
 from domain.config import CodeBlueConfig, ConfigError, TemporalSettings
 from domain.identity import ENV_KEY, ENV_KEY_FILE, new_key
+from starters.dev_overlay import OVERRIDING_ENV, overlay, replaced_line, sli_note
 from starters.plugins import sandbox_environment
 from starters.service import CodeBlueError
 from worker.identity import client_interceptors
@@ -246,8 +247,17 @@ async def serve_api(cfg: CodeBlueConfig, temporal_address: str, task_queue: str,
         await task
 
 
+def _drop_overriding_env() -> list[str]:
+    """Unsets (in this process) the variables the worker would read over the sandbox's
+    endpoints (webhook URLs, $CODEBLUE_PROMETHEUS_URL): a drill never reaches the real ones."""
+    return [name for name in OVERRIDING_ENV if os.environ.pop(name, None) is not None]
+
+
 async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int, console: Console,
-              api_port: int = 8000) -> int:
+              api_port: int = 8000, config_source: str | None = None) -> int:
+    """`config_source`: where `cfg` came from (--config or $CODEBLUE_CONFIG), None for the
+    defaults. With a sandbox and a source, the worker runs the user's config with the sandbox's
+    endpoints (starters.dev_overlay); with a sandbox alone, the sandbox's config."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -260,7 +270,16 @@ async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int
         env = await stack.enter_async_context(dev_server(port, ui_port))
         address = env.client.service_client.config.target_host
         sb = await stack.enter_async_context(world) if world is not None else None
-        wcfg = sb.config if sb else cfg
+        replaced: list[str] | None = None  # the user's keys the sandbox's replaced (with a config)
+        ignored: list[str] = []
+        if sb is None:
+            wcfg = cfg
+        else:
+            if config_source:
+                wcfg, replaced = overlay(cfg, sb.config)
+            else:
+                wcfg = sb.config
+            ignored = _drop_overriding_env()
         await stack.enter_async_context(running_worker(env.client, wcfg, task_queue))
         api_cfg = wcfg.model_copy(update={"api": cfg.api, "ui": wcfg.ui.model_copy(update={"base_url": f"http://127.0.0.1:{ui_port}"})})
         api_url = await stack.enter_async_context(serve_api(api_cfg, address, task_queue, api_port))
@@ -276,7 +295,17 @@ async def dev(cfg: CodeBlueConfig, scenario: str | None, port: int, ui_port: int
         console.print(f"Temporal at {address}, Web UI http://127.0.0.1:{ui_port}; worker on task queue {task_queue}", soft_wrap=True)
         console.print(f"CodeBlue API at {api_url} (OpenAPI at {api_url}/docs); you are {user} (commander token)", soft_wrap=True)
         if sb is not None:
-            console.print(f"Sandbox '{scenario}' ready (the worker's sandbox config applies).", soft_wrap=True)
+            applies = "" if replaced is not None else " (the worker's sandbox config applies)"
+            console.print(f"Sandbox '{scenario}' ready{applies}.", soft_wrap=True)
+            if replaced is not None and config_source:
+                console.print(replaced_line(config_source, replaced), highlight=False, soft_wrap=True)
+                note = sli_note(wcfg, sb.config)
+                if note:
+                    console.print(note, highlight=False, soft_wrap=True)
+            if ignored:
+                them = "it" if len(ignored) == 1 else "them"
+                console.print(f"Ignored {', '.join('$' + v for v in ignored)} for this run: the worker would read "
+                              f"{them} over the sandbox's endpoints", highlight=False, soft_wrap=True)
             console.print(f"Sandbox Kubernetes API at {sb.cluster.url}; KUBECONFIG={values['KUBECONFIG']} "
                           f"(namespace {sb.config.kubernetes.namespace}; kubectl works against it)",
                           highlight=False, soft_wrap=True)

@@ -25,7 +25,7 @@ from activities.http_client import tls_context
 from activities.kubernetes import KubernetesActivities
 from activities.notify import NotifierActivities
 from activities.post_incident import PostIncidentActivities
-from activities.prometheus import PrometheusActivities
+from activities.prometheus import PrometheusActivities, prometheus_client
 from activities.redis_cache import CacheActivities
 from activities.release_state import ReleaseStateActivities
 from activities.slack import SlackActivities
@@ -60,7 +60,10 @@ def rds_client(cfg: AwsConfig):
     return boto3.client("rds", region_name=cfg.region, endpoint_url=cfg.endpoint_url)
 
 
-def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[str, str] | None = None) -> list:
+def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[str, str] | None = None,
+                   prometheus: httpx.AsyncClient | None = None) -> list:
+    """`prometheus`: the client `prometheus_client` built for this config (running_worker closes
+    it); None: one is built here (its files and token read now)."""
     cfg = cfg.with_env_secrets()
     targets = Targets(cfg)  # a request naming anything else than this config is refused
     k8s = KubernetesActivities(kube_api_client(cfg.kubernetes), targets=targets)
@@ -77,7 +80,8 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
     cache = CacheActivities(cfg.aws, cfg.cache)
     # the bot token from the worker's environment only; unset: proposal messages are skipped
     slack = SlackActivities(cfg.slack, os.environ.get(cfg.slack.bot_token_env) or None)
-    slis = PrometheusActivities(cfg.prometheus, http)  # queries and URL from this config only
+    # queries, URL, token, headers, CA and client certificate from this config only
+    slis = PrometheusActivities(cfg.prometheus, prometheus or prometheus_client(cfg.prometheus))
     return [
         EnvironmentActivities(cfg).worker_config,
         incident_authority,
@@ -134,6 +138,9 @@ async def running_worker(
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=cfg.notifications.timeout_seconds,
                                                                  verify=tls_context()))
+        # Prometheus' own client (its CA, client certificate, token, headers): a file or token
+        # that cannot be used stops the start in one line
+        prometheus = await stack.enter_async_context(prometheus_client(cfg.with_env_secrets().prometheus))
         # a worker verifies every command's proof, whatever client it was given
         verifying = any(isinstance(i, IdentityInterceptor) for i in client.config()["interceptors"])
         versioned = deployment_config()
@@ -141,7 +148,7 @@ async def running_worker(
             client,
             task_queue=task_queue,
             workflows=VERSIONED if versioned else WORKFLOWS,
-            activities=activities_for(cfg, http),
+            activities=activities_for(cfg, http, prometheus=prometheus),
             interceptors=[] if verifying else [IdentityInterceptor.from_env()],
             workflow_runner=workflow_runner(),
             deployment_config=versioned,
