@@ -68,7 +68,7 @@ SANDBOX_KEYS: dict[str, str] = {
 }
 
 # What the sandbox's config sets that the user's config keeps, and why (the sandbox's values
-# apply only without --config). tests/test_dev_overlay.py checks that every key a scenario
+# apply only without --config). tests/starters/test_dev_overlay.py checks that every key a scenario
 # sets is in one of the two lists.
 USER_KEYS: dict[str, str] = {
     "prometheus.slis": "your SLI definitions; they query the sandbox's Prometheus, which has only its "

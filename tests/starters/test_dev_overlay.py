@@ -35,7 +35,7 @@ from domain.prometheus import PrometheusConfig, Sli
 from sandbox.scenarios import SCENARIOS, base_config, sandbox_prometheus
 from starters.dev_overlay import SANDBOX_KEYS, USER_KEYS, get, overlay, replaced_line, sli_note
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sha(token: str) -> str:
