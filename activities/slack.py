@@ -2,8 +2,12 @@
 
 The channel is the worker's `slack.channel`, never a request's; the bot token comes from the
 worker's environment (`slack.bot_token_env`) and never appears in a result, an error or a log.
-slack_sdk's own retries are off: Temporal retries, and a retried post first looks for the
-message an earlier attempt may have posted (message metadata carries the idempotency key).
+Temporal retries, not slack_sdk, and a retried post first looks for the message an earlier
+attempt may have posted (message metadata carries the idempotency key). The one exception: a
+rate limit (429, Retry-After) on an idempotent call (chat.update, conversations.history) is
+waited out in the call by slack_sdk's rate-limit handler (once, Retry-After <= 5 s); on
+chat.postMessage, or past that bound, the activity fails retryably with Temporal's
+`next_retry_delay` set to Retry-After.
 """
 
 from __future__ import annotations
@@ -34,14 +38,21 @@ if TYPE_CHECKING:
     import slack_sdk.errors
     import slack_sdk.web.async_client as slack_async
     from slack_sdk.web.async_client import AsyncWebClient
+
+    import activities.slack_retry as slack_retry
 else:
     aiohttp = deferred("aiohttp")
     slack_sdk = deferred("slack_sdk")  # binds slack_sdk.errors
     slack_async = deferred("slack_sdk.web.async_client")
+    slack_retry = deferred("activities.slack_retry")  # subclasses a slack_sdk handler
 
 # Slack answers most failures with HTTP 200 and ok=false; these few are worth retrying.
 RETRYABLE_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 HISTORY_LIMIT = 200  # how far back a retried post looks for its earlier message
+# slack_sdk waits out a 429 only on these: the same request gives the same result (never
+# chat.postMessage, whose 429 becomes Temporal's retry after Retry-After, see slack_failure)
+IDEMPOTENT_METHODS = ("chat.update", "conversations.history")
+RATE_LIMIT_WAIT_MAX = 5  # s of Retry-After waited in the call: 1 retry, <= 6 s, inside the 30 s start-to-close
 
 
 def slack_failure(e: Exception, method: str) -> ApplicationError:
@@ -71,15 +82,22 @@ def slack_failure(e: Exception, method: str) -> ApplicationError:
     return ApplicationError(f"slack {method}: request failed ({type(e).__name__})", type="NotificationUnavailable")
 
 
+def rate_limit_retry() -> slack_retry.BoundedRateLimitRetry:
+    """slack_sdk's rate-limit handler for the activities' client: chat.update and
+    conversations.history only (a 429 means Slack did nothing; repeating them changes nothing)."""
+    return slack_retry.BoundedRateLimitRetry(IDEMPOTENT_METHODS, max_retry_count=1,
+                                             max_wait_seconds=RATE_LIMIT_WAIT_MAX)
+
+
 class SlackActivities:
     def __init__(self, cfg: SlackConfig, token: str | None, client: AsyncWebClient | None = None) -> None:
         self.cfg = cfg
         self.token = token or None
-        # retry_handlers=[]: a connection error after Slack took the post must not post twice;
-        # Temporal's retry looks for the earlier message first
+        # no connection-error retry: one after Slack took the post would post twice (Temporal's
+        # retry looks for the earlier message first); a 429 is retried on idempotent calls only
         if client is None:
             client = slack_async.AsyncWebClient(token=self.token, base_url=cfg.api_url,
-                                                timeout=cfg.timeout_seconds, retry_handlers=[])
+                                                timeout=cfg.timeout_seconds, retry_handlers=[rate_limit_retry()])
         self.client = client
 
     async def _call(self, method: str, **kwargs: Any) -> Any:

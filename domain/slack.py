@@ -5,6 +5,9 @@ posts and updates) and the API (which verifies, decides and updates in place).""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from pydantic import BaseModel
 
 # Block Kit action IDs of the two buttons; each button's `value` is "<incident_id>|<action_id>"
@@ -69,8 +72,14 @@ class SlackUpdateRequest(BaseModel):
 
 # ------------------------------------------------------------------ Block Kit (pure functions)
 EVENT_TYPE = "codeblue_proposal"  # the message metadata's event_type on every proposal message
+# A proposal message's block_ids are these prefixes plus ".<revision>" (block_id(), below):
+# Slack keeps a block's client state per block_id, so each drawing of a message that differs
+# gets fresh ones. Readers match by prefix (is_block), never by equality.
 PROPOSAL_BLOCK, STATUS_BLOCK, ACTIONS_BLOCK = "codeblue_proposal", "codeblue_status", "codeblue_decide"
-REASON_BLOCK, REASON_INPUT = "reason", "reason_input"  # the reject modal's one input
+# the reject modal's one input: opened anew by each click (views.open, never views.update), so
+# its block_id stays as is; its reader matches by prefix all the same (reason_value)
+REASON_BLOCK, REASON_INPUT = "reason", "reason_input"
+REVISION_SEP, REVISION_LEN = ".", 10  # block_id = "<prefix>.<10 hex digits>"
 SECTION_MAX = 3000  # Slack's limit on a section's text
 TEXT_MAX = 4000  # what CodeBlue puts in a message's fallback text (Slack truncates at 40,000)
 
@@ -91,6 +100,40 @@ def mrkdwn_escape(text: str) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def block_id(prefix: str, revision: str) -> str:
+    return f"{prefix}{REVISION_SEP}{revision}" if revision else prefix
+
+
+def is_block(value: object, prefix: str) -> bool:
+    """Whether a block_id is `prefix`'s, in any revision (or none: messages drawn before
+    revisions, or a modal's input)."""
+    return isinstance(value, str) and (value == prefix or value.startswith(prefix + REVISION_SEP))
+
+
+def blocks_revision(blocks: list[dict]) -> str:
+    """A short hash of what the blocks show (their block_ids left out): a pure function of the
+    content, so a drawing that differs gets new block_ids, the same drawing (a retried
+    chat.update, the API and the worker drawing the same state) the same ones; deterministic,
+    so workflow code may call it (no clock, no randomness)."""
+    bare = [{k: v for k, v in b.items() if k != "block_id"} for b in blocks]
+    canonical = json.dumps(bare, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_LEN]
+
+
+def with_revision(blocks: list[dict]) -> list[dict]:
+    """The blocks with each block_id suffixed by the drawing's revision (blocks_revision)."""
+    rev = blocks_revision(blocks)
+    return [{**b, "block_id": block_id(b["block_id"], rev)} if "block_id" in b else b for b in blocks]
+
+
+def find_block(blocks: object, prefix: str) -> dict | None:
+    """The first block whose block_id is `prefix`'s (any revision)."""
+    for b in blocks if isinstance(blocks, list) else []:
+        if isinstance(b, dict) and is_block(b.get("block_id"), prefix):
+            return b
+    return None
 
 
 def outcome_line(state: str, by: str | None = None, detail: str | None = None) -> str:
@@ -119,7 +162,8 @@ def proposal_text(req: SlackProposalRequest, state: str = "proposed", by: str | 
 def proposal_blocks(req: SlackProposalRequest, state: str = "proposed", by: str | None = None,
                     detail: str | None = None) -> list[dict]:
     """The proposal as Block Kit: a section (recommendation first, the action, its reason), a
-    status line, and Approve / Reject buttons only while it is still proposed."""
+    status line, and Approve / Reject buttons only while it is still proposed. Every block_id
+    carries this drawing's revision (with_revision): a redraw that changes anything gets new ones."""
     lines = []
     if req.recommended:
         why = mrkdwn_escape(req.recommendation) if req.recommendation else "ranked first"
@@ -150,7 +194,7 @@ def proposal_blocks(req: SlackProposalRequest, state: str = "proposed", by: str 
             {"type": "button", "action_id": REJECT, "style": "danger", "value": value,
              "text": {"type": "plain_text", "text": "Reject"}},
         ]})
-    return blocks
+    return with_revision(blocks)
 
 
 def proposal_metadata(req: SlackProposalRequest) -> dict:
@@ -186,6 +230,21 @@ def reject_modal(incident_id: str, action_id: str, channel: str, ts: str) -> dic
                          "min_length": 1, "max_length": 2000}},
         ],
     }
+
+
+def reason_value(view: object) -> tuple[str, str]:
+    """A submitted reject modal's reason and the block_id its input has (for the `errors`
+    answer): found by prefix, so a suffixed input block_id would be read as well."""
+    state = view.get("state") if isinstance(view, dict) else None
+    values = state.get("values") if isinstance(state, dict) else None
+    values = values if isinstance(values, dict) else {}
+    key = next((k for k in values if is_block(k, REASON_BLOCK)), None)
+    if key is None:  # not submitted with a value: name the input the view itself has
+        field = find_block(view.get("blocks") if isinstance(view, dict) else None, REASON_BLOCK)
+        return "", str(field["block_id"]) if field else REASON_BLOCK
+    entry = values[key].get(REASON_INPUT) if isinstance(values[key], dict) else None
+    value = entry.get("value") if isinstance(entry, dict) else None
+    return str(value or "").strip(), key
 
 
 def parse_private_metadata(value: str) -> tuple[str, str, str, str]:

@@ -11,7 +11,9 @@ Or mounted in the sandbox receiver (`Receiver(slack_token=...)`, `rx.slack_api`)
 `auth.test` (JSON, form or query bodies). The bearer token is checked (`invalid_auth` for a
 wrong one, `not_authed` for none); answers have Slack's `{"ok": ...}` shapes; unknown channels
 are `channel_not_found`. `fail_next(method, error)` injects failures (`ratelimited` answers 429
-with Retry-After, `internal_error` 500).
+with Retry-After: 1, `internal_error` 500); `rate_limit_next(method, times, retry_after)` answers
+the next `times` calls of `method` with 429 `ratelimited` and that Retry-After (seconds). Each
+recorded call (`calls`) has its arrival time (`at`, time.monotonic()).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import itertools
 import json
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -40,6 +42,7 @@ class ApiCall:
     args: dict[str, Any]
     ok: bool = False
     error: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when the stand-in received it
 
 
 class SlackApi:
@@ -51,7 +54,7 @@ class SlackApi:
         self.ephemerals: list[dict[str, Any]] = []
         self.views: list[dict[str, Any]] = []
         self.calls: list[ApiCall] = []
-        self._failures: dict[str, list[str]] = {}
+        self._failures: dict[str, list[tuple[str, str]]] = {}  # method -> [(error, Retry-After)]
         self._seq = itertools.count(1)
         self.host, self._port = host, port
         self._runner: web.AppRunner | None = None
@@ -107,7 +110,12 @@ class SlackApi:
     # -- test helpers --------------------------------------------------------------------------
 
     def fail_next(self, method: str, error: str = "internal_error", times: int = 1) -> None:
-        self._failures.setdefault(method, []).extend([error] * times)
+        self._failures.setdefault(method, []).extend([(error, "1")] * times)
+
+    def rate_limit_next(self, method: str, times: int = 1, retry_after: int | str = 1) -> None:
+        """The next `times` calls of `method` answer HTTP 429 `ratelimited`, `Retry-After: retry_after`
+        (as Slack does: https://api.slack.com/apis/rate-limits), before the token is even read."""
+        self._failures.setdefault(method, []).extend([("ratelimited", str(retry_after))] * times)
 
     def calls_to(self, method: str) -> list[ApiCall]:
         return [c for c in self.calls if c.method == method]
@@ -163,9 +171,9 @@ class SlackApi:
         self.calls.append(call)
         pending = self._failures.get(method)
         if pending:
-            call.error = pending.pop(0)
+            call.error, after = pending.pop(0)
             if call.error == "ratelimited":
-                return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
+                return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": after})
             status = 500 if call.error in ("internal_error", "fatal_error") else 200
             return web.json_response({"ok": False, "error": call.error}, status=status)
         error = self._authed(request, args)

@@ -32,7 +32,17 @@ from slack_sdk.signature import SignatureVerifier
 from activities.http_client import tls_context
 from domain.config import ApiConfig, ApiToken, TemporalSettings
 from domain.incident import ActionState
-from domain.slack import APPROVE, REASON_BLOCK, REASON_INPUT, REJECT, STATUS_BLOCK, outcome_line, proposal_from_metadata
+from domain.slack import (
+    APPROVE,
+    REASON_BLOCK,
+    REASON_INPUT,
+    REJECT,
+    STATUS_BLOCK,
+    find_block,
+    is_block,
+    outcome_line,
+    proposal_from_metadata,
+)
 from starters import service
 from starters.service import CodeBlueError
 
@@ -44,7 +54,7 @@ WAIT = 60.0
 def _status_line(msg: dict | None) -> str:
     """A proposal message's status line (the context block under it), as Slack shows it."""
     for b in (msg or {}).get("blocks") or []:
-        if b.get("block_id") == STATUS_BLOCK or b.get("type") == "context":
+        if is_block(b.get("block_id"), STATUS_BLOCK) or b.get("type") == "context":  # any revision
             els = b.get("elements") or [{}]
             return html.unescape(str(els[0].get("text") or ""))
     return ""
@@ -187,13 +197,15 @@ class SlackIC:
             return next((v for v in self.stand_in.views[views:] if v["trigger_id"] == trigger), None)
 
         view = (await _until(opened, f"the reject modal for {aid} (views.open)"))["view"]
+        # Slack keys the submitted state, and the answer's errors, by the input's own block_id
+        field = str((find_block(view.get("blocks"), REASON_BLOCK) or {}).get("block_id") or REASON_BLOCK)
         submission = {
             "type": "view_submission",
             "user": {"id": self.user, "username": "drill-ic", "name": "drill-ic", "team_id": view.get("team_id")},
             "api_app_id": APP_ID, "token": "", "trigger_id": self._trigger(),
             "team": {"id": view.get("team_id"), "domain": "codeblue-sandbox"}, "is_enterprise_install": False,
-            "view": {**view, "state": {"values": {REASON_BLOCK: {REASON_INPUT: {"type": "plain_text_input",
-                                                                               "value": reason}}}}},
+            "view": {**view, "state": {"values": {field: {REASON_INPUT: {"type": "plain_text_input",
+                                                                        "value": reason}}}}},
             "response_urls": [],
         }
         rec = self._record("view_submission", "reject", aid, msg)
@@ -202,7 +214,7 @@ class SlackIC:
         if r.content:  # an empty 200 closes the modal; anything else is the form's error
             errors = r.json().get("errors") or {}
             raise CodeBlueError(f"drill --via slack: rejecting {aid} was refused: "
-                                f"{errors.get(REASON_BLOCK) or r.text[:300]}")
+                                f"{errors.get(field) or r.text[:300]}")
 
     async def settled(self, iid: str, aid: str) -> None:
         """Wait until the action's message shows the state the workflow holds (Executed, ...),

@@ -7,6 +7,9 @@ principal must hold the commander (or admin) role. The decision then takes the s
 `POST /incidents/{id}/decisions`: signed for that principal (worker.identity), so the worker
 verifies the proof and the workflow's own rules decide (the IC or an approver; two-person rule).
 A refusal is an ephemeral message to the clicker (or the modal's error); nothing changes.
+
+Slack's rate limits (429 with Retry-After) on the calls made here are waited out by slack_sdk's
+own handler, bounded (`click_retry_handlers`); its connection-error retry stays.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,16 +25,17 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 
+from activities.slack_retry import BoundedRateLimitRetry
 from domain.config import CodeBlueConfig
 from domain.incident import Decision, DecisionResult
 from domain.slack import (
     APPROVE,
-    REASON_BLOCK,
-    REASON_INPUT,
     REJECT,
     REJECT_MODAL,
     SlackProposalRequest,
@@ -39,6 +44,7 @@ from domain.slack import (
     proposal_blocks,
     proposal_from_metadata,
     proposal_text,
+    reason_value,
     reject_modal,
 )
 from starters import service as svc
@@ -47,6 +53,26 @@ from starters.api.problems import Problem
 
 log = logging.getLogger("codeblue.api.slack")
 ERROR_MAX = 300  # a modal's error text is shown under the input
+# Every Slack call here runs after Slack got its answer (a click is acknowledged first; a modal's
+# submission redraws its message after the empty 200), so a 429 may be waited out; but no longer
+# than a redraw is worth (the workflow redraws the message too), and views.open's trigger_id
+# expires 3 s after the click: one retry, Retry-After <= 1 s (<= 2 s with slack_sdk's jitter).
+AFTER_ACK_METHODS = ("chat.update", "chat.postEphemeral", "conversations.history")
+AFTER_ACK_RETRIES, AFTER_ACK_WAIT_MAX = 2, 5  # <= 2 x (5 + 1) = 12 s asleep per call
+TRIGGER_METHODS = ("views.open",)
+TRIGGER_RETRIES, TRIGGER_WAIT_MAX = 1, 1
+REDRAW_CHECK_AFTER = 1.0  # s: a chat.update slower than this waited out a 429; check what it drew
+
+
+def click_retry_handlers() -> list[AsyncRetryHandler]:
+    """The API's Slack client: slack_sdk's default connection-error retry, and its rate-limit
+    handler bounded per method (after the ack; views.open within its trigger's 3 s)."""
+    return [
+        AsyncConnectionErrorRetryHandler(),
+        BoundedRateLimitRetry(TRIGGER_METHODS, max_retry_count=TRIGGER_RETRIES, max_wait_seconds=TRIGGER_WAIT_MAX),
+        BoundedRateLimitRetry(AFTER_ACK_METHODS, max_retry_count=AFTER_ACK_RETRIES,
+                              max_wait_seconds=AFTER_ACK_WAIT_MAX),
+    ]
 
 
 def _first(d: Any, *path: str) -> Any:
@@ -67,7 +93,7 @@ def slack_router(cfg: CodeBlueConfig, tokens: TokenBook, client: Callable[[], Aw
     secret = e.get(sc.signing_secret_env) or None
     verifier = SignatureVerifier(secret) if secret else None
     web = web or AsyncWebClient(token=e.get(sc.bot_token_env) or None, base_url=sc.api_url,
-                                timeout=sc.timeout_seconds)
+                                timeout=sc.timeout_seconds, retry_handlers=click_retry_handlers())
     r = APIRouter(tags=["slack"])
 
     # ------------------------------------------------------------------ who clicked
@@ -142,13 +168,10 @@ def slack_router(cfg: CodeBlueConfig, tokens: TokenBook, client: Callable[[], Aw
                                     reason=act.reason, severity=report.severity.value,
                                     commander=report.commander, idempotency_key=f"{incident_id}:{act.id}")
 
-    async def update_message(incident_id: str, action_id: str, channel: str, ts: str, res: DecisionResult,
-                             by: str | None, reason: str | None, message: dict | None = None) -> None:
-        now = await current(incident_id, action_id)
-        prop = await proposal_for(incident_id, action_id, channel, ts, message, now)
-        if prop is None:
-            log.warning("slack: no proposal to redraw for %s %s", incident_id, action_id)
-            return
+    def drawing(res: DecisionResult, by: str | None, reason: str | None,
+                now: tuple[Any, Any] | None) -> tuple[str, str | None, str | None]:
+        """What the message should show (state, by, detail): the decision, unless the workflow
+        moved on already."""
         state = res.state.value
         detail = reason if state == "rejected" else (res.message if state == "proposed" else None)
         if state not in ("proposed", "approved", "rejected"):
@@ -159,8 +182,28 @@ def slack_router(cfg: CodeBlueConfig, tokens: TokenBook, client: Callable[[], Aw
             state = act.state.value
             by, detail = ((act.approved_by or act.decided_by or by), None) if state == "approved" else \
                 ((act.decided_by or by), act.rejection_reason) if state == "rejected" else (None, act.result)
-        await slack("chat.update", channel=channel, ts=ts, text=proposal_text(prop, state, by, detail),
-                    blocks=proposal_blocks(prop, state, by, detail))
+        return state, by, detail
+
+    async def update_message(incident_id: str, action_id: str, channel: str, ts: str, res: DecisionResult,
+                             by: str | None, reason: str | None, message: dict | None = None) -> None:
+        now = await current(incident_id, action_id)
+        prop = await proposal_for(incident_id, action_id, channel, ts, message, now)
+        if prop is None:
+            log.warning("slack: no proposal to redraw for %s %s", incident_id, action_id)
+            return
+        view = drawing(res, by, reason, now)
+        for _ in range(2):
+            started = time.monotonic()
+            await slack("chat.update", channel=channel, ts=ts, text=proposal_text(prop, *view),
+                        blocks=proposal_blocks(prop, *view))
+            if time.monotonic() - started < REDRAW_CHECK_AFTER:
+                return
+            # the call waited out a rate limit: the worker may have drawn a later state meanwhile,
+            # which this drawing just overwrote; draw what the workflow holds now (once)
+            again = drawing(res, by, reason, await current(incident_id, action_id))
+            if again == view:
+                return
+            view = again
 
     # ------------------------------------------------------------------ interactions
     async def on_block_actions(payload: dict) -> None:
@@ -169,6 +212,8 @@ def slack_router(cfg: CodeBlueConfig, tokens: TokenBook, client: Callable[[], Aw
         channel = str(_first(payload, "channel", "id") or _first(payload, "container", "channel_id") or "")
         ts = str(_first(payload, "message", "ts") or _first(payload, "container", "message_ts") or "")
         for act in payload.get("actions") or []:
+            # a button is known by its action_id and value, never its block_id (which changes
+            # with each redraw of the message: domain.slack.with_revision)
             kind = act.get("action_id")
             if kind not in (APPROVE, REJECT):
                 continue
@@ -199,25 +244,26 @@ def slack_router(cfg: CodeBlueConfig, tokens: TokenBook, client: Callable[[], Aw
         except Exception as err:  # noqa: BLE001 - after the response: log the class, never the payload
             log.warning("slack interaction failed: %s", type(err).__name__)
 
-    def modal_errors(text: str) -> JSONResponse:
-        return JSONResponse({"response_action": "errors", "errors": {REASON_BLOCK: text[:ERROR_MAX]}})
+    def modal_errors(field: str, text: str) -> JSONResponse:
+        return JSONResponse({"response_action": "errors", "errors": {field: text[:ERROR_MAX]}})
 
     async def on_reject_submission(payload: dict, background: BackgroundTasks) -> Response:
         view = payload.get("view") or {}
+        # the input's block_id found by its prefix (REASON_BLOCK), and errors shown under that one
+        reason, field = reason_value(view)
         try:
             incident_id, action_id, channel, ts = parse_private_metadata(str(view.get("private_metadata") or ""))
         except ValueError:
-            return modal_errors("This form does not name a CodeBlue proposal.")
-        reason = str(_first(view, "state", "values", REASON_BLOCK, REASON_INPUT, "value") or "").strip()
+            return modal_errors(field, "This form does not name a CodeBlue proposal.")
         why = channel_problem(channel)
         p, refused = principal_of(payload)
         if why or refused:
-            return modal_errors(why or refused or "")
+            return modal_errors(field, why or refused or "")
         assert p is not None
         res, problem = await decide(p, incident_id,
                                     Decision(action_id=action_id, approve=False, by=p.name, reason=reason))
         if problem or res is None:
-            return modal_errors(f"Not rejected: {problem}")
+            return modal_errors(field, f"Not rejected: {problem}")
         background.add_task(guarded, update_message(incident_id, action_id, channel, ts, res, p.name, reason))
         return Response(status_code=200)  # an empty 200 closes the modal
 

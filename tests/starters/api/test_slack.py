@@ -34,6 +34,7 @@ from domain.slack import (
     SlackProposalRequest,
     SlackUpdateRequest,
     button_value,
+    is_block,
     parse_private_metadata,
     proposal_blocks,
     proposal_from_metadata,
@@ -85,7 +86,7 @@ def test_blocks_show_buttons_only_while_proposed_and_the_outcome_after():
     assert section.splitlines()[0].endswith("*Recommended:* a deploy 12 minutes ago &lt;and&gt; errors since")
     assert "*rollback* (`helm_rollback`)" in section and "release 12 is crash-looping" in section
     (actions,) = [b for b in blocks if b["type"] == "actions"]
-    assert actions["block_id"] == ACTIONS_BLOCK
+    assert is_block(actions["block_id"], ACTIONS_BLOCK)  # "<ACTIONS_BLOCK>.<revision>"
     approve, reject = actions["elements"]
     assert (approve["action_id"], approve["style"], approve["value"]) == (APPROVE, "primary", "INC-1|rollback")
     assert (reject["action_id"], reject["style"], reject["value"]) == (REJECT, "danger", button_value("INC-1", "rollback"))
