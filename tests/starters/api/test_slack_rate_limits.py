@@ -56,7 +56,7 @@ from domain.slack import (
 )
 from sandbox.slack_api import SlackApi
 from starters.api.slack import click_retry_handlers
-from tests.api_fixtures import api_config, api_on
+from tests.support.api import api_config, api_on
 
 # small bits as in tests/test_slack.py (copied: a test file never imports another)
 BOT = "xoxb-test-" + "t" * 20
