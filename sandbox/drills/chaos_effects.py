@@ -22,13 +22,20 @@ class Effect:
 
 def _notification_effects(sb: Any, expected_keys: list[tuple[str, str]], steps: Counter) -> list[Effect]:
     """Each expected (channel, Idempotency-Key) applied once, nothing else; one Slack proposal
-    message per `slack_post_proposal` step the workflows ran (none when they post none)."""
+    message per `slack_post_proposal` step the workflows ran (none when they post none). A key
+    ending in `*` is a prefix (a change event's key ends with the time of the change)."""
     from sandbox.effects import deliveries, slack_posts
 
     d = deliveries(sb.receiver)
     per_key = d["applied_per_key"]
-    out = [Effect(f"{ch} {key}", 1, per_key.get((ch, key), 0)) for ch, key in expected_keys]
-    others = sum(n for k, n in per_key.items() if k not in set(expected_keys))
+
+    def matches(expected: tuple[str, str], seen: tuple[str, str]) -> bool:
+        (ch, key), (seen_ch, seen_key) = expected, seen
+        return ch == seen_ch and (seen_key.startswith(key[:-1]) if key.endswith("*") else seen_key == key)
+
+    out = [Effect(f"{ch} {key}", 1, sum(n for k, n in per_key.items() if matches((ch, key), k)))
+           for ch, key in expected_keys]
+    others = sum(n for k, n in per_key.items() if not any(matches(e, k) for e in expected_keys))
     out.append(Effect("other notifications applied", 0, others))
     posts = slack_posts(sb.receiver)
     out.append(Effect("Slack proposal messages (one per proposal posted)", steps.get("slack_post_proposal", 0),
@@ -39,8 +46,9 @@ def _notification_effects(sb: Any, expected_keys: list[tuple[str, str]], steps: 
 
 def bad_deploy_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[Effect]:
     """Rollback of release healthcare-platform 12 -> 11, approved by the IC; scale and restart
-    rejected. One incident: one page (and its resolve), one status page incident (opened, resolved), three
-    stakeholder messages, the incident channel opened and closed."""
+    rejected. One incident: one page (and its resolve), one change event (the rollback), one
+    status page incident (investigating, identified, monitoring, resolved), three stakeholder
+    messages, the incident channel opened and closed."""
     from sandbox.effects import deployment_changes, helm_revisions
     from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE
 
@@ -59,7 +67,10 @@ def bad_deploy_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[E
         *_notification_effects(sb, [
             ("pagerduty", f"{iid}:on_call:open"),
             ("pagerduty", f"{iid}:on_call:open:resolve"),  # the page resolved with the incident
+            ("pagerduty", f"{iid}:change:rollback:*"),  # the rollback on the service's PagerDuty timeline
             ("statuspage", f"statuspage:{iid}:investigating"),
+            ("statuspage", f"statuspage:{iid}:identified"),
+            ("statuspage", f"statuspage:{iid}:monitoring"),
             ("statuspage", f"statuspage:{iid}:resolved"),
             ("slack", f"{iid}:stakeholders:initial"),
             ("slack", f"{iid}:stakeholders:final"),
@@ -72,7 +83,8 @@ def bad_deploy_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[E
 
 def db_outage_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[Effect]:
     """Restore healthcare-prod-snapshot-latest to healthcare-prod-restored, back up and point
-    the database Secret at it, restart api-gateway once; nothing paged or posted."""
+    the database Secret at it, restart api-gateway once; nothing paged or posted, two change
+    events (the restore and the cutover)."""
     from domain.database_restore import INCIDENT_TAG
     from sandbox.aws_rds_seed import rds_client
     from sandbox.effects import created, deployment_changes, secret_key_changes
@@ -93,7 +105,8 @@ def db_outage_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[Ef
         Effect("api-gateway restart patches", 1, gw["restarts"]),
         Effect("api-gateway scale patches", 0, gw["scales"]),
         Effect("api-gateway image changes", 0, gw["image_changes"]),
-        *_notification_effects(sb, [], steps),
+        *_notification_effects(sb, [("pagerduty", f"{iid}:change:restore:*"),
+                                    ("pagerduty", f"{iid}:change:cutover:*")], steps),
     ]
 
 

@@ -65,6 +65,10 @@ async def test_sigkill_mid_rollback_then_a_new_worker_finishes_exactly_once(dev_
         applied = Counter((c.channel, c.idempotency_key) for c in sb.receiver.calls if c.method != "GET" and not c.duplicate and 200 <= c.status < 300)
         assert applied and max(applied.values()) == 1, applied
         assert len(sb.receiver.incidents) == 1
-        pages = [(c.json["event_action"], c.json["dedup_key"]) for c in sb.receiver.effects("pagerduty")]
+        pages = [(c.json["event_action"], c.json["dedup_key"]) for c in sb.receiver.effects("pagerduty")
+                 if "event_action" in c.json]  # not the change event
+        changes = [c.json["payload"]["custom_details"]["change"] for c in sb.receiver.effects("pagerduty")
+                   if "event_action" not in c.json]
+        assert changes == ["rollback"]  # on the service's PagerDuty timeline, once
         assert pages == [("trigger", f"{iid}:on_call:open"), ("resolve", f"{iid}:on_call:open")]  # one page, resolved
 
