@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.catalog import for_service
 from domain.config import CodeBlueConfig, EnvironmentQuery
 from domain.identity import HEADER
 
@@ -54,10 +55,12 @@ class EnvironmentActivities:
 
     @activity.defn
     async def worker_config(self, query: EnvironmentQuery) -> CodeBlueConfig:
-        """The result is kept in history: no credential travels (CodeBlueConfig.for_history)."""
+        """The result is kept in history: no credential travels (CodeBlueConfig.for_history).
+        With the incident's service, the config of that catalog service (domain.catalog)."""
         if query.start_proof and query.workflow_id and query.start_issued_at is not None:
             used_by = await start_proof_used_by(activity.client(), query)
             if used_by:
                 raise ApplicationError(f"its proof was already used by run {used_by} of {query.workflow_id} "
                                        "(a replayed start)", type="StartRefused", non_retryable=True)
-        return self.config.for_history()
+        cfg = for_service(self.config, query.service) if query.service else self.config
+        return cfg.for_history()

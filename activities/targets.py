@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from temporalio.exceptions import ApplicationError
 
+from domain import catalog
 from domain.cluster import DbCheckRequest
 from domain.config import CodeBlueConfig
 from domain.database_restore import RestoredDbVerifyRequest
@@ -26,16 +27,15 @@ class Targets:
     cfg: CodeBlueConfig
 
     def deployment(self, namespace: str, name: str) -> None:
-        """The one deployment CodeBlue scales, restarts and waits on."""
-        k = self.cfg.kubernetes
-        if (namespace, name) != (k.namespace, k.gateway_deployment):
+        """A catalog service's deployment: CodeBlue scales, restarts and waits on no other."""
+        if not catalog.owns_deployment(self.cfg, namespace, name):
             raise _refuse(f"deployment {namespace}/{name}")
 
     def release(self, namespace: str, release: str, chart: str | None = None) -> None:
-        """The one helm release (and chart) CodeBlue rolls back and upgrades."""
-        if (namespace, release) != (self.cfg.kubernetes.namespace, self.cfg.helm.release):
+        """A catalog service's helm release (and its chart): CodeBlue rolls back and upgrades no other."""
+        if not catalog.owns_release(self.cfg, namespace, release):
             raise _refuse(f"release {namespace}/{release}")
-        if chart is not None and chart != self.cfg.helm.chart:
+        if chart is not None and not catalog.owns_release(self.cfg, namespace, release, chart):
             raise _refuse(f"chart {chart}")
 
     def secret(self, namespace: str, name: str, key: str | None = None) -> None:
@@ -52,16 +52,16 @@ class Targets:
             raise _refuse(f"endpoint {host}:{port}")
 
     def health_url(self, url: str) -> None:
-        if url != self.cfg.health.url:
+        if url != self.cfg.health.url and url not in {e.health_url for _, e in catalog.targets(self.cfg)}:
             raise _refuse(f"health URL {url}")
 
     def db_check(self, req: DbCheckRequest) -> None:
-        d, k = self.cfg.database, self.cfg.kubernetes
+        d = self.cfg.database
         if req.command is not None and req.command != d.check_command:
             raise _refuse("that database check command")
         if (req.secret_name, req.secret_key) != (d.secret_name, d.secret_key):
             raise _refuse(f"secret {req.secret_name}/{req.secret_key}")
-        if req.namespace != k.namespace or req.deployment != k.gateway_deployment:
+        if not catalog.owns_deployment(self.cfg, req.namespace, req.deployment):
             raise _refuse(f"deployment {req.namespace}/{req.deployment}")
 
     def restored_db(self, req: RestoredDbVerifyRequest) -> None:

@@ -181,7 +181,10 @@ def _previous_good(older: list[HelmRevision]) -> HelmRevision | None:
 
 
 def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
-    """The runbook's mitigation menu, each with the reason the evidence gives."""
+    """The runbook's mitigation menu, each with the reason the evidence gives; nothing for a
+    service the catalog does not know (domain.catalog): CodeBlue knows no target of its own."""
+    if cfg.unknown_service:
+        return []
     ns = cfg.kubernetes.namespace
     gw = cfg.kubernetes.gateway_deployment
     out: list[Action] = []

@@ -290,7 +290,34 @@ class ApiConfig(_Section):
     alert_repeat_window_seconds: float = Field(default=600.0, ge=0)
 
 
+class ServiceEntry(_Section):
+    """One service of the platform, as the catalog knows it (domain.catalog): where CodeBlue
+    acts for an incident about it. A field left unset falls back to the flat config's."""
+
+    namespace: str | None = None
+    # the first is the one CodeBlue reads logs of, scales and restarts
+    deployments: list[str] = Field(default=[], max_length=20)
+    helm_release: str | None = None
+    helm_chart: str | None = None
+    health_url: str | None = None
+    # who answers for it: its on-call contact (the page's) and its Slack channel
+    on_call: str | None = None
+    slack_channel: str | None = None
+    dashboards: dict[str, str] = {}
+    runbook_url: str | None = None
+    # other catalog services and resources it needs (a database, a cache, an upstream)
+    depends_on: list[str] = []
+
+
 class CodeBlueConfig(_Section):
+    # The service catalog: service name -> where CodeBlue acts for it. Empty: the flat sections
+    # below describe one service, `api.default_service` (the runbook as written, the gateway).
+    services: dict[str, ServiceEntry] = {}
+    # Set by the worker for each incident (domain.catalog.for_service), never in the file: the
+    # catalog service the config acts for, or the incident's service the catalog does not
+    # know (then nothing is proposed: CodeBlue knows none of its targets).
+    acting_for: str | None = None
+    unknown_service: str | None = None
     kubernetes: KubernetesConfig = KubernetesConfig()
     helm: HelmConfig = HelmConfig()
     aws: AwsConfig = AwsConfig()
@@ -369,6 +396,9 @@ def _without_userinfo(url: str | None) -> str | None:
 
 class EnvironmentQuery(BaseModel):
     incident_id: str
+    # the incident's service: the worker answers with that catalog service's targets
+    # ("": the catalog's default service, as before the catalog)
+    service: str = Field(default="", max_length=100)
     # a person's start: the worker checks no earlier run of this workflow ID used its proof
     workflow_id: str | None = None
     run_id: str | None = None

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.authority import incident_authority, incident_report, reopen_incident
+from domain.catalog import for_service
 from domain.cluster import (
     DbCheckRequest,
     DbCheckResult,
@@ -128,7 +129,8 @@ class World:
         @activity.defn(name="worker_config")
         async def worker_config(q: EnvironmentQuery) -> CodeBlueConfig:
             w._enter("worker_config")
-            return WORKER_CONFIGS.get(q.incident_id) or w.config
+            cfg = WORKER_CONFIGS.get(q.incident_id) or w.config
+            return for_service(cfg, q.service) if q.service else cfg  # as the worker answers
 
         @activity.defn(name="pod_status")
         async def pod_status(q: NamespaceQuery) -> PodsReport:

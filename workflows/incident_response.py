@@ -96,7 +96,7 @@ class IncidentResponseWorkflow(Mitigation):
     # ---------------------------------------------------------------- run
     @workflow.run
     async def run(self, inp: IncidentInput) -> IncidentReport:
-        self.cfg = await self.steps.worker_config(inp)
+        self.cfg = await self.steps.worker_config(inp, service=inp.service)  # that service's targets
         if inp.start_proof and inp.incident_id.startswith(ALERT_PREFIX) and "alerts" not in inp.requested_roles:
             inp.start_refused = f"incident IDs starting {ALERT_PREFIX} are the alert path's"
         if inp.start_refused:  # worker.identity found no valid proof: page nobody, touch nothing

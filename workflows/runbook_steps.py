@@ -11,6 +11,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from workflows.steps import WRITE_RETRY, Steps, activity_name
+from workflows.timeline import CODEBLUE
 
 with workflow.unsafe.imports_passed_through():
     from activities.health import HealthActivities
@@ -30,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutWaitRequest,
     )
     from domain.config import CodeBlueConfig, HealthConfig, KubernetesConfig
-    from domain.incident import Undo
+    from domain.incident import TimelineKind, Undo
 
 
 class StepFailed(Exception):
@@ -91,6 +92,10 @@ async def db_check(steps: Steps, cfg: CodeBlueConfig, namespace: str, deployment
 async def verify_health(steps: Steps, h: HealthConfig, summary: str, attempts: int | None = None) -> HealthProbeResult | None:
     """The health endpoint probed `attempts` times (the config's by default); None when the
     probe itself could not run (recorded by `steps.read`)."""
+    if not h.url:  # a service the catalog does not know: no endpoint of its own
+        steps.timeline.log(CODEBLUE, f"{summary} skipped", "no health URL for this service in the catalog",
+                           kind=TimelineKind.STEP)
+        return None
     req = HealthProbeRequest(url=h.url, attempts=h.attempts if attempts is None else attempts,
                              timeout_seconds=h.timeout_seconds)
     return await steps.read(HealthActivities.probe_health, req, summary)
@@ -98,6 +103,10 @@ async def verify_health(steps: Steps, h: HealthConfig, summary: str, attempts: i
 
 async def gateway_logs(steps: Steps, k: KubernetesConfig, summary: str, namespace: str | None = None) -> LogsReport | None:
     """The gateway's recent log lines counted against the configured error patterns."""
+    if not k.gateway_deployment:  # a service the catalog does not know: no deployment of its own
+        steps.timeline.log(CODEBLUE, f"{summary} skipped", "no deployment for this service in the catalog",
+                           kind=TimelineKind.STEP)
+        return None
     q = LogsQuery(namespace=k.namespace if namespace is None else namespace, deployment=k.gateway_deployment,
                   tail_lines=k.log_tail_lines, patterns=k.error_patterns)
     return await steps.read(KubernetesActivities.gateway_logs, q, summary)

@@ -145,24 +145,25 @@ class Steps:
         self.acknowledged: set[str] = set()  # pages acknowledged (a repeat would change nothing)
         self.ui_base = ""  # the Temporal UI (the worker's config): each page links to its workflow there
 
-    async def worker_config(self, start: StartedBy) -> CodeBlueConfig:
+    async def worker_config(self, start: StartedBy, service: str = "") -> CodeBlueConfig:
         """The worker's config, read once and kept in history: the worker, not the starter,
         decides where a workflow acts. A person's start is checked there too: a proof an
         earlier run of this workflow ID used marks it refused (`start.start_refused`). A start
         already refused reads nothing (its run ends without acting)."""
         if start.start_refused:
             return shared_config(CodeBlueConfig())
-        cfg = await self._worker_config(start)
+        cfg = await self._worker_config(start, service)
         self.ui_base = cfg.ui.base_url.rstrip("/")
         return cfg
 
-    async def _worker_config(self, start: StartedBy) -> CodeBlueConfig:
+    async def _worker_config(self, start: StartedBy, service: str) -> CodeBlueConfig:
         info = workflow.info()
         first = info.parent is None and info.continued_run_id is None
-        query = EnvironmentQuery(incident_id=self.incident_id)
+        query = EnvironmentQuery(incident_id=self.incident_id, service=service)
         if first and start.start_proof:
-            query = EnvironmentQuery(incident_id=self.incident_id, workflow_id=info.workflow_id, run_id=info.run_id,
-                                     start_proof=start.start_proof, start_issued_at=start.start_issued_at)
+            query = EnvironmentQuery(incident_id=self.incident_id, service=service, workflow_id=info.workflow_id,
+                                     run_id=info.run_id, start_proof=start.start_proof,
+                                     start_issued_at=start.start_issued_at)
         try:
             return shared_config(await workflow.execute_activity_method(
                 EnvironmentActivities.worker_config,

@@ -40,6 +40,11 @@ with workflow.unsafe.imports_passed_through():
 
 
 
+async def _none() -> None:
+    """A read with no target (a service outside the catalog), in a gather of reads."""
+    return None
+
+
 class Phases(IncidentState):
     async def _diagnostics(self) -> Diagnostics:
         k = self.cfg.kubernetes
@@ -77,7 +82,7 @@ class Phases(IncidentState):
                 HelmActivities.helm_history,
                 HelmQuery(release=self.cfg.helm.release, namespace=k.namespace),
                 "helm history",
-            ),
+            ) if self.cfg.helm.release else _none(),
             verify_health(self.steps, h, "health endpoint probe"),
             read_slis(self.steps, self.inp.incident_id, "SLIs from Prometheus", since=self.started.isoformat()),
         )
@@ -95,7 +100,9 @@ class Phases(IncidentState):
         for act in acts:
             self.book.propose(act)
         if not self.actions:
-            self._log(CODEBLUE, "No mitigation proposed", "the evidence points at no runbook action", kind=TimelineKind.EVENT)
+            why = (f"service {self.cfg.unknown_service} is not in the service catalog: CodeBlue knows none of its "
+                   "targets and changes nothing" if self.cfg.unknown_service else "the evidence points at no runbook action")
+            self._log(CODEBLUE, "No mitigation proposed", why, kind=TimelineKind.EVENT)
         else:
             best = next((a for a in acts if a.recommended), None)
             self._log(

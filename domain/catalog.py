@@ -1,0 +1,69 @@
+"""The service catalog: which service an incident is about decides where CodeBlue acts.
+
+The worker's config lists its services (`services:`, or the flat sections as one service, the
+runbook's gateway). For each incident the worker answers `worker_config` with the config of
+that incident's service (`for_service`): its namespace, deployment, helm release and chart,
+health URL, on-call contact and dashboards in the sections the workflows already read, and
+`acting_for` naming it. A service the catalog does not know keeps the namespace (to read what
+it can) and no target: nothing is proposed for it.
+"""
+
+from __future__ import annotations
+
+from domain.config import CodeBlueConfig, ServiceEntry
+
+
+def catalog(cfg: CodeBlueConfig) -> dict[str, ServiceEntry]:
+    """Every service the worker may act for; the flat config is a one-service catalog."""
+    if cfg.services:
+        return cfg.services
+    return {cfg.api.default_service: ServiceEntry(
+        namespace=cfg.kubernetes.namespace, deployments=[cfg.kubernetes.gateway_deployment],
+        helm_release=cfg.helm.release, helm_chart=cfg.helm.chart, health_url=cfg.health.url)}
+
+
+def targets(cfg: CodeBlueConfig) -> list[tuple[str, ServiceEntry]]:
+    """Each catalog service with its fallbacks filled in from the flat sections."""
+    return [(name, _filled(cfg, e)) for name, e in catalog(cfg).items()]
+
+
+def _filled(cfg: CodeBlueConfig, e: ServiceEntry) -> ServiceEntry:
+    return e.model_copy(update={
+        "namespace": e.namespace or cfg.kubernetes.namespace,
+        "helm_release": e.helm_release or "",
+        "helm_chart": e.helm_chart or cfg.helm.chart,
+        "health_url": e.health_url or "",
+    })
+
+
+def for_service(cfg: CodeBlueConfig, service: str) -> CodeBlueConfig:
+    """The config an incident about `service` acts with (see the module's docstring)."""
+    entry = catalog(cfg).get(service)
+    if entry is None:
+        return cfg.model_copy(update={
+            "acting_for": None, "unknown_service": service,
+            "kubernetes": cfg.kubernetes.model_copy(update={"gateway_deployment": ""}),
+            "helm": cfg.helm.model_copy(update={"release": ""}),
+            "health": cfg.health.model_copy(update={"url": ""}),
+            "prometheus": cfg.prometheus.model_copy(update={"service": service}),
+        })
+    e = _filled(cfg, entry)
+    return cfg.model_copy(update={
+        "acting_for": service, "unknown_service": None,
+        "kubernetes": cfg.kubernetes.model_copy(update={
+            "namespace": e.namespace, "gateway_deployment": e.deployments[0] if e.deployments else ""}),
+        "helm": cfg.helm.model_copy(update={"release": e.helm_release, "chart": e.helm_chart}),
+        "health": cfg.health.model_copy(update={"url": e.health_url}),
+        "contacts": cfg.contacts.model_copy(update={"on_call": e.on_call}) if e.on_call else cfg.contacts,
+        "prometheus": cfg.prometheus.model_copy(update={
+            "service": service, "dashboards": {**cfg.prometheus.dashboards, **e.dashboards}}),
+    })
+
+
+def owns_deployment(cfg: CodeBlueConfig, namespace: str, deployment: str) -> bool:
+    return any(namespace == e.namespace and deployment in e.deployments for _, e in targets(cfg))
+
+
+def owns_release(cfg: CodeBlueConfig, namespace: str, release: str, chart: str | None = None) -> bool:
+    return any(namespace == e.namespace and release == e.helm_release and release
+               and (chart is None or chart == e.helm_chart) for _, e in targets(cfg))

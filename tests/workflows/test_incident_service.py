@@ -1,0 +1,45 @@
+"""An incident acts on its own service (issue #26): its proposals name that service's release
+and deployment; a service the catalog does not know gets its namespace read and nothing
+proposed. Fake activities, time-skipping server."""
+
+from __future__ import annotations
+
+from domain.config import CodeBlueConfig, ServiceEntry
+from sandbox.memory_world import World, configure_worker
+from tests.support.polling import until
+from tests.support.workflows import incident, start, terminate, worker_for
+
+CATALOG = CodeBlueConfig(services={
+    "api-gateway": ServiceEntry(deployments=["api-gateway"], helm_release="healthcare-platform"),
+    "patient-portal": ServiceEntry(deployments=["patient-portal"], helm_release="patient-portal",
+                                   health_url="https://portal.example/health"),
+})
+
+
+async def test_a_patient_portal_incident_proposes_changes_to_the_patient_portal_only(skipping_env):
+    world = World()
+    inp = incident("P0", service="patient-portal")
+    configure_worker(inp.incident_id, CATALOG)
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, inp, tq)
+        rep = await until(h, lambda r: bool(r.actions), "proposals")
+        by_id = {a.id: a.params for a in rep.actions}
+        assert by_id["rollback"]["release"] == "patient-portal"
+        assert all(p.get("deployment", "patient-portal") == "patient-portal" for p in by_id.values()), by_id
+        assert world.probed == ["https://portal.example/health"]
+        await terminate(h)
+
+
+async def test_a_service_outside_the_catalog_is_read_but_nothing_is_proposed(skipping_env):
+    world = World()
+    inp = incident("P0", service="pharmacy")
+    configure_worker(inp.incident_id, CATALOG)
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, inp, tq)
+        rep = await until(h, lambda r: any(e.event == "No mitigation proposed" for e in r.timeline), "no proposal")
+        (why,) = [e.result for e in rep.timeline if e.event == "No mitigation proposed"]
+        assert "pharmacy is not in the service catalog" in (why or "")
+        assert rep.actions == [] and world.calls["helm_history"] == 0 and world.calls["gateway_logs"] == 0
+        assert world.calls["pod_status"] >= 1  # the namespace is read
+        assert {"kubectl logs deployment/ skipped", "health endpoint probe skipped"} <= {e.event for e in rep.timeline}
+        await terminate(h)
