@@ -199,6 +199,8 @@ class NotifierActivities(HttpActivities):
         if not cfg.pagerduty_url:
             return _skipped("pagerduty", "pagerduty")
         key_env = cfg.pagerduty_routing_keys_env.get(req.audience.value, cfg.pagerduty_routing_key_env)
+        if req.audience.value in ("on_call", "commander") and req.service in cfg.pagerduty_service_routing_keys_env:
+            key_env = cfg.pagerduty_service_routing_keys_env[req.service]  # the service's own PagerDuty service
         routing_key = os.environ.get(key_env)
         if not routing_key:
             raise ApplicationError(
@@ -244,7 +246,8 @@ class NotifierActivities(HttpActivities):
         url = change_url(cfg)
         if not url:
             return _skipped("pagerduty", "pagerduty change events")
-        routing_key = os.environ.get(cfg.pagerduty_routing_keys_env.get("on_call", cfg.pagerduty_routing_key_env))
+        routing_key = os.environ.get(cfg.pagerduty_service_routing_keys_env.get(req.service)
+                                     or cfg.pagerduty_routing_keys_env.get("on_call", cfg.pagerduty_routing_key_env))
         if not routing_key:
             raise ApplicationError("pagerduty: routing key variable for change events is not set",
                                    type="NotificationMisconfigured", non_retryable=True)

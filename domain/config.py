@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
+from domain.backstage import CatalogError, read_catalog_file
 from domain.prometheus import PrometheusConfig
 
 
@@ -102,6 +103,9 @@ class NotificationConfig(_Section):
     # a routing key per audience (on_call, engineering_manager, devops_lead, security, commander):
     # the variable that holds it; an audience not named here uses pagerduty_routing_key_env
     pagerduty_routing_keys_env: dict[str, str] = {}
+    # a routing key per service (from the catalog's `pagerduty_routing_key_env`): the on-call's and
+    # the IC's pages and the change events of an incident about that service go there
+    pagerduty_service_routing_keys_env: dict[str, str] = {}
     webhook_url: str | None = None  # generic JSON webhook (incident channel, audit)
     timeout_seconds: float = 10.0
 
@@ -300,8 +304,10 @@ class ServiceEntry(_Section):
     helm_release: str | None = None
     helm_chart: str | None = None
     health_url: str | None = None
-    # who answers for it: its on-call contact (the page's) and its Slack channel
+    # who answers for it: its on-call contact (the page's), the variable holding its PagerDuty
+    # routing key (its pages and change events go to its own PagerDuty service), its Slack channel
     on_call: str | None = None
+    pagerduty_routing_key_env: str | None = None
     slack_channel: str | None = None
     dashboards: dict[str, str] = {}
     runbook_url: str | None = None
@@ -313,6 +319,9 @@ class CodeBlueConfig(_Section):
     # The service catalog: service name -> where CodeBlue acts for it. Empty: the flat sections
     # below describe one service, `api.default_service` (the runbook as written, the gateway).
     services: dict[str, ServiceEntry] = {}
+    # A Backstage catalog file (Component entities and their annotations, domain.backstage),
+    # relative to this config file: its services join `services` (an entry here wins)
+    backstage_catalog: str | None = None
     # Set by the worker for each incident (domain.catalog.for_service), never in the file: the
     # catalog service the config acts for, or the incident's service the catalog does not
     # know (then nothing is proposed: CodeBlue knows none of its targets).
@@ -410,6 +419,21 @@ class ConfigError(Exception):
     """A bad config file; the message is one line naming the file and the field."""
 
 
+def _backstage_services(path: Path) -> dict[str, ServiceEntry]:
+    try:
+        found = read_catalog_file(path)
+    except CatalogError as e:
+        raise ConfigError(str(e)) from None
+    out = {}
+    for name, fields in found.items():
+        try:
+            out[name] = ServiceEntry.model_validate(fields)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise ConfigError(f"{path}: Component {name}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    return out
+
+
 def load_config(path: str | Path | None = None) -> CodeBlueConfig:
     """Load the YAML at `path` (or $CODEBLUE_CONFIG); neither given: the runbook defaults."""
     if path is None:
@@ -430,11 +454,20 @@ def load_config(path: str | Path | None = None) -> CodeBlueConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: top level must be a mapping of sections")
     try:
-        return CodeBlueConfig.model_validate(raw)
+        cfg = CodeBlueConfig.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(x) for x in err["loc"]) or "(top level)"
         raise ConfigError(f"{p}: {field}: {err['msg']}") from None
+    if cfg.backstage_catalog:
+        cfg = cfg.model_copy(update={"services": {**_backstage_services(p.parent / cfg.backstage_catalog),
+                                                  **cfg.services}})
+    routing = {name: e.pagerduty_routing_key_env for name, e in cfg.services.items() if e.pagerduty_routing_key_env}
+    if routing:
+        n = cfg.notifications
+        cfg = cfg.model_copy(update={"notifications": n.model_copy(update={
+            "pagerduty_service_routing_keys_env": {**routing, **n.pagerduty_service_routing_keys_env}})})
+    return cfg
 
 
 class TemporalSettings(BaseModel):

@@ -125,3 +125,21 @@ async def test_statuspage_420_is_retried_and_calls_keep_one_second_apart(receive
         assert loop.time() - t0 >= 3 * 0.3 - 0.05  # four requests, each at least 0.3 s after the last
     finally:
         await n.aclose()
+
+
+async def test_an_incidents_pages_and_changes_go_to_its_services_own_routing_key(receiver, monkeypatch):
+    monkeypatch.setenv("CODEBLUE_PD_KEY_PORTAL", "PORTALKEY-0123456789")
+    n = NotifierActivities(receiver.notification_config(
+        pagerduty_service_routing_keys_env={"patient-portal": "CODEBLUE_PD_KEY_PORTAL"}))
+    try:
+        env = ActivityEnvironment()
+        await env.run(n.page, _page().model_copy(update={"service": "patient-portal"}))
+        await env.run(n.page, _page().model_copy(update={"service": "patient-portal", "audience": Audience.ENGINEERING_MANAGER,
+                                                         "dedup_key": "INC-1:engineering_manager:sla"}))
+        await env.run(n.change_event, ChangeEventRequest(incident_id="INC-1", service="patient-portal", kind="rollback",
+                                                         summary="rolled back", timestamp="2026-12-07T18:00:00+00:00"))
+        await env.run(n.page, _page().model_copy(update={"dedup_key": "INC-2:on_call:open"}))  # the gateway: the default key
+        keys = [c.json["routing_key"] for c in receiver.effects("pagerduty")]
+        assert keys == ["PORTALKEY-0123456789", ROUTING_KEY, "PORTALKEY-0123456789", ROUTING_KEY]
+    finally:
+        await n.aclose()
