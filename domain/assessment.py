@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from domain import catalog
 from domain.cluster import (
     DeploymentsReport,
     HealthProbeResult,
@@ -46,6 +47,8 @@ class Evidence(BaseModel):
     helm: HelmHistory | None = None
     health: HealthProbeResult | None = None
     slis: SliReport | None = None  # the SLIs from Prometheus (None: not read; skipped: no prometheus.url)
+    # the other catalog services' health (service -> its probe; None: the probe could not run)
+    services: dict[str, HealthProbeResult | None] = {}
     failures: list[str] = []
 
 
@@ -76,12 +79,20 @@ class Assessment(BaseModel):
     sli_breaches: list[str] = []
     dashboards: dict[str, str] = {}
     healthy: bool = False
+    # the catalog's unhealthy services (this incident's own first) and what they share, if anything
+    unhealthy_services: list[str] = []
+    shared_cause: str | None = None
+    shared_cause_of: list[str] = []
     notes: list[str] = []
 
     def summary_lines(self) -> list[str]:
         out = [f"User impact: {self.user_impact}"]
         if self.affected_services:
             out.append("Affected: " + ", ".join(self.affected_services))
+        if len(self.unhealthy_services) > 1:
+            out.append("Unhealthy services: " + ", ".join(self.unhealthy_services))
+        if self.shared_cause:
+            out.append(f"Shared cause: {self.shared_cause} (of {', '.join(self.shared_cause_of)})")
         if self.crash_looping:
             out.append(f"Crash-looping pods: {len(self.crash_looping)}")
         if self.resource_pressure:
@@ -172,6 +183,7 @@ def assess(
     a.healthy = bool(
         h and h.ok and not a.not_ready_pods and not a.affected_services and diag.pods is not None
     )
+    _services(a, ev, cfg)
     return a
 
 
@@ -267,6 +279,11 @@ def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
                 f"{a.cache_errors} Redis errors in {gw} logs; check the cache cluster (runbook: Redis Cache Issues)",
             )
         )
+    if a.shared_cause and not any(act.kind == ActionKind.DB_CHECK for act in out):
+        out.append(Action(
+            id="db-check", kind=ActionKind.DB_CHECK,
+            reason=f"{a.shared_cause} is shared by the unhealthy {', '.join(a.shared_cause_of)}; check the database connection",
+            params={"namespace": ns, "deployment": gw}))
     return out
 
 
@@ -274,6 +291,20 @@ def _playbook(p: Procedure, reason: str) -> Action:
     """The incident's proposal that starts procedure `p` as a child (domain.procedures)."""
     assert p.proposal is not None, p.key
     return Action(id=p.proposal, kind=ActionKind.PLAYBOOK, reason=reason, params={"workflow": p.workflow})
+
+
+def _services(a: Assessment, ev: Evidence, cfg: CodeBlueConfig) -> None:
+    """The catalog's other services' health, and what the unhealthy ones share (domain.catalog)."""
+    if not ev.services:
+        return
+    own = cfg.acting_for or cfg.unknown_service or ""
+    others = sorted(n for n, h in ev.services.items() if h is not None and not h.ok)
+    a.unhealthy_services = ([own] if own and not a.healthy else []) + others
+    shared = catalog.shared_cause(cfg, a.unhealthy_services)
+    if shared:
+        a.shared_cause, a.shared_cause_of = shared
+        a.notes.append(f"{len(a.shared_cause_of)} services share {a.shared_cause}: likely the cause, "
+                       "rather than any one service's change")
 
 
 def rank(a: Assessment, actions: list[Action]) -> list[Action]:
@@ -285,13 +316,19 @@ def rank(a: Assessment, actions: list[Action]) -> list[Action]:
     symptoms = (f"{len(a.crash_looping)} pods crash-looping since" if a.crash_looping
                 else f"{len(a.not_ready_pods)} pods not ready since" if a.not_ready_pods else "the errors began after it")
 
+    shared = f"{a.shared_cause} is shared by the unhealthy {', '.join(a.shared_cause_of)}" if a.shared_cause else ""
+
     def score(act: Action) -> tuple[int, str]:
         slo = f"; {a.sli_breaches[0]}" if a.sli_breaches else ""
+        workflow_name = act.params.get("workflow") if act.kind == ActionKind.PLAYBOOK else None
+        if shared and (workflow_name == DB_CONNECTIONS.workflow or act.kind == ActionKind.DB_CHECK):
+            return 96, f"{shared}: the database side first"
+        if shared and act.kind == ActionKind.HELM_ROLLBACK:
+            return 35, f"{shared}: this service's deploy explains none of the others"
         if act.kind == ActionKind.HELM_ROLLBACK and deploy:
             return 95 if broken or a.sli_breaches else 90, (
                 f"revision {deploy.revision} deployed {deploy.minutes_before_incident:.0f} min before the onset; "
                 f"{symptoms}{slo}")
-        workflow_name = act.params.get("workflow") if act.kind == ActionKind.PLAYBOOK else None
         if workflow_name == REDEPLOY.workflow and deploy:
             return 85, (f"revision {deploy.revision} deployed {deploy.minutes_before_incident:.0f} min before the onset "
                         "and no earlier revision is healthy: redeploy the known-good tag")

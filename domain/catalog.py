@@ -67,3 +67,51 @@ def owns_deployment(cfg: CodeBlueConfig, namespace: str, deployment: str) -> boo
 def owns_release(cfg: CodeBlueConfig, namespace: str, release: str, chart: str | None = None) -> bool:
     return any(namespace == e.namespace and release == e.helm_release and release
                and (chart is None or chart == e.helm_chart) for _, e in targets(cfg))
+
+
+# how many other services' health an assessment reads at most (one probe each, in parallel)
+HEALTH_READS_MAX = 12
+
+
+def others_to_probe(cfg: CodeBlueConfig) -> list[tuple[str, str]]:
+    """(service, health URL) of every other catalog service with a health URL, the incident's
+    own excepted: what the assessment reads to list the affected services."""
+    if not cfg.services:
+        return []
+    own = cfg.acting_for or cfg.unknown_service
+    return [(n, e.health_url) for n, e in targets(cfg) if n != own and e.health_url][:HEALTH_READS_MAX]
+
+
+def dependencies(cfg: CodeBlueConfig, service: str) -> set[str]:
+    """Everything `service` depends on, through the catalog's services (transitively)."""
+    cat = catalog(cfg)
+    seen: set[str] = set()
+    todo = list(cat[service].depends_on) if service in cat else []
+    while todo:
+        d = todo.pop()
+        if d not in seen:
+            seen.add(d)
+            todo.extend(cat[d].depends_on if d in cat else [])
+    return seen
+
+
+def shared_cause(cfg: CodeBlueConfig, unhealthy: list[str]) -> tuple[str, list[str]] | None:
+    """What two or more unhealthy services have in common: an unhealthy service the others
+    depend on, else a dependency (a database, a cache) they share; with the services it
+    explains. None: nothing shared (each is its own problem)."""
+    if len(unhealthy) < 2:
+        return None
+    deps = {s: dependencies(cfg, s) for s in unhealthy}
+    counts: dict[str, list[str]] = {}
+    for s, ds in deps.items():
+        for d in ds:
+            counts.setdefault(d, []).append(s)
+    upstream = [(d, users) for d, users in counts.items() if d in unhealthy]
+    if upstream:  # an unhealthy service the others need explains them
+        d, users = max(upstream, key=lambda x: (len(x[1]), x[0]))
+        return d, sorted({d, *users})
+    shared = [(d, users) for d, users in counts.items() if len(users) >= 2]
+    if not shared:
+        return None
+    d, users = max(shared, key=lambda x: (len(x[1]), x[0]))
+    return d, sorted(users)

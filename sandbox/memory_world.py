@@ -100,6 +100,7 @@ class World:
     effects: list[str] = field(default_factory=list)
     handles: list = field(default_factory=list)  # incidents started in this world
     probed: list[str] = field(default_factory=list)  # health URLs probed
+    health_by_url: dict[str, bool] = field(default_factory=dict)  # other services' health (else `healthy`)
     db_commands: list = field(default_factory=list)  # db_check commands run
     slack_posts: list[SlackProposalRequest] = field(default_factory=list)  # proposal messages posted
     slack_updates: list[SlackUpdateRequest] = field(default_factory=list)  # ... and updated in place
@@ -209,9 +210,10 @@ class World:
         async def probe_health(r: HealthProbeRequest) -> HealthProbeResult:
             w._enter("probe_health")
             w.probed.append(r.url)
+            ok = w.health_by_url.get(r.url, w.healthy)
             return HealthProbeResult(
-                url=r.url, ok=w.healthy, successes=r.attempts if w.healthy else 0, attempts=r.attempts,
-                last_status=200 if w.healthy else 503,
+                url=r.url, ok=ok, successes=r.attempts if ok else 0, attempts=r.attempts,
+                last_status=200 if ok else 503,
             )
 
         @activity.defn(name="helm_rollback")

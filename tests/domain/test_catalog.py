@@ -67,3 +67,21 @@ def test_releases_and_charts_are_checked_per_service():
                            ("portal-prod", "", None)):
         with pytest.raises(ApplicationError):
             t.release(ns, rel, chart)
+
+
+PLATFORM = CodeBlueConfig(services={
+    "api-gateway": ServiceEntry(deployments=["api-gateway"], depends_on=["healthcare-db", "healthcare-redis"]),
+    "patient-portal": ServiceEntry(deployments=["patient-portal"], depends_on=["api-gateway", "healthcare-db"]),
+    "pharmacy": ServiceEntry(deployments=["pharmacy"], depends_on=["healthcare-db"]),
+    "billing": ServiceEntry(deployments=["billing"], depends_on=["billing-db"]),
+})
+
+
+def test_unhealthy_services_sharing_a_database_name_it():
+    from domain.catalog import shared_cause
+
+    assert shared_cause(PLATFORM, ["pharmacy", "patient-portal"]) == ("healthcare-db", ["patient-portal", "pharmacy"])
+    # an unhealthy service the others need explains them first
+    assert shared_cause(PLATFORM, ["api-gateway", "patient-portal"]) == ("api-gateway", ["api-gateway", "patient-portal"])
+    assert shared_cause(PLATFORM, ["billing", "pharmacy"]) is None  # nothing in common: each its own problem
+    assert shared_cause(PLATFORM, ["pharmacy"]) is None

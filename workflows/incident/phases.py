@@ -11,11 +11,15 @@ from temporalio import workflow
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
+    from activities.health import HealthActivities
     from activities.helm import HelmActivities
     from activities.kubernetes import KubernetesActivities
     from activities.notify import NotifierActivities
+    from domain import catalog
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose, rank
     from domain.cluster import (
+        HealthProbeRequest,
+        HealthProbeResult,
         HelmQuery,
         NamespaceQuery,
     )
@@ -75,7 +79,7 @@ class Phases(IncidentState):
         k = self.cfg.kubernetes
         ns = NamespaceQuery(namespace=k.namespace)
         h = self.cfg.health
-        deployments, metrics, helm, health, slis = await asyncio.gather(
+        deployments, metrics, helm, health, slis, services = await asyncio.gather(
             self._read(KubernetesActivities.deployment_status, ns, "deployments"),
             self._read(KubernetesActivities.pod_metrics, ns, "kubectl top pods"),
             self._read(
@@ -85,12 +89,25 @@ class Phases(IncidentState):
             ) if self.cfg.helm.release else _none(),
             verify_health(self.steps, h, "health endpoint probe"),
             read_slis(self.steps, self.inp.incident_id, "SLIs from Prometheus", since=self.started.isoformat()),
+            self._other_services(),
         )
-        ev = Evidence(deployments=deployments, metrics=metrics, helm=helm, health=health, slis=slis)
+        ev = Evidence(deployments=deployments, metrics=metrics, helm=helm, health=health, slis=slis, services=services)
         a = assess(diag, ev, self.cfg, self.started)
         self.assessment = a
         self._log(CODEBLUE, "Assessment complete", " | ".join(a.summary_lines()), kind=TimelineKind.STEP)
         return a
+
+    async def _other_services(self) -> dict[str, HealthProbeResult | None]:
+        """The catalog's other services, one probe each, at once: which are unhealthy too
+        (nothing read with a one-service catalog)."""
+        others = catalog.others_to_probe(self.cfg)
+        if not others:
+            return {}
+        h = self.cfg.health
+        reads = await asyncio.gather(*(self._read(
+            HealthActivities.probe_health, HealthProbeRequest(url=url, attempts=1, timeout_seconds=h.timeout_seconds),
+            f"health of {name}") for name, url in others))
+        return {name: r for (name, _), r in zip(others, reads, strict=True)}
 
     def _propose(self) -> None:
         if self.actions or self.assessment is None:
