@@ -220,17 +220,28 @@ class MemoryConfig(_Section):
 
 
 class SlackConfig(_Section):
-    """Slack interactivity: one message per proposal in the incident channel (Approve / Reject
-    buttons), posted and updated through Slack's Web API; clicks come back to the API's
-    `POST /slack/interactions`. The bot token and the signing secret are environment only."""
+    """Slack through its Web API: a channel per P0/P1 incident (created, responders invited,
+    topic, bookmark), and interactivity: one message per proposal in `channel` (Approve / Reject
+    buttons), posted and updated; clicks come back to the API's `POST /slack/interactions`.
+    The bot token and the signing secret are environment only."""
 
     api_url: str = "https://slack.com/api/"  # slack_sdk's base_url; sandboxes point it at a stand-in
     channel: str | None = None  # the incident channel's ID (C...); unset: proposal messages skipped
     bot_token_env: str = "CODEBLUE_SLACK_BOT_TOKEN"  # xoxb-...: chat:write, channels:history, ...
     signing_secret_env: str = "CODEBLUE_SLACK_SIGNING_SECRET"  # verifies the interaction requests
-    # Slack user ID -> CodeBlue principal (a name in the API's token book): who a click is from
+    # Slack user ID -> CodeBlue principal (a name in the API's token book): who a click is from,
+    # and whom an incident channel invites (the IC, the approvers, the on-call)
     users: dict[str, str] = {}
     timeout_seconds: int = Field(default=10, ge=1, le=120)
+    # With a bot token, each P0/P1 incident gets its own channel (conversations.create), named
+    # <channel_prefix><incident ID> lowercased. Public by default, so any responder can find and
+    # join it; true keeps incident talk to those invited (the bot then needs groups:write).
+    private_channels: bool = False
+    channel_prefix: str = Field(default="inc-", pattern=r"^[a-z0-9_-]{0,15}$")
+    # Whether the worker has a bot token ($bot_token_env): set by the worker from its environment
+    # (with_env_secrets; a value in the file is overwritten); a workflow reads it to choose the
+    # Web API channel over the webhook message. The token itself never leaves the worker.
+    bot_token_set: bool = False
 
 
 class UiConfig(_Section):
@@ -351,13 +362,17 @@ class CodeBlueConfig(_Section):
 
     def with_env_secrets(self, env: Mapping[str, str] | None = None) -> CodeBlueConfig:
         """Webhook URLs are credentials: the worker's environment (or a mounted Secret as env)
-        supplies them, over the file. Variables: SECRET_URL_ENV."""
+        supplies them, over the file. Variables: SECRET_URL_ENV. Whether the Slack bot token
+        is set there is recorded too (`slack.bot_token_set`; the token stays in the environment)."""
         e = os.environ if env is None else env
         n = {f: e[v] for f, v in SECRET_URL_ENV.items() if f != "calendar_webhook_url" and e.get(v)}
         out = self.model_copy(update={"notifications": self.notifications.model_copy(update=n)}) if n else self
         cal = e.get(SECRET_URL_ENV["calendar_webhook_url"])
         if cal:
             out = out.model_copy(update={"postincident": out.postincident.model_copy(update={"calendar_webhook_url": cal})})
+        bot = bool((e.get(out.slack.bot_token_env) or "").strip())
+        if bot != out.slack.bot_token_set:
+            out = out.model_copy(update={"slack": out.slack.model_copy(update={"bot_token_set": bot})})
         prom = (e.get(PROMETHEUS_URL_ENV) or "").strip()
         if prom:
             try:

@@ -23,6 +23,7 @@ from domain.action_params import (
 from domain.bounds import Name, Text
 from domain.identity import StartedBy
 from domain.severity import Severity
+from domain.slack import SlackChannelRef
 
 INCIDENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: no trailing newline
 # the same rule for pydantic/FastAPI patterns (their regex engine's $ is the very end)
@@ -131,6 +132,7 @@ class IncidentCarry(BaseModel):
     notes: dict[str, Any] = {}
     unverified: int = 0  # commands refused for want of a proof so far
     paged: dict[str, str] = {}  # the pages raised (dedup key -> audience), resolved at the end
+    slack_channel: SlackChannelRef | None = None  # the incident's own Slack channel, once opened
 
 
 class IncidentInput(StartedBy):
@@ -335,6 +337,9 @@ class IncidentReport(BaseModel):
     notes: dict[str, int] = {}
     # commands refused for want of a valid proof (the first ten are on the timeline)
     unverified_commands: int = 0
+    # the incident's own Slack channel (ID and name), when the worker has a bot token and Slack
+    # created it; None: no channel through the Web API (the webhook message, or it failed)
+    slack_channel: SlackChannelRef | None = None
 
 
 IncidentCarry.model_rebuild()

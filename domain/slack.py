@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 # Block Kit action IDs of the two buttons; each button's `value` is "<incident_id>|<action_id>"
 APPROVE, REJECT = "approve", "reject"
@@ -68,6 +69,88 @@ class SlackUpdateRequest(BaseModel):
     state: str  # proposed | approved | rejected | executed | failed | compensated | superseded
     by: str | None = None
     detail: str | None = None
+
+
+# ------------------------------------------------------------------ the incident channel
+# Slack's rule for a channel name (conversations.create): lowercase letters, digits, '-' and
+# '_', at most 80 characters. CodeBlue's is the prefix (slack.channel_prefix) and the incident ID.
+CHANNEL_NAME_MAX = 80
+CHANNEL_NAME_RE = re.compile(r"[a-z0-9_-]{1,80}")  # fullmatch
+TOPIC_MAX = 250  # Slack's limit on a channel topic (conversations.setTopic answers too_long past it)
+
+
+def channel_name(incident_id: str, prefix: str = "inc-") -> str:
+    """The incident's channel name: `<prefix><incident ID>`, lowercased, any character Slack
+    refuses ('.' in an incident ID) as '-', at most 80 characters. A pure function of its
+    arguments: every attempt (and every worker) asks for the same name, so a retry finds the
+    channel an earlier attempt created (`name_taken`) instead of making a second one."""
+    raw = (prefix + incident_id).lower()
+    name = re.sub(r"[^a-z0-9_-]", "-", raw)[:CHANNEL_NAME_MAX]
+    if not CHANNEL_NAME_RE.fullmatch(name):  # only with an empty prefix and ID: never an incident's
+        raise ValueError(f"no Slack channel name from {incident_id!r}")
+    return name
+
+
+def channel_topic(incident_id: str, severity: str, service: str) -> str:
+    """The channel's topic: public words only (the incident ID, its severity and service, never
+    its title, which may name a patient), Slack's control characters escaped, within 250."""
+    return _clip(mrkdwn_escape(f"[{severity}] {incident_id} · {service} · CodeBlue incident"), TOPIC_MAX)
+
+
+class SlackInvitee(BaseModel):
+    """Someone the incident channel should have: a CodeBlue name (a principal of `slack.users`)
+    and why (IC, approver, on-call). The worker maps the name to Slack user IDs."""
+
+    name: str
+    role: str
+
+
+class SlackChannelRequest(BaseModel):
+    """Open the incident's channel. Only public words travel: no title, no summary."""
+
+    incident_id: str
+    severity: str
+    service: str
+    people: list[SlackInvitee] = []
+    # the incident in the Temporal UI (its timeline, report and proposals): the channel's bookmark
+    link: str | None = None
+    link_title: str = Field(default="Incident in Temporal", min_length=1, max_length=100)
+
+
+class SlackChannelRef(BaseModel):
+    id: str  # C...
+    name: str
+
+
+class SlackChannelResult(BaseModel):
+    opened: bool  # the incident has its channel (created now, or found from an earlier attempt)
+    skipped: bool = False  # no bot token on the worker: the webhook message instead
+    reused: bool = False  # an earlier attempt had created it (name_taken, then found)
+    channel: SlackChannelRef | None = None
+    invited: list[str] = []  # "alice (IC)": in the channel now (invited, or already there)
+    no_slack_id: list[str] = []  # "bob (approver)": no Slack user ID in slack.users; not invited
+    not_invited: list[str] = []  # "carol (approver): user_not_found": Slack refused the invite
+    topic: str = ""
+    bookmarked: bool = False  # the Temporal UI link is a bookmark of the channel
+    problems: list[str] = []  # a later step Slack refused for good (the channel stays)
+    detail: str = ""
+
+
+def channel_summary(r: SlackChannelResult) -> str:
+    """One timeline line for the result: the channel, who is in it and who is not, and why."""
+    if r.channel is None:
+        return r.detail
+    parts = [f"#{r.channel.name} ({r.channel.id}) " + ("found (an earlier attempt created it)" if r.reused else "created")]
+    parts.append("invited " + (", ".join(r.invited) if r.invited else "nobody"))
+    if r.no_slack_id:
+        parts.append("no Slack ID, not invited: " + ", ".join(r.no_slack_id))
+    if r.not_invited:
+        parts.append("Slack refused: " + ", ".join(r.not_invited))
+    parts.append("topic set" if r.topic else "no topic")
+    parts.append("bookmarked the incident's Temporal UI link" if r.bookmarked else "no bookmark")
+    if r.problems:
+        parts.append("problems: " + "; ".join(r.problems))
+    return "; ".join(parts)
 
 
 # ------------------------------------------------------------------ Block Kit (pure functions)

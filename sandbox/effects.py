@@ -193,3 +193,12 @@ def slack_posts(receiver: Any, event_type: str = "codeblue_proposal") -> Counter
             if meta.get("event_type") == event_type:
                 keys[str((meta.get("event_payload") or {}).get("idempotency_key"))] += 1
     return keys
+
+
+def slack_channels(receiver: Any, name: str) -> tuple[int, int]:
+    """Channels named `name` in the receiver's Slack Web API stand-in, and the bookmarks they
+    hold: an incident channel created once and bookmarked once is (1, 1)."""
+    api = getattr(receiver, "slack_api", None)
+    chans = [c for c in (getattr(api, "channels", None) or {}).values() if c.get("name") == name]
+    marks = sum(len((getattr(api, "bookmarks", None) or {}).get(c["id"], [])) for c in chans)
+    return len(chans), marks

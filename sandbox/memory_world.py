@@ -56,7 +56,18 @@ from domain.prometheus import (
     holds,
     parse_time,
 )
-from domain.slack import SlackMessageRef, SlackPostResult, SlackProposalRequest, SlackUpdateRequest
+from domain.slack import (
+    SlackChannelRef,
+    SlackChannelRequest,
+    SlackChannelResult,
+    SlackMessageRef,
+    SlackPostResult,
+    SlackProposalRequest,
+    SlackUpdateRequest,
+    channel_name,
+    channel_summary,
+    channel_topic,
+)
 
 # what the fake Prometheus answers per SLI name by default: the gateway's defaults, all OK
 HEALTHY_SLIS = {"5xx ratio": 0.004, "p99 latency": 0.25, "saturation": 0.1}
@@ -104,6 +115,7 @@ class World:
     db_commands: list = field(default_factory=list)  # db_check commands run
     slack_posts: list[SlackProposalRequest] = field(default_factory=list)  # proposal messages posted
     slack_updates: list[SlackUpdateRequest] = field(default_factory=list)  # ... and updated in place
+    channels: list[SlackChannelRequest] = field(default_factory=list)  # incident channels opened (Web API)
     config: CodeBlueConfig = field(default_factory=CodeBlueConfig)
     # SLI name -> the value the fake Prometheus answers (a name missing: "no data")
     slis: dict[str, float] = field(default_factory=lambda: dict(HEALTHY_SLIS))
@@ -332,11 +344,29 @@ class World:
             w.slack_updates.append(r)
             return SlackPostResult(delivered=True, detail=f"proposal updated: {r.state}", ref=r.ref)
 
+        @activity.defn(name="slack_open_channel")
+        async def slack_open_channel(r: SlackChannelRequest) -> SlackChannelResult:
+            """As a worker with a bot token answers: the channel of the incident's name, the
+            people the worker's slack.users maps invited, the others named."""
+            w._enter("slack_open_channel")
+            cfg = (WORKER_CONFIGS.get(r.incident_id) or w.config).slack
+            reused = any(c.incident_id == r.incident_id for c in w.channels)
+            w.channels.append(r)
+            out = SlackChannelResult(opened=True, reused=reused, topic=channel_topic(r.incident_id, r.severity, r.service),
+                                     bookmarked=bool(r.link),
+                                     channel=SlackChannelRef(id=f"C-FAKE-{len(w.channels)}",
+                                                             name=channel_name(r.incident_id, cfg.channel_prefix)))
+            for p in r.people:
+                who = f"{p.name} ({p.role})"
+                (out.invited if p.name in cfg.users.values() else out.no_slack_id).append(who)
+            out.detail = channel_summary(out)
+            return out
+
         return [
             worker_config, pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
             probe_health, helm_rollback, scale_deployment, rollout_restart, wait_rollout, db_check,
             page, change_event, status_page, post_message, slack_post_proposal, slack_update_proposal,
-            incident_authority, incident_report, reopen_incident, sli_values, sli_range,
+            slack_open_channel, incident_authority, incident_report, reopen_incident, sli_values, sli_range,
         ]
 
 

@@ -78,8 +78,9 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
     post_incident = PostIncidentActivities(cfg.postincident, http, targets=targets)
     release_state = ReleaseStateActivities(kube_api_client(cfg.kubernetes))
     cache = CacheActivities(cfg.aws, cfg.cache)
-    # the bot token from the worker's environment only; unset: proposal messages are skipped
-    slack = SlackActivities(cfg.slack, os.environ.get(cfg.slack.bot_token_env) or None)
+    # the bot token from the worker's environment only; unset: proposal messages are skipped and
+    # the incident channel is the webhook message
+    slack = SlackActivities(cfg.slack, os.environ.get(cfg.slack.bot_token_env) or None, ui_base_url=cfg.ui.base_url)
     # queries, URL, token, headers, CA and client certificate from this config only
     slis = PrometheusActivities(cfg.prometheus, prometheus or prometheus_client(cfg.prometheus))
     return [
@@ -113,6 +114,7 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
         notify.post_message,
         slack.slack_post_proposal,
         slack.slack_update_proposal,
+        slack.slack_open_channel,
         health.probe_health,
         rds.rds_preflight,
         rds.rds_restore,

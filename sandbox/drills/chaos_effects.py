@@ -48,14 +48,17 @@ def bad_deploy_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[E
     """Rollback of release healthcare-platform 12 -> 11, approved by the IC; scale and restart
     rejected. One incident: one page (and its resolve), one change event (the rollback), one
     status page incident (investigating, identified, monitoring, resolved), three stakeholder
-    messages, the incident channel opened and closed."""
-    from sandbox.effects import deployment_changes, helm_revisions
+    messages, the incident channel opened (in the Slack stand-in: the sandbox has a bot token)
+    and closed (the webhook message)."""
+    from domain.slack import channel_name
+    from sandbox.effects import deployment_changes, helm_revisions, slack_channels
     from sandbox.scenarios import GATEWAY, NAMESPACE, RELEASE
 
     iid = report.incident_id
     revisions = helm_revisions(sb.cluster, NAMESPACE, RELEASE)
     gw = deployment_changes(log, NAMESPACE, GATEWAY)
     portal = deployment_changes(log, NAMESPACE, "patient-portal")
+    channels, bookmarks = slack_channels(sb.receiver, channel_name(iid, sb.config.slack.channel_prefix))
     return [
         Effect("helm revisions 'Rollback to 11'", 1, sum(1 for r in revisions if r.get("description") == "Rollback to 11")),
         Effect("helm revisions created (seeded 10-12)", 1, len(revisions) - 3),
@@ -64,6 +67,8 @@ def bad_deploy_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[E
         Effect("api-gateway scale patches", 0, gw["scales"]),
         Effect("api-gateway restart patches", 0, gw["restarts"]),
         Effect("status page incidents", 1, len(sb.receiver.incidents)),
+        Effect("Slack incident channels created", 1, channels),
+        Effect("Slack incident channel bookmarks", 1, bookmarks),
         *_notification_effects(sb, [
             ("pagerduty", f"{iid}:on_call:open"),
             ("pagerduty", f"{iid}:on_call:open:resolve"),  # the page resolved with the incident
@@ -75,7 +80,6 @@ def bad_deploy_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[E
             ("slack", f"{iid}:stakeholders:initial"),
             ("slack", f"{iid}:stakeholders:final"),
             ("slack", f"{iid}:stakeholders:postincident"),
-            ("webhook", f"{iid}:channel_open"),
             ("webhook", f"{iid}:channel_close"),
         ], steps),
     ]

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
@@ -15,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.helm import HelmActivities
     from activities.kubernetes import KubernetesActivities
     from activities.notify import NotifierActivities
+    from activities.slack import SlackActivities
     from domain import catalog
     from domain.assessment import Assessment, Diagnostics, Evidence, assess, propose, rank
     from domain.cluster import (
@@ -30,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.notify import Audience, MessageRequest, StatusPageRequest, public_text, public_title
     from domain.severity import Severity
+    from domain.slack import SlackChannelRequest, SlackInvitee
     from workflows import metrics
     from workflows.analysis import read_slis
     from workflows.incident.state import IncidentState
@@ -37,11 +40,12 @@ with workflow.unsafe.imports_passed_through():
         gateway_logs,
         verify_health,
     )
-    from workflows.timeline import CODEBLUE
+    from workflows.steps import NOTIFY_RETRY
+    from workflows.timeline import CODEBLUE, reason
     from workflows.timeline import mmss as _mmss
 
-
-
+CHANNEL_STEP = "Create incident channel"
+CHANNEL_TIMEOUT_SECONDS = 60  # create (or find), a few invites, the topic, the bookmark
 
 
 async def _none() -> None:
@@ -247,7 +251,7 @@ class Phases(IncidentState):
             ),
             "Notify stakeholders",
         )
-        if self.severity.is_major:
+        if self.severity.is_major and (final or not await self._open_channel()):
             kind = "channel_close" if final else "channel_open"
             await self._notify(
                 NotifierActivities.post_message,
@@ -257,7 +261,7 @@ class Phases(IncidentState):
                     text=f"incident-{self.inp.incident_id.lower()}",
                     idempotency_key=f"{self.inp.incident_id}:{kind}",
                 ),
-                "Close incident channel" if final else "Create incident channel",
+                "Close incident channel" if final else CHANNEL_STEP,
             )
         clock = self.sla.get("communication")
         if clock and not final and clock.met is None:
@@ -266,3 +270,42 @@ class Phases(IncidentState):
             clock.done_seconds = self._t()
             metrics.sla_recorded(clock, self.severity)
             self._log("sla", f"SLA {'met' if clock.met else 'missed'}: communication", f"at {_mmss(clock.done_seconds)}", kind=TimelineKind.SLA)
+
+    def _channel_people(self) -> list[SlackInvitee]:
+        """Who the channel invites, each once: the IC, the approvers, the on-call contact."""
+        out: list[SlackInvitee] = []
+        for name, role in ([(self.commander, "IC")] + [(a, "approver") for a in self.cfg.mitigation.approvers]
+                           + [(self.cfg.contacts.on_call, "on-call")]):
+            if name and all(p.name != name for p in out):
+                out.append(SlackInvitee(name=name, role=role))
+        return out
+
+    async def _open_channel(self) -> bool:
+        """The runbook's "Create incident channel" through Slack's Web API, when the worker has a
+        bot token: True once the step is done that way (opened, or failed and on the timeline);
+        False when the webhook message stands in for it (no bot token)."""
+        if self.slack_channel is not None:
+            return True  # opened already (an escalation communicates again)
+        if not self.cfg.slack.bot_token_set:
+            return False
+        links = self.steps.links()
+        req = SlackChannelRequest(
+            incident_id=self.inp.incident_id, severity=self.severity.value, service=self.inp.service,
+            people=self._channel_people(), link=links[0].href if links else None,
+            link_title=f"{self.inp.incident_id} in the Temporal UI",
+        )
+        try:
+            res = await workflow.execute_activity_method(
+                SlackActivities.slack_open_channel, req,
+                start_to_close_timeout=timedelta(seconds=CHANNEL_TIMEOUT_SECONDS),
+                retry_policy=NOTIFY_RETRY, summary=CHANNEL_STEP,
+            )
+        except ActivityError as e:
+            self._log(CODEBLUE, f"{CHANNEL_STEP} failed", reason(e), kind=TimelineKind.FAILED)
+            return True
+        if res.skipped:  # this worker has no token after all: the webhook message
+            self._log(CODEBLUE, "Slack channel skipped", res.detail, kind=TimelineKind.NOTIFICATION)
+            return False
+        self.slack_channel = res.channel
+        self._log(CODEBLUE, CHANNEL_STEP, res.detail, kind=TimelineKind.NOTIFICATION)
+        return True

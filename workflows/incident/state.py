@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.notes import NoteLedger
     from domain.notify import Audience, Delivery
     from domain.severity import Severity
-    from domain.slack import SlackShown
+    from domain.slack import SlackChannelRef, SlackShown
     from workflows.approvals import ApprovalBook, ApprovalHandlers
     from workflows.saga import Saga
     from workflows.slack_sync import SlackSync
@@ -77,6 +77,7 @@ class IncidentState(ApprovalHandlers):
         self.slack = SlackSync(inp.incident_id, self.book, lambda: self.tl, lambda: self.severity.value,
                                lambda: self.final_status != "open")
         self.watch: ProposalWatch | None = None  # the waiting proposals' reminder clock
+        self.slack_channel: SlackChannelRef | None = None  # the incident's own channel (Web API)
         self.runs = 1
 
     def _restore(self, c: IncidentCarry) -> None:
@@ -105,6 +106,7 @@ class IncidentState(ApprovalHandlers):
         self.slack.off = c.slack_off
         self.alerts.restore(c.alerts)
         self.notes.restore(c.notes)
+        self.slack_channel = c.slack_channel
 
     def _carry(self) -> IncidentCarry:
         """Everything the next run needs to pick up where this one stops."""
@@ -130,6 +132,7 @@ class IncidentState(ApprovalHandlers):
             notes=self.notes.to_state(),
             unverified=self.tl.unverified,
             paged=dict(self.steps.paged),
+            slack_channel=self.slack_channel,
         )
 
     @property
@@ -219,5 +222,6 @@ class IncidentState(ApprovalHandlers):
             alerts=self.alerts.counts() if self.alerts.received else {},
             notes=self.notes.counts() if self.notes.received else {},
             unverified_commands=self.tl.unverified,
+            slack_channel=self.slack_channel,
         )
 
