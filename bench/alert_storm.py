@@ -146,7 +146,7 @@ async def run_alert_storm(client: Client, alerts: int, keys: int, rate: float = 
     p99 = pct(s.latencies, 99)
     complete = s.failures == 0 and s.incidents == keys and s.on_timelines == alerts
     return Figure(
-        f"alert storm ingest p99 ({alerts} alerts, {keys} keys, {rate:g}/s)", p99, "ms", "<= 50 ms",
+        "storm", f"alert storm ingest p99 ({alerts} alerts, {keys} keys, {rate:g}/s)", p99, "ms", "<= 50 ms",
         p99 <= 50 and complete,
         {"p50_ms": pct(s.latencies, 50), "cores": "split" if pinned else "shared", "incidents": s.incidents,
          "expected_incidents": keys, "failed_requests": s.failures, "alerts_on_timelines": s.on_timelines,

@@ -1,14 +1,27 @@
-"""What every benchmark reports: a `Figure` (a number against its goal), percentiles, and the
-RSS of this process or of the dev server it started."""
+"""What every benchmark reports: a `Figure` (a number against its goal), the figures by name
+(`FIGURES`), percentiles, and the RSS of this process or of the dev server it started."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 
+# Every figure `bench.run` measures, by its slug, in the order a run measures them: the name
+# `--only` takes and `--compare` matches figures across commits by (written into the JSON as
+# each figure's `slug`; never renamed, whatever the figure's `name` says).
+FIGURES: dict[str, str] = {
+    "diagnostics": "time to diagnostics: P0 start -> 'Immediate actions complete' on the drill sandbox",
+    "overhead": "orchestration overhead: an auto-approved P0 / the same shape with no CodeBlue logic",
+    "approval": "approval latency: last decision -> helm_rollback started, with incidents open",
+    "capacity": "capacity: one worker's RSS with incidents open at once",
+    "converter": "converter: a closed P0's report encoded and decoded (no goal; no dev server)",
+    "storm": "alert storm: Alertmanager alerts through the API at 500/s",
+}
+
 
 @dataclass
 class Figure:
+    slug: str  # a key of FIGURES
     name: str
     value: float | None
     unit: str
