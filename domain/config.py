@@ -8,10 +8,13 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from domain.backstage import CatalogError, read_catalog_file
 from domain.prometheus import PrometheusConfig
+
+# how CodeBlue reaches Temporal (its own module; imported from here as it always was)
+from domain.temporal_settings import TemporalSettings as TemporalSettings
 
 
 class _Section(BaseModel):
@@ -483,37 +486,3 @@ def load_config(path: str | Path | None = None) -> CodeBlueConfig:
         cfg = cfg.model_copy(update={"notifications": n.model_copy(update={
             "pagerduty_service_routing_keys_env": {**routing, **n.pagerduty_service_routing_keys_env}})})
     return cfg
-
-
-class TemporalSettings(BaseModel):
-    address: str = "localhost:7233"
-    namespace: str = "default"
-    task_queue: str = "codeblue"
-    # mTLS (self-hosted or Temporal Cloud): PEM file paths; a CA alone means server-auth TLS.
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_ca: str | None = None
-    tls_server_name: str | None = None
-    # TLS with the system's roots and no client certificate (implied by an API key).
-    tls: bool = False
-    # Temporal Cloud API key; a SecretStr so it never shows in a repr or a log line.
-    api_key: SecretStr | None = None
-    # host:port for the SDK runtime's Prometheus endpoint (workers and CodeBlue's own metrics).
-    metrics_bind: str | None = None
-
-    @classmethod
-    def from_env(cls) -> TemporalSettings:
-        env = os.environ
-        key = env.get("TEMPORAL_API_KEY") or None
-        return cls(
-            address=env.get("TEMPORAL_ADDRESS", "localhost:7233"),
-            namespace=env.get("TEMPORAL_NAMESPACE", "default"),
-            task_queue=env.get("TEMPORAL_TASK_QUEUE", "codeblue"),
-            tls_cert=env.get("TEMPORAL_TLS_CERT") or None,
-            tls_key=env.get("TEMPORAL_TLS_KEY") or None,
-            tls_ca=env.get("TEMPORAL_TLS_CA") or None,
-            tls_server_name=env.get("TEMPORAL_TLS_SERVER_NAME") or None,
-            tls=env.get("TEMPORAL_TLS", "").strip().lower() in ("1", "true", "yes", "on"),
-            api_key=SecretStr(key) if key else None,
-            metrics_bind=env.get("CODEBLUE_METRICS_BIND") or None,
-        )
