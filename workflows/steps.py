@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -297,14 +297,19 @@ class Steps:
             if who not in (Audience.ON_CALL, Audience.COMMANDER) or dedup in self.acknowledged:
                 continue
             self.acknowledged.add(dedup)
-            await self.notify(
-                NotifierActivities.page,
-                PageRequest(incident_id=self.incident_id, audience=who, contact=self._contact(who, commander),
-                            severity=severity, summary="acknowledged", dedup_key=dedup, action="acknowledge",
-                            service=self.service),
-                f"Acknowledge the {who.value.replace('_', ' ')} page",
-                retry=PAGE_RETRY,
-            )
+            await self._follow_up(dedup, who, "acknowledge", severity, commander)
+
+    async def _follow_up(self, dedup: str, who: Audience, action: Literal["acknowledge", "resolve"], severity: str,
+                         commander: str | None) -> None:
+        """An earlier page's next event (Events API v2: by its dedup key)."""
+        await self.notify(
+            NotifierActivities.page,
+            PageRequest(incident_id=self.incident_id, audience=who, contact=self._contact(who, commander),
+                        severity=severity, summary=f"{action}d", dedup_key=dedup, action=action,
+                        service=self.service),
+            f"{action.capitalize()} the {who.value.replace('_', ' ')} page",
+            retry=PAGE_RETRY,
+        )
 
     async def change_event(self, kind: str, summary: str, details: dict[str, str] | None = None) -> None:
         """A change CodeBlue made to production, on the service's PagerDuty timeline."""
@@ -319,13 +324,5 @@ class Steps:
     async def resolve_pages(self, severity: str, commander: str | None) -> None:
         """The incident is over: every page it raised is resolved, so none keeps escalating."""
         for dedup, audience in list(self.paged.items()):
-            who = Audience(audience)
-            await self.notify(
-                NotifierActivities.page,
-                PageRequest(incident_id=self.incident_id, audience=who, contact=self._contact(who, commander),
-                            severity=severity, summary="resolved", dedup_key=dedup, action="resolve",
-                            service=self.service),
-                f"Resolve the {who.value.replace('_', ' ')} page",
-                retry=PAGE_RETRY,
-            )
+            await self._follow_up(dedup, Audience(audience), "resolve", severity, commander)
             del self.paged[dedup]

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest_asyncio
 import yaml
 
 from sandbox.cluster import SandboxCluster
+from tests.support.cli import stop
 from tests.support.polling import until
 
 KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl")
@@ -340,10 +340,5 @@ async def test_codeblue_dev_sandbox_hands_kubectl_its_kubeconfig(tmp_path: Path)
         gateway = [r for r in rows if r[0].startswith(f"{GW}-")]
         assert len(gateway) == 3 and all(r[2] == "CrashLoopBackOff" for r in gateway), proc.stdout
     finally:
-        if dev.returncode is None:
-            dev.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(dev.wait(), 30)
-            except TimeoutError:
-                dev.kill()
+        await stop(dev)
         log.close()

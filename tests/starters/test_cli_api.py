@@ -8,7 +8,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import stat
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import httpx
 
 from activities.http_client import tls_context
 from starters.ports import free_port
-from tests.support.cli import cb, one_line_error
+from tests.support.cli import cb, one_line_error, stop
 from tests.support.polling import until
 
 TOKENS: list[dict[str, Any]] = [{"name": "you", "token": "tok-you-" + "y" * 24, "roles": ["commander"]},
@@ -114,9 +113,4 @@ async def test_game_day_ic_approves_with_the_cli_through_the_api(tmp_path: Path)
         code, out, err = await cb("postmortem", "held", iid, "--notes", "went well", env=you)
         assert code == 0 and "held by you" in out, err
     finally:
-        if dev.returncode is None:
-            dev.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(dev.wait(), 30)
-            except TimeoutError:
-                dev.kill()
+        await stop(dev)

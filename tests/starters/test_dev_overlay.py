@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from domain.config import (
 from domain.prometheus import PrometheusConfig, Sli
 from sandbox.scenarios import SCENARIOS, base_config, sandbox_prometheus
 from starters.dev_overlay import SANDBOX_KEYS, USER_KEYS, get, overlay, replaced_line, sli_note
+from tests.support.cli import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -305,11 +305,5 @@ async def test_codeblue_dev_runs_the_users_config_on_the_sandbox(tmp_path: Path)
                 await asyncio.sleep(0.5)
             assert act and act["state"] == "executed" and act["approved_by"] == "alice, bob", act
     finally:
-        if dev.returncode is None:
-            dev.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(dev.wait(), 30)
-            except TimeoutError:
-                dev.kill()
-                await dev.wait()
+        await stop(dev)
         log.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 from typing import cast
 
@@ -34,3 +35,16 @@ def one_line_error(err: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1, err
     return lines[0]
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    """Ctrl-C to a `codeblue dev` (or any long-running command) as a person would, then wait;
+    killed if it has not stopped within 30 s."""
+    if proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(proc.wait(), 30)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
