@@ -382,7 +382,9 @@ class SlackApi:
         return {"channels": [_conversation(c) for c in page],
                 "response_metadata": {"next_cursor": f"next:{start + limit}" if more else ""}}
 
-    def _conversations_invite(self, args: dict[str, Any]) -> dict[str, Any] | str:
+    def _joined(self, args: dict[str, Any]) -> dict[str, Any] | str:
+        """The channel a method acts in, or Slack's error: one the bot cannot see, archived, or
+        not joined."""
         ch = self._conversation(args)
         if ch is None or (ch["is_private"] and BOT_USER not in ch["members"]):
             return "channel_not_found"
@@ -390,6 +392,12 @@ class SlackApi:
             return "is_archived"
         if BOT_USER not in ch["members"]:
             return "not_in_channel"
+        return ch
+
+    def _conversations_invite(self, args: dict[str, Any]) -> dict[str, Any] | str:
+        ch = self._joined(args)
+        if isinstance(ch, str):
+            return ch
         users = [u.strip() for u in str(args.get("users") or "").split(",") if u.strip()]
         if not users:
             return "no_user"
@@ -414,13 +422,9 @@ class SlackApi:
         return {"channel": _conversation(ch), **({"errors": listed} if errors else {})}
 
     def _conversations_setTopic(self, args: dict[str, Any]) -> dict[str, Any] | str:
-        ch = self._conversation(args)
-        if ch is None or (ch["is_private"] and BOT_USER not in ch["members"]):
-            return "channel_not_found"
-        if ch["is_archived"]:
-            return "is_archived"
-        if BOT_USER not in ch["members"]:
-            return "not_in_channel"
+        ch = self._joined(args)
+        if isinstance(ch, str):
+            return ch
         if "topic" not in args:
             return "invalid_arguments"
         topic = str(args["topic"])

@@ -5,12 +5,10 @@ idempotent under Temporal's retries; Slack's refusals retryable or not as they s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.slack import SlackActivities
 from domain.config import SlackConfig
@@ -22,6 +20,7 @@ from domain.slack import (
     channel_topic,
 )
 from sandbox.slack_api import BOT_USER, SlackApi
+from tests.support.activity import attempt
 
 BOT = "xoxb-test-" + "c" * 20
 CHANNEL = "C0PROPOSALS"  # slack.channel: the proposals' channel, untouched here
@@ -40,12 +39,6 @@ def request(iid: str = "INC-7.db", **kw) -> SlackChannelRequest:
 def acts(api: SlackApi, token: str | None = BOT, **kw) -> SlackActivities:
     return SlackActivities(SlackConfig(**{"api_url": api.api_url, "channel": CHANNEL, "users": USERS, **kw}), token,
                            ui_base_url="https://temporal.example/")
-
-
-def attempt(n: int) -> ActivityEnvironment:
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=n)
-    return env
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ signatures, and real incident workflows on the dev server (fake world) that hold
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import time
@@ -18,7 +17,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.http_client import tls_context
 from activities.slack import SlackActivities
@@ -45,6 +43,7 @@ from sandbox.receiver import Receiver
 from sandbox.slack_api import SlackApi
 from starters.api.app import ApiSettings, create_app
 from starters.ports import free_port
+from tests.support.activity import attempt
 from tests.support.api import api_config, api_on, auth
 from tests.support.paths import ROOT
 from tests.support.polling import until
@@ -63,12 +62,6 @@ def proposal(iid: str = "INC-1", aid: str = "rollback", **kw) -> SlackProposalRe
 
 def slack_cfg(api: SlackApi, **kw) -> SlackConfig:
     return SlackConfig(**{"api_url": api.api_url, "channel": CHANNEL, "users": USERS, **kw})
-
-
-def attempt(n: int) -> ActivityEnvironment:
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=n)
-    return env
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ server (fake world) that hold the proposals.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 import uuid
@@ -33,7 +32,6 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.slack import SlackActivities
 from activities.slack_retry import BoundedRateLimitRetry, api_method
@@ -56,6 +54,7 @@ from domain.slack import (
 )
 from sandbox.slack_api import SlackApi
 from starters.api.slack import click_retry_handlers
+from tests.support.activity import attempt
 from tests.support.api import api_config, api_on
 
 # small bits as in tests/test_slack.py (copied: a test file never imports another)
@@ -74,12 +73,6 @@ def proposal(iid: str = "INC-1", aid: str = "rollback", **kw) -> SlackProposalRe
 
 def slack_cfg(api: SlackApi) -> SlackConfig:
     return SlackConfig(api_url=api.api_url, channel=CHANNEL, users=USERS)
-
-
-def attempt(n: int) -> ActivityEnvironment:
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=n)
-    return env
 
 
 def ids(blocks: list[dict]) -> dict[str, str]:
