@@ -205,8 +205,12 @@ class HelmActivities:
         before = await self._settled_for_attempt(req, marker, "helm rollback")
         current = before.current
         newest = before.revisions[-1] if before.revisions else None
+        # only a retry can find its own rollback: helm writes the same "Rollback to N" for anyone's,
+        # and on a first attempt such a revision is another's (then the release moved)
+        retry = activity.in_activity() and activity.info().attempt > 1
         if (
-            current is not None
+            retry
+            and current is not None
             and newest is not None
             and current.revision != req.from_revision
             and newest.description == marker

@@ -10,3 +10,5 @@ from pydantic import Field
 Name = Annotated[str, Field(max_length=200)]  # a person, an action ID, a label, a key
 Text = Annotated[str, Field(max_length=4000)]  # a reason, a note, notes of a meeting
 Digest = Annotated[str, Field(max_length=128)]  # a MAC, a hash, a key ID
+# a command's verified roles (worker.identity sets them from its proof)
+Roles = Annotated[list[Name], Field(max_length=20)]

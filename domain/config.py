@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from domain.backstage import CatalogError, read_catalog_file
+from domain.blast_radius import BlastRadiusConfig
 from domain.prometheus import PrometheusConfig
 
 # how CodeBlue reaches Temporal (its own module; imported from here as it always was)
@@ -349,6 +350,8 @@ class CodeBlueConfig(_Section):
     notifications: NotificationConfig = NotificationConfig()
     mitigation: MitigationConfig = MitigationConfig()
     limits: LimitsConfig = LimitsConfig()
+    # what incidents may change together (domain.blast_radius): leases, hourly rates, ceilings
+    blast_radius: BlastRadiusConfig = BlastRadiusConfig()
     sla: SlaConfig = SlaConfig()
     health: HealthConfig = HealthConfig()
     ui: UiConfig = UiConfig()

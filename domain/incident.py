@@ -20,7 +20,7 @@ from domain.action_params import (
     RolloutRestartParams,
     ScaleUpParams,
 )
-from domain.bounds import Name, Text
+from domain.bounds import Name, Roles, Text
 from domain.identity import StartedBy
 from domain.severity import Severity
 from domain.slack import SlackChannelRef
@@ -225,6 +225,11 @@ class Action(BaseModel):
     rank: int = 0
     recommended: bool = False
     recommendation: str | None = None  # the one-line why, on the recommended proposal
+    # the blast-radius policy (domain.blast_radius): an admin's override given with the approval,
+    # and the rule that withdrew the step or that the override went past
+    override: str | None = None
+    override_by: str | None = None
+    blast_radius_rule: str | None = None
 
     def params_as(self, model: type[P]) -> P:
         """`params` read through this kind's model; the dict itself stays as history and the
@@ -253,12 +258,17 @@ class Decision(BaseModel):
     approve: bool
     by: Name
     reason: str | None = Field(default=None, max_length=4000)
+    # an admin's reason to go past the blast-radius policy's hourly rate or replica ceiling
+    # (domain.blast_radius): with an approval only, recorded on the action and the timeline
+    override: str | None = Field(default=None, min_length=1, max_length=2000)
+    by_roles: Roles = []  # the proof's roles (worker.identity): typed values never count
 
 
 class BatchDecision(BaseModel):
     action_id: Name
     approve: bool
     reason: str | None = Field(default=None, max_length=4000)
+    override: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
 class DecisionBatch(BaseModel):
@@ -267,9 +277,11 @@ class DecisionBatch(BaseModel):
 
     by: Name
     decisions: list[BatchDecision] = Field(min_length=1, max_length=50)
+    by_roles: Roles = []
 
     def as_decisions(self) -> list[Decision]:
-        return [Decision(action_id=d.action_id, approve=d.approve, by=self.by, reason=d.reason) for d in self.decisions]
+        return [Decision(action_id=d.action_id, approve=d.approve, by=self.by, reason=d.reason, override=d.override,
+                         by_roles=self.by_roles) for d in self.decisions]
 
 
 class DecisionResult(BaseModel):

@@ -8,6 +8,7 @@ cost with no I/O behind it. `PostWorld` adds the post-incident's activities;
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,6 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.authority import incident_authority, incident_report, reopen_incident
+from domain.blast_radius import GuardState, LeaseAnswer, LeaseDone, Mutation, decide, expire, grant, let_go
 from domain.catalog import for_service
 from domain.cluster import (
     DbCheckRequest,
@@ -117,6 +119,9 @@ class World:
     slack_updates: list[SlackUpdateRequest] = field(default_factory=list)  # ... and updated in place
     channels: list[SlackChannelRequest] = field(default_factory=list)  # incident channels opened (Web API)
     config: CodeBlueConfig = field(default_factory=CodeBlueConfig)
+    # the blast-radius guard in memory: the same policy (domain.blast_radius) without waiting
+    guard: GuardState = field(default_factory=GuardState)
+    leases_asked: list[Mutation] = field(default_factory=list)
     # SLI name -> the value the fake Prometheus answers (a name missing: "no data")
     slis: dict[str, float] = field(default_factory=lambda: dict(HEALTHY_SLIS))
     slis_skipped: bool = False  # answer as a worker without prometheus.url does
@@ -362,8 +367,23 @@ class World:
             out.detail = channel_summary(out)
             return out
 
+        @activity.defn(name="acquire_target")
+        async def acquire_target(ask: Mutation) -> LeaseAnswer:
+            w._enter("acquire_target")
+            w.leases_asked.append(ask)
+            now = time.time()
+            expire(w.guard, now)
+            answer = decide(w.guard, ask, w.config.blast_radius, now)
+            if answer.granted:
+                grant(w.guard, ask, w.config.blast_radius, now)
+            return answer
+
+        @activity.defn(name="release_target")
+        async def release_target(done: LeaseDone) -> bool:
+            return let_go(w.guard, done)
+
         return [
-            worker_config, pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
+            acquire_target, release_target, worker_config, pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
             probe_health, helm_rollback, scale_deployment, rollout_restart, wait_rollout, db_check,
             page, change_event, status_page, post_message, slack_post_proposal, slack_update_proposal,
             slack_open_channel, incident_authority, incident_report, reopen_incident, sli_values, sli_range,

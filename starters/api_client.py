@@ -122,12 +122,17 @@ class ApiClient:
     def status(self, incident_id: str) -> IncidentReport:
         return IncidentReport.model_validate(self._call("GET", f"/incidents/{incident_id}"))
 
-    def decide(self, incident_id: str, action_id: str, approve: bool, reason: str | None) -> DecisionResult:
-        body = {"action_id": action_id, "approve": approve, "reason": reason}
+    def decide(self, incident_id: str, action_id: str, approve: bool, reason: str | None,
+               override: str | None = None) -> DecisionResult:
+        body: dict[str, Any] = {"action_id": action_id, "approve": approve, "reason": reason}
+        if override is not None:
+            body["override"] = override
         return DecisionResult.model_validate(self._call("POST", f"/incidents/{incident_id}/decisions", body))
 
-    def decide_many(self, incident_id: str, decisions: list[tuple[str, bool, str | None]]) -> list[DecisionResult]:
-        body = {"decisions": [{"action_id": a, "approve": ok, "reason": r} for a, ok, r in decisions]}
+    def decide_many(self, incident_id: str, decisions: list[tuple[str, bool, str | None]],
+                    override: str | None = None) -> list[DecisionResult]:
+        body = {"decisions": [{"action_id": a, "approve": ok, "reason": r, **({"override": override} if override else {})}
+                              for a, ok, r in decisions]}
         data = self._call("POST", f"/incidents/{incident_id}/decisions/batch", body)
         return [DecisionResult.model_validate(d) for d in data]
 

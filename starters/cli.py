@@ -190,6 +190,9 @@ def incident_approve(
     incident_id: str,
     actions: list[str] | None = typer.Argument(None, help="One or more proposed actions, run in this order."),
     recommended: bool = typer.Option(False, "--recommended", help="Approve the proposal CodeBlue recommends."),
+    override: str | None = typer.Option(
+        None, "--override", help="Admins only: why these steps may go past the blast-radius policy's hourly rate "
+        "or replica ceiling (recorded on the action and the timeline)."),
     by: str | None = ByOpt,
 ) -> None:
     """Approve proposed actions (only the IC or a configured approver): each runs at once, in
@@ -200,10 +203,12 @@ def incident_approve(
         chosen = [best, *[a for a in chosen if a != best]]
     if not chosen:
         fail("name the action(s) to approve, or --recommended")
+    if override is not None and not override.strip():
+        fail("--override needs a reason")
     if len(chosen) == 1:
-        _decide(incident_id, chosen[0], True, by, None)
+        _decide(incident_id, chosen[0], True, by, None, override)
     else:
-        _decide_many(incident_id, chosen, by)
+        _decide_many(incident_id, chosen, by, override)
 
 
 def _recommended(incident_id: str) -> str:
@@ -222,17 +227,18 @@ def _recommended(incident_id: str) -> str:
     return best.id
 
 
-def _decide_many(incident_id: str, actions: list[str], by: str | None) -> None:
+def _decide_many(incident_id: str, actions: list[str], by: str | None, override: str | None = None) -> None:
     from domain.incident import BatchDecision, DecisionBatch
 
     def show(results: list[Any]) -> str:
         return "\n".join(f"{r.action_id}: {r.state.value}" for r in results)
 
     def via_api(api: Any, _: str) -> str:
-        return show(api.decide_many(incident_id, [(a, True, None) for a in actions]))
+        return show(api.decide_many(incident_id, [(a, True, None) for a in actions], override))
 
     async def direct(client: Any, who: str) -> str:
-        batch = DecisionBatch(by=who, decisions=[BatchDecision(action_id=a, approve=True) for a in actions])
+        batch = DecisionBatch(by=who, decisions=[BatchDecision(action_id=a, approve=True, override=override)
+                                                 for a in actions])
         return show(await svc.decide_many(client, incident_id, batch))
 
     command_cmd("incident approve", via_api, direct, by)
@@ -246,12 +252,14 @@ def incident_reject(
     _decide(incident_id, action, False, by, reason)
 
 
-def _decide(incident_id: str, action: str, approve: bool, by: str | None, reason: str | None) -> None:
+def _decide(incident_id: str, action: str, approve: bool, by: str | None, reason: str | None,
+            override: str | None = None) -> None:
     def via_api(api: Any, _: str) -> str:
-        return _decision_line(incident_id, api.decide(incident_id, action, approve, reason))
+        return _decision_line(incident_id, api.decide(incident_id, action, approve, reason, override))
 
     async def direct(client: Any, who: str) -> str:
-        res = await svc.decide(client, incident_id, Decision(action_id=action, approve=approve, by=who, reason=reason))
+        res = await svc.decide(client, incident_id, Decision(action_id=action, approve=approve, by=who, reason=reason,
+                                                             override=override))
         return _decision_line(incident_id, res)
 
     command_cmd("incident approve" if approve else "incident reject", via_api, direct, by)

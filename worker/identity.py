@@ -50,6 +50,7 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
+from domain.blast_radius import GUARD_HANDLERS
 from domain.config import ConfigError
 from domain.identity import (
     HEADER,
@@ -73,12 +74,14 @@ HUMAN_HANDLERS = PROCEDURES_HUMAN_HANDLERS
 # does not exist yet, so their proof may name none; they decide nothing, and an alert the
 # incident already holds is not listed again.
 ALERT_HANDLERS = frozenset({"add_alert", "add_alerts"})
-# Sent by CodeBlue's own workflows (post-incident -> incident), signed by the worker.
-WORKER_HANDLERS = frozenset({"reopen"})
+# Sent by CodeBlue's own workflows and activities (post-incident -> incident, a step -> the
+# blast-radius guard), signed by the worker.
+WORKER_HANDLERS = frozenset({"reopen"}) | GUARD_HANDLERS
 SIGNED_HANDLERS = HUMAN_HANDLERS | ALERT_HANDLERS | WORKER_HANDLERS
 START = "start:"
 CHILD = "child:"
 CONTINUE = "continue:"
+ROLES_FIELD = "by_roles"  # a command's verified roles (set from its proof, like `by`)
 USED_HEADER = "codeblue-used"  # the proofs a run spent, carried to its continued run (covered by its proof)
 WORKER = Principal(name="codeblue", via="worker")
 
@@ -202,9 +205,14 @@ class _Outbound(tclient.OutboundInterceptor):
 
 
 def _with_actor(args: Sequence[Any], field: str, who: Principal) -> list[Any]:
+    """The proof's actor in `by`, and in `by_roles` (where the command has it) the actor's roles,
+    "admin" among them for an admin: typed values never count."""
     first = args[0]
     if isinstance(first, BaseModel) and field in type(first).model_fields:
-        return [first.model_copy(update={field: who.display}), *args[1:]]
+        update: dict[str, Any] = {field: who.display}
+        if ROLES_FIELD in type(first).model_fields:
+            update[ROLES_FIELD] = sorted({*who.roles, *(["admin"] if who.is_admin else [])})
+        return [first.model_copy(update=update), *args[1:]]
     return list(args)
 
 

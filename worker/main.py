@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.authority import incident_authority, incident_report, reopen_incident
 from activities.aws_rds import RdsActivities
+from activities.blast_radius import BlastRadiusActivities
 from activities.db_cutover import DbCutoverActivities
 from activities.environment import EnvironmentActivities
 from activities.health import HealthActivities
@@ -83,8 +84,11 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
     slack = SlackActivities(cfg.slack, os.environ.get(cfg.slack.bot_token_env) or None, ui_base_url=cfg.ui.base_url)
     # queries, URL, token, headers, CA and client certificate from this config only
     slis = PrometheusActivities(cfg.prometheus, prometheus or prometheus_client(cfg.prometheus))
+    guard = BlastRadiusActivities(cfg.blast_radius)
     return [
         EnvironmentActivities(cfg).worker_config,
+        guard.acquire_target,
+        guard.release_target,
         incident_authority,
         incident_report,
         reopen_incident,

@@ -87,6 +87,10 @@ class ApprovalBook:
             return f"action {d.action_id!r} was already decided ({act.state.value})"
         if not d.approve and not (d.reason or "").strip():
             return "a rejection needs a reason"
+        if d.override is not None and not d.approve:
+            return "an override of the blast-radius policy goes with an approval"
+        if d.override is not None and "admin" not in d.by_roles:
+            return f"only an admin may override the blast-radius policy ({person(d.by)} is not one)"
         if d.approve and person(d.by) in {person(x) for x in act.approvals}:
             return f"{person(d.by)} already approved {act.id}: the two-person rule needs someone else"
         return None
@@ -121,6 +125,9 @@ class ApprovalBook:
             act.state = ActionState.APPROVED
             act.approved_by = d.by if not act.approvals else ", ".join([*act.approvals, d.by])
             self.timeline.log(d.by, f"Approved {act.id} ({act.kind.value})", d.reason, kind=TimelineKind.DECISION)
+            if d.override is not None:
+                act.override, act.override_by = d.override, d.by
+                self.timeline.log(d.by, f"Blast-radius override for {act.id}", d.override, kind=TimelineKind.DECISION)
         else:
             act.state = ActionState.REJECTED
             act.rejection_reason = d.reason

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.aws_rds import RdsActivities
     from activities.db_cutover import DbCutoverActivities
     from domain import search_attributes as sa
+    from domain.blast_radius import MutationKind, database_target
     from domain.cluster import DbCheckResult, RolloutState
     from domain.database_restore import (
         LATEST,
@@ -53,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.notify import Audience
     from workflows.approvals import settle
+    from workflows.blast_radius import ask_for, leased
     from workflows.playbook import Playbook
     from workflows.runbook_steps import StepFailed, db_check, restart_and_wait
     from workflows.saga import Saga
@@ -143,11 +145,16 @@ class DatabaseRestoreWorkflow(Playbook):
             return
 
         # 3. restore (idempotent: adopts the target of an earlier attempt)
-        try:
-            res: RdsRestoreResult = await self._timed("restore", self._call(
-                RdsActivities.rds_restore, RdsRestoreRequest(incident_id=inp.incident_id, source=source, snapshot_id=pre.snapshot_id, target=target), f"restore {pre.snapshot_id} to {target}", DB_WRITE))
-        except ActivityError as e:
-            self._fail(restore, "restore_failed", reason(e))
+        ask = ask_for(restore, inp.incident_id, MutationKind.RESTORE, database_target(source))
+        async with leased(self.tl, restore, ask, self.cfg.blast_radius.wait_seconds) as ok:
+            if not ok:
+                self.status_text = "withdrawn"
+                raise StepFailed(f"restore not run: {restore.result}")
+            try:
+                res: RdsRestoreResult = await self._timed("restore", self._call(
+                    RdsActivities.rds_restore, RdsRestoreRequest(incident_id=inp.incident_id, source=source, snapshot_id=pre.snapshot_id, target=target), f"restore {pre.snapshot_id} to {target}", DB_WRITE))
+            except ActivityError as e:
+                self._fail(restore, "restore_failed", reason(e))
         settle(restore, ActionState.EXECUTED,
                (f"{target} adopted from an earlier attempt" if res.adopted else f"{target} created") + f" ({res.instance.status})")
         restore.compensation = "none: the restored instance is kept, tagged, for forensics" if not r.delete_restored_after else None

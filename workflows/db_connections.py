@@ -24,6 +24,7 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError, WorkflowAlr
 with workflow.unsafe.imports_passed_through():
     from activities.aws_rds import RdsActivities
     from activities.kubernetes import KubernetesActivities
+    from domain.blast_radius import MutationKind, deployment_target
     from domain.cluster import (
         DbCheckResult,
         LogsQuery,
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase, TimelineKind
     from domain.notify import Audience
     from workflows.approvals import settle
+    from workflows.blast_radius import ask_for, leased
     from workflows.playbook import Playbook
     from workflows.runbook_steps import db_check_request, restart_and_wait, verify_health
     from workflows.timeline import CODEBLUE, reason
@@ -129,15 +131,24 @@ class DatabaseConnectionPlaybook(Playbook):
         if not await self._await_decision(act):
             return
         self.tl.log(CODEBLUE, "Executing restart", act.reason, kind=TimelineKind.EXECUTING)
-        try:
-            st = await restart_and_wait(self.steps, k.namespace, k.gateway_deployment, m.rollout_timeout_seconds)
-        except ActivityError as e:
-            settle(act, ActionState.FAILED, reason(e))
-            self.tl.log(CODEBLUE, "Failed restart", act.result, kind=TimelineKind.FAILED)
+        ask = ask_for(act, self.inp.incident_id, MutationKind.RESTART, deployment_target(k.namespace, k.gateway_deployment))
+        async with leased(self.tl, act, ask, self.cfg.blast_radius.wait_seconds) as ok:
+            if not ok:
+                await self._not_fixed(f"restart not run: {act.result}")
+                return
+            try:
+                st = await restart_and_wait(self.steps, k.namespace, k.gateway_deployment, m.rollout_timeout_seconds)
+            except ActivityError as e:
+                settle(act, ActionState.FAILED, reason(e))
+                self.tl.log(CODEBLUE, "Failed restart", act.result, kind=TimelineKind.FAILED)
+                failed = True
+            else:
+                failed = False
+                settle(act, ActionState.EXECUTED, f"{st.available}/{st.desired} available")
+                self.tl.log(CODEBLUE, "Executed restart", act.result, kind=TimelineKind.EXECUTED)
+        if failed:
             await self._not_fixed(f"restart failed: {act.result}")
             return
-        settle(act, ActionState.EXECUTED, f"{st.available}/{st.desired} available")
-        self.tl.log(CODEBLUE, "Executed restart", act.result, kind=TimelineKind.EXECUTED)
         self.phase = Phase.RESOLVING
         for attempt in range(1, VERIFY_ATTEMPTS + 1):
             problems = await self._verify()

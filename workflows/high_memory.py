@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.kubernetes import KubernetesActivities
     from domain.action_params import RolloutRestartParams, ScaleUpParams
+    from domain.blast_radius import MutationKind, deployment_target
     from domain.cluster import (
         MetricsReport,
         NamespaceQuery,
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.high_memory import MemoryInput, MemoryResolution, leak_suspects
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase, TimelineKind
     from workflows.approvals import settle
+    from workflows.blast_radius import ask_for, leased
     from workflows.playbook import Playbook
     from workflows.runbook_steps import restart_and_wait
     from workflows.saga import Saga
@@ -139,6 +141,18 @@ class HighMemoryPlaybook(Playbook):
 
     async def _execute(self, act: Action) -> None:
         self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason, kind=TimelineKind.EXECUTING)
+        if act.kind == ActionKind.SCALE_UP:
+            p = act.params_as(ScaleUpParams)
+            ask = ask_for(act, self.inp.incident_id, MutationKind.SCALE, deployment_target(p.namespace, p.deployment), p.replicas)
+        else:
+            r = act.params_as(RolloutRestartParams)
+            ask = ask_for(act, self.inp.incident_id, MutationKind.RESTART,
+                          deployment_target(r.namespace or self.cfg.kubernetes.namespace, r.deployment))
+        async with leased(self.tl, act, ask, self.cfg.blast_radius.wait_seconds) as ok:
+            if ok:
+                await self._run_step(act)
+
+    async def _run_step(self, act: Action) -> None:
         try:
             if act.kind == ActionKind.SCALE_UP:
                 p = act.params_as(ScaleUpParams)

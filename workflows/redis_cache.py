@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.redis_cache import CacheActivities
     from domain.action_params import CacheFlushParams
+    from domain.blast_radius import MutationKind, cache_target
     from domain.incident import Action, ActionKind, ActionState, IncidentReport, Phase, TimelineKind
     from domain.notify import Audience
     from domain.redis_cache import (
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RedisTarget,
     )
     from workflows.approvals import settle
+    from workflows.blast_radius import ask_for, leased
     from workflows.playbook import Playbook
     from workflows.steps import READ_RETRY, A, Activity, R
     from workflows.timeline import CODEBLUE, reason
@@ -140,18 +142,28 @@ class RedisCachePlaybook(Playbook):
                 use_async=True,
             )
             self.tl.log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason, kind=TimelineKind.EXECUTING)
-            try:
-                res: FlushResult = await self.steps.write(CacheActivities.redis_flush, req, f"redis {act.id}", 600, heartbeat=True)
-            except ActivityError as e:
-                settle(act, ActionState.FAILED, reason(e))
-                self.tl.log(CODEBLUE, f"Failed {act.id}", act.result, kind=TimelineKind.FAILED)
-                continue
-            settle(act, ActionState.EXECUTED, f"{res.detail} (keys before {res.keys_before}, after {res.keys_after})")
-            self.facts[act.id] = res.model_dump()
-            self.tl.log(CODEBLUE, f"Executed {act.id}", act.result, kind=TimelineKind.EXECUTED)
-            executed = True
+            kind = MutationKind.FLUSHALL if req.pattern is None else MutationKind.DELETE_KEYS
+            ask = ask_for(act, self.inp.incident_id, kind, cache_target(target.cluster_id))
+            async with leased(self.tl, act, ask, self.cfg.blast_radius.wait_seconds) as ok:
+                if ok:
+                    executed = await self._flush(act, req) or executed
 
         self.phase = Phase.RESOLVING
+        await self._after(target, executed)
+
+    async def _flush(self, act: Action, req: FlushRequest) -> bool:
+        try:
+            res: FlushResult = await self.steps.write(CacheActivities.redis_flush, req, f"redis {act.id}", 600, heartbeat=True)
+        except ActivityError as e:
+            settle(act, ActionState.FAILED, reason(e))
+            self.tl.log(CODEBLUE, f"Failed {act.id}", act.result, kind=TimelineKind.FAILED)
+            return False
+        settle(act, ActionState.EXECUTED, f"{res.detail} (keys before {res.keys_before}, after {res.keys_after})")
+        self.facts[act.id] = res.model_dump()
+        self.tl.log(CODEBLUE, f"Executed {act.id}", act.result, kind=TimelineKind.EXECUTED)
+        return True
+
+    async def _after(self, target: RedisTarget, executed: bool) -> None:
         after = await self.steps.read(CacheActivities.redis_stats, target, "redis-cli PING + INFO (after)")
         if after is not None:
             self.facts["after"] = after.model_dump() | {"hit_ratio": after.hit_ratio}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workflows.blast_radius import BlastRadiusGuard
 from workflows.database_restore import DatabaseRestoreWorkflow
 from workflows.db_connections import DatabaseConnectionPlaybook
 from workflows.high_memory import HighMemoryPlaybook
@@ -15,5 +16,5 @@ from workflows.service_recovery import ServiceRecoveryWorkflow
 
 WORKFLOWS: list[type[Any]] = [
     IncidentResponseWorkflow, ServiceRecoveryWorkflow, PostIncidentWorkflow, DatabaseRestoreWorkflow,
-    RedisCachePlaybook, HighMemoryPlaybook, DatabaseConnectionPlaybook,
+    RedisCachePlaybook, HighMemoryPlaybook, DatabaseConnectionPlaybook, BlastRadiusGuard,
 ]

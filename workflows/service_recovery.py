@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.helm import HelmActivities
     from activities.release_state import ReleaseStateActivities
+    from domain.blast_radius import MutationKind, release_target
     from domain.cluster import (
         HelmRollbackRequest,
     )
@@ -48,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.analysis import analyse
     from workflows.approvals import settle
+    from workflows.blast_radius import ask_for, take
+    from workflows.blast_radius import release as let_go
     from workflows.playbook import Playbook
     from workflows.runbook_steps import gateway_logs, helm_rollback, verify_health
     from workflows.saga import Saga
@@ -143,87 +146,97 @@ class ServiceRecoveryWorkflow(Playbook):
             self.summary = f"IC rejected the redeploy: {act.rejection_reason}"
             return
 
-        saga = Saga(self.tl)
-        self.tl.log(CODEBLUE, f"Executing {ACTION_ID} ({act.kind.value})", act.reason, kind=TimelineKind.EXECUTING)
-        done: list[HelmUpgradeResult] = []
-
-        async def undo() -> None:
-            res = await helm_rollback(
-                self.steps,
-                HelmRollbackRequest(
-                    release=release,
-                    namespace=ns,
-                    from_revision=done[0].new_revision if done else 0,
-                    to_revision=pre.current_revision,
-                    timeout_seconds=self.cfg.helm.timeout_seconds,
-                ),
-                f"compensate: helm rollback {release} {pre.current_revision}",
-            )
-            self.facts["rollback_revision"] = res.new_revision
-            await self.steps.change_event(
-                "rollback", f"CodeBlue rolled {release} back to revision {pre.current_revision} ({self.inp.incident_id})",
-                {"release": release, "namespace": ns, "to_revision": str(pre.current_revision)})
-
-        saga.register(act, undo, f"helm rollback {release} {pre.current_revision} (the pre-upgrade revision)")
-        failure: str | None = None
+        # the release is this redeploy's from the upgrade to its verification or its undo
+        ask = ask_for(act, self.inp.incident_id, MutationKind.REDEPLOY, release_target(ns, release))
+        if not await take(self.tl, act, ask, self.cfg.blast_radius.wait_seconds):
+            self.status_text = "withdrawn"
+            self.summary = f"not run: {act.result}"
+            return
         try:
-            res = await self.steps.write(
-                HelmActivities.helm_upgrade,
-                HelmUpgradeRequest(
-                    release=release,
-                    namespace=ns,
-                    chart=chart,
-                    image_tag=tag,
-                    from_revision=pre.current_revision,
-                    marker=f"codeblue {self.inp.incident_id}: upgrade to {tag}",
-                    timeout_seconds=rc.upgrade_timeout_seconds,
-                ),
-                f"helm upgrade {release} --set image.tag={tag} --wait",
-                rc.upgrade_timeout_seconds + 60,
-                heartbeat=True,
+            saga = Saga(self.tl)
+            self.tl.log(CODEBLUE, f"Executing {ACTION_ID} ({act.kind.value})", act.reason, kind=TimelineKind.EXECUTING)
+            done: list[HelmUpgradeResult] = []
+
+            async def undo() -> None:
+                res = await helm_rollback(
+                    self.steps,
+                    HelmRollbackRequest(
+                        release=release,
+                        namespace=ns,
+                        from_revision=done[0].new_revision if done else 0,
+                        to_revision=pre.current_revision,
+                        timeout_seconds=self.cfg.helm.timeout_seconds,
+                    ),
+                    f"compensate: helm rollback {release} {pre.current_revision}",
+                )
+                self.facts["rollback_revision"] = res.new_revision
+                await self.steps.change_event(
+                    "rollback", f"CodeBlue rolled {release} back to revision {pre.current_revision} ({self.inp.incident_id})",
+                    {"release": release, "namespace": ns, "to_revision": str(pre.current_revision)})
+
+            saga.register(act, undo, f"helm rollback {release} {pre.current_revision} (the pre-upgrade revision)")
+            failure: str | None = None
+            try:
+                res = await self.steps.write(
+                    HelmActivities.helm_upgrade,
+                    HelmUpgradeRequest(
+                        release=release,
+                        namespace=ns,
+                        chart=chart,
+                        image_tag=tag,
+                        from_revision=pre.current_revision,
+                        marker=f"codeblue {self.inp.incident_id}: upgrade to {tag}",
+                        timeout_seconds=rc.upgrade_timeout_seconds,
+                    ),
+                    f"helm upgrade {release} --set image.tag={tag} --wait",
+                    rc.upgrade_timeout_seconds + 60,
+                    heartbeat=True,
+                )
+                done.append(res)
+                self.facts["new_revision"] = res.new_revision
+                settle(act, ActionState.EXECUTED, f"revision {pre.current_revision} -> {res.new_revision} (tag {tag})" + (
+                    "; found done by an earlier attempt" if res.already_done else ""
+                ))
+                self.tl.log(CODEBLUE, f"Executed {ACTION_ID}", act.result, kind=TimelineKind.EXECUTED)
+                await self.steps.change_event(
+                    "upgrade", f"CodeBlue upgraded {release} to image tag {tag} ({self.inp.incident_id})",
+                    {"release": release, "namespace": ns, "from_revision": str(pre.current_revision),
+                     "to_revision": str(res.new_revision), "image_tag": tag})
+            except ActivityError as e:
+                failure = f"helm upgrade failed: {reason(e)}"
+                settle(act, ActionState.FAILED, failure)
+                self.tl.log(CODEBLUE, f"Failed {ACTION_ID}", failure, kind=TimelineKind.FAILED)
+
+            if failure is None:
+                self.phase = Phase.RESOLVING
+                ok, detail = await self._verify(release, ns, "Verification", settle=True)
+                if ok:
+                    await self._record(release, ns, tag, done[0].new_revision)
+                    self.verified = True
+                    self.status_text = "resolved"
+                    self.summary = f"{release} at {tag} (revision {done[0].new_revision}), verified: {detail}"
+                    return
+                failure = f"verification failed: {detail}"
+
+            self.tl.log(CODEBLUE, "Recovery failed; compensating", failure, kind=TimelineKind.COMPENSATION)
+            await saga.compensate()
+            ok, detail = await self._verify(release, ns, "Re-verification after rollback", settle=False)
+            self.verified = ok
+            self.status_text = "rolled_back" if ok else "failed"
+            self.summary = (
+                f"{failure}; rolled back to revision {pre.current_revision} ({pre.current_tag}); "
+                + ("service verified healthy" if ok else f"service still unhealthy: {detail}")
             )
-            done.append(res)
-            self.facts["new_revision"] = res.new_revision
-            settle(act, ActionState.EXECUTED, f"revision {pre.current_revision} -> {res.new_revision} (tag {tag})" + (
-                "; found done by an earlier attempt" if res.already_done else ""
-            ))
-            self.tl.log(CODEBLUE, f"Executed {ACTION_ID}", act.result, kind=TimelineKind.EXECUTED)
-            await self.steps.change_event(
-                "upgrade", f"CodeBlue upgraded {release} to image tag {tag} ({self.inp.incident_id})",
-                {"release": release, "namespace": ns, "from_revision": str(pre.current_revision),
-                 "to_revision": str(res.new_revision), "image_tag": tag})
-        except ActivityError as e:
-            failure = f"helm upgrade failed: {reason(e)}"
-            settle(act, ActionState.FAILED, failure)
-            self.tl.log(CODEBLUE, f"Failed {ACTION_ID}", failure, kind=TimelineKind.FAILED)
+            await self.steps.page(
+                Audience.ENGINEERING_MANAGER,
+                "recovery-failed",
+                f"Service recovery of {release} to {tag} failed and was rolled back: {failure}",
+                self.inp.severity.value,
+                self.book.commander,
+            )
+        finally:
+            await let_go(ask)
 
-        if failure is None:
-            self.phase = Phase.RESOLVING
-            ok, detail = await self._verify(release, ns, "Verification", settle=True)
-            if ok:
-                await self._record(release, ns, tag, done[0].new_revision)
-                self.verified = True
-                self.status_text = "resolved"
-                self.summary = f"{release} at {tag} (revision {done[0].new_revision}), verified: {detail}"
-                return
-            failure = f"verification failed: {detail}"
-
-        self.tl.log(CODEBLUE, "Recovery failed; compensating", failure, kind=TimelineKind.COMPENSATION)
-        await saga.compensate()
-        ok, detail = await self._verify(release, ns, "Re-verification after rollback", settle=False)
-        self.verified = ok
-        self.status_text = "rolled_back" if ok else "failed"
-        self.summary = (
-            f"{failure}; rolled back to revision {pre.current_revision} ({pre.current_tag}); "
-            + ("service verified healthy" if ok else f"service still unhealthy: {detail}")
-        )
-        await self.steps.page(
-            Audience.ENGINEERING_MANAGER,
-            "recovery-failed",
-            f"Service recovery of {release} to {tag} failed and was rolled back: {failure}",
-            self.inp.severity.value,
-            self.book.commander,
-        )
 
     # ---------------------------------------------------------------- steps
     async def _target_tag(self, pre: HelmPreflight, release: str, ns: str) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from temporalio import workflow
 from temporalio.common import VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
+    from domain.blast_radius import GuardInput
     from domain.database_restore import DatabaseRestoreInput
     from domain.db_connections import DbConnectionsInput
     from domain.high_memory import MemoryInput
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.redis_cache import CacheInput
     from domain.service_recovery import RecoveryInput
     from workflows import (
+        blast_radius,
         database_restore,
         db_connections,
         high_memory,
@@ -89,7 +91,16 @@ class PostIncidentWorkflow(post_incident.PostIncidentWorkflow):
         return await super().run(inp)
 
 
+# the blast-radius guard lives as long as its workers: each build takes it over (its changes
+# behind a patch, like the post-incident's)
+@workflow.defn(name="BlastRadiusGuard", versioning_behavior=AUTO_UPGRADE)
+class BlastRadiusGuard(blast_radius.BlastRadiusGuard):
+    @workflow.run
+    async def run(self, inp: GuardInput) -> None:
+        return await super().run(inp)
+
+
 VERSIONED: list[type] = [
     IncidentResponseWorkflow, ServiceRecoveryWorkflow, PostIncidentWorkflow, DatabaseRestoreWorkflow,
-    RedisCachePlaybook, HighMemoryPlaybook, DatabaseConnectionPlaybook,
+    RedisCachePlaybook, HighMemoryPlaybook, DatabaseConnectionPlaybook, BlastRadiusGuard,
 ]

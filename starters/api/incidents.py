@@ -31,6 +31,7 @@ from domain.incident import (
 from domain.procedures import DERIVED_SUFFIXES
 from domain.severity import Observations, Severity, classify
 from starters import service as svc
+from starters.api.auth import ADMIN, Principal
 from starters.api.deps import Commander, Context, IdPath, Responder, TemporalClient, Viewer
 from starters.api.problems import Problem
 from worker.identity import acting_as
@@ -75,6 +76,9 @@ class DecisionBody(_Body):
     action_id: str = Field(min_length=1, max_length=64)
     approve: bool
     reason: str | None = Field(default=None, max_length=2000)
+    # admins only, with an approval: why the step may go past the blast-radius policy's hourly
+    # rate or replica ceiling (recorded on the action and the timeline)
+    override: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
 class DecisionsBody(_Body):
@@ -180,13 +184,20 @@ async def postmortem(incident_id: IdPath, _: Viewer, c: TemporalClient, ctx: Con
     md = await ctx.bounded(post_incident.draft(c, incident_id))
     return PlainTextResponse(md, media_type="text/markdown; charset=utf-8")
 
+def _override_allowed(decisions: list[DecisionBody], p: Principal) -> None:
+    """The workflow refuses a non-admin's override too; here it is a 403 before anything is sent."""
+    if any(d.override is not None for d in decisions) and not p.has(ADMIN):
+        raise Problem(403, f"only an admin may override the blast-radius policy ({p.name} is not one)")
+
+
 @router.post(
     "/incidents/{incident_id}/decisions", tags=["incidents"], response_model=DecisionResult,
     responses={403: {"description": "not the IC"}, 409: {"description": "already decided"}},
 )
 async def decide(body: DecisionBody, incident_id: IdPath, p: Commander,
                  c: TemporalClient, ctx: Context):
-    d = Decision(action_id=body.action_id, approve=body.approve, by=p.name, reason=body.reason)
+    _override_allowed([body], p)
+    d = Decision(action_id=body.action_id, approve=body.approve, by=p.name, reason=body.reason, override=body.override)
     return await ctx.bounded(svc.decide(c, incident_id, d), p)
 
 @router.post(
@@ -196,8 +207,10 @@ async def decide(body: DecisionBody, incident_id: IdPath, p: Commander,
 async def decide_many(body: DecisionsBody, incident_id: IdPath, p: Commander,
                       c: TemporalClient, ctx: Context):
     """Several decisions at once, all or none: approved actions run in the order given."""
+    _override_allowed(body.decisions, p)
     batch = DecisionBatch(by=p.name, decisions=[
-        BatchDecision(action_id=d.action_id, approve=d.approve, reason=d.reason) for d in body.decisions])
+        BatchDecision(action_id=d.action_id, approve=d.approve, reason=d.reason, override=d.override)
+        for d in body.decisions])
     return await ctx.bounded(svc.decide_many(c, incident_id, batch), p)
 
 @router.post("/incidents/{incident_id}/resolve", tags=["incidents"], response_model=ResolutionResult)

@@ -26,6 +26,7 @@ PINNED = {
     "probe_health", "page", "change_event", "status_page", "post_message", "slack_post_proposal", "slack_update_proposal",
     "slack_open_channel",
     "sli_values", "sli_range", "smoke_check", "schedule_postmortem",
+    "acquire_target", "release_target",
 }
 
 

@@ -15,6 +15,7 @@ from activities.helm import HelmActivities
 from domain.cluster import HelmQuery, HelmRollbackRequest
 from domain.helm_time import parse_helm_time
 from sandbox.helm_cli import replace_image_tag
+from tests.support.activity import attempt
 from tests.support.helm import CHART, HELM, NS, RELEASE, REPO, ROOT
 from tests.support.polling import until
 
@@ -74,7 +75,7 @@ async def test_rollback_patches_image_and_is_idempotent(cluster, helm):
     assert cluster.stored_history()[-1]["image_tag"] == "v1.4.1"
 
     # Temporal retries the activity (e.g. the worker died after helm finished): nothing new.
-    again = await helm.helm_rollback(req)
+    again = await attempt(2).run(helm.helm_rollback, req)
     assert again.already_done and again.new_revision == 13
     assert len(cluster.stored_history()) == 3
 

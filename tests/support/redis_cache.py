@@ -21,6 +21,7 @@ from domain.redis_cache import CacheInput
 from starters import service
 from starters.redis_cache import start_cache_playbook
 from worker.main import activities_for
+from workflows.blast_radius import BlastRadiusGuard
 from workflows.redis_cache import RedisCachePlaybook
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ async def cache_world(env: WorkflowEnvironment) -> AsyncIterator[CacheWorld]:
 
     async with sandbox_environment("cache-poisoned") as sb, httpx.AsyncClient(verify=tls_context(), timeout=5) as http:
         tq = f"tq-{uuid.uuid4().hex[:8]}"
-        async with Worker(env.client, task_queue=tq, workflows=[RedisCachePlaybook],
+        async with Worker(env.client, task_queue=tq, workflows=[RedisCachePlaybook, BlastRadiusGuard],
                           activities=activities_for(sb.config, http)):
             yield CacheWorld(env, sb, tq)
 

@@ -23,6 +23,7 @@ from starters import service
 from starters.service_recovery import start_recovery
 from tests.support.polling import until
 from worker.main import activities_for
+from workflows.blast_radius import BlastRadiusGuard
 from workflows.service_recovery import ServiceRecoveryWorkflow
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ async def recovery_world(env: WorkflowEnvironment, scenario: str = "failed-redep
         acts = activities_for(sb.config, http)
         if slis is not None:
             acts = [a for a in acts if getattr(a, "__name__", "") != "sli_values"] + [slis(sb)]
-        async with Worker(env.client, task_queue=tq, workflows=[ServiceRecoveryWorkflow], activities=acts):
+        async with Worker(env.client, task_queue=tq, workflows=[ServiceRecoveryWorkflow, BlastRadiusGuard], activities=acts):
             yield RecoveryWorld(env, sb, tq)
 
 

@@ -65,7 +65,7 @@ def _activities(aws, api, fail_first_check: bool = False) -> tuple[list, World, 
         checks.append(res.ok)
         return res
 
-    keep = {"page", "worker_config", "incident_authority"}
+    keep = {"page", "worker_config", "incident_authority", "acquire_target", "release_target"}
     acts = [a for a in fakes.activities() if a.__name__ in keep] + [
         rollout_restart, k8s.wait_rollout, db_check,
         rds.rds_preflight, rds.rds_restore, rds.rds_wait_available, rds.rds_delete_restored,

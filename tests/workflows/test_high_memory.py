@@ -22,6 +22,7 @@ from tests.support.service_recovery import events
 from tests.support.workflows import entries, kinds, kinds_after
 from worker.main import activities_for
 from worker.temporal import replayer
+from workflows.blast_radius import BlastRadiusGuard
 from workflows.high_memory import HighMemoryPlaybook
 
 MI = 2**20
@@ -54,7 +55,7 @@ async def _run(env, keep_scale: bool):
         metrics = Leaking()
         acts = [a for a in activities_for(sb.config, http) if getattr(a, "__name__", "") != "pod_metrics"]
         tq = f"tq-{uuid.uuid4().hex[:8]}"
-        async with Worker(env.client, task_queue=tq, workflows=[HighMemoryPlaybook], activities=[*acts, metrics.pod_metrics]):
+        async with Worker(env.client, task_queue=tq, workflows=[HighMemoryPlaybook, BlastRadiusGuard], activities=[*acts, metrics.pod_metrics]):
             inp = MemoryInput(incident_id=f"INC-{uuid.uuid4().hex[:8]}", requested_by="oncall", commander="alice",
                               config=sb.config)
             h = await start_memory_playbook(env.client, inp, tq)

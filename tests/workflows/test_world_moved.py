@@ -24,6 +24,7 @@ from tests.support.polling import until
 from tests.support.sandbox_incident import start_p0
 from tests.support.workflows import decide_all, events
 from worker.main import activities_for
+from workflows.blast_radius import BlastRadiusGuard
 from workflows.incident_response import IncidentResponseWorkflow
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -46,7 +47,7 @@ async def test_moved_release_replicas_and_pods_are_left_alone_and_proposed_again
     async with sandbox_environment("bad-deploy") as sb, httpx.AsyncClient(verify=tls_context(), timeout=5) as http:
         sb.config.mitigation.scale_replicas = 6
         tq = f"moved-{uuid.uuid4().hex[:6]}"
-        async with Worker(dev_env.client, task_queue=tq, workflows=[IncidentResponseWorkflow],
+        async with Worker(dev_env.client, task_queue=tq, workflows=[IncidentResponseWorkflow, BlastRadiusGuard],
                           activities=activities_for(sb.config, http)):
             iid, h = await start_p0(dev_env.client, tq, "MOVED")
             rep = await until(h, lambda r: {"rollback", "restart"} <= {a.id for a in r.actions}, "proposals", 90)

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutRestartParams,
         ScaleUpParams,
     )
+    from domain.blast_radius import Mutation, MutationKind, deployment_target, release_target
     from domain.cluster import (
         HelmRollbackRequest,
         NamespaceQuery,
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.notify import Audience
     from domain.procedures import BY_WORKFLOW
     from workflows.approvals import settle
+    from workflows.blast_radius import ask_for, leased
     from workflows.incident.phases import Phases
     from workflows.recheck import recheck_health, recheck_slis
     from workflows.runbook_steps import (
@@ -133,8 +135,33 @@ class Mitigation(Phases):
         if pending:
             self._log(CODEBLUE, "Withdrawn as superseded", f"{', '.join(pending)}: the evidence no longer calls for them", kind=TimelineKind.SUPERSEDED)
 
+    def _mutation(self, act: Action) -> Mutation | None:
+        """The blast-radius ask of a step that changes production (None: a check or a playbook
+        start, which change nothing here)."""
+        iid = self.inp.incident_id
+        if act.kind == ActionKind.HELM_ROLLBACK:
+            rb = act.params_as(HelmRollbackParams)
+            return ask_for(act, iid, MutationKind.ROLLBACK, release_target(rb.namespace, rb.release))
+        if act.kind == ActionKind.SCALE_UP:
+            sc = act.params_as(ScaleUpParams)
+            return ask_for(act, iid, MutationKind.SCALE, deployment_target(sc.namespace, sc.deployment), sc.replicas)
+        if act.kind == ActionKind.ROLLOUT_RESTART:
+            r = act.params_as(RolloutRestartParams)
+            return ask_for(act, iid, MutationKind.RESTART, deployment_target(r.namespace or self.cfg.kubernetes.namespace,
+                                                                             r.deployment))
+        return None
+
     async def _execute(self, act: Action, saga: Saga) -> None:
         self._log(CODEBLUE, f"Executing {act.id} ({act.kind.value})", act.reason, kind=TimelineKind.EXECUTING)
+        ask = self._mutation(act)
+        if ask is None:
+            await self._run_step(act, saga)
+            return
+        async with leased(self.tl, act, ask, self.cfg.blast_radius.wait_seconds) as ok:
+            if ok:
+                await self._run_step(act, saga)
+
+    async def _run_step(self, act: Action, saga: Saga) -> None:
         try:
             if act.kind == ActionKind.HELM_ROLLBACK:
                 await self._rollback(act, saga)
