@@ -15,6 +15,7 @@ from domain.blast_radius import (
     GUARD_WORKFLOW,
     BlastRadiusConfig,
     GuardInput,
+    GuardState,
     LeaseAnswer,
     LeaseDone,
     Mutation,
@@ -56,12 +57,24 @@ class BlastRadiusActivities:
         client = activity.client()
         async with Heartbeater():
             handle = await self._guard(client)
+            await self._free_if_stale(client, handle, ask)
             answer = await self._ask(handle, ask)
             if answer.rule == Rule.HELD and answer.holder_run and await _closed(client, *answer.holder_run):
-                # its run ended without letting go (killed, terminated): the lease is stale
+                # its holder's run closed while this step waited: stale too
                 await self._let_go(handle, LeaseDone(target=ask.target, holder=answer.holder or ""))
                 answer = await self._ask(handle, ask)
         return answer
+
+    async def _free_if_stale(self, client: Client, handle: WorkflowHandle, ask: Mutation) -> None:
+        """A lease whose run ended without letting go (killed, terminated, timed out) is let go
+        of before the ask, rather than waited for until it expires."""
+        try:
+            state = await handle.query("blast_radius", result_type=GuardState)
+        except RPCError:
+            return  # the ask itself says what is wrong
+        lease = state.leases.get(ask.target)
+        if lease is not None and lease.holder != ask.holder and await _closed(client, lease.workflow_id, lease.run_id):
+            await self._let_go(handle, LeaseDone(target=ask.target, holder=lease.holder))
 
     async def _ask(self, handle: WorkflowHandle, ask: Mutation) -> LeaseAnswer:
         try:

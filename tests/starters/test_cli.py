@@ -67,7 +67,10 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
         assert code == 1
         assert "mallory (operator key) is not the incident commander (alice)" in one_line_error(err)
 
-        code, out, err = await cb("incident", "approve", iid, "rollback", "--by", "alice", env=env)
+        code, _, err = await cb("incident", "approve", iid, "rollback", "--by", "alice", "--override", " ", env=env)
+        assert code == 1 and "--override needs a reason" in one_line_error(err)
+        # the operator key is an admin's: its override of the blast-radius policy is recorded
+        code, out, err = await cb("incident", "approve", iid, "rollback", "--by", "alice", "--override", "game day", env=env)
         assert code == 0 and "rollback: approved" in out, err
         assert f"follow it: codeblue incident watch {iid}" in out, out  # what a new IC does next
         for a in rep.actions[1:]:
@@ -99,6 +102,7 @@ async def test_ic_drives_an_incident_from_the_cli(dev_env):
         assert report["incident_id"] == iid and report["status"] == "open"
         assert [(e["actor"], e["result"]) for e in report["timeline"] if e["kind"] == "note"] == [("bob (operator key)", "pods back at 10:07")]
         assert [a["state"] for a in report["actions"]][0] == "executed"
+        assert (report["actions"][0]["override"], report["actions"][0]["override_by"]) == ("game day", "alice (operator key)")
 
         code, out, err = await cb("incident", "status", iid, env=env)
         assert code == 0 and "Timeline" in out

@@ -6,11 +6,13 @@ override goes past it; nobody but the worker asks the guard anything."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import httpx
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.blast_radius import BlastRadiusActivities
@@ -169,3 +171,32 @@ async def test_nobody_but_the_worker_asks_the_guard(skipping_env):
         state = await skipping_env.client.get_workflow_handle(gid).query("blast_radius", result_type=GuardState)
         assert not state.leases and len(state.changes) == 1  # the incident's own, and nothing else
         await terminate(h)
+
+
+async def test_a_lease_whose_run_closed_without_letting_go_is_freed_at_the_next_ask(dev_env):
+    """A step's run killed (terminated) while it held its target: the next ask gets the target
+    at once (real time, on the dev server), not after its wait or the lease's hold runs out."""
+    world = World()
+    tq, worker = await _worker(dev_env, world)
+    guard = BlastRadiusActivities(BlastRadiusConfig(wait_seconds=300))
+    target = "deployment/healthcare-prod/api-gateway"
+    async with worker:
+        dead = await start(dev_env, world, incident(), tq)
+        await _rollback_proposed(dead)
+        await terminate(dead)
+
+        def as_step_of(workflow_id: str, run_id: str) -> ActivityEnvironment:
+            env = ActivityEnvironment(client=dev_env.client)
+            env.info = dataclasses.replace(env.info, workflow_id=workflow_id, workflow_run_id=run_id, task_queue=tq)
+            return env
+
+        first = Mutation(kind=MutationKind.RESTART, target=target, incident_id=dead.id, step="restart")
+        got = await as_step_of(dead.id, dead.result_run_id or "").run(guard.acquire_target, first)
+        assert got.granted
+        other = Mutation(kind=MutationKind.RESTART, target=target, incident_id="INC-NEXT", step="restart")
+        live = await start(dev_env, world, incident(), tq)
+        got = await asyncio.wait_for(as_step_of(live.id, live.result_run_id or "").run(guard.acquire_target, other), 30)
+        assert got.granted, got
+        state = await dev_env.client.get_workflow_handle(guard_id(tq)).query("blast_radius", result_type=GuardState)
+        assert state.leases[target].holder == "INC-NEXT/restart"
+        await terminate(live)

@@ -64,6 +64,9 @@ async def test_p0_started_approved_and_resolved_over_http(dev_env):
         problem(await http.post(url, headers=auth("carol"), json={"action_id": first, "approve": True, "by": "alice"}), 422)
         problem(await http.post(url, headers=auth("alice"), json={"action_id": "nope", "approve": True}), 422)
         problem(await http.post(url, headers=auth("alice"), json={"action_id": rest[0], "approve": False}), 422)
+        # the IC is no admin: an override of the blast-radius policy is theirs to ask for, not to give
+        assert "only an admin may override the blast-radius policy" in problem(await http.post(
+            url, headers=auth("alice"), json={"action_id": first, "approve": True, "override": "urgent"}), 403)["detail"]
 
         r = await http.post(url, headers=auth("alice"), json={"action_id": first, "approve": True})
         assert r.status_code == 200 and r.json()["state"] == "approved", r.text
