@@ -301,6 +301,14 @@ class Escalation(BaseModel):
     reason: Text = ""
 
 
+class ServiceNaming(BaseModel):
+    """The IC names the catalog service an incident outside the catalog is about (update
+    `name_service`): CodeBlue then reads its targets and proposes for it."""
+
+    service: Name = Field(min_length=1)
+    by: Name
+
+
 class Note(BaseModel):
     """A responder's note on the timeline (free text: it stays in the encrypted history, never in logs)."""
 

@@ -39,7 +39,7 @@ class Procedure:
 INCIDENT = Procedure(
     key="incident", runbook="P0/P1 Incident Response", workflow="IncidentResponseWorkflow", input=IncidentInput,
     workflow_id=lambda incident_id: incident_id, suffix="",
-    handlers=DECISIONS | {"resolve", "assign_commander", "escalate", "add_note"}, scenario="bad-deploy")
+    handlers=DECISIONS | {"resolve", "assign_commander", "escalate", "add_note", "name_service"}, scenario="bad-deploy")
 DB_CONNECTIONS = Procedure(
     key="db-connections", runbook="Database Connection Issues", workflow="DatabaseConnectionPlaybook",
     input=DbConnectionsInput, workflow_id=db_connections_workflow_id, suffix="-db-connections",

@@ -136,6 +136,9 @@ class ApiClient:
         data = self._call("POST", f"/incidents/{incident_id}/decisions/batch", body)
         return [DecisionResult.model_validate(d) for d in data]
 
+    def name_service(self, incident_id: str, service: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/incidents/{incident_id}/service", {"service": service}))
+
     def resolve(self, incident_id: str, summary: str, force: bool, public_summary: str | None = None) -> ResolutionResult:
         body = {"summary": summary, "force": force, "public_summary": public_summary}
         try:

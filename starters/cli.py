@@ -341,6 +341,30 @@ def incident_escalate(
     command_cmd("incident escalate", via_api, direct, by)
 
 
+@incident_app.command("service")
+def incident_service(
+    incident_id: str,
+    service: str = typer.Argument(..., help="The catalog service the incident is about."),
+    by: str | None = ByOpt,
+) -> None:
+    """Name the catalog service of an incident opened for a service the catalog does not know:
+    CodeBlue reads that service's targets, its evidence, and proposes for it (IC only)."""
+    from domain.incident import ServiceNaming
+
+    try:
+        naming = ServiceNaming(service=service, by=by or "api")
+    except ValueError as e:
+        fail(first_error(e))
+
+    def via_api(api: Any, _: str) -> str:
+        return str(api.name_service(incident_id, service)["message"])
+
+    async def direct(client: Any, who: str) -> str:
+        return await svc.name_service(client, incident_id, naming.model_copy(update={"by": who}))
+
+    command_cmd("incident service", via_api, direct, by)
+
+
 @incident_app.command("note")
 def incident_note(
     incident_id: str,

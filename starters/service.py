@@ -32,6 +32,7 @@ from domain.incident import (
     Note,
     Resolution,
     ResolutionResult,
+    ServiceNaming,
 )
 from starters.errors import CodeBlueError
 from workflows.incident_response import IncidentResponseWorkflow
@@ -138,6 +139,10 @@ async def decide_many(client: Client, incident_id: str, batch: DecisionBatch) ->
 
 async def resolve(client: Client, incident_id: str, resolution: Resolution) -> ResolutionResult:
     return await execute_update(client, incident_id, IncidentResponseWorkflow.resolve, resolution, "resolve")
+
+
+async def name_service(client: Client, incident_id: str, n: ServiceNaming) -> str:
+    return await execute_update(client, incident_id, IncidentResponseWorkflow.name_service, n, "name service")
 
 
 async def execute_update(client: Client, incident_id: str, update, arg, what: str):

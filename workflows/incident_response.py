@@ -15,7 +15,9 @@ from temporalio.exceptions import ApplicationError
 # Models and CodeBlue's workflow helpers hold no per-run state: imported once, shared by every run
 with workflow.unsafe.imports_passed_through():
     from activities.kubernetes import KubernetesActivities
+    from domain import catalog
     from domain.alerts import ALERT_PREFIX, AlertBatch, AlertNotice
+    from domain.assessment import Diagnostics
     from domain.cluster import (
         NamespaceQuery,
     )
@@ -29,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         Resolution,
         ResolutionResult,
+        ServiceNaming,
         SlaClock,
         TimelineKind,
     )
@@ -283,6 +286,41 @@ class IncidentResponseWorkflow(Mitigation):
         problem = self._resolution_problem(r)
         if problem:
             raise ApplicationError(problem, type="ResolutionRejected")
+
+    @workflow.update
+    async def name_service(self, n: ServiceNaming) -> str:
+        """The catalog service this incident is about, named by its IC: its targets are read
+        (the worker's config decides them), then the evidence, then proposals for it."""
+        was = self.cfg.unknown_service
+        self.naming_service = True
+        self.cfg = await self.steps.service_config(n.service)
+        self.inp.service = self.steps.service = n.service
+        self._log(n.by, f"Service named: {n.service}", f"the catalog does not know {was}; CodeBlue now acts on "
+                  f"{n.service}'s targets (namespace {self.cfg.kubernetes.namespace})", kind=TimelineKind.STEP)
+        self._upsert()
+        diag = await self._diagnostics()
+        done: asyncio.Future[Diagnostics] = asyncio.get_running_loop().create_future()
+        done.set_result(diag)
+        await self._assess_after(done)
+        if self.severity.is_major:
+            self._propose()
+        self.naming_service = False
+        return f"{self.inp.incident_id} is about {n.service}: " + (
+            f"proposed {', '.join(self.actions)}" if self.actions else "nothing proposed")
+
+    @name_service.validator
+    def _validate_name_service(self, n: ServiceNaming) -> None:
+        problem = self.book.authority_problem(n.by)
+        if problem is None and self.naming_service:
+            problem = "a service is being named already"
+        if problem is None and not self.cfg.unknown_service:
+            problem = f"this incident's service {self.inp.service} is in the catalog already"
+        if problem is None and n.service not in catalog.catalog(self.cfg):
+            problem = f"{n.service} is not in the service catalog either (known: {', '.join(sorted(catalog.catalog(self.cfg)))})"
+        if problem is None and (self.resolution is not None or self.final_status != "open"):
+            problem = "the incident is being resolved"
+        if problem:
+            raise ApplicationError(problem, type="ServiceRejected")
 
     # ------------------------------------------------------------ decisions
     def _resolution_problem(self, r: Resolution) -> str | None:

@@ -178,6 +178,13 @@ class Steps:
             start.requested_by, start.start_refused = UNVERIFIED, e.cause.message
             return shared_config(CodeBlueConfig())
 
+    async def service_config(self, service: str) -> CodeBlueConfig:
+        """The worker's config for another catalog service of this incident (the IC named it)."""
+        return shared_config(await workflow.execute_activity_method(
+            EnvironmentActivities.worker_config, EnvironmentQuery(incident_id=self.incident_id, service=service),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=READ_RETRY,
+            summary=f"read the worker's environment for {service}"))
+
     @overload
     async def read(self, activity: Activity[A, R], arg: A, summary: str) -> R | None: ...
 

@@ -27,6 +27,7 @@ from domain.incident import (
     Phase,
     Resolution,
     ResolutionResult,
+    ServiceNaming,
 )
 from domain.procedures import DERIVED_SUFFIXES
 from domain.severity import Observations, Severity, classify
@@ -83,6 +84,10 @@ class DecisionBody(_Body):
 
 class DecisionsBody(_Body):
     decisions: list[DecisionBody] = Field(min_length=1, max_length=50)
+
+
+class ServiceBody(_Body):
+    service: str = Field(min_length=1, max_length=200)
 
 
 class ResolveBody(_Body):
@@ -212,6 +217,14 @@ async def decide_many(body: DecisionsBody, incident_id: IdPath, p: Commander,
         BatchDecision(action_id=d.action_id, approve=d.approve, reason=d.reason, override=d.override)
         for d in body.decisions])
     return await ctx.bounded(svc.decide_many(c, incident_id, batch), p)
+
+@router.post("/incidents/{incident_id}/service", tags=["incidents"],
+             responses={403: {"description": "not the IC"}, 409: {"description": "refused by the incident"}})
+async def name_service(body: ServiceBody, incident_id: IdPath, p: Commander, c: TemporalClient, ctx: Context) -> dict[str, str]:
+    """Name the catalog service of an incident opened for one the catalog does not know."""
+    msg = await ctx.bounded(svc.name_service(c, incident_id, ServiceNaming(service=body.service, by=p.name)), p)
+    return {"incident_id": incident_id, "service": body.service, "message": msg}
+
 
 @router.post("/incidents/{incident_id}/resolve", tags=["incidents"], response_model=ResolutionResult)
 async def resolve(body: ResolveBody, incident_id: IdPath, p: Commander,

@@ -50,6 +50,8 @@ _BY_MESSAGE: list[tuple[str, int]] = [
     ("no incident commander is assigned", 409),
     ("already decided", 409),
     ("already being verified", 409),
+    ("in the catalog already", 409),
+    ("being named already", 409),
     ("no longer", 409),
     ("rejected:", 422),
     ("temporal refused", 502),

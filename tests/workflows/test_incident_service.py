@@ -4,7 +4,11 @@ proposed. Fake activities, time-skipping server."""
 
 from __future__ import annotations
 
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+
 from domain.config import CodeBlueConfig, ServiceEntry
+from domain.incident import ServiceNaming
 from sandbox.memory_world import World, configure_worker
 from tests.support.polling import until
 from tests.support.workflows import incident, start, terminate, worker_for
@@ -42,4 +46,31 @@ async def test_a_service_outside_the_catalog_is_read_but_nothing_is_proposed(ski
         assert rep.actions == [] and world.calls["helm_history"] == 0 and world.calls["gateway_logs"] == 0
         assert world.calls["pod_status"] >= 1  # the namespace is read
         assert {"kubectl logs deployment/ skipped", "health endpoint probe skipped"} <= {e.event for e in rep.timeline}
+        await terminate(h)
+
+
+async def test_the_ic_names_a_catalog_service_and_the_incident_then_acts_on_it(skipping_env):
+    world = World()
+    inp = incident("P0", service="pharmacy", commander="alice")
+    configure_worker(inp.incident_id, CATALOG)
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, inp, tq)
+        await until(h, lambda r: any(e.event == "No mitigation proposed" for e in r.timeline), "no proposal")
+        for naming, refused in (
+            (ServiceNaming(service="patient-portal", by="mallory"), "mallory is not the incident commander"),
+            (ServiceNaming(service="pharmacy-v2", by="alice"), "pharmacy-v2 is not in the service catalog either"),
+        ):
+            with pytest.raises(WorkflowUpdateFailedError) as e:
+                await h.execute_update("name_service", naming)
+            assert refused in str(e.value.cause), e.value.cause
+        msg = await h.execute_update("name_service", ServiceNaming(service="patient-portal", by="alice"), result_type=str)
+        assert "is about patient-portal: proposed" in msg, msg
+        rep = await until(h, lambda r: bool(r.actions), "proposals for the named service")
+        assert rep.service == "patient-portal"
+        by_id = {a.id: a.params for a in rep.actions}
+        assert by_id["rollback"]["release"] == "patient-portal", by_id
+        assert any(e.event == "Service named: patient-portal" and e.actor == "alice" for e in rep.timeline)
+        with pytest.raises(WorkflowUpdateFailedError) as e:
+            await h.execute_update("name_service", ServiceNaming(service="api-gateway", by="alice"))
+        assert "is in the catalog already" in str(e.value.cause)
         await terminate(h)

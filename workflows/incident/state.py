@@ -71,6 +71,7 @@ class IncidentState(ApprovalHandlers):
         self.escalations: list[Escalation] = []
         self.watcher: asyncio.Task[None] | None = None
         self.handing_over = False  # continue-as-new is near: background work stops at a step boundary
+        self.naming_service = False  # the IC's name_service is being applied
         self.alerts = AlertLedger()
         self.saga = Saga(self.tl, self._run_undo)  # every executed mitigation, whatever its batch
         self.notes = NoteLedger()
