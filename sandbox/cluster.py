@@ -840,6 +840,8 @@ class SandboxCluster:
         db_secret_name: str = "healthcare-db-secret",
         db_secret_key: str = "DATABASE_URL",
         portal_replicas: int = 2,
+        portal_release: str | None = None,
+        portal_tag: str = "v2.3.1",
     ) -> None:
         """The production namespace of the runbook: the gateway (at `tag`), a healthy
         patient-portal, their Services, and the database Secret; then one reconcile pass."""
@@ -848,9 +850,8 @@ class SandboxCluster:
         self.ensure_namespace(namespace, {"environment": "production"})
         self.apply(_deployment(namespace, gateway, f"{image_repo}:{tag}", replicas, release, port=8080, memory="512Mi"))
         self.apply(_service(namespace, gateway, release, target_port=8080))
-        portal_image = f"{image_repo.rsplit('/', 1)[0]}/patient-portal:v2.3.1"
-        self.apply(_deployment(namespace, "patient-portal", portal_image, portal_replicas, release, port=3000, memory="256Mi"))
-        self.apply(_service(namespace, "patient-portal", release, target_port=3000))
+        portal_image = f"{image_repo.rsplit('/', 1)[0]}/patient-portal:{portal_tag}"
+        self.add_service(namespace, "patient-portal", portal_image, portal_replicas, portal_release or release, port=3000)
         if database_url is not None:
             self.apply({
                 "apiVersion": "v1",
@@ -861,6 +862,12 @@ class SandboxCluster:
                 "data": {db_secret_key: base64.b64encode(database_url.encode()).decode()},
             })
         await self.reconcile()
+
+    def add_service(self, namespace: str, name: str, image: str, replicas: int, release: str, *, port: int,
+                    memory: str = "256Mi") -> None:
+        """A Deployment and its Service, labelled as `release`'s (helm acts on them with it)."""
+        self.apply(_deployment(namespace, name, image, replicas, release, port=port, memory=memory))
+        self.apply(_service(namespace, name, release, target_port=port))
 
     def set_image(self, namespace: str, deployment: str, image: str, container: str | None = None) -> None:
         """What `kubectl set image` or a helm upgrade does to the pod template (a new revision)."""

@@ -90,6 +90,8 @@ class Receiver:
         slack_token: str = SANDBOX_BOT_TOKEN,
     ) -> None:
         self.health = health
+        # other services' health, at /health/<service> (the multi-service world)
+        self.service_health: dict[str, Callable[[], bool | Awaitable[bool]]] = {}
         self.slack_api = SlackApi(token=slack_token)  # the Web API stand-in (bot token checked)
         self.metrics = GatewayMetrics(service)  # its own registry, never the global one
         self.host = host
@@ -175,6 +177,9 @@ class Receiver:
     def health_url(self) -> str:
         return f"{self.url}/health"
 
+    def service_health_url(self, service: str) -> str:
+        return f"{self.url}/health/{service}"
+
     @property
     def metrics_target(self) -> str:
         """host:port of `/metrics`, as a Prometheus scrape config names it."""
@@ -224,7 +229,7 @@ class Receiver:
 
     @staticmethod
     def _channel(path: str) -> str:
-        if path == "/health":
+        if path == "/health" or path.startswith("/health/"):
             return "health"
         if path.startswith("/slack/"):
             return "slack"
@@ -287,8 +292,7 @@ class Receiver:
     async def _healthy(self) -> bool:
         if self.health is None:
             return True
-        result = self.health()
-        return bool(await result) if inspect.isawaitable(result) else bool(result)
+        return await _ask(self.health)
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         self.metrics.advance(await self._healthy())
@@ -299,7 +303,10 @@ class Receiver:
     async def _dispatch(self, channel: str, request: web.Request, body: Any) -> tuple[int, Any]:
         method = request.method
         if channel == "health" and method in ("GET", "HEAD"):
-            healthy = await self._healthy()
+            other = request.path.removeprefix("/health/") if request.path.startswith("/health/") else None
+            if other is not None and other not in self.service_health:
+                return 404, {"error": f"no service {other}"}
+            healthy = await self._healthy() if other is None else await _ask(self.service_health[other])
             return (200, {"status": "ok"}) if healthy else (503, {"status": "unhealthy"})
         if channel == "slack" and method == "POST":
             if not isinstance(body, dict) or not body.get("text"):
@@ -463,3 +470,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+async def _ask(health: Callable[[], bool | Awaitable[bool]]) -> bool:
+    result = health()
+    return bool(await result) if inspect.isawaitable(result) else bool(result)

@@ -49,6 +49,8 @@ class Scenario:
     driver: str = "incident"
     # actions the drill's IC approves in the incident driver; everything else is rejected
     approve: tuple[str, ...] = ()
+    # the catalog service the incident is about (None: the flat config's, the gateway)
+    service: str | None = None
     # prepares the cluster (and extras) before the worker starts
     seed: Callable[[SandboxEnvironment], Awaitable[None]] | None = None
     # extra services: name -> factory of an async context manager yielding a handle

@@ -1,8 +1,8 @@
 """Drill scenarios by name, and `sandbox_environment(name)`: a seeded world (cluster, helm
 history, receiver, optional extras) and the config that points a worker at it.
 
-A scenario module defines `SCENARIO` (sandbox/scenario_kit.py has its parts) and is listed in
-SCENARIOS below. Extra services (an AWS emulator, a dedicated Redis) are async context
+A scenario module defines `SCENARIO` (sandbox/scenario_kit.py has its parts; the multi-service
+world's module, several) and is listed in SCENARIOS below. Extra services (an AWS emulator, a dedicated Redis) are async context
 managers a scenario lists in `extras`; each may add to the config through `configure`.
 """
 
@@ -35,6 +35,7 @@ from sandbox import (
     scenario_database_restore,
     scenario_db_connections,
     scenario_high_memory,
+    scenario_platform,
     scenario_redis_cache,
     scenario_service_recovery,
 )
@@ -65,6 +66,8 @@ SCENARIOS: dict[str, Scenario] = {
         scenario_service_recovery.SCENARIO,
         scenario_redis_cache.SCENARIO,
         scenario_high_memory.SCENARIO,
+        scenario_platform.PORTAL_BAD_DEPLOY,
+        scenario_platform.TWO_INCIDENTS,
     )
 }
 

@@ -32,7 +32,8 @@ async def drive_incident(ctx: DrillContext) -> DrillOutcome:
 
     sc = ctx.sandbox.scenario
     iid = ctx.new_id()
-    inp = IncidentInput(incident_id=iid, title=sc.title, severity=Severity(sc.severity), commander=IC, requested_by="drill")
+    inp = IncidentInput(incident_id=iid, title=sc.title, severity=Severity(sc.severity), commander=IC, requested_by="drill",
+                        **({"service": sc.service} if sc.service else {}))
     handle = await service.start_incident(ctx.client, inp, ctx.task_queue)
     ctx.say(f"Incident {iid} — watch it at {ctx.link(iid)}", highlight=False, soft_wrap=True)
     w = Watcher(handle, ctx.say, IncidentResponseWorkflow.status)

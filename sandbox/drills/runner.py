@@ -23,6 +23,7 @@ from sandbox.drills import (
     incident,
     redis_cache,
     service_recovery,
+    two_incidents,
 )
 from sandbox.drills.kit import DrillContext, Driver, json_stdout
 from starters.devserver import dev_server, ui_base
@@ -39,6 +40,7 @@ DRIVERS: dict[str, Driver] = {
     "failed-redeploy": service_recovery.drive_failed_redeploy,
     "cache-poisoned": redis_cache.drive_cache_poisoned,
     "memory-leak": high_memory.drive_memory_leak,
+    "two-incidents": two_incidents.drive_two_incidents,
 }
 
 

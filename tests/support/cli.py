@@ -16,7 +16,7 @@ def codeblue(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-async def cb(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+async def cb(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
     exe = shutil.which("codeblue")
     assert exe
     p = await asyncio.create_subprocess_exec(
@@ -26,7 +26,7 @@ async def cb(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, s
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(p.communicate(), 60)
+    out, err = await asyncio.wait_for(p.communicate(), timeout)
     return cast(int, p.returncode), out.decode(), err.decode()  # communicate() returned: it exited
 
 

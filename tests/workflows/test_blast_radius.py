@@ -77,8 +77,9 @@ async def test_two_incidents_approving_one_release_rollback_at_once_give_one_rol
             assert states == ["executed", "superseded"], states
             second = ra if _rollback(ra).state == ActionState.SUPERSEDED else rb
             first_id = ib if second is ra else ia
+            # it waited for the first's lease if it asked while the first held it (else it asked after)
             waited = [e for e in entries(second, TimelineKind.EXECUTING) if e.event.startswith("Waited for")]
-            assert waited and f"{first_id}/rollback" in (waited[0].result or ""), [e.event for e in second.timeline]
+            assert all(f"{first_id}/rollback" in (e.result or "") for e in waited), [e.event for e in second.timeline]
             assert any(e.event == "Not run rollback: the world moved since the decision" for e in second.timeline)
             for iid in (ia, ib):
                 await service.resolve(dev_env.client, iid, Resolution(by="ic", summary="done", force=True))
@@ -173,6 +174,37 @@ async def test_nobody_but_the_worker_asks_the_guard(skipping_env):
         await terminate(h)
 
 
+def _as_step_of(env, tq: str, workflow_id: str, run_id: str) -> ActivityEnvironment:
+    """The guard's activities run as a step of that workflow run would run them."""
+    a = ActivityEnvironment(client=env.client)
+    a.info = dataclasses.replace(a.info, workflow_id=workflow_id, workflow_run_id=run_id, task_queue=tq)
+    return a
+
+
+async def test_a_second_step_on_a_held_target_waits_for_the_first_to_let_go(dev_env):
+    """Real time on the dev server: the second ask is answered only once the first lets go,
+    and its answer names whom it waited for."""
+    world = World()
+    tq, worker = await _worker(dev_env, world)
+    guard = BlastRadiusActivities(BlastRadiusConfig(wait_seconds=60))
+    target = "release/healthcare-prod/healthcare-platform"
+    async with worker:
+        a = await start(dev_env, world, incident(), tq)
+        b = await start(dev_env, world, incident(), tq)
+        first = Mutation(kind=MutationKind.ROLLBACK, target=target, incident_id=a.id, step="rollback")
+        second = Mutation(kind=MutationKind.ROLLBACK, target=target, incident_id=b.id, step="rollback")
+        assert (await _as_step_of(dev_env, tq, a.id, a.result_run_id or "").run(guard.acquire_target, first)).granted
+        asking = asyncio.ensure_future(_as_step_of(dev_env, tq, b.id, b.result_run_id or "").run(guard.acquire_target, second))
+        await asyncio.sleep(2)
+        assert not asking.done()  # held: it waits
+        done = LeaseDone(target=target, holder=first.holder)
+        assert await _as_step_of(dev_env, tq, a.id, a.result_run_id or "").run(guard.release_target, done)
+        got = await asyncio.wait_for(asking, 30)
+        assert got.granted and "granted after waiting" in got.detail and f"{a.id}/rollback" in got.detail, got
+        for h in (a, b):
+            await terminate(h)
+
+
 async def test_a_lease_whose_run_closed_without_letting_go_is_freed_at_the_next_ask(dev_env):
     """A step's run killed (terminated) while it held its target: the next ask gets the target
     at once (real time, on the dev server), not after its wait or the lease's hold runs out."""
@@ -185,17 +217,12 @@ async def test_a_lease_whose_run_closed_without_letting_go_is_freed_at_the_next_
         await _rollback_proposed(dead)
         await terminate(dead)
 
-        def as_step_of(workflow_id: str, run_id: str) -> ActivityEnvironment:
-            env = ActivityEnvironment(client=dev_env.client)
-            env.info = dataclasses.replace(env.info, workflow_id=workflow_id, workflow_run_id=run_id, task_queue=tq)
-            return env
-
         first = Mutation(kind=MutationKind.RESTART, target=target, incident_id=dead.id, step="restart")
-        got = await as_step_of(dead.id, dead.result_run_id or "").run(guard.acquire_target, first)
+        got = await _as_step_of(dev_env, tq, dead.id, dead.result_run_id or "").run(guard.acquire_target, first)
         assert got.granted
         other = Mutation(kind=MutationKind.RESTART, target=target, incident_id="INC-NEXT", step="restart")
         live = await start(dev_env, world, incident(), tq)
-        got = await asyncio.wait_for(as_step_of(live.id, live.result_run_id or "").run(guard.acquire_target, other), 30)
+        got = await asyncio.wait_for(_as_step_of(dev_env, tq, live.id, live.result_run_id or "").run(guard.acquire_target, other), 30)
         assert got.granted, got
         state = await dev_env.client.get_workflow_handle(guard_id(tq)).query("blast_radius", result_type=GuardState)
         assert state.leases[target].holder == "INC-NEXT/restart"

@@ -1,0 +1,49 @@
+"""The multi-service world's drills (issue #26; sandbox/scenario_platform.py): a bad deploy of
+patient-portal touches patient-portal only, and two incidents approving one release's rollback
+at once give one rollback. Both drills run at once, each on its own sandbox and dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest_asyncio
+
+from tests.support.cli import cb
+
+
+@pytest_asyncio.fixture(scope="module")
+async def drills():
+    portal, two = await asyncio.gather(cb("drill", "portal-bad-deploy", "--json", timeout=240),
+                                       cb("drill", "two-incidents", "--json", timeout=240))
+    return {"portal-bad-deploy": portal, "two-incidents": two}
+
+
+def test_a_bad_deploy_of_patient_portal_rolls_back_patient_portal_only(drills):
+    code, out, err = drills["portal-bad-deploy"]
+    assert code == 0, err[-3000:]
+    rep = json.loads(out)
+    assert rep["service"] == "patient-portal" and rep["status"] == "resolved" and rep["verified"] is True
+    acts = {a["id"]: a for a in rep["actions"]}
+    assert acts["rollback"]["state"] == "executed"
+    assert acts["rollback"]["params"]["release"] == "patient-portal", acts["rollback"]
+    assert (acts["rollback"]["params"]["from_revision"], acts["rollback"]["params"]["to_revision"]) == (8, 7)
+    # every proposal names patient-portal's targets, none the gateway's or the pharmacy's
+    for a in rep["actions"]:
+        named = {a["params"].get(k) for k in ("release", "deployment") if a["params"].get(k)}
+        assert named <= {"patient-portal"}, a
+    assert [a["id"] for a in rep["actions"] if a["state"] == "executed"] == ["rollback"]
+
+
+def test_two_incidents_approving_one_rollback_at_once_give_one_rollback_and_the_other_says_why(drills):
+    code, out, err = drills["two-incidents"]
+    assert code == 0, err[-3000:]
+    assert "DRILL PASSED: one rollback" in err
+    rep = json.loads(out)  # the incident whose rollback did not run
+    acts = {a["id"]: a for a in rep["actions"]}
+    assert acts["rollback"]["state"] == "superseded"
+    assert "moved" in acts["rollback"]["result"] and "revision 13 is current" in acts["rollback"]["result"]
+    assert acts["rollback-2"]["state"] == "proposed" and "only if revision 13 did not fix it" in acts["rollback-2"]["reason"]
+    events = [e["event"] for e in rep["timeline"]]
+    assert "Not run rollback: the world moved since the decision" in events
+    assert rep["status"] == "resolved"
