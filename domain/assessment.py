@@ -279,7 +279,10 @@ def propose(a: Assessment, cfg: CodeBlueConfig) -> list[Action]:
                 f"{a.cache_errors} Redis errors in {gw} logs; check the cache cluster (runbook: Redis Cache Issues)",
             )
         )
-    if a.shared_cause and not any(act.kind == ActionKind.DB_CHECK for act in out):
+    if a.shared_cause and any(act.id == DB_CONNECTIONS.proposal for act in out):
+        # one database proposal for a shared cause: the playbook checks the connection itself
+        out = [act for act in out if act.kind != ActionKind.DB_CHECK]
+    elif a.shared_cause and not any(act.kind == ActionKind.DB_CHECK for act in out):
         out.append(Action(
             id="db-check", kind=ActionKind.DB_CHECK,
             reason=f"{a.shared_cause} is shared by the unhealthy {', '.join(a.shared_cause_of)}; check the database connection",

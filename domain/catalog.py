@@ -106,12 +106,12 @@ def shared_cause(cfg: CodeBlueConfig, unhealthy: list[str]) -> tuple[str, list[s
     for s, ds in deps.items():
         for d in ds:
             counts.setdefault(d, []).append(s)
-    upstream = [(d, users) for d, users in counts.items() if d in unhealthy]
-    if upstream:  # an unhealthy service the others need explains them
-        d, users = max(upstream, key=lambda x: (len(x[1]), x[0]))
-        return d, sorted({d, *users})
-    shared = [(d, users) for d, users in counts.items() if len(users) >= 2]
-    if not shared:
+    # an unhealthy service the others need explains itself and them; a dependency two or more
+    # share explains those: the one explaining the most wins (a tie: the one seen unhealthy)
+    candidates = [(len(explained), d in unhealthy, d, explained) for d, users in counts.items()
+                  for explained in [sorted({d, *users}) if d in unhealthy else sorted(users)]
+                  if d in unhealthy or len(users) >= 2]
+    if not candidates:
         return None
-    d, users = max(shared, key=lambda x: (len(x[1]), x[0]))
-    return d, sorted(users)
+    _, _, d, explained = max(candidates)
+    return d, explained

@@ -3,8 +3,9 @@ healthcare-prod, each its own helm release with its own history and health endpo
 on the one database; the worker's config lists them as a service catalog.
 
 Scenarios on it: `portal-bad-deploy` (patient-portal's revision 8 crash-loops: only
-patient-portal is rolled back) and `two-incidents` (two incidents about the gateway's bad
-release approve its rollback at once: one rollback, the other says why it did not).
+patient-portal is rolled back), `two-incidents` (two incidents about the gateway's bad release
+approve its rollback at once: one rollback, the other says why it did not) and
+`shared-db-outage` (the database down: one database proposal, the services listed as affected).
 """
 
 from __future__ import annotations
@@ -25,25 +26,28 @@ DATABASE = "healthcare-db"
 SERVICES = (GATEWAY, PORTAL, PHARMACY)
 
 
-async def seed_platform(env: SandboxEnvironment, *, gateway_tag: str = GOOD_TAG, portal_tag: str = PORTAL_GOOD) -> None:
+async def seed_platform(env: SandboxEnvironment, *, gateway_tag: str = GOOD_TAG, portal_tag: str = PORTAL_GOOD,
+                        deployed_ago: timedelta = timedelta(minutes=12),
+                        database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> None:
     """The three services at the given tags (a bad tag's pods crash-loop), their histories:
-    the gateway 10, 11, 12 (12 at `gateway_tag`); patient-portal 6, 7, 8 (8 at `portal_tag`,
-    deployed 9 minutes ago); pharmacy 3 (a week ago)."""
+    the gateway 10, 11, 12 (12 at `gateway_tag`, `deployed_ago`); patient-portal 6, 7, 8 (8 at
+    `portal_tag`, 3 minutes after the gateway's); pharmacy 3 (a week ago)."""
     c = env.cluster
     await c.seed_healthcare_prod(namespace=NAMESPACE, gateway=GATEWAY, tag=gateway_tag, replicas=3,
-                                 bad_tags={BAD_TAG, PORTAL_BAD}, portal_release=PORTAL, portal_tag=portal_tag)
+                                 bad_tags={BAD_TAG, PORTAL_BAD}, portal_release=PORTAL, portal_tag=portal_tag,
+                                 database_url=database_url)
     c.add_service(NAMESPACE, PHARMACY, f"registry.local/{PHARMACY}:{PHARMACY_TAG}", 2, PHARMACY, port=8000)
     now = datetime.now(UTC)
     histories = {
         (RELEASE, "healthcare-platform"): [
             {"revision": 10, "image_tag": "v1.4.1", "updated": now - timedelta(days=9)},
             {"revision": 11, "image_tag": GOOD_TAG, "updated": now - timedelta(days=3)},
-            {"revision": 12, "image_tag": gateway_tag, "updated": now - timedelta(minutes=12)},
+            {"revision": 12, "image_tag": gateway_tag, "updated": now - deployed_ago},
         ],
         (PORTAL, PORTAL): [
             {"revision": 6, "image_tag": "v2.2.0", "updated": now - timedelta(days=20)},
             {"revision": 7, "image_tag": PORTAL_GOOD, "updated": now - timedelta(days=4)},
-            {"revision": 8, "image_tag": portal_tag, "updated": now - timedelta(minutes=9)},
+            {"revision": 8, "image_tag": portal_tag, "updated": now - deployed_ago + timedelta(minutes=3)},
         ],
         (PHARMACY, PHARMACY): [{"revision": 3, "image_tag": PHARMACY_TAG, "updated": now - timedelta(days=7)}],
     }
@@ -77,6 +81,27 @@ async def _portal_bad(env: SandboxEnvironment) -> None:
 async def _gateway_bad(env: SandboxEnvironment) -> None:
     await seed_platform(env, gateway_tag=BAD_TAG)
 
+
+async def _database_down(env: SandboxEnvironment) -> None:
+    """healthcare-db refuses connections (the Secret names a closed port): every service's pods
+    run their pools dry and fail /health; nothing was deployed for days."""
+    await seed_platform(env, deployed_ago=timedelta(days=2), database_url="postgresql://postgres@127.0.0.1:9/postgres")
+    for name in SERVICES:
+        env.cluster.exhaust_connection_pool(NAMESPACE, name)
+    await env.cluster.reconcile()
+
+
+SHARED_DATABASE = Scenario(
+    name="shared-db-outage",
+    description=("healthcare-db refuses connections: api-gateway, patient-portal and pharmacy all fail; "
+                 "CodeBlue names the shared database, lists the affected services and proposes one database step"),
+    title="api-gateway, patient-portal and pharmacy failing at once",
+    severity="P1",
+    driver="shared-db",
+    service=GATEWAY,
+    seed=_database_down,
+    configure=platform_catalog,
+)
 
 PORTAL_BAD_DEPLOY = Scenario(
     name="portal-bad-deploy",

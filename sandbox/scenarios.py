@@ -68,6 +68,7 @@ SCENARIOS: dict[str, Scenario] = {
         scenario_high_memory.SCENARIO,
         scenario_platform.PORTAL_BAD_DEPLOY,
         scenario_platform.TWO_INCIDENTS,
+        scenario_platform.SHARED_DATABASE,
     )
 }
 

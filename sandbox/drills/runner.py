@@ -23,6 +23,7 @@ from sandbox.drills import (
     incident,
     redis_cache,
     service_recovery,
+    shared_database,
     two_incidents,
 )
 from sandbox.drills.kit import DrillContext, Driver, json_stdout
@@ -41,6 +42,7 @@ DRIVERS: dict[str, Driver] = {
     "cache-poisoned": redis_cache.drive_cache_poisoned,
     "memory-leak": high_memory.drive_memory_leak,
     "two-incidents": two_incidents.drive_two_incidents,
+    "shared-db": shared_database.drive_shared_database,
 }
 
 

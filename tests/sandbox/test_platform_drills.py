@@ -1,6 +1,7 @@
 """The multi-service world's drills (issue #26; sandbox/scenario_platform.py): a bad deploy of
-patient-portal touches patient-portal only, and two incidents approving one release's rollback
-at once give one rollback. Both drills run at once, each on its own sandbox and dev server."""
+patient-portal touches patient-portal only, two incidents approving one release's rollback at
+once give one rollback, and a shared database down gives one database proposal with the
+affected services listed. The drills run at once, each on its own sandbox and dev server."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from tests.support.cli import cb
 
 @pytest_asyncio.fixture(scope="module")
 async def drills():
-    portal, two = await asyncio.gather(cb("drill", "portal-bad-deploy", "--json", timeout=240),
-                                       cb("drill", "two-incidents", "--json", timeout=240))
-    return {"portal-bad-deploy": portal, "two-incidents": two}
+    names = ("portal-bad-deploy", "two-incidents", "shared-db-outage")
+    runs = await asyncio.gather(*(cb("drill", name, "--json", timeout=240) for name in names))
+    return dict(zip(names, runs, strict=True))
 
 
 def test_a_bad_deploy_of_patient_portal_rolls_back_patient_portal_only(drills):
@@ -47,3 +48,17 @@ def test_two_incidents_approving_one_rollback_at_once_give_one_rollback_and_the_
     events = [e["event"] for e in rep["timeline"]]
     assert "Not run rollback: the world moved since the decision" in events
     assert rep["status"] == "resolved"
+
+
+def test_a_shared_database_down_gives_one_database_proposal_and_lists_the_affected_services(drills):
+    code, out, err = drills["shared-db-outage"]
+    assert code == 0, err[-3000:]
+    rep = json.loads(out)
+    a = rep["assessment"]
+    assert a["unhealthy_services"] == ["api-gateway", "patient-portal", "pharmacy"]
+    assert (a["shared_cause"], a["shared_cause_of"]) == ("healthcare-db", ["api-gateway", "patient-portal", "pharmacy"])
+    database = [x for x in rep["actions"] if x["kind"] == "db_check" or x["params"].get("workflow") == "DatabaseConnectionPlaybook"]
+    assert [x["id"] for x in database] == ["db-connections-playbook"] and database[0]["recommended"], rep["actions"]
+    assert not [x for x in rep["actions"] if x["kind"] == "helm_rollback"]
+    assert not [x for x in rep["actions"] if x["state"] == "executed"]  # the drill's IC hands it to the restore
+    assert rep["status"] == "resolved_unverified"

@@ -20,7 +20,7 @@ PLATFORM = CodeBlueConfig(services={
 })
 
 
-async def test_a_shared_database_down_is_named_and_its_check_ranks_above_the_rollback(skipping_env):
+async def test_a_shared_database_down_is_named_and_its_one_database_proposal_ranks_above_the_rollback(skipping_env):
     world = World(health_by_url={"https://portal.example/health": False, "https://pharmacy.example/health": False,
                                  "https://billing.example/health": True})
     inp = incident("P0", service="api-gateway")
@@ -32,7 +32,11 @@ async def test_a_shared_database_down_is_named_and_its_check_ranks_above_the_rol
         assert a["unhealthy_services"] == ["api-gateway", "patient-portal", "pharmacy"]
         assert (a["shared_cause"], a["shared_cause_of"]) == ("healthcare-db", ["api-gateway", "patient-portal", "pharmacy"])
         ranked = sorted(rep.actions, key=lambda x: x.rank or 99)
-        assert ranked[0].id == "db-check" and "healthcare-db is shared by the unhealthy" in (ranked[0].recommendation or "")
+        # one database proposal (the playbook checks the connection itself), ranked first
+        database = [x.id for x in rep.actions if x.id in ("db-check", "db-connections-playbook")]
+        assert database == ["db-connections-playbook"], [x.id for x in rep.actions]
+        assert ranked[0].id == "db-connections-playbook"
+        assert "healthcare-db is shared by the unhealthy" in (ranked[0].recommendation or "")
         rollback = next(x for x in rep.actions if x.id == "rollback")
         assert rollback.rank and rollback.rank > 1 and not rollback.recommended
         assert {"https://portal.example/health", "https://pharmacy.example/health",
