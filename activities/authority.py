@@ -28,7 +28,7 @@ async def incident_authority(ref: IncidentRef) -> IncidentAuthority:
             return IncidentAuthority(exists=False)
         raise ApplicationError(f"cannot read incident {ref.incident_id}: {e.message}") from None
     return IncidentAuthority(exists=True, open=desc.status == WorkflowExecutionStatus.RUNNING,
-                             commander=report.commander)
+                             commander=report.commander, service=report.service)
 
 
 @activity.defn

@@ -159,6 +159,7 @@ class IncidentAuthority(BaseModel):
     exists: bool
     open: bool = False
     commander: str | None = None
+    service: str | None = None  # the service the incident is about: its playbooks act on it
 
 
 class TimelineKind(str, Enum):

@@ -13,6 +13,7 @@ from workflows.timeline import CODEBLUE, Timeline
 
 with workflow.unsafe.imports_passed_through():
     from activities import authority
+    from domain import catalog
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
     from domain.incident import IncidentRef, IncidentReport, Phase, TimelineKind
@@ -54,6 +55,9 @@ class Playbook(ApprovalHandlers):
         inp = self.inp
         if inp.start_refused:
             self._refuse(UNVERIFIED, f"unauthenticated: {inp.start_refused}")
+        auth = await self.steps.read(authority.incident_authority, IncidentRef(incident_id=inp.incident_id), "read the incident's IC")
+        if auth is not None and auth.exists and auth.service:
+            await self._act_for(auth.service)
         for what, given, allowed in self._pinned():
             if given is not None and given != allowed:
                 self._refuse(inp.requested_by, f"{what} {given!r} is not the worker's ({allowed!r}): "
@@ -62,7 +66,6 @@ class Playbook(ApprovalHandlers):
             return
         starter, roles = person(inp.requested_by), set(inp.requested_roles)
         admin = "admin" in roles
-        auth = await self.steps.read(authority.incident_authority, IncidentRef(incident_id=inp.incident_id), "read the incident's IC")
         if auth is None:
             self._refuse(inp.requested_by, f"cannot read incident {inp.incident_id}'s commander")
         if auth.exists:
@@ -79,6 +82,21 @@ class Playbook(ApprovalHandlers):
             self.book.commander = getattr(inp, "commander", None) or (starter if self.requester_is_ic else None)
             return
         self._refuse(inp.requested_by, f"no incident {inp.incident_id} exists and {starter} is not an admin")
+
+    async def _act_for(self, service: str) -> None:
+        """The playbook acts on its incident's service (read from the incident, never from the
+        input): with a service catalog, that service's targets; a service the catalog does not
+        know refuses the run. A one-service config's flat sections are that service."""
+        if not self.cfg.services:
+            return
+        if service not in catalog.catalog(self.cfg):
+            self._refuse(CODEBLUE, f"incident {self.inp.incident_id} is about {service}, which the service catalog "
+                         f"does not know: name its catalog service first (codeblue incident service)")
+        self.cfg = await self.steps.service_config(service)
+        self.steps.service = service
+        self.tl.log(CODEBLUE, f"Acting for {service}", f"incident {self.inp.incident_id}'s service: namespace "
+                    f"{self.cfg.kubernetes.namespace}, deployment {self.cfg.kubernetes.gateway_deployment or '-'}, "
+                    f"release {self.cfg.helm.release or '-'}", kind=TimelineKind.STEP)
 
     def _pinned(self) -> list[tuple[str, Any, Any]]:
         """(what, the input's value, the worker's config): an input may name a target only to

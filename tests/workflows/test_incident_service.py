@@ -4,14 +4,19 @@ proposed. Fake activities, time-skipping server."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.worker import Worker
 
 from domain.config import CodeBlueConfig, ServiceEntry
-from domain.incident import ServiceNaming
-from sandbox.memory_world import World, configure_worker
+from domain.incident import Decision, ServiceNaming
+from sandbox.memory_world import PostWorld, World, configure_worker
 from tests.support.polling import until
-from tests.support.workflows import incident, start, terminate, worker_for
+from tests.support.workflows import incident, skip, start, terminate, worker_for
+from workflows.incident_response import IncidentResponseWorkflow
+from workflows.post_incident import PostIncidentWorkflow
 
 CATALOG = CodeBlueConfig(services={
     "api-gateway": ServiceEntry(deployments=["api-gateway"], helm_release="healthcare-platform"),
@@ -73,4 +78,30 @@ async def test_the_ic_names_a_catalog_service_and_the_incident_then_acts_on_it(s
         with pytest.raises(WorkflowUpdateFailedError) as e:
             await h.execute_update("name_service", ServiceNaming(service="api-gateway", by="alice"))
         assert "is in the catalog already" in str(e.value.cause)
+        await terminate(h)
+
+
+async def test_a_playbook_acts_on_its_incidents_service_read_from_the_incident(skipping_env):
+    """A patient-portal incident's memory playbook (its child) samples and proposes for
+    patient-portal: the service comes from the incident's own workflow, not from any input."""
+    from domain.high_memory import memory_workflow_id
+    from workflows.high_memory import HighMemoryPlaybook
+
+    world = World(oom=True)
+    inp = incident("P0", service="patient-portal")
+    configure_worker(inp.incident_id, CATALOG)
+    tq = f"svc-{uuid.uuid4().hex[:8]}"
+    async with Worker(skipping_env.client, task_queue=tq, workflows=[IncidentResponseWorkflow, PostIncidentWorkflow, HighMemoryPlaybook],
+                      activities=PostWorld(world=world).activities()):
+        h = await start(skipping_env, world, inp, tq)
+        await until(h, lambda r: any(a.id == "memory-playbook" for a in r.actions), "the memory playbook proposed")
+        await h.execute_update("decide", Decision(action_id="memory-playbook", approve=True, by="alice"))
+        child = skipping_env.client.get_workflow_handle(memory_workflow_id(h.id))
+        await until(child, lambda r: any(e.event == "Memory sample 1" for e in r.timeline), "the first sample")
+        await skip(skipping_env, 5)  # the samples are minutes apart
+        rep = await until(child, lambda r: any(e.event == "Memory assessment" for e in r.timeline), "the playbook's assessment")
+        events = [e.event for e in rep.timeline]
+        assert events[:2] == ["Acting for patient-portal", "High memory playbook: patient-portal in healthcare-prod"], events
+        assert not [a for a in rep.actions if a.params.get("deployment") not in (None, "patient-portal")], rep.actions
+        await terminate(child)
         await terminate(h)
