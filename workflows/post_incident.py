@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities import authority
     from activities.post_incident import PostIncidentActivities
+    from domain import catalog
     from domain.config import CodeBlueConfig
     from domain.identity import UNVERIFIED, person
     from domain.incident import IncidentReport, Phase, TimelineKind
@@ -86,6 +87,10 @@ class PostIncidentWorkflow:
                 summary="read the incident's report",
             )
             self.commander = inp.commander or self.report.commander
+        service = self.report.service
+        if self.cfg.services and service in catalog.catalog(self.cfg):  # verify the incident's own service
+            self.cfg = await self.steps.service_config(service)
+            self.steps.service = service
         pi = self.cfg.postincident
         if inp.state is None:
             self.tl.log(

@@ -105,3 +105,27 @@ async def test_a_playbook_acts_on_its_incidents_service_read_from_the_incident(s
         assert not [a for a in rep.actions if a.params.get("deployment") not in (None, "patient-portal")], rep.actions
         await terminate(child)
         await terminate(h)
+
+
+async def test_the_post_incident_verifies_the_incidents_own_service(skipping_env):
+    from domain.incident import Resolution, ResolutionResult
+    from domain.post_incident import postmortem_workflow_id
+
+    world = World()
+    inp = incident("P0", service="patient-portal", commander="alice")
+    configure_worker(inp.incident_id, CATALOG)
+    async with worker_for(skipping_env, world) as tq:
+        h = await start(skipping_env, world, inp, tq)
+        await until(h, lambda r: any(a.id == "rollback" for a in r.actions), "the rollback proposal")
+        await h.execute_update("decide", Decision(action_id="rollback", approve=True, by="alice"))
+        await until(h, lambda r: next(a for a in r.actions if a.id == "rollback").state.value == "executed", "the rollback")
+        res = await h.execute_update("resolve", Resolution(by="alice", summary="rolled back"), result_type=ResolutionResult)
+        assert res.resolved, res
+        before = len(world.probed)
+        post = skipping_env.client.get_workflow_handle(postmortem_workflow_id(h.id))
+        await skip(skipping_env, 5)  # its health probes are a minute apart
+        rep = await until(post, lambda r: any(e.event.startswith("Resolution verif") for e in r.timeline), "the verification")
+        assert any(e.event == "Resolution verified" for e in rep.timeline), [(e.event, e.result) for e in rep.timeline]
+        probed = world.probed[before:]
+        assert probed and set(probed) == {"https://portal.example/health"}, probed  # never the gateway's
+        await terminate(post)
