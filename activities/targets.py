@@ -40,8 +40,7 @@ class Targets:
 
     def secret(self, namespace: str, name: str, key: str | None = None) -> None:
         """The database Secret (and its key) the cutover backs up, points and restores."""
-        d = self.cfg.database
-        if (namespace, name) != (self.cfg.kubernetes.namespace, d.secret_name) or key not in (None, d.secret_key):
+        if not catalog.owns_secret(self.cfg, namespace, name) or key not in (None, self.cfg.database.secret_key):
             raise _refuse(f"secret {namespace}/{name}")
 
     def restored_endpoint(self, host: str, port: int) -> None:
@@ -59,7 +58,7 @@ class Targets:
         d = self.cfg.database
         if req.command is not None and req.command != d.check_command:
             raise _refuse("that database check command")
-        if (req.secret_name, req.secret_key) != (d.secret_name, d.secret_key):
+        if req.secret_key != d.secret_key or not catalog.owns_secret(self.cfg, req.namespace, req.secret_name):
             raise _refuse(f"secret {req.secret_name}/{req.secret_key}")
         if not catalog.owns_deployment(self.cfg, req.namespace, req.deployment):
             raise _refuse(f"deployment {req.namespace}/{req.deployment}")
@@ -68,7 +67,7 @@ class Targets:
         d, r = self.cfg.database, self.cfg.restore
         if req.sanity_query != r.sanity_query:
             raise _refuse("that sanity query")
-        if (req.namespace, req.secret_name, req.secret_key) != (self.cfg.kubernetes.namespace, d.secret_name, d.secret_key):
+        if req.secret_key != d.secret_key or not catalog.owns_secret(self.cfg, req.namespace, req.secret_name):
             raise _refuse(f"secret {req.namespace}/{req.secret_name}")
         if r.endpoint_override and f"{req.host}:{req.port}" != r.endpoint_override:
             raise _refuse(f"endpoint {req.host}:{req.port}")

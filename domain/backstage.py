@@ -7,6 +7,8 @@ Each `kind: Component` entity becomes a service (`domain.config.ServiceEntry`) n
   `codeblue.io/deployments` (comma-separated) when there are several
 - `backstage.io/kubernetes-namespace`: the namespace
 - `codeblue.io/helm-release`, `codeblue.io/helm-chart`, `codeblue.io/health-url`, `codeblue.io/on-call`
+- `codeblue.io/rds-instance`, `codeblue.io/database-secret`, `codeblue.io/cache-cluster`: its own
+  database instance, the Secret holding its database URL, and its ElastiCache cluster
 - `codeblue.io/pagerduty-routing-key-env`: the variable holding its PagerDuty routing key (the
   PagerDuty plugin's `pagerduty.com/integration-key` is a secret and is never read from a file)
 - `slack.com/channel` (or `codeblue.io/slack-channel`): its incident channel
@@ -57,6 +59,9 @@ def _entry(entity: dict[str, Any], where: str) -> tuple[str, dict[str, Any]]:
         "helm_chart": ann.get(PREFIX + "helm-chart"),
         "health_url": ann.get(PREFIX + "health-url"),
         "on_call": ann.get(PREFIX + "on-call"),
+        "rds_instance": ann.get(PREFIX + "rds-instance"),
+        "database_secret": ann.get(PREFIX + "database-secret"),
+        "cache_cluster": ann.get(PREFIX + "cache-cluster"),
         "pagerduty_routing_key_env": ann.get(PREFIX + "pagerduty-routing-key-env"),
         "slack_channel": ann.get("slack.com/channel") or ann.get(PREFIX + "slack-channel"),
         "dashboards": dashboards,

@@ -33,6 +33,9 @@ def _filled(cfg: CodeBlueConfig, e: ServiceEntry) -> ServiceEntry:
         "helm_release": e.helm_release or "",
         "helm_chart": e.helm_chart or cfg.helm.chart,
         "health_url": e.health_url or "",
+        "rds_instance": e.rds_instance or cfg.aws.rds_instance,
+        "database_secret": e.database_secret or cfg.database.secret_name,
+        "cache_cluster": e.cache_cluster or cfg.aws.elasticache_cluster,
     })
 
 
@@ -53,6 +56,8 @@ def for_service(cfg: CodeBlueConfig, service: str) -> CodeBlueConfig:
         "kubernetes": cfg.kubernetes.model_copy(update={
             "namespace": e.namespace, "gateway_deployment": e.deployments[0] if e.deployments else ""}),
         "helm": cfg.helm.model_copy(update={"release": e.helm_release, "chart": e.helm_chart}),
+        "aws": cfg.aws.model_copy(update={"rds_instance": e.rds_instance, "elasticache_cluster": e.cache_cluster}),
+        "database": cfg.database.model_copy(update={"secret_name": e.database_secret}),
         "health": cfg.health.model_copy(update={"url": e.health_url}),
         "contacts": cfg.contacts.model_copy(update={"on_call": e.on_call}) if e.on_call else cfg.contacts,
         "prometheus": cfg.prometheus.model_copy(update={
@@ -62,6 +67,12 @@ def for_service(cfg: CodeBlueConfig, service: str) -> CodeBlueConfig:
 
 def owns_deployment(cfg: CodeBlueConfig, namespace: str, deployment: str) -> bool:
     return any(namespace == e.namespace and deployment in e.deployments for _, e in targets(cfg))
+
+
+def owns_secret(cfg: CodeBlueConfig, namespace: str, name: str) -> bool:
+    """A catalog service's database Secret (in its namespace), or the flat config's."""
+    return (namespace, name) == (cfg.kubernetes.namespace, cfg.database.secret_name) or any(
+        (namespace, name) == (e.namespace, e.database_secret) for _, e in targets(cfg))
 
 
 def owns_release(cfg: CodeBlueConfig, namespace: str, release: str, chart: str | None = None) -> bool:

@@ -326,6 +326,12 @@ class ServiceEntry(_Section):
     slack_channel: str | None = None
     dashboards: dict[str, str] = {}
     runbook_url: str | None = None
+    # its own database and cache, where they are not the flat config's: the RDS instance a
+    # restore starts from, the Secret (in its namespace) holding its database URL, and the
+    # ElastiCache cluster its cache playbook reads and flushes
+    rds_instance: str | None = None
+    database_secret: str | None = None
+    cache_cluster: str | None = None
     # other catalog services and resources it needs (a database, a cache, an upstream)
     depends_on: list[str] = []
 

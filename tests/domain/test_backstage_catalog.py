@@ -39,6 +39,9 @@ def test_components_become_services_with_their_annotations(tmp_path):
     acting = for_service(cfg, "patient-portal")
     assert (acting.kubernetes.namespace, acting.kubernetes.gateway_deployment, acting.helm.release) == (
         "portal-prod", "patient-portal", "patient-portal")
+    # its own database and cache
+    assert (acting.database.secret_name, acting.aws.rds_instance, acting.aws.elasticache_cluster) == (
+        "portal-db-secret", "portal-db", "portal-redis")
 
 
 def test_a_service_in_the_config_wins_over_the_catalog_file(tmp_path):

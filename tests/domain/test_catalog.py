@@ -85,3 +85,31 @@ def test_unhealthy_services_sharing_a_database_name_it():
     assert shared_cause(PLATFORM, ["api-gateway", "patient-portal"]) == ("api-gateway", ["api-gateway", "patient-portal"])
     assert shared_cause(PLATFORM, ["billing", "pharmacy"]) is None  # nothing in common: each its own problem
     assert shared_cause(PLATFORM, ["pharmacy"]) is None
+
+
+def test_the_database_explains_all_three_over_an_unhealthy_upstream_explaining_two():
+    from domain.catalog import shared_cause
+
+    assert shared_cause(PLATFORM, ["api-gateway", "patient-portal", "pharmacy"]) == (
+        "healthcare-db", ["api-gateway", "patient-portal", "pharmacy"])
+
+
+def test_a_service_has_its_own_database_secret_rds_instance_and_cache_cluster():
+    cfg = CodeBlueConfig(services={
+        "api-gateway": ServiceEntry(deployments=["api-gateway"]),
+        "pharmacy": ServiceEntry(namespace="pharmacy-prod", deployments=["pharmacy"], rds_instance="pharmacy-db",
+                                 database_secret="pharmacy-db-secret", cache_cluster="pharmacy-redis"),
+    })
+    ph = for_service(cfg, "pharmacy")
+    assert (ph.aws.rds_instance, ph.database.secret_name, ph.aws.elasticache_cluster) == (
+        "pharmacy-db", "pharmacy-db-secret", "pharmacy-redis")
+    gw = for_service(cfg, "api-gateway")  # the flat config's where the entry names none
+    assert (gw.aws.rds_instance, gw.database.secret_name, gw.aws.elasticache_cluster) == (
+        "healthcare-prod", "healthcare-db-secret", "healthcare-prod-redis")
+    t = Targets(cfg)
+    t.secret("pharmacy-prod", "pharmacy-db-secret", "DATABASE_URL")
+    t.secret("healthcare-prod", "healthcare-db-secret")
+    for ns, name in (("healthcare-prod", "pharmacy-db-secret"), ("pharmacy-prod", "healthcare-db-secret"),
+                     ("pharmacy-prod", "other-secret")):
+        with pytest.raises(ApplicationError):
+            t.secret(ns, name)
