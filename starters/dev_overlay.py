@@ -26,6 +26,8 @@ SANDBOX_KEYS: dict[str, str] = {
     "kubernetes.context": "a context of your kubeconfig does not exist in the sandbox's",
     "kubernetes.namespace": "the namespace the scenario seeds",
     "kubernetes.gateway_deployment": "the deployment the scenario seeds",
+    "services": "the multi-service scenarios' catalog: the services they seed, each with its release and "
+                "its /health on the receiver (yours name production's)",
     "database.secret_name": "the database Secret the scenario seeds in that namespace",
     "database.secret_key": "the key of that Secret the scenario fills",
     "database.check_command": "runs in a gateway pod: the sandbox's pods exec nothing (CodeBlue's own check)",

@@ -51,6 +51,7 @@ def fake_world() -> SimpleNamespace:
         slack_url="http://127.0.0.1:7001/slack", statuspage_url="http://127.0.0.1:7001/statuspage/v1",
         pagerduty_url="http://127.0.0.1:7001/pagerduty", webhook_url="http://127.0.0.1:7001/webhook",
         health_url="http://127.0.0.1:7001/health", slack_api_url="http://127.0.0.1:7001/slack-api/api/",
+        service_health_url=lambda name: f"http://127.0.0.1:7001/health/{name}",
     )
     cluster = SimpleNamespace(kubeconfig_path=Path("/tmp/codeblue-sandbox-x/kubeconfig"))
     extras = {
@@ -58,7 +59,7 @@ def fake_world() -> SimpleNamespace:
         "redis": SimpleNamespace(address="127.0.0.1:7003"),
         "chart": Path("/tmp/codeblue-chart-x/healthcare-platform"),
     }
-    return SimpleNamespace(cluster=cluster, rx=rx, extras=extras)
+    return SimpleNamespace(cluster=cluster, rx=rx, receiver=rx, extras=extras)
 
 
 def sandbox_config(world: SimpleNamespace | None = None, scenario: str = "bad-deploy") -> CodeBlueConfig:
