@@ -283,7 +283,10 @@ def _inbound_class(keyring: Keyring) -> type[WorkflowInboundInterceptor]:
             return (None, problem) if problem else (proof, None)
 
         def _spend(self, handler: str, proof: Proof) -> None:
-            if handler not in ALERT_HANDLERS:  # alerts are deduplicated by the ledger instead
+            # alerts are deduplicated by the ledger instead; the blast-radius guard's updates are
+            # fresh (an update's proof is at most max_age old) and idempotent by their holder, so
+            # the long-lived guard carries no ever-growing list of them across continue-as-new
+            if handler not in ALERT_HANDLERS and handler not in GUARD_HANDLERS:
                 self.used[proof.mac] = proof.issued_at
 
         def _admit_start(self, input: ExecuteWorkflowInput) -> tuple[Proof | None, str | None]:

@@ -26,6 +26,7 @@ from domain.blast_radius import (
     LeaseDone,
     Mutation,
     MutationKind,
+    Rule,
     guard_id,
 )
 from domain.cluster import HelmQuery
@@ -227,3 +228,28 @@ async def test_a_lease_whose_run_closed_without_letting_go_is_freed_at_the_next_
         state = await dev_env.client.get_workflow_handle(guard_id(tq)).query("blast_radius", result_type=GuardState)
         assert state.leases[target].holder == "INC-NEXT/restart"
         await terminate(live)
+
+
+async def test_a_lease_outlives_the_worker_that_granted_it(dev_env):
+    """The guard is a workflow: a lease taken under one worker is still held under the next,
+    and let go of there."""
+    world = World()
+    tq, first_worker = await _worker(dev_env, world)
+    guard = BlastRadiusActivities(BlastRadiusConfig(wait_seconds=0))
+    target = "deployment/healthcare-prod/api-gateway"
+    async with first_worker:
+        h = await start(dev_env, world, incident(), tq)
+        ask = Mutation(kind=MutationKind.SCALE, target=target, incident_id=h.id, step="scale", replicas=5)
+        assert (await _as_step_of(dev_env, tq, h.id, h.result_run_id or "").run(guard.acquire_target, ask)).granted
+    second_worker = Worker(dev_env.client, task_queue=tq, workflows=[IncidentResponseWorkflow, PostIncidentWorkflow,
+                                                                     BlastRadiusGuard],
+                           activities=PostWorld(world=world).activities())
+    async with second_worker:
+        state = await dev_env.client.get_workflow_handle(guard_id(tq)).query("blast_radius", result_type=GuardState)
+        assert state.leases[target].holder == f"{h.id}/scale"
+        other = Mutation(kind=MutationKind.SCALE, target=target, incident_id="INC-OTHER", step="scale", replicas=5)
+        held = await _as_step_of(dev_env, tq, "INC-OTHER", "").run(guard.acquire_target, other)
+        assert not held.granted and held.rule == Rule.HELD and held.holder == f"{h.id}/scale", held
+        done = LeaseDone(target=target, holder=ask.holder)
+        assert await _as_step_of(dev_env, tq, h.id, h.result_run_id or "").run(guard.release_target, done)
+        await terminate(h)
