@@ -348,6 +348,9 @@ class CodeBlueConfig(_Section):
     # know (then nothing is proposed: CodeBlue knows none of its targets).
     acting_for: str | None = None
     unknown_service: str | None = None
+    # set by the worker with acting_for: that service's runbook (the catalog's runbook_url), linked
+    # from its pages and change events
+    runbook_url: str | None = None
     kubernetes: KubernetesConfig = KubernetesConfig()
     helm: HelmConfig = HelmConfig()
     aws: AwsConfig = AwsConfig()

@@ -144,6 +144,7 @@ class Steps:
         self.paged: dict[str, str] = {}  # dedup key -> audience: the pages to resolve at the end
         self.acknowledged: set[str] = set()  # pages acknowledged (a repeat would change nothing)
         self.ui_base = ""  # the Temporal UI (the worker's config): each page links to its workflow there
+        self.runbook = ""  # the service's runbook (the catalog's), linked beside it
 
     async def worker_config(self, start: StartedBy, service: str = "") -> CodeBlueConfig:
         """The worker's config, read once and kept in history: the worker, not the starter,
@@ -154,6 +155,7 @@ class Steps:
             return shared_config(CodeBlueConfig())
         cfg = await self._worker_config(start, service)
         self.ui_base = cfg.ui.base_url.rstrip("/")
+        self.runbook = cfg.runbook_url or ""
         return cfg
 
     async def _worker_config(self, start: StartedBy, service: str) -> CodeBlueConfig:
@@ -180,10 +182,12 @@ class Steps:
 
     async def service_config(self, service: str) -> CodeBlueConfig:
         """The worker's config for another catalog service of this incident (the IC named it)."""
-        return shared_config(await workflow.execute_activity_method(
+        cfg = shared_config(await workflow.execute_activity_method(
             EnvironmentActivities.worker_config, EnvironmentQuery(incident_id=self.incident_id, service=service),
             start_to_close_timeout=timedelta(seconds=30), retry_policy=READ_RETRY,
             summary=f"read the worker's environment for {service}"))
+        self.runbook = cfg.runbook_url or ""
+        return cfg
 
     @overload
     async def read(self, activity: Activity[A, R], arg: A, summary: str) -> R | None: ...
@@ -274,11 +278,12 @@ class Steps:
 
     def links(self) -> list[Link]:
         """This workflow in the Temporal UI, where its timeline, report and proposals are."""
+        runbook = [Link(href=self.runbook, text=f"{self.service or 'service'} runbook")] if self.runbook else []
         if not self.ui_base:
-            return []
+            return runbook
         info = workflow.info()
         return [Link(href=f"{self.ui_base}/namespaces/{info.namespace}/workflows/{info.workflow_id}",
-                     text=f"{self.incident_id} in the Temporal UI")]
+                     text=f"{self.incident_id} in the Temporal UI"), *runbook]
 
     async def page(
         self, who: Audience, key: str, text: str, severity: str, commander: str | None = None

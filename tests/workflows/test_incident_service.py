@@ -21,7 +21,8 @@ from workflows.post_incident import PostIncidentWorkflow
 CATALOG = CodeBlueConfig(services={
     "api-gateway": ServiceEntry(deployments=["api-gateway"], helm_release="healthcare-platform"),
     "patient-portal": ServiceEntry(deployments=["patient-portal"], helm_release="patient-portal",
-                                   health_url="https://portal.example/health"),
+                                   health_url="https://portal.example/health",
+                                   runbook_url="https://wiki.example/runbooks/portal"),
 })
 
 
@@ -36,6 +37,10 @@ async def test_a_patient_portal_incident_proposes_changes_to_the_patient_portal_
         assert by_id["rollback"]["release"] == "patient-portal"
         assert all(p.get("deployment", "patient-portal") == "patient-portal" for p in by_id.values()), by_id
         assert world.probed == ["https://portal.example/health"]
+        # its pages link its own runbook
+        page = world.pages_to("on_call")[0]
+        assert {"href": "https://wiki.example/runbooks/portal", "text": "patient-portal runbook"} in [
+            lk.model_dump() for lk in page.links], page.links
         await terminate(h)
 
 
