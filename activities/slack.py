@@ -211,7 +211,7 @@ class SlackActivities:
         channel, reused = await self._create_channel(name)
         out = SlackChannelResult(opened=True, reused=reused, channel=channel)
         await self._later(out, self._invite(out, channel.id, req))
-        topic = channel_topic(req.incident_id, req.severity, req.service)
+        topic = channel_topic(req.incident_id, req.severity, req.service, req.owners_channel)
         if await self._later(out, self._call("conversations.setTopic", channel=channel.id, topic=topic)):
             out.topic = topic
         if req.link and not (self.ui_base and req.link.startswith(self.ui_base + "/namespaces/")):

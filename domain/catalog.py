@@ -53,6 +53,7 @@ def for_service(cfg: CodeBlueConfig, service: str) -> CodeBlueConfig:
     e = _filled(cfg, entry)
     return cfg.model_copy(update={
         "acting_for": service, "unknown_service": None, "runbook_url": e.runbook_url,
+        "service_slack_channel": e.slack_channel,
         "kubernetes": cfg.kubernetes.model_copy(update={
             "namespace": e.namespace, "gateway_deployment": e.deployments[0] if e.deployments else ""}),
         "helm": cfg.helm.model_copy(update={"release": e.helm_release, "chart": e.helm_chart}),

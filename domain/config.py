@@ -326,6 +326,7 @@ class ServiceEntry(_Section):
     slack_channel: str | None = None
     dashboards: dict[str, str] = {}
     runbook_url: str | None = None
+    service_slack_channel: str | None = None  # and its own channel (the catalog's slack_channel)
     # its own database and cache, where they are not the flat config's: the RDS instance a
     # restore starts from, the Secret (in its namespace) holding its database URL, and the
     # ElastiCache cluster its cache playbook reads and flushes
@@ -351,6 +352,7 @@ class CodeBlueConfig(_Section):
     # set by the worker with acting_for: that service's runbook (the catalog's runbook_url), linked
     # from its pages and change events
     runbook_url: str | None = None
+    service_slack_channel: str | None = None  # and its own channel (the catalog's slack_channel)
     kubernetes: KubernetesConfig = KubernetesConfig()
     helm: HelmConfig = HelmConfig()
     aws: AwsConfig = AwsConfig()

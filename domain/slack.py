@@ -91,10 +91,12 @@ def channel_name(incident_id: str, prefix: str = "inc-") -> str:
     return name
 
 
-def channel_topic(incident_id: str, severity: str, service: str) -> str:
-    """The channel's topic: public words only (the incident ID, its severity and service, never
-    its title, which may name a patient), Slack's control characters escaped, within 250."""
-    return _clip(mrkdwn_escape(f"[{severity}] {incident_id} · {service} · CodeBlue incident"), TOPIC_MAX)
+def channel_topic(incident_id: str, severity: str, service: str, owners: str | None = None) -> str:
+    """The channel's topic: public words only (the incident ID, its severity and service, and the
+    service's own channel from the catalog; never its title, which may name a patient), Slack's
+    control characters escaped, within 250."""
+    team = f" · owners {owners}" if owners else ""
+    return _clip(mrkdwn_escape(f"[{severity}] {incident_id} · {service}{team} · CodeBlue incident"), TOPIC_MAX)
 
 
 class SlackInvitee(BaseModel):
@@ -111,6 +113,7 @@ class SlackChannelRequest(BaseModel):
     incident_id: str
     severity: str
     service: str
+    owners_channel: str | None = None  # the service's own channel (the catalog's slack_channel)
     people: list[SlackInvitee] = []
     # the incident in the Temporal UI (its timeline, report and proposals): the channel's bookmark
     link: str | None = None

@@ -357,7 +357,7 @@ class World:
             cfg = (WORKER_CONFIGS.get(r.incident_id) or w.config).slack
             reused = any(c.incident_id == r.incident_id for c in w.channels)
             w.channels.append(r)
-            out = SlackChannelResult(opened=True, reused=reused, topic=channel_topic(r.incident_id, r.severity, r.service),
+            out = SlackChannelResult(opened=True, reused=reused, topic=channel_topic(r.incident_id, r.severity, r.service, r.owners_channel),
                                      bookmarked=bool(r.link),
                                      channel=SlackChannelRef(id=f"C-FAKE-{len(w.channels)}",
                                                              name=channel_name(r.incident_id, cfg.channel_prefix)))

@@ -113,3 +113,14 @@ def test_a_service_has_its_own_database_secret_rds_instance_and_cache_cluster():
                      ("pharmacy-prod", "other-secret")):
         with pytest.raises(ApplicationError):
             t.secret(ns, name)
+
+
+def test_the_incident_channel_names_the_services_own_channel_and_its_runbook_is_known():
+    from domain.slack import channel_topic
+
+    cfg = for_service(CodeBlueConfig(services={"patient-portal": ServiceEntry(
+        deployments=["patient-portal"], slack_channel="#portal-oncall", runbook_url="https://wiki.example/portal")}),
+        "patient-portal")
+    assert (cfg.service_slack_channel, cfg.runbook_url) == ("#portal-oncall", "https://wiki.example/portal")
+    assert channel_topic("INC-1", "P1", "patient-portal", cfg.service_slack_channel) == (
+        "[P1] INC-1 · patient-portal · owners #portal-oncall · CodeBlue incident")

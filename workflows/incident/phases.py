@@ -291,7 +291,7 @@ class Phases(IncidentState):
         links = self.steps.links()
         req = SlackChannelRequest(
             incident_id=self.inp.incident_id, severity=self.severity.value, service=self.inp.service,
-            people=self._channel_people(), link=links[0].href if links else None,
+            owners_channel=self.cfg.service_slack_channel, people=self._channel_people(), link=links[0].href if links else None,
             link_title=f"{self.inp.incident_id} in the Temporal UI",
         )
         try:
