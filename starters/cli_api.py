@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gc
-
 import typer
 
 from starters.cli_common import cli_config, err, exit_now, fail, temporal_client
+from starters.heap import settle_heap
 
 
 def api_cmd(
@@ -45,11 +44,7 @@ def api_cmd(
     if cfg.api.alert_spool:
         err.print(f"Alerts are spooled in {app.state.alert_spool.path} ({app.state.alert_spool.backlog} waiting)")
     err.print(f"CodeBlue API on http://{host}:{port} (OpenAPI at /docs), Temporal {settings.temporal.address}")
-    # Everything imported so far lives as long as the process: out of the collector's sight, a
-    # full collection under an alert storm walks only what requests allocate (bench: storm p99)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    settle_heap()  # what is imported now lives as long as the process: out of the collector's sight
     # Access logs carry method, path and status only: never headers, so never tokens.
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
     exit_now(0)
