@@ -230,26 +230,37 @@ async def test_a_lease_whose_run_closed_without_letting_go_is_freed_at_the_next_
         await terminate(live)
 
 
-async def test_a_lease_outlives_the_worker_that_granted_it(dev_env):
-    """The guard is a workflow: a lease taken under one worker is still held under the next,
-    and let go of there."""
+async def test_a_lease_outlives_its_worker_and_a_dev_server_sigkill(tmp_path):
+    """The guard is a workflow: a lease taken under one worker is still held after that worker
+    stops and the server is SIGKILLed and started again on its file, and is let go of there."""
+    from types import SimpleNamespace
+
+    from starters.devserver import PersistentDevServer
+    from tests.support.identity import signing_interceptors
+
     world = World()
-    tq, first_worker = await _worker(dev_env, world)
     guard = BlastRadiusActivities(BlastRadiusConfig(wait_seconds=0))
     target = "deployment/healthcare-prod/api-gateway"
-    async with first_worker:
-        h = await start(dev_env, world, incident(), tq)
-        ask = Mutation(kind=MutationKind.SCALE, target=target, incident_id=h.id, step="scale", replicas=5)
-        assert (await _as_step_of(dev_env, tq, h.id, h.result_run_id or "").run(guard.acquire_target, ask)).granted
-    second_worker = Worker(dev_env.client, task_queue=tq, workflows=[IncidentResponseWorkflow, PostIncidentWorkflow,
+    async with PersistentDevServer(tmp_path / "temporal.db") as server:
+        env = SimpleNamespace(client=await server.client(interceptors=signing_interceptors()))
+        tq, first_worker = await _worker(env, world)
+        async with first_worker:
+            h = await service.start_incident(env.client, incident(), tq)
+            run = h.result_run_id or ""
+            ask = Mutation(kind=MutationKind.SCALE, target=target, incident_id=h.id, step="scale", replicas=5)
+            assert (await _as_step_of(env, tq, h.id, run).run(guard.acquire_target, ask)).granted
+        server.kill()
+        await server.start()
+        env = SimpleNamespace(client=await server.client(interceptors=signing_interceptors()))
+        second_worker = Worker(env.client, task_queue=tq, workflows=[IncidentResponseWorkflow, PostIncidentWorkflow,
                                                                      BlastRadiusGuard],
-                           activities=PostWorld(world=world).activities())
-    async with second_worker:
-        state = await dev_env.client.get_workflow_handle(guard_id(tq)).query("blast_radius", result_type=GuardState)
-        assert state.leases[target].holder == f"{h.id}/scale"
-        other = Mutation(kind=MutationKind.SCALE, target=target, incident_id="INC-OTHER", step="scale", replicas=5)
-        held = await _as_step_of(dev_env, tq, "INC-OTHER", "").run(guard.acquire_target, other)
-        assert not held.granted and held.rule == Rule.HELD and held.holder == f"{h.id}/scale", held
-        done = LeaseDone(target=target, holder=ask.holder)
-        assert await _as_step_of(dev_env, tq, h.id, h.result_run_id or "").run(guard.release_target, done)
-        await terminate(h)
+                               activities=PostWorld(world=world).activities())
+        async with second_worker:
+            state = await env.client.get_workflow_handle(guard_id(tq)).query("blast_radius", result_type=GuardState)
+            assert state.leases[target].holder == f"{h.id}/scale"
+            other = Mutation(kind=MutationKind.SCALE, target=target, incident_id="INC-OTHER", step="scale", replicas=5)
+            held = await _as_step_of(env, tq, "INC-OTHER", "").run(guard.acquire_target, other)
+            assert not held.granted and held.rule == Rule.HELD and held.holder == f"{h.id}/scale", held
+            done = LeaseDone(target=target, holder=ask.holder)
+            assert await _as_step_of(env, tq, h.id, run).run(guard.release_target, done)
+            await env.client.get_workflow_handle(h.id).terminate("test done")
