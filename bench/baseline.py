@@ -24,7 +24,9 @@ class BaselineWorkflow:
         for _ in range(3):  # communication
             await call("noop")
         await workflow.wait_condition(lambda: self.go)  # the IC's decisions
+        await call("noop")  # the rollback's lease (the blast-radius guard)
         await call("noop")  # rollback
+        await call("noop")  # its lease let go of
         for _ in range(2):  # verification
             await call("noop")
         for _ in range(3):  # closing communication

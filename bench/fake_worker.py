@@ -17,6 +17,7 @@ import sys
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.figures import without_hourly_limits
 from sandbox.memory_world import World
 from worker.identity import client_interceptors
 from worker.temporal import data_converter, quiet_core_logs, workflow_runner
@@ -29,7 +30,7 @@ async def serve(address: str, namespace: str, task_queue: str) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     client = await Client.connect(address, namespace=namespace, data_converter=data_converter(),
                                   interceptors=client_interceptors())  # verifies the API's proofs
-    async with Worker(client, task_queue=task_queue, workflows=[IncidentResponseWorkflow], activities=World().activities(),
+    async with Worker(client, task_queue=task_queue, workflows=[IncidentResponseWorkflow], activities=without_hourly_limits(World()).activities(),
                       workflow_runner=workflow_runner(), max_cached_workflows=2000):
         print("ready", flush=True)
         await stop.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 # Every figure `bench.run` measures, by its slug, in the order a run measures them: the name
 # `--only` takes and `--compare` matches figures across commits by (written into the JSON as
@@ -60,3 +61,12 @@ def dev_server_pid() -> int | None:
         if ppid == me and b"start-dev" in cmd:
             return int(d)
     return None
+
+
+def without_hourly_limits(world: Any) -> Any:
+    """A benchmark rolls one release back again and again: the blast-radius policy's hourly rate
+    (3 rollbacks per target) would withdraw most of them. Leases still apply."""
+    from domain.blast_radius import BlastRadiusConfig
+
+    world.config = world.config.model_copy(update={"blast_radius": BlastRadiusConfig(per_hour={}, max_concurrent=100)})
+    return world

@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 
 from bench.alert_storm import run_alert_storm
 from bench.baseline import BaselineWorkflow, noop
-from bench.figures import Figure, dev_server_pid, pct, rss_mb
+from bench.figures import Figure, dev_server_pid, pct, rss_mb, without_hourly_limits
 from domain.identity import ENV_KEY, keyring_from_env, new_key
 from domain.incident import Decision, IncidentInput, IncidentReport
 from domain.severity import Severity
@@ -82,11 +82,16 @@ async def time_to_diagnostics(client: Client, n: int) -> Figure:
 
 # 2 ------------------------------------------------------------------ orchestration overhead
 async def orchestration_overhead(client: Client, n: int) -> Figure:
-    world = World()
+    world = without_hourly_limits(World())
     tq = f"bench-ovh-{uuid.uuid4().hex[:6]}"
     codeblue, baseline = [], []
     opts = incident_worker(world)  # resolving starts the post-incident child: register it
-    async with Worker(client, task_queue=tq, workflows=[*opts["workflows"], BaselineWorkflow], activities=[*opts["activities"], noop]):
+    # the baseline is no CodeBlue workflow: its own worker, from a client without CodeBlue's
+    # identity interceptor (which refuses any start that is not a CodeBlue input)
+    plain = await Client.connect(client.service_client.config.target_host, namespace=client.namespace)
+    base_tq = tq + "-base"
+    async with Worker(client, task_queue=tq, workflows=opts["workflows"], activities=opts["activities"]), \
+            Worker(plain, task_queue=base_tq, workflows=[BaselineWorkflow], activities=[noop]):
         for _ in range(n):
             world.healthy, world.revision = False, 12  # the same bad release each round
             inp = p0()
@@ -106,7 +111,7 @@ async def orchestration_overhead(client: Client, n: int) -> Figure:
             codeblue.append(time.perf_counter() - t0)
 
             t0 = time.perf_counter()
-            h = await client.start_workflow(BaselineWorkflow.run, 0, id=f"BASE-{uuid.uuid4().hex[:8]}", task_queue=tq)
+            h = await plain.start_workflow(BaselineWorkflow.run, 0, id=f"BASE-{uuid.uuid4().hex[:8]}", task_queue=base_tq)
             await asyncio.sleep(0)
             await h.signal(BaselineWorkflow.proceed)
             await h.result()
@@ -162,7 +167,7 @@ async def open_incidents(client: Client, tq: str, n: int, concurrency: int = 50)
 async def approval_latency(client: Client, open_n: int, samples: int, cache: int = 2000) -> Figure:
     from domain.cluster import HelmRollbackRequest  # noqa: F401 - warm import outside timing
 
-    world = StampedWorld()
+    world = without_hourly_limits(StampedWorld())
     tq = f"bench-appr-{uuid.uuid4().hex[:6]}"
     async with Worker(client, task_queue=tq, workflows=[IncidentResponseWorkflow], activities=world.activities(),
                       max_cached_workflows=cache, workflow_runner=workflow_runner()):
