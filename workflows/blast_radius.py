@@ -117,7 +117,7 @@ class BlastRadiusGuard:
 
 
 GUARD_CALL = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
-                         maximum_attempts=5, non_retryable_error_types=["GuardTaken", "BadRequest"])
+                         maximum_attempts=5, non_retryable_error_types=["GuardTaken"])
 
 
 async def acquire(ask: Mutation, wait_seconds: int) -> LeaseAnswer:

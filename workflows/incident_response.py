@@ -17,7 +17,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.kubernetes import KubernetesActivities
     from domain import catalog
     from domain.alerts import ALERT_PREFIX, AlertBatch, AlertNotice
-    from domain.assessment import Diagnostics
     from domain.cluster import (
         NamespaceQuery,
     )
@@ -298,10 +297,7 @@ class IncidentResponseWorkflow(Mitigation):
         self._log(n.by, f"Service named: {n.service}", f"the catalog does not know {was}; CodeBlue now acts on "
                   f"{n.service}'s targets (namespace {self.cfg.kubernetes.namespace})", kind=TimelineKind.STEP)
         self._upsert()
-        diag = await self._diagnostics()
-        done: asyncio.Future[Diagnostics] = asyncio.get_running_loop().create_future()
-        done.set_result(diag)
-        await self._assess_after(done)
+        await self._assess(await self._diagnostics())
         if self.severity.is_major:
             self._propose()
         self.naming_service = False

@@ -167,13 +167,7 @@ class Steps:
                                      run_id=info.run_id, start_proof=start.start_proof,
                                      start_issued_at=start.start_issued_at)
         try:
-            return shared_config(await workflow.execute_activity_method(
-                EnvironmentActivities.worker_config,
-                query,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=READ_RETRY,
-                summary="read the worker's environment",
-            ))
+            return await self._read_config(query, "read the worker's environment")
         except ActivityError as e:
             if not (isinstance(e.cause, ApplicationError) and e.cause.type == "StartRefused"):
                 raise
@@ -182,12 +176,15 @@ class Steps:
 
     async def service_config(self, service: str) -> CodeBlueConfig:
         """The worker's config for another catalog service of this incident (the IC named it)."""
-        cfg = shared_config(await workflow.execute_activity_method(
-            EnvironmentActivities.worker_config, EnvironmentQuery(incident_id=self.incident_id, service=service),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=READ_RETRY,
-            summary=f"read the worker's environment for {service}"))
+        cfg = await self._read_config(EnvironmentQuery(incident_id=self.incident_id, service=service),
+                                      f"read the worker's environment for {service}")
         self.runbook = cfg.runbook_url or ""
         return cfg
+
+    async def _read_config(self, query: EnvironmentQuery, summary: str) -> CodeBlueConfig:
+        return shared_config(await workflow.execute_activity_method(
+            EnvironmentActivities.worker_config, query, start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=READ_RETRY, summary=summary))
 
     @overload
     async def read(self, activity: Activity[A, R], arg: A, summary: str) -> R | None: ...

@@ -77,7 +77,9 @@ class Phases(IncidentState):
         return d
 
     async def _assess_after(self, diag_task: asyncio.Future[Diagnostics]) -> Assessment:
-        diag = await diag_task
+        return await self._assess(await diag_task)
+
+    async def _assess(self, diag: Diagnostics) -> Assessment:
         if self.phase == Phase.DIAGNOSTICS:
             self._set_phase(Phase.ASSESSMENT)
         k = self.cfg.kubernetes
