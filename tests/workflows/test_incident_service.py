@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 from domain.config import CodeBlueConfig, ServiceEntry
 from domain.incident import Decision, ServiceNaming
 from sandbox.memory_world import PostWorld, World, configure_worker
+from tests.support.identity import raw_client
 from tests.support.polling import until
 from tests.support.workflows import incident, skip, start, terminate, worker_for
 from workflows.incident_response import IncidentResponseWorkflow
@@ -66,6 +67,11 @@ async def test_the_ic_names_a_catalog_service_and_the_incident_then_acts_on_it(s
     async with worker_for(skipping_env, world) as tq:
         h = await start(skipping_env, world, inp, tq)
         await until(h, lambda r: any(e.event == "No mitigation proposed" for e in r.timeline), "no proposal")
+        # raw Temporal access, with the IC's name typed: no proof, refused, nothing changes
+        raw = await raw_client(skipping_env)
+        with pytest.raises(WorkflowUpdateFailedError) as e:
+            await raw.get_workflow_handle(h.id).execute_update("name_service", ServiceNaming(service="patient-portal", by="alice"))
+        assert "no proof of identity" in str(e.value.cause), e.value.cause
         for naming, refused in (
             (ServiceNaming(service="patient-portal", by="mallory"), "mallory is not the incident commander"),
             (ServiceNaming(service="pharmacy-v2", by="alice"), "pharmacy-v2 is not in the service catalog either"),
