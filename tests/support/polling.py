@@ -66,9 +66,11 @@ async def until(
     hundreds, each a task for the server and the worker. A probe that costs a process (kubectl,
     the CLI) or a scrape passes a longer `poll`. A query that reaches a killed worker's sticky
     queue fails until the server moves the workflow on: retried, as any client would; so is any
-    exception named in `retry` (a server not listening yet, a child not started yet). Past
+    exception named in `retry` (a server not listening yet); so is a workflow not found (a child
+    its parent has not started yet). Past
     `timeout` seconds: AssertionError naming `what` and the last value seen.
     """
+    handle: WorkflowHandle | None = None
     if isinstance(source, WorkflowHandle):
         handle, status = source, query or IncidentResponseWorkflow.status
 
@@ -94,7 +96,8 @@ async def until(
             if isinstance(e, RPCError) and e.status in TRANSIENT and loop.time() <= end:
                 await asyncio.sleep(0.2)  # asked again shortly, as any client would
                 continue
-            if not isinstance(e, retry):
+            not_yet = isinstance(e, RPCError) and e.status == RPCStatusCode.NOT_FOUND and handle is not None
+            if not (not_yet or isinstance(e, retry)):
                 raise
             if loop.time() > end:
                 raise AssertionError(f"timed out waiting for {what}: {e!r}") from e

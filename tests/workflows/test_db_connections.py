@@ -102,12 +102,10 @@ async def test_instance_down_proposes_the_restore_child_and_runs_it_on_approval(
         await approve(env, h, "restore")
         child = env.client.get_workflow_handle(wid)
         world.handles.append(child)
-        await until(child, proposed("restore"), "the child's restore gate", query=DatabaseRestoreWorkflow.status, timeout=30,
-                    retry=(Exception,))  # a child not started yet cannot be queried
+        await until(child, proposed("restore"), "the child's restore gate", query=DatabaseRestoreWorkflow.status, timeout=30)
         await approve(env, child, "restore")
         await skip(env, 2)
-        await until(child, proposed("cutover"), "the child's cutover gate", query=DatabaseRestoreWorkflow.status, timeout=30,
-                    retry=(Exception,))  # a child not started yet cannot be queried
+        await until(child, proposed("cutover"), "the child's cutover gate", query=DatabaseRestoreWorkflow.status, timeout=30)
         await approve(env, child, "cutover")
         rep = await h.result()
     assert rep.status == "restored" and rep.verified is True
