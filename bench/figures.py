@@ -17,6 +17,7 @@ FIGURES: dict[str, str] = {
     "capacity": "capacity: one worker's RSS with incidents open at once",
     "converter": "converter: a closed P0's report encoded and decoded (no goal; no dev server)",
     "storm": "alert storm: Alertmanager alerts through the API at 500/s",
+    "scale": "scale curve: approval latency and worker RSS at 500, 2,000, 5,000 open (1 worker, then 2)",
 }
 
 

@@ -35,7 +35,7 @@ from worker.temporal import workflow_runner
 from workflows.incident_response import IncidentResponseWorkflow
 
 
-async def wait_for(client: Client, wid: str, pred, timeout: float = 60) -> IncidentReport:
+async def wait_for(client: Client, wid: str, pred, timeout: float = 60, poll: float = 0.005) -> IncidentReport:
     h = client.get_workflow_handle(wid)
     end = time.monotonic() + timeout
     while True:
@@ -50,7 +50,7 @@ async def wait_for(client: Client, wid: str, pred, timeout: float = 60) -> Incid
             return rep
         if time.monotonic() > end:
             raise TimeoutError(f"{wid}: condition not reached")
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(poll)
 
 
 def p0(title: str = "bench") -> IncidentInput:
@@ -159,8 +159,10 @@ async def open_incidents(client: Client, tq: str, n: int, concurrency: int = 50)
             ids.append(inp.incident_id)
 
     await asyncio.gather(*(one() for _ in range(n)))
-    for wid in ids:  # every incident is waiting for the IC
-        await wait_for(client, wid, lambda r: bool(r.actions), timeout=300)
+    # every incident is waiting for the IC; asked a few times a second, since every status query
+    # is a task for the worker and the server (at 200 a second, it halved the rate they opened at)
+    for wid in ids:
+        await wait_for(client, wid, lambda r: bool(r.actions), timeout=300, poll=0.25)
     return ids
 
 
@@ -182,7 +184,7 @@ async def approval_latency(client: Client, open_n: int, samples: int, cache: int
             while wid not in world.rollback_started:
                 await asyncio.sleep(0.001)
             lat.append((world.rollback_started[wid] - t0) * 1000)
-        await _terminate(client, ids)
+        await terminate_all(client, ids)
     p99 = pct(lat, 99)
     return Figure("approval", f"approval latency p99 ({open_n} open)", p99, "ms", "<= 250 ms", p99 <= 250,
                   {"p50_ms": pct(lat, 50), "samples": len(lat)})
@@ -212,12 +214,12 @@ async def capacity(client: Client, n: int, warm: int = 20) -> Figure:
              "dev_server_rss_mib": rss_mb(server) if server else None, "open_incidents": n},
         )
     finally:
-        await _terminate(client, ids)
+        await terminate_all(client, ids)
         proc.terminate()
         await proc.wait()
 
 
-async def _terminate(client: Client, ids: list[str]) -> None:
+async def terminate_all(client: Client, ids: list[str]) -> None:
     for wid in ids:
         try:
             await client.get_workflow_handle(wid).terminate("bench done")
@@ -299,6 +301,12 @@ async def _converter(client: Client, quick: bool) -> Figure:
     return await converter_cost(200 if quick else 2000)
 
 
+async def _scale(client: Client, quick: bool) -> Figure:
+    from bench.scale import QUICK_SIZES, SIZES, scale_curve
+
+    return await scale_curve(client, QUICK_SIZES if quick else SIZES, samples=20 if quick else 50)
+
+
 async def _storm(client: Client, quick: bool) -> Figure:
     return await alert_storm(client, 1000 if quick else 10_000, 100)
 
@@ -310,6 +318,7 @@ MEASURES: dict[str, Measure] = {  # the keys of bench.figures.FIGURES, in the sa
     "capacity": Measure("capacity", True, _capacity),
     "converter": Measure("the converter", False, _converter),
     "storm": Measure("the alert storm (split cores, then shared)", True, _storm),
+    "scale": Measure("the scale curve (one worker, then two)", True, _scale),
 }
 
 

@@ -121,3 +121,17 @@ def test_a_missing_or_zero_value_has_no_ratio():
     other = {"commit": "a", "figures": [_fig("capacity: x", 100.0, "MiB", "", True, "capacity"),
                                         _fig("converter: x", 0.0, "us", "-", None, "converter")]}
     assert comparison(this, other, ["capacity", "converter"], "r", "")["ratios"] == {"capacity": None, "converter": None}
+
+
+def test_the_scale_curve_says_how_each_figure_grows_per_worker_count():
+    from bench.scale import growth
+
+    def row(workers: int, n: int, p99: float, rss: float) -> dict:
+        return {"workers": workers, "open": n, "approval_p99_ms": p99, "rss_mib": rss}
+
+    rows = [row(1, 500, 20, 100), row(1, 2000, 40, 250), row(1, 5000, 100, 250), row(2, 500, 10, 200), row(2, 2000, 10, 300)]
+    assert growth(rows) == [
+        {"workers": 1, "open": "500 -> 2000", "open_x": 4.0, "approval_p99_x": 2.0, "rss_x": 2.5},
+        {"workers": 1, "open": "2000 -> 5000", "open_x": 2.5, "approval_p99_x": 2.5, "rss_x": 1.0},
+        {"workers": 2, "open": "500 -> 2000", "open_x": 4.0, "approval_p99_x": 1.0, "rss_x": 1.5},
+    ]  # never from one worker count's last size to the next count's first
