@@ -136,6 +136,7 @@ def _alert_id_secret() -> bytes:
     return hmac.new(ring.keys[0][1], b"codeblue alert incident IDs", hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=16_384)  # a group's alerts share a key: one HMAC per key, not per alert
 def incident_id_for(key: str, ordinal: int = 1) -> str:
     """Stable for a key and opaque: label values (which may be sensitive) stay out of the
     workflow ID, and without the server's secret the ID cannot be predicted. `ordinal` > 1:
