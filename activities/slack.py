@@ -29,12 +29,13 @@ from activities.deferred import deferred
 from domain.config import SlackConfig
 from domain.slack import (
     EVENT_TYPE,
+    SlackBatchResult,
     SlackChannelRef,
     SlackChannelRequest,
     SlackChannelResult,
     SlackMessageRef,
     SlackPostResult,
-    SlackProposalRequest,
+    SlackProposalBatch,
     SlackUpdateRequest,
     channel_name,
     channel_summary,
@@ -150,34 +151,49 @@ class SlackActivities:
             return SlackPostResult(delivered=False, skipped=True, detail="slack.channel not configured")
         return None
 
-    async def find_posted(self, idempotency_key: str) -> SlackMessageRef | None:
-        """The message an earlier attempt posted with this key, if it is in the last
-        HISTORY_LIMIT messages of the channel."""
+    async def find_posted(self, keys: set[str]) -> dict[str, SlackMessageRef]:
+        """The messages an earlier attempt posted with these keys, among the last
+        HISTORY_LIMIT messages of the channel (one read for the whole round)."""
         channel = self.cfg.channel
         assert channel
         resp = await self._call("conversations.history", channel=channel, limit=HISTORY_LIMIT,
                                 include_all_metadata=True)
+        found: dict[str, SlackMessageRef] = {}
         for m in resp.get("messages") or []:
             meta = m.get("metadata") or {}
-            if meta.get("event_type") == EVENT_TYPE and \
-                    (meta.get("event_payload") or {}).get("idempotency_key") == idempotency_key and m.get("ts"):
-                return SlackMessageRef(channel=channel, ts=str(m["ts"]))
-        return None
+            key = (meta.get("event_payload") or {}).get("idempotency_key")
+            if meta.get("event_type") == EVENT_TYPE and key in keys and m.get("ts"):
+                found.setdefault(key, SlackMessageRef(channel=channel, ts=str(m["ts"])))
+        return found
 
     @activity.defn
-    async def slack_post_proposal(self, req: SlackProposalRequest) -> SlackPostResult:
+    async def slack_post_proposals(self, batch: SlackProposalBatch) -> SlackBatchResult:
+        """A round of proposals, one message each, in order. A retry (after a timeout, a 5xx
+        or a rate limit past its handler) finds what an earlier attempt posted and posts only
+        the rest; a refusal for good of one message is its result, and the rest still go."""
         skipped = self._skip()
         if skipped:
-            return skipped
-        if activity.info().attempt > 1:
-            earlier = await self.find_posted(req.idempotency_key)
-            if earlier:
-                return SlackPostResult(delivered=True, detail="already posted by an earlier attempt", ref=earlier)
-        resp = await self._call("chat.postMessage", channel=self.cfg.channel, text=proposal_text(req),
-                                blocks=proposal_blocks(req), metadata=proposal_metadata(req),
-                                unfurl_links=False, unfurl_media=False)
-        return SlackPostResult(delivered=True, detail="proposal posted",
-                               ref=SlackMessageRef(channel=str(resp["channel"]), ts=str(resp["ts"])))
+            return SlackBatchResult(results=[skipped] * len(batch.requests))
+        earlier = await self.find_posted({r.idempotency_key for r in batch.requests}) \
+            if activity.info().attempt > 1 else {}
+        results = []
+        for req in batch.requests:
+            ref = earlier.get(req.idempotency_key)
+            if ref is not None:
+                results.append(SlackPostResult(delivered=True, detail="already posted by an earlier attempt", ref=ref))
+                continue
+            try:
+                resp = await self._call("chat.postMessage", channel=self.cfg.channel, text=proposal_text(req),
+                                        blocks=proposal_blocks(req), metadata=proposal_metadata(req),
+                                        unfurl_links=False, unfurl_media=False)
+            except ApplicationError as e:
+                if not e.non_retryable:
+                    raise
+                results.append(SlackPostResult(delivered=False, detail=e.message))
+                continue
+            results.append(SlackPostResult(delivered=True, detail="proposal posted",
+                                           ref=SlackMessageRef(channel=str(resp["channel"]), ts=str(resp["ts"]))))
+        return SlackBatchResult(results=results)
 
     @activity.defn
     async def slack_update_proposal(self, req: SlackUpdateRequest) -> SlackPostResult:

@@ -18,14 +18,14 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from bench.alert_storm import run_alert_storm
 from bench.baseline import BaselineWorkflow, noop
 from bench.figures import Figure, dev_server_pid, pct, rss_mb, without_hourly_limits
+from bench.incidents import open_incidents, p0, terminate_all, wait_for
 from domain.identity import ENV_KEY, keyring_from_env, new_key
-from domain.incident import Decision, IncidentInput, IncidentReport
+from domain.incident import Decision, IncidentReport
 from domain.severity import Severity
 from sandbox.memory_world import World, incident_worker
 from starters import service
@@ -35,31 +35,6 @@ from worker.temporal import workflow_runner
 from workflows.incident_response import IncidentResponseWorkflow
 
 
-async def wait_for(client: Client, wid: str, pred, timeout: float = 60, poll: float = 0.005) -> IncidentReport:
-    h = client.get_workflow_handle(wid)
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            rep: IncidentReport | None = await h.query(IncidentResponseWorkflow.status)
-        except RPCError as e:
-            # a worker busy starting a thousand incidents answers late: not yet, ask again
-            if e.status != RPCStatusCode.DEADLINE_EXCEEDED and "Timeout expired" not in str(e):
-                raise
-            rep = None
-        if rep is not None and pred(rep):
-            return rep
-        if time.monotonic() > end:
-            raise TimeoutError(f"{wid}: condition not reached")
-        await asyncio.sleep(poll)
-
-
-def p0(title: str = "bench") -> IncidentInput:
-    return IncidentInput(
-        incident_id=f"BENCH-{uuid.uuid4().hex[:10]}", title=title, severity=Severity.P0, commander="ic", requested_by="bench"
-    )
-
-
-# 1 ------------------------------------------------------------------ time to diagnostics
 async def time_to_diagnostics(client: Client, n: int) -> Figure:
     from sandbox.scenarios import sandbox_environment
     from worker.main import running_worker
@@ -148,24 +123,6 @@ class StampedWorld(World):
         return [a for a in acts if getattr(a, "__temporal_activity_definition").name != "helm_rollback"] + [helm_rollback]
 
 
-async def open_incidents(client: Client, tq: str, n: int, concurrency: int = 50) -> list[str]:
-    ids: list[str] = []
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one() -> None:
-        async with sem:
-            inp = p0()
-            await service.start_incident(client, inp, tq)
-            ids.append(inp.incident_id)
-
-    await asyncio.gather(*(one() for _ in range(n)))
-    # every incident is waiting for the IC; asked a few times a second, since every status query
-    # is a task for the worker and the server (at 200 a second, it halved the rate they opened at)
-    for wid in ids:
-        await wait_for(client, wid, lambda r: bool(r.actions), timeout=300, poll=0.25)
-    return ids
-
-
 async def approval_latency(client: Client, open_n: int, samples: int, cache: int = 2000) -> Figure:
     from domain.cluster import HelmRollbackRequest  # noqa: F401 - warm import outside timing
 
@@ -217,14 +174,6 @@ async def capacity(client: Client, n: int, warm: int = 20) -> Figure:
         await terminate_all(client, ids)
         proc.terminate()
         await proc.wait()
-
-
-async def terminate_all(client: Client, ids: list[str]) -> None:
-    for wid in ids:
-        try:
-            await client.get_workflow_handle(wid).terminate("bench done")
-        except Exception:  # noqa: BLE001 - already closed
-            pass
 
 
 # - ------------------------------------------------------------------ converter cost (no goal)

@@ -22,13 +22,14 @@ from typing import Any
 from temporalio.client import Client
 
 from bench.figures import Figure, pct, rss_mb
-from bench.measure import open_incidents, terminate_all
+from bench.incidents import open_incidents, terminate_all
 from domain.incident import Decision
 from starters import service
 from workflows.incident_response import IncidentResponseWorkflow
 
 SIZES = (500, 2000, 5000)
 QUICK_SIZES = (50, 100, 200)
+WAVE = 200
 
 
 class Workers:
@@ -108,7 +109,9 @@ async def curve(client: Client, n_workers: int, sizes: tuple[int, ...], samples:
             undecided: list[str] = []
             for size in sizes:
                 t0 = time.monotonic()
-                new = await open_incidents(client, tq, size - len(ids))
+                new: list[str] = []
+                while len(ids) + len(new) < size:  # in waves: a thousand started at once all crawl together
+                    new += await open_incidents(client, tq, min(WAVE, size - len(ids) - len(new)))
                 opened_s = time.monotonic() - t0
                 ids += new
                 undecided += new

@@ -54,6 +54,21 @@ class SlackPostResult(BaseModel):
     ref: SlackMessageRef | None = None
 
 
+# The proposals of one round go in one activity (one message each, in rank order): a round
+# of five used to cost five activities and five workflow tasks, one after the other.
+MAX_PROPOSALS_PER_POST = 50
+
+
+class SlackProposalBatch(BaseModel):
+    requests: list[SlackProposalRequest] = Field(min_length=1, max_length=MAX_PROPOSALS_PER_POST)
+
+
+class SlackBatchResult(BaseModel):
+    """One result per request, in its order."""
+
+    results: list[SlackPostResult]
+
+
 class SlackShown(BaseModel):
     """What the workflow last put in an action's message (workflow state)."""
 

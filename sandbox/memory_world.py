@@ -59,11 +59,13 @@ from domain.prometheus import (
     parse_time,
 )
 from domain.slack import (
+    SlackBatchResult,
     SlackChannelRef,
     SlackChannelRequest,
     SlackChannelResult,
     SlackMessageRef,
     SlackPostResult,
+    SlackProposalBatch,
     SlackProposalRequest,
     SlackUpdateRequest,
     channel_name,
@@ -336,12 +338,15 @@ class World:
             return SliRangeReport(skipped=w.slis_skipped, detail="fake", start=q.start, end=q.end,
                                   step_seconds=q.step_seconds, series=series)
 
-        @activity.defn(name="slack_post_proposal")
-        async def slack_post_proposal(r: SlackProposalRequest) -> SlackPostResult:
-            w._enter("slack_post_proposal")
-            w.slack_posts.append(r)
-            ts = f"{len(w.slack_posts)}.000000"
-            return SlackPostResult(delivered=True, detail="proposal posted", ref=SlackMessageRef(channel="C-FAKE", ts=ts))
+        @activity.defn(name="slack_post_proposals")
+        async def slack_post_proposals(b: SlackProposalBatch) -> SlackBatchResult:
+            w._enter("slack_post_proposals")
+            out = []
+            for r in b.requests:
+                w.slack_posts.append(r)
+                ts = f"{len(w.slack_posts)}.000000"
+                out.append(SlackPostResult(delivered=True, detail="proposal posted", ref=SlackMessageRef(channel="C-FAKE", ts=ts)))
+            return SlackBatchResult(results=out)
 
         @activity.defn(name="slack_update_proposal")
         async def slack_update_proposal(r: SlackUpdateRequest) -> SlackPostResult:
@@ -385,7 +390,7 @@ class World:
         return [
             acquire_target, release_target, worker_config, pod_status, service_status, gateway_logs, deployment_status, pod_metrics, helm_history,
             probe_health, helm_rollback, scale_deployment, rollout_restart, wait_rollout, db_check,
-            page, change_event, status_page, post_message, slack_post_proposal, slack_update_proposal,
+            page, change_event, status_page, post_message, slack_post_proposals, slack_update_proposal,
             slack_open_channel, incident_authority, incident_report, reopen_incident, sli_values, sli_range,
         ]
 

@@ -133,8 +133,9 @@ class SlackApi:
 
     # -- test helpers --------------------------------------------------------------------------
 
-    def fail_next(self, method: str, error: str = "internal_error", times: int = 1) -> None:
-        self._failures.setdefault(method, []).extend([(error, "1")] * times)
+    def fail_next(self, method: str, error: str = "internal_error", times: int = 1, after: int = 0) -> None:
+        """The next `times` calls of `method` fail with `error`, once `after` more have gone through."""
+        self._failures.setdefault(method, []).extend([("", "")] * after + [(error, "1")] * times)
 
     def rate_limit_next(self, method: str, times: int = 1, retry_after: int | str = 1) -> None:
         """The next `times` calls of `method` answer HTTP 429 `ratelimited`, `Retry-After: retry_after`
@@ -219,7 +220,9 @@ class SlackApi:
         call = ApiCall(method=method, args={k: v for k, v in args.items() if k != "token"})
         self.calls.append(call)
         pending = self._failures.get(method)
-        if pending:
+        if pending and not pending[0][0]:  # a call let through before the failures
+            pending.pop(0)
+        elif pending:
             call.error, after = pending.pop(0)
             if call.error == "ratelimited":
                 return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": after})

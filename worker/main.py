@@ -116,7 +116,7 @@ def activities_for(cfg: CodeBlueConfig, http: httpx.AsyncClient, helm_env: dict[
         notify.change_event,
         notify.status_page,
         notify.post_message,
-        slack.slack_post_proposal,
+        slack.slack_post_proposals,
         slack.slack_update_proposal,
         slack.slack_open_channel,
         health.probe_health,

@@ -16,7 +16,14 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.slack import SlackActivities
     from domain.incident import Action, ActionState, TimelineKind
-    from domain.slack import SlackPostResult, SlackProposalRequest, SlackShown, SlackUpdateRequest
+    from domain.slack import (
+        MAX_PROPOSALS_PER_POST,
+        SlackPostResult,
+        SlackProposalBatch,
+        SlackProposalRequest,
+        SlackShown,
+        SlackUpdateRequest,
+    )
     from workflows.approvals import ApprovalBook
     from workflows.steps import NOTIFY_RETRY, A, Activity
     from workflows.timeline import CODEBLUE, Timeline, reason
@@ -106,26 +113,47 @@ class SlackSync:
             behind = self._behind()
             if not behind or self.handing_over:
                 return  # closed, and every message shows its final state; or the next run goes on
+            new = [act for act in behind if act.id not in self.shown][:MAX_PROPOSALS_PER_POST]
+            if new:
+                if await self._post(new):
+                    return
+                continue  # what changed meanwhile is seen on the next pass
             for act in behind:
                 if self.handing_over:
                     return
                 view = list(self._view(act))
                 shown = self.shown.get(act.id)
-                if shown is None:
-                    res = await self._call(SlackActivities.slack_post_proposal, self._request(act),
-                                           f"Post {act.id} to Slack")
-                    self.shown[act.id] = SlackShown(ref=res.ref if res else None, view=view)
-                    if res is not None and res.skipped:
-                        self.off = True
-                        self.timeline().log(CODEBLUE, "Slack proposals skipped", res.detail, kind=TimelineKind.NOTIFICATION)
-                        return
-                else:
+                if shown is not None:
                     assert shown.ref is not None
                     state, by, detail = view
                     await self._call(SlackActivities.slack_update_proposal, SlackUpdateRequest(
                         proposal=self._request(act), ref=shown.ref, state=state, by=by, detail=detail,
                     ), f"Update {act.id} in Slack")
                     shown.view = view
+
+    async def _post(self, acts: list[Action]) -> bool:
+        """The round's new proposals, one message each, in one activity; True when Slack is
+        not configured (nothing more is posted)."""
+        views = [list(self._view(a)) for a in acts]
+        names = ", ".join(a.id for a in acts)
+        try:
+            out = await workflow.execute_activity_method(
+                SlackActivities.slack_post_proposals, SlackProposalBatch(requests=[self._request(a) for a in acts]),
+                start_to_close_timeout=timedelta(seconds=30 + 5 * len(acts)), retry_policy=NOTIFY_RETRY,
+                summary=f"Post {names} to Slack")
+            results: list[SlackPostResult | None] = list(out.results)
+        except ActivityError as e:
+            self.timeline().log(CODEBLUE, f"Post {names} to Slack failed", reason(e), kind=TimelineKind.FAILED)
+            results = [None] * len(acts)
+        for act, view, res in zip(acts, views, results, strict=False):
+            self.shown[act.id] = SlackShown(ref=res.ref if res else None, view=view)
+            if res is not None and res.skipped:
+                self.off = True
+                self.timeline().log(CODEBLUE, "Slack proposals skipped", res.detail, kind=TimelineKind.NOTIFICATION)
+                return True
+            if res is not None and not res.delivered:
+                self.timeline().log(CODEBLUE, f"Post {act.id} to Slack failed", res.detail, kind=TimelineKind.FAILED)
+        return False
 
     async def _call(self, activity: Activity[A, SlackPostResult], req: A, summary: str) -> SlackPostResult | None:
         try:

@@ -20,10 +20,11 @@ class Effect:
         return self.seen == self.expected
 
 
-def _notification_effects(sb: Any, expected_keys: list[tuple[str, str]], steps: Counter) -> list[Effect]:
+def _notification_effects(sb: Any, expected_keys: list[tuple[str, str]], steps: Counter, report: Any) -> list[Effect]:
     """Each expected (channel, Idempotency-Key) applied once, nothing else; one Slack proposal
-    message per `slack_post_proposal` step the workflows ran (none when they post none). A key
-    ending in `*` is a prefix (a change event's key ends with the time of the change)."""
+    message per action of the report once its workflow posts proposals (`slack_post_proposals`
+    steps; none when it posts none). A key ending in `*` is a prefix (a change event's key ends
+    with the time of the change)."""
     from sandbox.effects import deliveries, slack_posts
 
     d = deliveries(sb.receiver)
@@ -38,8 +39,8 @@ def _notification_effects(sb: Any, expected_keys: list[tuple[str, str]], steps: 
     others = sum(n for k, n in per_key.items() if not any(matches(e, k) for e in expected_keys))
     out.append(Effect("other notifications applied", 0, others))
     posts = slack_posts(sb.receiver)
-    out.append(Effect("Slack proposal messages (one per proposal posted)", steps.get("slack_post_proposal", 0),
-                      sum(posts.values())))
+    proposals = len(getattr(report, "actions", None) or []) if steps.get("slack_post_proposals", 0) else 0
+    out.append(Effect("Slack proposal messages (one per proposal posted)", proposals, sum(posts.values())))
     out.append(Effect("Slack proposal messages posted twice", 0, sum(n - 1 for n in posts.values() if n > 1)))
     return out
 
@@ -81,7 +82,7 @@ def bad_deploy_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[E
             ("slack", f"{iid}:stakeholders:final"),
             ("slack", f"{iid}:stakeholders:postincident"),
             ("webhook", f"{iid}:channel_close"),
-        ], steps),
+        ], steps, report),
     ]
 
 
@@ -110,7 +111,7 @@ def db_outage_effects(sb: Any, log: Any, report: Any, steps: Counter) -> list[Ef
         Effect("api-gateway scale patches", 0, gw["scales"]),
         Effect("api-gateway image changes", 0, gw["image_changes"]),
         *_notification_effects(sb, [("pagerduty", f"{iid}:change:restore:*"),
-                                    ("pagerduty", f"{iid}:change:cutover:*")], steps),
+                                    ("pagerduty", f"{iid}:change:cutover:*")], steps, report),
     ]
 
 

@@ -23,7 +23,7 @@ PINNED = {
     "rds_preflight", "rds_restore", "rds_wait_available", "rds_instance_status", "rds_delete_restored",
     "db_verify_restored", "db_secret_backup", "db_secret_point", "db_secret_restore",
     "describe_cache_cluster", "redis_stats", "redis_flush",
-    "probe_health", "page", "change_event", "status_page", "post_message", "slack_post_proposal", "slack_update_proposal",
+    "probe_health", "page", "change_event", "status_page", "post_message", "slack_post_proposals", "slack_update_proposal",
     "slack_open_channel",
     "sli_values", "sli_range", "smoke_check", "schedule_postmortem",
     "acquire_target", "release_target",

@@ -24,11 +24,13 @@ from domain.config import CodeBlueConfig, SlackConfig
 from domain.slack import (
     ACTIONS_BLOCK,
     APPROVE,
+    MAX_PROPOSALS_PER_POST,
     REASON_BLOCK,
     REASON_INPUT,
     REJECT,
     REJECT_MODAL,
     SlackMessageRef,
+    SlackProposalBatch,
     SlackProposalRequest,
     SlackUpdateRequest,
     button_value,
@@ -43,7 +45,7 @@ from sandbox.receiver import Receiver
 from sandbox.slack_api import SlackApi
 from starters.api.app import ApiSettings, create_app
 from starters.ports import free_port
-from tests.support.activity import attempt
+from tests.support.activity import attempt, post_proposal
 from tests.support.api import api_config, api_on, auth
 from tests.support.paths import ROOT
 from tests.support.polling import until
@@ -113,7 +115,7 @@ def test_blocks_show_buttons_only_while_proposed_and_the_outcome_after():
 
 async def test_a_proposal_is_posted_once_and_a_retry_finds_it(slack):
     acts = SlackActivities(slack_cfg(slack), BOT)
-    first = await attempt(1).run(acts.slack_post_proposal, proposal())
+    first = await post_proposal(acts, proposal())
     assert first.delivered and not first.skipped and first.ref and first.ref.channel == CHANNEL
     (msg,) = slack.messages[CHANNEL]
     assert msg["ts"] == first.ref.ts and msg["text"].startswith("[P0] INC-1: rollback")
@@ -122,14 +124,14 @@ async def test_a_proposal_is_posted_once_and_a_retry_finds_it(slack):
     assert [b["type"] for b in msg["blocks"]] == ["section", "context", "actions"]
 
     # the worker died after Slack took the post: attempt 2 finds it instead of posting again
-    again = await attempt(2).run(acts.slack_post_proposal, proposal())
+    again = await post_proposal(acts, proposal(), 2)
     assert again.delivered and again.ref == first.ref and "earlier attempt" in again.detail
     assert len(slack.messages[CHANNEL]) == 1 and len(slack.calls_to("chat.postMessage")) == 1
     (hist,) = slack.calls_to("conversations.history")
     assert hist.args["channel"] == CHANNEL and str(hist.args["include_all_metadata"]).lower() in ("1", "true")
 
     # a retry whose first attempt never reached Slack posts (once)
-    other = await attempt(3).run(acts.slack_post_proposal, proposal(aid="scale", kind="scale_up"))
+    other = await post_proposal(acts, proposal(aid="scale", kind="scale_up"), 3)
     assert other.delivered and other.ref is not None and other.ref.ts != first.ref.ts and len(slack.messages[CHANNEL]) == 2
 
     # updated in place: same message, the outcome, no buttons
@@ -145,24 +147,26 @@ async def test_a_proposal_is_posted_once_and_a_retry_finds_it(slack):
 
 
 async def test_without_token_or_channel_posting_is_skipped(slack):
-    r = await attempt(1).run(SlackActivities(slack_cfg(slack), None).slack_post_proposal, proposal())
+    r = await post_proposal(SlackActivities(slack_cfg(slack), None), proposal())
     assert r.skipped and not r.delivered and "CODEBLUE_SLACK_BOT_TOKEN" in r.detail
-    r = await attempt(1).run(SlackActivities(slack_cfg(slack, channel=None), BOT).slack_post_proposal, proposal())
+    r = await post_proposal(SlackActivities(slack_cfg(slack, channel=None), BOT), proposal())
     assert r.skipped and "slack.channel" in r.detail
     assert slack.calls == []
 
 
 async def test_slack_failures_map_to_retryable_or_not(slack):
+    """A refusal for good is that message's result (the round's other messages still go); what
+    is worth retrying fails the activity, whose retry finds what was posted."""
     async def failure(acts: SlackActivities) -> ApplicationError:
         with pytest.raises(ApplicationError) as e:
-            await attempt(1).run(acts.slack_post_proposal, proposal())
+            await post_proposal(acts, proposal())
         return e.value
 
-    bad = await failure(SlackActivities(slack_cfg(slack), "xoxb-wrong"))
-    assert (bad.type, bad.non_retryable, bad.message) == ("NotificationRejected", True, "slack chat.postMessage: invalid_auth")
+    bad = await post_proposal(SlackActivities(slack_cfg(slack), "xoxb-wrong"), proposal())
+    assert (bad.delivered, bad.detail) == (False, "slack chat.postMessage: invalid_auth")
     assert "xoxb-wrong" not in str(bad)
-    gone = await failure(SlackActivities(slack_cfg(slack, channel="C0GONE"), BOT))
-    assert gone.non_retryable and gone.message.endswith("channel_not_found")
+    gone = await post_proposal(SlackActivities(slack_cfg(slack, channel="C0GONE"), BOT), proposal())
+    assert not gone.delivered and gone.ref is None and gone.detail.endswith("channel_not_found")
 
     slack.fail_next("chat.postMessage", "ratelimited")
     limited = await failure(SlackActivities(slack_cfg(slack), BOT))
@@ -177,12 +181,34 @@ async def test_slack_failures_map_to_retryable_or_not(slack):
     assert slack.messages[CHANNEL] == []
 
 
+async def test_a_round_of_proposals_is_one_activity_and_its_retry_posts_only_the_rest(slack):
+    acts = SlackActivities(slack_cfg(slack), BOT)
+    reqs = [proposal(aid=aid, kind=kind, idempotency_key=f"INC-1:{aid}:proposal")
+            for aid, kind in (("rollback", "helm_rollback"), ("scale", "scale_up"), ("restart", "rollout_restart"))]
+    # the first attempt posts two, then Slack fails (a 5xx): the activity fails, to be retried
+    slack.fail_next("chat.postMessage", "internal_error", after=2)
+    with pytest.raises(ApplicationError) as e:
+        await attempt(1).run(acts.slack_post_proposals, SlackProposalBatch(requests=reqs))
+    assert not e.value.non_retryable and len(slack.messages[CHANNEL]) == 2
+    out = await attempt(2).run(acts.slack_post_proposals, SlackProposalBatch(requests=reqs))
+    assert [r.delivered for r in out.results] == [True, True, True]
+    assert ["earlier attempt" in r.detail for r in out.results] == [True, True, False]
+    # one message per proposal, in the round's order, each once; one history read for the round
+    texts = [m["text"] for m in slack.messages[CHANNEL]]
+    assert [t.split(":")[1].split()[0] for t in texts] == ["rollback", "scale", "restart"], texts
+    assert len(slack.calls_to("conversations.history")) == 1
+    assert [r.ref.ts for r in out.results if r.ref] == [m["ts"] for m in slack.messages[CHANNEL]]
+    # a round is bounded
+    with pytest.raises(ValueError):
+        SlackProposalBatch(requests=[reqs[0]] * (MAX_PROPOSALS_PER_POST + 1))
+
+
 async def test_the_sandbox_receiver_serves_the_web_api_stand_in():
     async with Receiver(slack_token=BOT) as rx:
         web = AsyncWebClient(token=BOT, base_url=rx.slack_api_url)
         assert (await web.auth_test())["ok"]
         cfg = SlackConfig(api_url=rx.slack_api_url, channel=rx.slack_api.channel)
-        r = await attempt(1).run(SlackActivities(cfg, BOT).slack_post_proposal, proposal())
+        r = await post_proposal(SlackActivities(cfg, BOT), proposal())
         assert r.delivered and r.ref is not None and cfg.channel is not None
         posted = rx.slack_api.message(cfg.channel, r.ref.ts)
         assert posted is not None and posted["metadata"]["event_type"] == "codeblue_proposal"
@@ -257,7 +283,7 @@ async def incident_with_messages(http: httpx.AsyncClient, world, slack: SlackApi
     acts = SlackActivities(slack_cfg(slack), BOT)
     msgs: dict[str, dict] = {}
     for a in rep["actions"]:
-        res = await attempt(1).run(acts.slack_post_proposal, SlackProposalRequest(
+        res = await post_proposal(acts, SlackProposalRequest(
             incident_id=iid, action_id=a["id"], kind=a["kind"], reason=a["reason"], severity=rep["severity"],
             commander=rep["commander"], idempotency_key=f"{iid}:{a['id']}:proposal"))
         assert res.ref is not None

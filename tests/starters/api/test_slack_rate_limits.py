@@ -54,7 +54,7 @@ from domain.slack import (
 )
 from sandbox.slack_api import SlackApi
 from starters.api.slack import click_retry_handlers
-from tests.support.activity import attempt
+from tests.support.activity import attempt, post_proposal
 from tests.support.api import api_config, api_on
 
 # small bits as in tests/test_slack.py (copied: a test file never imports another)
@@ -181,11 +181,11 @@ async def test_an_activity_waits_out_a_429_on_chat_update_but_never_reposts(slac
     # must not be doubled)
     slack.rate_limit_next("chat.postMessage")
     with pytest.raises(ApplicationError) as e:
-        await attempt(1).run(acts.slack_post_proposal, proposal())
+        await post_proposal(acts, proposal())
     assert not e.value.non_retryable and e.value.type == "NotificationUnavailable"
     assert e.value.next_retry_delay is not None and e.value.next_retry_delay.total_seconds() == 1
     assert len(slack.calls_to("chat.postMessage")) == 1 and slack.messages[CHANNEL] == []
-    posted = await attempt(2).run(acts.slack_post_proposal, proposal())
+    posted = await post_proposal(acts, proposal(), 2)
     assert posted.delivered and posted.ref is not None and len(slack.messages[CHANNEL]) == 1
 
     # chat.update is idempotent: slack_sdk waits Retry-After and sends it again, in one attempt
@@ -234,7 +234,7 @@ def test_each_drawing_that_differs_has_its_own_block_ids():
 
 async def test_two_updates_of_one_message_carry_different_block_ids(slack):
     acts = SlackActivities(slack_cfg(slack), BOT)
-    posted = await attempt(1).run(acts.slack_post_proposal, proposal())
+    posted = await post_proposal(acts, proposal())
     assert posted.ref is not None
     for state, by, detail in [("proposed", "alice", "approved 1/2; needs a second person"), ("approved", "bob", None)]:
         await attempt(1).run(acts.slack_update_proposal, SlackUpdateRequest(
@@ -325,7 +325,7 @@ async def test_clicks_get_through_429s_and_a_redrawn_message_is_understood(dev_e
             reqs[a["id"]] = SlackProposalRequest(
                 incident_id=iid, action_id=a["id"], kind=a["kind"], reason=a["reason"], severity=rep["severity"],
                 commander=rep["commander"], idempotency_key=f"{iid}:{a['id']}:slack")
-            res = await attempt(1).run(acts.slack_post_proposal, reqs[a["id"]])
+            res = await post_proposal(acts, reqs[a["id"]])
             assert res.ref is not None
             refs[a["id"]] = res.ref
         first, last = list(refs)[0], list(refs)[-1]
@@ -448,7 +448,7 @@ async def test_a_redraw_that_waited_out_a_429_draws_what_the_workflow_holds_by_t
     from starters.api.slack import slack_router
 
     acts = SlackActivities(slack_cfg(slack), BOT)
-    posted = await attempt(1).run(acts.slack_post_proposal, proposal())
+    posted = await post_proposal(acts, proposal())
     assert posted.ref is not None
 
     def report(state: ActionState, result: str | None = None) -> SimpleNamespace:
