@@ -118,6 +118,8 @@ class World:
     health_by_url: dict[str, bool] = field(default_factory=dict)  # other services' health (else `healthy`)
     db_commands: list = field(default_factory=list)  # db_check commands run
     slack_posts: list[SlackProposalRequest] = field(default_factory=list)  # proposal messages posted
+    slack_refused: set[str] = field(default_factory=set)  # action IDs whose message Slack refuses for good
+    slack_rounds: list[list[str]] = field(default_factory=list)  # the action IDs of each posting round
     slack_updates: list[SlackUpdateRequest] = field(default_factory=list)  # ... and updated in place
     channels: list[SlackChannelRequest] = field(default_factory=list)  # incident channels opened (Web API)
     config: CodeBlueConfig = field(default_factory=CodeBlueConfig)
@@ -341,8 +343,12 @@ class World:
         @activity.defn(name="slack_post_proposals")
         async def slack_post_proposals(b: SlackProposalBatch) -> SlackBatchResult:
             w._enter("slack_post_proposals")
+            w.slack_rounds.append([r.action_id for r in b.requests])
             out = []
             for r in b.requests:
+                if r.action_id in w.slack_refused:
+                    out.append(SlackPostResult(delivered=False, detail="slack chat.postMessage: restricted_action"))
+                    continue
                 w.slack_posts.append(r)
                 ts = f"{len(w.slack_posts)}.000000"
                 out.append(SlackPostResult(delivered=True, detail="proposal posted", ref=SlackMessageRef(channel="C-FAKE", ts=ts)))

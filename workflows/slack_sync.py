@@ -113,7 +113,9 @@ class SlackSync:
             behind = self._behind()
             if not behind or self.handing_over:
                 return  # closed, and every message shows its final state; or the next run goes on
-            new = [act for act in behind if act.id not in self.shown][:MAX_PROPOSALS_PER_POST]
+            # the round's new proposals in rank order (the recommended one first; unranked last)
+            new = sorted((act for act in behind if act.id not in self.shown),
+                         key=lambda a: (a.rank == 0, a.rank))[:MAX_PROPOSALS_PER_POST]
             if new:
                 if await self._post(new):
                     return
@@ -135,13 +137,14 @@ class SlackSync:
         """The round's new proposals, one message each, in one activity; True when Slack is
         not configured (nothing more is posted)."""
         views = [list(self._view(a)) for a in acts]
-        names = ", ".join(a.id for a in acts)
+        names = ", ".join(a.id for a in acts[:5]) + (f" and {len(acts) - 5} more" if len(acts) > 5 else "")
         try:
             out = await workflow.execute_activity_method(
                 SlackActivities.slack_post_proposals, SlackProposalBatch(requests=[self._request(a) for a in acts]),
                 start_to_close_timeout=timedelta(seconds=30 + 5 * len(acts)), retry_policy=NOTIFY_RETRY,
                 summary=f"Post {names} to Slack")
-            results: list[SlackPostResult | None] = list(out.results)
+            # one per request; one missing counts as failed (never posted again: no duplicate)
+            results: list[SlackPostResult | None] = [*out.results[:len(acts)], *[None] * (len(acts) - len(out.results))]
         except ActivityError as e:
             self.timeline().log(CODEBLUE, f"Post {names} to Slack failed", reason(e), kind=TimelineKind.FAILED)
             results = [None] * len(acts)

@@ -130,3 +130,21 @@ def test_each_scenarios_recommendation_is_the_move_its_drill_makes():
     assert _recommended(_diag(cache=40), _evidence(None)) == "cache-playbook"
     # a deploy and connection errors: the deploy is the likelier cause
     assert _recommended(_diag(conn=50), _evidence(12)) == "rollback"
+
+
+async def test_the_proposals_go_to_slack_in_one_round_and_a_refused_message_is_on_the_timeline(skipping_env):
+    env, world = skipping_env, World(slack_refused={"scale"})
+    async with worker_for(env, world) as tq:
+        h = await start(env, world, incident(), tq)
+        rep = await until(h, proposed, "proposals")
+        rep = await until(h, lambda r: any(e.event == "Post scale to Slack failed" for e in r.timeline), "the refusal")
+        # one activity for the round, in rank order; the refused message is not posted again
+        assert world.slack_rounds == [[a.id for a in sorted(rep.actions, key=lambda a: a.rank)]], world.slack_rounds
+        (failed,) = [e for e in rep.timeline if e.event == "Post scale to Slack failed"]
+        assert failed.kind == TimelineKind.FAILED and "restricted_action" in (failed.result or "")
+        assert sorted(p.action_id for p in world.slack_posts) == sorted(a.id for a in rep.actions if a.id != "scale")
+        await service.decide(env.client, h.id, Decision(action_id="scale", approve=False, by="alice", reason="not now"))
+        await service.decide(env.client, h.id, Decision(action_id="restart", approve=False, by="alice", reason="not now"))
+        await until(lambda: any(u.proposal.action_id == "restart" for u in world.slack_updates), None, "restart's update")
+        assert len(world.slack_rounds) == 1 and not any(u.proposal.action_id == "scale" for u in world.slack_updates)
+        await h.terminate()
