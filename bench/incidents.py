@@ -15,6 +15,8 @@ from domain.severity import Severity
 from starters import service
 from workflows.incident_response import IncidentResponseWorkflow
 
+TRANSIENT = (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED, RPCStatusCode.UNAVAILABLE)
+
 
 async def wait_for(client: Client, wid: str, pred, timeout: float = 60, poll: float = 0.005) -> IncidentReport:
     h = client.get_workflow_handle(wid)
@@ -23,8 +25,9 @@ async def wait_for(client: Client, wid: str, pred, timeout: float = 60, poll: fl
         try:
             rep: IncidentReport | None = await h.query(IncidentResponseWorkflow.status)
         except RPCError as e:
-            # a worker busy starting a thousand incidents answers late: not yet, ask again
-            if e.status != RPCStatusCode.DEADLINE_EXCEEDED and "Timeout expired" not in str(e):
+            # a worker busy starting a thousand incidents answers late, and the server closes a
+            # connection past its age (an h2 error on a call in flight): not yet, ask again
+            if e.status not in TRANSIENT and "Timeout expired" not in str(e):
                 raise
             rep = None
         if rep is not None and pred(rep):
