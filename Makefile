@@ -30,7 +30,7 @@ lint: $(BIN)/.installed
 # otherwise compile the project's modules again (~0.3 s of CPU each).
 unexport PYTHONDONTWRITEBYTECODE
 
-# the suite on four workers (pyproject addopts), then the few tests marked `alone` (load-sensitive) on an idle machine
+# the suite on six workers (pyproject addopts), then the few tests marked `alone` (load-sensitive) on an idle machine
 test: lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m "not alone"
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m alone -n 0

@@ -168,7 +168,6 @@ def _warm() -> None:
     """What every worker would compute again on start and may be shared before fork."""
     global _VALIDATED
     from temporalio import workflow
-    from temporalio.worker import _worker
 
     from worker.main import WORKFLOWS
 
@@ -180,10 +179,9 @@ def _warm() -> None:
     asyncio.run(validate())  # a loop of its own, closed before any fork
     _VALIDATED = True
 
-    try:
-        _worker.load_default_build_id()  # hashes every loaded module: memoized for the children
-    except Exception:  # noqa: BLE001 - a private helper; without it children only start slower
-        pass
+    from worker.versioning import source_commit
+
+    source_commit()  # the build ID's commit (one `git` run), for every child
     # the client libraries the worker's activities load on first use (activities.deferred), and
     # the TLS context its HTTP clients share: each child would otherwise load and build its own
     # (about half of a child's start-up)

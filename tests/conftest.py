@@ -26,7 +26,7 @@ use_test_keys()
 # when its longest file does. Measured with --durations; files not listed keep their order. By
 # file name: a name is unique across the folders of tests/.
 SLOW_FIRST = [
-    "test_fault_drill.py", "test_api_schema.py", "test_scale_out.py", "test_service_recovery_drill.py",
+    "test_fault_drill.py", "test_api_schema.py", "test_fault_drill_cli.py", "test_scale_out.py", "test_service_recovery_drill.py",
     "test_service_recovery.py", "test_worker_crash.py", "test_cli_api.py", "test_database_restore_crash.py",
     "test_cli.py", "test_slack.py", "test_playbook_drills.py", "test_drill.py", "test_platform_drills.py",
     "test_alert_spool.py", "test_aws_rds.py", "test_helm_standin.py", "test_db_connections_drill.py",

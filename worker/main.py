@@ -34,7 +34,7 @@ from activities.targets import Targets
 from domain.config import AwsConfig, CodeBlueConfig, ConfigError, KubernetesConfig
 from worker.identity import IdentityInterceptor
 from worker.temporal import workflow_runner
-from worker.versioning import adopt_if_first, deployment_config
+from worker.versioning import adopt_if_first, build_id, deployment_config
 from workflows.registry import WORKFLOWS
 from workflows.versioned import VERSIONED
 
@@ -158,6 +158,9 @@ async def running_worker(
             interceptors=[] if verifying else [IdentityInterceptor.from_env()],
             workflow_runner=workflow_runner(),
             deployment_config=versioned,
+            # unversioned, the SDK would name the build by hashing the code of every loaded
+            # module (a quarter of a second of each worker's start); ours is version + commit
+            build_id=None if versioned else build_id(),
             **worker_options,
         )
         async with worker:

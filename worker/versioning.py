@@ -11,6 +11,7 @@ Without it (the drills, the tests, a single dev worker), the worker is unversion
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -29,6 +30,7 @@ ENV_BUILD_ID = "CODEBLUE_BUILD_ID"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.cache  # the code a process runs does not change under it
 def source_commit() -> str | None:
     """The checkout's commit, when the code runs from one (the image sets CODEBLUE_BUILD_ID)."""
     if not (ROOT / ".git").exists():
