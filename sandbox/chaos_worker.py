@@ -131,7 +131,11 @@ def _gated_worker(link: SupervisorLink, identity: str) -> type[Worker]:
         def __init__(self, client: Any, **kwargs: Any) -> None:
             kwargs["interceptors"] = [*kwargs.get("interceptors", ()), BoundaryHook(link)]
             kwargs.setdefault("identity", identity)
-            kwargs.setdefault("workflow_runner", _Prevalidated())
+            # the runner `codeblue worker` runs (worker.temporal.workflow_runner), minus the
+            # per-class start-up check that the pool made before forking
+            given = kwargs.get("workflow_runner")
+            kwargs["workflow_runner"] = _Prevalidated(restrictions=given.restrictions) \
+                if isinstance(given, SandboxedWorkflowRunner) else _Prevalidated()
             # how long the server holds a task for this worker's cache before giving it to
             # another worker (default 10 s): this worker is SIGKILLed on purpose, often
             kwargs.setdefault("sticky_queue_schedule_to_start_timeout", timedelta(seconds=STICKY_SECONDS))
@@ -170,9 +174,10 @@ def _warm() -> None:
     from temporalio import workflow
 
     from worker.main import WORKFLOWS
+    from worker.temporal import workflow_runner
 
     async def validate() -> None:  # what Worker() checks for each workflow, once for all the children
-        runner = SandboxedWorkflowRunner()
+        runner = workflow_runner()  # the children's own (GatedWorker keeps its restrictions)
         for cls in WORKFLOWS:
             runner.prepare_workflow(workflow._Definition.must_from_class(cls))
 
@@ -212,8 +217,12 @@ def main() -> None:
     import domain.config  # noqa: F401
     import worker.main
     import worker.temporal  # noqa: F401
+    from worker.heap import settle_heap
 
     _warm()
+    # out of the collector's sight before any fork: a child's full collection walked (and so
+    # copied, page by page) the whole inherited heap, about half of each child's start-up CPU
+    settle_heap(young_threshold=None)  # as `codeblue worker`
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     while True:
         line = sys.stdin.buffer.readline()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -486,6 +487,7 @@ def dev_cmd(
 
 
 def main() -> None:
+    gc.disable()  # until the command runs (cli_common.run settles the heap): nothing to collect while it imports
     missing = register_commands(app)  # `codeblue drill` (the drill world, when installed)
     if len(sys.argv) > 1 and sys.argv[1] in missing:
         fail(missing[sys.argv[1]], code=2)

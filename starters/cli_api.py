@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from starters.cli_common import cli_config, err, exit_now, fail, temporal_client
-from starters.heap import settle_heap
+from worker.heap import settle_heap
 
 
 def api_cmd(

@@ -16,6 +16,7 @@ from rich.console import Console
 from domain.config import CodeBlueConfig, ConfigError, TemporalSettings, load_config
 from domain.identity import OPERATOR_VIA
 from starters.errors import CodeBlueError
+from worker.heap import settle_heap
 
 out = Console()
 err = Console(stderr=True)
@@ -37,6 +38,7 @@ def exit_now(code: int) -> NoReturn:
 
 def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run a command; any expected failure becomes one line on stderr and exit 1."""
+    settle_heap(young_threshold=None)  # what the command imported lives as long as it runs
     try:
         return asyncio.run(coro_fn())
     except (CodeBlueError, ConfigError) as e:

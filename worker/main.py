@@ -32,6 +32,7 @@ from activities.release_state import ReleaseStateActivities
 from activities.slack import SlackActivities
 from activities.targets import Targets
 from domain.config import AwsConfig, CodeBlueConfig, ConfigError, KubernetesConfig
+from worker.heap import settle_heap
 from worker.identity import IdentityInterceptor
 from worker.temporal import workflow_runner
 from worker.versioning import adopt_if_first, build_id, deployment_config
@@ -176,6 +177,7 @@ async def serve_until_signal(client: Client, cfg: CodeBlueConfig, task_queue: st
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with running_worker(client, cfg, task_queue):
+        settle_heap(young_threshold=None)  # started: what it imported stays, out of the collector's sight
         dc = deployment_config()
         if dc is not None:
             state = await adopt_if_first(client, dc)

@@ -30,6 +30,7 @@ from sandbox.drills.kit import DrillContext, Driver, json_stdout
 from starters.devserver import dev_server, ui_base
 from starters.render import print_report
 from starters.service import CodeBlueError
+from worker.heap import settle_heap
 from worker.identity import IdentityInterceptor
 from worker.main import running_worker
 
@@ -110,6 +111,7 @@ async def _drill(name: str, *, as_json: bool, keep: bool, out: Console, err: Con
             say("SLIs: skipped (no `prometheus` binary; install Debian's prometheus package to read real SLIs)",
                 highlight=False)
         async with running_worker(env.client, sb.config, task_queue):
+            settle_heap()  # the world is up: what it took to start stays, out of the collector's sight
             ctx = DrillContext(client=env.client, sandbox=sb, task_queue=task_queue, ui=ui, say=say, via=via)
             outcome = await drive(ctx)
             postmortem = await _postmortem(ctx, outcome.workflow_id)
