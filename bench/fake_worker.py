@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 
 from bench.figures import without_hourly_limits
 from sandbox.memory_world import World
+from worker.heap import settle_heap
 from worker.identity import client_interceptors
 from worker.temporal import data_converter, quiet_core_logs, workflow_runner
 from workflows.incident_response import IncidentResponseWorkflow
@@ -56,6 +57,7 @@ async def serve(a: argparse.Namespace) -> None:
     async with Worker(client, task_queue=a.task_queue, workflows=[IncidentResponseWorkflow],
                       activities=stamped(acts) if a.stamp else acts, workflow_runner=workflow_runner(),
                       max_cached_workflows=a.cache or DEFAULT_CACHE):
+        settle_heap(young_threshold=None)  # as `codeblue worker` once started
         print("ready", flush=True)
         await stop.wait()
 
