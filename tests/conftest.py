@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import shutil
 from typing import Any
 
@@ -12,12 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from tests.support.identity import signing_interceptors, use_test_keys
-from worker.heap import settle_heap
 from worker.temporal import data_converter, register_search_attributes
-
-# Nothing to collect while the test modules import the product: settled once they all have
-# (pytest_collection_finish), as a worker settles once started (worker.heap).
-gc.disable()
 
 # Fixture modules shared by several test files (a test asks for a fixture by name, never imports it).
 pytest_plugins = ["tests.support.aws", "tests.support.cluster", "tests.support.helm"]
@@ -43,10 +37,6 @@ SLOW_FIRST = [
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    settle_heap()
 
 
 # A Worker checks at construction that each workflow class loads in its sandbox, by running

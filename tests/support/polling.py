@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from temporalio.client import WorkflowHandle
@@ -18,6 +19,7 @@ R = TypeVar("R")
 
 # What a server says while it moves a workflow off a killed worker, or under load: asked again.
 TRANSIENT = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE)
+QUERY_RPC_TIMEOUT = timedelta(seconds=30)
 
 Check = Callable[[T], "bool | Awaitable[bool]"]
 
@@ -75,7 +77,8 @@ async def until(
         handle, status = source, query or IncidentResponseWorkflow.status
 
         async def probe() -> Any:
-            return await handle.query(status)
+            # a query lost on its way (a busy time-skipping server) is asked again, never awaited forever
+            return await handle.query(status, rpc_timeout=QUERY_RPC_TIMEOUT)
     else:
         probe = source
     loop = asyncio.get_running_loop()
@@ -87,7 +90,11 @@ async def until(
         try:
             value = probe()
             if inspect.isawaitable(value):
-                value = await value
+                try:  # a probe that never answers fails the wait at its timeout instead of hanging the test
+                    async with asyncio.timeout(max(end - loop.time(), 1.0)):
+                        value = await value
+                except TimeoutError:
+                    raise AssertionError(f"timed out waiting for {what}: the probe did not answer{_seen(last)}") from None
             last = value
             ok = value if pred is None else pred(value)
             if inspect.isawaitable(ok):
