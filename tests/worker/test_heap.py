@@ -15,7 +15,7 @@ def test_a_command_runs_with_the_collector_on_and_its_imports_out_of_its_sight()
         seen.append((gc.isenabled(), gc.get_freeze_count()))
 
     gc.disable()  # as `codeblue` does while it imports (starters.cli.main)
-    gc.unfreeze()  # what this test process froze (tests/conftest.py): the command must freeze its own
+    gc.unfreeze()  # whatever an earlier in-process command froze: this one must freeze its own
     try:
         run(command)
     finally:
